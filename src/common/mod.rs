@@ -1,1 +1,16 @@
+//! Code shared by the three daemons. Nothing here knows a daemon's routes or state:
+//! the daemons talk to each other over local HTTP, exactly as the deployed processes do.
 
+pub mod api_error;
+pub mod client;
+pub mod http;
+pub mod ids;
+pub mod jsonl;
+pub mod logging;
+pub mod netaddr;
+pub mod proc;
+pub mod secret;
+pub mod signals;
+pub mod store;
+pub mod time;
+pub mod ws;

@@ -1,0 +1,185 @@
+//! Reading one request head (request line + headers) under a *total* deadline, so a
+//! client that trickles one header byte at a time cannot hold a thread for long.
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Most header fields accepted in one request.
+pub const MAX_HEADERS: usize = 64;
+
+#[derive(Debug)]
+pub struct Head {
+    pub method: String,
+    pub target: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// Lower-cased names.
+    pub headers: Vec<(String, String)>,
+    /// Bytes of `buf` the head occupied.
+    pub len: usize,
+}
+
+impl Head {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(k, _)| k == name).count()
+    }
+}
+
+#[derive(Debug)]
+pub enum HeadError {
+    /// The peer closed the connection before sending a byte of a new request.
+    Closed,
+    /// No complete head before the deadline; `partial` says whether any byte arrived.
+    Timeout {
+        partial: bool,
+    },
+    /// The head exceeds the byte or field limit.
+    TooLarge,
+    /// Not HTTP/1.x.
+    Malformed(String),
+    Io(io::Error),
+}
+
+/// Reads until `buf` holds a complete head, parses it, and returns it. Bytes past the head
+/// (a body, a pipelined request or WebSocket frames) stay in `buf` after `head.len`.
+///
+/// `idle_until` bounds the wait for the first byte; once it arrives the whole head must
+/// be in within `head_timeout`.
+pub fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    idle_until: Instant,
+    head_timeout: Duration,
+    max_head_bytes: usize,
+) -> Result<Head, HeadError> {
+    let mut deadline = if buf.is_empty() {
+        idle_until
+    } else {
+        Instant::now() + head_timeout
+    };
+    let mut chunk = [0u8; 4096];
+    loop {
+        if !buf.is_empty() {
+            if let Some(head) = try_parse(buf)? {
+                return Ok(head);
+            }
+            if buf.len() > max_head_bytes {
+                return Err(HeadError::TooLarge);
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(HeadError::Timeout {
+                partial: !buf.is_empty(),
+            });
+        }
+        stream
+            .set_read_timeout(Some(deadline - now))
+            .map_err(HeadError::Io)?;
+        match stream.read(&mut chunk) {
+            Ok(0) if buf.is_empty() => return Err(HeadError::Closed),
+            Ok(0) => return Err(HeadError::Malformed("connection closed mid-head".into())),
+            Ok(n) => {
+                if buf.is_empty() {
+                    deadline = Instant::now() + head_timeout;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) if is_timeout(&e) => {
+                return Err(HeadError::Timeout {
+                    partial: !buf.is_empty(),
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if buf.is_empty() && is_reset(&e) => return Err(HeadError::Closed),
+            Err(e) => return Err(HeadError::Io(e)),
+        }
+    }
+}
+
+fn try_parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let headers = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).trim().to_string(),
+                    )
+                })
+                .collect();
+            Ok(Some(Head {
+                method: req.method.unwrap_or("").to_string(),
+                target: req.path.unwrap_or("").to_string(),
+                minor_version: req.version.unwrap_or(1),
+                headers,
+                len,
+            }))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
+        Err(e) => Err(HeadError::Malformed(e.to_string())),
+    }
+}
+
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_complete_head_and_keeps_rest() {
+        let raw = b"POST /x?a=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}";
+        let head = try_parse(raw).unwrap().unwrap();
+        assert_eq!(head.method, "POST");
+        assert_eq!(head.target, "/x?a=1");
+        assert_eq!(head.header("host"), Some("h"));
+        assert_eq!(&raw[head.len..], b"{}");
+    }
+
+    #[test]
+    fn partial_and_garbage() {
+        assert!(try_parse(b"GET / HTTP/1.1\r\nHost:").unwrap().is_none());
+        assert!(matches!(
+            try_parse(b"\x16\x03\x01garbage\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn too_many_headers() {
+        let mut raw = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..(MAX_HEADERS + 1) {
+            raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        assert!(matches!(try_parse(&raw), Err(HeadError::TooLarge)));
+    }
+}

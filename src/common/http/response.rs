@@ -1,0 +1,159 @@
+//! What a handler returns: a complete response written in one `write_all`, or a request
+//! to take the connection over as a WebSocket.
+
+use std::io::{self, Write};
+use std::net::TcpStream;
+
+use serde_json::Value;
+
+/// A WebSocket session body: runs on the connection's own thread once the 101 is sent.
+pub type WsHandler = Box<dyn FnOnce(tungstenite::WebSocket<TcpStream>) + Send>;
+
+pub enum Reply {
+    Http(Response),
+    /// Upgrade to WebSocket; the server validates the handshake headers first.
+    WebSocket(WsHandler),
+}
+
+impl From<Response> for Reply {
+    fn from(r: Response) -> Self {
+        Reply::Http(r)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            headers: vec![("Content-Type".to_string(), content_type.to_string())],
+            body: body.into(),
+        }
+    }
+
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Self::new(status, "text/plain; charset=utf-8", body.into())
+    }
+
+    pub fn html(status: u16, body: impl Into<String>) -> Self {
+        Self::new(status, "text/html; charset=utf-8", body.into())
+    }
+
+    /// JSON body; `pretty` gives 2-space indentation with `"key": value` spacing.
+    pub fn json_value(status: u16, value: &Value, pretty: bool) -> Self {
+        let mut body = if pretty {
+            serde_json::to_vec_pretty(value)
+        } else {
+            serde_json::to_vec(value)
+        }
+        .unwrap_or_else(|_| b"{\"ok\":false,\"error\":\"internal_error\"}".to_vec());
+        body.push(b'\n');
+        Self::new(status, "application/json", body)
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Serializes head and body; `head_only` omits the body (HEAD requests).
+    pub fn to_bytes(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.body.len());
+        out.extend_from_slice(
+            format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status)).as_bytes(),
+        );
+        for (k, v) in &self.headers {
+            // Header values come from our own code, but never let a stray newline split
+            // the response.
+            let v = v.replace(['\r', '\n'], " ");
+            out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+        out.extend_from_slice(b"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n");
+        out.extend_from_slice(if keep_alive {
+            b"Connection: keep-alive\r\n\r\n".as_slice()
+        } else {
+            b"Connection: close\r\n\r\n".as_slice()
+        });
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+
+    pub fn write_to(
+        &self,
+        stream: &mut TcpStream,
+        keep_alive: bool,
+        head_only: bool,
+    ) -> io::Result<()> {
+        stream.write_all(&self.to_bytes(keep_alive, head_only))?;
+        stream.flush()
+    }
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_with_length_and_connection() {
+        let r = Response::text(200, "ok\n").with_header("X-A", "b\r\nInjected: 1");
+        let s = String::from_utf8(r.to_bytes(true, false)).unwrap();
+        assert!(s.starts_with("HTTP/1.1 200 OK\r\n"), "{s}");
+        assert!(s.contains("Content-Length: 3\r\n"), "{s}");
+        assert!(s.contains("Connection: keep-alive\r\n"), "{s}");
+        assert!(s.contains("X-A: b  Injected: 1\r\n"), "{s}");
+        assert!(s.ends_with("\r\n\r\nok\n"), "{s}");
+    }
+
+    #[test]
+    fn pretty_json_has_spaced_keys() {
+        let r = Response::json_value(200, &serde_json::json!({"status": "ok"}), true);
+        let s = String::from_utf8(r.body).unwrap();
+        assert!(s.contains("\"status\": \"ok\""), "{s}");
+    }
+}

@@ -1,0 +1,143 @@
+//! Minimal HTTP clients for tests: ureq for well-formed calls, raw sockets for the
+//! malformed ones. Every call has a timeout.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): status {} body {:?}",
+                self.status, self.body
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts the status and returns the JSON body, printing both on mismatch.
+    pub fn expect(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        self.json()
+    }
+
+    /// Asserts an error envelope with this status and code; returns the body.
+    pub fn expect_error(&self, status: u16, code: &str) -> Value {
+        let v = self.expect(status);
+        assert_eq!(v["ok"], Value::Bool(false), "{v}");
+        assert_eq!(v["error"], code, "{v}");
+        assert!(v["message"].is_string(), "{v}");
+        v
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into()
+}
+
+fn collect(mut r: ureq::http::Response<ureq::Body>) -> Resp {
+    let status = r.status().as_u16();
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn get(url: &str) -> Resp {
+    get_h(url, &[])
+}
+
+pub fn get_h(url: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut req = agent().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    collect(req.call().unwrap_or_else(|e| panic!("GET {url}: {e}")))
+}
+
+pub fn post(url: &str, body: &Value) -> Resp {
+    post_h(url, body, &[])
+}
+
+pub fn post_h(url: &str, body: &Value, headers: &[(&str, &str)]) -> Resp {
+    post_raw(url, &serde_json::to_vec(body).unwrap(), headers)
+}
+
+pub fn post_raw(url: &str, body: &[u8], headers: &[(&str, &str)]) -> Resp {
+    let mut req = agent().post(url).header("Content-Type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    collect(req.send(body).unwrap_or_else(|e| panic!("POST {url}: {e}")))
+}
+
+pub fn request(method: &str, url: &str) -> Resp {
+    let agent = agent();
+    let r = match method {
+        "PUT" => agent.put(url).send_empty(),
+        "DELETE" => agent.delete(url).call(),
+        "PATCH" => agent.patch(url).send_empty(),
+        "HEAD" => agent.head(url).call(),
+        "GET" => agent.get(url).call(),
+        "POST" => agent.post(url).send_empty(),
+        other => panic!("unsupported method {other}"),
+    };
+    collect(r.unwrap_or_else(|e| panic!("{method} {url}: {e}")))
+}
+
+/// Sends raw bytes and returns everything the server wrote before closing (or until the
+/// read timeout).
+pub fn raw(addr: &str, bytes: &[u8], timeout: Duration) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.set_write_timeout(Some(timeout)).unwrap();
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Status code of a raw HTTP response text, or 0.
+pub fn raw_status(resp: &str) -> u16 {
+    resp.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,257 @@
+//! codexd's HTTP/WS surface (SPEC §5.3). One table drives dispatch and the route list in
+//! `/v1/codexd/status`; every JSON body is pretty-printed.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use baa::common::api_error::{ok_envelope, ApiError};
+use baa::common::http::guard::HostPolicy;
+use baa::common::http::router::{dispatch, Params, Route, RouteKind};
+use baa::common::http::{Handler, Reply, Request, Response};
+use baa::common::ws::{run_session, SessionOptions};
+
+use crate::daemon::Core;
+
+type Ctx = Arc<Core>;
+type Res = Result<Reply, ApiError>;
+
+fn ok(status: u16, data: Value) -> Res {
+    Ok(Response::json_value(status, &ok_envelope("", data), true).into())
+}
+
+pub fn table(event_path: &'static str) -> Vec<Route<Ctx>> {
+    let r = |id, kind, method, pattern, summary, handler| Route {
+        id,
+        kind,
+        method,
+        pattern,
+        summary,
+        listed: true,
+        handler,
+    };
+    vec![
+        r(
+            "probe.healthz",
+            RouteKind::Probe,
+            "GET",
+            "/healthz",
+            "Liveness: {status: ok} and the child's status.",
+            healthz,
+        ),
+        r(
+            "codexd.status",
+            RouteKind::Read,
+            "GET",
+            "/v1/codexd/status",
+            "Service, identity, daemon/child, sessions and recent events.",
+            status,
+        ),
+        r(
+            "codexd.sessions.list",
+            RouteKind::Read,
+            "GET",
+            "/v1/codexd/sessions",
+            "Every session.",
+            sessions_list,
+        ),
+        r(
+            "codexd.sessions.read",
+            RouteKind::Read,
+            "GET",
+            "/v1/codexd/sessions/:session_id",
+            "One session with its recent events.",
+            session_read,
+        ),
+        r(
+            "codexd.sessions.create",
+            RouteKind::Write,
+            "POST",
+            "/v1/codexd/sessions",
+            "Start (or resume with threadId) a Codex thread as a session.",
+            session_create,
+        ),
+        r(
+            "codexd.turn.create",
+            RouteKind::Write,
+            "POST",
+            "/v1/codexd/turn",
+            "Start a turn, or steer the running one with expectedTurnId.",
+            turn_create,
+        ),
+        r(
+            "codexd.turn.interrupt",
+            RouteKind::Write,
+            "POST",
+            "/v1/codexd/turn/interrupt",
+            "Interrupt the session's running turn.",
+            turn_interrupt,
+        ),
+        r(
+            "codexd.requests.list",
+            RouteKind::Read,
+            "GET",
+            "/v1/codexd/requests",
+            "Approvals and other child requests waiting for an answer.",
+            requests_list,
+        ),
+        r(
+            "codexd.requests.answer",
+            RouteKind::Write,
+            "POST",
+            "/v1/codexd/requests/:request_id",
+            "Answer a pending request: {decision} or {result}.",
+            request_answer,
+        ),
+        r(
+            "codexd.events",
+            RouteKind::Read,
+            "GET",
+            event_path,
+            "WebSocket event stream (?since=<seq> replays); plain GET lists events after since.",
+            events,
+        ),
+    ]
+}
+
+/// The server handler: Host/Origin checks, then the table.
+pub fn handler(core: Ctx) -> Handler {
+    let event_path: &'static str = Box::leak(core.cfg.event_stream_path.clone().into_boxed_str());
+    let routes = Arc::new(table(event_path));
+    let policy: Arc<std::sync::OnceLock<HostPolicy>> = Arc::new(std::sync::OnceLock::new());
+    let core2 = core.clone();
+    let policy2 = policy.clone();
+    Arc::new(move |req: &Request| {
+        let policy = policy2.get_or_init(|| {
+            let bound = core2
+                .listening()
+                .and_then(|b| b.trim_start_matches("http://").parse().ok())
+                .unwrap_or_else(|| {
+                    std::net::SocketAddr::from(([127, 0, 0, 1], core2.cfg.listen.port))
+                });
+            HostPolicy::for_listener(bound, &[])
+        });
+        let result = policy
+            .check(req)
+            .and_then(|_| policy.check_origin(req))
+            .and_then(|_| dispatch(&routes, &core2, req));
+        match result {
+            Ok(reply) => reply,
+            Err(e) => Reply::Http(e.to_response("", true)),
+        }
+    })
+}
+
+fn healthz(core: &Ctx, _: &Request, _: &Params) -> Res {
+    let child = core.child_json();
+    ok(
+        200,
+        json!({
+            "status": "ok",
+            "service": "baa-codexd",
+            "mode": core.cfg.mode,
+            "version": core.cfg.version,
+            "child": {"status": child["status"], "pid": child["pid"], "strategy": child["strategy"]},
+        }),
+    )
+}
+
+fn status(core: &Ctx, _: &Request, _: &Params) -> Res {
+    let mut data = core.status_json();
+    let routes: Vec<Value> = table("/v1/codexd/events")
+        .iter()
+        .filter(|r| r.listed)
+        .map(Route::describe)
+        .collect();
+    data["routes"] = Value::Array(routes);
+    ok(200, data)
+}
+
+fn sessions_list(core: &Ctx, _: &Request, _: &Params) -> Res {
+    let sessions = core.sessions_json();
+    ok(200, json!({"count": sessions.len(), "sessions": sessions}))
+}
+
+fn session_read(core: &Ctx, _: &Request, p: &Params) -> Res {
+    let id = p.get("session_id").unwrap_or_default();
+    let session = core.session_json(id)?;
+    ok(
+        200,
+        json!({"session": session, "recentEvents": core.session_events(id, 50)}),
+    )
+}
+
+fn session_create(core: &Ctx, req: &Request, _: &Params) -> Res {
+    let body = req.json_object()?;
+    let session = core.create_session(&body)?;
+    ok(201, json!({"session": session}))
+}
+
+fn turn_create(core: &Ctx, req: &Request, _: &Params) -> Res {
+    let body = req.json_object()?;
+    ok(202, core.start_turn(&body)?)
+}
+
+fn turn_interrupt(core: &Ctx, req: &Request, _: &Params) -> Res {
+    let body = req.json_object()?;
+    ok(200, core.interrupt_turn(&body)?)
+}
+
+fn requests_list(core: &Ctx, _: &Request, _: &Params) -> Res {
+    let pending = core.pending_json();
+    ok(200, json!({"count": pending.len(), "requests": pending}))
+}
+
+fn request_answer(core: &Ctx, req: &Request, p: &Params) -> Res {
+    let body = req.json_object()?;
+    ok(
+        200,
+        core.answer_request(p.get("request_id").unwrap_or_default(), &body)?,
+    )
+}
+
+fn events(core: &Ctx, req: &Request, _: &Params) -> Res {
+    let since = match req.query_param("since") {
+        None => None,
+        Some(s) if s.is_empty() => None,
+        Some(s) => Some(s.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                "since must be a non-negative integer (an event seq).",
+            )
+        })?),
+    };
+    let upgrade = req
+        .header("upgrade")
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        let limit = match req.query_param("limit") {
+            None => 200,
+            Some(s) => s
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| ApiError::bad_request("invalid_query", "limit must be 1..1000."))?,
+        };
+        let list = match since {
+            Some(s) => core.events.since(s, limit),
+            None => core.events.recent(limit),
+        };
+        return ok(
+            200,
+            json!({"count": list.len(), "lastSeq": core.events.last_seq(), "events": list}),
+        );
+    }
+    let (sub, initial) = core.events.subscribe_since(since);
+    Ok(Reply::WebSocket(Box::new(move |ws| {
+        let end = run_session(
+            ws,
+            initial,
+            &sub.rx,
+            |_| Vec::new(),
+            &SessionOptions::default(),
+        );
+        log::debug!("event stream client left: {end:?}");
+        drop(sub);
+    })))
+}

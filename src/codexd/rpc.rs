@@ -1,0 +1,274 @@
+//! JSON-RPC over the child's stdin: our request ids, correlation of responses, and a
+//! deadline on every request (the app-server silently drops lines it cannot parse, so a
+//! request without a deadline could wait for ever).
+//!
+//! Writes go through a bounded channel to a dedicated writer thread that owns the pipe,
+//! so a child that stops reading stdin can never block an HTTP handler.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::ChildStdin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use serde_json::{json, Value};
+
+/// Why a request did not produce a result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RpcError {
+    /// No response within the deadline.
+    Timeout { method: String, ms: u64 },
+    /// The child exited (or its pipes closed) before answering.
+    ChildGone,
+    /// The outbound queue is full: the child stopped reading its stdin.
+    Backlogged,
+    /// The child answered with a JSON-RPC error object.
+    Server {
+        code: i64,
+        message: String,
+        data: Value,
+    },
+}
+
+impl std::fmt::Display for RpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RpcError::Timeout { method, ms } => {
+                write!(
+                    f,
+                    "{method}: no response from the app-server within {ms} ms"
+                )
+            }
+            RpcError::ChildGone => f.write_str("the app-server exited before answering"),
+            RpcError::Backlogged => f.write_str("the app-server is not reading its input"),
+            RpcError::Server { code, message, .. } => {
+                write!(f, "app-server error {code}: {message}")
+            }
+        }
+    }
+}
+
+type Waiter = Sender<Result<Value, RpcError>>;
+
+pub struct Rpc {
+    out: Sender<Vec<u8>>,
+    next_id: AtomicU64,
+    pending: Mutex<HashMap<u64, Waiter>>,
+    closed: AtomicBool,
+}
+
+impl Rpc {
+    /// Starts the writer thread over `stdin`. The thread ends when the `Rpc` is closed or
+    /// dropped, or when a write fails; ending it closes stdin (EOF for the child).
+    pub fn start(stdin: ChildStdin, name: &str) -> std::io::Result<(Rpc, JoinHandle<()>)> {
+        let (tx, rx) = bounded::<Vec<u8>>(1024);
+        let handle = thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || writer_loop(stdin, rx))?;
+        Ok((
+            Rpc {
+                out: tx,
+                next_id: AtomicU64::new(1),
+                pending: Mutex::new(HashMap::new()),
+                closed: AtomicBool::new(false),
+            },
+            handle,
+        ))
+    }
+
+    fn send_line(&self, v: &Value) -> Result<(), RpcError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(RpcError::ChildGone);
+        }
+        let mut line = serde_json::to_vec(v).unwrap_or_default();
+        line.push(b'\n');
+        match self.out.try_send(line) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(RpcError::Backlogged),
+            Err(TrySendError::Disconnected(_)) => Err(RpcError::ChildGone),
+        }
+    }
+
+    /// Sends `method` with `params` and waits up to `timeout` for its response.
+    pub fn request(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, RpcError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = bounded(1);
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(id, tx);
+        }
+        // Every request carries params, at least `{}`: the app-server rejects requests
+        // without them.
+        let params = if params.is_null() { json!({}) } else { params };
+        if let Err(e) = self.send_line(&json!({"id": id, "method": method, "params": params})) {
+            self.forget(id);
+            return Err(e);
+        }
+        let result = match rx.recv_timeout(timeout) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => Err(RpcError::Timeout {
+                method: method.to_string(),
+                ms: timeout.as_millis() as u64,
+            }),
+            Err(RecvTimeoutError::Disconnected) => Err(RpcError::ChildGone),
+        };
+        self.forget(id);
+        result
+    }
+
+    fn forget(&self, id: u64) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(&id);
+        }
+    }
+
+    pub fn notify(&self, method: &str, params: Option<Value>) -> Result<(), RpcError> {
+        let msg = match params {
+            Some(p) => json!({"method": method, "params": p}),
+            None => json!({"method": method}),
+        };
+        self.send_line(&msg)
+    }
+
+    /// Answers a server-initiated request with a result.
+    pub fn respond(&self, id: &Value, result: Value) -> Result<(), RpcError> {
+        self.send_line(&json!({"id": id, "result": result}))
+    }
+
+    /// Answers a server-initiated request with an error.
+    pub fn respond_error(&self, id: &Value, code: i64, message: &str) -> Result<(), RpcError> {
+        self.send_line(&json!({"id": id, "error": {"code": code, "message": message}}))
+    }
+
+    /// Routes a response message (`id` + `result`|`error`) to its waiter. Returns false for
+    /// an id nobody waits for (late or unknown).
+    pub fn on_response(&self, msg: &Value) -> bool {
+        let Some(id) = msg.get("id").and_then(id_as_u64) else {
+            return false;
+        };
+        let waiter = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
+        let Some(waiter) = waiter else {
+            return false;
+        };
+        let result = match msg.get("error") {
+            Some(err) if !err.is_null() => Err(RpcError::Server {
+                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                message: err
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown error")
+                    .to_string(),
+                data: err.get("data").cloned().unwrap_or(Value::Null),
+            }),
+            _ => Ok(msg.get("result").cloned().unwrap_or(Value::Null)),
+        };
+        let _ = waiter.send(result);
+        true
+    }
+
+    /// Fails every waiting request with `ChildGone` and refuses new ones.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let waiters: Vec<Waiter> = self
+            .pending
+            .lock()
+            .map(|mut p| p.drain().map(|(_, w)| w).collect())
+            .unwrap_or_default();
+        for w in waiters {
+            let _ = w.send(Err(RpcError::ChildGone));
+        }
+        // An empty line tells the writer to stop, which closes the child's stdin.
+        let _ = self.out.try_send(Vec::new());
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+}
+
+impl Drop for Rpc {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn id_as_u64(v: &Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+fn writer_loop(mut stdin: ChildStdin, rx: Receiver<Vec<u8>>) {
+    // Ends on the close marker, when every Sender is gone, or when a write fails.
+    for line in rx.iter() {
+        if line.is_empty() {
+            return;
+        }
+        if let Err(e) = stdin.write_all(&line).and_then(|_| stdin.flush()) {
+            log::warn!("writing to the app-server failed: {e}");
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    /// `cat` echoes our request back, which is not a response; a reply we inject by hand is.
+    #[test]
+    fn correlates_and_times_out() {
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (rpc, writer) = Rpc::start(child.stdin.take().unwrap(), "test-writer").unwrap();
+        let rpc = std::sync::Arc::new(rpc);
+        let out = child.stdout.take().unwrap();
+        let r2 = rpc.clone();
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+                if v["method"] == "echo" {
+                    r2.on_response(&json!({"id": v["id"], "result": v["params"]}));
+                } else if v["method"] == "fail" {
+                    r2.on_response(
+                        &json!({"id": v["id"], "error": {"code": -32600, "message": "nope"}}),
+                    );
+                }
+            }
+        });
+        let got = rpc.request("echo", json!({"x": 1}), Duration::from_secs(5));
+        assert_eq!(got, Ok(json!({"x": 1})));
+        let got = rpc.request("fail", Value::Null, Duration::from_secs(5));
+        assert!(
+            matches!(&got, Err(RpcError::Server { code: -32600, .. })),
+            "{got:?}"
+        );
+        let got = rpc.request("silent", json!({}), Duration::from_millis(100));
+        assert!(matches!(&got, Err(RpcError::Timeout { .. })), "{got:?}");
+        assert_eq!(rpc.pending_count(), 0);
+        rpc.close();
+        assert_eq!(
+            rpc.request("echo", json!({}), Duration::from_secs(1)),
+            Err(RpcError::ChildGone)
+        );
+        drop(rpc);
+        writer.join().unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap();
+    }
+}

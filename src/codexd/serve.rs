@@ -1,0 +1,96 @@
+//! Starting and stopping the whole daemon: state, HTTP listener, child supervisor and the
+//! ticker. Shared by `start` and `smoke`.
+
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use serde_json::json;
+
+use baa::common::http::{Server, ServerConfig, ServerHandle};
+use baa::common::signals::StopFlag;
+
+use crate::config::{Config, Strategy};
+use crate::daemon::Core;
+use crate::events::Level;
+
+pub struct Running {
+    pub core: Arc<Core>,
+    pub base: String,
+    server: ServerHandle,
+    supervisor: Option<JoinHandle<()>>,
+    ticker: JoinHandle<()>,
+}
+
+/// Loads state, binds the listener and starts the child. `stop` ends everything.
+pub fn start(cfg: Config, stop: StopFlag) -> Result<Running, String> {
+    let bind = cfg.listen.bind_addr();
+    let core = Core::open(cfg, stop.clone())?;
+    let server_cfg = ServerConfig {
+        name: "codexd-http".into(),
+        max_connections: 256,
+        pretty_json: true,
+        ..ServerConfig::default()
+    };
+    let server = Server::bind(&bind, server_cfg, crate::routes::handler(core.clone()))
+        .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    let addr = server.local_addr();
+    let base = format!("http://{addr}");
+    core.set_listening(&base);
+    core.flush_all();
+    core.emit(
+        Level::Info,
+        "daemon.started",
+        format!("baa-codexd {} listening on {base}", core.cfg.version),
+        json!({"pid": std::process::id(), "base": base, "strategy": core.cfg.strategy.as_str()}),
+    );
+    let supervisor = match core.cfg.strategy {
+        Strategy::Spawn => Some(
+            crate::child::spawn_supervisor(core.clone())
+                .map_err(|e| format!("cannot start the supervisor thread: {e}"))?,
+        ),
+        Strategy::External => None,
+    };
+    let c = core.clone();
+    let ticker = thread::Builder::new()
+        .name("codexd-ticker".into())
+        .spawn(move || {
+            while !c.stop.sleep(Duration::from_millis(100)) {
+                c.tick();
+            }
+        })
+        .map_err(|e| format!("cannot start the ticker thread: {e}"))?;
+    Ok(Running {
+        core,
+        base,
+        server,
+        supervisor,
+        ticker,
+    })
+}
+
+impl Running {
+    /// Stops accepting, stops the child (SIGTERM, then SIGKILL after the grace period),
+    /// and writes every state file. The stop flag must already be set.
+    pub fn shutdown(mut self) {
+        self.core.stop.set();
+        self.core.emit(
+            Level::Info,
+            "daemon.stopping",
+            "baa-codexd is stopping",
+            json!({"pid": std::process::id()}),
+        );
+        self.server.stop(Duration::from_secs(2));
+        if let Some(s) = self.supervisor.take() {
+            let _ = s.join();
+        }
+        let _ = self.ticker.join();
+        self.core.emit(
+            Level::Info,
+            "daemon.stopped",
+            "baa-codexd stopped",
+            json!({"pid": std::process::id()}),
+        );
+        self.core.flush_all();
+    }
+}

@@ -1,0 +1,117 @@
+//! The four state files under the state dir, and the records codexd keeps about itself
+//! and its child between restarts.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use baa::common::ids::new_id;
+use baa::common::store::JsonStore;
+use baa::common::time::now_rfc3339;
+
+pub const IDENTITY: &str = "identity.json";
+pub const DAEMON_STATE: &str = "daemon-state.json";
+pub const SESSION_REGISTRY: &str = "session-registry.json";
+pub const RECENT_EVENTS: &str = "recent-events.json";
+pub const ALL_FILES: [&str; 4] = [IDENTITY, DAEMON_STATE, SESSION_REGISTRY, RECENT_EVENTS];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    pub daemon_id: String,
+    pub node_id: String,
+    pub repo_root: String,
+    pub version: String,
+    pub created_at: String,
+}
+
+impl Identity {
+    /// Keeps the persisted daemon id; node, root and version follow the configuration.
+    pub fn load_or_create(
+        store: &JsonStore,
+        node_id: &str,
+        repo_root: &str,
+        version: &str,
+    ) -> Identity {
+        let old: Option<Identity> = store.read_or_warn(IDENTITY).unwrap_or_else(|e| {
+            log::warn!("state: {e}");
+            None
+        });
+        let (daemon_id, created_at) = match old {
+            Some(o) => (o.daemon_id, o.created_at),
+            None => (new_id("codexd"), now_rfc3339()),
+        };
+        Identity {
+            daemon_id,
+            node_id: node_id.to_string(),
+            repo_root: repo_root.to_string(),
+            version: version.to_string(),
+            created_at,
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "daemonId": self.daemon_id,
+            "nodeId": self.node_id,
+            "repoRoot": self.repo_root,
+            "version": self.version,
+        })
+    }
+}
+
+/// What codexd knows about its child.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildInfo {
+    pub strategy: String,
+    pub endpoint: String,
+    /// `starting`, `running`, `restarting`, `crash_loop`, `stopped`, `external`.
+    pub status: String,
+    pub pid: Option<u32>,
+    /// The child's start time as the OS reports it; with `pid` it identifies a stale child.
+    pub start_time: Option<String>,
+    pub generation: u64,
+    pub started_at: Option<String>,
+    pub last_error: Option<String>,
+    pub restarts: u64,
+    pub next_restart_at: Option<String>,
+    pub recent_exits: VecDeque<Value>,
+}
+
+impl ChildInfo {
+    pub fn new(strategy: &str, endpoint: &str) -> Self {
+        Self {
+            strategy: strategy.to_string(),
+            endpoint: endpoint.to_string(),
+            status: if strategy == "external" {
+                "external"
+            } else {
+                "starting"
+            }
+            .to_string(),
+            pid: None,
+            start_time: None,
+            generation: 0,
+            started_at: None,
+            last_error: None,
+            restarts: 0,
+            next_restart_at: None,
+            recent_exits: VecDeque::new(),
+        }
+    }
+}
+
+/// daemon-state.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonState {
+    pub started: bool,
+    pub started_at: String,
+    pub updated_at: String,
+    pub mode: String,
+    pub pid: u32,
+    pub last_seq: u64,
+    pub child: ChildInfo,
+}

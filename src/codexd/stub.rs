@@ -1,0 +1,369 @@
+//! A built-in stand-in for `codex app-server` (`baa-codexd __stub-app-server`): the same
+//! JSONL JSON-RPC shapes for the handful of methods codexd uses. `smoke` runs against it,
+//! and the fault-injection tests and the fan-out benchmark use it as a fake child.
+//!
+//! `BAA_CODEXD_STUB_MODE` picks a fault: `normal` (default), `exit` (exits at once),
+//! `garbage` (interleaves non-JSON lines), `silent` (never answers), `no-complete` (never
+//! sends `turn/completed`; `thread/read` reports the turn as completed).
+//! Turn input keywords: `burst:N` (N deltas, each stamped with `stubSentUs`), `slow[:MS]`
+//! (ten deltas MS apart, interruptible), `approval` (asks for a command approval and
+//! reports the decision), `fail` (a failed turn); anything else is echoed.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, Write};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, Sender};
+use serde_json::{json, Value};
+
+use baa::common::ids::new_id;
+
+struct Active {
+    turn_id: String,
+    interrupted: Arc<AtomicBool>,
+    steers: Arc<Mutex<Vec<String>>>,
+}
+
+struct Stub {
+    out: Mutex<io::Stdout>,
+    mode: String,
+    active: Mutex<HashMap<String, Active>>,
+    approvals: Mutex<HashMap<i64, Sender<Value>>>,
+    completed: Mutex<HashMap<String, Vec<Value>>>,
+    next_server_id: AtomicI64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl Stub {
+    fn send(&self, v: &Value) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if self.mode == "garbage" {
+            let _ = out.write_all(b"this is not json {{{\n\x00\x01 garbage\n[1,2,3]\n");
+        }
+        let _ = writeln!(out, "{v}");
+        let _ = out.flush();
+    }
+
+    fn notify(&self, method: &str, params: Value) {
+        self.send(&json!({"method": method, "params": params, "emittedAtMs": now_ms()}));
+    }
+}
+
+/// Runs the stub until stdin closes. Returns the process exit code.
+pub fn run() -> i32 {
+    let mode = std::env::var("BAA_CODEXD_STUB_MODE").unwrap_or_else(|_| "normal".into());
+    if mode == "exit" {
+        eprintln!("stub app-server: exiting at once (BAA_CODEXD_STUB_MODE=exit)");
+        return 3;
+    }
+    eprintln!("stub app-server: mode {mode}");
+    let stub = Arc::new(Stub {
+        out: Mutex::new(io::stdout()),
+        mode: mode.clone(),
+        active: Mutex::new(HashMap::new()),
+        approvals: Mutex::new(HashMap::new()),
+        completed: Mutex::new(HashMap::new()),
+        next_server_id: AtomicI64::new(0),
+    });
+    let stdin = io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        if mode == "silent" {
+            continue;
+        }
+        let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+            eprintln!("stub app-server: ignoring malformed line");
+            continue;
+        };
+        let method = msg
+            .get("method")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let id = msg.get("id").cloned();
+        match (method, id) {
+            (Some(m), Some(id)) => handle_request(
+                &stub,
+                &m,
+                id,
+                msg.get("params").cloned().unwrap_or(json!({})),
+            ),
+            (None, Some(id)) => {
+                let tx = id
+                    .as_i64()
+                    .and_then(|i| stub.approvals.lock().ok()?.remove(&i));
+                if let Some(tx) = tx {
+                    let _ = tx.send(msg.get("result").cloned().unwrap_or(Value::Null));
+                }
+            }
+            _ => {}
+        }
+    }
+    0
+}
+
+fn handle_request(stub: &Arc<Stub>, method: &str, id: Value, params: Value) {
+    let reply = |result: Value| stub.send(&json!({"id": id, "result": result}));
+    let error = |message: String| {
+        stub.send(&json!({"id": id, "error": {"code": -32600, "message": message}}))
+    };
+    let thread_id = params
+        .get("threadId")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    match method {
+        "initialize" => reply(
+            json!({"userAgent": "stub-app-server/0.0.0", "codexHome": "", "platformFamily": "unix", "platformOs": std::env::consts::OS}),
+        ),
+        "thread/start" | "thread/resume" => {
+            let tid = if method == "thread/start" {
+                new_id("thr")
+            } else {
+                thread_id.clone()
+            };
+            let thread = json!({"id": tid, "status": {"type": "idle"}, "turns": [], "cwd": params.get("cwd")});
+            reply(json!({
+                "thread": thread, "model": params.get("model").cloned().unwrap_or(json!("stub-model")),
+                "modelProvider": "stub", "cwd": params.get("cwd").cloned().unwrap_or(json!("/")),
+                "approvalPolicy": params.get("approvalPolicy").cloned().unwrap_or(json!("on-request")),
+                "sandbox": {"type": "readOnly", "networkAccess": false}, "reasoningEffort": null, "serviceTier": null,
+            }));
+            if method == "thread/start" {
+                stub.notify("thread/started", json!({"thread": thread}));
+            }
+        }
+        "thread/read" => {
+            let turns = stub
+                .completed
+                .lock()
+                .ok()
+                .and_then(|c| c.get(&thread_id).cloned())
+                .unwrap_or_default();
+            reply(json!({"thread": {"id": thread_id, "turns": turns, "status": {"type": "idle"}}}));
+        }
+        "turn/start" => {
+            let text = input_text(&params);
+            if let Some(active) = stub
+                .active
+                .lock()
+                .ok()
+                .and_then(|a| a.get(&thread_id).map(|t| t.turn_id.clone()))
+            {
+                reply(json!({"turn": {"id": active, "status": "inProgress", "items": []}}));
+                return;
+            }
+            let turn_id = new_id("turn");
+            let active = Active {
+                turn_id: turn_id.clone(),
+                interrupted: Arc::new(AtomicBool::new(false)),
+                steers: Arc::new(Mutex::new(Vec::new())),
+            };
+            let (flag, steers) = (active.interrupted.clone(), active.steers.clone());
+            if let Ok(mut a) = stub.active.lock() {
+                a.insert(thread_id.clone(), active);
+            }
+            reply(
+                json!({"turn": {"id": turn_id, "status": "inProgress", "items": [], "error": null}}),
+            );
+            let s = stub.clone();
+            let _ = thread::Builder::new()
+                .name("stub-turn".into())
+                .spawn(move || {
+                    run_turn(&s, &thread_id, &turn_id, &text, &flag, &steers);
+                });
+        }
+        "turn/steer" => {
+            let expected = params
+                .get("expectedTurnId")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let active = stub.active.lock().ok().and_then(|a| {
+                a.get(&thread_id)
+                    .map(|t| (t.turn_id.clone(), t.steers.clone()))
+            });
+            match active {
+                None => error("no active turn to steer".into()),
+                Some((tid, _)) if tid != expected => error(format!(
+                    "expected active turn id `{expected}` but found `{tid}`"
+                )),
+                Some((tid, steers)) => {
+                    if let Ok(mut s) = steers.lock() {
+                        s.push(input_text(&params));
+                    }
+                    reply(json!({"turnId": tid}));
+                }
+            }
+        }
+        "turn/interrupt" => {
+            let flag = stub
+                .active
+                .lock()
+                .ok()
+                .and_then(|a| a.get(&thread_id).map(|t| t.interrupted.clone()));
+            match flag {
+                None => error("no active turn to interrupt".into()),
+                Some(f) => {
+                    f.store(true, Ordering::SeqCst);
+                    reply(json!({}));
+                }
+            }
+        }
+        other => error(format!("Invalid request: unknown variant `{other}`")),
+    }
+}
+
+fn input_text(params: &Value) -> String {
+    params
+        .get("input")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+fn run_turn(
+    stub: &Stub,
+    thread_id: &str,
+    turn_id: &str,
+    text: &str,
+    interrupted: &AtomicBool,
+    steers: &Mutex<Vec<String>>,
+) {
+    let ids = json!({"threadId": thread_id, "turnId": turn_id});
+    let with = |extra: Value| {
+        let mut v = ids.clone();
+        if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            m.extend(e.clone());
+        }
+        v
+    };
+    stub.notify("turn/started", json!({"threadId": thread_id, "turn": {"id": turn_id, "status": "inProgress", "items": []}}));
+    stub.notify(
+        "thread/status/changed",
+        json!({"threadId": thread_id, "status": {"type": "active", "activeFlags": []}}),
+    );
+    let item_id = new_id("msg");
+    stub.notify(
+        "item/started",
+        with(json!({"item": {"type": "agentMessage", "id": item_id, "text": ""}})),
+    );
+    let mut status = "completed";
+    let mut error = Value::Null;
+    let mut message = format!("stub reply: {text}");
+    let delta = |d: &str| {
+        stub.notify(
+            "item/agentMessage/delta",
+            with(json!({"itemId": item_id, "delta": d, "stubSentUs": now_us()})),
+        )
+    };
+    if let Some(n) = text.trim().strip_prefix("burst:") {
+        let n: usize = n.trim().parse().unwrap_or(100);
+        for i in 0..n {
+            delta(&format!("d{i} "));
+        }
+        message = format!("burst of {n}");
+    } else if let Some(rest) = text.trim().strip_prefix("slow") {
+        let ms: u64 = rest.trim_start_matches(':').trim().parse().unwrap_or(300);
+        for i in 0..10 {
+            if interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            delta(&format!("s{i} "));
+            thread::sleep(Duration::from_millis(ms));
+        }
+        message = "slow reply".into();
+    } else if text.contains("approval") {
+        let sid = stub.next_server_id.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = bounded(1);
+        if let Ok(mut a) = stub.approvals.lock() {
+            a.insert(sid, tx);
+        }
+        stub.notify("thread/status/changed", json!({"threadId": thread_id, "status": {"type": "active", "activeFlags": ["waitingOnApproval"]}}));
+        stub.send(&json!({"id": sid, "method": "item/commandExecution/requestApproval", "params": with(json!({
+            "itemId": "call_1", "command": "touch approved_file", "cwd": "/", "availableDecisions": ["accept", "cancel"]
+        }))}));
+        let decision = loop {
+            if interrupted.load(Ordering::SeqCst) {
+                break None;
+            }
+            if let Ok(v) = rx.recv_timeout(Duration::from_millis(50)) {
+                break Some(v);
+            }
+        };
+        stub.notify(
+            "serverRequest/resolved",
+            json!({"threadId": thread_id, "requestId": sid}),
+        );
+        match decision {
+            Some(v) => {
+                message = format!(
+                    "decision: {}",
+                    v.get("decision").and_then(Value::as_str).unwrap_or("?")
+                )
+            }
+            None => status = "interrupted",
+        }
+    } else if text.contains("fail") {
+        error = json!({"message": "stub failure requested", "codexErrorInfo": "other"});
+        stub.notify("error", with(json!({"error": error, "willRetry": false})));
+        status = "failed";
+    } else {
+        delta("stub ");
+        delta("reply");
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        status = "interrupted";
+    }
+    let steered: Vec<String> = steers.lock().map(|s| s.clone()).unwrap_or_default();
+    if !steered.is_empty() {
+        message = format!("{message} | steered: {}", steered.join(" | "));
+    }
+    let mut items = Vec::new();
+    if status == "completed" {
+        let item = json!({"type": "agentMessage", "id": item_id, "text": message});
+        stub.notify("item/completed", with(json!({"item": item})));
+        items.push(item);
+        stub.notify("thread/tokenUsage/updated", with(json!({"tokenUsage": {"total": {"totalTokens": 15, "inputTokens": 10, "outputTokens": 5}}})));
+    }
+    if let Ok(mut a) = stub.active.lock() {
+        a.remove(thread_id);
+    }
+    let turn =
+        json!({"id": turn_id, "items": items, "status": status, "error": error, "durationMs": 1});
+    if let Ok(mut c) = stub.completed.lock() {
+        c.entry(thread_id.to_string())
+            .or_default()
+            .push(turn.clone());
+    }
+    stub.notify(
+        "thread/status/changed",
+        json!({"threadId": thread_id, "status": {"type": "idle"}}),
+    );
+    if stub.mode != "no-complete" {
+        stub.notify(
+            "turn/completed",
+            json!({"threadId": thread_id, "turn": turn}),
+        );
+    }
+}

@@ -1,1 +1,3 @@
+//! Code shared by the three daemons.
 
+pub mod mock_model;

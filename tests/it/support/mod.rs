@@ -1,1 +1,4 @@
 //! Shared helpers for the integration tests.
+
+pub mod codex;
+pub mod tempdir;

@@ -194,9 +194,9 @@ fn read_body(
     if len > cfg.max_body_bytes {
         return Err(Some(ApiError::payload_too_large(cfg.max_body_bytes)));
     }
+    // Everything after the head starts the body; anything past `len` is the next
+    // (pipelined) request and stays in `buf`.
     let mut body: Vec<u8> = buf.split_off(head.len);
-    std::mem::swap(buf, &mut body);
-    // `body` now holds everything after the head; anything past `len` is the next request.
     buf.clear();
     if body.len() > len {
         *buf = body.split_off(len);

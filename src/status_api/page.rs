@@ -78,12 +78,17 @@ pub fn render(d: &Value, nonce: &str, now_ms: u64) -> String {
 
 fn automation_card(h: &mut String, d: &Value, now_ms: u64) {
     let a = d.get("automation").unwrap_or(&Value::Null);
-    let mode = text(a, &["mode"]);
+    // Without the conductor the mode is unknown, which must not look like "no mode".
+    let mode = if d.pointer("/conductor/reachable") == Some(&Value::Bool(false)) {
+        "unreachable".to_string()
+    } else {
+        text(a, &["mode"])
+    };
     h.push_str("<section class=\"card\"><h2>Automation</h2>");
     h.push_str(&format!("<div class=\"big\">{}</div><dl>", badge(&mode)));
     row(h, "Set by", &text(a, &["requestedBy"]));
     row(h, "Reason", &text(a, &["reason"]));
-    row(h, "Since", &when(a, "updatedAt", now_ms));
+    row_html(h, "Since", &when(a, "updatedAt", now_ms));
     row(h, "Lease holder", &text(a, &["holderId"]));
     row(h, "Version", &text(a, &["version"]));
     h.push_str("</dl></section>");
@@ -101,7 +106,7 @@ fn node_card(h: &mut String, d: &Value, now_ms: u64) {
     ));
     row(h, "Scheduler", &text(n, &["schedulerEnabled"]));
     row(h, "Conductor pid", &text(n, &["conductorPid"]));
-    row(h, "Conductor up", &when(n, "conductorStartedAt", now_ms));
+    row_html(h, "Conductor up", &when(n, "conductorStartedAt", now_ms));
     h.push_str("</dl></section>");
 }
 
@@ -126,7 +131,7 @@ fn child_card(h: &mut String, d: &Value, now_ms: u64) {
     row(h, "Strategy", &text(child, &["strategy"]));
     row(h, "Endpoint", &text(child, &["endpoint"]));
     row(h, "codexd mode", &text(c, &["mode"]));
-    row(h, "codexd up", &when(c, "startedAt", now_ms));
+    row_html(h, "codexd up", &when(c, "startedAt", now_ms));
     row(h, "Daemon id", &text(d, &["node.codexdDaemonId"]));
     h.push_str("</dl></section>");
 }
@@ -160,7 +165,7 @@ fn sessions_table(h: &mut String, d: &Value, now_ms: u64) {
             badge(&text(it, &["status"])),
             badge(&text(it, &["lastTurnStatus"])),
             esc(&text(it, &["model"])),
-            esc(&when(it, "updatedAt", now_ms)),
+            when(it, "updatedAt", now_ms),
             detail,
         ));
     }
@@ -185,7 +190,7 @@ fn events_table(h: &mut String, d: &Value, now_ms: u64) {
         h.push_str(&format!(
             "<tr><td class=\"mono\">{}</td><td>{}</td><td class=\"lvl-{}\">{}</td><td class=\"mono\">{}</td><td class=\"detail\">{}</td></tr>",
             esc(&text(it, &["seq"])),
-            esc(&when(it, "createdAt", now_ms)),
+            when(it, "createdAt", now_ms),
             level_class(&level),
             esc(&level),
             esc(&text(it, &["type"])),
@@ -238,12 +243,21 @@ fn show(v: &Value) -> String {
     }
 }
 
-/// A timestamp with its age, e.g. `2026-05-01T10:00:00.000Z (3 min ago)`.
+/// A timestamp as escaped HTML: compact UTC time plus its age, the exact value in `title`,
+/// e.g. `2026-05-01 10:00:00Z <span class="muted">3 min ago</span>`.
 fn when(v: &Value, key: &str, now_ms: u64) -> String {
     let t = text(v, &[key]);
     match parse_rfc3339_ms(&t) {
-        Some(ms) if ms <= now_ms => format!("{t} ({})", age(now_ms - ms)),
-        _ => t,
+        Some(ms) => {
+            let short = t.get(..19).unwrap_or(&t).replace('T', " ");
+            let ago = if ms <= now_ms {
+                format!(" <span class=\"muted\">{}</span>", age(now_ms - ms))
+            } else {
+                String::new()
+            };
+            format!("<span title=\"{}\">{}Z</span>{ago}", esc(&t), esc(&short))
+        }
+        None => esc(&t),
     }
 }
 
@@ -285,7 +299,11 @@ fn parse_rfc3339_ms(s: &str) -> Option<u64> {
 }
 
 /// A coloured pill; the colour class comes from a fixed list, the text is escaped.
+/// An absent value stays a plain dash rather than an empty pill.
 fn badge(value: &str) -> String {
+    if value == DASH {
+        return DASH.to_string();
+    }
     let class = match value.to_ascii_lowercase().as_str() {
         "running" | "active" | "completed" | "succeeded" | "ok" | "leader" | "held"
         | "reachable" | "idle" | "ready" => "good",
@@ -296,6 +314,11 @@ fn badge(value: &str) -> String {
         _ => "neutral",
     };
     format!("<span class=\"badge {class}\">{}</span>", esc(value))
+}
+
+/// `html` must already be escaped.
+fn row_html(h: &mut String, label: &str, html: &str) {
+    h.push_str(&format!("<dt>{label}</dt><dd>{html}</dd>"));
 }
 
 fn level_class(level: &str) -> &'static str {
@@ -339,7 +362,8 @@ h2{font-size:13px;text-transform:uppercase;letter-spacing:.06em;color:var(--mute
 h2 .muted{text-transform:none;letter-spacing:0;font-weight:normal;margin-left:6px}\
 .ident{font:600 15px ui-monospace,SFMono-Regular,Menlo,monospace;margin-top:4px}\
 .right{text-align:right}.right .badge{font-size:14px}\
-.muted{color:var(--muted);font-size:12px}\
+.muted{color:var(--muted);font-size:12px}td .muted,dd .muted{margin-left:4px}\
+td span[title],dd span[title]{white-space:nowrap}\
 .stale{color:var(--bad);font-size:12px}\
 section,footer{margin-bottom:18px}\
 .warnings{background:var(--warnbg);border:1px solid #f0d48a;border-radius:8px;padding:10px 14px}\
@@ -350,7 +374,7 @@ section,footer{margin-bottom:18px}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 14px;margin:0}\
 dt{color:var(--muted)}dd{margin:0;word-break:break-word}\
 table{width:100%;border-collapse:collapse;background:var(--card);border:1px solid var(--line);border-radius:8px;overflow:hidden}\
-th,td{text-align:left;padding:6px 10px;border-bottom:1px solid var(--line);vertical-align:top}\
+th,td{text-align:left;padding:6px 10px;border-bottom:1px solid var(--line);vertical-align:baseline}\
 th{background:#eef0f3;font-weight:600;font-size:12px;color:var(--muted)}\
 tr:last-child td{border-bottom:0}\
 .mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}\
@@ -395,7 +419,7 @@ mod tests {
             "<span class=\"badge good\">completed</span>",
             "a &amp; b",
             "<style nonce=\"n0nce\">",
-            "(3 min ago)",
+            "<span title=\"2026-05-01T11:57:00.000Z\">2026-05-01 11:57:00Z</span> <span class=\"muted\">3 min ago</span>",
         ] {
             assert!(html.contains(want), "missing {want:?} in:\n{html}");
         }

@@ -349,7 +349,9 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-const SCRIPT: &str = "setInterval(function(){fetch('/',{cache:'no-store'}).then(function(r){if(!r.ok)throw r.status;return r.text();}).then(function(t){var d=new DOMParser().parseFromString(t,'text/html');var m=d.getElementById('status');if(m){document.getElementById('status').replaceWith(m);document.title=d.title;}}).catch(function(){var s=document.getElementById('stale');if(s)s.hidden=false;});},REFRESH_MS);";
+/// The fresh page carries a new nonce; its <style>/<script> are dropped before parsing so
+/// the parsed copy does not trip this page's CSP (only `<main>` is taken from it anyway).
+const SCRIPT: &str = "setInterval(function(){fetch('/',{cache:'no-store'}).then(function(r){if(!r.ok)throw r.status;return r.text();}).then(function(t){t=t.replace(/<(style|script)[^>]*>[\\s\\S]*?<\\/\\1>/g,'');var d=new DOMParser().parseFromString(t,'text/html');var m=d.getElementById('status');if(m){document.getElementById('status').replaceWith(m);document.title=d.title;}}).catch(function(){var s=document.getElementById('stale');if(s)s.hidden=false;});},REFRESH_MS);";
 
 const CSS: &str = "\
 :root{--bg:#f6f7f9;--card:#fff;--fg:#1c2026;--muted:#6b7380;--line:#e2e5ea;--good:#1f7a3f;--goodbg:#e3f4e8;--warn:#8a5a00;--warnbg:#fdf1d6;--bad:#a31d1d;--badbg:#fbe2e2;}\

@@ -2,4 +2,5 @@
 //! One crate means one link step, which matters on a 2-core machine.
 
 mod codex_rig;
+mod status_api;
 mod support;

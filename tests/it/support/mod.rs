@@ -5,8 +5,10 @@
 #![allow(dead_code)]
 
 pub mod codex;
+pub mod conductor;
 pub mod daemon;
 pub mod http;
+pub mod stub;
 pub mod tempdir;
 pub mod tmp;
 pub mod ws;

@@ -84,8 +84,10 @@ service_binary() {
   printf 'baa-%s\n' "$1"
 }
 
+# Templates come from the checkout holding these scripts, so script and template
+# always agree on the placeholders, whatever --repo-dir points at.
 service_template_path() {
-  printf '%s/launchd/%s.plist\n' "$1" "$(service_label "$2")"
+  printf '%s/launchd/%s.plist\n' "$BAA_RUNTIME_REPO_DIR_DEFAULT" "$(service_label "$1")"
 }
 
 service_install_path() {

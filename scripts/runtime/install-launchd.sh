@@ -47,7 +47,7 @@ if [[ "$needs_token" == "1" ]]; then
 fi
 
 for service in "${services[@]}"; do
-  template="$(service_template_path "$repo_dir" "$service")"
+  template="$(service_template_path "$service")"
   [[ -f "$template" ]] || die "template not found: $template"
   if [[ ! -x "${bin_dir}/$(service_binary "$service")" ]]; then
     runtime_error "warning: ${bin_dir}/$(service_binary "$service") does not exist yet (build before loading)"
@@ -67,7 +67,7 @@ done < <(runtime_dirs)
 run_cmd mkdir -p "$install_dir"
 
 for service in "${services[@]}"; do
-  template="$(service_template_path "$repo_dir" "$service")"
+  template="$(service_template_path "$service")"
   target="$(service_install_path "$install_dir" "$service")"
   args=(
     render --template "$template" --out "$target"

@@ -80,6 +80,10 @@ if [[ ! -f "$shared_token_file" ]]; then
   [[ -n "$shared_token" ]] || usage_error "no shared token: create ${shared_token_file} or put BAA_SHARED_TOKEN in $(token_config_dir)/runtime-secrets.env"
   if [[ "$dry_run" == "1" ]]; then
     printf '# would write %s (mode 600) from %s\n' "$shared_token_file" "$shared_token_source"
+    # Nothing is written under --dry-run: hand the token to the sub-steps through the
+    # environment (never argv) so their dry runs can render and mask it.
+    export BAA_SHARED_TOKEN="$shared_token"
+    shared_token_file=""
   else
     mkdir -p "$(dirname -- "$shared_token_file")"
     chmod 700 "$(dirname -- "$shared_token_file")"
@@ -108,8 +112,8 @@ config_args=(
   --codexd-server-command "$codexd_server_command" --codexd-server-cwd "$codexd_server_cwd"
   --status-api-host "$status_api_host" --status-api-port "$status_api_port"
   --username "$username" --path "$launchd_path"
-  --shared-token-file "$shared_token_file"
 )
+[[ -z "$shared_token_file" ]] || config_args+=(--shared-token-file "$shared_token_file")
 health_args=(--health-timeout "$health_timeout" --health-interval "$health_interval")
 
 # The sub-steps print their own commands under --dry-run.

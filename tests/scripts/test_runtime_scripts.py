@@ -361,6 +361,18 @@ class InstallTests(ScriptTest):
         self.assertEqual(env["BAA_CODEXD_SERVER_CWD"], "/srv/work")
         self.assertEqual(env["BAA_CODEXD_MODE"], "app-server")
         self.assertEqual(sorted(p.name for p in n.install.iterdir()), ["so.makefile.baa-codexd.plist"])
+        # XML cannot carry control characters: refused, and the installed copy is untouched.
+        proc = n.run("install-launchd.sh", *n.target_args(), *n.config_args(), "--service", "codexd",
+                     "--codexd-server-cwd", "/srv/\x01work")
+        self.check(proc, 1)
+        self.assertIn("control character", proc.stderr)
+        self.assertEqual(n.plist("codexd")["EnvironmentVariables"]["BAA_CODEXD_SERVER_CWD"], "/srv/work")
+        self.assertEqual([p.name for p in n.install.iterdir() if p.name.startswith(".")], [])
+        # codexd must listen on loopback only.
+        proc = n.run("install-launchd.sh", *n.target_args(), *n.config_args(), "--service", "codexd",
+                     "--codexd-local-api-base", "http://100.71.210.78:4319")
+        self.check(proc, 2)
+        self.assertIn("loopback", proc.stderr)
 
     def test_codexd_alone_needs_no_token(self):
         n = self.node
@@ -666,6 +678,13 @@ class LaunchdTests(ScriptTest):
 
 
 def main():
+    try:
+        real = real_bin_dir()
+    except SystemExit as err:
+        print("error: %s" % err, file=sys.stderr)
+        print("0 passed, 1 failed")
+        return 1
+    print("daemons: %s" % ("real binaries in %s" % real if real else "python stand-ins (set BAA_TEST_BIN_DIR for the real ones)"))
     names = sys.argv[1:]
     loader = unittest.defaultTestLoader
     module = sys.modules[__name__]

@@ -397,6 +397,7 @@ http_probe() {
   local url="$1" tmp status
   ensure_runtime_tmp
   tmp="$BAA_RUNTIME_TMP"
+  rm -f "${tmp}/body" "${tmp}/err"
   CURL_LAST_EXIT_CODE=0
   status="$(curl -sS -g --connect-timeout 1 --max-time "${BAA_RUNTIME_CURL_MAX_TIME:-3}" \
     -o "${tmp}/body" -w '%{http_code}' "$url" 2>"${tmp}/err")" || CURL_LAST_EXIT_CODE=$?

@@ -62,20 +62,15 @@ if [[ -z "$shared_token_file" ]]; then
 fi
 if [[ ! -f "$shared_token_file" ]]; then
   if [[ -n "$secrets_env" ]]; then
-    candidates=("$secrets_env")
+    [[ -r "$secrets_env" ]] || usage_error "secrets env not readable: $secrets_env"
+    shared_token="$(read_env_file_value "$secrets_env" BAA_SHARED_TOKEN || true)"
+    shared_token_source="$secrets_env"
   else
-    candidates=("$(token_config_dir)/runtime-secrets.env" "$(token_config_dir)/control-api-worker.secrets.env")
-  fi
-  for candidate in "${candidates[@]}"; do
-    if [[ -r "$candidate" ]] && shared_token="$(read_env_file_value "$candidate" BAA_SHARED_TOKEN)" && [[ -n "$shared_token" ]]; then
-      shared_token_source="$candidate"
-      break
-    fi
-    shared_token=""
-  done
-  if [[ -z "$shared_token" ]]; then
-    shared_token="${opt_shared_token:-${BAA_SHARED_TOKEN:-}}"
-    shared_token_source="--shared-token/BAA_SHARED_TOKEN"
+    # The usual lookup; shared-token.txt itself is missing, so the env files are next.
+    keep_file="$shared_token_file"
+    shared_token_file=""
+    resolve_shared_token
+    shared_token_file="$keep_file"
   fi
   [[ -n "$shared_token" ]] || usage_error "no shared token: create ${shared_token_file} or put BAA_SHARED_TOKEN in $(token_config_dir)/runtime-secrets.env"
   if [[ "$dry_run" == "1" ]]; then

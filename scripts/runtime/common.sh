@@ -653,7 +653,11 @@ parse_runtime_option() {
       ;;
   esac
   case "$opt" in
-    --service) validate_service "$value" && services+=("$value") ;;
+    --service)
+      validate_service "$value"
+      # A repeated --service NAME is handled once.
+      [[ " ${services[*]-} " == *" $value "* ]] || services+=("$value")
+      ;;
     --all-services)
       services=()
       finalize_services

@@ -537,6 +537,16 @@ class LaunchdTests(ScriptTest):
         self.assertEqual(len(lines), 9)
         self.assertEqual(n.calls(), [], "dry-run must not call launchctl")
         self.assertIsNone(n.pid("conductor"))
+        proc = self.reload("--dry-run", "--service", "codexd", "--service", "codexd")
+        self.check(proc)
+        self.assertEqual([l for l in proc.stdout.splitlines() if l.startswith("+ ")], [
+            "+ launchctl bootout gui/501/so.makefile.baa-codexd",
+            "+ launchctl bootstrap gui/501 %s/so.makefile.baa-codexd.plist" % n.install.as_posix().replace(" ", "\\ "),
+            "+ launchctl kickstart gui/501/so.makefile.baa-codexd",
+        ])
+        proc = self.reload("--dry-run", "--all-services")
+        self.check(proc)
+        self.assertEqual(len([l for l in proc.stdout.splitlines() if l.startswith("+ ")]), 9)
 
     def test_unhealthy_service_gets_one_kickstart_k_then_diagnostics(self):
         n = self.node

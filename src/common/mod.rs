@@ -7,6 +7,7 @@ pub mod http;
 pub mod ids;
 pub mod jsonl;
 pub mod logging;
+pub mod mock_model;
 pub mod netaddr;
 pub mod proc;
 pub mod secret;

@@ -1,4 +1,7 @@
 //! The one integration-test crate: every test here drives the real binaries over loopback.
 //! One crate means one link step, which matters on a 2-core machine.
 
+mod codex_rig;
+mod conductor_api;
+mod status_api;
 mod support;

@@ -194,9 +194,9 @@ fn read_body(
     if len > cfg.max_body_bytes {
         return Err(Some(ApiError::payload_too_large(cfg.max_body_bytes)));
     }
+    // Everything after the head starts the body; anything past `len` is the next
+    // (pipelined) request and stays in `buf`.
     let mut body: Vec<u8> = buf.split_off(head.len);
-    std::mem::swap(buf, &mut body);
-    // `body` now holds everything after the head; anything past `len` is the next request.
     buf.clear();
     if body.len() > len {
         *buf = body.split_off(len);
@@ -253,8 +253,33 @@ fn websocket_accept(head: &Head) -> Option<String> {
     Some(tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
+/// Answers `err` and closes. The close lingers: we half-close and drain what the client is
+/// still sending for a moment, because closing a socket with unread input makes the kernel
+/// send RST, and the client then loses the error response (e.g. a 413 for a body it is
+/// still uploading).
 fn fail(stream: &mut TcpStream, shared: &Shared, err: ApiError) {
     let resp: Response = shared.error_response(&err);
     let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let _ = resp.write_to(stream, false, false);
+    if resp.write_to(stream, false, false).is_err() {
+        return;
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + LINGER;
+    let mut drained = 0usize;
+    let mut scratch = [0u8; 16 * 1024];
+    while drained < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut scratch) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
 }
+
+/// Bounds on the lingering close: enough for a client to finish sending a rejected body
+/// of a few MiB on loopback, never long enough to pin a thread.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 * 1024 * 1024;

@@ -1,9 +1,14 @@
 //! Shared helpers for the integration tests: temp dirs, real daemons on free loopback
-//! ports, and small HTTP/WebSocket clients with timeouts on every call.
+//! ports, the real codex app-server rig, and small HTTP/WebSocket clients with timeouts on
+//! every call.
 
 #![allow(dead_code)]
 
+pub mod codex;
+pub mod conductor;
 pub mod daemon;
 pub mod http;
+pub mod stub;
+pub mod tempdir;
 pub mod tmp;
 pub mod ws;

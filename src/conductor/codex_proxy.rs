@@ -1,0 +1,324 @@
+//! `/v1/codex*`: the conductor holds no Codex state; every call is a bounded local HTTP
+//! call to codexd, with request bodies whitelisted and upstream failures mapped onto the
+//! conductor's error model.
+
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use baa::common::api_error::ApiError;
+use baa::common::client::local_agent;
+
+use crate::config::CODEXD_ENV;
+
+/// Fields `POST /v1/codex/sessions` forwards (camelCase; snake_case accepted on input).
+pub const SESSION_FIELDS: &[&str] = &[
+    "approvalPolicy",
+    "baseInstructions",
+    "config",
+    "cwd",
+    "developerInstructions",
+    "ephemeral",
+    "metadata",
+    "model",
+    "modelProvider",
+    "personality",
+    "purpose",
+    "sandbox",
+    "serviceTier",
+    "threadId",
+];
+
+/// Fields `POST /v1/codex/turn` forwards; `prompt` is accepted as an alias of `input`.
+pub const TURN_FIELDS: &[&str] = &[
+    "approvalPolicy",
+    "collaborationMode",
+    "cwd",
+    "effort",
+    "expectedTurnId",
+    "input",
+    "model",
+    "outputSchema",
+    "personality",
+    "sandboxPolicy",
+    "serviceTier",
+    "sessionId",
+    "summary",
+];
+
+pub const INTERRUPT_FIELDS: &[&str] = &["sessionId", "turnId"];
+
+pub struct CodexProxy {
+    base: Option<String>,
+    /// Reads: status and session lists should answer fast or not at all.
+    read_agent: ureq::Agent,
+    /// Writes: a session create or turn start waits on the app-server child.
+    write_agent: ureq::Agent,
+}
+
+impl CodexProxy {
+    pub fn new(base: Option<String>) -> Self {
+        Self {
+            base,
+            read_agent: local_agent(Duration::from_millis(1000), Duration::from_secs(5)),
+            write_agent: local_agent(Duration::from_millis(1000), Duration::from_secs(45)),
+        }
+    }
+
+    pub fn base(&self) -> Option<&str> {
+        self.base.as_deref()
+    }
+
+    /// Calls codexd and returns `(status, data)` of a success envelope.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), ApiError> {
+        let Some(base) = self.base.as_deref() else {
+            return Err(ApiError::new(
+                503,
+                "codexd_not_configured",
+                "Independent codexd local API is not configured for /v1/codex routes.",
+            )
+            .with_details(json!({ "env_var": CODEXD_ENV })));
+        };
+        let url = format!("{base}{path}");
+        let unavailable = |cause: String| {
+            ApiError::new(
+                503,
+                "codexd_unavailable",
+                format!("Independent codexd is unavailable at {base}."),
+            )
+            .with_details(json!({ "cause": cause, "target_base_url": base, "upstream_path": path }))
+        };
+        let result = match (method, body) {
+            ("GET", _) => self
+                .read_agent
+                .get(&url)
+                .header("Accept", "application/json")
+                .call(),
+            (_, Some(b)) => self
+                .write_agent
+                .post(&url)
+                .header("Accept", "application/json")
+                .header("Content-Type", "application/json")
+                .send(serde_json::to_vec(b).unwrap_or_default().as_slice()),
+            (_, None) => self
+                .write_agent
+                .post(&url)
+                .header("Accept", "application/json")
+                .send_empty(),
+        };
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Timeout(t)) => {
+                return Err(ApiError::new(
+                    504,
+                    "codexd_timeout",
+                    format!("Independent codexd at {base} did not answer {method} {path} in time."),
+                )
+                .with_details(json!({ "cause": format!("timeout: {t:?}"), "target_base_url": base, "upstream_path": path })))
+            }
+            Err(e) => return Err(unavailable(e.to_string())),
+        };
+        let status = resp.status().as_u16();
+        let raw = resp
+            .body_mut()
+            .with_config()
+            .limit(32 * 1024 * 1024)
+            .read_to_string()
+            .map_err(|e| unavailable(format!("reading the response failed: {e}")))?;
+        let invalid = |what: &str| {
+            ApiError::new(
+                502,
+                "codexd_invalid_response",
+                format!("Independent codexd returned {what} for {method} {path}."),
+            )
+            .with_details(json!({ "target_base_url": base, "upstream_path": path, "upstream_status": status }))
+        };
+        let parsed: Value = serde_json::from_str(&raw).map_err(|_| invalid("invalid JSON"))?;
+        if !(200..300).contains(&status) {
+            if let (Some(code), Some(message)) = (
+                parsed.get("error").and_then(Value::as_str),
+                parsed.get("message").and_then(Value::as_str),
+            ) {
+                let code = if status == 404 { "not_found" } else { code };
+                return Err(ApiError::new(status, code, message).with_details(json!({
+                    "target_base_url": base,
+                    "upstream_details": parsed.get("details").cloned().unwrap_or(Value::Null),
+                    "upstream_error": parsed.get("error").cloned().unwrap_or(Value::Null),
+                    "upstream_path": path,
+                    "upstream_status": status,
+                })));
+            }
+            let code = if status >= 500 {
+                "codexd_unavailable"
+            } else {
+                "codexd_proxy_error"
+            };
+            return Err(ApiError::new(
+                status,
+                code,
+                format!("Independent codexd returned HTTP {status} for {method} {path}."),
+            )
+            .with_details(json!({ "target_base_url": base, "upstream_path": path })));
+        }
+        if parsed.get("ok") != Some(&Value::Bool(true)) {
+            return Err(invalid("an unexpected payload"));
+        }
+        Ok((status, parsed.get("data").cloned().unwrap_or(Value::Null)))
+    }
+}
+
+/// Keeps whitelisted fields, mapping snake_case spellings to camelCase.
+pub fn whitelist(body: &Map<String, Value>, fields: &[&str]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for field in fields {
+        let snake = camel_to_snake(field);
+        if let Some(v) = body.get(*field).or_else(|| body.get(&snake)) {
+            out.insert((*field).to_string(), v.clone());
+        }
+    }
+    out
+}
+
+/// The turn body: whitelist plus `prompt` → `input` when `input` is absent.
+pub fn turn_body(body: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = whitelist(body, TURN_FIELDS);
+    if !out.contains_key("input") {
+        if let Some(p) = body.get("prompt") {
+            out.insert("input".into(), p.clone());
+        }
+    }
+    out
+}
+
+fn camel_to_snake(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    for c in s.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn field<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(*p).unwrap_or(&Value::Null);
+    }
+    cur
+}
+
+/// Reshapes codexd's status into the conductor's `GET /v1/codex` data.
+pub fn reshape_status(data: &Value, target: &str, routes: Value) -> Value {
+    let snapshot = field(data, &["snapshot"]);
+    let service = field(data, &["service"]);
+    let identity = field(snapshot, &["identity"]);
+    let daemon = field(snapshot, &["daemon"]);
+    let child = field(daemon, &["child"]);
+    let sessions = field(snapshot, &["sessionRegistry", "sessions"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let events = field(snapshot, &["recentEvents", "events"])
+        .as_array()
+        .map_or(0, Vec::len);
+    json!({
+        "backend": "independent_codexd",
+        "daemon": {
+            "daemon_id": identity.get("daemonId"),
+            "node_id": identity.get("nodeId"),
+            "version": identity.get("version"),
+            "started": daemon.get("started"),
+            "started_at": daemon.get("startedAt"),
+            "updated_at": daemon.get("updatedAt"),
+            "child": {
+                "endpoint": child.get("endpoint"),
+                "last_error": child.get("lastError"),
+                "pid": child.get("pid"),
+                "status": child.get("status"),
+                "strategy": child.get("strategy"),
+            },
+        },
+        "proxy": { "route_prefix": "/v1/codex", "target_base_url": target, "transport": "local_http" },
+        "recent_events": { "count": events, "updated_at": field(snapshot, &["recentEvents", "updatedAt"]) },
+        "routes": routes,
+        "service": {
+            "event_stream_url": service.get("eventStreamUrl"),
+            "listening": service.get("listening"),
+            "resolved_base_url": service.get("resolvedBaseUrl"),
+            "websocket_clients": service.get("websocketClients"),
+        },
+        "sessions": {
+            "active_count": sessions.iter().filter(|s| s.get("status").and_then(Value::as_str) == Some("active")).count(),
+            "count": sessions.len(),
+            "updated_at": field(snapshot, &["sessionRegistry", "updatedAt"]),
+        },
+        "surface": ["status", "sessions", "turn"],
+        "notes": [
+            "This conductor route proxies the independent codexd daemon.",
+            "Only session/status/turn operations are exposed on this surface."
+        ],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whitelists_and_aliases() {
+        let body =
+            json!({"sessionId": "s1", "prompt": "hi", "bogus": 1, "approval_policy": "never"});
+        let out = turn_body(body.as_object().unwrap());
+        assert_eq!(
+            Value::Object(out),
+            json!({"sessionId": "s1", "input": "hi", "approvalPolicy": "never"})
+        );
+        let body = json!({"session_id": "s1", "input": "a", "prompt": "b"});
+        assert_eq!(
+            Value::Object(turn_body(body.as_object().unwrap())),
+            json!({"sessionId": "s1", "input": "a"})
+        );
+        let body = json!({"cwd": "/x", "thread_id": "t", "purpose": "duplex", "env": {"A": "b"}});
+        assert_eq!(
+            Value::Object(whitelist(body.as_object().unwrap(), SESSION_FIELDS)),
+            json!({"cwd": "/x", "threadId": "t", "purpose": "duplex"})
+        );
+    }
+
+    #[test]
+    fn unconfigured_is_503() {
+        let e = CodexProxy::new(None)
+            .call("GET", "/v1/codexd/status", None)
+            .unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (503, "codexd_not_configured"));
+        assert_eq!(e.details.unwrap()["env_var"], CODEXD_ENV);
+    }
+
+    #[test]
+    fn closed_port_is_unavailable_without_the_word_bridge() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let e = CodexProxy::new(Some(base.clone()))
+            .call("GET", "/v1/codexd/status", None)
+            .unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (503, "codexd_unavailable"));
+        assert_eq!(
+            e.message,
+            format!("Independent codexd is unavailable at {base}.")
+        );
+        assert!(!e.message.contains("bridge"));
+    }
+}

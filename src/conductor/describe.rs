@@ -1,0 +1,335 @@
+//! Self-description for AI callers: `/describe`, `/describe/business`, `/describe/control`
+//! and `/v1/capabilities`, all built from the route table so they cannot drift from what
+//! is served. Runs routes (`listed: false`) never appear.
+
+use serde_json::{json, Value};
+
+use baa::common::api_error::ApiError;
+use baa::common::http::router::{Route, RouteKind};
+
+use crate::app::App;
+use crate::config::CODEXD_ENV;
+use crate::routes::{find, ROUTES};
+
+type R = Route<std::sync::Arc<App>>;
+
+const BUSINESS: &[&str] = &[
+    "service.describe",
+    "describe.business",
+    "service.health",
+    "service.version",
+    "system.capabilities",
+    "codex.status",
+    "codex.sessions.list",
+    "codex.sessions.read",
+    "codex.sessions.create",
+    "codex.turn.create",
+    "codex.turn.interrupt",
+    "controllers.list",
+    "tasks.list",
+    "tasks.read",
+    "tasks.logs.read",
+];
+
+const CONTROL: &[&str] = &[
+    "service.describe",
+    "describe.control",
+    "service.health",
+    "system.state",
+    "system.pause",
+    "system.resume",
+    "system.drain",
+    "host.exec",
+    "host.files.read",
+    "host.files.write",
+    "probe.healthz",
+    "probe.readyz",
+    "probe.rolez",
+    "probe.runtime",
+];
+
+fn listed() -> impl Iterator<Item = &'static R> {
+    ROUTES.iter().filter(|r| r.listed)
+}
+
+fn by_ids(ids: &[&str]) -> Vec<Value> {
+    ids.iter()
+        .map(|id| find(id))
+        .filter(|r| r.listed)
+        .map(|r| r.describe())
+        .collect()
+}
+
+pub fn codex_routes() -> Value {
+    Value::Array(
+        listed()
+            .filter(|r| r.id.starts_with("codex."))
+            .map(|r| r.describe())
+            .collect(),
+    )
+}
+
+fn example_body(id: &str) -> Option<Value> {
+    match id {
+        "system.pause" => Some(json!({"requested_by": "operator", "reason": "maintenance window"})),
+        "system.resume" | "system.drain" => {
+            Some(json!({"requested_by": "operator", "reason": "manual"}))
+        }
+        "codex.sessions.create" => {
+            Some(json!({"cwd": "/Users/george/code/baa-conductor", "purpose": "duplex"}))
+        }
+        "codex.turn.create" => {
+            Some(json!({"sessionId": "<sessionId>", "input": "Summarize pending work."}))
+        }
+        "codex.turn.interrupt" => Some(json!({"sessionId": "<sessionId>"})),
+        "host.exec" => Some(json!({"command": "uptime", "timeoutMs": 5000})),
+        "host.files.read" => {
+            Some(json!({"path": "README.md", "cwd": "/Users/george/code/baa-conductor"}))
+        }
+        "host.files.write" => Some(
+            json!({"path": "notes/todo.txt", "cwd": "/tmp", "content": "hello", "overwrite": false, "createParents": true}),
+        ),
+        _ => None,
+    }
+}
+
+/// A ready-to-run curl command for a route.
+pub fn curl(base: &str, r: &R) -> String {
+    let path = r
+        .pattern
+        .replace(":task_id", "<task_id>")
+        .replace(":session_id", "<sessionId>")
+        .replace(":run_id", "<run_id>");
+    let auth = if r.id.starts_with("host.") {
+        " -H \"Authorization: Bearer $BAA_SHARED_TOKEN\""
+    } else {
+        ""
+    };
+    match (r.method, example_body(r.id)) {
+        ("GET", _) => format!("curl -sS '{base}{path}'"),
+        (m, Some(body)) => format!(
+            "curl -sS -X {m} '{base}{path}'{auth} -H 'Content-Type: application/json' -d '{body}'"
+        ),
+        (m, None) => format!("curl -sS -X {m} '{base}{path}'{auth}"),
+    }
+}
+
+fn example(app: &App, title: &str, id: &str) -> Value {
+    let r = find(id);
+    json!({ "title": title, "method": r.method, "path": r.pattern, "curl": curl(&app.base_url, r) })
+}
+
+pub fn codex_block(app: &App) -> Value {
+    let base = app.cfg.codexd_local_api_base.clone();
+    let notes = if base.is_none() {
+        vec![
+            "Codex routes stay unavailable until independent codexd is configured.".to_string(),
+            format!("Set {CODEXD_ENV} to the codexd local HTTP base URL before using /v1/codex."),
+        ]
+    } else {
+        vec![
+            "All /v1/codex routes proxy the independent codexd daemon over local HTTP.".to_string(),
+            "This surface is session-oriented: status, session list/read/create, turn create and interrupt.".to_string(),
+            "Read a turn's outcome from GET /v1/codex/sessions/:session_id (lastTurnStatus, lastTurn).".to_string(),
+        ]
+    };
+    json!({
+        "auth_mode": "local_network_only",
+        "backend": "independent_codexd",
+        "enabled": base.is_some(),
+        "route_prefix": "/v1/codex",
+        "routes": codex_routes(),
+        "target_base_url": base,
+        "transport": "local_http",
+        "notes": notes,
+    })
+}
+
+fn auth_block(app: &App) -> Value {
+    json!({
+        "mode": "local_network_only",
+        "read_routes": "no credentials; the API binds loopback or a Tailscale address and checks the Host header",
+        "host_operations": {
+            "header": "Authorization: Bearer <BAA_SHARED_TOKEN>",
+            "configured": app.cfg.usable_token().is_some(),
+        },
+        "browser_requests": "refused: requests carrying a foreign Origin get 403",
+    })
+}
+
+fn host_ops_block(app: &App) -> Value {
+    json!({
+        "enabled": app.cfg.usable_token().is_some(),
+        "auth": {
+            "header": "Authorization: Bearer <BAA_SHARED_TOKEN>",
+            "configured": app.cfg.usable_token().is_some(),
+            "uses_placeholder_token": app.cfg.uses_placeholder_token(),
+            "unauthorized_status": 401,
+            "unconfigured_status": 503,
+        },
+        "routes": by_ids(&["host.exec", "host.files.read", "host.files.write"]),
+        "result_shape": "HTTP 200 with data = {ok, operation, input, result, error?}; error.code such as INVALID_INPUT, EXEC_TIMEOUT, EXEC_FAILED, FILE_ALREADY_EXISTS, FILE_NOT_FOUND",
+        "exec": {
+            "shell": "/bin/sh -c",
+            "default_timeout_ms": crate::host_ops::exec::DEFAULT_TIMEOUT_MS,
+            "max_timeout_ms": crate::host_ops::exec::MAX_TIMEOUT_MS,
+            "output_cap_bytes_per_stream": crate::host_ops::exec::OUTPUT_CAP,
+            "max_concurrent": crate::host_ops::exec::MAX_CONCURRENT,
+        },
+        "examples": [
+            example(app, "Run a command", "host.exec"),
+            example(app, "Read a file", "host.files.read"),
+            example(app, "Write a file", "host.files.write"),
+        ],
+    })
+}
+
+fn websocket_block(app: &App) -> Value {
+    json!({
+        "auth_mode": "local_network_only",
+        "enabled": true,
+        "path": "/ws/firefox",
+        "url": format!("ws://{}/ws/firefox", app.base_url.trim_start_matches("http://")),
+        "purpose": "local Firefox extension bridge (not a public channel)",
+        "allowed_origins": app.cfg.firefox_origins,
+        "server_messages": ["hello", "state_snapshot", "action_result", "pong", "error"],
+        "client_messages": ["action_request {requestId, action: pause|resume|drain, requested_by?, reason?}", "ping"],
+    })
+}
+
+pub fn full(app: &App) -> Result<Value, ApiError> {
+    Ok(json!({
+        "name": "baa-conductor-daemon",
+        "version": app.cfg.version,
+        "identity": app.cfg.identity(),
+        "base_url": app.base_url,
+        "system": app.system_state()?,
+        "describe_endpoints": {
+            "business": { "path": "/describe/business", "summary": find("describe.business").summary },
+            "control": { "path": "/describe/control", "summary": find("describe.control").summary },
+            "capabilities": { "path": "/v1/capabilities", "summary": find("system.capabilities").summary },
+        },
+        "codex": codex_block(app),
+        "host_operations": host_ops_block(app),
+        "websocket": websocket_block(app),
+        "auth": auth_block(app),
+        "capabilities": {
+            "read_endpoints": listed().filter(|r| r.kind == RouteKind::Read).map(|r| r.describe()).collect::<Vec<_>>(),
+            "write_endpoints": listed().filter(|r| r.kind == RouteKind::Write).map(|r| r.describe()).collect::<Vec<_>>(),
+        },
+        "examples": [
+            example(app, "Read the business surface first", "describe.business"),
+            example(app, "Inspect the narrower capability surface if needed", "system.capabilities"),
+            example(app, "Inspect the codex proxy surface", "codex.status"),
+            example(app, "Read the current automation state", "system.state"),
+            example(app, "Pause local automation explicitly", "system.pause"),
+            example(app, "Create a codex session", "codex.sessions.create"),
+            example(app, "Run a host command (token required)", "host.exec"),
+        ],
+        "notes": [
+            "AI callers should prefer /describe/business for business queries and /describe/control for control actions.",
+            "All /v1/codex routes proxy the independent codexd daemon; this process does not host Codex sessions itself.",
+            "POST /v1/exec and POST /v1/files/* require Authorization: Bearer <BAA_SHARED_TOKEN>; missing or wrong tokens return 401 JSON.",
+            "Every response is JSON {ok, request_id, data} or {ok:false, request_id, error, message, details}, except the plain-text probes.",
+            "GET /healthz, /readyz, /rolez and /v1/runtime remain available as low-level diagnostics.",
+        ],
+    }))
+}
+
+pub fn business(app: &App) -> Result<Value, ApiError> {
+    Ok(json!({
+        "surface": "business",
+        "name": "baa-conductor-daemon",
+        "version": app.cfg.version,
+        "base_url": app.base_url,
+        "system": app.system_state()?,
+        "recommended_flow": [
+            "GET /describe/business",
+            "Optionally GET /v1/capabilities",
+            "Use business routes such as /v1/controllers, /v1/tasks and /v1/codex",
+            "Use /describe/control if a local shell or file operation is intended",
+        ],
+        "websocket": websocket_block(app),
+        "codex": codex_block(app),
+        "endpoints": by_ids(BUSINESS),
+        "examples": [
+            example(app, "List recent tasks", "tasks.list"),
+            example(app, "Inspect the codex proxy status", "codex.status"),
+            example(app, "Create a codex session", "codex.sessions.create"),
+            example(app, "Start a turn", "codex.turn.create"),
+            example(app, "Read the session and its last turn", "codex.sessions.read"),
+        ],
+        "notes": [
+            "This surface is intended to be enough for business-query discovery without reading external docs.",
+            "All /v1/codex routes proxy the independent codexd daemon instead of an in-process bridge.",
+            "If you pivot to /describe/control for /v1/exec or /v1/files/*, those host-ops routes require Authorization: Bearer <BAA_SHARED_TOKEN>.",
+            "Control actions and host-level exec/file operations are intentionally excluded; use /describe/control.",
+        ],
+    }))
+}
+
+pub fn control(app: &App) -> Result<Value, ApiError> {
+    Ok(json!({
+        "surface": "control",
+        "name": "baa-conductor-daemon",
+        "version": app.cfg.version,
+        "base_url": app.base_url,
+        "system": app.system_state()?,
+        "recommended_flow": [
+            "GET /describe/control",
+            "GET /v1/system/state",
+            "POST /v1/system/pause|resume|drain with {requested_by, reason}",
+            "Use host operations only when a shell or file operation is intended",
+        ],
+        "websocket": websocket_block(app),
+        "auth": auth_block(app),
+        "codex": codex_block(app),
+        "host_operations": host_ops_block(app),
+        "endpoints": by_ids(CONTROL),
+        "examples": [
+            example(app, "Read the current automation state", "system.state"),
+            example(app, "Pause local automation", "system.pause"),
+            example(app, "Resume local automation", "system.resume"),
+            example(app, "Drain local automation", "system.drain"),
+            example(app, "Run a host command", "host.exec"),
+        ],
+        "notes": [
+            "This surface is intended to be enough for control discovery without reading external docs.",
+            "The interactive Codex surface is proxied to independent codexd; inspect /v1/codex or /describe/business for those routes.",
+            "Business queries such as tasks are intentionally excluded; use /describe/business.",
+            "POST /v1/exec and POST /v1/files/* require Authorization: Bearer <BAA_SHARED_TOKEN>; missing or wrong tokens return 401 JSON.",
+            "Host operations return the structured host-ops union inside the outer conductor HTTP envelope.",
+            "Only the lease holder accepts pause/resume/drain; a standby answers 409 not_leader.",
+        ],
+    }))
+}
+
+pub fn capabilities(app: &App) -> Result<Value, ApiError> {
+    let st = app.lease.status();
+    Ok(json!({
+        "read_endpoints": listed().filter(|r| r.kind == RouteKind::Read).map(|r| r.describe()).collect::<Vec<_>>(),
+        "write_endpoints": listed().filter(|r| r.kind == RouteKind::Write).map(|r| r.describe()).collect::<Vec<_>>(),
+        "diagnostics": listed().filter(|r| r.kind == RouteKind::Probe).map(|r| r.describe()).collect::<Vec<_>>(),
+        "codex": codex_block(app),
+        "runtime": {
+            "identity": app.cfg.identity(),
+            "lease_state": st.state(app.lease.threshold).as_str(),
+            "role": if st.is_leader { "leader" } else { "standby" },
+            "started": app.is_started(),
+        },
+        "system": app.system_state()?,
+        "recommended_flow": [
+            "GET /describe",
+            "GET /v1/capabilities",
+            "GET /v1/system/state",
+            "GET /v1/tasks or /v1/codex",
+            "Use /v1/codex/* for interactive Codex session and turn work",
+            "GET /describe/control if local shell/file access is needed",
+            "Use POST system routes or host operations only when a write/exec is intended",
+        ],
+        "notes": [
+            "Read routes are safe for discovery and inspection.",
+            "Write routes change node state or run host operations; host operations need the bearer token.",
+        ],
+    }))
+}

@@ -1,0 +1,464 @@
+//! `/v1/exec`: `/bin/sh -c <command>` in its own process group, with a scrubbed
+//! environment, capped output, a timeout that kills the whole group, and the child always
+//! reaped.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, RecvTimeoutError};
+use serde_json::{json, Map, Value};
+
+use super::{opt_str, union, OpError};
+use baa::common::proc::kill_group;
+
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+/// Per stream.
+pub const OUTPUT_CAP: usize = 1024 * 1024;
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long to wait for the pipes to close after the shell exits (a background
+/// grandchild can hold them open).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+pub const MAX_CONCURRENT: usize = 4;
+
+/// Counts running execs so a burst cannot fork-bomb the node.
+#[derive(Default)]
+pub struct ExecSlots(AtomicUsize);
+
+impl ExecSlots {
+    fn take(&self) -> Option<SlotGuard<'_>> {
+        let prev = self.0.fetch_add(1, Ordering::SeqCst);
+        if prev >= MAX_CONCURRENT {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(SlotGuard(&self.0))
+    }
+}
+
+struct SlotGuard<'a>(&'a AtomicUsize);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn empty_result() -> Value {
+    json!({
+        "stdout": "", "stderr": "", "exitCode": null, "signal": null,
+        "durationMs": 0, "timedOut": false, "truncated": false,
+    })
+}
+
+struct ExecInput {
+    command: String,
+    cwd: Option<String>,
+    timeout_ms: u64,
+    env: Vec<(String, String)>,
+}
+
+fn parse(body: &Map<String, Value>) -> Result<ExecInput, OpError> {
+    let command = match body.get("command") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Value::String(_)) => return Err(OpError::invalid("command must not be empty.")),
+        _ => {
+            return Err(OpError::invalid(
+                "command must be a string run by /bin/sh -c.",
+            ))
+        }
+    };
+    let cwd = opt_str(body, &["cwd"])?;
+    let timeout_ms = match body.get("timeoutMs").or_else(|| body.get("timeout_ms")) {
+        None | Some(Value::Null) => DEFAULT_TIMEOUT_MS,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_TIMEOUT_MS).contains(&n) => n,
+            _ => {
+                return Err(OpError::invalid(format!(
+                    "timeoutMs must be an integer from 1 to {MAX_TIMEOUT_MS}."
+                )))
+            }
+        },
+    };
+    let mut env = Vec::new();
+    match body.get("env") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let valid_name = !k.is_empty()
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !k.starts_with(|c: char| c.is_ascii_digit());
+                if !valid_name {
+                    return Err(OpError::invalid(format!(
+                        "env name {k:?} is not a valid variable name."
+                    )));
+                }
+                if k.starts_with("BAA_") || k.starts_with("DYLD_") || k.starts_with("LD_") {
+                    return Err(OpError::invalid(format!("env name {k} is reserved.")));
+                }
+                let Some(v) = v.as_str() else {
+                    return Err(OpError::invalid(format!(
+                        "env value of {k} must be a string."
+                    )));
+                };
+                env.push((k.clone(), v.to_string()));
+            }
+        }
+        Some(_) => return Err(OpError::invalid("env must be an object of strings.")),
+    }
+    Ok(ExecInput {
+        command,
+        cwd,
+        timeout_ms,
+        env,
+    })
+}
+
+/// The environment every command starts from: enough to behave like a login tool, and
+/// nothing of the daemon's own (no token).
+fn base_env() -> Vec<(String, String)> {
+    let mut env = vec![(
+        "PATH".to_string(),
+        std::env::var("PATH").unwrap_or_else(|_| {
+            "/usr/local/bin:/opt/homebrew/bin:/usr/bin:/bin:/usr/sbin:/sbin".into()
+        }),
+    )];
+    for k in [
+        "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "SHELL",
+    ] {
+        if let Ok(v) = std::env::var(k) {
+            env.push((k.to_string(), v));
+        }
+    }
+    env
+}
+
+/// True for folders macOS guards with TCC (a launchd job touching them blocks on a
+/// permission prompt nobody sees).
+pub fn tcc_protected(cwd: &Path, home: &Path) -> bool {
+    ["Desktop", "Documents", "Downloads"]
+        .iter()
+        .any(|d| cwd.starts_with(home.join(d)))
+}
+
+fn under_launchd() -> bool {
+    cfg!(target_os = "macos")
+        && std::env::var("XPC_SERVICE_NAME").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Runs the request and returns the union value.
+pub fn run(body: &Map<String, Value>, slots: &ExecSlots) -> Value {
+    let input = match parse(body) {
+        Ok(i) => i,
+        Err(e) => return union("exec", echo_raw(body), empty_result(), Some(e)),
+    };
+    let echo = json!({
+        "command": input.command,
+        "cwd": input.cwd,
+        "timeoutMs": input.timeout_ms,
+        // Values may be secrets; echo names only.
+        "env": input.env.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+    });
+    let cwd = match &input.cwd {
+        None => None,
+        Some(c) => {
+            let p = Path::new(c);
+            if !p.is_absolute() {
+                return union(
+                    "exec",
+                    echo,
+                    empty_result(),
+                    Some(OpError::invalid("cwd must be an absolute path.")),
+                );
+            }
+            if !p.is_dir() {
+                return union(
+                    "exec",
+                    echo,
+                    empty_result(),
+                    Some(OpError::new(
+                        "CWD_NOT_FOUND",
+                        format!("cwd {c} is not an existing directory."),
+                    )),
+                );
+            }
+            if under_launchd() {
+                if let Ok(home) = std::env::var("HOME") {
+                    if tcc_protected(p, Path::new(&home)) {
+                        return union("exec", echo, empty_result(), Some(OpError::new(
+                            "TCC_PROTECTED_PATH",
+                            format!("cwd {c} is inside a macOS privacy-protected folder (Desktop/Documents/Downloads); a launchd job cannot use it without a Full Disk Access grant."),
+                        )));
+                    }
+                }
+            }
+            Some(p.to_path_buf())
+        }
+    };
+    let Some(_slot) = slots.take() else {
+        return union(
+            "exec",
+            echo,
+            empty_result(),
+            Some(OpError::new(
+                "EXEC_BUSY",
+                format!("{MAX_CONCURRENT} commands are already running; retry when one finishes."),
+            )),
+        );
+    };
+    let (result, error) = execute(&input, cwd.as_deref());
+    union("exec", echo, result, error)
+}
+
+fn echo_raw(body: &Map<String, Value>) -> Value {
+    json!({ "command": body.get("command").cloned().unwrap_or(Value::Null), "cwd": body.get("cwd").cloned().unwrap_or(Value::Null) })
+}
+
+fn execute(input: &ExecInput, cwd: Option<&Path>) -> (Value, Option<OpError>) {
+    let started = Instant::now();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(&input.command)
+        .env_clear()
+        .envs(base_env())
+        .envs(input.env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    if let Some(c) = cwd {
+        cmd.current_dir(c);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                empty_result(),
+                Some(OpError::new(
+                    "SPAWN_FAILED",
+                    format!("Could not start /bin/sh: {e}."),
+                )),
+            )
+        }
+    };
+    let pgid = child.id();
+    let out = child.stdout.take().map(|s| capture("exec-stdout", s));
+    let err = child.stderr.take().map(|s| capture("exec-stderr", s));
+
+    let (tx, rx) = bounded(1);
+    let waiter = thread::Builder::new()
+        .name("exec-wait".into())
+        .spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+    if waiter.is_err() {
+        let _ = kill_group(pgid, libc::SIGKILL);
+        return (
+            empty_result(),
+            Some(OpError::new(
+                "SPAWN_FAILED",
+                "Could not start a wait thread.",
+            )),
+        );
+    }
+    let timeout = Duration::from_millis(input.timeout_ms);
+    let mut timed_out = false;
+    let status = match rx.recv_timeout(timeout) {
+        Ok(s) => s.ok(),
+        Err(RecvTimeoutError::Timeout) => {
+            timed_out = true;
+            let _ = kill_group(pgid, libc::SIGTERM);
+            match rx.recv_timeout(KILL_GRACE) {
+                Ok(s) => s.ok(),
+                Err(_) => {
+                    let _ = kill_group(pgid, libc::SIGKILL);
+                    rx.recv_timeout(Duration::from_secs(5))
+                        .ok()
+                        .and_then(|s| s.ok())
+                }
+            }
+        }
+        Err(RecvTimeoutError::Disconnected) => None,
+    };
+    if timed_out {
+        // Stragglers that ignored SIGTERM (or were spawned after it) go too.
+        let _ = kill_group(pgid, libc::SIGKILL);
+    }
+    let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
+    let collect = |h: Option<crossbeam_channel::Receiver<(Vec<u8>, bool)>>| -> (String, bool) {
+        let Some(h) = h else {
+            return (String::new(), false);
+        };
+        let left = drain_deadline.saturating_duration_since(Instant::now());
+        match h.recv_timeout(left) {
+            Ok((bytes, truncated)) => (String::from_utf8_lossy(&bytes).into_owned(), truncated),
+            Err(_) => {
+                // A background grandchild still holds the pipe: end the group.
+                let _ = kill_group(pgid, libc::SIGKILL);
+                match h.recv_timeout(Duration::from_secs(1)) {
+                    Ok((bytes, truncated)) => {
+                        (String::from_utf8_lossy(&bytes).into_owned(), truncated)
+                    }
+                    Err(_) => (String::new(), true),
+                }
+            }
+        }
+    };
+    let (stdout, t1) = collect(out);
+    let (stderr, t2) = collect(err);
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let (exit_code, signal) = match status {
+        Some(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            (s.code(), s.signal().map(signal_name))
+        }
+        None => (None, None),
+    };
+    let result = json!({
+        "stdout": stdout,
+        "stderr": stderr,
+        "exitCode": exit_code,
+        "signal": signal,
+        "durationMs": duration_ms,
+        "timedOut": timed_out,
+        "truncated": t1 || t2,
+    });
+    let error = if timed_out {
+        Some(OpError::new(
+            "EXEC_TIMEOUT",
+            format!(
+                "Command timed out after {} ms; its process group was killed.",
+                input.timeout_ms
+            ),
+        ))
+    } else if exit_code != Some(0) {
+        Some(OpError::new(
+            "EXEC_FAILED",
+            match (exit_code, signal) {
+                (Some(c), _) => format!("Command exited with status {c}."),
+                (None, Some(s)) => format!("Command was killed by {s}."),
+                _ => "Command ended abnormally.".to_string(),
+            },
+        ))
+    } else {
+        None
+    };
+    (result, error)
+}
+
+/// Reads a pipe to EOF on its own thread, keeping the first `OUTPUT_CAP` bytes and
+/// discarding (but still draining) the rest so the child never blocks on a full pipe.
+fn capture(
+    name: &str,
+    mut pipe: impl Read + Send + 'static,
+) -> crossbeam_channel::Receiver<(Vec<u8>, bool)> {
+    let (tx, rx) = bounded(1);
+    let spawned = thread::Builder::new().name(name.into()).spawn(move || {
+        let mut kept = Vec::new();
+        let mut truncated = false;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let room = OUTPUT_CAP.saturating_sub(kept.len());
+                    if n > room {
+                        truncated = true;
+                    }
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send((kept, truncated));
+    });
+    if spawned.is_err() {
+        log::warn!("could not start {name} reader thread");
+    }
+    rx
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        libc::SIGSEGV => "SIGSEGV".into(),
+        libc::SIGABRT => "SIGABRT".into(),
+        libc::SIGPIPE => "SIGPIPE".into(),
+        other => format!("SIG{other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn runs_and_reports() {
+        let slots = ExecSlots::default();
+        let v = run(
+            &body(json!({"command": "printf out; printf err >&2; exit 3"})),
+            &slots,
+        );
+        assert_eq!(v["ok"], false, "{v}");
+        assert_eq!(v["error"]["code"], "EXEC_FAILED");
+        assert_eq!(v["result"]["stdout"], "out");
+        assert_eq!(v["result"]["stderr"], "err");
+        assert_eq!(v["result"]["exitCode"], 3);
+        let v = run(
+            &body(json!({"command": "echo $FOO", "env": {"FOO": "bar"}})),
+            &slots,
+        );
+        assert_eq!(
+            (v["ok"].clone(), v["result"]["stdout"].clone()),
+            (json!(true), json!("bar\n")),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn invalid_inputs_keep_the_result_shape() {
+        let slots = ExecSlots::default();
+        for bad in [
+            json!({"command": ["echo", "hi"]}),
+            json!({"command": "x", "timeoutMs": 0}),
+            json!({"command": "x", "env": {"BAA_SHARED_TOKEN": "x"}}),
+            json!({"command": "x", "cwd": "rel"}),
+        ] {
+            let v = run(&body(bad.clone()), &slots);
+            assert_eq!(v["error"]["code"], "INVALID_INPUT", "{bad} → {v}");
+            assert_eq!(v["result"], empty_result(), "{v}");
+        }
+    }
+
+    #[test]
+    fn token_is_not_inherited() {
+        // The daemon's own environment never reaches the command.
+        std::env::set_var("BAA_SHARED_TOKEN_TEST_PROBE", "leak");
+        let v = run(&body(json!({"command": "env"})), &ExecSlots::default());
+        assert!(
+            !v["result"]["stdout"].as_str().unwrap().contains("leak"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn tcc_paths() {
+        let home = Path::new("/Users/g");
+        assert!(tcc_protected(Path::new("/Users/g/Desktop/p"), home));
+        assert!(tcc_protected(Path::new("/Users/g/Documents"), home));
+        assert!(!tcc_protected(Path::new("/Users/g/code"), home));
+        assert!(!tcc_protected(Path::new("/Users/g/DesktopX"), home));
+    }
+}

@@ -1,0 +1,64 @@
+//! A real `baa-conductor` on a free loopback port with its own state dirs and fast lease
+//! timing, so lease tests finish in seconds.
+
+use super::daemon::{Daemon, Spawn, CONDUCTOR};
+use super::tmp::TempDir;
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+pub struct Conductor {
+    pub d: Daemon,
+    pub dir: TempDir,
+}
+
+/// Common flags: loopback port 0, dirs under `dir`, lease TTL 2 s renewed every 200 ms.
+pub fn spawn(dir: &TempDir, node_id: &str, role: &str) -> Spawn {
+    Spawn::new(CONDUCTOR)
+        .args([
+            "start",
+            "--local-api",
+            "http://127.0.0.1:0",
+            "--node-id",
+            node_id,
+            "--host",
+            "testhost",
+            "--role",
+            role,
+        ])
+        .args(["--state-dir", &dir.join("state").display().to_string()])
+        .args(["--logs-dir", &dir.join("logs").display().to_string()])
+        .args(["--runs-dir", &dir.join("runs").display().to_string()])
+        .args([
+            "--worktrees-dir",
+            &dir.join("worktrees").display().to_string(),
+        ])
+        .args(["--tmp-dir", &dir.join("tmp").display().to_string()])
+        .args([
+            "--lease-ttl-sec",
+            "2",
+            "--lease-renew-interval-ms",
+            "200",
+            "--heartbeat-interval-ms",
+            "200",
+        ])
+        .cwd(dir.path())
+}
+
+/// A primary conductor with the test token and no codexd configured.
+pub fn start(tag: &str) -> Conductor {
+    let dir = TempDir::new(tag);
+    let d = spawn(&dir, "mini-main", "primary")
+        .env("BAA_SHARED_TOKEN", TOKEN)
+        .start();
+    Conductor { d, dir }
+}
+
+impl Conductor {
+    pub fn url(&self, path: &str) -> String {
+        self.d.url(path)
+    }
+
+    pub fn auth(&self) -> [(&'static str, String); 1] {
+        [("Authorization", format!("Bearer {TOKEN}"))]
+    }
+}

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Run the runtime-script tests (Linux or macOS; needs bash, python3, curl).
+# Prints "N passed, M failed" last and exits non-zero on any failure.
+# BAA_TEST_BIN_DIR=/path/to/target/release runs them against the real binaries.
+set -euo pipefail
+here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+exec python3 "${here}/test_runtime_scripts.py" "$@"

@@ -509,7 +509,11 @@ fn dispatch_loop(core: &Core, link: &Link, rx: Receiver<Vec<u8>>) {
         let line = match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(l) => l,
             Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => {
+                // stdout closed: no response can arrive any more.
+                link.rpc.close();
+                break;
+            }
         };
         let text = line.trim_ascii();
         if text.is_empty() {

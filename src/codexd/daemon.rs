@@ -1004,11 +1004,10 @@ impl Core {
                 .filter_map(|s| {
                     let tid = s.thread_id.clone()?;
                     let cur = s.current.as_mut()?;
-                    if cur.reconciling
-                        || !cur
-                            .idle_since
-                            .is_some_and(|t| now.duration_since(t) >= idle)
-                    {
+                    let idle_long_enough = cur
+                        .idle_since
+                        .is_some_and(|t| now.duration_since(t) >= idle);
+                    if cur.reconciling || !idle_long_enough {
                         return None;
                     }
                     cur.reconciling = true;

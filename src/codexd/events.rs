@@ -169,7 +169,7 @@ impl Events {
             (front, ring)
         };
         let mut out = if since + 1 < front {
-            self.from_log(since, front)
+            self.read_log(since, front)
         } else {
             Vec::new()
         };
@@ -192,7 +192,7 @@ impl Events {
                 inner.ring.front().and_then(seq_of).unwrap_or(inner.seq + 1)
             };
             let older = if since + 1 < front {
-                self.from_log(since, front)
+                self.read_log(since, front)
             } else {
                 Vec::new()
             };
@@ -216,7 +216,7 @@ impl Events {
     }
 
     /// Events with `since < seq < before` from the JSONL file.
-    fn from_log(&self, since: u64, before: u64) -> Vec<Value> {
+    fn read_log(&self, since: u64, before: u64) -> Vec<Value> {
         match JsonlLog::read_all(&self.log_path) {
             Ok(all) => all
                 .into_iter()

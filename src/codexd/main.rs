@@ -59,7 +59,7 @@ struct Cli {
 }
 
 enum Parsed {
-    Run(Cli),
+    Run(Box<Cli>),
     Help,
     Version,
 }
@@ -88,11 +88,11 @@ fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Parsed, lexopt::Error> {
         }
     }
     match command {
-        Some(c) => Ok(Parsed::Run(Cli {
+        Some(c) => Ok(Parsed::Run(Box::new(Cli {
             command: c,
             flags,
             json,
-        })),
+        }))),
         None => Err(lexopt::Error::from(
             "missing command (start, status, config or smoke)",
         )),

@@ -3,7 +3,8 @@
 //! and the fault-injection tests and the fan-out benchmark use it as a fake child.
 //!
 //! `BAA_CODEXD_STUB_MODE` picks a fault: `normal` (default), `exit` (exits at once),
-//! `garbage` (interleaves non-JSON lines), `silent` (never answers), `no-complete` (never
+//! `garbage` (interleaves non-JSON lines), `silent` (never answers), `mute` (answers only
+//! `initialize`), `no-complete` (never
 //! sends `turn/completed`; `thread/read` reports the turn as completed).
 //! Turn input keywords: `burst:N` (N deltas, each stamped with `stubSentUs`), `slow[:MS]`
 //! (ten deltas MS apart, interruptible), `approval` (asks for a command approval and
@@ -96,6 +97,9 @@ pub fn run() -> i32 {
             .and_then(Value::as_str)
             .map(str::to_string);
         let id = msg.get("id").cloned();
+        if mode == "mute" && method.as_deref() != Some("initialize") {
+            continue;
+        }
         match (method, id) {
             (Some(m), Some(id)) => handle_request(
                 &stub,

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod codex;
+pub mod codexd;
 pub mod conductor;
 pub mod daemon;
 pub mod http;

@@ -1,0 +1,172 @@
+//! Running `baa-codexd` in tests: against its built-in stub child (fault injection) or the
+//! real pinned `codex app-server` on a mock provider, with helpers for sessions, turns and
+//! the event stream. Every wait is bounded.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::daemon::{wait_for, Daemon, Spawn, CODEXD};
+use super::http::{get, post, Resp};
+use super::ws::{connect, WsClient};
+
+/// Dirs of one codexd instance; reuse them to restart "the same" daemon.
+#[derive(Clone)]
+pub struct Dirs {
+    pub state: PathBuf,
+    pub logs: PathBuf,
+}
+
+impl Dirs {
+    pub fn under(root: &Path) -> Dirs {
+        Dirs {
+            state: root.join("state/codexd"),
+            logs: root.join("logs/codexd"),
+        }
+    }
+}
+
+/// A codexd command line with fast restart settings, not yet started.
+pub fn codexd(dirs: &Dirs) -> Spawn {
+    Spawn::new(CODEXD)
+        .arg("start")
+        .env("BAA_CODEXD_LOCAL_API_BASE", "http://127.0.0.1:0")
+        .env("BAA_CODEXD_STATE_DIR", &dirs.state)
+        .env("BAA_CODEXD_LOGS_DIR", &dirs.logs)
+        .env("BAA_CODEXD_RESTART_BASE_MS", "100")
+        .env("BAA_CODEXD_RESTART_MAX_MS", "1000")
+        .env("BAA_CODEXD_REQUEST_TIMEOUT_MS", "15000")
+        .env("BAA_CODEXD_STOP_GRACE_MS", "2000")
+}
+
+/// codexd whose child is the built-in stub in `mode`.
+pub fn with_stub(dirs: &Dirs, mode: &str) -> Spawn {
+    codexd(dirs)
+        .env("BAA_CODEXD_SERVER_COMMAND", CODEXD)
+        .env("BAA_CODEXD_SERVER_ARGS", "__stub-app-server")
+        .env("BAA_CODEXD_STUB_MODE", mode)
+}
+
+/// codexd whose child is the real native codex on `home` (CODEX_HOME) working in `work`.
+pub fn with_codex(dirs: &Dirs, codex: &Path, home: &Path, work: &Path) -> Spawn {
+    codexd(dirs)
+        .env("BAA_CODEXD_SERVER_COMMAND", codex)
+        .env("BAA_CODEXD_SERVER_ARGS", "app-server")
+        .env("BAA_CODEXD_SERVER_CWD", work)
+        .env("CODEX_HOME", home)
+}
+
+/// Waits until the child answered initialize; returns the status data.
+pub fn wait_child_running(d: &Daemon, timeout: Duration) -> Value {
+    wait_for(timeout, || {
+        let v = get(&d.url("/v1/codexd/status")).json();
+        (v["data"]["snapshot"]["daemon"]["child"]["status"] == "running").then_some(v)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "child never running: {}\nlog:\n{}",
+            get(&d.url("/v1/codexd/status")).body,
+            d.log()
+        )
+    })
+}
+
+pub fn child_pid(d: &Daemon) -> u32 {
+    get(&d.url("/v1/codexd/status")).json()["data"]["snapshot"]["daemon"]["child"]["pid"]
+        .as_u64()
+        .expect("child pid") as u32
+}
+
+pub fn create_session(d: &Daemon, body: Value) -> Value {
+    let r = post(&d.url("/v1/codexd/sessions"), &body);
+    let v = r.expect(201);
+    v["data"]["session"].clone()
+}
+
+pub fn start_turn(d: &Daemon, session_id: &str, input: &str) -> Resp {
+    post(
+        &d.url("/v1/codexd/turn"),
+        &json!({"sessionId": session_id, "input": input}),
+    )
+}
+
+/// Starts a turn and returns its id (asserting 202).
+pub fn turn(d: &Daemon, session_id: &str, input: &str) -> String {
+    let v = start_turn(d, session_id, input).expect(202);
+    assert_eq!(v["data"]["accepted"], true, "{v}");
+    v["data"]["turnId"].as_str().expect("turnId").to_string()
+}
+
+pub fn session(d: &Daemon, session_id: &str) -> Value {
+    get(&d.url(&format!("/v1/codexd/sessions/{session_id}"))).expect(200)["data"]["session"].clone()
+}
+
+/// Waits until the session's last turn is `turn_id` and finished; returns the session.
+pub fn wait_turn_done(d: &Daemon, session_id: &str, turn_id: &str, timeout: Duration) -> Value {
+    wait_for(timeout, || {
+        let s = session(d, session_id);
+        (s["lastTurnId"] == turn_id && s["currentTurnId"].is_null()).then_some(s)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "turn {turn_id} did not finish within {timeout:?}; session: {}\nlog:\n{}",
+            session(d, session_id),
+            d.log()
+        )
+    })
+}
+
+/// The event stream, optionally replaying after `since`.
+pub fn events_ws(d: &Daemon, since: Option<u64>) -> WsClient {
+    let path = match since {
+        Some(s) => format!("/v1/codexd/events?since={s}"),
+        None => "/v1/codexd/events".to_string(),
+    };
+    connect(&d.addr, &path, &[]).unwrap_or_else(|s| panic!("ws connect failed: {s}"))
+}
+
+/// Reads frames until one matches; returns every frame read (the match last).
+pub fn read_until(
+    ws: &mut WsClient,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match ws.next_json(left) {
+            Some(v) => {
+                let hit = pred(&v);
+                seen.push(v);
+                if hit {
+                    return seen;
+                }
+            }
+            None => panic!(
+                "no event matching {what} within {timeout:?}; saw types: {:?}",
+                seen.iter()
+                    .map(|e| e["type"].as_str().unwrap_or("?").to_string())
+                    .collect::<Vec<_>>()
+            ),
+        }
+    }
+}
+
+pub fn is_type(e: &Value, t: &str) -> bool {
+    e["type"] == t
+}
+
+/// Asserts seqs strictly increase by one.
+pub fn assert_contiguous(events: &[Value]) {
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("seq"))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "seqs not contiguous: {seqs:?}"
+    );
+}

@@ -1,0 +1,183 @@
+//! Benchmarks for codexd (ignored by default; they print numbers, they do not pass/fail):
+//!
+//!   cargo test --release --test it codexd_bench -- --ignored --nocapture --test-threads 1
+//!
+//! - turn latency through codexd vs the same turn driven directly on the app-server,
+//! - fan-out latency from a child stdout line to 1/10/100 WebSocket subscribers (stub child),
+//! - idle RSS of codexd without a child,
+//! - respawn time after SIGKILL of the real child.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use crate::support::codex::{codex_binary, MockCodexHome, READ_TIMEOUT};
+use crate::support::codexd::*;
+use crate::support::daemon::wait_for;
+use crate::support::http::get;
+use crate::support::tempdir::TempDir;
+
+const T: Duration = Duration::from_secs(30);
+
+fn stats(label: &str, mut v: Vec<f64>) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "{label}: n={} p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",
+        v.len(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        v[v.len() - 1]
+    );
+}
+
+#[test]
+#[ignore]
+fn bench_turn_latency_codexd_vs_direct() {
+    const N: usize = 15;
+    let home = MockCodexHome::new("bench-turns");
+    // Direct: thread/start, then N turns, each timed from turn/start to turn/completed.
+    let mut app = home.app_server();
+    let thread = app.request("thread/start", json!({"cwd": home.work}));
+    let thread_id = thread["thread"]["id"].as_str().unwrap().to_string();
+    let mut direct = Vec::new();
+    for i in 0..N {
+        let t0 = Instant::now();
+        app.request("turn/start", json!({"threadId": thread_id, "input": [{"type": "text", "text": format!("direct {i}"), "text_elements": []}]}));
+        app.read_until(READ_TIMEOUT, "turn/completed", |m| {
+            m["method"] == "turn/completed"
+        });
+        direct.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(app);
+
+    let tmp = TempDir::new("bench-turns-dirs");
+    let dirs = Dirs::under(&tmp.child("root"));
+    let d = with_codex(&dirs, &codex_binary(), &home.home, &home.work).start();
+    wait_child_running(&d, T);
+    let s = create_session(&d, json!({"cwd": home.work}));
+    let sid = s["sessionId"].as_str().unwrap().to_string();
+    let mut ws = events_ws(&d, None);
+    let mut via = Vec::new();
+    for i in 0..N {
+        let t0 = Instant::now();
+        let tid = turn(&d, &sid, &format!("via codexd {i}"));
+        read_until(&mut ws, T, "turn.completed", |e| {
+            is_type(e, "turn.completed") && e["detail"]["turnId"] == tid.as_str()
+        });
+        via.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    stats("turn latency direct on app-server", direct);
+    stats(
+        "turn latency through codexd (HTTP 202 + WS turn.completed)",
+        via,
+    );
+}
+
+#[test]
+#[ignore]
+fn bench_fanout_latency_to_websocket_subscribers() {
+    const BURST: usize = 2000;
+    let tmp = TempDir::new("bench-fanout");
+    for subs in [1usize, 10, 100] {
+        let dirs = Dirs::under(&tmp.child(&format!("root{subs}")));
+        let d = with_stub(&dirs, "normal").start();
+        wait_child_running(&d, T);
+        let s = create_session(&d, json!({}));
+        let sid = s["sessionId"].as_str().unwrap().to_string();
+        let mut handles = Vec::new();
+        let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+        for _ in 0..subs {
+            let mut ws = events_ws(&d, None);
+            let ready = ready_tx.clone();
+            handles.push(std::thread::spawn(move || {
+                let _ = ready.send(());
+                let mut lat = Vec::new();
+                while lat.len() < BURST {
+                    let Some(e) = ws.next_json(Duration::from_secs(30)) else {
+                        break;
+                    };
+                    if let Some(sent) = e["detail"]["params"]["stubSentUs"].as_u64() {
+                        let now = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap()
+                            .as_micros() as u64;
+                        lat.push(now.saturating_sub(sent) as f64 / 1000.0);
+                    }
+                }
+                lat
+            }));
+        }
+        for _ in 0..subs {
+            ready_rx.recv().unwrap();
+        }
+        let t0 = Instant::now();
+        turn(&d, &sid, &format!("burst:{BURST}"));
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.join().unwrap());
+        }
+        let wall = t0.elapsed();
+        let delivered = all.len();
+        stats(
+            &format!("fan-out child line -> WS frame, {subs} subscriber(s), {BURST} deltas"),
+            all,
+        );
+        println!(
+            "  delivered {delivered}/{} frames in {:?}",
+            BURST * subs,
+            wall
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn bench_idle_rss_and_respawn_time() {
+    let tmp = TempDir::new("bench-rss");
+    let dirs = Dirs::under(&tmp.child("ext"));
+    let d = codexd(&dirs)
+        .env("BAA_CODEXD_SERVER_STRATEGY", "external")
+        .start();
+    for _ in 0..20 {
+        get(&d.url("/v1/codexd/status"));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap_or("VmRSS: ?");
+    let threads = status
+        .lines()
+        .find(|l| l.starts_with("Threads"))
+        .unwrap_or("Threads: ?");
+    println!("codexd idle without a child: {rss}, {threads}");
+    drop(d);
+
+    let home = MockCodexHome::new("bench-respawn");
+    let dirs = Dirs::under(&tmp.child("real"));
+    let d = with_codex(&dirs, &codex_binary(), &home.home, &home.work).start();
+    wait_child_running(&d, T);
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let old = child_pid(&d);
+        let t0 = Instant::now();
+        baa::common::proc::kill_pid(old, libc::SIGKILL).unwrap();
+        wait_for(T, || {
+            let v = get(&d.url("/v1/codexd/status")).json();
+            let c = &v["data"]["snapshot"]["daemon"]["child"];
+            (c["status"] == "running" && c["pid"].as_u64().is_some_and(|p| p as u32 != old))
+                .then_some(())
+        })
+        .expect("respawn");
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        // Stay healthy past the restart backoff so each kill measures a first restart.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stats(
+        "respawn after SIGKILL (kill -> initialize answered), backoff base 100 ms",
+        times,
+    );
+}

@@ -61,9 +61,10 @@ impl Identity {
     }
 }
 
-/// What codexd knows about its child.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// What codexd knows about its child. Missing fields read as defaults, so an older or
+/// hand-edited file still yields the pid and start time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ChildInfo {
     pub strategy: String,
     pub endpoint: String,
@@ -104,8 +105,8 @@ impl ChildInfo {
 }
 
 /// daemon-state.json.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct DaemonState {
     pub started: bool,
     pub started_at: String,

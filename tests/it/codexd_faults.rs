@@ -487,3 +487,55 @@ fn config_smoke_and_external_strategy() {
     );
     post(&d.url("/v1/codexd/sessions"), &json!({})).expect_error(503, "app_server_unavailable");
 }
+
+/// The OS start time codexd records for a pid (Linux: /proc/<pid>/stat field 22).
+fn proc_start_time(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(')').unwrap().1;
+    format!("proc:{}", after.split_whitespace().nth(19).unwrap())
+}
+
+#[test]
+fn stale_child_is_killed_only_when_pid_and_start_time_match() {
+    if !std::path::Path::new("/proc/self/stat").exists() {
+        eprintln!("skipped: needs /proc");
+        return;
+    }
+    let tmp = TempDir::new("codexd-stale");
+    let dirs = Dirs::under(&tmp.child("root"));
+    std::fs::create_dir_all(&dirs.state).unwrap();
+    let mut stale = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let write = |pid: u32, start: &str| {
+        std::fs::write(
+            dirs.state.join("daemon-state.json"),
+            json!({"lastSeq": 0, "child": {"pid": pid, "startTime": start}}).to_string(),
+        )
+        .unwrap();
+    };
+    // Same pid, different start time: a recycled pid is left alone.
+    write(other.id(), "proc:1");
+    let mut d = with_stub(&dirs, "normal").start();
+    wait_child_running(&d, T);
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "an unrelated process was killed"
+    );
+    assert!(d.terminate(T).success());
+    // Exact match: killed on start.
+    write(stale.id(), &proc_start_time(stale.id()));
+    let d = with_stub(&dirs, "normal").start();
+    let status = wait_for(T, || stale.try_wait().unwrap());
+    assert!(status.is_some(), "stale child survived; log:\n{}", d.log());
+    assert!(get(&d.url("/v1/codexd/events?since=0&limit=1000"))
+        .body
+        .contains("child.stale_killed"));
+    let _ = other.kill();
+    let _ = other.wait();
+}

@@ -3,5 +3,8 @@
 
 mod codex_rig;
 mod conductor_api;
+mod conductor_firefox;
+mod conductor_lease;
+mod conductor_security;
 mod status_api;
 mod support;

@@ -11,7 +11,7 @@ use crate::support::daemon::{wait_for, Spawn, CONDUCTOR};
 use crate::support::http::{get, get_h, post, post_h, raw, raw_status};
 use crate::support::tmp::TempDir;
 
-fn auth_h(c: &conductor::Conductor) -> String {
+fn auth_h(_: &conductor::Conductor) -> String {
     format!("Bearer {TOKEN}")
 }
 

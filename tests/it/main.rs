@@ -3,6 +3,7 @@
 
 mod codex_rig;
 mod conductor_api;
+mod conductor_codex_proxy;
 mod conductor_firefox;
 mod conductor_lease;
 mod conductor_security;

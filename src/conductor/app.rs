@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -33,6 +33,9 @@ pub struct App {
     pub lease: Arc<Lease>,
     pub hub: Hub,
     pub firefox_clients: Arc<AtomicUsize>,
+    /// (version, holder) of the last snapshot pushed to bridge clients, so each change is
+    /// pushed once whether it came from this process or another conductor.
+    last_pushed: Mutex<Option<(u64, Option<String>)>>,
     pub host_policy: HostPolicy,
     pub codex: CodexProxy,
     pub exec_slots: ExecSlots,
@@ -56,6 +59,7 @@ impl App {
             lease,
             hub: Hub::new(64),
             firefox_clients: Arc::new(AtomicUsize::new(0)),
+            last_pushed: Mutex::new(None),
             host_policy,
             codex: CodexProxy::new(cfg.codexd_local_api_base.clone()),
             exec_slots: ExecSlots::default(),
@@ -112,9 +116,30 @@ impl App {
         Ok(json)
     }
 
+    /// Pushes `state` to bridge clients unless that exact (version, holder) went out already.
     pub fn broadcast_state(&self, state: &Value) {
+        let key = (
+            state["version"].as_u64().unwrap_or(0),
+            state["holder_id"].as_str().map(str::to_string),
+        );
+        let mut last = self.last_pushed.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_ref() == Some(&key) {
+            return;
+        }
+        *last = Some(key);
         let frame = serde_json::json!({ "type": "state_snapshot", "data": state });
         self.hub.broadcast(&frame.to_string());
+    }
+
+    /// Records the state clients already have (sent on connect) without pushing it.
+    pub fn mark_pushed(&self) {
+        if let Ok(state) = self.system_state() {
+            let key = (
+                state["version"].as_u64().unwrap_or(0),
+                state["holder_id"].as_str().map(str::to_string),
+            );
+            *self.last_pushed.lock().unwrap_or_else(|p| p.into_inner()) = Some(key);
+        }
     }
 
     /// A success envelope for `req`.

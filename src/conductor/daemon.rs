@@ -99,21 +99,17 @@ pub fn run(cfg: Config) -> ExitCode {
         lease.state().as_str()
     );
 
+    app.mark_pushed();
     let watch_app = app.clone();
-    let last_version = std::sync::atomic::AtomicU64::new(u64::MAX);
     let lease_loop = lease::spawn_loop(
         lease.clone(),
         store.clone(),
         stop.clone(),
         // Push a snapshot when the state changed behind our back (another conductor wrote
-        // it before a takeover) or the holder changed.
+        // it before a takeover) or the lease holder changed.
         Box::new(move || {
             if let Ok(state) = watch_app.system_state() {
-                let version =
-                    state["version"].as_u64().unwrap_or(0) ^ (watch_app.lease.status().term << 32);
-                if last_version.swap(version, Ordering::SeqCst) != version {
-                    watch_app.broadcast_state(&state);
-                }
+                watch_app.broadcast_state(&state);
             }
         }),
     );

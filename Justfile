@@ -1,0 +1,19 @@
+# Convenience wrappers; the README's two commands need no `just`.
+
+# Run conductor, codexd and status-api on loopback in the foreground.
+dev *ARGS:
+    scripts/dev.sh {{ARGS}}
+
+# Every check and test.
+test:
+    scripts/test.sh
+
+# Benchmarks (print numbers).
+bench:
+    scripts/bench/conductor.sh
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo clippy --all-targets -- -D warnings

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Builds and runs the local stack in the foreground on loopback:
+#   conductor  http://127.0.0.1:4317   (BAA_DEV_CONDUCTOR_PORT)
+#   codexd     http://127.0.0.1:4319   (BAA_DEV_CODEXD_PORT)
+#   status-api http://127.0.0.1:4318   (BAA_DEV_STATUS_PORT)
+# State and logs live under .local/ (git-ignored). A dev token for host operations is
+# generated on first run, stored in .local/dev-token (mode 600) and printed once.
+#
+#   scripts/dev.sh            use the codex binary from BAA_CODEXD_SERVER_COMMAND or .tools/
+#   scripts/dev.sh --demo     also answer turns from a built-in loopback model (no credentials)
+#
+# Ctrl-C stops all three.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo="$PWD"
+
+demo=0
+for arg in "$@"; do
+  case "$arg" in
+    --demo) demo=1 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "dev.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+conductor_port="${BAA_DEV_CONDUCTOR_PORT:-4317}"
+codexd_port="${BAA_DEV_CODEXD_PORT:-4319}"
+status_port="${BAA_DEV_STATUS_PORT:-4318}"
+local_dir="$repo/.local"
+mkdir -p "$local_dir/state" "$local_dir/logs"
+
+cargo build --quiet --bins
+bin="$repo/target/debug"
+
+token_file="$local_dir/dev-token"
+if [ ! -s "$token_file" ]; then
+  (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$token_file")
+  echo "dev token (host operations, also in .local/dev-token): $(cat "$token_file")"
+fi
+
+codex_cmd="${BAA_CODEXD_SERVER_COMMAND:-}"
+if [ -z "$codex_cmd" ] && [ -d "$repo/.tools/codex/node_modules" ]; then
+  codex_cmd="$(find "$repo/.tools/codex/node_modules" -path '*/vendor/*/bin/codex' -type f 2>/dev/null | head -n 1)"
+fi
+if [ "$demo" = 1 ] && [ -z "$codex_cmd" ]; then
+  echo "dev.sh: --demo needs the codex CLI; installing the pinned version into .tools/ ..."
+  codex_cmd="$(scripts/install-codex.sh)"
+fi
+
+pids=()
+stop_all() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop_all INT TERM EXIT
+
+export BAA_STATE_DIR="$local_dir/state" BAA_LOGS_DIR="$local_dir/logs"
+export BAA_RUNS_DIR="$local_dir/runs" BAA_WORKTREES_DIR="$local_dir/worktrees" BAA_TMP_DIR="$local_dir/tmp"
+
+codexd_env=(BAA_CODEXD_LOCAL_API_BASE="http://127.0.0.1:$codexd_port" BAA_CODEXD_REPO_ROOT="$repo" BAA_CODEXD_SERVER_CWD="$repo")
+if [ -n "$codex_cmd" ]; then
+  codexd_env+=(BAA_CODEXD_SERVER_STRATEGY=spawn BAA_CODEXD_SERVER_COMMAND="$codex_cmd")
+else
+  echo "dev.sh: no codex binary found (run scripts/install-codex.sh or pass --demo); codexd runs with its child unavailable"
+  codexd_env+=(BAA_CODEXD_SERVER_STRATEGY=spawn BAA_CODEXD_SERVER_COMMAND=codex-not-installed)
+fi
+codexd_args=(start)
+[ "$demo" = 1 ] && codexd_args+=(--demo)
+env "${codexd_env[@]}" "$bin/baa-codexd" "${codexd_args[@]}" &
+pids+=($!)
+
+BAA_SHARED_TOKEN="$(cat "$token_file")" \
+BAA_CONDUCTOR_LOCAL_API="http://127.0.0.1:$conductor_port" \
+BAA_CODEXD_LOCAL_API_BASE="http://127.0.0.1:$codexd_port" \
+  "$bin/baa-conductor" start --node-id mini-main --host "$(hostname -s 2>/dev/null || echo mini)" --role primary &
+pids+=($!)
+
+BAA_STATUS_API_HOST=127.0.0.1 BAA_STATUS_API_PORT="$status_port" \
+BAA_CONDUCTOR_LOCAL_API="http://127.0.0.1:$conductor_port" \
+BAA_CODEXD_LOCAL_API_BASE="http://127.0.0.1:$codexd_port" \
+  "$bin/baa-status-api" &
+pids+=($!)
+
+echo "status page: http://127.0.0.1:$status_port/   API: http://127.0.0.1:$conductor_port/describe   (Ctrl-C stops)"
+# Exit (and stop the others) as soon as any daemon exits.
+wait -n

@@ -1,0 +1,430 @@
+//! The conductor's security properties over real HTTP: DNS-rebinding and browser-CSRF
+//! guards, host-op authentication, exec containment, file-op rules, token hygiene, and
+//! the listen-address rule at startup.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::conductor::{self, TOKEN};
+use crate::support::daemon::{wait_for, Spawn, CONDUCTOR};
+use crate::support::http::{get, get_h, post, post_h, raw, raw_status};
+use crate::support::tmp::TempDir;
+
+fn auth_h(_: &conductor::Conductor) -> String {
+    format!("Bearer {TOKEN}")
+}
+
+#[test]
+fn conductor_refuses_foreign_host_headers_before_routing() {
+    let c = conductor::start("host");
+    let port = c.d.port();
+    for host in [
+        "evil.example:1",
+        "127.0.0.1.nip.io",
+        "localhost6",
+        "mini.local",
+        "127.0.0.1:1",
+    ] {
+        let h = if host.contains(':') {
+            host.to_string()
+        } else {
+            format!("{host}:{port}")
+        };
+        for (method, path) in [
+            ("GET", "/healthz"),
+            ("GET", "/v1/system/state"),
+            ("POST", "/v1/system/pause"),
+            ("POST", "/v1/exec"),
+            ("GET", "/ws/firefox"),
+            ("OPTIONS", "/v1/exec"),
+            ("DELETE", "/v1/system/state"),
+        ] {
+            let resp = raw(&c.d.addr, format!("{method} {path} HTTP/1.1\r\nHost: {h}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(), Duration::from_secs(5));
+            assert_eq!(raw_status(&resp), 403, "{method} {path} Host {h}: {resp}");
+            assert!(resp.contains("\"forbidden_host\""), "{resp}");
+            assert!(
+                !resp.contains(&h),
+                "the rejected Host must not be echoed: {resp}"
+            );
+        }
+    }
+    // A missing Host header is refused too.
+    let resp = raw(
+        &c.d.addr,
+        b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert_eq!(raw_status(&resp), 403, "{resp}");
+    // Loopback names for the bound port pass.
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let r = get_h(&c.url("/healthz"), &[("Host", host.as_str())]);
+        assert_eq!(r.status, 200, "Host {host}: {}", r.body);
+    }
+    assert_eq!(
+        get(&c.url("/v1/system/state")).expect(200)["data"]["version"],
+        0,
+        "no side effects"
+    );
+}
+
+#[test]
+fn conductor_refuses_browser_origins_on_rest_routes() {
+    let c = conductor::start("origin");
+    for origin in [
+        "https://evil.example",
+        "null",
+        "moz-extension://someone-else",
+        "http://127.0.0.1:1",
+    ] {
+        get_h(&c.url("/v1/system/state"), &[("Origin", origin)])
+            .expect_error(403, "forbidden_origin");
+        post_h(
+            &c.url("/v1/system/pause"),
+            &json!({"reason": "csrf"}),
+            &[("Origin", origin)],
+        )
+        .expect_error(403, "forbidden_origin");
+    }
+    let st = get(&c.url("/v1/system/state")).expect(200)["data"].clone();
+    assert_eq!(
+        (st["mode"].clone(), st["version"].clone()),
+        (json!("running"), json!(0)),
+        "a refused POST changed state"
+    );
+    let r = get_h(
+        &c.url("/v1/system/state"),
+        &[("Origin", "https://evil.example")],
+    );
+    assert!(
+        r.headers
+            .iter()
+            .all(|(k, _)| !k.to_ascii_lowercase().starts_with("access-control-")),
+        "CORS header sent: {:?}",
+        r.headers
+    );
+}
+
+#[test]
+fn conductor_host_ops_require_the_bearer_token() {
+    let c = conductor::start("auth");
+    let body = json!({"command": "echo hi"});
+    for path in ["/v1/exec", "/v1/files/read", "/v1/files/write"] {
+        let r = post(&c.url(path), &body);
+        r.expect_error(401, "unauthorized");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer realm=\"baa-conductor-host-ops\""),
+            "{path}"
+        );
+        post_h(
+            &c.url(path),
+            &body,
+            &[("Authorization", "Bearer wrong-token-0123456789abcdef")],
+        )
+        .expect_error(401, "unauthorized");
+        post_h(&c.url(path), &body, &[("Authorization", TOKEN)]).expect_error(401, "unauthorized");
+    }
+    let ok = post_h(&c.url("/v1/exec"), &body, &[("Authorization", &auth_h(&c))]).expect(200)
+        ["data"]
+        .clone();
+    assert_eq!(
+        (
+            ok["ok"].clone(),
+            ok["operation"].clone(),
+            ok["result"]["stdout"].clone()
+        ),
+        (json!(true), json!("exec"), json!("hi\n")),
+        "{ok}"
+    );
+
+    // No token configured: closed (503), never open.
+    let dir = TempDir::new("notoken");
+    let d = conductor::spawn(&dir, "mini-main", "primary").start();
+    post_h(
+        &d.url("/v1/exec"),
+        &body,
+        &[("Authorization", "Bearer anything")],
+    )
+    .expect_error(503, "host_ops_disabled");
+    // The placeholder is refused and flagged.
+    let dir = TempDir::new("placeholder");
+    let d = conductor::spawn(&dir, "mini-main", "primary")
+        .env("BAA_SHARED_TOKEN", "replace-me")
+        .start();
+    post_h(
+        &d.url("/v1/exec"),
+        &body,
+        &[("Authorization", "Bearer replace-me")],
+    )
+    .expect_error(503, "host_ops_disabled");
+    let rt = get(&d.url("/v1/runtime")).expect(200)["data"].clone();
+    assert_eq!(rt["controlApi"]["usesPlaceholderToken"], true);
+    assert!(rt["warnings"].to_string().contains("placeholder"), "{rt}");
+}
+
+#[test]
+fn conductor_exec_contains_its_processes() {
+    let c = conductor::start("exec");
+    let auth = auth_h(&c);
+    let h = [("Authorization", auth.as_str())];
+    let work = TempDir::new("exec-work");
+
+    let r = post_h(&c.url("/v1/exec"), &json!({"command": "printf 'runtime-host-op'; printf oops >&2; exit 7", "cwd": work.str(), "timeoutMs": 2000}), &h).expect(200)["data"].clone();
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["error"]["code"], "EXEC_FAILED");
+    assert_eq!(
+        (
+            r["result"]["stdout"].clone(),
+            r["result"]["stderr"].clone(),
+            r["result"]["exitCode"].clone()
+        ),
+        (json!("runtime-host-op"), json!("oops"), json!(7))
+    );
+
+    let r = post_h(
+        &c.url("/v1/exec"),
+        &json!({"command": "pwd", "cwd": work.str()}),
+        &h,
+    )
+    .expect(200)["data"]
+        .clone();
+    assert_eq!(
+        r["result"]["stdout"].as_str().map(str::trim),
+        std::fs::canonicalize(work.path())
+            .ok()
+            .as_ref()
+            .and_then(|p| p.to_str()),
+        "{r}"
+    );
+
+    // Timeout kills the whole process group, including a background grandchild.
+    let pidfile = work.join("bg.pid");
+    let cmd = format!("sleep 30 & echo $! > {}; sleep 30", pidfile.display());
+    let started = std::time::Instant::now();
+    let r = post_h(
+        &c.url("/v1/exec"),
+        &json!({"command": cmd, "timeoutMs": 500}),
+        &h,
+    )
+    .expect(200)["data"]
+        .clone();
+    let took = started.elapsed();
+    assert_eq!(
+        (
+            r["ok"].clone(),
+            r["error"]["code"].clone(),
+            r["result"]["timedOut"].clone()
+        ),
+        (json!(false), json!("EXEC_TIMEOUT"), json!(true)),
+        "{r}"
+    );
+    assert!(took < Duration::from_secs(6), "timeout took {took:?}");
+    let bg: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = wait_for(Duration::from_secs(3), || {
+        (!baa::common::proc::pid_alive(bg) || is_zombie(bg)).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "background process {bg} survived the timeout"
+    );
+
+    // Output is capped per stream and flagged.
+    let r = post_h(
+        &c.url("/v1/exec"),
+        &json!({"command": "head -c 3000000 /dev/zero | tr '\\0' a"}),
+        &h,
+    )
+    .expect(200)["data"]
+        .clone();
+    assert_eq!(r["result"]["truncated"], true);
+    assert_eq!(r["result"]["stdout"].as_str().unwrap().len(), 1024 * 1024);
+
+    // Bad input keeps the result shape.
+    let r = post_h(
+        &c.url("/v1/exec"),
+        &json!({"command": ["echo", "hello"]}),
+        &h,
+    )
+    .expect(200)["data"]
+        .clone();
+    assert_eq!(r["error"]["code"], "INVALID_INPUT");
+    assert_eq!(
+        r["result"],
+        json!({"stdout": "", "stderr": "", "exitCode": null, "signal": null, "durationMs": 0, "timedOut": false, "truncated": false})
+    );
+    let r = post_h(
+        &c.url("/v1/exec"),
+        &json!({"command": "true", "cwd": "/definitely/not/here"}),
+        &h,
+    )
+    .expect(200)["data"]
+        .clone();
+    assert_eq!(r["error"]["code"], "CWD_NOT_FOUND");
+
+    // The daemon's environment (and so its token) never reaches the command.
+    let r = post_h(&c.url("/v1/exec"), &json!({"command": "env"}), &h).expect(200)["data"].clone();
+    let env = r["result"]["stdout"].as_str().unwrap();
+    assert!(!env.contains(TOKEN) && !env.contains("BAA_"), "{env}");
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn conductor_file_ops_follow_the_seed_contract() {
+    let c = conductor::start("files");
+    let auth = auth_h(&c);
+    let h = [("Authorization", auth.as_str())];
+    let work = TempDir::new("files-work");
+    let w = post_h(&c.url("/v1/files/write"), &json!({"path": "runtime/demo.txt", "cwd": work.str(), "content": "hello from runtime host ops", "overwrite": false, "createParents": true}), &h).expect(200)["data"].clone();
+    assert_eq!(
+        (
+            w["ok"].clone(),
+            w["operation"].clone(),
+            w["result"]["created"].clone()
+        ),
+        (json!(true), json!("files/write"), json!(true)),
+        "{w}"
+    );
+    let dup = post_h(&c.url("/v1/files/write"), &json!({"path": "runtime/demo.txt", "cwd": work.str(), "content": "should not overwrite", "overwrite": false}), &h).expect(200)["data"].clone();
+    assert_eq!(
+        (dup["ok"].clone(), dup["error"]["code"].clone()),
+        (json!(false), json!("FILE_ALREADY_EXISTS"))
+    );
+    let r = post_h(
+        &c.url("/v1/files/read"),
+        &json!({"path": "runtime/demo.txt", "cwd": work.str()}),
+        &h,
+    )
+    .expect(200)["data"]
+        .clone();
+    assert_eq!(
+        (
+            r["ok"].clone(),
+            r["result"]["content"].clone(),
+            r["result"]["size"].clone()
+        ),
+        (json!(true), json!("hello from runtime host ops"), json!(27))
+    );
+    // The conductor's own state cannot be rewritten through host ops.
+    let p = post_h(&c.url("/v1/files/write"), &json!({"path": c.dir.join("state/system-state.json").display().to_string(), "content": "{}", "overwrite": true}), &h).expect(200)["data"].clone();
+    assert_eq!(p["error"]["code"], "PROTECTED_PATH", "{p}");
+}
+
+#[test]
+fn conductor_never_logs_or_exposes_the_token() {
+    let c = conductor::start("hygiene");
+    let auth = auth_h(&c);
+    post_h(
+        &c.url("/v1/exec"),
+        &json!({"command": "true"}),
+        &[("Authorization", auth.as_str())],
+    )
+    .expect(200);
+    post_h(
+        &c.url("/v1/exec"),
+        &json!({"command": "true"}),
+        &[("Authorization", "Bearer nope-nope-nope-nope")],
+    )
+    .expect_error(401, "unauthorized");
+    for path in [
+        "/v1/runtime",
+        "/describe",
+        "/describe/control",
+        "/v1/capabilities",
+    ] {
+        assert!(
+            !get(&c.url(path)).body.contains(TOKEN),
+            "{path} shows the token"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!c.d.log().contains(TOKEN), "token in the daemon log");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", c.d.pid())).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains(TOKEN),
+        "token in argv"
+    );
+    let cfg = std::process::Command::new(CONDUCTOR)
+        .args(["config", "--json"])
+        .env("BAA_SHARED_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&cfg.stdout);
+    assert!(cfg.status.success() && !text.contains(TOKEN), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["hasSharedToken"], true);
+}
+
+#[test]
+fn conductor_refuses_public_listen_addresses_at_startup() {
+    let dir = TempDir::new("listen");
+    for (args, needle) in [
+        (
+            vec!["--local-api", "http://192.168.1.10:4317"],
+            "refusing to listen on 192.168.1.10",
+        ),
+        (
+            vec!["--local-api", "http://0.0.0.0:4317"],
+            "refusing to listen on 0.0.0.0",
+        ),
+        (
+            vec!["--local-api", "http://100.71.210.78:4317"],
+            "refusing to listen on 100.71.210.78",
+        ),
+        (
+            vec![
+                "--local-api",
+                "http://192.168.1.10:4317",
+                "--local-api-allowed-hosts",
+                "192.168.1.10",
+            ],
+            "not a Tailscale",
+        ),
+        (vec!["--role", "leader"], "primary or standby"),
+    ] {
+        let err = Spawn::new(CONDUCTOR)
+            .arg("start")
+            .args(&args)
+            .cwd(dir.path())
+            .try_start()
+            .err()
+            .unwrap_or_else(|| panic!("{args:?} started"));
+        assert!(err.contains("exit status: 2"), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let out = std::process::Command::new(CONDUCTOR)
+        .args(["config", "--local-api", "http://127.0.0.1:4317/"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "identity: mini-main@mini(primary)",
+        "codexd_local_api_base: not-configured",
+        "local_api_base: http://127.0.0.1:4317",
+        "local_api_allowed_hosts: loopback-only",
+    ] {
+        assert!(text.contains(line), "config lacks {line:?}:\n{text}");
+    }
+    let usage = std::process::Command::new(CONDUCTOR)
+        .arg("frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+}

@@ -539,3 +539,42 @@ fn stale_child_is_killed_only_when_pid_and_start_time_match() {
     let _ = other.kill();
     let _ = other.wait();
 }
+
+#[test]
+fn child_killed_mid_turn_interrupts_the_turn_and_the_session_continues() {
+    let tmp = TempDir::new("codexd-midturn");
+    let dirs = Dirs::under(&tmp.child("root"));
+    let d = with_stub(&dirs, "normal").start();
+    wait_child_running(&d, T);
+    let s = create_session(&d, json!({}));
+    let sid = s["sessionId"].as_str().unwrap();
+    let tid = turn(&d, sid, "slow:500");
+    let old = child_pid(&d);
+    baa::common::proc::kill_pid(old, libc::SIGKILL).unwrap();
+    let s = wait_turn_done(&d, sid, &tid, T);
+    assert_eq!(s["lastTurnStatus"], "interrupted", "{s}");
+    assert!(
+        s["lastTurn"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("signal 9"),
+        "{s}"
+    );
+    wait_for(T, || {
+        (child_pid_opt(&d).is_some_and(|p| p != old)).then_some(())
+    })
+    .expect("respawn");
+    wait_child_running(&d, T);
+    let tid = turn(&d, sid, "after the kill");
+    let s = wait_turn_done(&d, sid, &tid, T);
+    assert_eq!(
+        s["lastTurn"]["finalMessage"], "stub reply: after the kill",
+        "{s}"
+    );
+}
+
+fn child_pid_opt(d: &crate::support::daemon::Daemon) -> Option<u32> {
+    get(&d.url("/v1/codexd/status")).json()["data"]["snapshot"]["daemon"]["child"]["pid"]
+        .as_u64()
+        .map(|p| p as u32)
+}

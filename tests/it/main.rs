@@ -2,5 +2,6 @@
 //! One crate means one link step, which matters on a 2-core machine.
 
 mod codex_rig;
+mod http_layer;
 mod status_api;
 mod support;

@@ -5,3 +5,4 @@ mod codex_rig;
 mod http_layer;
 mod status_api;
 mod support;
+mod torture;

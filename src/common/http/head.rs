@@ -242,7 +242,10 @@ mod tests {
             matches!(got, Err(HeadError::Timeout { partial: true })),
             "{got:?}"
         );
-        assert!(took < Duration::from_millis(900), "expected ~300ms, got {took:?}");
+        assert!(
+            took < Duration::from_millis(900),
+            "expected ~300ms, got {took:?}"
+        );
         drop(writer.join());
     }
 

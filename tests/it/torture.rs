@@ -32,6 +32,10 @@ const STATE_FILES: [&str; 3] = ["system.json", "lease.json", "controllers.json"]
 const EVENTS: &str = "events.jsonl";
 const DIR_ENV: &str = "BAA_TORTURE_DIR";
 const KILLS: usize = 220;
+/// Acknowledged rounds wanted before stopping; on a loaded machine the writer starts
+/// slower, so more kills are made (up to `MAX_TIME`) until this much real work was cut.
+const MIN_ACKS: usize = 100;
+const MAX_TIME: Duration = Duration::from_secs(30);
 
 /// xorshift64: a tiny PRNG so a failing run can be replayed from its printed seed.
 struct XorShift(u64);
@@ -220,7 +224,8 @@ fn kill9_state_writes() {
     let mut acked: Vec<u64> = Vec::new();
     let mut seen = LogSeen::default();
     let mut rounds_with_acks = 0;
-    for round in 0..KILLS {
+    let mut round = 0;
+    while round < KILLS || (acked.len() < MIN_ACKS && started.elapsed() < MAX_TIME) {
         let delay = Duration::from_micros(rng.next() % 50_000);
         let mut child = Command::new(&exe)
             .args([
@@ -263,9 +268,10 @@ fn kill9_state_writes() {
             rounds_with_acks += 1;
         }
         check_after_kill(&dir, &acked, &mut seen, round, seed);
+        round += 1;
     }
     println!(
-        "{KILLS} kills in {:?}: {} acknowledged rounds ({rounds_with_acks} runs acked something), {} log lines, {} torn tail(s) repaired",
+        "{round} kills in {:?}: {} acknowledged rounds ({rounds_with_acks} runs acked something), {} log lines, {} torn tail(s) repaired",
         started.elapsed(),
         acked.len(),
         seen.seqs.len(),
@@ -273,9 +279,9 @@ fn kill9_state_writes() {
     );
     // A run where the writer never got going proves nothing: demand real work.
     assert!(
-        acked.len() >= KILLS / 4,
-        "expected at least {} acknowledged writes across {KILLS} kills, got {} (seed {seed})",
-        KILLS / 4,
-        acked.len()
+        acked.len() >= MIN_ACKS,
+        "expected at least {MIN_ACKS} acknowledged writes, got {} in {round} kills over {:?} (seed {seed})",
+        acked.len(),
+        started.elapsed()
     );
 }

@@ -56,6 +56,10 @@ pub struct Config {
     pub firefox_origins: Vec<String>,
     pub max_connections: usize,
     pub max_body_bytes: usize,
+    /// Total time a client has to send a request head (and the first one after connect).
+    pub head_timeout_ms: u64,
+    /// How long a keep-alive connection may sit idle between requests.
+    pub idle_timeout_ms: u64,
     pub version: String,
     pub warnings: Vec<String>,
 }
@@ -141,6 +145,8 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("firefox-origins", "BAA_FIREFOX_ALLOWED_ORIGINS"),
     ("max-connections", "BAA_CONDUCTOR_MAX_CONNECTIONS"),
     ("max-body-bytes", "BAA_CONDUCTOR_MAX_BODY_BYTES"),
+    ("head-timeout-ms", "BAA_CONDUCTOR_HEAD_TIMEOUT_MS"),
+    ("idle-timeout-ms", "BAA_CONDUCTOR_IDLE_TIMEOUT_MS"),
 ];
 
 pub const USAGE: &str = "\
@@ -172,6 +178,8 @@ FLAGS (each overrides the environment variable shown):
     --firefox-origins <csv>             BAA_FIREFOX_ALLOWED_ORIGINS (moz-extension://<uuid> list)
     --max-connections <n>               BAA_CONDUCTOR_MAX_CONNECTIONS (default 512)
     --max-body-bytes <n>                BAA_CONDUCTOR_MAX_BODY_BYTES (default 1048576)
+    --head-timeout-ms <ms>              BAA_CONDUCTOR_HEAD_TIMEOUT_MS (default 10000; whole request head)
+    --idle-timeout-ms <ms>              BAA_CONDUCTOR_IDLE_TIMEOUT_MS (default 15000; idle keep-alive)
 
 EXIT CODES: 0 ok, 1 runtime failure, 2 usage or configuration error.
 ";
@@ -398,6 +406,8 @@ pub fn resolve(
         max_connections: number(get("max-connections"), 512, "max connections", 4)? as usize,
         max_body_bytes: number(get("max-body-bytes"), 1024 * 1024, "max body bytes", 1024)?
             as usize,
+        head_timeout_ms: number(get("head-timeout-ms"), 10_000, "head timeout ms", 100)?,
+        idle_timeout_ms: number(get("idle-timeout-ms"), 15_000, "idle timeout ms", 100)?,
         version: env!("CARGO_PKG_VERSION").to_string(),
         warnings,
     })
@@ -659,6 +669,23 @@ mod tests {
         assert!(resolve_with(&["--local-api", "127.0.0.1:4317"], &[]).is_err());
         assert!(resolve_with(&["--firefox-origins", "moz-extension://*"], &[]).is_err());
         assert!(resolve_with(&["--firefox-origins", "moz-extension://0f7d-uuid"], &[]).is_ok());
+        assert!(resolve_with(&["--head-timeout-ms", "10"], &[]).is_err());
+        assert!(resolve_with(&[], &[("BAA_CONDUCTOR_IDLE_TIMEOUT_MS", "soon")]).is_err());
+    }
+
+    #[test]
+    fn http_timeouts_default_and_override() {
+        let c = resolve_with(&[], &[]).unwrap();
+        assert_eq!((c.head_timeout_ms, c.idle_timeout_ms), (10_000, 15_000));
+        let c = resolve_with(
+            &["--head-timeout-ms", "1500"],
+            &[
+                ("BAA_CONDUCTOR_HEAD_TIMEOUT_MS", "900"),
+                ("BAA_CONDUCTOR_IDLE_TIMEOUT_MS", "2500"),
+            ],
+        )
+        .unwrap();
+        assert_eq!((c.head_timeout_ms, c.idle_timeout_ms), (1500, 2500));
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub fn run(cfg: Config) -> ExitCode {
         name: "conductor".into(),
         max_connections: app.cfg.max_connections,
         max_body_bytes: app.cfg.max_body_bytes,
+        head_timeout: Duration::from_millis(app.cfg.head_timeout_ms),
+        idle_timeout: Duration::from_millis(app.cfg.idle_timeout_ms),
         ..ServerConfig::default()
     };
     let handler_app = app.clone();

@@ -69,6 +69,11 @@ pub fn read_head(
     loop {
         if !buf.is_empty() {
             if let Some(head) = try_parse(buf)? {
+                // A head that completes inside the read that crossed the limit is still
+                // over it: check its own length, not only the buffer's while partial.
+                if head.len > max_head_bytes {
+                    return Err(HeadError::TooLarge);
+                }
                 return Ok(head);
             }
             if buf.len() > max_head_bytes {
@@ -171,6 +176,96 @@ mod tests {
             try_parse(b"\x16\x03\x01garbage\r\n\r\n"),
             Err(HeadError::Malformed(_))
         ));
+    }
+
+    /// A connected (client, server) pair on loopback.
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (c, s)
+    }
+
+    #[test]
+    fn complete_head_over_the_limit_in_one_read_is_too_large() {
+        use std::io::Write;
+        let (mut c, mut s) = pair();
+        let mut raw = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+        raw.extend(std::iter::repeat_n(b'a', 1100));
+        raw.extend_from_slice(b"\r\n\r\n");
+        c.write_all(&raw).unwrap();
+        let mut buf = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let got = read_head(&mut s, &mut buf, deadline, Duration::from_secs(2), 1024);
+        assert!(matches!(got, Err(HeadError::TooLarge)), "{got:?}");
+    }
+
+    #[test]
+    fn deadline_is_total_and_idle_wait_is_separate() {
+        use std::io::Write;
+        let (mut c, mut s) = pair();
+        // Silence until idle_until: a timeout with nothing received.
+        let t0 = Instant::now();
+        let mut buf = Vec::new();
+        let got = read_head(
+            &mut s,
+            &mut buf,
+            t0 + Duration::from_millis(200),
+            Duration::from_secs(5),
+            4096,
+        );
+        assert!(
+            matches!(got, Err(HeadError::Timeout { partial: false })),
+            "{got:?}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        // A trickle that never completes the head: each read is quick, the total is not.
+        let writer = std::thread::spawn(move || {
+            for _ in 0..20 {
+                if c.write_all(b"x").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            c
+        });
+        let t0 = Instant::now();
+        let got = read_head(
+            &mut s,
+            &mut buf,
+            t0 + Duration::from_secs(5),
+            Duration::from_millis(300),
+            4096,
+        );
+        let took = t0.elapsed();
+        assert!(
+            matches!(got, Err(HeadError::Timeout { partial: true })),
+            "{got:?}"
+        );
+        assert!(
+            took < Duration::from_millis(900),
+            "expected ~300ms, got {took:?}"
+        );
+        drop(writer.join());
+    }
+
+    #[test]
+    fn pipelined_bytes_stay_in_the_buffer_and_close_is_reported() {
+        use std::io::Write;
+        let (mut c, mut s) = pair();
+        c.write_all(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
+            .unwrap();
+        drop(c);
+        let mut buf = Vec::new();
+        let far = Instant::now() + Duration::from_secs(2);
+        let a = read_head(&mut s, &mut buf, far, Duration::from_secs(2), 4096).unwrap();
+        assert_eq!(a.target, "/a");
+        buf.drain(..a.len);
+        let b = read_head(&mut s, &mut buf, far, Duration::from_secs(2), 4096).unwrap();
+        assert_eq!(b.target, "/b");
+        buf.drain(..b.len);
+        let end = read_head(&mut s, &mut buf, far, Duration::from_secs(2), 4096);
+        assert!(matches!(end, Err(HeadError::Closed)), "{end:?}");
     }
 
     #[test]

@@ -160,8 +160,8 @@ pub fn run(body: &Map<String, Value>, slots: &ExecSlots) -> Value {
         "command": input.command,
         "cwd": input.cwd,
         "timeoutMs": input.timeout_ms,
-        // Values may be secrets; echo names only.
-        "env": input.env.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        // Values may be secrets: same shape as the input, values redacted.
+        "env": input.env.iter().map(|(k, _)| (k.clone(), Value::String("<redacted>".into()))).collect::<Map<String, Value>>(),
     });
     let cwd = match &input.cwd {
         None => None,

@@ -10,6 +10,7 @@ mod conductor_codex_proxy;
 mod conductor_firefox;
 mod conductor_lease;
 mod conductor_security;
+mod stack_bench;
 mod stack_e2e;
 mod status_api;
 mod support;

@@ -250,3 +250,85 @@ fn whole_stack_turns_interrupt_pause_codexd_restart_and_status_page() {
     let mut cx2 = cx2;
     assert!(cx2.terminate(T).success(), "{}", cx2.log());
 }
+
+/// A newcomer without any codex binary: codexd stays up and says what to do, the session
+/// routes answer 503 through the conductor too, and nothing spins.
+#[test]
+fn missing_codex_binary_is_a_clear_unavailable_child_not_a_crash_loop() {
+    let tmp = TempDir::new("stack-no-codex");
+    let dirs = Dirs::under(&tmp.child("root"));
+    let cx = crate::support::codexd::codexd(&dirs)
+        .env("BAA_CODEXD_SERVER_COMMAND", "codex-not-installed")
+        .start();
+    let child = wait_for(T, || {
+        let v = get(&cx.url("/v1/codexd/status")).json();
+        let c = v["data"]["snapshot"]["daemon"]["child"].clone();
+        (c["status"] == "unavailable").then_some(c)
+    })
+    .unwrap_or_else(|| panic!("child never unavailable:\n{}", cx.log()));
+    let err = child["lastError"].as_str().unwrap_or_default();
+    for needle in [
+        "codex-not-installed",
+        "not found",
+        "scripts/install-codex.sh",
+        "BAA_CODEXD_SERVER_COMMAND",
+    ] {
+        assert!(err.contains(needle), "lastError lacks {needle:?}: {child}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let c2 =
+        get(&cx.url("/v1/codexd/status")).json()["data"]["snapshot"]["daemon"]["child"].clone();
+    assert_eq!(c2["status"], "unavailable", "{c2}");
+    assert_eq!(c2["restarts"], 0, "a missing binary is not a crash: {c2}");
+    get(&cx.url("/healthz")).expect(200);
+
+    let cdir = tmp::TempDir::new("stack-no-codex-conductor");
+    let c = conductor::spawn(&cdir, "mini-main", "primary")
+        .env("BAA_SHARED_TOKEN", TOKEN)
+        .env("BAA_CODEXD_LOCAL_API_BASE", &cx.base)
+        .start();
+    let v = get(&c.url("/v1/codex")).expect(200);
+    assert_eq!(v["data"]["daemon"]["child"]["status"], "unavailable", "{v}");
+    let v = post(&c.url("/v1/codex/sessions"), &json!({"purpose": "duplex"}))
+        .expect_error(503, "app_server_unavailable");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("scripts/install-codex.sh")),
+        "{v}"
+    );
+}
+
+/// `baa-codexd start --demo`: its own loopback model and CODEX_HOME; a turn completes with
+/// no CODEX_HOME given by the caller.
+#[test]
+fn demo_mode_answers_a_turn_from_the_built_in_model() {
+    let tmp = TempDir::new("stack-demo");
+    let dirs = Dirs::under(&tmp.child("root"));
+    let work = tmp.child("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let cx = crate::support::codexd::codexd(&dirs)
+        .arg("--demo")
+        .env("BAA_CODEXD_SERVER_COMMAND", codex_binary())
+        .env("BAA_CODEXD_SERVER_CWD", &work)
+        .env("CODEX_HOME", tmp.child("caller").join("codex-home"))
+        .start();
+    let status = wait_child_running(&cx, T);
+    let daemon = &status["data"]["snapshot"]["daemon"];
+    assert_eq!(daemon["demo"], true, "{daemon}");
+    let home = dirs.state.join("demo-codex-home");
+    assert_eq!(daemon["demoModel"]["codexHome"], home.display().to_string());
+    assert!(home.join("config.toml").is_file());
+    assert!(
+        !tmp.child("caller").join("codex-home").exists(),
+        "the caller's CODEX_HOME was used"
+    );
+    let s = crate::support::codexd::create_session(&cx, json!({"purpose": "duplex"}));
+    let sid = s["sessionId"].as_str().unwrap().to_string();
+    let tid = crate::support::codexd::turn(&cx, &sid, "Say hello");
+    let s = crate::support::codexd::wait_turn_done(&cx, &sid, &tid, T);
+    assert_eq!(
+        s["lastTurn"]["finalMessage"], "mock reply: Say hello",
+        "{s}"
+    );
+}

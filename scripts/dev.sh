@@ -26,6 +26,13 @@ done
 conductor_port="${BAA_DEV_CONDUCTOR_PORT:-4317}"
 codexd_port="${BAA_DEV_CODEXD_PORT:-4319}"
 status_port="${BAA_DEV_STATUS_PORT:-4318}"
+for port in "$conductor_port" "$codexd_port" "$status_port"; do
+  # A connect that succeeds means something already listens there (often another dev.sh).
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "dev.sh: port $port on 127.0.0.1 is already in use (another scripts/dev.sh?); stop it, or pick other ports with BAA_DEV_CONDUCTOR_PORT / BAA_DEV_CODEXD_PORT / BAA_DEV_STATUS_PORT" >&2
+    exit 1
+  fi
+done
 local_dir="$repo/.local"
 mkdir -p "$local_dir/state" "$local_dir/logs"
 

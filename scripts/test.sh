@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project from a fresh clone:
-# format, lints, unit + integration tests (real binaries, real codex app-server), and the
-# launchd/runtime script tests against the real binaries. Installs what it needs
+# format, lints, unit + integration tests (real binaries, real codex app-server), the
+# README's curl walk-through against `scripts/dev.sh --demo`, and the launchd/runtime script
+# tests against the real binaries. Installs what it needs
 # (the pinned @openai/codex into .tools/, shellcheck via apt when run as root).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,6 +28,9 @@ fi
 
 step "cargo test (unit + integration)"
 cargo test
+
+step "README walk-through against scripts/dev.sh --demo (default ports)"
+scripts/walkthrough.sh
 
 step "runtime script tests (real binaries)"
 BAA_TEST_BIN_DIR="$PWD/target/debug" tests/scripts/run.sh

@@ -38,6 +38,9 @@ use crate::state::ChildInfo;
 const MAX_LINE: usize = 256 * 1024 * 1024;
 /// Bytes of stderr kept in memory to explain a failed start.
 const STDERR_TAIL: usize = 4096;
+/// How often codexd looks again for a child command that does not exist (status
+/// `unavailable`); cheap, and quick to notice a fresh `scripts/install-codex.sh`.
+const MISSING_RECHECK: Duration = Duration::from_secs(10);
 /// How long initialize may take (spawn → response was ~0.1 s on the native binary).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -67,7 +70,9 @@ fn supervise(core: &Arc<Core>) {
             break;
         }
         generation += 1;
-        set_status(core, "starting", None);
+        if core.state().child.status != "unavailable" {
+            set_status(core, "starting", None);
+        }
         let started = Instant::now();
         let (desc, tail, status, uptime) = match start(core, generation) {
             Ok(mut running) => {
@@ -90,7 +95,16 @@ fn supervise(core: &Arc<Core>) {
                     }
                 }
             }
-            Err((desc, tail)) => (desc, tail, None, started.elapsed()),
+            Err(StartError::Missing(why)) => {
+                // Not a crash: there is nothing to run. Say so once, look again later.
+                generation -= 1;
+                mark_unavailable(core, &why);
+                if core.stop.sleep(MISSING_RECHECK) {
+                    break;
+                }
+                continue;
+            }
+            Err(StartError::Failed(desc, tail)) => (desc, tail, None, started.elapsed()),
         };
         if uptime >= Duration::from_millis(cfg.restart_reset_ms) {
             attempt = 0;
@@ -227,6 +241,10 @@ fn command(core: &Core) -> Command {
     if let Some(cwd) = &cfg.server_cwd {
         cmd.current_dir(cwd);
     }
+    if cfg.demo {
+        // Demo mode: the built-in model's config; otherwise the user's CODEX_HOME passes.
+        cmd.env("CODEX_HOME", cfg.demo_codex_home());
+    }
     for (k, _) in std::env::vars_os() {
         let name = k.to_string_lossy().to_ascii_uppercase();
         if scrub_env(&name) {
@@ -244,19 +262,71 @@ pub fn scrub_env(upper_name: &str) -> bool {
         || (upper_name.starts_with("BAA_") && !upper_name.starts_with("BAA_CODEXD_STUB_"))
 }
 
-type StartError = (String, String);
+/// Why a start attempt produced no running child.
+enum StartError {
+    /// The configured command does not exist or is not executable: status `unavailable`.
+    Missing(String),
+    /// It ran but failed (exit before/while answering initialize, handshake timeout…):
+    /// counts towards the restart backoff and the crash loop. `(description, stderr tail)`.
+    Failed(String, String),
+}
+
+/// The `lastError` text for a command that cannot be run, with how to fix it.
+pub fn missing_command_message(command: &str, err: &std::io::Error) -> String {
+    format!(
+        "the codex command {command:?} was not found or is not executable ({err}). \
+         Install the pinned Codex CLI with scripts/install-codex.sh and set \
+         BAA_CODEXD_SERVER_COMMAND (or --server-command) to the native binary it prints; \
+         codexd looks again every {} s",
+        MISSING_RECHECK.as_secs()
+    )
+}
+
+/// Status `unavailable` with `why` as `lastError`; the event is emitted only when the
+/// status or the reason changes, so a long wait for an install does not flood the log.
+fn mark_unavailable(core: &Core, why: &str) {
+    let changed = {
+        let mut st = core.state();
+        let changed =
+            st.child.status != "unavailable" || st.child.last_error.as_deref() != Some(why);
+        st.child.status = "unavailable".into();
+        st.child.last_error = Some(why.to_string());
+        st.child.pid = None;
+        st.child.next_restart_at = Some(rfc3339_from_ms(
+            now_ms() + MISSING_RECHECK.as_millis() as u64,
+        ));
+        changed
+    };
+    core.mark_daemon_dirty();
+    if changed {
+        log::error!("codex app-server unavailable: {why}");
+        core.emit(
+            Level::Error,
+            "child.unavailable",
+            format!("codex app-server unavailable: {why}"),
+            json!({"command": core.cfg.server_command, "reason": why}),
+        );
+        core.flush();
+    }
+}
 
 fn start(core: &Arc<Core>, generation: u64) -> Result<Running, StartError> {
     let cfg = &core.cfg;
     let mut child = command(core).spawn().map_err(|e| {
-        (
-            format!(
-                "could not be started ({} {}): {e}",
-                cfg.server_command,
-                cfg.server_args.join(" ")
+        let cwd_ok = cfg.server_cwd.as_ref().is_none_or(|d| d.is_dir());
+        match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied if cwd_ok => {
+                StartError::Missing(missing_command_message(&cfg.server_command, &e))
+            }
+            _ => StartError::Failed(
+                format!(
+                    "could not be started ({} {}): {e}",
+                    cfg.server_command,
+                    cfg.server_args.join(" ")
+                ),
+                String::new(),
             ),
-            String::new(),
-        )
+        }
     })?;
     let pid = child.id();
     let start_time = process_start_time(pid);
@@ -282,7 +352,7 @@ fn start(core: &Arc<Core>, generation: u64) -> Result<Running, StartError> {
         let _ = kill_pid(pid, libc::SIGKILL);
         let _ = child.wait();
         thread::sleep(Duration::from_millis(50));
-        (why, tail.lock().map(|t| t.clone()).unwrap_or_default())
+        StartError::Failed(why, tail.lock().map(|t| t.clone()).unwrap_or_default())
     };
 
     let stderr_tail = Arc::new(Mutex::new(String::new()));

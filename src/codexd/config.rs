@@ -74,6 +74,8 @@ pub struct Flags {
     pub server_command: Option<String>,
     pub server_args: Option<String>,
     pub server_cwd: Option<String>,
+    /// `--demo`: answer turns from the built-in loopback model.
+    pub demo: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +120,9 @@ pub struct Config {
     pub recent_events: usize,
     /// Size at which stdout.log / stderr.log rotate (one `.1` generation kept).
     pub log_max_bytes: u64,
+    /// Demo mode (`--demo` or `BAA_CODEXD_DEMO=1`): codexd runs the built-in loopback
+    /// model provider and points the child's `CODEX_HOME` at [`Config::demo_codex_home`].
+    pub demo: bool,
 }
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -134,6 +139,18 @@ fn num<T: std::str::FromStr>(env: Env, key: &str, default: T) -> Result<T, Confi
         Some(v) => v
             .parse()
             .map_err(|_| ConfigError(format!("{key}={v:?} is not a valid number"))),
+    }
+}
+
+/// A boolean variable: unset/empty → false; `1`, `true`, `yes`, `on` → true; `0`,
+/// `false`, `no`, `off` → false; anything else is a configuration error.
+fn flag_env(env: Env, key: &str) -> Result<bool, ConfigError> {
+    match get(env, key).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("0" | "false" | "no" | "off") => Ok(false),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some(other) => Err(ConfigError(format!(
+            "{key}={other:?} must be 1 or 0 (true/false)"
+        ))),
     }
 }
 
@@ -254,6 +271,7 @@ impl Config {
             reconcile_idle_ms: num(env, "BAA_CODEXD_RECONCILE_IDLE_MS", 2_000)?,
             recent_events: num(env, "BAA_CODEXD_RECENT_EVENTS", 200usize)?.max(1),
             log_max_bytes: num(env, "BAA_CODEXD_LOG_MAX_BYTES", 10 * 1024 * 1024)?,
+            demo: flags.demo || flag_env(env, "BAA_CODEXD_DEMO")?,
         };
         if cfg.request_timeout_ms == 0 {
             return Err(ConfigError(
@@ -266,6 +284,11 @@ impl Config {
             ));
         }
         Ok(cfg)
+    }
+
+    /// The CODEX_HOME codexd writes and hands the child in demo mode.
+    pub fn demo_codex_home(&self) -> PathBuf {
+        self.state_dir.join("demo-codex-home")
     }
 
     /// `ws://host:port<path>` for the event stream at the configured base.
@@ -310,6 +333,7 @@ impl Config {
                 "stopGraceMs": self.stop_grace_ms,
             },
             "smokeLifetimeMs": self.smoke_lifetime_ms,
+            "demo": self.demo,
         })
     }
 
@@ -339,6 +363,14 @@ impl Config {
                 self.approval_timeout_ms
             ),
             format!("version: {}", self.version),
+            format!(
+                "demo: {}",
+                if self.demo {
+                    "on (built-in loopback model)"
+                } else {
+                    "off"
+                }
+            ),
         ]
     }
 }
@@ -427,6 +459,29 @@ mod tests {
         ] {
             assert!(resolve(&[(k, v)], Flags::default()).is_err(), "{k}={v}");
         }
+    }
+
+    #[test]
+    fn demo_from_flag_or_env() {
+        assert!(!resolve(&[], Flags::default()).unwrap().demo);
+        let c = resolve(&[("BAA_CODEXD_DEMO", "1")], Flags::default()).unwrap();
+        assert!(c.demo);
+        assert_eq!(
+            c.demo_codex_home(),
+            PathBuf::from("/repo/state/codexd/demo-codex-home")
+        );
+        assert!(
+            !resolve(&[("BAA_CODEXD_DEMO", "off")], Flags::default())
+                .unwrap()
+                .demo
+        );
+        let flagged = Flags {
+            demo: true,
+            ..Flags::default()
+        };
+        assert!(resolve(&[], flagged).unwrap().demo);
+        let e = resolve(&[("BAA_CODEXD_DEMO", "maybe")], Flags::default()).unwrap_err();
+        assert!(e.0.contains("BAA_CODEXD_DEMO"), "{e}");
     }
 
     #[test]

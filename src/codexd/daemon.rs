@@ -51,6 +51,8 @@ pub struct Core {
     state: Mutex<State>,
     link: Mutex<Option<Arc<Link>>>,
     listening: Mutex<Option<String>>,
+    /// Demo mode: the built-in model's base URL and the CODEX_HOME the child gets.
+    demo: Mutex<Option<Value>>,
     thread_ops: Mutex<()>,
     sessions_dirty: AtomicBool,
     daemon_dirty: AtomicBool,
@@ -139,6 +141,7 @@ impl Core {
             }),
             link: Mutex::new(None),
             listening: Mutex::new(None),
+            demo: Mutex::new(None),
             thread_ops: Mutex::new(()),
             sessions_dirty: AtomicBool::new(true),
             daemon_dirty: AtomicBool::new(true),
@@ -173,6 +176,21 @@ impl Core {
 
     pub fn listening(&self) -> Option<String> {
         lock(&self.listening).clone()
+    }
+
+    /// Records that the child talks to the built-in model at `model_base_url` through
+    /// the CODEX_HOME at `codex_home` (demo mode).
+    pub fn set_demo(&self, model_base_url: &str, codex_home: &std::path::Path) {
+        *lock(&self.demo) = Some(json!({
+            "modelBaseUrl": model_base_url,
+            "codexHome": codex_home,
+            "note": "demo mode: the codex child answers from codexd's built-in loopback model (no credentials, no network); replies are canned",
+        }));
+    }
+
+    /// `null` outside demo mode.
+    pub fn demo_json(&self) -> Value {
+        lock(&self.demo).clone().unwrap_or(Value::Null)
     }
 
     // ---- child link -------------------------------------------------------------------
@@ -1156,6 +1174,7 @@ impl Core {
             "recentExits": c.recent_exits,
             "pendingRequests": st.pending.len(),
             "inflightRpc": self.current_link().map(|l| l.rpc.pending_count()).unwrap_or(0),
+            "demo": self.cfg.demo,
         })
     }
 
@@ -1189,6 +1208,8 @@ impl Core {
                     "mode": self.cfg.mode,
                     "pid": std::process::id(),
                     "lastSeq": self.events.last_seq(),
+                    "demo": self.cfg.demo,
+                    "demoModel": self.demo_json(),
                     "child": self.child_json(),
                 },
                 "sessionRegistry": {"updatedAt": sessions_updated_at, "sessions": sessions},

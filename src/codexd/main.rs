@@ -44,6 +44,9 @@ FLAGS (each overrides its BAA_CODEXD_* variable):
     --server-command CMD     BAA_CODEXD_SERVER_COMMAND
     --server-args ARGS       BAA_CODEXD_SERVER_ARGS (whitespace-separated)
     --server-cwd DIR         BAA_CODEXD_SERVER_CWD
+    --demo                   BAA_CODEXD_DEMO=1: run a built-in loopback model provider and
+                             point the child's CODEX_HOME at <state>/demo-codex-home, so a
+                             turn completes without credentials or network
     --json                   JSON output (config, status)
     -h, --help               this text
     -V, --version            version
@@ -83,6 +86,7 @@ fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Parsed, lexopt::Error> {
             Long("server-command") => flags.server_command = Some(p.value()?.string()?),
             Long("server-args") => flags.server_args = Some(p.value()?.string()?),
             Long("server-cwd") => flags.server_cwd = Some(p.value()?.string()?),
+            Long("demo") => flags.demo = true,
             Value(v) if command.is_none() => command = Some(v.string()?),
             _ => return Err(arg.unexpected()),
         }

@@ -151,7 +151,8 @@ fn healthz(core: &Ctx, _: &Request, _: &Params) -> Res {
             "service": "baa-codexd",
             "mode": core.cfg.mode,
             "version": core.cfg.version,
-            "child": {"status": child["status"], "pid": child["pid"], "strategy": child["strategy"]},
+            "demo": core.cfg.demo,
+            "child": {"status": child["status"], "pid": child["pid"], "strategy": child["strategy"], "lastError": child["lastError"]},
         }),
     )
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use baa::common::http::{Server, ServerConfig, ServerHandle};
+use baa::common::mock_model::{write_codex_home, MockModel};
 use baa::common::signals::StopFlag;
 
 use crate::config::{Config, Strategy};
@@ -20,12 +21,19 @@ pub struct Running {
     server: ServerHandle,
     supervisor: Option<JoinHandle<()>>,
     ticker: JoinHandle<()>,
+    /// Demo mode's built-in model; stopped after the child.
+    demo_model: Option<MockModel>,
 }
 
 /// Loads state, binds the listener and starts the child. `stop` ends everything.
 pub fn start(cfg: Config, stop: StopFlag) -> Result<Running, String> {
     let bind = cfg.listen.bind_addr();
     let core = Core::open(cfg, stop.clone())?;
+    let demo_model = if core.cfg.demo && core.cfg.strategy == Strategy::Spawn {
+        Some(start_demo_model(&core)?)
+    } else {
+        None
+    };
     let server_cfg = ServerConfig {
         name: "codexd-http".into(),
         max_connections: 256,
@@ -66,7 +74,31 @@ pub fn start(cfg: Config, stop: StopFlag) -> Result<Running, String> {
         server,
         supervisor,
         ticker,
+        demo_model,
     })
+}
+
+/// Demo mode: a loopback Responses-API model owned by this process, and a CODEX_HOME
+/// under the state dir whose config.toml points the child at it (rewritten on every
+/// start because the port changes; the rollouts kept beside it survive restarts).
+fn start_demo_model(core: &Core) -> Result<MockModel, String> {
+    let model = MockModel::start("127.0.0.1:0")
+        .map_err(|e| format!("demo mode: cannot start the built-in model: {e}"))?;
+    let home = core.cfg.demo_codex_home();
+    write_codex_home(&home, &model.base_url())
+        .map_err(|e| format!("demo mode: cannot write {}: {e}", home.display()))?;
+    core.set_demo(&model.base_url(), &home);
+    core.emit(
+        Level::Info,
+        "daemon.demo",
+        format!(
+            "demo mode: built-in model at {}, CODEX_HOME={}",
+            model.base_url(),
+            home.display()
+        ),
+        json!({"modelBaseUrl": model.base_url(), "codexHome": home}),
+    );
+    Ok(model)
 }
 
 impl Running {
@@ -85,6 +117,9 @@ impl Running {
             let _ = s.join();
         }
         let _ = self.ticker.join();
+        if let Some(m) = self.demo_model.take() {
+            m.stop();
+        }
         self.core.emit(
             Level::Info,
             "daemon.stopped",

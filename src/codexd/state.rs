@@ -68,7 +68,8 @@ impl Identity {
 pub struct ChildInfo {
     pub strategy: String,
     pub endpoint: String,
-    /// `starting`, `running`, `restarting`, `crash_loop`, `stopped`, `external`.
+    /// `starting`, `running`, `restarting`, `crash_loop`, `unavailable` (the command
+    /// does not exist), `stopped`, `external`.
     pub status: String,
     pub pid: Option<u32>,
     /// The child's start time as the OS reports it; with `pid` it identifies a stale child.

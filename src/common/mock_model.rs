@@ -28,6 +28,8 @@ pub const SLOW_DELTA_INTERVAL: Duration = Duration::from_millis(300);
 pub const SLOW_DELTA_COUNT: usize = 34;
 /// The command the mock asks Codex to run for `tool` / `approval` prompts.
 pub const TOOL_COMMAND: &str = "echo hi";
+/// Requests kept for [`MockModel::requests`]; older ones are dropped.
+pub const LOG_CAP: usize = 1000;
 /// Upper bound on reading one request (head and body) before the connection is dropped.
 pub const READ_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -318,11 +320,18 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
     } else {
         serde_json::from_slice(&req.body).ok()
     };
-    lock(&shared.log).push(RecordedRequest {
-        method: req.method.clone(),
-        path: req.path.clone(),
-        body: parsed.clone(),
-    });
+    {
+        let mut log = lock(&shared.log);
+        // Bounded, so a long-lived mock (codexd's demo mode) does not grow without limit.
+        if log.len() >= LOG_CAP {
+            log.remove(0);
+        }
+        log.push(RecordedRequest {
+            method: req.method.clone(),
+            path: req.path.clone(),
+            body: parsed.clone(),
+        });
+    }
     log::debug!("mock model: {} {}", req.method, req.path);
 
     let path = req.path.split('?').next().unwrap_or("");

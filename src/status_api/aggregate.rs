@@ -196,6 +196,7 @@ pub fn build(up: &Upstreams, raw: &Raw, generated_at: &str) -> Value {
             "error": raw.codexd_status.as_ref().err(),
             "status": codexd.cloned(),
             "mode": snapshot.and_then(|s| first(s, &["daemon.mode"])),
+            "demo": snapshot.and_then(|s| first(s, &["daemon.demo"])).unwrap_or(Value::Bool(false)),
             "startedAt": snapshot.and_then(|s| first(s, &["daemon.startedAt", "daemon.started_at"])),
             "child": child,
             "sessions": snapshot.map(sessions).unwrap_or_else(|| json!({"count": 0, "active": 0, "items": []})),
@@ -262,17 +263,24 @@ fn child(snapshot: &Value) -> Value {
         .get("daemon")
         .and_then(|d| d.get("child"))
         .unwrap_or(&Value::Null);
+    // Field names as baa-codexd reports them (checked against the real daemon by
+    // tests/it/stack_e2e.rs); the last exit is the newest entry of `recentExits`.
+    let last_exit = c
+        .get("recentExits")
+        .and_then(Value::as_array)
+        .and_then(|a| a.last())
+        .and_then(|e| first(e, &["reason"]));
     json!({
         "status": first(c, &["status"]),
         "pid": first(c, &["pid"]),
-        // The restart counter's name is not fixed by the spec; accept the likely spellings.
-        "restarts": first(c, &["restarts", "restartCount", "restartsTotal", "totalRestarts", "restart_count"]),
-        "consecutiveFailures": first(c, &["consecutiveFailures", "consecutiveRestarts", "failureStreak"]),
-        "lastError": first(c, &["lastError", "last_error"]).map(|v| clip_value(&v)),
-        "lastExit": first(c, &["lastExit", "lastExitCode", "exitCode"]),
+        "restarts": first(c, &["restarts"]),
+        "lastError": first(c, &["lastError"]).map(|v| clip_value(&v)),
+        "lastExit": last_exit.map(|v| clip_value(&v)),
+        "nextRestartAt": first(c, &["nextRestartAt"]),
         "strategy": first(c, &["strategy"]),
         "endpoint": first(c, &["endpoint"]),
-        "startedAt": first(c, &["startedAt", "started_at"]),
+        "startedAt": first(c, &["startedAt"]),
+        "demo": first(c, &["demo"]),
     })
 }
 
@@ -315,11 +323,10 @@ fn session(s: &Value) -> Value {
         "model": first(s, &["model"]),
         "lastTurnId": first(s, &["lastTurnId", "lastTurn.turnId", "lastTurn.id"]),
         "lastTurnStatus": first(s, &["lastTurnStatus", "lastTurn.status"]),
-        "lastTurnError": first(s, &["lastTurnError", "lastTurn.error.message", "lastTurn.error"]).map(|v| clip_value(&v)),
-        "lastTurnMessage": first(s, &[
-            "lastTurnFinalMessage", "lastAgentMessage", "lastTurnMessage",
-            "lastTurn.finalMessage", "lastTurn.agentMessage", "lastTurn.lastAgentMessage",
-        ]).map(|v| clip_value(&v)),
+        // codexd keeps the outcome in `lastTurn {status, finalMessage, error{message,…}}`;
+        // a session-level `lastError` (e.g. a failed resume) is shown when the turn has none.
+        "lastTurnError": first(s, &["lastTurn.error.message", "lastTurn.error", "lastError"]).map(|v| clip_value(&v)),
+        "lastTurnMessage": first(s, &["lastTurn.finalMessage"]).map(|v| clip_value(&v)),
         "updatedAt": first(s, &["updatedAt", "updated_at"]),
     })
 }
@@ -421,11 +428,14 @@ mod tests {
             "service": {"listening": true},
             "snapshot": {
                 "identity": {"daemonId": "codexd-1", "nodeId": "mini-main", "version": "0.1.0"},
-                "daemon": {"mode": "app-server", "startedAt": "2026-05-01T10:00:01.000Z",
-                    "child": {"status": "running", "pid": 777, "restartCount": 2, "lastError": null, "strategy": "spawn"}},
+                "daemon": {"mode": "app-server", "startedAt": "2026-05-01T10:00:01.000Z", "demo": true,
+                    "child": {"status": "running", "pid": 777, "restarts": 2, "lastError": "exited with code 1", "strategy": "spawn",
+                        "recentExits": [{"reason": "exited with code 2"}, {"reason": "exited with code 1"}]}},
                 "sessionRegistry": {"sessions": [
-                    {"sessionId": "s-old", "status": "closed", "updatedAt": "2026-05-01T09:00:00.000Z"},
-                    {"sessionId": "s-new", "status": "active", "lastTurnStatus": "completed", "updatedAt": "2026-05-01T11:00:00.000Z"},
+                    {"sessionId": "s-old", "status": "closed", "updatedAt": "2026-05-01T09:00:00.000Z",
+                        "lastTurnStatus": "failed", "lastTurn": {"status": "failed", "finalMessage": null, "error": {"message": "boom", "codexErrorInfo": "internalServerError"}}},
+                    {"sessionId": "s-new", "status": "active", "lastTurnStatus": "completed", "updatedAt": "2026-05-01T11:00:00.000Z",
+                        "lastTurn": {"turnId": "t1", "status": "completed", "finalMessage": "mock reply: hi", "error": null}},
                     "garbage"
                 ]},
                 "recentEvents": {"events": [
@@ -453,6 +463,12 @@ mod tests {
         assert_eq!(d["automation"]["requestedBy"], "alice");
         assert_eq!(d["codexd"]["child"]["pid"], 777);
         assert_eq!(d["codexd"]["child"]["restarts"], 2);
+        assert_eq!(d["codexd"]["child"]["lastExit"], "exited with code 1");
+        assert_eq!(d["codexd"]["demo"], true);
+        let items = &d["codexd"]["sessions"]["items"];
+        assert_eq!(items[0]["lastTurnMessage"], "mock reply: hi", "{d:#}");
+        assert_eq!(items[0]["lastTurnId"], "t1");
+        assert_eq!(items[1]["lastTurnError"], "boom", "{d:#}");
         assert_eq!(d["codexd"]["sessions"]["count"], 3);
         assert_eq!(d["codexd"]["sessions"]["active"], 1);
         assert_eq!(d["codexd"]["sessions"]["items"][0]["sessionId"], "s-new");

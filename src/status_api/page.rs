@@ -130,7 +130,13 @@ fn child_card(h: &mut String, d: &Value, now_ms: u64) {
     ));
     row(h, "Strategy", &text(child, &["strategy"]));
     row(h, "Endpoint", &text(child, &["endpoint"]));
+    if child.get("nextRestartAt").is_some_and(|v| !v.is_null()) {
+        row(h, "Next try", &text(child, &["nextRestartAt"]));
+    }
     row(h, "codexd mode", &text(c, &["mode"]));
+    if c.get("demo") == Some(&Value::Bool(true)) {
+        row(h, "Model", "demo: built-in loopback model (canned replies)");
+    }
     row_html(h, "codexd up", &when(c, "startedAt", now_ms));
     row(h, "Daemon id", &text(d, &["node.codexdDaemonId"]));
     h.push_str("</dl></section>");

@@ -12,6 +12,8 @@ mod conductor_lease;
 mod conductor_security;
 mod docs_drift;
 mod http_layer;
+mod stack_bench;
+mod stack_e2e;
 mod status_api;
 mod support;
 mod torture;

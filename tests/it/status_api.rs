@@ -74,7 +74,7 @@ fn codexd_stub() -> ServerHandle {
                 "daemon": {"started": true, "startedAt": "2026-05-01T10:00:02.000Z", "updatedAt": "2026-05-01T11:59:00.000Z",
                     "mode": "app-server",
                     "child": {"endpoint": "stdio://codex-app-server", "lastError": null, "pid": 31337,
-                        "status": "running", "strategy": "spawn", "restartCount": 1}},
+                        "status": "running", "strategy": "spawn", "restarts": 1}},
                 "sessionRegistry": {"updatedAt": "2026-05-01T11:58:00.000Z", "sessions": [
                     {"sessionId": "sess-alpha", "purpose": "duplex", "status": "active", "threadId": "th-1",
                      "model": "gpt-5-codex", "lastTurnId": "turn-9", "lastTurnStatus": "completed",

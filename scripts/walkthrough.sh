@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs the README's curl walk-through verbatim against a fresh `scripts/dev.sh --demo`, the
+# way a newcomer would, and checks that the turn completed and its answer was printed.
+#
+# The walk-through is read from README.md between the `walkthrough:start` / `walkthrough:end`
+# marker comments, so the README stays the single source. The stack uses the default ports
+# (4317, 4318, 4319); if one is busy the script fails and says which. For a machine where
+# they are taken, BAA_DEV_CONDUCTOR_PORT / BAA_DEV_STATUS_PORT / BAA_DEV_CODEXD_PORT move the
+# stack and the walk-through's URLs together.
+#
+# Every wait is bounded; the stack is stopped on exit (its own process group). Exit 0 on
+# success, 1 on failure (with the walk-through output and the stack's log tail).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+conductor_port="${BAA_DEV_CONDUCTOR_PORT:-4317}"
+status_port="${BAA_DEV_STATUS_PORT:-4318}"
+codexd_port="${BAA_DEV_CODEXD_PORT:-4319}"
+start_timeout="${BAA_WALKTHROUGH_START_TIMEOUT:-300}" # includes dev.sh's cargo build
+run_timeout=60
+
+fail() { echo "walkthrough: FAIL: $*" >&2; exit 1; }
+
+block="$(sed -n '/<!-- walkthrough:start -->/,/<!-- walkthrough:end -->/p' README.md | sed '/^<!--/d; /^```/d')"
+[ -n "$block" ] || fail "no walk-through between the walkthrough:start/end markers in README.md"
+block="${block//127.0.0.1:4317/127.0.0.1:$conductor_port}"
+block="${block//127.0.0.1:4318/127.0.0.1:$status_port}"
+
+for port in "$conductor_port" "$codexd_port" "$status_port"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    fail "port $port on 127.0.0.1 is already in use; stop whatever listens there (another scripts/dev.sh?) and run again"
+  fi
+done
+
+log="$(mktemp -t baa-walkthrough.XXXXXX)"
+out="$(mktemp -t baa-walkthrough-out.XXXXXX)"
+dev_pid=""
+cleanup() {
+  local rc=$?
+  if [ -n "$dev_pid" ] && kill -0 "$dev_pid" 2>/dev/null; then
+    kill -TERM "$dev_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$dev_pid" 2>/dev/null || break; sleep 0.1; done
+    # dev.sh runs in its own process group (setsid): whatever is left of it goes too.
+    kill -KILL -- "-$dev_pid" 2>/dev/null || true
+  fi
+  if [ "$rc" != 0 ]; then
+    echo "--- walk-through output ---" >&2; cat "$out" >&2 || true
+    echo "--- scripts/dev.sh log (tail) ---" >&2; tail -n 40 "$log" >&2 || true
+  fi
+  rm -f "$log" "$out"
+}
+trap cleanup EXIT
+
+echo "walkthrough: starting scripts/dev.sh --demo (log: $log)"
+BAA_DEV_CONDUCTOR_PORT="$conductor_port" BAA_DEV_STATUS_PORT="$status_port" BAA_DEV_CODEXD_PORT="$codexd_port" \
+  setsid scripts/dev.sh --demo >"$log" 2>&1 < /dev/null &
+dev_pid=$!
+
+# Ready when the conductor proxies codexd and codexd's child is running.
+deadline=$((SECONDS + start_timeout))
+until curl -s --max-time 2 "http://127.0.0.1:$conductor_port/v1/codex" 2>/dev/null | grep -q '"status":"running"' \
+   && curl -s --max-time 2 -o /dev/null "http://127.0.0.1:$status_port/healthz"; do
+  kill -0 "$dev_pid" 2>/dev/null || fail "scripts/dev.sh --demo exited before the stack was up"
+  [ "$SECONDS" -lt "$deadline" ] || fail "the stack was not up (codex child running) within ${start_timeout}s"
+  sleep 0.5
+done
+echo "walkthrough: stack is up; running the README walk-through"
+
+if ! timeout "$run_timeout" bash -c "$block" >"$out" 2>&1; then
+  fail "the walk-through failed or took longer than ${run_timeout}s"
+fi
+cat "$out"
+grep -q '"name":"baa-conductor-daemon"' "$out" || fail "describe did not name baa-conductor-daemon"
+grep -q '^session: cxs_' "$out" || fail "no session id printed"
+grep -q '"accepted":true' "$out" || fail "the turn was not accepted"
+grep -q '"lastTurnStatus":"completed"' "$out" || fail "the turn did not complete"
+grep -q '"finalMessage":"mock reply: Say hello"' "$out" || fail "the answer was not shown"
+grep -q '<title>.*baa status</title>' "$out" || fail "the status page did not answer"
+echo "walkthrough: OK"

@@ -9,13 +9,18 @@ mod config;
 mod daemon;
 mod events;
 mod logfile;
+mod notifications;
 mod routes;
 mod rpc;
 mod serve;
+mod server_requests;
+mod session_ops;
 mod sessions;
 mod smoke;
 mod state;
+mod status;
 mod stub;
+mod turn_ops;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -1,0 +1,303 @@
+//! Session operations on the core: create (thread/start or thread/resume), lazy
+//! re-loading of a session's thread on the current child, and session reads.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use baa::common::api_error::ApiError;
+use baa::common::ids::new_id;
+use baa::common::time::now_rfc3339;
+
+use crate::config::Decision;
+use crate::daemon::{lock, rpc_error, str_at, Core, Link};
+use crate::events::Level;
+use crate::rpc::RpcError;
+use crate::sessions::{self, opt_string, pick, whitelist, ApprovalSettings, Session};
+
+impl Core {
+    pub(crate) fn unknown_session(id: &str) -> ApiError {
+        ApiError::not_found(format!("Unknown codexd session \"{id}\"."))
+            .with_details(json!({"sessionId": id}))
+    }
+
+    pub fn session_json(&self, id: &str) -> Result<Value, ApiError> {
+        let st = self.state();
+        st.sessions
+            .iter()
+            .find(|s| s.session_id == id)
+            .map(Session::to_json)
+            .ok_or_else(|| Self::unknown_session(id))
+    }
+
+    pub fn sessions_json(&self) -> Vec<Value> {
+        self.state().sessions.iter().map(Session::to_json).collect()
+    }
+
+    /// Events that mention `session_id`, newest last.
+    pub fn session_events(&self, session_id: &str, n: usize) -> Vec<Value> {
+        let all = self.events.recent(usize::MAX);
+        let mut v: Vec<Value> = all
+            .into_iter()
+            .filter(|e| str_at(e, &["detail", "sessionId"]) == Some(session_id))
+            .collect();
+        let skip = v.len().saturating_sub(n);
+        v.drain(..skip);
+        v
+    }
+
+    /// `POST /v1/codexd/sessions`.
+    pub fn create_session(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
+        let b = whitelist(body, sessions::SESSION_FIELDS);
+        let purpose = opt_string(&b, "purpose")?.unwrap_or_else(|| "duplex".into());
+        if purpose != "duplex" && purpose != "worker" {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "purpose must be \"duplex\" or \"worker\".",
+            ));
+        }
+        let metadata = match b.get("metadata") {
+            None | Some(Value::Null) => json!({}),
+            Some(m @ Value::Object(_)) => m.clone(),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "metadata must be an object.",
+                ))
+            }
+        };
+        for key in [
+            "cwd",
+            "model",
+            "modelProvider",
+            "serviceTier",
+            "baseInstructions",
+            "developerInstructions",
+        ] {
+            opt_string(&b, key)?;
+        }
+        let thread_id = opt_string(&b, "threadId")?;
+        let default = match opt_string(&b, "approvalDefault")? {
+            Some(d) => Decision::parse(&d).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_request",
+                    "approvalDefault must be accept, decline or cancel.",
+                )
+            })?,
+            // A caller who asked the app-server never to ask wants its questions accepted.
+            None if b.get("approvalPolicy").and_then(Value::as_str) == Some("never") => {
+                Decision::Accept
+            }
+            None => self.cfg.default_approval,
+        };
+        let timeout_ms = match b.get("approvalTimeoutMs") {
+            None | Some(Value::Null) => self.cfg.approval_timeout_ms,
+            Some(v) => v.as_u64().ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_request",
+                    "approvalTimeoutMs must be a non-negative integer.",
+                )
+            })?,
+        };
+        let thread_params = pick(&b, sessions::THREAD_FIELDS);
+        let link = self.link()?;
+        let (result, resumed) = match &thread_id {
+            Some(tid) => {
+                let mut p = thread_params.clone();
+                p.remove("ephemeral");
+                p.insert("threadId".into(), json!(tid));
+                p.insert("excludeTurns".into(), json!(true));
+                let r = link
+                    .rpc
+                    .request("thread/resume", Value::Object(p), self.timeout());
+                (r, true)
+            }
+            None => (
+                link.rpc.request(
+                    "thread/start",
+                    Value::Object(thread_params.clone()),
+                    self.timeout(),
+                ),
+                false,
+            ),
+        };
+        let result = result.map_err(rpc_error)?;
+        let now = now_rfc3339();
+        let mut session = Session {
+            session_id: new_id("cxs"),
+            purpose,
+            thread_id: None,
+            status: "active".into(),
+            endpoint: self.cfg.server_endpoint.clone(),
+            child_pid: Some(link.pid),
+            created_at: now.clone(),
+            updated_at: now,
+            cwd: None,
+            model: None,
+            model_provider: None,
+            service_tier: None,
+            reasoning_effort: None,
+            approval_policy: None,
+            sandbox: None,
+            current_turn_id: None,
+            last_turn_id: None,
+            last_turn_status: None,
+            last_turn: None,
+            turn_count: 0,
+            metadata,
+            approvals: ApprovalSettings {
+                default: default.as_str().into(),
+                timeout_ms,
+            },
+            thread_params: Value::Object(thread_params),
+            has_rollout: resumed,
+            last_error: None,
+            loaded_generation: link.generation,
+            current: None,
+        };
+        apply_thread_result(&mut session, &result);
+        let json = session.to_json();
+        let (sid, tid) = (session.session_id.clone(), session.thread_id.clone());
+        {
+            let mut st = self.state();
+            st.sessions.push(session);
+            st.sessions_updated_at = Some(now_rfc3339());
+        }
+        self.mark_sessions_dirty();
+        self.flush();
+        self.emit(
+            Level::Info,
+            "session.created",
+            format!(
+                "session {sid} created on thread {}",
+                tid.as_deref().unwrap_or("?")
+            ),
+            json!({"sessionId": sid, "threadId": tid, "resumed": resumed}),
+        );
+        Ok(json)
+    }
+
+    /// Makes sure the session's thread is loaded in the current child: `thread/resume`
+    /// after a restart, or a new `thread/start` for a thread that never had a turn (it has
+    /// no rollout and cannot be resumed). Returns the link and the thread id to use.
+    pub(crate) fn ensure_loaded(&self, session_id: &str) -> Result<(Arc<Link>, String), ApiError> {
+        let _ops = lock(&self.thread_ops);
+        let link = self.link()?;
+        let (thread_id, loaded, has_rollout, params) = {
+            let st = self.state();
+            let s = st
+                .sessions
+                .iter()
+                .find(|s| s.session_id == session_id)
+                .ok_or_else(|| Self::unknown_session(session_id))?;
+            (
+                s.thread_id.clone(),
+                s.loaded_generation,
+                s.has_rollout,
+                s.thread_params.clone(),
+            )
+        };
+        if let (Some(tid), true) = (&thread_id, loaded == link.generation) {
+            return Ok((link, tid.clone()));
+        }
+        if let (Some(tid), true) = (&thread_id, has_rollout) {
+            let mut p = Map::new();
+            p.insert("threadId".into(), json!(tid));
+            p.insert("excludeTurns".into(), json!(true));
+            if let Some(m) = params.as_object() {
+                p.extend(pick(m, &["approvalPolicy", "sandbox", "cwd"]));
+            }
+            match link
+                .rpc
+                .request("thread/resume", Value::Object(p), self.timeout())
+            {
+                Ok(result) => {
+                    self.update_session(session_id, |s| {
+                        apply_thread_result(s, &result);
+                        s.loaded_generation = link.generation;
+                        s.child_pid = Some(link.pid);
+                    });
+                    self.emit(
+                        Level::Info,
+                        "session.resumed",
+                        format!("session {session_id}: thread {tid} resumed in the new app-server"),
+                        json!({"sessionId": session_id, "threadId": tid, "generation": link.generation}),
+                    );
+                    return Ok((link, tid.clone()));
+                }
+                Err(RpcError::Server { message, .. }) if message.contains("no rollout") => {
+                    log::warn!(
+                        "session {session_id}: thread {tid} has no rollout; starting a new thread"
+                    );
+                }
+                Err(e) => return Err(rpc_error(e)),
+            }
+        }
+        let result = link
+            .rpc
+            .request("thread/start", params, self.timeout())
+            .map_err(rpc_error)?;
+        let mut new_tid = String::new();
+        self.update_session(session_id, |s| {
+            apply_thread_result(s, &result);
+            s.loaded_generation = link.generation;
+            s.child_pid = Some(link.pid);
+            s.has_rollout = false;
+            new_tid = s.thread_id.clone().unwrap_or_default();
+        });
+        self.emit(
+            Level::Warn,
+            "session.thread_recreated",
+            format!(
+                "session {session_id}: thread {} had no turns on disk; started thread {new_tid}",
+                thread_id.as_deref().unwrap_or("?")
+            ),
+            json!({"sessionId": session_id, "oldThreadId": thread_id, "threadId": new_tid}),
+        );
+        Ok((link, new_tid))
+    }
+
+    pub(crate) fn update_session(&self, session_id: &str, f: impl FnOnce(&mut Session)) {
+        let mut st = self.state();
+        if let Some(s) = st.sessions.iter_mut().find(|s| s.session_id == session_id) {
+            f(s);
+            s.updated_at = now_rfc3339();
+        }
+        st.sessions_updated_at = Some(now_rfc3339());
+        drop(st);
+        self.mark_sessions_dirty();
+    }
+
+    pub(crate) fn mark_unloaded(&self, session_id: &str) {
+        self.update_session(session_id, |s| s.loaded_generation = 0);
+    }
+}
+
+/// Copies thread facts from a thread/start or thread/resume result into the session.
+pub(crate) fn apply_thread_result(s: &mut Session, r: &Value) {
+    if let Some(id) = str_at(r, &["thread", "id"]) {
+        s.thread_id = Some(id.to_string());
+    }
+    let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+    if let Some(v) = text("model") {
+        s.model = Some(v);
+    }
+    if let Some(v) = text("modelProvider") {
+        s.model_provider = Some(v);
+    }
+    if let Some(v) = text("cwd") {
+        s.cwd = Some(v);
+    }
+    if let Some(v) = text("serviceTier") {
+        s.service_tier = Some(v);
+    }
+    if let Some(v) = text("reasoningEffort") {
+        s.reasoning_effort = Some(v);
+    }
+    if let Some(v) = r.get("approvalPolicy").filter(|v| !v.is_null()) {
+        s.approval_policy = Some(v.clone());
+    }
+    if let Some(v) = r.get("sandbox").filter(|v| !v.is_null()) {
+        s.sandbox = Some(v.clone());
+    }
+}

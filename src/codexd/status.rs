@@ -1,0 +1,139 @@
+//! Persistence of the core's state files and the status snapshot served over HTTP.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::{json, Value};
+
+use baa::common::time::now_rfc3339;
+
+use crate::daemon::Core;
+use crate::sessions::{RegistryFile, Session};
+use crate::state::{self, DaemonState};
+
+impl Core {
+    /// Writes the state files that changed.
+    pub fn flush(&self) {
+        if self.sessions_dirty.swap(false, Ordering::SeqCst) {
+            let doc = {
+                let st = self.state();
+                RegistryFile {
+                    updated_at: st.sessions_updated_at.clone(),
+                    sessions: st.sessions.clone(),
+                }
+            };
+            if let Err(e) = self.store.write(state::SESSION_REGISTRY, &doc) {
+                log::error!("state: {e}");
+                self.mark_sessions_dirty();
+            }
+        }
+        if self.daemon_dirty.swap(false, Ordering::SeqCst) {
+            let doc = self.daemon_state();
+            if let Err(e) = self.store.write(state::DAEMON_STATE, &doc) {
+                log::error!("state: {e}");
+                self.mark_daemon_dirty();
+            }
+        }
+        if let Some(doc) = self.events.take_dirty() {
+            if let Err(e) = self.store.write(state::RECENT_EVENTS, &doc) {
+                log::error!("state: {e}");
+            }
+            // lastSeq in daemon-state follows the events.
+            self.mark_daemon_dirty();
+        }
+    }
+
+    /// Writes every state file now (start and stop).
+    pub fn flush_all(&self) {
+        if let Err(e) = self.store.write(state::IDENTITY, &self.identity) {
+            log::error!("state: {e}");
+        }
+        self.mark_sessions_dirty();
+        self.mark_daemon_dirty();
+        self.flush();
+        if let Err(e) = self
+            .store
+            .write(state::RECENT_EVENTS, &self.events.recent_snapshot())
+        {
+            log::error!("state: {e}");
+        }
+        let doc = self.daemon_state();
+        if let Err(e) = self.store.write(state::DAEMON_STATE, &doc) {
+            log::error!("state: {e}");
+        }
+    }
+
+    pub(crate) fn daemon_state(&self) -> DaemonState {
+        let st = self.state();
+        DaemonState {
+            started: !self.stop.is_set(),
+            started_at: self.started_at.clone(),
+            updated_at: now_rfc3339(),
+            mode: self.cfg.mode.clone(),
+            pid: std::process::id(),
+            last_seq: self.events.last_seq(),
+            child: st.child.clone(),
+        }
+    }
+
+    // ---- status -----------------------------------------------------------------------
+
+    pub fn child_json(&self) -> Value {
+        let st = self.state();
+        let c = &st.child;
+        json!({
+            "endpoint": c.endpoint,
+            "lastError": c.last_error,
+            "pid": c.pid,
+            "status": c.status,
+            "strategy": c.strategy,
+            "generation": c.generation,
+            "startedAt": c.started_at,
+            "restarts": c.restarts,
+            "nextRestartAt": c.next_restart_at,
+            "recentExits": c.recent_exits,
+            "pendingRequests": st.pending.len(),
+            "inflightRpc": self.current_link().map(|l| l.rpc.pending_count()).unwrap_or(0),
+            "demo": self.cfg.demo,
+        })
+    }
+
+    pub fn status_json(&self) -> Value {
+        let listening = self.listening();
+        let resolved = listening
+            .clone()
+            .unwrap_or_else(|| self.cfg.local_api_base.clone());
+        let (sessions_updated_at, sessions) = {
+            let st = self.state();
+            (
+                st.sessions_updated_at.clone(),
+                st.sessions.iter().map(Session::to_json).collect::<Vec<_>>(),
+            )
+        };
+        json!({
+            "service": {
+                "configuredBaseUrl": self.cfg.local_api_base,
+                "eventStreamPath": self.cfg.event_stream_path,
+                "eventStreamUrl": self.cfg.event_stream_url(&resolved),
+                "listening": listening.is_some(),
+                "resolvedBaseUrl": resolved,
+                "websocketClients": self.events.websocket_clients(),
+            },
+            "snapshot": {
+                "identity": self.identity.to_json(),
+                "daemon": {
+                    "started": true,
+                    "startedAt": self.started_at,
+                    "updatedAt": now_rfc3339(),
+                    "mode": self.cfg.mode,
+                    "pid": std::process::id(),
+                    "lastSeq": self.events.last_seq(),
+                    "demo": self.cfg.demo,
+                    "demoModel": self.demo_json(),
+                    "child": self.child_json(),
+                },
+                "sessionRegistry": {"updatedAt": sessions_updated_at, "sessions": sessions},
+                "recentEvents": self.events.recent_snapshot(),
+            },
+        })
+    }
+}

@@ -1,0 +1,347 @@
+//! Turn operations on the core: start, steer, interrupt, and the idle-thread watchdog that
+//! reconciles a turn whose `turn/completed` never arrived.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use baa::common::api_error::ApiError;
+use baa::common::time::now_rfc3339;
+
+use crate::approvals::{self, Pending};
+use crate::daemon::{rpc_error, str_at, Core};
+use crate::events::Level;
+use crate::rpc::RpcError;
+use crate::sessions::{
+    self, normalize_input, opt_string, pick, whitelist, Session, TurnProgress, TurnRecord,
+};
+
+impl Core {
+    /// `POST /v1/codexd/turn`: 202 `{accepted, session, turnId}`.
+    pub fn start_turn(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
+        let b = whitelist(body, sessions::TURN_FIELDS);
+        let session_id = opt_string(&b, "sessionId")?
+            .ok_or_else(|| ApiError::bad_request("invalid_request", "sessionId is required."))?;
+        let input = normalize_input(&b)?;
+        let expected = opt_string(&b, "expectedTurnId")?;
+        // Unknown session → 404 before anything else.
+        self.session_json(&session_id)?;
+        let mut attempt = 0;
+        let (turn_id, steered, link) = loop {
+            attempt += 1;
+            let (link, thread_id) = self.ensure_loaded(&session_id)?;
+            let result = match &expected {
+                Some(exp) => link
+                    .rpc
+                    .request(
+                        "turn/steer",
+                        json!({"threadId": thread_id, "expectedTurnId": exp, "input": input}),
+                        self.timeout(),
+                    )
+                    .map(|r| (str_at(&r, &["turnId"]).unwrap_or(exp).to_string(), true)),
+                None => {
+                    let mut p = pick(&b, sessions::TURN_OVERRIDES);
+                    p.insert("threadId".into(), json!(thread_id));
+                    p.insert("input".into(), input.clone());
+                    link.rpc
+                        .request("turn/start", Value::Object(p), self.timeout())
+                        .and_then(|r| {
+                            str_at(&r, &["turn", "id"])
+                                .map(|id| (id.to_string(), false))
+                                .ok_or(RpcError::Server {
+                                    code: 0,
+                                    message: "turn/start result has no turn id".into(),
+                                    data: r.clone(),
+                                })
+                        })
+                }
+            };
+            match result {
+                Ok((tid, steered)) => break (tid, steered, link),
+                // The child lost the thread (it restarted under us): load it and retry once.
+                Err(RpcError::Server { message, .. })
+                    if attempt == 1 && message.contains("thread not found") =>
+                {
+                    self.mark_unloaded(&session_id);
+                }
+                Err(e) => return Err(rpc_error(e)),
+            }
+        };
+        let overrides = pick(
+            &b,
+            &["model", "effort", "serviceTier", "cwd", "approvalPolicy"],
+        );
+        self.update_session(&session_id, |s| {
+            s.has_rollout = true;
+            s.child_pid = Some(link.pid);
+            if let Some(m) = overrides.get("model").and_then(Value::as_str) {
+                s.model = Some(m.to_string());
+            }
+            if let Some(m) = overrides.get("effort").and_then(Value::as_str) {
+                s.reasoning_effort = Some(m.to_string());
+            }
+            if let Some(m) = overrides.get("serviceTier").and_then(Value::as_str) {
+                s.service_tier = Some(m.to_string());
+            }
+            if let Some(m) = overrides.get("cwd").and_then(Value::as_str) {
+                s.cwd = Some(m.to_string());
+            }
+            if let Some(m) = overrides.get("approvalPolicy") {
+                s.approval_policy = Some(m.clone());
+            }
+            begin_turn(s, &turn_id);
+        });
+        self.emit(
+            Level::Info,
+            "turn.accepted",
+            format!(
+                "{} turn {turn_id} on session {session_id}",
+                if steered { "steered" } else { "started" }
+            ),
+            json!({"sessionId": session_id, "turnId": turn_id, "steered": steered}),
+        );
+        Ok(json!({
+            "accepted": true,
+            "session": self.session_json(&session_id)?,
+            "turnId": turn_id,
+            "steered": steered,
+        }))
+    }
+
+    /// `POST /v1/codexd/turn/interrupt`.
+    pub fn interrupt_turn(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
+        let b = whitelist(body, &["sessionId", "turnId"]);
+        let session_id = opt_string(&b, "sessionId")?
+            .ok_or_else(|| ApiError::bad_request("invalid_request", "sessionId is required."))?;
+        let (thread_id, current, loaded) = {
+            let st = self.state();
+            let s = st
+                .sessions
+                .iter()
+                .find(|s| s.session_id == session_id)
+                .ok_or_else(|| Self::unknown_session(&session_id))?;
+            (
+                s.thread_id.clone(),
+                s.current_turn_id.clone(),
+                s.loaded_generation,
+            )
+        };
+        let turn_id = opt_string(&b, "turnId")?.or(current).ok_or_else(|| {
+            ApiError::new(
+                409,
+                "no_active_turn",
+                format!("Session \"{session_id}\" has no running turn."),
+            )
+        })?;
+        let link = self.link()?;
+        if loaded != link.generation {
+            return Err(ApiError::new(
+                409,
+                "no_active_turn",
+                format!("Session \"{session_id}\" has no running turn in the current app-server."),
+            ));
+        }
+        link.rpc
+            .request(
+                "turn/interrupt",
+                json!({"threadId": thread_id, "turnId": turn_id}),
+                self.timeout(),
+            )
+            .map_err(rpc_error)?;
+        self.emit(
+            Level::Info,
+            "turn.interrupt_requested",
+            format!("interrupt requested for turn {turn_id} of session {session_id}"),
+            json!({"sessionId": session_id, "turnId": turn_id}),
+        );
+        Ok(json!({"interrupted": true, "sessionId": session_id, "turnId": turn_id}))
+    }
+
+    // ---- server requests (approvals) --------------------------------------------------
+
+    pub(crate) fn emit_turn_finished(&self, session_id: &str, r: &TurnRecord, source: &str) {
+        let (level, kind) = match r.status.as_str() {
+            "completed" => (Level::Info, "turn.completed"),
+            "interrupted" => (Level::Warn, "turn.interrupted"),
+            _ => (Level::Error, "turn.failed"),
+        };
+        self.emit(
+            level,
+            kind,
+            format!("turn {} of session {session_id} {}", r.turn_id, r.status),
+            json!({
+                "sessionId": session_id, "turnId": r.turn_id, "status": r.status,
+                "finalMessage": r.final_message, "error": r.error, "usage": r.usage, "source": source,
+            }),
+        );
+    }
+
+    // ---- periodic work ----------------------------------------------------------------
+
+    /// Answers expired server requests with their default, starts reconciliation of turns
+    /// whose thread went idle without `turn/completed`, and writes dirty state files.
+    pub fn tick(self: &Arc<Self>) {
+        let now = Instant::now();
+        let expired: Vec<Pending> = {
+            let mut st = self.state();
+            let (gone, keep): (Vec<Pending>, Vec<Pending>) =
+                st.pending.drain(..).partition(|p| p.deadline <= now);
+            st.pending = keep;
+            gone
+        };
+        for p in expired {
+            let answer = approvals::answer_for(&p.method, &p.params, p.default_decision);
+            if let Err(e) = self.send_answer(&p, &answer, "timeout") {
+                log::warn!("could not answer {} after its timeout: {e}", p.request_id);
+            }
+        }
+        let idle = Duration::from_millis(self.cfg.reconcile_idle_ms);
+        let due: Vec<(String, String, String)> = {
+            let mut st = self.state();
+            st.sessions
+                .iter_mut()
+                .filter_map(|s| {
+                    let tid = s.thread_id.clone()?;
+                    let cur = s.current.as_mut()?;
+                    let idle_long_enough = cur
+                        .idle_since
+                        .is_some_and(|t| now.duration_since(t) >= idle);
+                    if cur.reconciling || !idle_long_enough {
+                        return None;
+                    }
+                    cur.reconciling = true;
+                    Some((s.session_id.clone(), tid, cur.turn_id.clone()))
+                })
+                .collect()
+        };
+        for (sid, tid, turn) in due {
+            let core = self.clone();
+            let _ = std::thread::Builder::new()
+                .name("codexd-reconcile".into())
+                .spawn(move || core.reconcile(&sid, &tid, &turn));
+        }
+        self.flush();
+    }
+
+    /// `turn/completed` never came although the thread is idle: read the thread and close
+    /// the turn with what the app-server recorded.
+    pub(crate) fn reconcile(&self, session_id: &str, thread_id: &str, turn_id: &str) {
+        let Some(link) = self.current_link() else {
+            return;
+        };
+        let result = link.rpc.request(
+            "thread/read",
+            json!({"threadId": thread_id, "includeTurns": true}),
+            self.timeout(),
+        );
+        let turn = result.as_ref().ok().and_then(|r| {
+            r.pointer("/thread/turns")
+                .and_then(Value::as_array)
+                .and_then(|turns| {
+                    turns
+                        .iter()
+                        .find(|t| str_at(t, &["id"]) == Some(turn_id))
+                        .cloned()
+                })
+        });
+        let status = turn
+            .as_ref()
+            .and_then(|t| str_at(t, &["status"]))
+            .unwrap_or("inProgress");
+        if status == "inProgress" {
+            self.update_session(session_id, |s| {
+                if let Some(c) = s.current.as_mut() {
+                    c.reconciling = false;
+                    c.idle_since = None;
+                }
+            });
+            return;
+        }
+        let turn = turn.unwrap_or(Value::Null);
+        let mut record = None;
+        self.update_session(session_id, |s| {
+            if s.current_turn_id.as_deref() == Some(turn_id) {
+                record = Some(finish_turn(s, &turn));
+            }
+        });
+        if let Some(r) = record {
+            log::warn!(
+                "turn {turn_id}: no turn/completed from the app-server; reconciled as {}",
+                r.status
+            );
+            self.emit_turn_finished(session_id, &r, "reconcile");
+        }
+    }
+}
+
+/// Opens `turn_id` as the running turn unless it is already open or already finished
+/// (its `turn/completed` may arrive before the HTTP handler gets here).
+pub(crate) fn begin_turn(s: &mut Session, turn_id: &str) {
+    if s.current_turn_id.as_deref() == Some(turn_id) || s.last_turn_id.as_deref() == Some(turn_id) {
+        return;
+    }
+    s.current_turn_id = Some(turn_id.to_string());
+    s.turn_count += 1;
+    s.current = Some(TurnProgress {
+        turn_id: turn_id.to_string(),
+        started_at: now_rfc3339(),
+        last_message: None,
+        error: None,
+        usage: None,
+        idle_since: None,
+        reconciling: false,
+    });
+}
+
+/// Closes the running turn from a Turn object (`turn/completed` or `thread/read`).
+pub(crate) fn finish_turn(s: &mut Session, turn: &Value) -> TurnRecord {
+    let cur = s.current.take();
+    let turn_id = str_at(turn, &["id"])
+        .map(str::to_string)
+        .or_else(|| s.current_turn_id.clone())
+        .unwrap_or_default();
+    let error = turn
+        .get("error")
+        .filter(|e| !e.is_null())
+        .cloned()
+        .or_else(|| cur.as_ref().and_then(|c| c.error.clone()));
+    let mut status = str_at(turn, &["status"]).unwrap_or("completed").to_string();
+    // A "completed" turn that carries an error did not succeed.
+    if status == "completed" && error.is_some() {
+        status = "failed".into();
+    }
+    let final_message = turn
+        .get("items")
+        .and_then(Value::as_array)
+        .and_then(|items| {
+            items
+                .iter()
+                .rev()
+                .find(|i| str_at(i, &["type"]) == Some("agentMessage"))
+                .and_then(|i| str_at(i, &["text"]))
+                .map(str::to_string)
+        })
+        .or_else(|| cur.as_ref().and_then(|c| c.last_message.clone()));
+    let record = TurnRecord {
+        turn_id: turn_id.clone(),
+        status: status.clone(),
+        started_at: cur.as_ref().map(|c| c.started_at.clone()),
+        completed_at: Some(now_rfc3339()),
+        final_message,
+        error,
+        usage: cur.as_ref().and_then(|c| c.usage.clone()),
+        duration_ms: turn.get("durationMs").and_then(Value::as_u64),
+    };
+    s.current_turn_id = None;
+    s.last_turn_id = Some(turn_id);
+    s.last_turn_status = Some(status);
+    s.last_turn = Some(record.clone());
+    if record.status == "failed" {
+        s.last_error = record
+            .error
+            .as_ref()
+            .and_then(|e| str_at(e, &["message"]).map(str::to_string));
+    }
+    record
+}

@@ -15,7 +15,7 @@ use crate::support::codex::{codex_binary, MockCodexHome, READ_TIMEOUT};
 use crate::support::codexd::*;
 use crate::support::daemon::wait_for;
 use crate::support::http::get;
-use crate::support::tempdir::TempDir;
+use crate::support::tmp::TempDir;
 
 const T: Duration = Duration::from_secs(30);
 

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::support::codexd::*;
 use crate::support::daemon::{wait_for, CODEXD};
 use crate::support::http::{get, get_h, post, post_raw, request};
-use crate::support::tempdir::TempDir;
+use crate::support::tmp::TempDir;
 
 const T: Duration = Duration::from_secs(15);
 

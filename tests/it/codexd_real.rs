@@ -13,7 +13,7 @@ use crate::support::codex::{codex_binary, MockCodexHome};
 use crate::support::codexd::*;
 use crate::support::daemon::{wait_for, Daemon};
 use crate::support::http::{get, post};
-use crate::support::tempdir::TempDir;
+use crate::support::tmp::TempDir;
 
 const T: Duration = Duration::from_secs(30);
 

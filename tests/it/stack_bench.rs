@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use crate::support::codex::{codex_binary, MockCodexHome};
 use crate::support::codexd::{wait_child_running, with_codex, Dirs};
 use crate::support::conductor::{self, TOKEN};
-use crate::support::tempdir::TempDir;
 use crate::support::tmp;
+use crate::support::tmp::TempDir;
 
 const T: Duration = Duration::from_secs(30);
 

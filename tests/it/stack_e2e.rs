@@ -19,8 +19,8 @@ use crate::support::codexd::{child_pid, wait_child_running, with_codex, Dirs};
 use crate::support::conductor::{self, TOKEN};
 use crate::support::daemon::{wait_for, Daemon, Spawn, STATUS_API};
 use crate::support::http::{get, post};
-use crate::support::tempdir::TempDir;
 use crate::support::tmp;
+use crate::support::tmp::TempDir;
 
 const T: Duration = Duration::from_secs(30);
 

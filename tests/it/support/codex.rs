@@ -359,12 +359,12 @@ pub struct MockCodexHome {
     pub home: PathBuf,
     pub work: PathBuf,
     // Declared last so the directory outlives every process that may still be writing to it.
-    _tmp: crate::support::tempdir::TempDir,
+    _tmp: crate::support::tmp::TempDir,
 }
 
 impl MockCodexHome {
     pub fn new(label: &str) -> MockCodexHome {
-        let tmp = crate::support::tempdir::TempDir::new(label);
+        let tmp = crate::support::tmp::TempDir::new(label);
         let mock = baa::common::mock_model::MockModel::start("127.0.0.1:0")
             .unwrap_or_else(|e| panic!("start mock model: {e}"));
         let home = tmp.child("codex-home");

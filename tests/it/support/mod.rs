@@ -10,6 +10,5 @@ pub mod conductor;
 pub mod daemon;
 pub mod http;
 pub mod stub;
-pub mod tempdir;
 pub mod tmp;
 pub mod ws;

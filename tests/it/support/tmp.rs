@@ -7,6 +7,10 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh directory under the system temp dir, removed on drop unless `BAA_KEEP_TEST_DIRS`
 /// is set (handy when a test fails and its logs matter).
+///
+/// It lives outside the repository on purpose: Codex walks up from its cwd looking for a git
+/// root and AGENTS.md, and the repository's own files must not leak into what the mock
+/// model receives.
 pub struct TempDir {
     path: PathBuf,
 }
@@ -26,6 +30,13 @@ impl TempDir {
 
     pub fn join(&self, rel: &str) -> PathBuf {
         self.path.join(rel)
+    }
+
+    /// Creates (if needed) and returns a subdirectory.
+    pub fn child(&self, name: &str) -> PathBuf {
+        let p = self.path.join(name);
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+        p
     }
 
     pub fn str(&self) -> String {

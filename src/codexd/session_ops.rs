@@ -13,7 +13,9 @@ use crate::config::Decision;
 use crate::daemon::{lock, rpc_error, str_at, Core, Link};
 use crate::events::Level;
 use crate::rpc::RpcError;
-use crate::sessions::{self, opt_string, pick, whitelist, ApprovalSettings, Session};
+use baa::common::codex_fields::{whitelist, SESSION_FIELDS};
+
+use crate::sessions::{self, opt_string, pick, ApprovalSettings, Session};
 
 impl Core {
     pub(crate) fn unknown_session(id: &str) -> ApiError {
@@ -48,7 +50,7 @@ impl Core {
 
     /// `POST /v1/codexd/sessions`.
     pub fn create_session(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
-        let b = whitelist(body, sessions::SESSION_FIELDS);
+        let b = whitelist(body, &[SESSION_FIELDS, sessions::SESSION_EXTRAS]);
         let purpose = opt_string(&b, "purpose")?.unwrap_or_else(|| "duplex".into());
         if purpose != "duplex" && purpose != "worker" {
             return Err(ApiError::bad_request(

@@ -1,5 +1,6 @@
 //! codexd sessions: one per app-server thread, persisted in session-registry.json. Also
-//! the request-body whitelists of SPEC §4.3 and the normalisation of turn input.
+//! codexd's additions to the SPEC §4.3 request fields (`common::codex_fields`) and the
+//! normalisation of turn input.
 
 use std::time::Instant;
 
@@ -8,25 +9,8 @@ use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
 
-/// Fields of `POST /v1/codexd/sessions` (SPEC §4.3), plus codexd's own approval settings.
-pub const SESSION_FIELDS: &[&str] = &[
-    "approvalPolicy",
-    "baseInstructions",
-    "config",
-    "cwd",
-    "developerInstructions",
-    "ephemeral",
-    "metadata",
-    "model",
-    "modelProvider",
-    "personality",
-    "purpose",
-    "sandbox",
-    "serviceTier",
-    "threadId",
-    "approvalDefault",
-    "approvalTimeoutMs",
-];
+/// codexd's own per-session settings, accepted on create beside the SPEC §4.3 fields.
+pub const SESSION_EXTRAS: &[&str] = &["approvalDefault", "approvalTimeoutMs"];
 
 /// Session fields passed through to `thread/start` / `thread/resume`.
 pub const THREAD_FIELDS: &[&str] = &[
@@ -43,23 +27,8 @@ pub const THREAD_FIELDS: &[&str] = &[
     "serviceTier",
 ];
 
-/// Fields of `POST /v1/codexd/turn` (SPEC §4.3).
-pub const TURN_FIELDS: &[&str] = &[
-    "approvalPolicy",
-    "collaborationMode",
-    "cwd",
-    "effort",
-    "expectedTurnId",
-    "input",
-    "prompt",
-    "model",
-    "outputSchema",
-    "personality",
-    "sandboxPolicy",
-    "serviceTier",
-    "sessionId",
-    "summary",
-];
+/// Accepted on turn create beside the SPEC §4.3 fields (`prompt` aliases `input`).
+pub const TURN_EXTRAS: &[&str] = &["prompt"];
 
 /// Turn fields passed through to `turn/start` as per-turn overrides.
 pub const TURN_OVERRIDES: &[&str] = &[
@@ -169,45 +138,6 @@ impl Session {
     }
 }
 
-/// `snake_case` → `camelCase`.
-fn camel(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    let mut upper = false;
-    for c in key.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Keeps only `allowed` keys, accepting their snake_case spellings too. A camelCase key
-/// wins over its snake_case twin.
-pub fn whitelist(body: &Map<String, Value>, allowed: &[&str]) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (k, v) in body {
-        let name = if allowed.contains(&k.as_str()) {
-            k.clone()
-        } else {
-            let c = camel(k);
-            if !allowed.contains(&c.as_str()) {
-                continue;
-            }
-            if body.contains_key(&c) {
-                continue;
-            }
-            c
-        };
-        out.insert(name, v.clone());
-    }
-    out
-}
-
 /// `fields` picked from `m` (only those present and non-null).
 pub fn pick(m: &Map<String, Value>, fields: &[&str]) -> Map<String, Value> {
     fields
@@ -279,20 +209,6 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn whitelist_accepts_snake_case_and_drops_unknown() {
-        let m = whitelist(
-            &obj(
-                json!({"approval_policy": "never", "cwd": "/x", "evil": 1, "session_id": "s", "sessionId": "t"}),
-            ),
-            TURN_FIELDS,
-        );
-        assert_eq!(
-            Value::Object(m),
-            json!({"approvalPolicy": "never", "cwd": "/x", "sessionId": "t"})
-        );
     }
 
     #[test]

@@ -9,18 +9,18 @@ use serde_json::{json, Map, Value};
 use baa::common::api_error::ApiError;
 use baa::common::time::now_rfc3339;
 
+use baa::common::codex_fields::{whitelist, INTERRUPT_FIELDS, TURN_FIELDS};
+
 use crate::approvals::{self, Pending};
 use crate::daemon::{rpc_error, str_at, Core};
 use crate::events::Level;
 use crate::rpc::RpcError;
-use crate::sessions::{
-    self, normalize_input, opt_string, pick, whitelist, Session, TurnProgress, TurnRecord,
-};
+use crate::sessions::{self, normalize_input, opt_string, pick, Session, TurnProgress, TurnRecord};
 
 impl Core {
     /// `POST /v1/codexd/turn`: 202 `{accepted, session, turnId}`.
     pub fn start_turn(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
-        let b = whitelist(body, sessions::TURN_FIELDS);
+        let b = whitelist(body, &[TURN_FIELDS, sessions::TURN_EXTRAS]);
         let session_id = opt_string(&b, "sessionId")?
             .ok_or_else(|| ApiError::bad_request("invalid_request", "sessionId is required."))?;
         let input = normalize_input(&b)?;
@@ -111,7 +111,7 @@ impl Core {
 
     /// `POST /v1/codexd/turn/interrupt`.
     pub fn interrupt_turn(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
-        let b = whitelist(body, &["sessionId", "turnId"]);
+        let b = whitelist(body, &[INTERRUPT_FIELDS]);
         let session_id = opt_string(&b, "sessionId")?
             .ok_or_else(|| ApiError::bad_request("invalid_request", "sessionId is required."))?;
         let (thread_id, current, loaded) = {

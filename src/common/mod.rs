@@ -3,6 +3,7 @@
 
 pub mod api_error;
 pub mod client;
+pub mod codex_fields;
 pub mod http;
 pub mod ids;
 pub mod jsonl;

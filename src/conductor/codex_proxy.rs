@@ -8,45 +8,9 @@ use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
 use baa::common::client::local_agent;
+use baa::common::codex_fields::{whitelist, TURN_FIELDS};
 
 use crate::config::CODEXD_ENV;
-
-/// Fields `POST /v1/codex/sessions` forwards (camelCase; snake_case accepted on input).
-pub const SESSION_FIELDS: &[&str] = &[
-    "approvalPolicy",
-    "baseInstructions",
-    "config",
-    "cwd",
-    "developerInstructions",
-    "ephemeral",
-    "metadata",
-    "model",
-    "modelProvider",
-    "personality",
-    "purpose",
-    "sandbox",
-    "serviceTier",
-    "threadId",
-];
-
-/// Fields `POST /v1/codex/turn` forwards; `prompt` is accepted as an alias of `input`.
-pub const TURN_FIELDS: &[&str] = &[
-    "approvalPolicy",
-    "collaborationMode",
-    "cwd",
-    "effort",
-    "expectedTurnId",
-    "input",
-    "model",
-    "outputSchema",
-    "personality",
-    "sandboxPolicy",
-    "serviceTier",
-    "sessionId",
-    "summary",
-];
-
-pub const INTERRUPT_FIELDS: &[&str] = &["sessionId", "turnId"];
 
 pub struct CodexProxy {
     base: Option<String>,
@@ -172,37 +136,12 @@ impl CodexProxy {
     }
 }
 
-/// Keeps whitelisted fields, mapping snake_case spellings to camelCase.
-pub fn whitelist(body: &Map<String, Value>, fields: &[&str]) -> Map<String, Value> {
-    let mut out = Map::new();
-    for field in fields {
-        let snake = camel_to_snake(field);
-        if let Some(v) = body.get(*field).or_else(|| body.get(&snake)) {
-            out.insert((*field).to_string(), v.clone());
-        }
-    }
-    out
-}
-
 /// The turn body: whitelist plus `prompt` → `input` when `input` is absent.
 pub fn turn_body(body: &Map<String, Value>) -> Map<String, Value> {
-    let mut out = whitelist(body, TURN_FIELDS);
+    let mut out = whitelist(body, &[TURN_FIELDS]);
     if !out.contains_key("input") {
         if let Some(p) = body.get("prompt") {
             out.insert("input".into(), p.clone());
-        }
-    }
-    out
-}
-
-fn camel_to_snake(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 4);
-    for c in s.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
         }
     }
     out
@@ -272,6 +211,7 @@ pub fn reshape_status(data: &Value, target: &str, routes: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use baa::common::codex_fields::SESSION_FIELDS;
 
     #[test]
     fn whitelists_and_aliases() {
@@ -289,7 +229,7 @@ mod tests {
         );
         let body = json!({"cwd": "/x", "thread_id": "t", "purpose": "duplex", "env": {"A": "b"}});
         assert_eq!(
-            Value::Object(whitelist(body.as_object().unwrap(), SESSION_FIELDS)),
+            Value::Object(whitelist(body.as_object().unwrap(), &[SESSION_FIELDS])),
             json!({"cwd": "/x", "threadId": "t", "purpose": "duplex"})
         );
     }

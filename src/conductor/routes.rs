@@ -10,9 +10,10 @@ use baa::common::http::router::{Params, Route, RouteKind};
 use baa::common::http::{Reply, Request, Response};
 
 use crate::app::App;
-use crate::codex_proxy::{reshape_status, turn_body, whitelist, INTERRUPT_FIELDS, SESSION_FIELDS};
+use crate::codex_proxy::{reshape_status, turn_body};
 use crate::system::{Action, ChangeRequest};
 use crate::{controllers, describe, firefox, host_ops, records};
+use baa::common::codex_fields::{whitelist, INTERRUPT_FIELDS, SESSION_FIELDS};
 
 type Ctx = Arc<App>;
 type Res = Result<Reply, ApiError>;
@@ -299,7 +300,7 @@ fn codex_sessions_read(app: &Ctx, req: &Request, p: &Params) -> Res {
 }
 
 fn codex_sessions_create(app: &Ctx, req: &Request, _: &Params) -> Res {
-    let body = whitelist(&req.json_object()?, SESSION_FIELDS);
+    let body = whitelist(&req.json_object()?, &[SESSION_FIELDS]);
     let (status, data) =
         app.codex
             .call("POST", "/v1/codexd/sessions", Some(&Value::Object(body)))?;
@@ -315,7 +316,7 @@ fn codex_turn_create(app: &Ctx, req: &Request, _: &Params) -> Res {
 }
 
 fn codex_turn_interrupt(app: &Ctx, req: &Request, _: &Params) -> Res {
-    let body = whitelist(&req.json_object()?, INTERRUPT_FIELDS);
+    let body = whitelist(&req.json_object()?, &[INTERRUPT_FIELDS]);
     let (status, data) = app.codex.call(
         "POST",
         "/v1/codexd/turn/interrupt",

@@ -26,11 +26,15 @@ pub struct Heartbeat {
     pub version: String,
 }
 
-/// Writes this controller's heartbeat.
-pub fn beat(store: &JsonStore, hb: &mut Heartbeat) -> Result<(), String> {
+/// Opens (creating) the controllers directory under the state dir, once at startup.
+pub fn open_dir(state: &JsonStore) -> Result<JsonStore, String> {
+    JsonStore::open(state.dir().join(DIR)).map_err(|e| e.to_string())
+}
+
+/// Writes this controller's heartbeat into the controllers directory.
+pub fn beat(dir: &JsonStore, hb: &mut Heartbeat) -> Result<(), String> {
     hb.last_heartbeat_at = now_rfc3339();
     hb.last_heartbeat_ms = now_ms();
-    let dir = JsonStore::open(store.dir().join(DIR)).map_err(|e| e.to_string())?;
     let name = format!("{}.json", safe_name(&hb.node_id));
     dir.write(&name, hb).map_err(|e| e.to_string())
 }

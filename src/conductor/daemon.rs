@@ -151,10 +151,17 @@ fn spawn_heartbeat(app: Arc<App>, stop: StopFlag) -> Option<thread::JoinHandle<(
         version: c.version.clone(),
     };
     let interval = Duration::from_millis(c.heartbeat_interval_ms);
+    let dir = match controllers::open_dir(&app.store) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("heartbeat: cannot open the controllers dir: {e}");
+            return None;
+        }
+    };
     thread::Builder::new()
         .name("heartbeat".into())
         .spawn(move || loop {
-            if let Err(e) = controllers::beat(&app.store, &mut hb) {
+            if let Err(e) = controllers::beat(&dir, &mut hb) {
                 log::warn!("heartbeat: {e}");
             }
             if stop.sleep(interval) {

@@ -179,8 +179,14 @@ fn handle_request(stub: &Arc<Stub>, method: &str, id: Value, params: Value) {
                 steers: Arc::new(Mutex::new(Vec::new())),
             };
             let (flag, steers) = (active.interrupted.clone(), active.steers.clone());
-            if let Ok(mut a) = stub.active.lock() {
-                a.insert(thread_id.clone(), active);
+            // `late-start` mimics the real app-server, whose turn becomes active (and
+            // interruptible) only a moment after it answered turn/start.
+            let late = stub.mode == "late-start";
+            let mut pending = Some(active);
+            if !late {
+                if let (Ok(mut a), Some(t)) = (stub.active.lock(), pending.take()) {
+                    a.insert(thread_id.clone(), t);
+                }
             }
             reply(
                 json!({"turn": {"id": turn_id, "status": "inProgress", "items": [], "error": null}}),
@@ -189,6 +195,12 @@ fn handle_request(stub: &Arc<Stub>, method: &str, id: Value, params: Value) {
             let _ = thread::Builder::new()
                 .name("stub-turn".into())
                 .spawn(move || {
+                    if let Some(t) = pending {
+                        thread::sleep(Duration::from_millis(300));
+                        if let Ok(mut a) = s.active.lock() {
+                            a.insert(thread_id.clone(), t);
+                        }
+                    }
                     run_turn(&s, &thread_id, &turn_id, &text, &flag, &steers);
                 });
         }

@@ -17,6 +17,9 @@ use crate::events::Level;
 use crate::rpc::RpcError;
 use crate::sessions::{self, normalize_input, opt_string, pick, Session, TurnProgress, TurnRecord};
 
+/// How long an interrupt keeps retrying while a just-started turn becomes active.
+const INTERRUPT_SETTLE: Duration = Duration::from_secs(3);
+
 impl Core {
     /// `POST /v1/codexd/turn`: 202 `{accepted, session, turnId}`.
     pub fn start_turn(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
@@ -142,13 +145,37 @@ impl Core {
                 format!("Session \"{session_id}\" has no running turn in the current app-server."),
             ));
         }
-        link.rpc
-            .request(
+        // The app-server answers turn/start before its turn is active, so an interrupt sent
+        // right after a start can be told "no active turn". While we still consider that
+        // turn current, retry briefly instead of failing the caller.
+        let deadline = Instant::now() + INTERRUPT_SETTLE;
+        loop {
+            let result = link.rpc.request(
                 "turn/interrupt",
                 json!({"threadId": thread_id, "turnId": turn_id}),
                 self.timeout(),
-            )
-            .map_err(rpc_error)?;
+            );
+            match result {
+                Ok(_) => break,
+                Err(RpcError::Server { ref message, .. })
+                    if message.contains("no active turn") && Instant::now() < deadline =>
+                {
+                    let still_current = self.state().sessions.iter().any(|s| {
+                        s.session_id == session_id
+                            && s.current_turn_id.as_deref() == Some(turn_id.as_str())
+                    });
+                    if !still_current {
+                        return Err(ApiError::new(
+                            409,
+                            "no_active_turn",
+                            format!("Session \"{session_id}\" has no running turn."),
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(rpc_error(e)),
+            }
+        }
         self.emit(
             Level::Info,
             "turn.interrupt_requested",

@@ -578,3 +578,25 @@ fn child_pid_opt(d: &crate::support::daemon::Daemon) -> Option<u32> {
         .as_u64()
         .map(|p| p as u32)
 }
+
+/// Regression: the app-server answers `turn/start` before the turn is active, so an
+/// interrupt sent at once was refused with "no active turn to interrupt" (a 400 to the
+/// caller) although the turn then ran. codexd now retries briefly while the turn is current.
+#[test]
+fn interrupt_right_after_turn_start_is_not_refused() {
+    let tmp = TempDir::new("codexd-late-start");
+    let dirs = Dirs::under(&tmp.child("root"));
+    let d = with_stub(&dirs, "late-start").start();
+    wait_child_running(&d, T);
+    let s = create_session(&d, json!({}));
+    let sid = s["sessionId"].as_str().unwrap();
+    let tid = turn(&d, sid, "slow:500");
+    let r = post(
+        &d.url("/v1/codexd/turn/interrupt"),
+        &json!({"sessionId": sid}),
+    )
+    .expect(200);
+    assert_eq!(r["data"]["turnId"], tid.as_str(), "{r}");
+    let s = wait_turn_done(&d, sid, &tid, T);
+    assert_eq!(s["lastTurnStatus"], "interrupted", "{s}");
+}

@@ -70,8 +70,10 @@ pub fn handle(ctx: &Ctx, req: &Request) -> Response {
         .and_then(|()| dispatch(&ROUTES, ctx, req));
     let resp = match result {
         Ok(Reply::Http(resp)) => resp,
-        Ok(Reply::WebSocket(_)) => ApiError::internal("This daemon serves no WebSocket.")
-            .to_response(&req.request_id, true),
+        Ok(Reply::WebSocket(_) | Reply::Stream(_)) => {
+            ApiError::internal("This daemon serves no WebSocket or stream.")
+                .to_response(&req.request_id, true)
+        }
         Err(e) => e.to_response(&req.request_id, true),
     };
     let resp = if resp.header("Content-Security-Policy").is_none() {

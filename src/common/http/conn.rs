@@ -111,6 +111,14 @@ pub(super) fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, id
                     return;
                 }
             }
+            Reply::Stream(body) => {
+                // A stream is delimited by the close that follows it (see response::Stream).
+                let head_only = request.method == "HEAD";
+                if let Err(e) = body.write_to(&mut stream, head_only, &|| shared.stopping()) {
+                    log::debug!("stream on {} ended early: {e}", request.path);
+                }
+                return;
+            }
             Reply::WebSocket(session) => {
                 let Some(accept) = websocket_accept(&head) else {
                     let err = ApiError::new(

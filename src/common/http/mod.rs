@@ -6,6 +6,7 @@
 //! - `conn`: one connection's keep-alive loop, limits and timeouts.
 //! - `head`: reading a request head under a total deadline.
 //! - `request` / `response`: plain values handlers work with.
+//! - `stream`: the streamed reply (server-sent events) and the writer its body uses.
 //! - `router`: the route table type that drives dispatch and self-description.
 //! - `guard`: Host / Origin checks against DNS rebinding and browser CSRF.
 
@@ -16,7 +17,9 @@ pub mod request;
 pub mod response;
 pub mod router;
 pub mod server;
+pub mod stream;
 
 pub use request::Request;
 pub use response::{Reply, Response, WsHandler};
 pub use server::{Handler, Server, ServerConfig, ServerHandle};
+pub use stream::{Stream, StreamWriter};

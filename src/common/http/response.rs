@@ -1,16 +1,21 @@
-//! What a handler returns: a complete response written in one `write_all`, or a request
-//! to take the connection over as a WebSocket.
+//! What a handler returns: a complete response written in one `write_all`, a body streamed
+//! as it is produced (server-sent events), or a request to take the connection over as a
+//! WebSocket.
 
 use std::io::{self, Write};
 use std::net::TcpStream;
 
 use serde_json::Value;
 
+use super::stream::Stream;
+
 /// A WebSocket session body: runs on the connection's own thread once the 101 is sent.
 pub type WsHandler = Box<dyn FnOnce(tungstenite::WebSocket<TcpStream>) + Send>;
 
 pub enum Reply {
     Http(Response),
+    /// A body written piece by piece on the connection's thread; see [`Stream`].
+    Stream(Stream),
     /// Upgrade to WebSocket; the server validates the handshake headers first.
     WebSocket(WsHandler),
 }
@@ -72,15 +77,7 @@ impl Response {
     /// Serializes head and body; `head_only` omits the body (HEAD requests).
     pub fn to_bytes(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.body.len());
-        out.extend_from_slice(
-            format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status)).as_bytes(),
-        );
-        for (k, v) in &self.headers {
-            // Header values come from our own code, but never let a stray newline split
-            // the response.
-            let v = v.replace(['\r', '\n'], " ");
-            out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-        }
+        status_and_headers(&mut out, self.status, &self.headers);
         out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
         out.extend_from_slice(b"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n");
         out.extend_from_slice(if keep_alive {
@@ -102,6 +99,17 @@ impl Response {
     ) -> io::Result<()> {
         stream.write_all(&self.to_bytes(keep_alive, head_only))?;
         stream.flush()
+    }
+}
+
+/// The status line and the handler's own headers, shared by every kind of reply.
+pub(super) fn status_and_headers(out: &mut Vec<u8>, status: u16, headers: &[(String, String)]) {
+    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
+    for (k, v) in headers {
+        // Header values come from our own code, but never let a stray newline split
+        // the response.
+        let v = v.replace(['\r', '\n'], " ");
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
     }
 }
 

@@ -157,6 +157,7 @@ mod tests {
         match r {
             Ok(Reply::Http(resp)) => String::from_utf8(resp.body).unwrap(),
             Ok(Reply::WebSocket(_)) => "ws".into(),
+            Ok(Reply::Stream(_)) => "stream".into(),
             Err(e) => format!("{} {}", e.status, e.code),
         }
     }

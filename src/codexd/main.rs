@@ -7,6 +7,7 @@ mod approvals;
 mod child;
 mod config;
 mod daemon;
+mod demo;
 mod events;
 mod logfile;
 mod notifications;

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use baa::common::codex_home::write_codex_home;
 use baa::common::http::{Server, ServerConfig, ServerHandle};
-use baa::common::mock_model::{write_codex_home, MockModel};
 use baa::common::signals::StopFlag;
 
 use crate::config::{Config, Strategy};
 use crate::daemon::Core;
+use crate::demo::DemoModel;
 use crate::events::Level;
 
 pub struct Running {
@@ -22,7 +23,7 @@ pub struct Running {
     supervisor: Option<JoinHandle<()>>,
     ticker: JoinHandle<()>,
     /// Demo mode's built-in model; stopped after the child.
-    demo_model: Option<MockModel>,
+    demo_model: Option<DemoModel>,
 }
 
 /// Loads state, binds the listener and starts the child. `stop` ends everything.
@@ -81,13 +82,13 @@ pub fn start(cfg: Config, stop: StopFlag) -> Result<Running, String> {
 /// Demo mode: a loopback Responses-API model owned by this process, and a CODEX_HOME
 /// under the state dir whose config.toml points the child at it (rewritten on every
 /// start because the port changes; the rollouts kept beside it survive restarts).
-fn start_demo_model(core: &Core) -> Result<MockModel, String> {
-    let model = MockModel::start("127.0.0.1:0")
+fn start_demo_model(core: &Core) -> Result<DemoModel, String> {
+    let model = DemoModel::start()
         .map_err(|e| format!("demo mode: cannot start the built-in model: {e}"))?;
     let home = core.cfg.demo_codex_home();
-    write_codex_home(&home, &model.base_url())
+    write_codex_home(&home, model.base_url())
         .map_err(|e| format!("demo mode: cannot write {}: {e}", home.display()))?;
-    core.set_demo(&model.base_url(), &home);
+    core.set_demo(model.base_url(), &home);
     core.emit(
         Level::Info,
         "daemon.demo",

@@ -4,6 +4,7 @@
 pub mod api_error;
 pub mod client;
 pub mod codex_fields;
+pub mod codex_home;
 pub mod http;
 pub mod ids;
 pub mod jsonl;
@@ -11,6 +12,7 @@ pub mod logging;
 pub mod mock_model;
 pub mod netaddr;
 pub mod proc;
+pub mod responses;
 pub mod secret;
 pub mod signals;
 pub mod store;

@@ -1,0 +1,267 @@
+//! Demo mode's model: a loopback stand-in for an OpenAI Responses-API provider, served by
+//! the common HTTP layer inside codexd, so a first run completes turns with no credentials
+//! and no network. Every prompt is answered `mock reply: <prompt>`, streamed as a few
+//! deltas; a prompt containing `slow` streams for about ten seconds (to try an interrupt).
+//!
+//! It remembers only a short summary of its last requests (`GET <modelBaseUrl>/requests`):
+//! codex sends the whole conversation with every turn, and a model that kept every request
+//! grew codexd to 1 GB after 60 turns of 200 KB.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use baa::common::http::Stream;
+use baa::common::http::{Handler, Reply, Request, Response, Server, ServerConfig, ServerHandle};
+use baa::common::responses;
+use baa::common::time::now_rfc3339;
+
+/// Requests remembered for `GET /requests`; older ones are dropped.
+pub const LOG_CAP: usize = 20;
+/// Characters of each remembered prompt.
+pub const PROMPT_CHARS: usize = 200;
+/// A `slow` reply: this many deltas, this far apart (about ten seconds).
+const SLOW_DELTAS: usize = 34;
+const SLOW_GAP: Duration = Duration::from_millis(300);
+/// Codex sends the whole conversation plus tool schemas every time: tens of KB usually, a
+/// few MB on a long thread. The body is parsed and dropped; only its summary is kept.
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// What the model remembers of one request.
+#[derive(Debug, Clone)]
+struct Seen {
+    at: String,
+    bytes: usize,
+    prompt: String,
+}
+
+/// The last [`LOG_CAP`] requests and how many there were in all.
+#[derive(Default)]
+struct RequestLog {
+    total: u64,
+    recent: VecDeque<Seen>,
+}
+
+impl RequestLog {
+    /// Records a request; returns its 1-based number, which also names its response ids.
+    fn push(&mut self, seen: Seen) -> u64 {
+        if self.recent.len() == LOG_CAP {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(seen);
+        self.total += 1;
+        self.total
+    }
+
+    fn to_json(&self) -> Value {
+        let recent: Vec<Value> = self
+            .recent
+            .iter()
+            .map(|s| json!({"at": s.at, "bytes": s.bytes, "prompt": s.prompt}))
+            .collect();
+        json!({"count": self.total, "kept": LOG_CAP, "recent": recent})
+    }
+}
+
+type SharedLog = Arc<Mutex<RequestLog>>;
+
+/// A running demo model; `stop` ends it.
+pub struct DemoModel {
+    server: ServerHandle,
+    base_url: String,
+}
+
+impl DemoModel {
+    /// Serves on a free `127.0.0.1` port.
+    pub fn start() -> io::Result<DemoModel> {
+        let log = SharedLog::default();
+        let l = log.clone();
+        let handler: Handler = Arc::new(move |req: &Request| answer(req, &l));
+        let cfg = ServerConfig {
+            name: "codexd-demo".into(),
+            max_connections: 32,
+            max_body_bytes: MAX_BODY_BYTES,
+            ..ServerConfig::default()
+        };
+        let server = Server::bind("127.0.0.1:0", cfg, handler)?;
+        let base_url = format!("http://{}/v1", server.local_addr());
+        Ok(DemoModel { server, base_url })
+    }
+
+    /// The provider `base_url` for codex, which appends `/responses`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Stops accepting and ends streams in flight (they notice within a poll interval).
+    pub fn stop(self) {
+        self.server.stop(Duration::from_secs(2));
+    }
+}
+
+/// A poisoned lock only means a connection thread panicked mid-push; the log is still usable.
+fn lock(log: &SharedLog) -> std::sync::MutexGuard<'_, RequestLog> {
+    log.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn answer(req: &Request, log: &SharedLog) -> Reply {
+    let path = req.path.as_str();
+    if req.method == "GET" && path.ends_with("/requests") {
+        return Reply::Http(Response::json_value(200, &lock(log).to_json(), true));
+    }
+    if req.method != "POST" || !path.ends_with("/responses") {
+        let message = format!("the demo model has no route {} {path}", req.method);
+        return error(404, &message, "not_found");
+    }
+    let body: Value = match serde_json::from_slice(&req.body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return error(
+                400,
+                "request body is not a JSON object",
+                "invalid_request_error",
+            )
+        }
+    };
+    let prompt = responses::last_user_text(&body);
+    let n = lock(log).push(Seen {
+        at: now_rfc3339(),
+        bytes: req.body.len(),
+        prompt: prompt.chars().take(PROMPT_CHARS).collect(),
+    });
+    let (chunks, gap) = if prompt.contains("slow") {
+        let ticks = (1..=SLOW_DELTAS).map(|i| format!("tick {i} ")).collect();
+        (ticks, SLOW_GAP)
+    } else {
+        let text = format!("mock reply: {prompt}");
+        (responses::split_for_deltas(&text), Duration::ZERO)
+    };
+    let model = responses::model_of(&body);
+    Reply::Stream(Stream::events(move |w| {
+        let id = format!("resp_demo_{n}");
+        responses::send_created(w, &id, &model)?;
+        responses::send_message(w, &format!("msg_demo_{n}"), &chunks, gap)?;
+        responses::send_completed(w, &id, &model)
+    }))
+}
+
+fn error(status: u16, message: &str, kind: &str) -> Reply {
+    let body = responses::error_body(message, kind);
+    Reply::Http(Response::json_value(status, &body, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use super::*;
+
+    /// Sends one request to the model and reads the whole (close-delimited) answer.
+    fn exchange(model: &DemoModel, method: &str, path: &str, body: &[u8]) -> String {
+        let addr = model.server.local_addr();
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read answer");
+        out
+    }
+
+    /// A turn as codex sends it: the conversation so far (`history` bytes of it), then the
+    /// prompt as the last user message.
+    fn turn_body(history: usize, prompt: &str) -> Vec<u8> {
+        json!({"model": "gpt-5.5", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "<environment_context/>"}]},
+            {"role": "assistant", "content": [{"type": "output_text", "text": "h".repeat(history)}]},
+            {"role": "user", "content": [{"type": "input_text", "text": prompt}]},
+        ]})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn answers_mock_reply_as_a_stream_of_responses_events() {
+        let model = DemoModel::start().expect("start");
+        let out = exchange(&model, "POST", "/v1/responses", &turn_body(0, "Say hello"));
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.contains("Content-Type: text/event-stream\r\n"), "{out}");
+        let events: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .collect();
+        assert_eq!(
+            events.first().copied(),
+            Some("response.created"),
+            "{events:?}"
+        );
+        assert_eq!(
+            events.last().copied(),
+            Some("response.completed"),
+            "{events:?}"
+        );
+        assert!(out.contains(r#""text":"mock reply: Say hello""#), "{out}");
+        model.stop();
+    }
+
+    #[test]
+    fn bad_requests_get_openai_style_errors() {
+        let model = DemoModel::start().expect("start");
+        let out = exchange(&model, "POST", "/v1/responses", b"{nope");
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+        assert!(out.contains("invalid_request_error"), "{out}");
+        let out = exchange(&model, "GET", "/v1/models", b"");
+        assert!(out.starts_with("HTTP/1.1 404 "), "{out}");
+        model.stop();
+    }
+
+    /// Regression: the demo model kept every request body, and codex sends the whole
+    /// conversation each turn, so 60 turns of 200 KB grew codexd to 1 GB. Now it keeps a
+    /// short summary of the last [`LOG_CAP`] requests.
+    #[test]
+    fn demo_model_kept_every_request_1_gb_after_60_turns_of_200_kb() {
+        let model = DemoModel::start().expect("start");
+        let long_prompt = "y".repeat(PROMPT_CHARS * 2);
+        let mut sizes = Vec::new();
+        for turn in 1..=60 {
+            // A 200 KB turn each time; codex would resend the earlier ones too, which only
+            // makes the request bigger, not what is kept of it.
+            let body = turn_body(200 * 1024 + turn, &long_prompt);
+            sizes.push(body.len());
+            let out = exchange(&model, "POST", "/v1/responses", &body);
+            assert!(
+                out.contains("event: response.completed\n"),
+                "turn {turn}: {}",
+                &out[..out.len().min(300)]
+            );
+        }
+        let served = exchange(&model, "GET", "/v1/requests", b"");
+        let (_, body) = served.split_once("\r\n\r\n").expect("head");
+        let log: Value = serde_json::from_str(body).expect("JSON");
+        assert_eq!(log["count"], 60, "{log}");
+        let recent = log["recent"].as_array().expect("recent");
+        let bytes: Vec<usize> = recent
+            .iter()
+            .map(|r| r["bytes"].as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(
+            bytes,
+            sizes[60 - LOG_CAP..],
+            "the last {LOG_CAP} requests, oldest first"
+        );
+        for r in recent {
+            assert_eq!(r["prompt"].as_str().unwrap().len(), PROMPT_CHARS, "{r}");
+        }
+        assert!(body.len() < 16 * 1024, "the log holds {} bytes", body.len());
+        model.stop();
+    }
+}

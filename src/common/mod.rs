@@ -9,7 +9,6 @@ pub mod http;
 pub mod ids;
 pub mod jsonl;
 pub mod logging;
-pub mod mock_model;
 pub mod netaddr;
 pub mod proc;
 pub mod responses;

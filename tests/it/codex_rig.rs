@@ -1,16 +1,16 @@
 //! End-to-end checks of the offline Codex rig: the real, pinned `codex app-server` talking to
-//! `baa::common::mock_model` over loopback, driven over stdio JSON-RPC.
+//! the mock model (`support::mock_model`) over loopback, driven over stdio JSON-RPC.
 //!
 //! These pin the protocol facts codexd relies on (docs/codex-app-server-notes.md): delta and
-//! completion notifications, the approval round trip, how an upstream 500 fails a turn, and what
-//! `turn/interrupt` produces. If a Codex upgrade changes any of them, a test here fails first.
+//! completion notifications, the approval round trip, an `apply_patch` file change, how an
+//! upstream 500 fails a turn, and what `turn/interrupt` produces. If a Codex upgrade changes any of them, a test here fails first.
 
 use std::time::{Duration, Instant};
 
-use baa::common::mock_model::{self, SLOW_DELTA_COUNT};
 use serde_json::{json, Value};
 
 use crate::support::codex::{method, summarize, AppServer, MockCodexHome, READ_TIMEOUT};
+use crate::support::mock_model::{self, Reply, SLOW_DELTA_COUNT};
 
 /// Starts a thread with `approval_policy` and one text turn; returns (thread id, turn id).
 fn start_turn(
@@ -242,6 +242,66 @@ fn escalation_under_on_request_asks_with_reason_and_decline_still_completes() {
     assert_eq!(
         str_at(after.last().expect("done"), "/params/turn/status"),
         "completed"
+    );
+}
+
+#[test]
+fn apply_patch_tool_call_adds_a_file_and_reports_a_file_change() {
+    let home = MockCodexHome::new("rig-patch");
+    let target = home.work.join("patched.txt");
+    let patch = format!(
+        "*** Begin Patch\n*** Add File: {}\n+hello from mock patch\n*** End Patch\n",
+        target.display()
+    );
+    home.mock.set_script(move |call| match call.tool_output() {
+        Some(_) => Reply::text("patched"),
+        None => Reply::apply_patch("call_patch_1", patch.clone()),
+    });
+    let mut app = home.app_server();
+    let (_thread_id, turn_id) = start_turn(&mut app, &home, "never", "add a file");
+
+    let msgs = app.read_until(READ_TIMEOUT, "turn/completed", |m| {
+        is_turn_completed(m, &turn_id)
+    });
+    let change = with_method(&msgs, "item/completed")
+        .find(|m| m.pointer("/params/item/type") == Some(&json!("fileChange")))
+        .unwrap_or_else(|| panic!("no fileChange item/completed:\n{}", summarize(&msgs)));
+    assert_eq!(
+        str_at(change, "/params/item/id"),
+        "call_patch_1",
+        "{change}"
+    );
+    assert_eq!(
+        str_at(change, "/params/item/status"),
+        "completed",
+        "{change}"
+    );
+    assert_eq!(
+        str_at(change, "/params/item/changes/0/kind/type"),
+        "add",
+        "{change}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).ok().as_deref(),
+        Some("hello from mock patch\n")
+    );
+    assert_eq!(agent_messages(&msgs), vec!["patched".to_string()]);
+    assert_eq!(
+        str_at(msgs.last().expect("done"), "/params/turn/status"),
+        "completed"
+    );
+
+    let bodies = home.mock.requests();
+    assert_eq!(bodies.len(), 2, "the call and its follow-up: {bodies:?}");
+    let follow_up = bodies[1]["input"]
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (&follow_up["type"], &follow_up["call_id"]),
+        (&json!("custom_tool_call_output"), &json!("call_patch_1")),
+        "{follow_up}"
     );
 }
 

@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use baa::common::mock_model::reply_for_prompt;
-
 use crate::support::codex::{codex_binary, MockCodexHome};
 use crate::support::codexd::*;
 use crate::support::daemon::{wait_for, Daemon};
 use crate::support::http::{get, post};
+use crate::support::mock_model::reply_for_prompt;
 use crate::support::tmp::TempDir;
 
 const T: Duration = Duration::from_secs(30);

@@ -12,6 +12,7 @@ mod conductor_lease;
 mod conductor_security;
 mod docs_drift;
 mod http_layer;
+mod mock_model;
 mod stack_bench;
 mod stack_e2e;
 mod status_api;

@@ -12,13 +12,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use baa::common::mock_model::reply_for_prompt;
-
 use crate::support::codex::{codex_binary, MockCodexHome};
 use crate::support::codexd::{child_pid, wait_child_running, with_codex, Dirs};
 use crate::support::conductor::{self, TOKEN};
 use crate::support::daemon::{wait_for, Daemon, Spawn, STATUS_API};
 use crate::support::http::{get, post};
+use crate::support::mock_model::reply_for_prompt;
 use crate::support::tmp;
 use crate::support::tmp::TempDir;
 

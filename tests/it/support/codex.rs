@@ -13,8 +13,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use baa::common::codex_home::write_codex_home;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::{json, Value};
+
+use super::mock_model::MockModel;
 
 /// Default bound on any single wait for a message from the app-server.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(15);
@@ -352,10 +355,11 @@ pub fn summarize(msgs: &[Value]) -> String {
         .join("\n")
 }
 
-/// A mock provider plus a `CODEX_HOME` configured for it and a scratch working directory, all
+/// A mock provider (answering by [`keywords`](super::mock_model::keywords) until a test sets
+/// another script) plus a `CODEX_HOME` configured for it and a scratch working directory, all
 /// removed on drop. Anything that runs Codex offline (this rig, codexd tests) starts here.
 pub struct MockCodexHome {
-    pub mock: baa::common::mock_model::MockModel,
+    pub mock: MockModel,
     pub home: PathBuf,
     pub work: PathBuf,
     // Declared last so the directory outlives every process that may still be writing to it.
@@ -365,10 +369,9 @@ pub struct MockCodexHome {
 impl MockCodexHome {
     pub fn new(label: &str) -> MockCodexHome {
         let tmp = crate::support::tmp::TempDir::new(label);
-        let mock = baa::common::mock_model::MockModel::start("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("start mock model: {e}"));
+        let mock = MockModel::start();
         let home = tmp.child("codex-home");
-        baa::common::mock_model::write_codex_home(&home, &mock.base_url())
+        write_codex_home(&home, &mock.base_url())
             .unwrap_or_else(|e| panic!("write config.toml: {e}"));
         let work = tmp.child("work");
         MockCodexHome {

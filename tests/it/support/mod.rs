@@ -1,6 +1,6 @@
-//! Shared helpers for the integration tests: temp dirs, real daemons on free loopback
-//! ports, the real codex app-server rig, and small HTTP/WebSocket clients with timeouts on
-//! every call.
+//! Shared helpers for the integration tests (and the benches in `benches/`, which include
+//! this module): temp dirs, real daemons on free loopback ports, the real codex app-server
+//! rig and its mock model, and small HTTP/WebSocket clients with timeouts on every call.
 
 #![allow(dead_code)]
 
@@ -9,6 +9,7 @@ pub mod codexd;
 pub mod conductor;
 pub mod daemon;
 pub mod http;
+pub mod mock_model;
 pub mod stub;
 pub mod tmp;
 pub mod ws;

@@ -100,37 +100,14 @@ pub fn split_target(target: &str) -> (String, String) {
     }
 }
 
-/// Decodes `%XX` escapes and `+` (as space); invalid escapes are kept literally.
+/// Decodes `%XX` escapes (invalid ones are kept literally) and `+` as a space. The `+` rule
+/// is form encoding (what browsers and `curl --data-urlencode` send), which the
+/// percent-encoding crate leaves out; it is applied first so that `%2B` stays a plus.
 pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -157,6 +134,8 @@ mod tests {
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
         assert_eq!(percent_decode("%41%42"), "AB");
+        assert_eq!(percent_decode("a+b%2Bc%"), "a b+c%");
+        assert_eq!(percent_decode("%e2%9c%93%ff"), "\u{2713}\u{fffd}");
     }
 
     #[test]

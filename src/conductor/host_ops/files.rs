@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, Engine as _, GeneralPurpose, GeneralPurposeConfig};
+
 use super::{opt_bool, opt_str, resolve_path, union, OpError};
 use baa::common::store::write_atomic;
 use baa::common::time::rfc3339_from_ms;
@@ -215,52 +218,25 @@ fn do_write(body: &Map<String, Value>, protected: &[PathBuf]) -> Result<Value, O
     }))
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/// The standard alphabet with `=` padding required, as the hand-written codec it replaced
+/// had it. Non-zero trailing bits stay accepted on decode, so nothing that decoded before is
+/// refused now.
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical)
+        .with_decode_allow_trailing_bits(true),
+);
 
 pub fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    B64.encode(data)
 }
 
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if s.len() % 4 != 0 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    for chunk in s.chunks(4) {
-        let mut n = 0u32;
-        let mut pad = 0;
-        for (i, c) in chunk.iter().enumerate() {
-            let v = match c {
-                b'=' if i >= 2 => {
-                    pad += 1;
-                    0
-                }
-                _ if pad > 0 => return None,
-                _ => B64.iter().position(|x| x == c)? as u32,
-            };
-            n = (n << 6) | v;
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..3 - pad]);
-    }
-    Some(out)
+    // Line-wrapped base64 (the `base64` tool wraps at 76 columns) is accepted; the engine
+    // refuses whitespace, so it is dropped first.
+    let compact: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    B64.decode(compact).ok()
 }
 
 #[cfg(test)]
@@ -279,6 +255,12 @@ mod tests {
         assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
         assert!(base64_decode("Zm9=v").is_none());
         assert!(base64_decode("Z===").is_none());
+        assert!(base64_decode("Zm9v").is_some_and(|d| d == b"foo"));
+        assert_eq!(
+            base64_decode("Zm9v\nYmFy\r\n").as_deref(),
+            Some(&b"foobar"[..])
+        );
+        assert!(base64_decode("Zm8").is_none(), "padding stays required");
     }
 
     #[test]

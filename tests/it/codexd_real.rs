@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::codex::{codex_binary, MockCodexHome};
+use crate::support::codex::MockCodexHome;
 use crate::support::codexd::*;
 use crate::support::daemon::{wait_for, Daemon};
 use crate::support::http::{get, post};
@@ -17,9 +17,7 @@ use crate::support::tmp::TempDir;
 const T: Duration = Duration::from_secs(30);
 
 fn start(home: &MockCodexHome, dirs: &Dirs) -> Daemon {
-    let d = with_codex(dirs, &codex_binary(), &home.home, &home.work).start();
-    wait_child_running(&d, T);
-    d
+    start_running(with_mock_codex(dirs, home))
 }
 
 #[test]

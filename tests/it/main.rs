@@ -2,7 +2,6 @@
 //! One crate means one link step, which matters on a 2-core machine.
 
 mod codex_rig;
-mod codexd_bench;
 mod codexd_faults;
 mod codexd_real;
 mod conductor_api;
@@ -13,7 +12,6 @@ mod conductor_security;
 mod docs_drift;
 mod http_layer;
 mod mock_model;
-mod stack_bench;
 mod stack_e2e;
 mod status_api;
 mod support;

@@ -10,67 +10,24 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::codex::{codex_binary, MockCodexHome};
-use crate::support::codexd::{child_pid, wait_child_running, with_codex, Dirs};
+use crate::support::codexd::{
+    child_pid, codexd, start_running, wait_child_running, with_mock_codex, CodexApi, Dirs,
+};
 use crate::support::conductor::{self, TOKEN};
-use crate::support::daemon::{wait_for, Daemon, Spawn, STATUS_API};
+use crate::support::daemon::{wait_for, Daemon};
 use crate::support::http::{get, post};
 use crate::support::mock_model::reply_for_prompt;
-use crate::support::tmp;
+use crate::support::status_api;
 use crate::support::tmp::TempDir;
 
 const T: Duration = Duration::from_secs(30);
 
 /// codexd on the real codex; `base` pins the listen URL (port 0 picks one).
 fn start_codexd(home: &MockCodexHome, dirs: &Dirs, base: &str) -> Daemon {
-    let d = with_codex(dirs, &codex_binary(), &home.home, &home.work)
-        .env("BAA_CODEXD_LOCAL_API_BASE", base)
-        .start();
-    wait_child_running(&d, T);
-    d
-}
-
-fn start_status_api(conductor: &str, codexd: &str) -> Daemon {
-    Spawn::new(STATUS_API)
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .env("BAA_CONDUCTOR_LOCAL_API", conductor)
-        .args(["--codexd-local-api", codexd])
-        .start()
-}
-
-/// Starts a turn through the conductor; returns its id.
-fn turn(c: &Daemon, sid: &str, input: &str) -> String {
-    let v = post(
-        &c.url("/v1/codex/turn"),
-        &json!({"sessionId": sid, "input": input}),
-    )
-    .expect(202);
-    assert_eq!(v["data"]["accepted"], true, "{v}");
-    v["data"]["turnId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no turnId: {v}"))
-        .to_string()
-}
-
-/// The session as the conductor proxies it.
-fn session(c: &Daemon, sid: &str) -> Value {
-    get(&c.url(&format!("/v1/codex/sessions/{sid}"))).expect(200)["data"]["session"].clone()
-}
-
-/// Waits (through the conductor) until `turn_id` is the session's finished last turn.
-fn wait_done(c: &Daemon, sid: &str, turn_id: &str) -> Value {
-    wait_for(T, || {
-        let s = session(c, sid);
-        (s["lastTurnId"] == turn_id && s["currentTurnId"].is_null()).then_some(s)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "turn {turn_id} did not finish within {T:?}; session: {:#}",
-            session(c, sid)
-        )
-    })
+    start_running(with_mock_codex(dirs, home).env("BAA_CODEXD_LOCAL_API_BASE", base))
 }
 
 #[test]
@@ -81,12 +38,13 @@ fn whole_stack_turns_interrupt_pause_codexd_restart_and_status_page() {
     let mut cx = start_codexd(&home, &dirs, "http://127.0.0.1:0");
     let codexd_base = cx.base.clone();
 
-    let cdir = tmp::TempDir::new("stack-e2e-conductor");
+    let cdir = TempDir::new("stack-e2e-conductor");
     let c = conductor::spawn(&cdir, "mini-main", "primary")
         .env("BAA_SHARED_TOKEN", TOKEN)
         .env("BAA_CODEXD_LOCAL_API_BASE", &codexd_base)
         .start();
-    let st = start_status_api(&c.base, &codexd_base);
+    let st = status_api::start(&c.base, &codexd_base);
+    let api = CodexApi::conductor(&c);
 
     // The proxy sees the live codexd and its running child.
     let v = get(&c.url("/v1/codex")).expect(200);
@@ -106,28 +64,24 @@ fn whole_stack_turns_interrupt_pause_codexd_restart_and_status_page() {
     }
 
     // A session and two turns through the conductor; answers read back from the session.
-    let v = post(
-        &c.url("/v1/codex/sessions"),
-        &json!({"purpose": "duplex", "cwd": home.work, "bogusField": 1}),
-    )
-    .expect(201);
-    let sid = v["data"]["session"]["sessionId"]
+    let v = api.create_session(json!({"purpose": "duplex", "cwd": home.work, "bogusField": 1}));
+    let sid = v["sessionId"]
         .as_str()
         .unwrap_or_else(|| panic!("no sessionId: {v}"))
         .to_string();
-    assert_eq!(v["data"]["session"]["modelProvider"], "mock", "{v}");
+    assert_eq!(v["modelProvider"], "mock", "{v}");
 
-    let t1 = turn(&c, &sid, "first question");
-    let s = wait_done(&c, &sid, &t1);
+    let t1 = api.turn(&sid, "first question");
+    let s = api.wait_turn_done(&sid, &t1, T);
     assert_eq!(s["lastTurnStatus"], "completed", "{s:#}");
     assert_eq!(
         s["lastTurn"]["finalMessage"],
         reply_for_prompt("first question"),
         "{s:#}"
     );
-    let t2 = turn(&c, &sid, "second question");
+    let t2 = api.turn(&sid, "second question");
     assert_ne!(t1, t2);
-    let s = wait_done(&c, &sid, &t2);
+    let s = api.wait_turn_done(&sid, &t2, T);
     assert_eq!(s["lastTurnStatus"], "completed", "{s:#}");
     assert_eq!(
         s["lastTurn"]["finalMessage"],
@@ -143,18 +97,18 @@ fn whole_stack_turns_interrupt_pause_codexd_restart_and_status_page() {
     );
 
     // A slow turn (~10 s of streaming), interrupted through the conductor.
-    let t3 = turn(&c, &sid, "slow answer please");
+    let t3 = api.turn(&sid, "slow answer please");
     wait_for(T, || {
-        (session(&c, &sid)["currentTurnId"] == t3.as_str()).then_some(())
+        (api.session(&sid)["currentTurnId"] == t3.as_str()).then_some(())
     })
-    .unwrap_or_else(|| panic!("slow turn never running: {:#}", session(&c, &sid)));
+    .unwrap_or_else(|| panic!("slow turn never running: {:#}", api.session(&sid)));
     let v = post(
         &c.url("/v1/codex/turn/interrupt"),
         &json!({"sessionId": sid}),
     )
     .expect(200);
     assert_eq!(v["ok"], true, "{v}");
-    let s = wait_done(&c, &sid, &t3);
+    let s = api.wait_turn_done(&sid, &t3, T);
     assert_eq!(s["lastTurnStatus"], "interrupted", "{s:#}");
     // Nothing left to interrupt: codexd's 409 comes through unchanged.
     post(
@@ -234,8 +188,8 @@ fn whole_stack_turns_interrupt_pause_codexd_restart_and_status_page() {
     assert_eq!(cx2.base, codexd_base);
     wait_for(T, || (get(&c.url("/v1/codex")).status == 200).then_some(()))
         .unwrap_or_else(|| panic!("conductor never saw codexd again"));
-    let t4 = turn(&c, &sid, "after the restart");
-    let s = wait_done(&c, &sid, &t4);
+    let t4 = api.turn(&sid, "after the restart");
+    let s = api.wait_turn_done(&sid, &t4, T);
     assert_eq!(s["lastTurnStatus"], "completed", "{s:#}");
     assert_eq!(
         s["lastTurn"]["finalMessage"],
@@ -256,7 +210,7 @@ fn whole_stack_turns_interrupt_pause_codexd_restart_and_status_page() {
 fn missing_codex_binary_is_a_clear_unavailable_child_not_a_crash_loop() {
     let tmp = TempDir::new("stack-no-codex");
     let dirs = Dirs::under(&tmp.child("root"));
-    let cx = crate::support::codexd::codexd(&dirs)
+    let cx = codexd(&dirs)
         .env("BAA_CODEXD_SERVER_COMMAND", "codex-not-installed")
         .start();
     let child = wait_for(T, || {
@@ -281,7 +235,7 @@ fn missing_codex_binary_is_a_clear_unavailable_child_not_a_crash_loop() {
     assert_eq!(c2["restarts"], 0, "a missing binary is not a crash: {c2}");
     get(&cx.url("/healthz")).expect(200);
 
-    let cdir = tmp::TempDir::new("stack-no-codex-conductor");
+    let cdir = TempDir::new("stack-no-codex-conductor");
     let c = conductor::spawn(&cdir, "mini-main", "primary")
         .env("BAA_SHARED_TOKEN", TOKEN)
         .env("BAA_CODEXD_LOCAL_API_BASE", &cx.base)
@@ -306,7 +260,7 @@ fn demo_mode_answers_a_turn_from_the_built_in_model() {
     let dirs = Dirs::under(&tmp.child("root"));
     let work = tmp.child("work");
     std::fs::create_dir_all(&work).unwrap();
-    let cx = crate::support::codexd::codexd(&dirs)
+    let cx = codexd(&dirs)
         .arg("--demo")
         .env("BAA_CODEXD_SERVER_COMMAND", codex_binary())
         .env("BAA_CODEXD_SERVER_CWD", &work)
@@ -322,10 +276,11 @@ fn demo_mode_answers_a_turn_from_the_built_in_model() {
         !tmp.child("caller").join("codex-home").exists(),
         "the caller's CODEX_HOME was used"
     );
-    let s = crate::support::codexd::create_session(&cx, json!({"purpose": "duplex"}));
+    let api = CodexApi::codexd(&cx);
+    let s = api.create_session(json!({"purpose": "duplex"}));
     let sid = s["sessionId"].as_str().unwrap().to_string();
-    let tid = crate::support::codexd::turn(&cx, &sid, "Say hello");
-    let s = crate::support::codexd::wait_turn_done(&cx, &sid, &tid, T);
+    let tid = api.turn(&sid, "Say hello");
+    let s = api.wait_turn_done(&sid, &tid, T);
     assert_eq!(
         s["lastTurn"]["finalMessage"], "mock reply: Say hello",
         "{s}"

@@ -4,40 +4,29 @@
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use baa::common::http::{Handler, Reply, Request, Response, Server, ServerConfig, ServerHandle};
 use serde_json::{json, Value};
 
-use crate::support::daemon::{Daemon, Spawn, STATUS_API};
+use crate::support::daemon::STATUS_API;
 use crate::support::http::{get, get_h, request};
+use crate::support::status_api::start as status_api;
+use crate::support::stub::{json as reply, Stub};
 
 /// A stub upstream answering fixed JSON per path (404 envelope otherwise).
-fn stub(routes: Vec<(&'static str, Value)>) -> ServerHandle {
-    let handler: Handler = Arc::new(move |req: &Request| {
-        let resp = match routes.iter().find(|(p, _)| *p == req.path) {
-            Some((_, body)) => Response::json_value(200, body, true),
-            None => Response::json_value(
+fn stub(routes: Vec<(&'static str, Value)>) -> Stub {
+    Stub::start("127.0.0.1:0", move |req| {
+        match routes.iter().find(|(p, _)| *p == req.path) {
+            Some((_, body)) => reply(200, body.clone()),
+            None => reply(
                 404,
-                &json!({"ok": false, "error": "not_found", "message": "no such stub route"}),
-                true,
+                json!({"ok": false, "error": "not_found", "message": "no such stub route"}),
             ),
-        };
-        Reply::Http(resp)
-    });
-    let cfg = ServerConfig {
-        name: "stub".into(),
-        ..ServerConfig::default()
-    };
-    Server::bind("127.0.0.1:0", cfg, handler).expect("bind stub")
+        }
+    })
 }
 
-fn base(h: &ServerHandle) -> String {
-    format!("http://{}", h.local_addr())
-}
-
-fn conductor_stub() -> ServerHandle {
+fn conductor_stub() -> Stub {
     stub(vec![
         (
             "/v1/runtime",
@@ -63,7 +52,7 @@ fn conductor_stub() -> ServerHandle {
     ])
 }
 
-fn codexd_stub() -> ServerHandle {
+fn codexd_stub() -> Stub {
     stub(vec![(
         "/v1/codexd/status",
         json!({"ok": true, "data": {
@@ -89,14 +78,6 @@ fn codexd_stub() -> ServerHandle {
     )])
 }
 
-fn status_api(conductor: &str, codexd: &str) -> Daemon {
-    Spawn::new(STATUS_API)
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .env("BAA_CONDUCTOR_LOCAL_API", conductor)
-        .args(["--codexd-local-api", codexd])
-        .start()
-}
-
 /// A loopback port with nothing listening.
 fn closed_port_url() -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -108,7 +89,7 @@ fn closed_port_url() -> String {
 #[test]
 fn status_aggregates_paused_conductor_and_running_child() {
     let (c, x) = (conductor_stub(), codexd_stub());
-    let d = status_api(&base(&c), &base(&x));
+    let d = status_api(&c.base.clone(), &x.base.clone());
 
     let v = get(&d.url("/v1/status")).expect(200);
     assert_eq!(v["ok"], true, "{v:#}");
@@ -116,7 +97,7 @@ fn status_aggregates_paused_conductor_and_running_child() {
     let data = &v["data"];
     assert_eq!(data["conductor"]["reachable"], true, "{data:#}");
     assert_eq!(data["conductor"]["error"], Value::Null, "{data:#}");
-    assert_eq!(data["conductor"]["baseUrl"], base(&c));
+    assert_eq!(data["conductor"]["baseUrl"], c.base.clone());
     assert_eq!(data["conductor"]["systemState"]["mode"], "paused");
     assert_eq!(
         data["conductor"]["runtime"]["identity"],
@@ -167,8 +148,6 @@ fn status_aggregates_paused_conductor_and_running_child() {
         !html.contains("<script>alert"),
         "unescaped upstream text:\n{html}"
     );
-    c.stop(Duration::from_secs(1));
-    x.stop(Duration::from_secs(1));
 }
 
 #[test]
@@ -195,7 +174,7 @@ fn status_is_bounded_by_a_wedged_upstream() {
     let wedged = TcpListener::bind("127.0.0.1:0").unwrap();
     let c = conductor_stub();
     let d = status_api(
-        &base(&c),
+        &c.base.clone(),
         &format!("http://{}", wedged.local_addr().unwrap()),
     );
     let data = get(&d.url("/v1/status")).expect(200)["data"].clone();
@@ -204,7 +183,6 @@ fn status_is_bounded_by_a_wedged_upstream() {
     assert!(data["codexd"]["error"].is_string(), "{data:#}");
     assert_eq!(get(&d.url("/")).status, 200);
     drop(wedged);
-    c.stop(Duration::from_secs(1));
 }
 
 #[test]

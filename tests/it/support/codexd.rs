@@ -1,15 +1,19 @@
 //! Running `baa-codexd` in tests: against its built-in stub child (fault injection) or the
-//! real pinned `codex app-server` on a mock provider, with helpers for sessions, turns and
-//! the event stream. Every wait is bounded.
+//! real pinned `codex app-server` on the mock model, with helpers for sessions, turns (on
+//! codexd or through the conductor's proxy) and the event stream. Every wait is bounded.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::daemon::{wait_for, Daemon, Spawn, CODEXD};
-use super::http::{get, post, Resp};
+use super::codex::{codex_binary, MockCodexHome};
+use super::daemon::{wait_for, wait_for_every, Daemon, Spawn, CODEXD};
+use super::http::{get, Client, Resp};
 use super::ws::{connect, WsClient};
+
+/// How long a real codex child may take to answer initialize (a loaded 2-core machine).
+const CHILD_START: Duration = Duration::from_secs(30);
 
 /// Dirs of one codexd instance; reuse them to restart "the same" daemon.
 #[derive(Clone)]
@@ -48,13 +52,21 @@ pub fn with_stub(dirs: &Dirs, mode: &str) -> Spawn {
         .env("BAA_CODEXD_STUB_MODE", mode)
 }
 
-/// codexd whose child is the real native codex on `home` (CODEX_HOME) working in `work`.
-pub fn with_codex(dirs: &Dirs, codex: &Path, home: &Path, work: &Path) -> Spawn {
+/// codexd whose child is the real native codex on `home`'s CODEX_HOME (its mock model),
+/// working in `home.work`.
+pub fn with_mock_codex(dirs: &Dirs, home: &MockCodexHome) -> Spawn {
     codexd(dirs)
-        .env("BAA_CODEXD_SERVER_COMMAND", codex)
+        .env("BAA_CODEXD_SERVER_COMMAND", codex_binary())
         .env("BAA_CODEXD_SERVER_ARGS", "app-server")
-        .env("BAA_CODEXD_SERVER_CWD", work)
-        .env("CODEX_HOME", home)
+        .env("BAA_CODEXD_SERVER_CWD", &home.work)
+        .env("CODEX_HOME", &home.home)
+}
+
+/// Starts `spawn` and waits until its child answered initialize.
+pub fn start_running(spawn: Spawn) -> Daemon {
+    let d = spawn.start();
+    wait_child_running(&d, CHILD_START);
+    d
 }
 
 /// Waits until the child answered initialize; returns the status data.
@@ -78,43 +90,107 @@ pub fn child_pid(d: &Daemon) -> u32 {
         .expect("child pid") as u32
 }
 
+/// The session and turn routes of codexd (`/v1/codexd/…`) or of the conductor's proxy of
+/// them (`/v1/codex/…`): one set of calls, and the one turn waiter, for both.
+pub struct CodexApi<'a> {
+    d: &'a Daemon,
+    prefix: &'static str,
+    client: Client,
+    poll: Duration,
+}
+
+impl<'a> CodexApi<'a> {
+    pub fn codexd(d: &'a Daemon) -> Self {
+        Self::new(d, "/v1/codexd")
+    }
+
+    pub fn conductor(d: &'a Daemon) -> Self {
+        Self::new(d, "/v1/codex")
+    }
+
+    fn new(d: &'a Daemon, prefix: &'static str) -> Self {
+        CodexApi {
+            d,
+            prefix,
+            client: Client::new(),
+            poll: Duration::from_millis(25),
+        }
+    }
+
+    /// Polls the session this often while waiting for a turn (default 25 ms).
+    pub fn polling(mut self, every: Duration) -> Self {
+        self.poll = every;
+        self
+    }
+
+    /// `rest` under this API's prefix, e.g. `/sessions`.
+    pub fn url(&self, rest: &str) -> String {
+        self.d.url(&format!("{}{rest}", self.prefix))
+    }
+
+    /// Creates a session (asserting 201); returns it.
+    pub fn create_session(&self, body: Value) -> Value {
+        let v = self.client.post(&self.url("/sessions"), &body).expect(201);
+        v["data"]["session"].clone()
+    }
+
+    pub fn start_turn(&self, session_id: &str, input: &str) -> Resp {
+        self.client.post(
+            &self.url("/turn"),
+            &json!({"sessionId": session_id, "input": input}),
+        )
+    }
+
+    /// Starts a turn and returns its id (asserting 202).
+    pub fn turn(&self, session_id: &str, input: &str) -> String {
+        let v = self.start_turn(session_id, input).expect(202);
+        assert_eq!(v["data"]["accepted"], true, "{v}");
+        v["data"]["turnId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no turnId: {v}"))
+            .to_string()
+    }
+
+    pub fn session(&self, session_id: &str) -> Value {
+        let url = self.url(&format!("/sessions/{session_id}"));
+        self.client.get(&url).expect(200)["data"]["session"].clone()
+    }
+
+    /// Waits until the session's last turn is `turn_id` and finished; returns the session.
+    pub fn wait_turn_done(&self, session_id: &str, turn_id: &str, timeout: Duration) -> Value {
+        wait_for_every(timeout, self.poll, || {
+            let s = self.session(session_id);
+            (s["lastTurnId"] == turn_id && s["currentTurnId"].is_null()).then_some(s)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "turn {turn_id} did not finish within {timeout:?}; session: {:#}\nlog:\n{}",
+                self.session(session_id),
+                self.d.log()
+            )
+        })
+    }
+}
+
+/// [`CodexApi::create_session`] on codexd.
 pub fn create_session(d: &Daemon, body: Value) -> Value {
-    let r = post(&d.url("/v1/codexd/sessions"), &body);
-    let v = r.expect(201);
-    v["data"]["session"].clone()
+    CodexApi::codexd(d).create_session(body)
 }
 
 pub fn start_turn(d: &Daemon, session_id: &str, input: &str) -> Resp {
-    post(
-        &d.url("/v1/codexd/turn"),
-        &json!({"sessionId": session_id, "input": input}),
-    )
+    CodexApi::codexd(d).start_turn(session_id, input)
 }
 
-/// Starts a turn and returns its id (asserting 202).
 pub fn turn(d: &Daemon, session_id: &str, input: &str) -> String {
-    let v = start_turn(d, session_id, input).expect(202);
-    assert_eq!(v["data"]["accepted"], true, "{v}");
-    v["data"]["turnId"].as_str().expect("turnId").to_string()
+    CodexApi::codexd(d).turn(session_id, input)
 }
 
 pub fn session(d: &Daemon, session_id: &str) -> Value {
-    get(&d.url(&format!("/v1/codexd/sessions/{session_id}"))).expect(200)["data"]["session"].clone()
+    CodexApi::codexd(d).session(session_id)
 }
 
-/// Waits until the session's last turn is `turn_id` and finished; returns the session.
 pub fn wait_turn_done(d: &Daemon, session_id: &str, turn_id: &str, timeout: Duration) -> Value {
-    wait_for(timeout, || {
-        let s = session(d, session_id);
-        (s["lastTurnId"] == turn_id && s["currentTurnId"].is_null()).then_some(s)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "turn {turn_id} did not finish within {timeout:?}; session: {}\nlog:\n{}",
-            session(d, session_id),
-            d.log()
-        )
-    })
+    CodexApi::codexd(d).wait_turn_done(session_id, turn_id, timeout)
 }
 
 /// The event stream, optionally replaying after `since`.

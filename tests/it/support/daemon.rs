@@ -221,8 +221,17 @@ impl Drop for Daemon {
     }
 }
 
-/// Polls `f` until it returns Some or `timeout` passes.
-pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+/// Polls `f` every 25 ms until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    wait_for_every(timeout, Duration::from_millis(25), f)
+}
+
+/// [`wait_for`] polling every `every` (a benchmark wants a tighter loop).
+pub fn wait_for_every<T>(
+    timeout: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -231,6 +240,6 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         if Instant::now() >= deadline {
             return None;
         }
-        thread::sleep(Duration::from_millis(25));
+        thread::sleep(every);
     }
 }

@@ -1,4 +1,4 @@
-//! Minimal HTTP clients for tests: ureq for well-formed calls, raw sockets for the
+//! The HTTP clients for tests: [`Client`] (ureq) for well-formed calls, raw sockets for the
 //! malformed ones. Every call has a timeout.
 
 use std::io::{Read, Write};
@@ -51,13 +51,72 @@ impl Resp {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(30)))
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into()
+/// The tests' HTTP client: every call bounded in time, never proxied, non-2xx answers
+/// returned (their JSON matters). It keeps connections alive between its own calls (ureq
+/// pools per agent); the free functions below each use a fresh one.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Client {
+    pub fn new() -> Client {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into();
+        Client { agent }
+    }
+
+    pub fn get(&self, url: &str) -> Resp {
+        self.get_h(url, &[])
+    }
+
+    pub fn get_h(&self, url: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.agent.get(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        collect(req.call().unwrap_or_else(|e| panic!("GET {url}: {e}")))
+    }
+
+    pub fn post(&self, url: &str, body: &Value) -> Resp {
+        self.post_raw(url, &serde_json::to_vec(body).unwrap(), &[])
+    }
+
+    pub fn post_raw(&self, url: &str, body: &[u8], headers: &[(&str, &str)]) -> Resp {
+        let mut req = self
+            .agent
+            .post(url)
+            .header("Content-Type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        collect(req.send(body).unwrap_or_else(|e| panic!("POST {url}: {e}")))
+    }
+
+    /// A bodiless request with any method.
+    pub fn request(&self, method: &str, url: &str) -> Resp {
+        let agent = &self.agent;
+        let r = match method {
+            "PUT" => agent.put(url).send_empty(),
+            "DELETE" => agent.delete(url).call(),
+            "PATCH" => agent.patch(url).send_empty(),
+            "HEAD" => agent.head(url).call(),
+            "GET" => agent.get(url).call(),
+            "POST" => agent.post(url).send_empty(),
+            other => panic!("unsupported method {other}"),
+        };
+        collect(r.unwrap_or_else(|e| panic!("{method} {url}: {e}")))
+    }
 }
 
 fn collect(mut r: ureq::http::Response<ureq::Body>) -> Resp {
@@ -81,45 +140,27 @@ fn collect(mut r: ureq::http::Response<ureq::Body>) -> Resp {
 }
 
 pub fn get(url: &str) -> Resp {
-    get_h(url, &[])
+    Client::new().get(url)
 }
 
 pub fn get_h(url: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut req = agent().get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    collect(req.call().unwrap_or_else(|e| panic!("GET {url}: {e}")))
+    Client::new().get_h(url, headers)
 }
 
 pub fn post(url: &str, body: &Value) -> Resp {
-    post_h(url, body, &[])
+    Client::new().post(url, body)
 }
 
 pub fn post_h(url: &str, body: &Value, headers: &[(&str, &str)]) -> Resp {
-    post_raw(url, &serde_json::to_vec(body).unwrap(), headers)
+    Client::new().post_raw(url, &serde_json::to_vec(body).unwrap(), headers)
 }
 
 pub fn post_raw(url: &str, body: &[u8], headers: &[(&str, &str)]) -> Resp {
-    let mut req = agent().post(url).header("Content-Type", "application/json");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    collect(req.send(body).unwrap_or_else(|e| panic!("POST {url}: {e}")))
+    Client::new().post_raw(url, body, headers)
 }
 
 pub fn request(method: &str, url: &str) -> Resp {
-    let agent = agent();
-    let r = match method {
-        "PUT" => agent.put(url).send_empty(),
-        "DELETE" => agent.delete(url).call(),
-        "PATCH" => agent.patch(url).send_empty(),
-        "HEAD" => agent.head(url).call(),
-        "GET" => agent.get(url).call(),
-        "POST" => agent.post(url).send_empty(),
-        other => panic!("unsupported method {other}"),
-    };
-    collect(r.unwrap_or_else(|e| panic!("{method} {url}: {e}")))
+    Client::new().request(method, url)
 }
 
 /// Sends raw bytes and returns everything the server wrote before closing (or until the

@@ -4,12 +4,14 @@
 
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod codex;
 pub mod codexd;
 pub mod conductor;
 pub mod daemon;
 pub mod http;
 pub mod mock_model;
+pub mod status_api;
 pub mod stub;
 pub mod tmp;
 pub mod ws;

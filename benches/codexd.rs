@@ -1,40 +1,43 @@
-//! Benchmarks for codexd (ignored by default; they print numbers, they do not pass/fail):
+//! Numbers for codexd, printed, never asserted (`scripts/bench/codexd.sh`, or
+//! `cargo bench --bench codexd [name filter]`):
 //!
-//!   cargo test --release --test it codexd_bench -- --ignored --nocapture --test-threads 1
-//!
-//! - turn latency through codexd vs the same turn driven directly on the app-server,
+//! - turn latency through codexd vs the same turn driven directly on the app-server (same
+//!   offline mock model),
 //! - fan-out latency from a child stdout line to 1/10/100 WebSocket subscribers (stub child),
 //! - idle RSS of codexd without a child,
 //! - respawn time after SIGKILL of the real child.
+
+#[path = "../tests/it/support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use crate::support::codex::{codex_binary, MockCodexHome, READ_TIMEOUT};
-use crate::support::codexd::*;
-use crate::support::daemon::wait_for;
-use crate::support::http::get;
-use crate::support::tmp::TempDir;
+use support::bench::{ms_since, run, stats};
+use support::codex::{MockCodexHome, READ_TIMEOUT};
+use support::codexd::*;
+use support::daemon::wait_for;
+use support::http::get;
+use support::tmp::TempDir;
 
 const T: Duration = Duration::from_secs(30);
 
-fn stats(label: &str, mut v: Vec<f64>) {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let pct = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
-    println!(
-        "{label}: n={} p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",
-        v.len(),
-        pct(0.5),
-        pct(0.9),
-        pct(0.99),
-        v[v.len() - 1]
-    );
+fn main() {
+    run(&[
+        (
+            "turn_latency_codexd_vs_direct",
+            turn_latency_codexd_vs_direct,
+        ),
+        (
+            "fanout_latency_to_websocket_subscribers",
+            fanout_latency_to_websocket_subscribers,
+        ),
+        ("idle_rss_and_respawn_time", idle_rss_and_respawn_time),
+    ]);
 }
 
-#[test]
-#[ignore]
-fn bench_turn_latency_codexd_vs_direct() {
+fn turn_latency_codexd_vs_direct() {
     const N: usize = 15;
     let home = MockCodexHome::new("bench-turns");
     // Direct: thread/start, then N turns, each timed from turn/start to turn/completed.
@@ -48,14 +51,13 @@ fn bench_turn_latency_codexd_vs_direct() {
         app.read_until(READ_TIMEOUT, "turn/completed", |m| {
             m["method"] == "turn/completed"
         });
-        direct.push(t0.elapsed().as_secs_f64() * 1000.0);
+        direct.push(ms_since(t0));
     }
     drop(app);
 
     let tmp = TempDir::new("bench-turns-dirs");
     let dirs = Dirs::under(&tmp.child("root"));
-    let d = with_codex(&dirs, &codex_binary(), &home.home, &home.work).start();
-    wait_child_running(&d, T);
+    let d = start_running(with_mock_codex(&dirs, &home));
     let s = create_session(&d, json!({"cwd": home.work}));
     let sid = s["sessionId"].as_str().unwrap().to_string();
     let mut ws = events_ws(&d, None);
@@ -66,7 +68,7 @@ fn bench_turn_latency_codexd_vs_direct() {
         read_until(&mut ws, T, "turn.completed", |e| {
             is_type(e, "turn.completed") && e["detail"]["turnId"] == tid.as_str()
         });
-        via.push(t0.elapsed().as_secs_f64() * 1000.0);
+        via.push(ms_since(t0));
     }
     stats("turn latency direct on app-server", direct);
     stats(
@@ -75,39 +77,40 @@ fn bench_turn_latency_codexd_vs_direct() {
     );
 }
 
-#[test]
-#[ignore]
-fn bench_fanout_latency_to_websocket_subscribers() {
+fn fanout_latency_to_websocket_subscribers() {
     const BURST: usize = 2000;
     let tmp = TempDir::new("bench-fanout");
     for subs in [1usize, 10, 100] {
         let dirs = Dirs::under(&tmp.child(&format!("root{subs}")));
-        let d = with_stub(&dirs, "normal").start();
-        wait_child_running(&d, T);
+        let d = start_running(with_stub(&dirs, "normal"));
         let s = create_session(&d, json!({}));
         let sid = s["sessionId"].as_str().unwrap().to_string();
         let mut handles = Vec::new();
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
-        for _ in 0..subs {
+        for n in 0..subs {
             let mut ws = events_ws(&d, None);
             let ready = ready_tx.clone();
-            handles.push(std::thread::spawn(move || {
-                let _ = ready.send(());
-                let mut lat = Vec::new();
-                while lat.len() < BURST {
-                    let Some(e) = ws.next_json(Duration::from_secs(30)) else {
-                        break;
-                    };
-                    if let Some(sent) = e["detail"]["params"]["stubSentUs"].as_u64() {
-                        let now = SystemTime::now()
-                            .duration_since(UNIX_EPOCH)
-                            .unwrap()
-                            .as_micros() as u64;
-                        lat.push(now.saturating_sub(sent) as f64 / 1000.0);
+            let subscriber = std::thread::Builder::new()
+                .name(format!("bench-sub-{n}"))
+                .spawn(move || {
+                    let _ = ready.send(());
+                    let mut lat = Vec::new();
+                    while lat.len() < BURST {
+                        let Some(e) = ws.next_json(Duration::from_secs(30)) else {
+                            break;
+                        };
+                        if let Some(sent) = e["detail"]["params"]["stubSentUs"].as_u64() {
+                            let now = SystemTime::now()
+                                .duration_since(UNIX_EPOCH)
+                                .unwrap()
+                                .as_micros() as u64;
+                            lat.push(now.saturating_sub(sent) as f64 / 1000.0);
+                        }
                     }
-                }
-                lat
-            }));
+                    lat
+                })
+                .expect("spawn subscriber");
+            handles.push(subscriber);
         }
         for _ in 0..subs {
             ready_rx.recv().unwrap();
@@ -132,9 +135,7 @@ fn bench_fanout_latency_to_websocket_subscribers() {
     }
 }
 
-#[test]
-#[ignore]
-fn bench_idle_rss_and_respawn_time() {
+fn idle_rss_and_respawn_time() {
     let tmp = TempDir::new("bench-rss");
     let dirs = Dirs::under(&tmp.child("ext"));
     let d = codexd(&dirs)
@@ -143,23 +144,26 @@ fn bench_idle_rss_and_respawn_time() {
     for _ in 0..20 {
         get(&d.url("/v1/codexd/status"));
     }
+    // Let the connection threads of those requests exit before reading RSS.
     std::thread::sleep(Duration::from_millis(500));
     let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS"))
-        .unwrap_or("VmRSS: ?");
-    let threads = status
-        .lines()
-        .find(|l| l.starts_with("Threads"))
-        .unwrap_or("Threads: ?");
-    println!("codexd idle without a child: {rss}, {threads}");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or(name)
+            .to_string()
+    };
+    println!(
+        "codexd idle without a child: {}, {}",
+        field("VmRSS"),
+        field("Threads")
+    );
     drop(d);
 
     let home = MockCodexHome::new("bench-respawn");
     let dirs = Dirs::under(&tmp.child("real"));
-    let d = with_codex(&dirs, &codex_binary(), &home.home, &home.work).start();
-    wait_child_running(&d, T);
+    let d = start_running(with_mock_codex(&dirs, &home));
     let mut times = Vec::new();
     for _ in 0..5 {
         let old = child_pid(&d);
@@ -172,7 +176,7 @@ fn bench_idle_rss_and_respawn_time() {
                 .then_some(())
         })
         .expect("respawn");
-        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        times.push(ms_since(t0));
         // Stay healthy past the restart backoff so each kill measures a first restart.
         std::thread::sleep(Duration::from_millis(300));
     }

@@ -11,6 +11,8 @@ test:
 # Benchmarks (print numbers).
 bench:
     scripts/bench/conductor.sh
+    scripts/bench/codexd.sh
+    scripts/bench/proxy.sh
 
 fmt:
     cargo fmt --all

@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use serde_json::{json, Value};
 
 use baa::common::jsonl::JsonlLog;
+use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 use baa::common::ws::{Hub, Subscription};
 
@@ -89,7 +90,7 @@ impl Events {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 
     /// Records and broadcasts one event; returns its seq.

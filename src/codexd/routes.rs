@@ -11,7 +11,7 @@ use baa::common::http::router::{dispatch, Params, Route, RouteKind};
 use baa::common::http::{Handler, Reply, Request, Response};
 use baa::common::ws::{run_session, SessionOptions};
 
-use crate::daemon::Core;
+use crate::core::Core;
 
 type Ctx = Arc<Core>;
 type Res = Result<Reply, ApiError>;

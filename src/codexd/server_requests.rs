@@ -10,8 +10,9 @@ use baa::common::ids::new_id;
 use baa::common::time::now_rfc3339;
 
 use crate::approvals::{self, Answer, Pending};
+use crate::child::Link;
 use crate::config::Decision;
-use crate::daemon::{rpc_error, str_at, Core, Link};
+use crate::core::{rpc_error, str_at, Core};
 use crate::events::Level;
 
 impl Core {

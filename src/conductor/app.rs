@@ -13,6 +13,7 @@ use baa::common::http::guard::HostPolicy;
 use baa::common::http::router::dispatch;
 use baa::common::http::{Reply, Request, Response};
 use baa::common::store::JsonStore;
+use baa::common::sync::lock;
 use baa::common::ws::Hub;
 
 use crate::codex_proxy::CodexProxy;
@@ -122,7 +123,7 @@ impl App {
             state["version"].as_u64().unwrap_or(0),
             state["holder_id"].as_str().map(str::to_string),
         );
-        let mut last = self.last_pushed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = lock(&self.last_pushed);
         if last.as_ref() == Some(&key) {
             return;
         }
@@ -138,7 +139,7 @@ impl App {
                 state["version"].as_u64().unwrap_or(0),
                 state["holder_id"].as_str().map(str::to_string),
             );
-            *self.last_pushed.lock().unwrap_or_else(|p| p.into_inner()) = Some(key);
+            *lock(&self.last_pushed) = Some(key);
         }
     }
 

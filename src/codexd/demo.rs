@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use baa::common::http::Stream;
 use baa::common::http::{Handler, Reply, Request, Response, Server, ServerConfig, ServerHandle};
 use baa::common::responses;
+use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
 /// Requests remembered for `GET /requests`; older ones are dropped.
@@ -100,11 +101,6 @@ impl DemoModel {
     pub fn stop(self) {
         self.server.stop(Duration::from_secs(2));
     }
-}
-
-/// A poisoned lock only means a connection thread panicked mid-push; the log is still usable.
-fn lock(log: &SharedLog) -> std::sync::MutexGuard<'_, RequestLog> {
-    log.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn answer(req: &Request, log: &SharedLog) -> Reply {

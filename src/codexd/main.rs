@@ -6,7 +6,7 @@
 mod approvals;
 mod child;
 mod config;
-mod daemon;
+mod core;
 mod demo;
 mod events;
 mod logfile;
@@ -21,6 +21,8 @@ mod smoke;
 mod state;
 mod status;
 mod stub;
+mod supervision;
+mod ticker;
 mod turn_ops;
 
 use std::io::Write;

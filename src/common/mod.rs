@@ -15,5 +15,6 @@ pub mod responses;
 pub mod secret;
 pub mod signals;
 pub mod store;
+pub mod sync;
 pub mod time;
 pub mod ws;

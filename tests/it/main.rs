@@ -2,6 +2,7 @@
 //! One crate means one link step, which matters on a 2-core machine.
 
 mod codex_rig;
+mod codexd_child;
 mod codexd_faults;
 mod codexd_real;
 mod conductor_api;

@@ -11,13 +11,14 @@
 //! is recorded for assertions.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use baa::common::http::{
     Handler, Reply as HttpReply, Request, Response, Server, ServerConfig, ServerHandle, Stream,
 };
 use baa::common::responses;
+use baa::common::sync::lock;
 use serde_json::{json, Value};
 
 /// Gap between the deltas of a `slow` reply: short enough that a test sees deltas quickly,
@@ -284,11 +285,6 @@ struct Shared {
     script: Mutex<Script>,
     calls: AtomicUsize,
     log: Mutex<Vec<Recorded>>,
-}
-
-/// A poisoned lock only means a connection thread panicked mid-push; the data is usable.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running mock provider on a free loopback port. Dropping it stops it.

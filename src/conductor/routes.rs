@@ -156,7 +156,8 @@ pub fn runtime_snapshot(app: &App) -> Value {
             "stateDir": c.state_dir, "logsDir": c.logs_dir, "runsDir": c.runs_dir,
             "worktreesDir": c.worktrees_dir, "tmpDir": c.tmp_dir,
         },
-        "warnings": c.warnings,
+        // Start-up config warnings, then conditions found while running (a recovered state file).
+        "warnings": c.warnings.iter().cloned().chain(app.system.warnings()).collect::<Vec<_>>(),
     })
 }
 
@@ -346,7 +347,7 @@ fn host_exec(app: &Ctx, req: &Request, _: &Params) -> Res {
 fn host_files_read(app: &Ctx, req: &Request, _: &Params) -> Res {
     host_ops::authorize(req, app.cfg.shared_token.as_deref())?;
     let body = req.json_object()?;
-    Ok(app.ok(req, 200, host_ops::files::read(&body)))
+    Ok(app.ok(req, 200, host_ops::files::read(&body, &app.protected_paths)))
 }
 
 fn host_files_write(app: &Ctx, req: &Request, _: &Params) -> Res {

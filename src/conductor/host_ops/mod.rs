@@ -2,8 +2,10 @@
 //! answered as a structured union `{ok, operation, input, result, error?}` inside the
 //! normal HTTP envelope, so a failed command is data, not a transport error.
 
+pub mod bounded_read;
 pub mod exec;
 pub mod files;
+pub mod protect;
 
 use serde_json::{json, Map, Value};
 

@@ -120,6 +120,12 @@ pub fn run(cfg: Config) -> ExitCode {
     while !stop.sleep(Duration::from_secs(3600)) {}
     log::info!("stop requested; finishing in-flight requests (up to {STOP_GRACE:?})");
     app.started.store(false, Ordering::SeqCst);
+    // Exec'd commands first: their requests answer (EXEC_ABORTED) once the groups are gone,
+    // so the server's drain below does not wait out a long command.
+    let groups = app.exec_slots.stop_all(crate::host_ops::group::KILL_GRACE);
+    if groups > 0 {
+        log::info!("stopped {groups} running exec process group(s)");
+    }
     let drained = server.stop(STOP_GRACE);
     for t in [lease_loop.ok(), heartbeat].into_iter().flatten() {
         let _ = t.join();

@@ -283,17 +283,23 @@ impl SystemStore {
         what: String,
         moved_aside: Option<&Path>,
     ) -> Result<SystemState, StoreError> {
+        let mut floor = self
+            .high_water
+            .load(Ordering::SeqCst)
+            .max(moved_aside.and_then(scan_version).unwrap_or(0));
         let good = match store.read::<SystemState>(LAST_GOOD) {
             Ok(g) => g,
             Err(e) => {
                 log::warn!("system: the last-good copy is unusable too: {e}");
+                if let StoreError::Corrupt {
+                    moved_to: Some(to), ..
+                } = &e
+                {
+                    floor = floor.max(scan_version(to).unwrap_or(0));
+                }
                 None
             }
         };
-        let floor = self
-            .high_water
-            .load(Ordering::SeqCst)
-            .max(moved_aside.and_then(scan_version).unwrap_or(0));
         let (state, outcome) = match good {
             Some(g) if g.version >= floor => {
                 let outcome = format!(

@@ -10,6 +10,7 @@ mod conductor_codex_proxy;
 mod conductor_firefox;
 mod conductor_lease;
 mod conductor_security;
+mod conductor_system_state;
 mod docs_drift;
 mod http_layer;
 mod stack_bench;

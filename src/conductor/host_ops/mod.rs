@@ -5,7 +5,9 @@
 pub mod bounded_read;
 pub mod exec;
 pub mod files;
+pub mod group;
 pub mod protect;
+pub mod slots;
 
 use serde_json::{json, Map, Value};
 

@@ -8,6 +8,7 @@ mod codexd_real;
 mod conductor_api;
 mod conductor_codex_proxy;
 mod conductor_firefox;
+mod conductor_host_ops;
 mod conductor_lease;
 mod conductor_security;
 mod conductor_system_state;

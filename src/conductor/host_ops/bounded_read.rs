@@ -1,7 +1,7 @@
 //! Reading a file a caller named without trusting what it says about itself.
 //!
 //! The reported size is not a bound: `/proc` files report 0 and `/proc/<pid>/pagemap`
-//! streams gigabytes, so at most `cap + 1` bytes are ever read. A read may block for ever:
+//! streams gigabytes, so reading stops as soon as more than `cap` bytes came. A read may block for ever:
 //! `/proc/kmsg` waits for the next kernel message, a FIFO for a writer. So only regular
 //! files are opened (devices, FIFOs and sockets are refused from their `stat`), the open
 //! is `O_NONBLOCK` (a FIFO swapped in after the `stat` cannot block it, and files that
@@ -94,20 +94,23 @@ fn check_type(meta: &Metadata) -> Result<(), ReadError> {
     }
 }
 
-/// Reads until end of file, more than `cap` bytes, or `deadline`, whichever comes first.
+/// Reads until end of file, more than `cap` bytes (at most one buffer past it is ever
+/// read, nothing past it kept), or `deadline`, whichever comes first.
 /// `file` should be non-blocking; a blocking one is still bounded by its own reads.
 pub fn read_capped(mut file: File, cap: u64, deadline: Instant) -> Result<Vec<u8>, ReadError> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let room = (cap + 1).saturating_sub(out.len() as u64);
-        if room == 0 {
-            return Err(ReadError::TooLarge);
-        }
-        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        match file.read(&mut buf[..want]) {
+        // Always whole buffers: some files refuse odd sizes (`pagemap` reads 8-byte
+        // entries; a 1-byte read is EINVAL). The cap still bounds what is kept.
+        match file.read(&mut buf) {
             Ok(0) => return Ok(out),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                if (out.len() + n) as u64 > cap {
+                    return Err(ReadError::TooLarge);
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let left = deadline.saturating_duration_since(Instant::now());

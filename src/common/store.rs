@@ -21,6 +21,10 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// A temp file this old has no live writer (a write takes milliseconds), even when the pid
 /// in its name now belongs to another process (pid reuse after a kill -9 and restart).
 const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
+/// How long an unparsable file must stay unchanged before it counts as corrupt.
+const SETTLE_WAIT: Duration = Duration::from_millis(50);
+/// Re-reads of a file that keeps changing while it does not parse.
+const MAX_REREADS: u32 = 3;
 
 /// The permission bits a file written by [`write_atomic_with`] ends up with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,9 +165,9 @@ impl JsonStore {
         write_atomic(&self.dir, name, &bytes)
     }
 
-    /// Reads `name`. Missing → `Ok(None)`. Unparsable → the file is moved aside to
-    /// `<name>.corrupt-<ms>` and `Err(Corrupt)` is returned so the caller can warn and
-    /// fall back to defaults.
+    /// Reads `name`. Missing → `Ok(None)`. Unparsable (and unchanged for 50 ms, so not a
+    /// hand edit caught mid-write) → the file is moved aside to `<name>.corrupt-<ms>` and
+    /// `Err(Corrupt)` is returned so the caller can warn and fall back.
     pub fn read<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
         Ok(self.read_keyed(name)?.map(|(v, _)| v))
     }
@@ -176,24 +180,35 @@ impl JsonStore {
     ) -> Result<Option<(T, FileKey)>, StoreError> {
         check_name(name)?;
         let path = self.path(name);
-        let (bytes, key) = match read_with_key(&path) {
-            Ok(v) => v,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path, e)),
-        };
-        match serde_json::from_slice(&bytes) {
-            Ok(v) => Ok(Some((v, key))),
-            Err(source) => {
-                let to = self
-                    .dir
-                    .join(format!("{name}.corrupt-{}", crate::common::time::now_ms()));
-                let moved_to = fs::rename(&path, &to).ok().map(|_| to);
-                Err(StoreError::Corrupt {
-                    path,
-                    moved_to,
-                    source,
-                })
+        let mut rereads = 0;
+        loop {
+            let (bytes, key) = match read_with_key(&path) {
+                Ok(v) => v,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err(&path, e)),
+            };
+            let source = match serde_json::from_slice(&bytes) {
+                Ok(v) => return Ok(Some((v, key))),
+                Err(e) => e,
+            };
+            // Someone editing the file in place (not by rename) can be caught mid-write:
+            // only a file that stays the same for a moment and still does not parse is
+            // corrupt. A changed one is read again.
+            std::thread::sleep(SETTLE_WAIT);
+            let now = fs::metadata(&path).ok().map(|m| FileKey::of(&m));
+            if now.is_some_and(|k| k != key) && rereads < MAX_REREADS {
+                rereads += 1;
+                continue;
             }
+            let to = self
+                .dir
+                .join(format!("{name}.corrupt-{}", crate::common::time::now_ms()));
+            let moved_to = fs::rename(&path, &to).ok().map(|_| to);
+            return Err(StoreError::Corrupt {
+                path,
+                moved_to,
+                source,
+            });
         }
     }
 

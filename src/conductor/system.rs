@@ -523,6 +523,12 @@ mod tests {
         let before = sys.parses();
         sys.load(&store).unwrap();
         assert_eq!(sys.parses(), before + 1);
+        // An edit in place (same inode) changes the size or mtime: seen too.
+        let mut edited = sys.load(&store).unwrap();
+        edited.version = 99;
+        edited.mode = Mode::Paused;
+        std::fs::write(store.path(FILE), serde_json::to_vec(&edited).unwrap()).unwrap();
+        assert_eq!(sys.load(&store).unwrap(), edited);
         let _ = std::fs::remove_dir_all(dir);
     }
 

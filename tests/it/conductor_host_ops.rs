@@ -93,17 +93,19 @@ fn files_read_of_a_fifo_or_device_is_refused_not_hung() {
             r["error"]["message"].as_str().unwrap_or("").contains(what),
             "{path}: {r}"
         );
+        // Refused from the stat: well inside the 5 s read deadline, let alone a hang.
         assert!(
-            started.elapsed() < Duration::from_secs(2),
+            started.elapsed() < Duration::from_secs(5),
             "{path} took {:?}",
             started.elapsed()
         );
     }
     // Nothing is left blocked: SIGTERM is prompt.
+    // (The bug: a read blocked for ever made SIGTERM wait out the 10 s stop grace.)
     let started = Instant::now();
     assert!(c.d.terminate(Duration::from_secs(15)).success());
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(8),
         "stop took {:?}",
         started.elapsed()
     );
@@ -180,8 +182,9 @@ fn exec_background_child_is_killed_when_the_shell_exits() {
         json!({"command": "nohup sleep 1004 >/dev/null 2>&1 & echo $!", "timeoutMs": 5000}),
     );
     assert_eq!(r["ok"], true, "{r}");
+    // Answered at once, not after the 1004 s sleep or a drain wait.
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(8),
         "{:?}",
         started.elapsed()
     );
@@ -247,7 +250,7 @@ fn conductor_sigterm_kills_every_live_exec_group() {
     println!("conductor stopped with 2 live exec groups in {took:?}");
     assert!(took < Duration::from_secs(8), "stop took {took:?}");
     for pid in &pids {
-        let gone = wait_for(Duration::from_secs(3), || process_gone(*pid).then_some(()));
+        let gone = wait_for(Duration::from_secs(5), || process_gone(*pid).then_some(()));
         assert!(gone.is_some(), "exec process {pid} survived the conductor");
     }
     for client in clients {

@@ -121,13 +121,24 @@ pub fn run(cfg: Config) -> ExitCode {
     while !stop.sleep(Duration::from_secs(3600)) {}
     log::info!("stop requested; finishing in-flight requests (up to {STOP_GRACE:?})");
     app.started.store(false, Ordering::SeqCst);
-    // Exec'd commands first: their requests answer (EXEC_ABORTED) once the groups are gone,
-    // so the server's drain below does not wait out a long command.
-    let groups = app.exec_slots.stop_all(crate::host_ops::group::KILL_GRACE);
-    if groups > 0 {
-        log::info!("stopped {groups} running exec process group(s)");
-    }
+    // Exec'd commands alongside the drain: they get a few seconds to finish, then their
+    // process groups are killed (TERM, then KILL), so none outlives the conductor and the
+    // drain never waits out a long command.
+    let exec_app = app.clone();
+    let exec_stop = thread::Builder::new()
+        .name("exec-stop".into())
+        .spawn(move || exec_app.exec_slots.stop_all())
+        .map_err(|e| log::error!("cannot start the exec-stop thread: {e}"))
+        .ok();
     let drained = server.stop(STOP_GRACE);
+    let groups = match exec_stop {
+        Some(h) => h.join().unwrap_or(0),
+        // No thread: still make sure nothing outlives us.
+        None => app.exec_slots.stop_all(),
+    };
+    if groups > 0 {
+        log::info!("killed {groups} exec process group(s) still running at the stop");
+    }
     for t in [lease_loop.ok(), heartbeat].into_iter().flatten() {
         let _ = t.join();
     }

@@ -66,7 +66,7 @@ pub fn run(cmd: &mut Command, timeout: Duration, slot: &mut Slot) -> io::Result<
         let now = Instant::now();
         if !exited && has_exited(pid) {
             exited = true;
-            aborted = slot.stopping();
+            aborted = slot.killed_by_stop();
             drain_until = Some(now + DRAIN_TIMEOUT);
         }
         if let Some(until) = drain_until {
@@ -130,7 +130,7 @@ pub fn run(cmd: &mut Command, timeout: Duration, slot: &mut Slot) -> io::Result<
         stderr: err.kept,
         status,
         timed_out,
-        aborted: aborted || (!exited && slot.stopping()),
+        aborted: aborted || (!exited && slot.killed_by_stop()),
     })
 }
 

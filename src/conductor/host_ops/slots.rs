@@ -10,16 +10,23 @@ use std::time::{Duration, Instant};
 
 use baa::common::proc::kill_group;
 
+use super::group::KILL_GRACE;
 use super::OpError;
 
 pub const MAX_CONCURRENT: usize = 4;
+/// On a conductor stop, how long running commands get to finish on their own before their
+/// groups are signalled (a command about to finish still answers with its output).
+pub const STOP_PATIENCE: Duration = Duration::from_secs(3);
 
 #[derive(Default)]
 struct State {
     running: usize,
     /// Process groups of live commands whose shell is not yet reaped.
     groups: Vec<u32>,
+    /// New commands are refused.
     stopping: bool,
+    /// Live groups are being killed; a command ending now was ended by the stop.
+    killing: bool,
 }
 
 #[derive(Default)]
@@ -56,12 +63,19 @@ impl ExecSlots {
         })
     }
 
-    /// Ends every live command: SIGTERM to each group, up to `grace` for them to exit,
-    /// then SIGKILL to the rest, and up to `grace` again for their requests to let go.
-    /// New commands are refused from here on. Returns how many groups were signalled.
-    pub fn stop_all(&self, grace: Duration) -> usize {
+    /// Ends every live command for a conductor stop: new commands are refused at once,
+    /// running ones get [`STOP_PATIENCE`] to finish, then SIGTERM to each group, up to
+    /// [`KILL_GRACE`] to exit, SIGKILL to the rest, and up to the grace again for their
+    /// requests to let go. Returns how many groups were signalled.
+    pub fn stop_all(&self) -> usize {
+        self.stop_all_with(STOP_PATIENCE, KILL_GRACE)
+    }
+
+    fn stop_all_with(&self, patience: Duration, grace: Duration) -> usize {
         let mut st = self.lock();
         st.stopping = true;
+        st = self.wait_until_empty(st, patience);
+        st.killing = true;
         let signalled = st.groups.len();
         for &g in &st.groups {
             let _ = kill_group(g, libc::SIGTERM);
@@ -108,20 +122,21 @@ pub struct Slot<'a> {
 }
 
 impl Slot<'_> {
-    /// Registers the command's process group. If a stop began meanwhile the group is
-    /// killed at once (the stop's snapshot could not include it).
+    /// Registers the command's process group. If a stop is already killing groups, this
+    /// one is killed at once (the stop's signals may have gone out before it existed).
     pub fn register(&mut self, group: u32) {
         let mut st = self.slots.lock();
         st.groups.push(group);
         self.group = Some(group);
-        if st.stopping {
+        if st.killing {
             let _ = kill_group(group, libc::SIGKILL);
         }
     }
 
-    /// True once the conductor began stopping (the command was or will be killed by it).
-    pub fn stopping(&self) -> bool {
-        self.slots.lock().stopping
+    /// True once a conductor stop is killing live groups (a command ending now was
+    /// ended by it, not by itself).
+    pub fn killed_by_stop(&self) -> bool {
+        self.slots.lock().killing
     }
 
     /// Sends `sig` to the group while it is still registered (its leader unreaped).
@@ -165,7 +180,7 @@ mod tests {
         assert_eq!(slots.take().err().map(|e| e.code), Some("EXEC_BUSY"));
         drop(held);
         assert!(slots.take().is_ok());
-        assert_eq!(slots.stop_all(Duration::from_millis(10)), 0);
+        assert_eq!(slots.stop_all(), 0, "nothing running: returns at once");
         assert_eq!(
             slots.take().err().map(|e| e.code),
             Some("CONDUCTOR_STOPPING")

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 
 use baa::common::api_error::ApiError;
 use baa::common::store::{FileKey, JsonStore, StoreError};
+use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
 pub const FILE: &str = "system-state.json";
@@ -196,23 +197,18 @@ impl SystemStore {
     /// `running` state (a fresh install); a corrupt or vanished one is recovered.
     pub fn load(&self, store: &JsonStore) -> Result<SystemState, StoreError> {
         if let Some(key) = store.key(FILE)? {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = lock(&self.cache);
             if let Some(c) = cache.as_ref().filter(|c| c.trusted && c.key == key) {
                 return Ok(SystemState::clone(&c.state));
             }
         }
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = lock(&self.lock);
         self.load_locked(store)
     }
 
     /// Conditions an operator should know about (a recovered state file).
     pub fn warnings(&self) -> Vec<String> {
-        self.warning
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        lock(&self.warning).iter().cloned().collect()
     }
 
     /// How many times the state file was read and parsed so far.
@@ -228,7 +224,7 @@ impl SystemStore {
         action: Action,
         req: &ChangeRequest,
     ) -> Result<SystemState, StoreError> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = lock(&self.lock);
         let current = self.load_locked(store)?;
         let next = SystemState {
             mode: action.target(),
@@ -239,7 +235,7 @@ impl SystemStore {
         };
         self.persist(store, &next)?;
         // An operator chose the mode: the recovery is acknowledged.
-        *self.warning.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *lock(&self.warning) = None;
         Ok(next)
     }
 
@@ -343,7 +339,7 @@ impl SystemStore {
         };
         let warning = format!("system state: {what}; {outcome}.");
         let persisted = self.persist(store, &state);
-        let mut slot = self.warning.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.warning);
         if slot.as_deref() != Some(warning.as_str()) {
             log::warn!("{warning}");
         }
@@ -372,7 +368,7 @@ impl SystemStore {
         let age = SystemTime::now()
             .duration_since(key.modified())
             .unwrap_or(Duration::ZERO);
-        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached {
+        *lock(&self.cache) = Some(Cached {
             key,
             state: Arc::new(state.clone()),
             trusted: age >= RACY_WINDOW,

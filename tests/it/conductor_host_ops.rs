@@ -33,16 +33,7 @@ fn code(v: &Value) -> Value {
 
 /// Gone, or a zombie waiting for its new parent to reap it.
 fn process_gone(pid: u32) -> bool {
-    !baa::common::proc::pid_alive(pid)
-        || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-            .unwrap_or(false)
+    !baa::common::proc::pid_alive(pid) || baa::common::proc::is_zombie(pid)
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -13,6 +13,7 @@ use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use super::slots::Slot;
+use baa::common::proc::set_nonblocking;
 
 /// Per stream.
 pub const OUTPUT_CAP: usize = 1024 * 1024;
@@ -165,10 +166,9 @@ struct Stream<R> {
 impl<R: Read + AsRawFd> Stream<R> {
     fn new(pipe: Option<R>) -> Self {
         if let Some(p) = &pipe {
-            // SAFETY: fcntl on a pipe fd we own.
-            unsafe {
-                let fl = libc::fcntl(p.as_raw_fd(), libc::F_GETFL);
-                libc::fcntl(p.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+            // Cannot fail on a fresh pipe; if it did, reads would merely block until output.
+            if let Err(e) = set_nonblocking(p) {
+                log::warn!("exec: cannot make an output pipe non-blocking: {e}");
             }
         }
         Self {

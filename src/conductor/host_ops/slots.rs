@@ -5,10 +5,11 @@
 //! its group *before* its shell is reaped: while the leader is unreaped its pid (= the
 //! group id) cannot be reused, so a stop never signals an unrelated process group.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use baa::common::proc::kill_group;
+use baa::common::sync::{lock, wait_timeout};
 
 use super::group::KILL_GRACE;
 use super::OpError;
@@ -37,8 +38,8 @@ pub struct ExecSlots {
 }
 
 impl ExecSlots {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
     }
 
     /// A slot for one command, or why there is none.
@@ -96,20 +97,16 @@ impl ExecSlots {
 
     fn wait_until_empty<'a>(
         &'a self,
-        mut st: std::sync::MutexGuard<'a, State>,
+        mut st: MutexGuard<'a, State>,
         wait: Duration,
-    ) -> std::sync::MutexGuard<'a, State> {
+    ) -> MutexGuard<'a, State> {
         let deadline = Instant::now() + wait;
         while !st.groups.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            st = self
-                .changed
-                .wait_timeout(st, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            st = wait_timeout(&self.changed, st, left).0;
         }
         st
     }

@@ -2,6 +2,7 @@
 //! the daemons talk to each other over local HTTP, exactly as the deployed processes do.
 
 pub mod api_error;
+pub mod cli;
 pub mod client;
 pub mod codex_fields;
 pub mod http;
@@ -12,6 +13,7 @@ pub mod mock_model;
 pub mod netaddr;
 pub mod proc;
 pub mod secret;
+pub mod settings;
 pub mod signals;
 pub mod store;
 pub mod time;

@@ -256,3 +256,13 @@ fn events(core: &Ctx, req: &Request, _: &Params) -> Res {
         drop(sub);
     })))
 }
+
+/// The route table as JSON for `baa-codexd routes --json`, with the default event path.
+pub fn table_json() -> Value {
+    Value::Array(
+        table("/v1/codexd/events")
+            .iter()
+            .map(Route::describe)
+            .collect(),
+    )
+}

@@ -5,6 +5,7 @@ pub mod api_error;
 pub mod cli;
 pub mod client;
 pub mod codex_fields;
+pub mod daemon;
 pub mod http;
 pub mod ids;
 pub mod jsonl;

@@ -355,6 +355,11 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// The working directory explicit relative paths are anchored at.
+    pub fn cwd(&self) -> &Path {
+        self.cwd
+    }
+
     /// Rows of the table that no accessor has read, other than `External` ones. A daemon's
     /// unit test asserts this is empty after `resolve`: a row nobody reads is a lie in the
     /// usage text.
@@ -576,26 +581,17 @@ fn check_url(g: &Given) -> Result<String> {
 
 fn describe_range<T>(range: &RangeInclusive<T>) -> String
 where
-    T: TryFrom<i128> + TryInto<i128> + Copy + fmt::Display,
+    T: TryInto<i128> + Copy + fmt::Display,
 {
-    // "an integer >= 1" when the top is the type's own limit, which nobody means.
-    let top_is_type_max = (*range.end())
-        .try_into()
-        .ok()
-        .and_then(|hi: i128| hi.checked_add(1))
-        .is_none_or(|next| T::try_from(next).is_err());
-    if top_is_type_max {
-        let bottom_is_type_min = (*range.start())
-            .try_into()
-            .ok()
-            .and_then(|lo: i128| lo.checked_sub(1))
-            .is_none_or(|prev| T::try_from(prev).is_err());
-        if bottom_is_type_min {
-            return "an integer".to_string();
-        }
-        return format!("an integer >= {}", range.start());
+    // A top beyond u32 is a type's limit nobody means: say ">= 1", not ">= 1 and <= 2^64-1".
+    let lo: Option<i128> = (*range.start()).try_into().ok();
+    let hi: Option<i128> = (*range.end()).try_into().ok();
+    let huge = |v: Option<i128>| v.is_none_or(|v| v.unsigned_abs() > u128::from(u32::MAX));
+    match (huge(lo), huge(hi)) {
+        (true, true) => "an integer".to_string(),
+        (false, true) => format!("an integer >= {}", range.start()),
+        _ => format!("an integer from {} to {}", range.start(), range.end()),
     }
-    format!("an integer from {} to {}", range.start(), range.end())
 }
 
 fn or_list(choices: &[&str]) -> String {
@@ -742,10 +738,16 @@ mod tests {
     #[test]
     fn numbers_are_range_checked_without_narrowing() {
         for (text, want) in [
-            ("70000", "T_PORT=\"70000\": expected an integer >= 1"),
-            ("0", "T_PORT=\"0\": expected an integer >= 1"),
-            ("-1", "T_PORT=\"-1\": expected an integer >= 1"),
-            ("12ms", "T_PORT=\"12ms\": expected an integer >= 1"),
+            (
+                "70000",
+                "T_PORT=\"70000\": expected an integer from 1 to 65535",
+            ),
+            ("0", "T_PORT=\"0\": expected an integer from 1 to 65535"),
+            ("-1", "T_PORT=\"-1\": expected an integer from 1 to 65535"),
+            (
+                "12ms",
+                "T_PORT=\"12ms\": expected an integer from 1 to 65535",
+            ),
         ] {
             let c = case(&[], &[("T_PORT", text)]);
             let e = c.with(|r| r.number::<u16>(&PORT, 1..=u16::MAX).unwrap_err());
@@ -756,6 +758,12 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "--port: expected an integer from 100 to 60000, got \"5000000000\""
+        );
+        let c = case(&[("port", "-5")], &[]);
+        let e = c.with(|r| r.number::<u64>(&PORT, 1..=u64::MAX).unwrap_err());
+        assert_eq!(
+            e.to_string(),
+            "--port: expected an integer >= 1, got \"-5\""
         );
         let c = case(&[("port", "-7")], &[]);
         assert_eq!(

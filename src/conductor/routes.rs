@@ -362,3 +362,17 @@ fn host_files_write(app: &Ctx, req: &Request, _: &Params) -> Res {
 fn ws_firefox(app: &Ctx, req: &Request, _: &Params) -> Res {
     firefox::upgrade(app, req)
 }
+
+/// The route table as JSON for `baa-conductor routes --json`, hidden routes included.
+pub fn table_json() -> Value {
+    Value::Array(
+        ROUTES
+            .iter()
+            .map(|r| {
+                let mut v = r.describe();
+                v["listed"] = Value::Bool(r.listed);
+                v
+            })
+            .collect(),
+    )
+}

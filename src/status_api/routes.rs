@@ -121,6 +121,11 @@ fn nonce() -> String {
     }
 }
 
+/// The route table as JSON for `baa-status-api routes --json`.
+pub fn table_json() -> serde_json::Value {
+    serde_json::Value::Array(ROUTES.iter().map(Route::describe).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

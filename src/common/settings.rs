@@ -16,15 +16,13 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt;
-use std::fs::File;
-use std::io::Read;
 use std::ops::RangeInclusive;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
 use crate::common::netaddr::ListenUrl;
+use crate::common::secret::read_token_file;
 
 /// What a setting falls back to when neither its flag nor its variable is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -551,7 +549,7 @@ impl<'a> Resolver<'a> {
         }
         let Some(p) = path else { return Ok(None) };
         let file = absolute(Path::new(&p.text), self.cwd);
-        read_secret_file(&file).map_err(|problem| Error::Rule {
+        read_token_file(&file).map_err(|problem| Error::Rule {
             origin: Some(p.origin),
             message: problem,
         })
@@ -608,39 +606,6 @@ fn absolute(p: &Path, cwd: &Path) -> PathBuf {
     } else {
         cwd.join(p)
     }
-}
-
-/// Longest token file accepted: a token is one line; anything bigger is the wrong file.
-const MAX_SECRET_FILE: u64 = 4096;
-
-/// Reads a secret file after checking, on the opened file itself (no race with a rename),
-/// that it is a regular file with no group or other permission bits.
-fn read_secret_file(path: &Path) -> std::result::Result<Option<String>, String> {
-    let shown = path.display();
-    let f = File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| format!("cannot stat {shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("{shown} is not a regular file"));
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{shown} has mode {mode:04o}: group or others can read or write it; a token file must be 0600 or stricter (run: chmod 600 {shown})"
-        ));
-    }
-    if meta.len() > MAX_SECRET_FILE {
-        return Err(format!(
-            "{shown} is larger than {MAX_SECRET_FILE} bytes; a token file holds one line"
-        ));
-    }
-    let mut raw = String::new();
-    f.take(MAX_SECRET_FILE)
-        .read_to_string(&mut raw)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let token = raw.trim();
-    Ok((!token.is_empty()).then(|| token.to_string()))
 }
 
 #[cfg(test)]

@@ -152,8 +152,10 @@ pub const SHARED_STATE_DIR: Setting = Setting::env("BAA_STATE_DIR").help(
 pub const SHARED_LOGS_DIR: Setting = Setting::env("BAA_LOGS_DIR").help(
     "shared logs dir; codexd uses its codexd/ subdirectory when BAA_CODEXD_LOGS_DIR is unset",
 );
+pub const DEFAULT_EVENT_STREAM_PATH: &str = "/v1/codexd/events";
+
 pub const EVENT_STREAM_PATH: Setting = Setting::env("BAA_CODEXD_EVENT_STREAM_PATH")
-    .default("/v1/codexd/events")
+    .default(DEFAULT_EVENT_STREAM_PATH)
     .help("path of the event stream (WebSocket and plain GET)");
 pub const MODE: Setting = Setting::env("BAA_CODEXD_MODE")
     .default("app-server")
@@ -301,22 +303,28 @@ pub fn local_api(r: &Resolver) -> Result<(String, ListenUrl)> {
     Ok((base, listen))
 }
 
-/// Flags + environment → the validated config. Pure: the environment comes in through
-/// the resolver's lookup function.
-pub fn resolve(r: &Resolver) -> Result<Config> {
-    let (local_api_base, listen) = local_api(r)?;
-
-    let mut event_stream_path = r.string(&EVENT_STREAM_PATH)?;
-    if !event_stream_path.starts_with('/') {
-        event_stream_path.insert(0, '/');
+/// `BAA_CODEXD_EVENT_STREAM_PATH`, normalized. Apart from `resolve`, `routes` reads it
+/// alone: it is the only setting a route path depends on.
+pub fn event_stream_path(r: &Resolver) -> Result<String> {
+    let mut path = r.string(&EVENT_STREAM_PATH)?;
+    if !path.starts_with('/') {
+        path.insert(0, '/');
     }
-    let event_stream_path = event_stream_path.trim_end_matches('/').to_string();
-    if event_stream_path.is_empty() || event_stream_path.contains(':') {
+    let path = path.trim_end_matches('/').to_string();
+    if path.is_empty() || path.contains(':') {
         return Err(r.invalid(
             &EVENT_STREAM_PATH,
             "expected a plain path such as /v1/codexd/events",
         ));
     }
+    Ok(path)
+}
+
+/// Flags + environment → the validated config. Pure: the environment comes in through
+/// the resolver's lookup function.
+pub fn resolve(r: &Resolver) -> Result<Config> {
+    let (local_api_base, listen) = local_api(r)?;
+    let event_stream_path = event_stream_path(r)?;
 
     let mode = r.choice(&MODE, &["app-server"])?.to_string();
     let strategy = match r.choice(&SERVER_STRATEGY, &["spawn", "external"])? {

@@ -26,7 +26,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use baa::common::cli;
+use baa::common::cli::{self, Invocation};
 use baa::common::settings::Resolver;
 
 use config::{Command, Config, CLI};
@@ -37,9 +37,17 @@ fn main() -> ExitCode {
     if args.first().is_some_and(|a| a == "__stub-app-server") {
         return exit_code(stub::run());
     }
-    CLI.main(args, routes::table_json, |command, inv| {
-        let env = |k: &str| std::env::var(k).ok();
-        let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let env = |k: &str| std::env::var(k).ok();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let routes = |inv: &Invocation<Command>| {
+        // The event stream's path is the only setting a route depends on.
+        let r = Resolver::new(config::SETTINGS, &inv.flags, &env, &cwd);
+        match config::event_stream_path(&r) {
+            Ok(path) => routes::command(&path, inv.json),
+            Err(e) => CLI.fail(&e),
+        }
+    };
+    CLI.main(args, routes, |command, inv| {
         let r = Resolver::new(config::SETTINGS, &inv.flags, &env, &cwd);
         match command {
             // `status` only talks to a running daemon: it needs no dirs.

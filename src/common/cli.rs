@@ -1,6 +1,6 @@
 //! The command line the three binaries share: `<binary> <COMMAND> [FLAGS]` with the same
 //! built-ins everywhere (`help`, `-h`/`--help`, `-V`/`--version`, `settings --json`,
-//! `routes --json`), one usage text generated from the command list and the settings
+//! `routes [--json]`), one usage text generated from the command list and the settings
 //! table, one-line usage errors with a hint (exit 2), and output that treats a closed
 //! stdout (`baa-codexd status --json | head -3`) as the reader being done, not a panic.
 //!
@@ -50,7 +50,7 @@ pub enum Action<C> {
     Version,
     /// `settings --json`: the settings table.
     Settings,
-    /// `routes --json`: the route table.
+    /// `routes [--json]`: the route table.
     Routes,
 }
 
@@ -68,7 +68,10 @@ const BUILTINS: &[(&str, &str)] = &[
         "settings --json",
         "print every setting as JSON: [{flag, env, default, help}]",
     ),
-    ("routes --json", "print the route table as JSON"),
+    (
+        "routes [--json]",
+        "print the route table (one line per route, or JSON); nothing is started",
+    ),
     (
         "help",
         "print this text (also -h, --help); -V, --version prints the version",
@@ -220,12 +223,13 @@ impl<C: Copy + PartialEq> Cli<C> {
         )
     }
 
-    /// The front end of every binary's `main`: parses, answers the built-ins, and hands
-    /// the binary's own commands to `run`. `routes` returns the route table's JSON.
+    /// The front end of every binary's `main`: parses, answers help, version and
+    /// `settings`, and hands `routes` (the table may depend on settings) and the binary's
+    /// own commands to the two functions.
     pub fn main(
         &self,
         args: Vec<OsString>,
-        routes: fn() -> Value,
+        routes: impl FnOnce(&Invocation<C>) -> ExitCode,
         run: impl FnOnce(C, &Invocation<C>) -> ExitCode,
     ) -> ExitCode {
         let inv = match self.parse(args) {
@@ -239,7 +243,7 @@ impl<C: Copy + PartialEq> Cli<C> {
                 &format!("{} {}\n", self.binary, env!("CARGO_PKG_VERSION")),
             ),
             Action::Settings => print_json(self.binary, &settings::table_json(self.settings)),
-            Action::Routes => print_json(self.binary, &routes()),
+            Action::Routes => routes(&inv),
             Action::Run(c) => run(c, &inv),
         }
     }
@@ -411,6 +415,7 @@ mod tests {
             "    start            run it\n",
             "    config [--json]  show it\n",
             "    settings --json  print every setting",
+            "    routes [--json]  print the route table",
             "    --port <PORT>",
             "T_PORT (default 4318)",
             "EXIT CODES: 0 ok, 1 runtime failure, 2 usage or configuration error.\nSee the docs.\n",

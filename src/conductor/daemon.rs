@@ -13,10 +13,11 @@ use baa::common::http::{Server, ServerConfig, ServerHandle};
 use baa::common::signals::StopFlag;
 use baa::common::store::JsonStore;
 
-use crate::app::{self, App};
+use crate::app::App;
 use crate::config::Config;
 use crate::controllers::{self, Heartbeat};
 use crate::lease::{self, Lease};
+use crate::routes;
 
 /// How long in-flight requests get to finish on SIGTERM (launchd's ExitTimeOut is longer).
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -78,7 +79,7 @@ fn start(
     let server = Server::start(
         listener,
         server_cfg,
-        Arc::new(move |req| app::handle(&handler_app, req)),
+        Arc::new(move |req| routes::handle(&handler_app, req)),
     )
     .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
     app.started.store(true, Ordering::SeqCst);

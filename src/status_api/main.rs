@@ -18,15 +18,20 @@ use config::{Command, CLI};
 
 fn main() -> ExitCode {
     let args = std::env::args_os().skip(1).collect();
-    CLI.main(args, routes::table_json, |command, inv| {
-        let env = |k: &str| std::env::var(k).ok();
-        let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-        let cfg = match config::resolve(&Resolver::new(config::SETTINGS, &inv.flags, &env, &cwd)) {
-            Ok(cfg) => cfg,
-            Err(e) => return CLI.fail(&e),
-        };
-        match command {
-            Command::Start => serve::run(cfg),
-        }
-    })
+    CLI.main(
+        args,
+        |inv| routes::command(inv.json),
+        |command, inv| {
+            let env = |k: &str| std::env::var(k).ok();
+            let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+            let cfg =
+                match config::resolve(&Resolver::new(config::SETTINGS, &inv.flags, &env, &cwd)) {
+                    Ok(cfg) => cfg,
+                    Err(e) => return CLI.fail(&e),
+                };
+            match command {
+                Command::Start => serve::run(cfg),
+            }
+        },
+    )
 }

@@ -81,7 +81,7 @@ fn help_and_version_have_the_same_shape_in_all_three_binaries() {
             "USAGE:",
             "COMMANDS:",
             "settings --json",
-            "routes --json",
+            "routes [--json]",
             "FLAGS",
         ] {
             assert!(

@@ -658,7 +658,7 @@ mod tests {
     impl Case {
         fn with<T>(&self, f: impl FnOnce(&Resolver) -> T) -> T {
             let env = |k: &str| self.env.get(k).cloned();
-            let r = Resolver::new(TABLE, &self.flags, &env, Path::new("/work/dir"));
+            let r = Resolver::new(TABLE, &self.flags, &env, Path::new("/srv/app"));
             f(&r)
         }
     }
@@ -751,7 +751,7 @@ mod tests {
             ],
         );
         c.with(|r| {
-            assert_eq!(r.path(&NAME), Ok(PathBuf::from("/work/dir/rel/dir")));
+            assert_eq!(r.path(&NAME), Ok(PathBuf::from("/srv/app/rel/dir")));
             assert_eq!(r.url(&BASE), Ok("http://127.0.0.1:4317".to_string()));
             assert_eq!(r.list(&ITEMS), vec!["a", "b"]);
             assert_eq!(r.bool(&DEMO), Ok(true));

@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::json;
@@ -15,8 +15,9 @@ use baa::common::mock_model::{write_codex_home, MockModel};
 use baa::common::signals::StopFlag;
 
 use crate::config::{Config, Strategy};
-use crate::daemon::Core;
+use crate::core::Core;
 use crate::events::Level;
+use crate::supervision::ChildThreads;
 
 /// In-flight HTTP requests get this long on stop; the child then gets its own grace.
 const HTTP_STOP_GRACE: Duration = Duration::from_secs(2);
@@ -25,7 +26,7 @@ pub struct Running {
     pub core: Arc<Core>,
     pub base: String,
     server: ServerHandle,
-    supervisor: Option<JoinHandle<()>>,
+    child: Option<ChildThreads>,
     ticker: JoinHandle<()>,
     /// Demo mode's built-in model; stopped after the child.
     demo_model: Option<MockModel>,
@@ -85,27 +86,17 @@ pub fn start_on(listener: TcpListener, cfg: Config, stop: StopFlag) -> Result<Ru
         format!("baa-codexd {} listening on {base}", core.cfg.version),
         json!({"pid": std::process::id(), "base": base, "strategy": core.cfg.strategy.as_str()}),
     );
-    let supervisor = match core.cfg.strategy {
-        Strategy::Spawn => Some(
-            crate::child::spawn_supervisor(core.clone())
-                .map_err(|e| format!("cannot start the supervisor thread: {e}"))?,
-        ),
+    let child = match core.cfg.strategy {
+        Strategy::Spawn => Some(ChildThreads::start(&core)?),
         Strategy::External => None,
     };
-    let c = core.clone();
-    let ticker = thread::Builder::new()
-        .name("codexd-ticker".into())
-        .spawn(move || {
-            while !c.stop.sleep(Duration::from_millis(100)) {
-                c.tick();
-            }
-        })
+    let ticker = crate::ticker::spawn(core.clone())
         .map_err(|e| format!("cannot start the ticker thread: {e}"))?;
     Ok(Running {
         core,
         base,
         server,
-        supervisor,
+        child,
         ticker,
         demo_model,
     })
@@ -146,8 +137,8 @@ impl Running {
             json!({"pid": std::process::id()}),
         );
         self.server.stop(HTTP_STOP_GRACE);
-        if let Some(s) = self.supervisor.take() {
-            let _ = s.join();
+        if let Some(c) = self.child.take() {
+            c.join();
         }
         let _ = self.ticker.join();
         if let Some(m) = self.demo_model.take() {

@@ -17,5 +17,6 @@ pub mod secret;
 pub mod settings;
 pub mod signals;
 pub mod store;
+pub mod sync;
 pub mod time;
 pub mod ws;

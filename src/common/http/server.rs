@@ -13,6 +13,7 @@ use super::conn;
 use super::request::Request;
 use super::response::Reply;
 use crate::common::api_error::ApiError;
+use crate::common::sync::lock;
 
 /// The application: turns a request into a reply. Runs on the connection's thread.
 pub type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
@@ -80,10 +81,8 @@ impl Shared {
     }
 
     pub(super) fn set_state(&self, id: u64, state: ConnState) {
-        if let Ok(mut conns) = self.conns.lock() {
-            if let Some(entry) = conns.get_mut(&id) {
-                entry.1 = state;
-            }
+        if let Some(entry) = lock(&self.conns).get_mut(&id) {
+            entry.1 = state;
         }
     }
 
@@ -157,11 +156,9 @@ impl ServerHandle {
         }
         let deadline = Instant::now() + grace;
         loop {
-            if let Ok(conns) = self.shared.conns.lock() {
-                for (stream, state) in conns.values() {
-                    if *state != ConnState::Busy {
-                        let _ = stream.shutdown(Shutdown::Both);
-                    }
+            for (stream, state) in lock(&self.shared.conns).values() {
+                if *state != ConnState::Busy {
+                    let _ = stream.shutdown(Shutdown::Both);
                 }
             }
             if self.shared.active.load(Ordering::SeqCst) == 0 {
@@ -241,9 +238,7 @@ fn admit(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     if let Ok(clone) = stream.try_clone() {
-        if let Ok(mut conns) = shared.conns.lock() {
-            conns.insert(id, (clone, ConnState::Idle));
-        }
+        lock(&shared.conns).insert(id, (clone, ConnState::Idle));
     }
     let s = shared.clone();
     let spawned = thread::Builder::new()
@@ -255,9 +250,7 @@ fn admit(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
         });
     if let Err(e) = spawned {
         log::warn!("could not start a connection thread: {e}");
-        if let Ok(mut conns) = shared.conns.lock() {
-            conns.remove(&id);
-        }
+        lock(&shared.conns).remove(&id);
         shared.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -270,9 +263,7 @@ struct ConnGuard<'a> {
 
 impl Drop for ConnGuard<'_> {
     fn drop(&mut self) {
-        if let Ok(mut conns) = self.shared.conns.lock() {
-            conns.remove(&self.id);
-        }
+        lock(&self.shared.conns).remove(&self.id);
         self.shared.active.fetch_sub(1, Ordering::SeqCst);
     }
 }

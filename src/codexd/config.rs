@@ -154,6 +154,25 @@ fn flag_env(env: Env, key: &str) -> Result<bool, ConfigError> {
     }
 }
 
+pub const DEFAULT_EVENT_STREAM_PATH: &str = "/v1/codexd/events";
+
+/// `BAA_CODEXD_EVENT_STREAM_PATH`, normalized. Apart from `resolve`, `routes` reads it alone:
+/// it is the only setting a route path depends on.
+pub fn event_stream_path(env: Env) -> Result<String, ConfigError> {
+    let mut path = get(env, "BAA_CODEXD_EVENT_STREAM_PATH")
+        .unwrap_or_else(|| DEFAULT_EVENT_STREAM_PATH.into());
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    let path = path.trim_end_matches('/').to_string();
+    if path.is_empty() || path.contains(':') {
+        return Err(ConfigError(
+            "BAA_CODEXD_EVENT_STREAM_PATH must be a plain path such as /v1/codexd/events".into(),
+        ));
+    }
+    Ok(path)
+}
+
 impl Config {
     /// Resolves the configuration from an env lookup and flags.
     pub fn resolve(env: Env, flags: &Flags, cwd: &Path) -> Result<Config, ConfigError> {
@@ -179,18 +198,7 @@ impl Config {
             )));
         }
 
-        let mut event_stream_path =
-            get(env, "BAA_CODEXD_EVENT_STREAM_PATH").unwrap_or_else(|| "/v1/codexd/events".into());
-        if !event_stream_path.starts_with('/') {
-            event_stream_path.insert(0, '/');
-        }
-        let event_stream_path = event_stream_path.trim_end_matches('/').to_string();
-        if event_stream_path.is_empty() || event_stream_path.contains(':') {
-            return Err(ConfigError(
-                "BAA_CODEXD_EVENT_STREAM_PATH must be a plain path such as /v1/codexd/events"
-                    .into(),
-            ));
-        }
+        let event_stream_path = event_stream_path(env)?;
 
         let mode = get(env, "BAA_CODEXD_MODE").unwrap_or_else(|| "app-server".into());
         if mode != "app-server" {

@@ -39,6 +39,7 @@ COMMANDS:
     status    ask the running daemon for /v1/codexd/status
     config    print the resolved configuration (--json for JSON)
     smoke     run the daemon against a built-in stub child and check its files
+    routes    print the route table (--json for JSON); nothing is started
 
 FLAGS (each overrides its BAA_CODEXD_* variable):
     --local-api URL          BAA_CODEXD_LOCAL_API_BASE (loopback only)
@@ -112,6 +113,9 @@ fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if args.first().is_some_and(|a| a == "__stub-app-server") {
         return ExitCode::from(stub::run() as u8);
+    }
+    if args.first().is_some_and(|a| a == "routes") {
+        return routes::command(&args[1..]);
     }
     let cli = match parse_args(args) {
         Ok(Parsed::Run(cli)) => cli,

@@ -1,16 +1,19 @@
 //! codexd's HTTP/WS surface (SPEC §5.3). One table drives dispatch and the route list in
 //! `/v1/codexd/status`; every JSON body is pretty-printed.
 
+use std::ffi::OsString;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use baa::common::api_error::{ok_envelope, ApiError};
 use baa::common::http::guard::HostPolicy;
-use baa::common::http::router::{dispatch, Params, Route, RouteKind};
+use baa::common::http::router::{self, dispatch, Params, Route};
 use baa::common::http::{Handler, Reply, Request, Response};
 use baa::common::ws::{run_session, SessionOptions};
 
+use crate::config::{event_stream_path, DEFAULT_EVENT_STREAM_PATH};
 use crate::daemon::Core;
 
 type Ctx = Arc<Core>;
@@ -20,104 +23,51 @@ fn ok(status: u16, data: Value) -> Res {
     Ok(Response::json_value(status, &ok_envelope("", data), true).into())
 }
 
-pub fn table(event_path: &'static str) -> Vec<Route<Ctx>> {
-    let r = |id, kind, method, pattern, summary, handler| Route {
-        id,
-        kind,
-        method,
-        pattern,
-        summary,
-        listed: true,
-        handler,
-    };
-    vec![
-        r(
-            "probe.healthz",
-            RouteKind::Probe,
-            "GET",
-            "/healthz",
-            "Liveness: {status: ok} and the child's status.",
-            healthz,
-        ),
-        r(
-            "codexd.status",
-            RouteKind::Read,
-            "GET",
-            "/v1/codexd/status",
-            "Service, identity, daemon/child, sessions and recent events.",
-            status,
-        ),
-        r(
-            "codexd.sessions.list",
-            RouteKind::Read,
-            "GET",
-            "/v1/codexd/sessions",
-            "Every session.",
-            sessions_list,
-        ),
-        r(
-            "codexd.sessions.read",
-            RouteKind::Read,
-            "GET",
-            "/v1/codexd/sessions/:session_id",
-            "One session with its recent events.",
-            session_read,
-        ),
-        r(
-            "codexd.sessions.create",
-            RouteKind::Write,
-            "POST",
-            "/v1/codexd/sessions",
-            "Start (or resume with threadId) a Codex thread as a session.",
-            session_create,
-        ),
-        r(
-            "codexd.turn.create",
-            RouteKind::Write,
-            "POST",
-            "/v1/codexd/turn",
-            "Start a turn, or steer the running one with expectedTurnId.",
-            turn_create,
-        ),
-        r(
-            "codexd.turn.interrupt",
-            RouteKind::Write,
-            "POST",
-            "/v1/codexd/turn/interrupt",
-            "Interrupt the session's running turn.",
-            turn_interrupt,
-        ),
-        r(
-            "codexd.requests.list",
-            RouteKind::Read,
-            "GET",
-            "/v1/codexd/requests",
-            "Approvals and other child requests waiting for an answer.",
-            requests_list,
-        ),
-        r(
-            "codexd.requests.answer",
-            RouteKind::Write,
-            "POST",
-            "/v1/codexd/requests/:request_id",
-            "Answer a pending request: {decision} or {result}.",
-            request_answer,
-        ),
-        r(
-            "codexd.events",
-            RouteKind::Read,
-            "GET",
-            event_path,
-            "WebSocket event stream (?since=<seq> replays); plain GET lists events after since.",
-            events,
-        ),
-    ]
+/// The table with the event stream at its default path, one route per line (`rustfmt::skip`:
+/// a table reads down its columns). What is served is `table`, which moves that one route
+/// to the configured path.
+#[rustfmt::skip]
+pub static ROUTES: &[Route<Ctx>] = &[
+    Route::probe("probe.healthz", "GET", "/healthz", "Liveness: {status: ok} and the child's status.", healthz),
+    Route::read("codexd.status", "GET", "/v1/codexd/status", "Service, identity, daemon/child, sessions and recent events.", status),
+    Route::read("codexd.sessions.list", "GET", "/v1/codexd/sessions", "Every session.", sessions_list),
+    Route::read("codexd.sessions.read", "GET", "/v1/codexd/sessions/:session_id", "One session with its recent events.", session_read),
+    Route::write("codexd.sessions.create", "POST", "/v1/codexd/sessions", "Start (or resume with threadId) a Codex thread as a session.", session_create),
+    Route::write("codexd.turn.create", "POST", "/v1/codexd/turn", "Start a turn, or steer the running one with expectedTurnId.", turn_create),
+    Route::write("codexd.turn.interrupt", "POST", "/v1/codexd/turn/interrupt", "Interrupt the session's running turn.", turn_interrupt),
+    Route::read("codexd.requests.list", "GET", "/v1/codexd/requests", "Approvals and other child requests waiting for an answer.", requests_list),
+    Route::write("codexd.requests.answer", "POST", "/v1/codexd/requests/:request_id", "Answer a pending request: {decision} or {result}.", request_answer),
+    Route::read(EVENTS_ID, "GET", DEFAULT_EVENT_STREAM_PATH, "WebSocket event stream (?since=<seq> replays); plain GET lists events after since.", events),
+];
+
+const EVENTS_ID: &str = "codexd.events";
+
+/// The table as served: `BAA_CODEXD_EVENT_STREAM_PATH` decides where the event stream is.
+pub fn table(event_path: &str) -> Vec<Route<Ctx>> {
+    ROUTES
+        .iter()
+        .map(|r| match r.id() {
+            EVENTS_ID => r.clone().at(event_path),
+            _ => r.clone(),
+        })
+        .collect()
+}
+
+/// `baa-codexd routes [--json]`: the served table, printed without starting anything. Only
+/// the event stream's path depends on configuration, so only that variable is read.
+pub fn command(args: &[OsString]) -> ExitCode {
+    match event_stream_path(&|k| std::env::var(k).ok()) {
+        Ok(path) => router::routes_command("baa-codexd", args, &table(&path)),
+        Err(e) => {
+            eprintln!("baa-codexd: configuration error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// The server handler: Host/Origin checks, then the table.
 pub fn handler(core: Ctx) -> Handler {
-    let event_path: &'static str = Box::leak(core.cfg.event_stream_path.clone().into_boxed_str());
-    let routes = Arc::new(table(event_path));
+    let routes = Arc::new(table(&core.cfg.event_stream_path));
     let policy: Arc<std::sync::OnceLock<HostPolicy>> = Arc::new(std::sync::OnceLock::new());
     let core2 = core.clone();
     let policy2 = policy.clone();
@@ -159,9 +109,9 @@ fn healthz(core: &Ctx, _: &Request, _: &Params) -> Res {
 
 fn status(core: &Ctx, _: &Request, _: &Params) -> Res {
     let mut data = core.status_json();
-    let routes: Vec<Value> = table("/v1/codexd/events")
+    let routes: Vec<Value> = table(&core.cfg.event_stream_path)
         .iter()
-        .filter(|r| r.listed)
+        .filter(|r| r.listed())
         .map(Route::describe)
         .collect();
     data["routes"] = Value::Array(routes);

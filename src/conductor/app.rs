@@ -1,25 +1,24 @@
-//! The conductor's shared state and the request entry point: guards first (Host, Origin),
-//! then the route table, then one place that turns results into envelopes.
+//! The conductor's shared state: config, stores, lease, the Firefox bridge, the codexd
+//! proxy, and the one place system-state changes are made. It knows no routes; the
+//! request entry point and the table are in `routes`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use baa::common::api_error::{ok_envelope, ApiError};
 use baa::common::http::guard::HostPolicy;
-use baa::common::http::router::dispatch;
 use baa::common::http::{Reply, Request, Response};
 use baa::common::store::JsonStore;
-use baa::common::ws::Hub;
 
 use crate::codex_proxy::CodexProxy;
 use crate::config::Config;
+use crate::firefox::{self, Bridge};
 use crate::host_ops::exec::ExecSlots;
 use crate::lease::Lease;
-use crate::routes::ROUTES;
 use crate::system::{Action, ChangeRequest, SystemStore};
 
 pub struct App {
@@ -31,11 +30,8 @@ pub struct App {
     pub store: Arc<JsonStore>,
     pub system: SystemStore,
     pub lease: Arc<Lease>,
-    pub hub: Hub,
-    pub firefox_clients: Arc<AtomicUsize>,
-    /// (version, holder) of the last snapshot pushed to bridge clients, so each change is
-    /// pushed once whether it came from this process or another conductor.
-    last_pushed: Mutex<Option<(u64, Option<String>)>>,
+    /// The Firefox bridge's clients and what they were last sent.
+    pub bridge: Bridge,
     pub host_policy: HostPolicy,
     pub codex: CodexProxy,
     pub exec_slots: ExecSlots,
@@ -57,9 +53,7 @@ impl App {
             store,
             system: SystemStore::new(),
             lease,
-            hub: Hub::new(64),
-            firefox_clients: Arc::new(AtomicUsize::new(0)),
-            last_pushed: Mutex::new(None),
+            bridge: Bridge::default(),
             host_policy,
             codex: CodexProxy::new(cfg.codexd_local_api_base.clone()),
             exec_slots: ExecSlots::default(),
@@ -118,27 +112,13 @@ impl App {
 
     /// Pushes `state` to bridge clients unless that exact (version, holder) went out already.
     pub fn broadcast_state(&self, state: &Value) {
-        let key = (
-            state["version"].as_u64().unwrap_or(0),
-            state["holder_id"].as_str().map(str::to_string),
-        );
-        let mut last = self.last_pushed.lock().unwrap_or_else(|p| p.into_inner());
-        if last.as_ref() == Some(&key) {
-            return;
-        }
-        *last = Some(key);
-        let frame = serde_json::json!({ "type": "state_snapshot", "data": state });
-        self.hub.broadcast(&frame.to_string());
+        self.bridge.push(state);
     }
 
     /// Records the state clients already have (sent on connect) without pushing it.
     pub fn mark_pushed(&self) {
         if let Ok(state) = self.system_state() {
-            let key = (
-                state["version"].as_u64().unwrap_or(0),
-                state["holder_id"].as_str().map(str::to_string),
-            );
-            *self.last_pushed.lock().unwrap_or_else(|p| p.into_inner()) = Some(key);
+            self.bridge.mark_pushed(&state);
         }
     }
 
@@ -152,36 +132,24 @@ impl App {
     }
 }
 
-/// Entry point for every request on the local API.
-pub fn handle(app: &Arc<App>, req: &Request) -> Reply {
-    let result = app
-        .host_policy
-        .check(req)
-        .and_then(|_| {
-            // The bridge has its own, stricter Origin rule.
-            if req.path == "/ws/firefox" {
-                Ok(())
-            } else {
-                app.host_policy.check_origin(req)
-            }
-        })
-        .and_then(|_| dispatch(ROUTES, app, req));
-    match result {
-        Ok(reply) => reply,
-        Err(e) => {
-            if e.status >= 500 {
-                log::warn!(
-                    "{} {} → {} {}: {}",
-                    req.method,
-                    req.path,
-                    e.status,
-                    e.code,
-                    e.message
-                );
-            } else {
-                log::debug!("{} {} → {} {}", req.method, req.path, e.status, e.code);
-            }
-            Reply::Http(e.to_response(&req.request_id, false))
-        }
+impl firefox::Node for App {
+    fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn bridge(&self) -> &Bridge {
+        &self.bridge
+    }
+
+    fn is_leader(&self) -> bool {
+        self.lease.status().is_leader
+    }
+
+    fn state(&self) -> Result<Value, ApiError> {
+        self.system_state()
+    }
+
+    fn change(&self, action: Action, req: &ChangeRequest) -> Result<Value, ApiError> {
+        self.change_system(action, req)
     }
 }

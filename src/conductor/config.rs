@@ -156,6 +156,7 @@ USAGE:
     baa-conductor start [FLAGS]     run the daemon in the foreground
     baa-conductor config [FLAGS] [--json]
                                     print the resolved configuration and warnings
+    baa-conductor routes [--json]   print the route table (nothing started, no config read)
     baa-conductor --help | --version
 
 FLAGS (each overrides the environment variable shown):

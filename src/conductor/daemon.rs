@@ -10,10 +10,11 @@ use baa::common::http::{Server, ServerConfig};
 use baa::common::signals::{self, StopFlag};
 use baa::common::store::JsonStore;
 
-use crate::app::{self, App};
+use crate::app::App;
 use crate::config::Config;
 use crate::controllers::{self, Heartbeat};
 use crate::lease::{self, Lease};
+use crate::routes;
 
 /// How long in-flight requests get to finish on SIGTERM (launchd's ExitTimeOut is longer).
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -84,7 +85,7 @@ pub fn run(cfg: Config) -> ExitCode {
     let server = match Server::start(
         listener,
         server_cfg,
-        Arc::new(move |req| app::handle(&handler_app, req)),
+        Arc::new(move |req| routes::handle(&handler_app, req)),
     ) {
         Ok(s) => s,
         Err(e) => {

@@ -1,19 +1,36 @@
 //! Self-description for AI callers: `/describe`, `/describe/business`, `/describe/control`
 //! and `/v1/capabilities`, all built from the route table so they cannot drift from what
-//! is served. Runs routes (`listed: false`) never appear.
+//! is served. Hidden routes (`listed: false`) never appear.
+//!
+//! Everything is passed in (`Facts`: the table, the config, the system state), so this
+//! file imports neither the app nor the routes that serve it.
 
 use serde_json::{json, Value};
 
-use baa::common::api_error::ApiError;
-use baa::common::http::router::{Route, RouteKind};
+use baa::common::http::router::{self, Route, RouteKind};
 
-use crate::app::App;
-use crate::config::CODEXD_ENV;
-use crate::routes::{find, ROUTES};
+use crate::config::{Config, CODEXD_ENV};
+use crate::host_ops::exec;
 
-type R = Route<std::sync::Arc<App>>;
+/// What the documents are built from; the routes fill it in for each request.
+pub struct Facts<'a, C> {
+    pub routes: &'a [Route<C>],
+    pub cfg: &'a Config,
+    /// `http://HOST:PORT` actually bound.
+    pub base_url: &'a str,
+    /// The public system state (`GET /v1/system/state`).
+    pub system: Value,
+}
 
-const BUSINESS: &[&str] = &[
+/// The node's role as `/v1/capabilities` reports it.
+pub struct Role {
+    pub lease_state: &'static str,
+    pub is_leader: bool,
+    pub started: bool,
+}
+
+/// The ids `/describe/business` lists, in order.
+pub const BUSINESS: &[&str] = &[
     "service.describe",
     "describe.business",
     "service.health",
@@ -31,7 +48,8 @@ const BUSINESS: &[&str] = &[
     "tasks.logs.read",
 ];
 
-const CONTROL: &[&str] = &[
+/// The ids `/describe/control` lists, in order.
+pub const CONTROL: &[&str] = &[
     "service.describe",
     "describe.control",
     "service.health",
@@ -48,23 +66,36 @@ const CONTROL: &[&str] = &[
     "probe.runtime",
 ];
 
-fn listed() -> impl Iterator<Item = &'static R> {
-    ROUTES.iter().filter(|r| r.listed)
+/// The route with this id. The ids are this file's constants and a unit test checks each
+/// is in the table, so a miss is a bug in this file.
+fn find<'t, C>(routes: &'t [Route<C>], id: &str) -> &'t Route<C> {
+    router::find(routes, id).unwrap_or_else(|| panic!("route {id} is not in the table"))
 }
 
-fn by_ids(ids: &[&str]) -> Vec<Value> {
-    ids.iter()
-        .map(|id| find(id))
-        .filter(|r| r.listed)
-        .map(|r| r.describe())
+fn listed<C>(routes: &[Route<C>]) -> impl Iterator<Item = &Route<C>> {
+    routes.iter().filter(|r| r.listed())
+}
+
+fn of_kind<C>(routes: &[Route<C>], kind: RouteKind) -> Vec<Value> {
+    listed(routes)
+        .filter(|r| r.kind() == kind)
+        .map(Route::describe)
         .collect()
 }
 
-pub fn codex_routes() -> Value {
+fn by_ids<C>(routes: &[Route<C>], ids: &[&str]) -> Vec<Value> {
+    ids.iter()
+        .map(|id| find(routes, id))
+        .filter(|r| r.listed())
+        .map(Route::describe)
+        .collect()
+}
+
+pub fn codex_routes<C>(routes: &[Route<C>]) -> Value {
     Value::Array(
-        listed()
-            .filter(|r| r.id.starts_with("codex."))
-            .map(|r| r.describe())
+        listed(routes)
+            .filter(|r| r.id().starts_with("codex."))
+            .map(Route::describe)
             .collect(),
     )
 }
@@ -94,18 +125,18 @@ fn example_body(id: &str) -> Option<Value> {
 }
 
 /// A ready-to-run curl command for a route.
-pub fn curl(base: &str, r: &R) -> String {
+pub fn curl<C>(base: &str, r: &Route<C>) -> String {
     let path = r
-        .pattern
+        .pattern()
         .replace(":task_id", "<task_id>")
         .replace(":session_id", "<sessionId>")
         .replace(":run_id", "<run_id>");
-    let auth = if r.id.starts_with("host.") {
+    let auth = if r.id().starts_with("host.") {
         " -H \"Authorization: Bearer $BAA_SHARED_TOKEN\""
     } else {
         ""
     };
-    match (r.method, example_body(r.id)) {
+    match (r.method(), example_body(r.id())) {
         ("GET", _) => format!("curl -sS '{base}{path}'"),
         (m, Some(body)) => format!(
             "curl -sS -X {m} '{base}{path}'{auth} -H 'Content-Type: application/json' -d '{body}'"
@@ -114,13 +145,13 @@ pub fn curl(base: &str, r: &R) -> String {
     }
 }
 
-fn example(app: &App, title: &str, id: &str) -> Value {
-    let r = find(id);
-    json!({ "title": title, "method": r.method, "path": r.pattern, "curl": curl(&app.base_url, r) })
+fn example<C>(f: &Facts<C>, title: &str, id: &str) -> Value {
+    let r = find(f.routes, id);
+    json!({ "title": title, "method": r.method(), "path": r.pattern(), "curl": curl(f.base_url, r) })
 }
 
-pub fn codex_block(app: &App) -> Value {
-    let base = app.cfg.codexd_local_api_base.clone();
+pub fn codex_block<C>(f: &Facts<C>) -> Value {
+    let base = f.cfg.codexd_local_api_base.clone();
     let notes = if base.is_none() {
         vec![
             "Codex routes stay unavailable until independent codexd is configured.".to_string(),
@@ -138,93 +169,93 @@ pub fn codex_block(app: &App) -> Value {
         "backend": "independent_codexd",
         "enabled": base.is_some(),
         "route_prefix": "/v1/codex",
-        "routes": codex_routes(),
+        "routes": codex_routes(f.routes),
         "target_base_url": base,
         "transport": "local_http",
         "notes": notes,
     })
 }
 
-fn auth_block(app: &App) -> Value {
+fn auth_block(cfg: &Config) -> Value {
     json!({
         "mode": "local_network_only",
         "read_routes": "no credentials; the API binds loopback or a Tailscale address and checks the Host header",
         "host_operations": {
             "header": "Authorization: Bearer <BAA_SHARED_TOKEN>",
-            "configured": app.cfg.usable_token().is_some(),
+            "configured": cfg.usable_token().is_some(),
         },
         "browser_requests": "refused: requests carrying a foreign Origin get 403",
     })
 }
 
-fn host_ops_block(app: &App) -> Value {
+fn host_ops_block<C>(f: &Facts<C>) -> Value {
     json!({
-        "enabled": app.cfg.usable_token().is_some(),
+        "enabled": f.cfg.usable_token().is_some(),
         "auth": {
             "header": "Authorization: Bearer <BAA_SHARED_TOKEN>",
-            "configured": app.cfg.usable_token().is_some(),
-            "uses_placeholder_token": app.cfg.uses_placeholder_token(),
+            "configured": f.cfg.usable_token().is_some(),
+            "uses_placeholder_token": f.cfg.uses_placeholder_token(),
             "unauthorized_status": 401,
             "unconfigured_status": 503,
         },
-        "routes": by_ids(&["host.exec", "host.files.read", "host.files.write"]),
+        "routes": by_ids(f.routes, &["host.exec", "host.files.read", "host.files.write"]),
         "result_shape": "HTTP 200 with data = {ok, operation, input, result, error?}; error.code such as INVALID_INPUT, EXEC_TIMEOUT, EXEC_FAILED, FILE_ALREADY_EXISTS, FILE_NOT_FOUND",
         "exec": {
             "shell": "/bin/sh -c",
-            "default_timeout_ms": crate::host_ops::exec::DEFAULT_TIMEOUT_MS,
-            "max_timeout_ms": crate::host_ops::exec::MAX_TIMEOUT_MS,
-            "output_cap_bytes_per_stream": crate::host_ops::exec::OUTPUT_CAP,
-            "max_concurrent": crate::host_ops::exec::MAX_CONCURRENT,
+            "default_timeout_ms": exec::DEFAULT_TIMEOUT_MS,
+            "max_timeout_ms": exec::MAX_TIMEOUT_MS,
+            "output_cap_bytes_per_stream": exec::OUTPUT_CAP,
+            "max_concurrent": exec::MAX_CONCURRENT,
         },
         "examples": [
-            example(app, "Run a command", "host.exec"),
-            example(app, "Read a file", "host.files.read"),
-            example(app, "Write a file", "host.files.write"),
+            example(f, "Run a command", "host.exec"),
+            example(f, "Read a file", "host.files.read"),
+            example(f, "Write a file", "host.files.write"),
         ],
     })
 }
 
-fn websocket_block(app: &App) -> Value {
+fn websocket_block<C>(f: &Facts<C>) -> Value {
     json!({
         "auth_mode": "local_network_only",
         "enabled": true,
         "path": "/ws/firefox",
-        "url": format!("ws://{}/ws/firefox", app.base_url.trim_start_matches("http://")),
+        "url": format!("ws://{}/ws/firefox", f.base_url.trim_start_matches("http://")),
         "purpose": "local Firefox extension bridge (not a public channel)",
-        "allowed_origins": app.cfg.firefox_origins,
+        "allowed_origins": f.cfg.firefox_origins,
         "server_messages": ["hello", "state_snapshot", "action_result", "pong", "error"],
         "client_messages": ["action_request {requestId, action: pause|resume|drain, requested_by?, reason?}", "ping"],
     })
 }
 
-pub fn full(app: &App) -> Result<Value, ApiError> {
-    Ok(json!({
+pub fn full<C>(f: &Facts<C>) -> Value {
+    json!({
         "name": "baa-conductor-daemon",
-        "version": app.cfg.version,
-        "identity": app.cfg.identity(),
-        "base_url": app.base_url,
-        "system": app.system_state()?,
+        "version": f.cfg.version,
+        "identity": f.cfg.identity(),
+        "base_url": f.base_url,
+        "system": f.system,
         "describe_endpoints": {
-            "business": { "path": "/describe/business", "summary": find("describe.business").summary },
-            "control": { "path": "/describe/control", "summary": find("describe.control").summary },
-            "capabilities": { "path": "/v1/capabilities", "summary": find("system.capabilities").summary },
+            "business": { "path": "/describe/business", "summary": find(f.routes, "describe.business").summary() },
+            "control": { "path": "/describe/control", "summary": find(f.routes, "describe.control").summary() },
+            "capabilities": { "path": "/v1/capabilities", "summary": find(f.routes, "system.capabilities").summary() },
         },
-        "codex": codex_block(app),
-        "host_operations": host_ops_block(app),
-        "websocket": websocket_block(app),
-        "auth": auth_block(app),
+        "codex": codex_block(f),
+        "host_operations": host_ops_block(f),
+        "websocket": websocket_block(f),
+        "auth": auth_block(f.cfg),
         "capabilities": {
-            "read_endpoints": listed().filter(|r| r.kind == RouteKind::Read).map(|r| r.describe()).collect::<Vec<_>>(),
-            "write_endpoints": listed().filter(|r| r.kind == RouteKind::Write).map(|r| r.describe()).collect::<Vec<_>>(),
+            "read_endpoints": of_kind(f.routes, RouteKind::Read),
+            "write_endpoints": of_kind(f.routes, RouteKind::Write),
         },
         "examples": [
-            example(app, "Read the business surface first", "describe.business"),
-            example(app, "Inspect the narrower capability surface if needed", "system.capabilities"),
-            example(app, "Inspect the codex proxy surface", "codex.status"),
-            example(app, "Read the current automation state", "system.state"),
-            example(app, "Pause local automation explicitly", "system.pause"),
-            example(app, "Create a codex session", "codex.sessions.create"),
-            example(app, "Run a host command (token required)", "host.exec"),
+            example(f, "Read the business surface first", "describe.business"),
+            example(f, "Inspect the narrower capability surface if needed", "system.capabilities"),
+            example(f, "Inspect the codex proxy surface", "codex.status"),
+            example(f, "Read the current automation state", "system.state"),
+            example(f, "Pause local automation explicitly", "system.pause"),
+            example(f, "Create a codex session", "codex.sessions.create"),
+            example(f, "Run a host command (token required)", "host.exec"),
         ],
         "notes": [
             "AI callers should prefer /describe/business for business queries and /describe/control for control actions.",
@@ -233,31 +264,31 @@ pub fn full(app: &App) -> Result<Value, ApiError> {
             "Every response is JSON {ok, request_id, data} or {ok:false, request_id, error, message, details}, except the plain-text probes.",
             "GET /healthz, /readyz, /rolez and /v1/runtime remain available as low-level diagnostics.",
         ],
-    }))
+    })
 }
 
-pub fn business(app: &App) -> Result<Value, ApiError> {
-    Ok(json!({
+pub fn business<C>(f: &Facts<C>) -> Value {
+    json!({
         "surface": "business",
         "name": "baa-conductor-daemon",
-        "version": app.cfg.version,
-        "base_url": app.base_url,
-        "system": app.system_state()?,
+        "version": f.cfg.version,
+        "base_url": f.base_url,
+        "system": f.system,
         "recommended_flow": [
             "GET /describe/business",
             "Optionally GET /v1/capabilities",
             "Use business routes such as /v1/controllers, /v1/tasks and /v1/codex",
             "Use /describe/control if a local shell or file operation is intended",
         ],
-        "websocket": websocket_block(app),
-        "codex": codex_block(app),
-        "endpoints": by_ids(BUSINESS),
+        "websocket": websocket_block(f),
+        "codex": codex_block(f),
+        "endpoints": by_ids(f.routes, BUSINESS),
         "examples": [
-            example(app, "List recent tasks", "tasks.list"),
-            example(app, "Inspect the codex proxy status", "codex.status"),
-            example(app, "Create a codex session", "codex.sessions.create"),
-            example(app, "Start a turn", "codex.turn.create"),
-            example(app, "Read the session and its last turn", "codex.sessions.read"),
+            example(f, "List recent tasks", "tasks.list"),
+            example(f, "Inspect the codex proxy status", "codex.status"),
+            example(f, "Create a codex session", "codex.sessions.create"),
+            example(f, "Start a turn", "codex.turn.create"),
+            example(f, "Read the session and its last turn", "codex.sessions.read"),
         ],
         "notes": [
             "This surface is intended to be enough for business-query discovery without reading external docs.",
@@ -265,33 +296,33 @@ pub fn business(app: &App) -> Result<Value, ApiError> {
             "If you pivot to /describe/control for /v1/exec or /v1/files/*, those host-ops routes require Authorization: Bearer <BAA_SHARED_TOKEN>.",
             "Control actions and host-level exec/file operations are intentionally excluded; use /describe/control.",
         ],
-    }))
+    })
 }
 
-pub fn control(app: &App) -> Result<Value, ApiError> {
-    Ok(json!({
+pub fn control<C>(f: &Facts<C>) -> Value {
+    json!({
         "surface": "control",
         "name": "baa-conductor-daemon",
-        "version": app.cfg.version,
-        "base_url": app.base_url,
-        "system": app.system_state()?,
+        "version": f.cfg.version,
+        "base_url": f.base_url,
+        "system": f.system,
         "recommended_flow": [
             "GET /describe/control",
             "GET /v1/system/state",
             "POST /v1/system/pause|resume|drain with {requested_by, reason}",
             "Use host operations only when a shell or file operation is intended",
         ],
-        "websocket": websocket_block(app),
-        "auth": auth_block(app),
-        "codex": codex_block(app),
-        "host_operations": host_ops_block(app),
-        "endpoints": by_ids(CONTROL),
+        "websocket": websocket_block(f),
+        "auth": auth_block(f.cfg),
+        "codex": codex_block(f),
+        "host_operations": host_ops_block(f),
+        "endpoints": by_ids(f.routes, CONTROL),
         "examples": [
-            example(app, "Read the current automation state", "system.state"),
-            example(app, "Pause local automation", "system.pause"),
-            example(app, "Resume local automation", "system.resume"),
-            example(app, "Drain local automation", "system.drain"),
-            example(app, "Run a host command", "host.exec"),
+            example(f, "Read the current automation state", "system.state"),
+            example(f, "Pause local automation", "system.pause"),
+            example(f, "Resume local automation", "system.resume"),
+            example(f, "Drain local automation", "system.drain"),
+            example(f, "Run a host command", "host.exec"),
         ],
         "notes": [
             "This surface is intended to be enough for control discovery without reading external docs.",
@@ -301,23 +332,22 @@ pub fn control(app: &App) -> Result<Value, ApiError> {
             "Host operations return the structured host-ops union inside the outer conductor HTTP envelope.",
             "Only the lease holder accepts pause/resume/drain; a standby answers 409 not_leader.",
         ],
-    }))
+    })
 }
 
-pub fn capabilities(app: &App) -> Result<Value, ApiError> {
-    let st = app.lease.status();
-    Ok(json!({
-        "read_endpoints": listed().filter(|r| r.kind == RouteKind::Read).map(|r| r.describe()).collect::<Vec<_>>(),
-        "write_endpoints": listed().filter(|r| r.kind == RouteKind::Write).map(|r| r.describe()).collect::<Vec<_>>(),
-        "diagnostics": listed().filter(|r| r.kind == RouteKind::Probe).map(|r| r.describe()).collect::<Vec<_>>(),
-        "codex": codex_block(app),
+pub fn capabilities<C>(f: &Facts<C>, role: &Role) -> Value {
+    json!({
+        "read_endpoints": of_kind(f.routes, RouteKind::Read),
+        "write_endpoints": of_kind(f.routes, RouteKind::Write),
+        "diagnostics": of_kind(f.routes, RouteKind::Probe),
+        "codex": codex_block(f),
         "runtime": {
-            "identity": app.cfg.identity(),
-            "lease_state": st.state(app.lease.threshold).as_str(),
-            "role": if st.is_leader { "leader" } else { "standby" },
-            "started": app.is_started(),
+            "identity": f.cfg.identity(),
+            "lease_state": role.lease_state,
+            "role": if role.is_leader { "leader" } else { "standby" },
+            "started": role.started,
         },
-        "system": app.system_state()?,
+        "system": f.system,
         "recommended_flow": [
             "GET /describe",
             "GET /v1/capabilities",
@@ -331,5 +361,5 @@ pub fn capabilities(app: &App) -> Result<Value, ApiError> {
             "Read routes are safe for discovery and inspection.",
             "Write routes change node state or run host operations; host operations need the bearer token.",
         ],
-    }))
+    })
 }

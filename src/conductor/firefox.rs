@@ -1,26 +1,90 @@
 //! `/ws/firefox`: the local Firefox extension's two-way channel. On connect the client gets
 //! `hello` and a `state_snapshot`; every system-state change is pushed as a new snapshot;
 //! `action_request` frames run the same pause/resume/drain as the HTTP routes.
+//!
+//! The node is reached through the `Node` trait, which the app implements, so this file
+//! does not import the app; the app owns a `Bridge` and pushes changes through it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
 use baa::common::api_error::ApiError;
 use baa::common::http::{Reply, Request};
 use baa::common::time::now_rfc3339;
-use baa::common::ws::{run_session, SessionOptions};
+use baa::common::ws::{run_session, Hub, SessionOptions};
 
-use crate::app::App;
+use crate::config::Config;
 use crate::system::{Action, ChangeRequest};
 
 /// Concurrent bridge clients; the extension needs one or two.
 pub const MAX_CLIENTS: usize = 8;
 
-pub fn upgrade(app: &Arc<App>, req: &Request) -> Result<Reply, ApiError> {
+/// What a bridge session needs from the node.
+pub trait Node: Send + Sync + 'static {
+    fn config(&self) -> &Config;
+    fn bridge(&self) -> &Bridge;
+    fn is_leader(&self) -> bool;
+    /// The public system state, as `GET /v1/system/state` returns it.
+    fn state(&self) -> Result<Value, ApiError>;
+    /// Pause/resume/drain under the same rules as the HTTP routes.
+    fn change(&self, action: Action, req: &ChangeRequest) -> Result<Value, ApiError>;
+}
+
+/// The bridge's shared state: the hub every client listens on, the client count, and the
+/// (version, holder) of the last snapshot pushed, so each change is pushed once whether it
+/// came from this process or another conductor.
+pub struct Bridge {
+    hub: Hub,
+    clients: Arc<AtomicUsize>,
+    last_pushed: Mutex<Option<(u64, Option<String>)>>,
+}
+
+impl Default for Bridge {
+    fn default() -> Self {
+        Self {
+            hub: Hub::new(64),
+            clients: Arc::new(AtomicUsize::new(0)),
+            last_pushed: Mutex::new(None),
+        }
+    }
+}
+
+/// The key a snapshot is pushed under.
+fn push_key(state: &Value) -> (u64, Option<String>) {
+    (
+        state["version"].as_u64().unwrap_or(0),
+        state["holder_id"].as_str().map(str::to_string),
+    )
+}
+
+impl Bridge {
+    /// Pushes `state` to clients unless that exact (version, holder) went out already.
+    pub fn push(&self, state: &Value) {
+        let key = push_key(state);
+        let mut last = self.last_pushed.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_ref() == Some(&key) {
+            return;
+        }
+        *last = Some(key);
+        let frame = json!({ "type": "state_snapshot", "data": state });
+        self.hub.broadcast(&frame.to_string());
+    }
+
+    /// Records a state clients already have (sent on connect) without pushing it.
+    pub fn mark_pushed(&self, state: &Value) {
+        *self.last_pushed.lock().unwrap_or_else(|p| p.into_inner()) = Some(push_key(state));
+    }
+}
+
+pub fn upgrade<N: Node>(node: &Arc<N>, req: &Request) -> Result<Reply, ApiError> {
     if let Some(origin) = req.header("origin") {
-        let allowed = app.cfg.firefox_origins.iter().any(|o| o == origin.trim());
+        let allowed = node
+            .config()
+            .firefox_origins
+            .iter()
+            .any(|o| o == origin.trim());
         if !allowed {
             return Err(ApiError::new(
                 403,
@@ -29,7 +93,7 @@ pub fn upgrade(app: &Arc<App>, req: &Request) -> Result<Reply, ApiError> {
             ));
         }
     }
-    let clients = app.firefox_clients.clone();
+    let clients = node.bridge().clients.clone();
     if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
         clients.fetch_sub(1, Ordering::SeqCst);
         return Err(ApiError::new(
@@ -38,16 +102,16 @@ pub fn upgrade(app: &Arc<App>, req: &Request) -> Result<Reply, ApiError> {
             format!("At most {MAX_CLIENTS} Firefox bridge clients may connect."),
         ));
     }
-    let app = app.clone();
+    let node = node.clone();
     Ok(Reply::WebSocket(Box::new(move |ws| {
         let _slot = ClientSlot(clients);
-        let sub = app.hub.subscribe();
-        let initial = vec![hello(&app).to_string(), snapshot(&app).to_string()];
+        let sub = node.bridge().hub.subscribe();
+        let initial = vec![hello(&*node).to_string(), snapshot(&*node).to_string()];
         let end = run_session(
             ws,
             initial,
             &sub.rx,
-            |text| vec![handle_frame(&app, text).to_string()],
+            |text| vec![handle_frame(&*node, text).to_string()],
             &SessionOptions::default(),
         );
         log::debug!("firefox bridge client ended: {end:?}");
@@ -62,15 +126,16 @@ impl Drop for ClientSlot {
     }
 }
 
-fn hello(app: &App) -> Value {
+fn hello(node: &impl Node) -> Value {
+    let cfg = node.config();
     json!({
         "type": "hello",
         "protocol": "baa.firefox.v1",
         "service": "baa-conductor",
-        "version": app.cfg.version,
-        "identity": app.cfg.identity(),
-        "node_id": app.cfg.node_id,
-        "role": if app.lease.status().is_leader { "leader" } else { "standby" },
+        "version": cfg.version,
+        "identity": cfg.identity(),
+        "node_id": cfg.node_id,
+        "role": if node.is_leader() { "leader" } else { "standby" },
         "server_time": now_rfc3339(),
         "actions": ["pause", "resume", "drain"],
         "client_messages": ["action_request", "ping"],
@@ -78,8 +143,8 @@ fn hello(app: &App) -> Value {
 }
 
 /// The frame pushed on connect and after every change.
-pub fn snapshot(app: &App) -> Value {
-    match app.system_state() {
+pub fn snapshot(node: &impl Node) -> Value {
+    match node.state() {
         Ok(state) => json!({ "type": "state_snapshot", "data": state }),
         Err(e) => json!({ "type": "error", "error": e.code, "message": e.message }),
     }
@@ -90,7 +155,7 @@ fn error_frame(code: &str, message: &str, request_id: Option<&Value>) -> Value {
 }
 
 /// Answers one client frame. Bad frames get an `error` frame; the connection stays.
-pub fn handle_frame(app: &App, text: &str) -> Value {
+pub fn handle_frame(node: &impl Node, text: &str) -> Value {
     let msg: Value = match serde_json::from_str(text) {
         Ok(v @ Value::Object(_)) => v,
         _ => return error_frame("invalid_json", "Frames must be JSON objects.", None),
@@ -114,7 +179,7 @@ pub fn handle_frame(app: &App, text: &str) -> Value {
                     return json!({ "type": "action_result", "requestId": request_id, "ok": false, "error": { "error": e.code, "message": e.message } })
                 }
             };
-            match app.change_system(action, &change) {
+            match node.change(action, &change) {
                 Ok(state) => {
                     json!({ "type": "action_result", "requestId": request_id, "ok": true, "data": state })
                 }

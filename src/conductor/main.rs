@@ -17,6 +17,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == "routes") {
+        return routes::command(&args[1..]);
+    }
     let (command, overrides) = match config::parse_args(args) {
         Ok(v) => v,
         Err(e) => {

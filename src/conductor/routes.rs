@@ -1,12 +1,16 @@
-//! The conductor's route table. The same table drives dispatch, `/describe*` and
-//! `/v1/capabilities`; a route with `listed: false` is served but never advertised.
+//! The conductor's route table and the request entry point. The same table drives
+//! dispatch, `/describe*`, `/v1/capabilities` and `baa-conductor routes`; a `.hidden()`
+//! route is served but never advertised. This file sits on top of the app, `describe` and
+//! `firefox`: it hands them what they need, and none of them imports it back.
 
+use std::ffi::OsString;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use baa::common::api_error::ApiError;
-use baa::common::http::router::{Params, Route, RouteKind};
+use baa::common::http::router::{self, dispatch, Params, Route};
 use baa::common::http::{Reply, Request, Response};
 
 use crate::app::App;
@@ -18,69 +22,79 @@ use baa::common::codex_fields::{whitelist, INTERRUPT_FIELDS, SESSION_FIELDS};
 type Ctx = Arc<App>;
 type Res = Result<Reply, ApiError>;
 
-const fn route(
-    id: &'static str,
-    kind: RouteKind,
-    method: &'static str,
-    pattern: &'static str,
-    summary: &'static str,
-    handler: fn(&Ctx, &Request, &Params) -> Res,
-) -> Route<Ctx> {
-    Route {
-        id,
-        kind,
-        method,
-        pattern,
-        summary,
-        listed: true,
-        handler,
-    }
-}
-
-const fn hidden(r: Route<Ctx>) -> Route<Ctx> {
-    Route { listed: false, ..r }
-}
-
-use RouteKind::{Probe, Read, Write};
-
+/// The table, one route per line (`rustfmt::skip`: a table reads down its columns).
+#[rustfmt::skip]
 pub static ROUTES: &[Route<Ctx>] = &[
-    route("probe.healthz", Probe, "GET", "/healthz", "Liveness probe: plain text ok.", healthz),
-    route("probe.readyz", Probe, "GET", "/readyz", "Readiness: 200 ready only for a started leader with a healthy lease.", readyz),
-    route("probe.rolez", Probe, "GET", "/rolez", "Current role: leader or standby (plain text).", rolez),
-    route("probe.runtime", Probe, "GET", "/v1/runtime", "Runtime snapshot: identity, control API, codexd target, lease, warnings.", runtime),
-    route("service.describe", Read, "GET", "/describe", "Self-description of this API for AI callers: start here.", describe_all),
-    route("describe.business", Read, "GET", "/describe/business", "Business surface: health, tasks, controllers and the Codex session proxy.", describe_business),
-    route("describe.control", Read, "GET", "/describe/control", "Control surface: automation mode, host operations and probes.", describe_control),
-    route("service.health", Read, "GET", "/health", "Service health summary as JSON.", health),
-    route("service.version", Read, "GET", "/v1/version", "Service name and version.", version),
-    route("system.capabilities", Read, "GET", "/v1/capabilities", "Read/write endpoints, diagnostics, codex proxy and recommended flow.", capabilities),
-    route("system.state", Read, "GET", "/v1/system/state", "Automation mode (running, paused, draining) with who set it and why.", system_state),
-    route("system.pause", Write, "POST", "/v1/system/pause", "Pause local automation. Body: {requested_by, reason}.", pause),
-    route("system.resume", Write, "POST", "/v1/system/resume", "Resume local automation. Body: {requested_by, reason}.", resume),
-    route("system.drain", Write, "POST", "/v1/system/drain", "Drain: finish running work, start nothing new. Body: {requested_by, reason}.", drain),
-    route("controllers.list", Read, "GET", "/v1/controllers", "Conductor instances with last heartbeat, role, priority and lease holder.", controllers_list),
-    route("tasks.list", Read, "GET", "/v1/tasks", "Tasks, newest first. Query: status, limit (default 20, max 100).", tasks_list),
-    route("tasks.read", Read, "GET", "/v1/tasks/:task_id", "One task with its runs.", tasks_read),
-    route("tasks.logs.read", Read, "GET", "/v1/tasks/:task_id/logs", "A task's log lines. Query: limit (default 200, max 500), run_id.", tasks_logs),
-    hidden(route("runs.list", Read, "GET", "/v1/runs", "Runs, newest first. Query: task_id, limit.", runs_list)),
-    hidden(route("runs.read", Read, "GET", "/v1/runs/:run_id", "One run.", runs_read)),
-    route("codex.status", Read, "GET", "/v1/codex", "Codex proxy status: codexd daemon, child, sessions, event stream.", codex_status),
-    route("codex.sessions.list", Read, "GET", "/v1/codex/sessions", "Codex sessions held by codexd.", codex_sessions_list),
-    route("codex.sessions.read", Read, "GET", "/v1/codex/sessions/:session_id", "One Codex session with its last turn and recent events.", codex_sessions_read),
-    route("codex.sessions.create", Write, "POST", "/v1/codex/sessions", "Create a Codex session (thread). Body: {cwd, model, purpose, approvalPolicy, ...}.", codex_sessions_create),
-    route("codex.turn.create", Write, "POST", "/v1/codex/turn", "Start a turn on a session. Body: {sessionId, input}; 202 with turnId.", codex_turn_create),
-    route("codex.turn.interrupt", Write, "POST", "/v1/codex/turn/interrupt", "Interrupt the running turn of a session. Body: {sessionId}.", codex_turn_interrupt),
-    route("host.exec", Write, "POST", "/v1/exec", "Run a shell command on the host. Bearer token. Body: {command, cwd, timeoutMs, env}.", host_exec),
-    route("host.files.read", Write, "POST", "/v1/files/read", "Read a file on the host. Bearer token. Body: {path, cwd, encoding}.", host_files_read),
-    route("host.files.write", Write, "POST", "/v1/files/write", "Write a file on the host. Bearer token. Body: {path, cwd, content, overwrite, createParents}.", host_files_write),
-    hidden(route("ws.firefox", Read, "GET", "/ws/firefox", "WebSocket bridge for the local Firefox extension.", ws_firefox)),
+    Route::probe("probe.healthz", "GET", "/healthz", "Liveness probe: plain text ok.", healthz),
+    Route::probe("probe.readyz", "GET", "/readyz", "Readiness: 200 ready only for a started leader with a healthy lease.", readyz),
+    Route::probe("probe.rolez", "GET", "/rolez", "Current role: leader or standby (plain text).", rolez),
+    Route::probe("probe.runtime", "GET", "/v1/runtime", "Runtime snapshot: identity, control API, codexd target, lease, warnings.", runtime),
+    Route::read("service.describe", "GET", "/describe", "Self-description of this API for AI callers: start here.", describe_all),
+    Route::read("describe.business", "GET", "/describe/business", "Business surface: health, tasks, controllers and the Codex session proxy.", describe_business),
+    Route::read("describe.control", "GET", "/describe/control", "Control surface: automation mode, host operations and probes.", describe_control),
+    Route::read("service.health", "GET", "/health", "Service health summary as JSON.", health),
+    Route::read("service.version", "GET", "/v1/version", "Service name and version.", version),
+    Route::read("system.capabilities", "GET", "/v1/capabilities", "Read/write endpoints, diagnostics, codex proxy and recommended flow.", capabilities),
+    Route::read("system.state", "GET", "/v1/system/state", "Automation mode (running, paused, draining) with who set it and why.", system_state),
+    Route::write("system.pause", "POST", "/v1/system/pause", "Pause local automation. Body: {requested_by, reason}.", pause),
+    Route::write("system.resume", "POST", "/v1/system/resume", "Resume local automation. Body: {requested_by, reason}.", resume),
+    Route::write("system.drain", "POST", "/v1/system/drain", "Drain: finish running work, start nothing new. Body: {requested_by, reason}.", drain),
+    Route::read("controllers.list", "GET", "/v1/controllers", "Conductor instances with last heartbeat, role, priority and lease holder.", controllers_list),
+    Route::read("tasks.list", "GET", "/v1/tasks", "Tasks, newest first. Query: status, limit (default 20, max 100).", tasks_list),
+    Route::read("tasks.read", "GET", "/v1/tasks/:task_id", "One task with its runs.", tasks_read),
+    Route::read("tasks.logs.read", "GET", "/v1/tasks/:task_id/logs", "A task's log lines. Query: limit (default 200, max 500), run_id.", tasks_logs),
+    Route::read("runs.list", "GET", "/v1/runs", "Runs, newest first. Query: task_id, limit.", runs_list).hidden(),
+    Route::read("runs.read", "GET", "/v1/runs/:run_id", "One run.", runs_read).hidden(),
+    Route::read("codex.status", "GET", "/v1/codex", "Codex proxy status: codexd daemon, child, sessions, event stream.", codex_status),
+    Route::read("codex.sessions.list", "GET", "/v1/codex/sessions", "Codex sessions held by codexd.", codex_sessions_list),
+    Route::read("codex.sessions.read", "GET", "/v1/codex/sessions/:session_id", "One Codex session with its last turn and recent events.", codex_sessions_read),
+    Route::write("codex.sessions.create", "POST", "/v1/codex/sessions", "Create a Codex session (thread). Body: {cwd, model, purpose, approvalPolicy, ...}.", codex_sessions_create),
+    Route::write("codex.turn.create", "POST", "/v1/codex/turn", "Start a turn on a session. Body: {sessionId, input}; 202 with turnId.", codex_turn_create),
+    Route::write("codex.turn.interrupt", "POST", "/v1/codex/turn/interrupt", "Interrupt the running turn of a session. Body: {sessionId}.", codex_turn_interrupt),
+    Route::write("host.exec", "POST", "/v1/exec", "Run a shell command on the host. Bearer token. Body: {command, cwd, timeoutMs, env}.", host_exec),
+    Route::write("host.files.read", "POST", "/v1/files/read", "Read a file on the host. Bearer token. Body: {path, cwd, encoding}.", host_files_read),
+    Route::write("host.files.write", "POST", "/v1/files/write", "Write a file on the host. Bearer token. Body: {path, cwd, content, overwrite, createParents}.", host_files_write),
+    Route::read("ws.firefox", "GET", "/ws/firefox", "WebSocket bridge for the local Firefox extension.", ws_firefox).hidden(),
 ];
 
-pub fn find(id: &str) -> &'static Route<Ctx> {
-    ROUTES
-        .iter()
-        .find(|r| r.id == id)
-        .unwrap_or_else(|| panic!("route {id} is not in the table"))
+/// `baa-conductor routes [--json]`: the table above, printed without starting anything.
+pub fn command(args: &[OsString]) -> ExitCode {
+    router::routes_command("baa-conductor", args, ROUTES)
+}
+
+/// Entry point for every request on the local API: guards first (Host, Origin), then the
+/// table, then one place that turns errors into envelopes.
+pub fn handle(app: &Ctx, req: &Request) -> Reply {
+    let result = app
+        .host_policy
+        .check(req)
+        .and_then(|_| {
+            // The bridge has its own, stricter Origin rule.
+            if req.path == "/ws/firefox" {
+                Ok(())
+            } else {
+                app.host_policy.check_origin(req)
+            }
+        })
+        .and_then(|_| dispatch(ROUTES, app, req));
+    match result {
+        Ok(reply) => reply,
+        Err(e) => {
+            if e.status >= 500 {
+                log::warn!(
+                    "{} {} → {} {}: {}",
+                    req.method,
+                    req.path,
+                    e.status,
+                    e.code,
+                    e.message
+                );
+            } else {
+                log::debug!("{} {} → {} {}", req.method, req.path, e.status, e.code);
+            }
+            Reply::Http(e.to_response(&req.request_id, false))
+        }
+    }
 }
 
 fn healthz(_: &Ctx, _: &Request, _: &Params) -> Res {
@@ -164,20 +178,36 @@ fn runtime(app: &Ctx, req: &Request, _: &Params) -> Res {
     Ok(app.ok(req, 200, runtime_snapshot(app)))
 }
 
+/// What `describe` builds its documents from: this table and the app's current state.
+fn facts(app: &App) -> Result<describe::Facts<'_, Ctx>, ApiError> {
+    Ok(describe::Facts {
+        routes: ROUTES,
+        cfg: &app.cfg,
+        base_url: &app.base_url,
+        system: app.system_state()?,
+    })
+}
+
 fn describe_all(app: &Ctx, req: &Request, _: &Params) -> Res {
-    Ok(app.ok(req, 200, describe::full(app)?))
+    Ok(app.ok(req, 200, describe::full(&facts(app)?)))
 }
 
 fn describe_business(app: &Ctx, req: &Request, _: &Params) -> Res {
-    Ok(app.ok(req, 200, describe::business(app)?))
+    Ok(app.ok(req, 200, describe::business(&facts(app)?)))
 }
 
 fn describe_control(app: &Ctx, req: &Request, _: &Params) -> Res {
-    Ok(app.ok(req, 200, describe::control(app)?))
+    Ok(app.ok(req, 200, describe::control(&facts(app)?)))
 }
 
 fn capabilities(app: &Ctx, req: &Request, _: &Params) -> Res {
-    Ok(app.ok(req, 200, describe::capabilities(app)?))
+    let st = app.lease.status();
+    let role = describe::Role {
+        lease_state: st.state(app.lease.threshold).as_str(),
+        is_leader: st.is_leader,
+        started: app.is_started(),
+    };
+    Ok(app.ok(req, 200, describe::capabilities(&facts(app)?, &role)))
 }
 
 fn health(app: &Ctx, req: &Request, _: &Params) -> Res {
@@ -280,7 +310,7 @@ fn codex_status(app: &Ctx, req: &Request, _: &Params) -> Res {
     Ok(app.ok(
         req,
         200,
-        reshape_status(&data, target, describe::codex_routes()),
+        reshape_status(&data, target, describe::codex_routes(ROUTES)),
     ))
 }
 
@@ -361,4 +391,49 @@ fn host_files_write(app: &Ctx, req: &Request, _: &Params) -> Res {
 
 fn ws_firefox(app: &Ctx, req: &Request, _: &Params) -> Res {
     firefox::upgrade(app, req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{resolve, Overrides};
+
+    #[test]
+    fn every_route_id_describe_names_is_a_listed_route() {
+        for id in describe::BUSINESS.iter().chain(describe::CONTROL) {
+            let route = router::find(ROUTES, id);
+            assert!(
+                route.is_some_and(Route::listed),
+                "describe names {id}, which is not a listed route"
+            );
+        }
+        // The documents name further ids (examples, summaries); building them finds any miss.
+        let cfg = resolve(
+            &Overrides::default(),
+            &|_| None,
+            std::path::Path::new("/tmp"),
+        )
+        .unwrap();
+        let facts = describe::Facts {
+            routes: ROUTES,
+            cfg: &cfg,
+            base_url: "http://127.0.0.1:4317",
+            system: json!({"mode": "running"}),
+        };
+        let role = describe::Role {
+            lease_state: "leader",
+            is_leader: true,
+            started: true,
+        };
+        let docs = [
+            describe::full(&facts),
+            describe::business(&facts),
+            describe::control(&facts),
+            describe::capabilities(&facts, &role),
+        ];
+        assert!(
+            docs.iter().all(|d| d["system"]["mode"] == "running"),
+            "{docs:?}"
+        );
+    }
 }

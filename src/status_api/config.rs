@@ -19,6 +19,7 @@ baa-status-api: read-only status page and JSON aggregate for the baa-conductor n
 
 USAGE:
     baa-status-api [OPTIONS]
+    baa-status-api routes [--json]   print the route table; nothing is started
 
 OPTIONS:
     --host HOST                  listen host (env BAA_STATUS_API_HOST, default 127.0.0.1);

@@ -21,11 +21,15 @@ use common::http::{Handler, Reply, Server, ServerConfig};
 use common::signals::{self, StopFlag};
 
 fn main() -> ExitCode {
-    ExitCode::from(run())
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == "routes") {
+        return routes::command(&args[1..]);
+    }
+    ExitCode::from(run(args))
 }
 
-fn run() -> u8 {
-    let raw = match config::parse_args(std::env::args_os().skip(1)) {
+fn run(args: Vec<std::ffi::OsString>) -> u8 {
+    let raw = match config::parse_args(args) {
         Ok(raw) => raw,
         Err(e) => {
             eprintln!("baa-status-api: {e}\nTry --help.");

@@ -5,7 +5,9 @@
 //! Origin are checked before routing, as on the other daemons: the page names who paused
 //! automation and why, which a foreign web page must not be able to read via DNS rebinding.
 
+use std::ffi::OsString;
 use std::io::Read;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -14,7 +16,7 @@ use super::aggregate::{self, Upstreams};
 use super::page;
 use crate::common::api_error::{ok_envelope, ApiError};
 use crate::common::http::guard::HostPolicy;
-use crate::common::http::router::{dispatch, Params, Route, RouteKind};
+use crate::common::http::router::{self, dispatch, Params, Route};
 use crate::common::http::{Reply, Request, Response};
 
 pub struct Ctx {
@@ -27,35 +29,18 @@ pub struct Ctx {
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 pub const TOTAL_TIMEOUT: Duration = Duration::from_millis(1500);
 
-pub static ROUTES: [Route<Ctx>; 3] = [
-    Route {
-        id: "probe.healthz",
-        kind: RouteKind::Probe,
-        method: "GET",
-        pattern: "/healthz",
-        summary: "Liveness probe: ok",
-        listed: true,
-        handler: healthz,
-    },
-    Route {
-        id: "status.json",
-        kind: RouteKind::Read,
-        method: "GET",
-        pattern: "/v1/status",
-        summary: "Aggregated conductor and codexd status, each part marked reachable or not",
-        listed: true,
-        handler: status_json,
-    },
-    Route {
-        id: "status.page",
-        kind: RouteKind::Read,
-        method: "GET",
-        pattern: "/",
-        summary: "Human-readable status page",
-        listed: true,
-        handler: status_page,
-    },
+/// The table, one route per line (`rustfmt::skip`: a table reads down its columns).
+#[rustfmt::skip]
+pub static ROUTES: &[Route<Ctx>] = &[
+    Route::probe("probe.healthz", "GET", "/healthz", "Liveness probe: ok", healthz),
+    Route::read("status.json", "GET", "/v1/status", "Aggregated conductor and codexd status, each part marked reachable or not", status_json),
+    Route::read("status.page", "GET", "/", "Human-readable status page", status_page),
 ];
+
+/// `baa-status-api routes [--json]`: the table above, printed without starting anything.
+pub fn command(args: &[OsString]) -> ExitCode {
+    router::routes_command("baa-status-api", args, ROUTES)
+}
 
 /// JSON and text replies may not load or run anything at all.
 const CSP_STRICT: &str =
@@ -67,7 +52,7 @@ pub fn handle(ctx: &Ctx, req: &Request) -> Response {
         .policy
         .check(req)
         .and_then(|()| ctx.policy.check_origin(req))
-        .and_then(|()| dispatch(&ROUTES, ctx, req));
+        .and_then(|()| dispatch(ROUTES, ctx, req));
     let resp = match result {
         Ok(Reply::Http(resp)) => resp,
         Ok(Reply::WebSocket(_)) => ApiError::internal("This daemon serves no WebSocket.")

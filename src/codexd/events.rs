@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use serde_json::{json, Value};
 
 use baa::common::jsonl::JsonlLog;
+use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 use baa::common::ws::{Hub, Subscription};
 
@@ -89,12 +90,41 @@ impl Events {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 
     /// Records and broadcasts one event; returns its seq.
     pub fn emit(&self, level: Level, kind: &str, message: impl Into<String>, detail: Value) -> u64 {
         let mut inner = self.lock();
+        self.record(&mut inner, level, kind, message.into(), detail)
+    }
+
+    /// Runs `act` and, if it succeeds, records the event — both under the event lock, so
+    /// every event caused by `act` gets a later seq. For an answer sent to the child: the
+    /// child's reaction is emitted by the dispatcher, which waits for this lock, so it can
+    /// never overtake the event that says the answer was sent. `act` must not block (a
+    /// queue `try_send` is fine) and must not emit.
+    pub fn emit_after<E>(
+        &self,
+        act: impl FnOnce() -> Result<(), E>,
+        level: Level,
+        kind: &str,
+        message: impl Into<String>,
+        detail: Value,
+    ) -> Result<u64, E> {
+        let mut inner = self.lock();
+        act()?;
+        Ok(self.record(&mut inner, level, kind, message.into(), detail))
+    }
+
+    fn record(
+        &self,
+        inner: &mut Inner,
+        level: Level,
+        kind: &str,
+        message: String,
+        detail: Value,
+    ) -> u64 {
         inner.seq += 1;
         let seq = inner.seq;
         let now = now_rfc3339();
@@ -103,7 +133,7 @@ impl Events {
             "createdAt": now,
             "level": level.as_str(),
             "type": kind,
-            "message": message.into(),
+            "message": message,
             "detail": detail,
         });
         if let Some(log) = inner.log.as_mut() {
@@ -297,5 +327,48 @@ mod tests {
         assert_eq!(seqs(&[live]), vec![(RING + 51) as u64]);
         assert_eq!(ev.since(RING as u64 + 49, 10).len(), 2);
         assert_eq!(ev.since(0, 5).len(), 5);
+    }
+
+    /// The bug behind the flaky `real_codex_approvals_are_answered_over_http_and_by_timeout`:
+    /// the answer went to the child first and `request.timeout` was emitted after, so a
+    /// quick child's reaction (a declined item) could get the earlier seq. Here the action
+    /// wakes a "child" that emits at once, and dawdles before returning (a preempted
+    /// thread): the answer's event must still come first.
+    #[test]
+    fn emit_after_orders_the_event_before_what_the_action_causes() {
+        let ev = std::sync::Arc::new(Events::open(tmp(), vec![], 0, 10));
+        let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+        let ev2 = ev.clone();
+        let child = std::thread::spawn(move || {
+            rx.recv().unwrap();
+            ev2.emit(Level::Info, "child.reaction", "reacted", json!({}))
+        });
+        let answered = ev
+            .emit_after(
+                || {
+                    tx.send(()).unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    Ok::<(), ()>(())
+                },
+                Level::Warn,
+                "request.timeout",
+                "answered",
+                json!({}),
+            )
+            .unwrap();
+        let reaction = child.join().unwrap();
+        assert!(
+            answered < reaction,
+            "answer seq {answered}, reaction seq {reaction}"
+        );
+        let failed = ev.emit_after(
+            || Err("gone"),
+            Level::Warn,
+            "request.timeout",
+            "x",
+            json!({}),
+        );
+        assert_eq!(failed, Err("gone"));
+        assert_eq!(ev.last_seq(), reaction, "a failed action must not emit");
     }
 }

@@ -6,7 +6,7 @@
 mod approvals;
 mod child;
 mod config;
-mod daemon;
+mod core;
 mod events;
 mod logfile;
 mod notifications;
@@ -20,6 +20,8 @@ mod smoke;
 mod state;
 mod status;
 mod stub;
+mod supervision;
+mod ticker;
 mod turn_ops;
 
 use std::io::Write;

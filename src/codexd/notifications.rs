@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use baa::common::time::now_rfc3339;
 
-use crate::daemon::{str_at, Core, Link};
+use crate::child::Link;
+use crate::core::{str_at, Core};
 use crate::events::Level;
 use crate::sessions::{Session, TurnRecord};
 use crate::turn_ops::{begin_turn, finish_turn};

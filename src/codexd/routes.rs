@@ -14,7 +14,7 @@ use baa::common::http::{Handler, Reply, Request, Response};
 use baa::common::ws::{run_session, SessionOptions};
 
 use crate::config::{event_stream_path, DEFAULT_EVENT_STREAM_PATH};
-use crate::daemon::Core;
+use crate::core::Core;
 
 type Ctx = Arc<Core>;
 type Res = Result<Reply, ApiError>;

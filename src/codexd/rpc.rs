@@ -3,18 +3,23 @@
 //! request without a deadline could wait for ever).
 //!
 //! Writes go through a bounded channel to a dedicated writer thread that owns the pipe,
-//! so a child that stops reading stdin can never block an HTTP handler.
+//! so a child that stops reading stdin can never block an HTTP handler. The writer's end
+//! of the pipe is non-blocking and it waits in poll(2) beside a stop pipe, so closing the
+//! `Rpc` ends the writer at once even while the child is not reading.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{self, Write};
 use std::process::ChildStdin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use serde_json::{json, Value};
+
+use baa::common::proc::{set_nonblocking, wait_ready, Ready, StopPipe};
+use baa::common::sync::lock;
 
 /// Why a request did not produce a result.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +30,8 @@ pub enum RpcError {
     ChildGone,
     /// The outbound queue is full: the child stopped reading its stdin.
     Backlogged,
+    /// The child's answer was a line over codexd's line limit (it was cut, not read).
+    TooLarge { bytes: u64, limit: usize },
     /// The child answered with a JSON-RPC error object.
     Server {
         code: i64,
@@ -44,6 +51,10 @@ impl std::fmt::Display for RpcError {
             }
             RpcError::ChildGone => f.write_str("the app-server exited before answering"),
             RpcError::Backlogged => f.write_str("the app-server is not reading its input"),
+            RpcError::TooLarge { bytes, limit } => write!(
+                f,
+                "the app-server answered with a {bytes}-byte line, over codexd's {limit}-byte limit"
+            ),
             RpcError::Server { code, message, .. } => {
                 write!(f, "app-server error {code}: {message}")
             }
@@ -58,22 +69,29 @@ pub struct Rpc {
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, Waiter>>,
     closed: AtomicBool,
+    /// Fired by `close`: wakes the writer wherever it waits.
+    stop: Arc<StopPipe>,
 }
 
 impl Rpc {
     /// Starts the writer thread over `stdin`. The thread ends when the `Rpc` is closed or
-    /// dropped, or when a write fails; ending it closes stdin (EOF for the child).
-    pub fn start(stdin: ChildStdin, name: &str) -> std::io::Result<(Rpc, JoinHandle<()>)> {
+    /// dropped, or when a write fails; ending it closes stdin (EOF for the child). The
+    /// caller owns the returned handle and joins it after closing.
+    pub fn start(stdin: ChildStdin, name: &str) -> io::Result<(Rpc, JoinHandle<()>)> {
+        set_nonblocking(&stdin)?;
+        let stop = Arc::new(StopPipe::new()?);
         let (tx, rx) = bounded::<Vec<u8>>(1024);
+        let writer_stop = stop.clone();
         let handle = thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || writer_loop(stdin, rx))?;
+            .spawn(move || writer_loop(stdin, rx, &writer_stop))?;
         Ok((
             Rpc {
                 out: tx,
                 next_id: AtomicU64::new(1),
                 pending: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
+                stop,
             },
             handle,
         ))
@@ -101,9 +119,7 @@ impl Rpc {
     ) -> Result<Value, RpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = bounded(1);
-        if let Ok(mut p) = self.pending.lock() {
-            p.insert(id, tx);
-        }
+        lock(&self.pending).insert(id, tx);
         // Every request carries params, at least `{}`: the app-server rejects requests
         // without them.
         let params = if params.is_null() { json!({}) } else { params };
@@ -124,9 +140,7 @@ impl Rpc {
     }
 
     fn forget(&self, id: u64) {
-        if let Ok(mut p) = self.pending.lock() {
-            p.remove(&id);
-        }
+        lock(&self.pending).remove(&id);
     }
 
     pub fn notify(&self, method: &str, params: Option<Value>) -> Result<(), RpcError> {
@@ -153,7 +167,7 @@ impl Rpc {
         let Some(id) = msg.get("id").and_then(id_as_u64) else {
             return false;
         };
-        let waiter = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
+        let waiter = lock(&self.pending).remove(&id);
         let Some(waiter) = waiter else {
             return false;
         };
@@ -173,18 +187,29 @@ impl Rpc {
         true
     }
 
+    /// Fails the request `id` with `err` (its response could not be read). Returns false
+    /// if nobody waits for it.
+    pub fn fail(&self, id: &Value, err: RpcError) -> bool {
+        let waiter = id_as_u64(id).and_then(|id| lock(&self.pending).remove(&id));
+        match waiter {
+            Some(w) => {
+                let _ = w.send(Err(err));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Fails every waiting request with `ChildGone` and refuses new ones.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        let waiters: Vec<Waiter> = self
-            .pending
-            .lock()
-            .map(|mut p| p.drain().map(|(_, w)| w).collect())
-            .unwrap_or_default();
+        let waiters: Vec<Waiter> = lock(&self.pending).drain().map(|(_, w)| w).collect();
         for w in waiters {
             let _ = w.send(Err(RpcError::ChildGone));
         }
-        // An empty line tells the writer to stop, which closes the child's stdin.
+        // The stop pipe wakes a writer waiting on a full pipe; an empty line wakes one
+        // waiting for work. Either way it stops, which closes the child's stdin.
+        self.stop.fire();
         let _ = self.out.try_send(Vec::new());
     }
 
@@ -193,7 +218,7 @@ impl Rpc {
     }
 
     pub fn pending_count(&self) -> usize {
-        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+        lock(&self.pending).len()
     }
 }
 
@@ -208,17 +233,41 @@ fn id_as_u64(v: &Value) -> Option<u64> {
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
-fn writer_loop(mut stdin: ChildStdin, rx: Receiver<Vec<u8>>) {
-    // Ends on the close marker, when every Sender is gone, or when a write fails.
+fn writer_loop(mut stdin: ChildStdin, rx: Receiver<Vec<u8>>, stop: &StopPipe) {
+    // Ends on the close marker, when every Sender is gone, when the stop pipe fires, or
+    // when a write fails.
     for line in rx.iter() {
-        if line.is_empty() {
+        if line.is_empty() || stop.is_fired() {
             return;
         }
-        if let Err(e) = stdin.write_all(&line).and_then(|_| stdin.flush()) {
-            log::warn!("writing to the app-server failed: {e}");
-            return;
+        match write_all(&mut stdin, &line, stop) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                log::warn!("writing to the app-server failed: {e}");
+                return;
+            }
         }
     }
+}
+
+/// Writes all of `buf` to the non-blocking pipe, waiting in poll(2) while it is full.
+/// Ok(false) if `stop` fired first.
+fn write_all(stdin: &mut ChildStdin, mut buf: &[u8], stop: &StopPipe) -> io::Result<bool> {
+    while !buf.is_empty() {
+        match stdin.write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !wait_ready(stdin, Ready::Write, stop)? {
+                    return Ok(false);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -270,5 +319,29 @@ mod tests {
         writer.join().unwrap();
         child.wait().unwrap();
         reader.join().unwrap();
+    }
+
+    /// A child that never reads its stdin: the writer blocks on the full pipe, and
+    /// closing the Rpc must still end it at once (before, it waited for the child to die).
+    #[test]
+    fn close_ends_a_writer_stuck_on_a_child_that_does_not_read() {
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (rpc, writer) = Rpc::start(child.stdin.take().unwrap(), "test-writer").unwrap();
+        let big = "x".repeat(1024 * 1024);
+        rpc.notify("fill", Some(json!({"pad": big}))).unwrap();
+        rpc.close();
+        let (tx, rx) = bounded(1);
+        thread::spawn(move || {
+            let _ = writer.join();
+            let _ = tx.send(());
+        });
+        let joined = rx.recv_timeout(Duration::from_secs(5));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(joined, Ok(()), "writer still blocked after close");
     }
 }

@@ -2,7 +2,7 @@
 //! ticker. Shared by `start` and `smoke`.
 
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::json;
@@ -12,14 +12,15 @@ use baa::common::mock_model::{write_codex_home, MockModel};
 use baa::common::signals::StopFlag;
 
 use crate::config::{Config, Strategy};
-use crate::daemon::Core;
+use crate::core::Core;
 use crate::events::Level;
+use crate::supervision::ChildThreads;
 
 pub struct Running {
     pub core: Arc<Core>,
     pub base: String,
     server: ServerHandle,
-    supervisor: Option<JoinHandle<()>>,
+    child: Option<ChildThreads>,
     ticker: JoinHandle<()>,
     /// Demo mode's built-in model; stopped after the child.
     demo_model: Option<MockModel>,
@@ -52,27 +53,17 @@ pub fn start(cfg: Config, stop: StopFlag) -> Result<Running, String> {
         format!("baa-codexd {} listening on {base}", core.cfg.version),
         json!({"pid": std::process::id(), "base": base, "strategy": core.cfg.strategy.as_str()}),
     );
-    let supervisor = match core.cfg.strategy {
-        Strategy::Spawn => Some(
-            crate::child::spawn_supervisor(core.clone())
-                .map_err(|e| format!("cannot start the supervisor thread: {e}"))?,
-        ),
+    let child = match core.cfg.strategy {
+        Strategy::Spawn => Some(ChildThreads::start(&core)?),
         Strategy::External => None,
     };
-    let c = core.clone();
-    let ticker = thread::Builder::new()
-        .name("codexd-ticker".into())
-        .spawn(move || {
-            while !c.stop.sleep(Duration::from_millis(100)) {
-                c.tick();
-            }
-        })
+    let ticker = crate::ticker::spawn(core.clone())
         .map_err(|e| format!("cannot start the ticker thread: {e}"))?;
     Ok(Running {
         core,
         base,
         server,
-        supervisor,
+        child,
         ticker,
         demo_model,
     })
@@ -113,8 +104,8 @@ impl Running {
             json!({"pid": std::process::id()}),
         );
         self.server.stop(Duration::from_secs(2));
-        if let Some(s) = self.supervisor.take() {
-            let _ = s.join();
+        if let Some(c) = self.child.take() {
+            c.join();
         }
         let _ = self.ticker.join();
         if let Some(m) = self.demo_model.take() {

@@ -10,8 +10,9 @@ use baa::common::ids::new_id;
 use baa::common::time::now_rfc3339;
 
 use crate::approvals::{self, Answer, Pending};
+use crate::child::Link;
 use crate::config::Decision;
-use crate::daemon::{rpc_error, str_at, Core, Link};
+use crate::core::{rpc_error, str_at, Core};
 use crate::events::Level;
 
 impl Core {
@@ -87,28 +88,32 @@ impl Core {
                     "The app-server that asked this has exited.",
                 )
             })?;
-        let sent = match answer {
-            Answer::Result(r) => link.rpc.respond(&p.child_id, r.clone()),
-            Answer::Error { code, message } => link.rpc.respond_error(&p.child_id, *code, message),
-        };
-        sent.map_err(rpc_error)?;
-        self.emit(
-            if by == "timeout" {
-                Level::Warn
-            } else {
-                Level::Info
-            },
-            if by == "timeout" {
-                "request.timeout"
-            } else {
-                "request.answered"
-            },
-            format!("{} answered by {by}", p.method),
-            json!({
-                "requestId": p.request_id, "method": p.method, "sessionId": p.session_id,
-                "answeredBy": by, "reply": answer_json(answer),
-            }),
-        );
+        let timeout = by == "timeout";
+        let detail = json!({
+            "requestId": p.request_id, "method": p.method, "sessionId": p.session_id,
+            "answeredBy": by, "reply": answer_json(answer),
+        });
+        // Sent under the event lock: the child's reaction to the answer (an item declined,
+        // a turn going on) is always emitted after `request.timeout`/`request.answered`,
+        // never before — a client reading the stream sees cause, then effect.
+        self.events
+            .emit_after(
+                || match answer {
+                    Answer::Result(r) => link.rpc.respond(&p.child_id, r.clone()),
+                    Answer::Error { code, message } => {
+                        link.rpc.respond_error(&p.child_id, *code, message)
+                    }
+                },
+                if timeout { Level::Warn } else { Level::Info },
+                if timeout {
+                    "request.timeout"
+                } else {
+                    "request.answered"
+                },
+                format!("{} answered by {by}", p.method),
+                detail,
+            )
+            .map_err(rpc_error)?;
         Ok(())
     }
 

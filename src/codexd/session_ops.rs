@@ -7,10 +7,12 @@ use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
 use baa::common::ids::new_id;
+use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
+use crate::child::Link;
 use crate::config::Decision;
-use crate::daemon::{lock, rpc_error, str_at, Core, Link};
+use crate::core::{rpc_error, str_at, Core};
 use crate::events::Level;
 use crate::rpc::RpcError;
 use baa::common::codex_fields::{whitelist, SESSION_FIELDS};

@@ -61,6 +61,50 @@ impl Identity {
     }
 }
 
+/// Where the child is in its life, serialized as the strings the status JSON has always
+/// shown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildStatus {
+    /// Being spawned or answering `initialize`.
+    #[default]
+    Starting,
+    /// Answered `initialize`; requests go to it.
+    Running,
+    /// Exited; the next start waits out the backoff (`nextRestartAt`).
+    Restarting,
+    /// Failed too often within the window; nothing runs until `nextRestartAt`.
+    CrashLoop,
+    /// The command does not exist or is not executable; looked for again periodically.
+    Unavailable,
+    /// `BAA_CODEXD_SERVER_STRATEGY=external`: no child.
+    External,
+    /// codexd stopped it. A status this codexd does not know (from an older or newer
+    /// state file) reads as `stopped`: it is history, not a live state.
+    #[serde(other)]
+    Stopped,
+}
+
+impl ChildStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChildStatus::Starting => "starting",
+            ChildStatus::Running => "running",
+            ChildStatus::Restarting => "restarting",
+            ChildStatus::CrashLoop => "crash_loop",
+            ChildStatus::Unavailable => "unavailable",
+            ChildStatus::Stopped => "stopped",
+            ChildStatus::External => "external",
+        }
+    }
+}
+
+impl std::fmt::Display for ChildStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What codexd knows about its child. Missing fields read as defaults, so an older or
 /// hand-edited file still yields the pid and start time.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -68,9 +112,7 @@ impl Identity {
 pub struct ChildInfo {
     pub strategy: String,
     pub endpoint: String,
-    /// `starting`, `running`, `restarting`, `crash_loop`, `unavailable` (the command
-    /// does not exist), `stopped`, `external`.
-    pub status: String,
+    pub status: ChildStatus,
     pub pid: Option<u32>,
     /// The child's start time as the OS reports it; with `pid` it identifies a stale child.
     pub start_time: Option<String>,
@@ -88,11 +130,10 @@ impl ChildInfo {
             strategy: strategy.to_string(),
             endpoint: endpoint.to_string(),
             status: if strategy == "external" {
-                "external"
+                ChildStatus::External
             } else {
-                "starting"
-            }
-            .to_string(),
+                ChildStatus::Starting
+            },
             pid: None,
             start_time: None,
             generation: 0,
@@ -116,4 +157,40 @@ pub struct DaemonState {
     pub pid: u32,
     pub last_seq: u64,
     pub child: ChildInfo,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_status_serializes_as_the_strings_it_always_had() {
+        let all = [
+            (ChildStatus::Starting, "starting"),
+            (ChildStatus::Running, "running"),
+            (ChildStatus::Restarting, "restarting"),
+            (ChildStatus::CrashLoop, "crash_loop"),
+            (ChildStatus::Unavailable, "unavailable"),
+            (ChildStatus::Stopped, "stopped"),
+            (ChildStatus::External, "external"),
+        ];
+        for (status, text) in all {
+            assert_eq!(serde_json::to_value(status).unwrap(), json!(text));
+            assert_eq!(status.to_string(), text);
+            let back: ChildStatus = serde_json::from_value(json!(text)).unwrap();
+            assert_eq!(back, status);
+        }
+        let unknown: ChildStatus = serde_json::from_value(json!("hibernating")).unwrap();
+        assert_eq!(unknown, ChildStatus::Stopped);
+    }
+
+    #[test]
+    fn a_daemon_state_with_an_unknown_status_still_names_the_stale_child() {
+        let doc = json!({"child": {"status": "from-the-future", "pid": 42, "startTime": "proc:1"}});
+        let st: DaemonState = serde_json::from_value(doc).unwrap();
+        assert_eq!(
+            (st.child.pid, st.child.start_time.as_deref()),
+            (Some(42), Some("proc:1"))
+        );
+    }
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use baa::common::time::now_rfc3339;
 
-use crate::daemon::Core;
+use crate::core::Core;
 use crate::sessions::{RegistryFile, Session};
 use crate::state::{self, DaemonState};
 

@@ -8,7 +8,10 @@
 //! sends `turn/completed`; `thread/read` reports the turn as completed).
 //! Turn input keywords: `burst:N` (N deltas, each stamped with `stubSentUs`), `slow[:MS]`
 //! (ten deltas MS apart, interruptible), `approval` (asks for a command approval and
-//! reports the decision), `fail` (a failed turn); anything else is echoed.
+//! reports the decision), `huge:N` (one notification line of about N bytes),
+//! `huge-request:N` (an approval request of about N bytes, reporting the answer),
+//! `write-file` (creates `stub-written-file` in its cwd, to check the umask it runs with),
+//! `fail` (a failed turn); anything else is echoed.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
@@ -21,6 +24,7 @@ use crossbeam_channel::{bounded, Sender};
 use serde_json::{json, Value};
 
 use baa::common::ids::new_id;
+use baa::common::sync::lock;
 
 struct Active {
     turn_id: String,
@@ -53,7 +57,7 @@ fn now_us() -> u64 {
 
 impl Stub {
     fn send(&self, v: &Value) {
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = lock(&self.out);
         if self.mode == "garbage" {
             let _ = out.write_all(b"this is not json {{{\n\x00\x01 garbage\n[1,2,3]\n");
         }
@@ -108,11 +112,9 @@ pub fn run() -> i32 {
                 msg.get("params").cloned().unwrap_or(json!({})),
             ),
             (None, Some(id)) => {
-                let tx = id
-                    .as_i64()
-                    .and_then(|i| stub.approvals.lock().ok()?.remove(&i));
+                let tx = id.as_i64().and_then(|i| lock(&stub.approvals).remove(&i));
                 if let Some(tx) = tx {
-                    let _ = tx.send(msg.get("result").cloned().unwrap_or(Value::Null));
+                    let _ = tx.send(msg);
                 }
             }
             _ => {}
@@ -153,22 +155,18 @@ fn handle_request(stub: &Arc<Stub>, method: &str, id: Value, params: Value) {
             }
         }
         "thread/read" => {
-            let turns = stub
-                .completed
-                .lock()
-                .ok()
-                .and_then(|c| c.get(&thread_id).cloned())
+            let turns = lock(&stub.completed)
+                .get(&thread_id)
+                .cloned()
                 .unwrap_or_default();
             reply(json!({"thread": {"id": thread_id, "turns": turns, "status": {"type": "idle"}}}));
         }
         "turn/start" => {
             let text = input_text(&params);
-            if let Some(active) = stub
-                .active
-                .lock()
-                .ok()
-                .and_then(|a| a.get(&thread_id).map(|t| t.turn_id.clone()))
-            {
+            let active = lock(&stub.active)
+                .get(&thread_id)
+                .map(|t| t.turn_id.clone());
+            if let Some(active) = active {
                 reply(json!({"turn": {"id": active, "status": "inProgress", "items": []}}));
                 return;
             }
@@ -184,8 +182,8 @@ fn handle_request(stub: &Arc<Stub>, method: &str, id: Value, params: Value) {
             let late = stub.mode == "late-start";
             let mut pending = Some(active);
             if !late {
-                if let (Ok(mut a), Some(t)) = (stub.active.lock(), pending.take()) {
-                    a.insert(thread_id.clone(), t);
+                if let Some(t) = pending.take() {
+                    lock(&stub.active).insert(thread_id.clone(), t);
                 }
             }
             reply(
@@ -197,9 +195,7 @@ fn handle_request(stub: &Arc<Stub>, method: &str, id: Value, params: Value) {
                 .spawn(move || {
                     if let Some(t) = pending {
                         thread::sleep(Duration::from_millis(300));
-                        if let Ok(mut a) = s.active.lock() {
-                            a.insert(thread_id.clone(), t);
-                        }
+                        lock(&s.active).insert(thread_id.clone(), t);
                     }
                     run_turn(&s, &thread_id, &turn_id, &text, &flag, &steers);
                 });
@@ -209,29 +205,24 @@ fn handle_request(stub: &Arc<Stub>, method: &str, id: Value, params: Value) {
                 .get("expectedTurnId")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let active = stub.active.lock().ok().and_then(|a| {
-                a.get(&thread_id)
-                    .map(|t| (t.turn_id.clone(), t.steers.clone()))
-            });
+            let active = lock(&stub.active)
+                .get(&thread_id)
+                .map(|t| (t.turn_id.clone(), t.steers.clone()));
             match active {
                 None => error("no active turn to steer".into()),
                 Some((tid, _)) if tid != expected => error(format!(
                     "expected active turn id `{expected}` but found `{tid}`"
                 )),
                 Some((tid, steers)) => {
-                    if let Ok(mut s) = steers.lock() {
-                        s.push(input_text(&params));
-                    }
+                    lock(&steers).push(input_text(&params));
                     reply(json!({"turnId": tid}));
                 }
             }
         }
         "turn/interrupt" => {
-            let flag = stub
-                .active
-                .lock()
-                .ok()
-                .and_then(|a| a.get(&thread_id).map(|t| t.interrupted.clone()));
+            let flag = lock(&stub.active)
+                .get(&thread_id)
+                .map(|t| t.interrupted.clone());
             match flag {
                 None => error("no active turn to interrupt".into()),
                 Some(f) => {
@@ -309,35 +300,24 @@ fn run_turn(
             thread::sleep(Duration::from_millis(ms));
         }
         message = "slow reply".into();
-    } else if text.contains("approval") {
-        let sid = stub.next_server_id.fetch_add(1, Ordering::SeqCst);
-        let (tx, rx) = bounded(1);
-        if let Ok(mut a) = stub.approvals.lock() {
-            a.insert(sid, tx);
+    } else if let Some(n) = text.trim().strip_prefix("huge-request:") {
+        let n: usize = n.trim().parse().unwrap_or(1 << 20);
+        match ask_approval(stub, thread_id, &with, "x".repeat(n), interrupted) {
+            Some(answer) => message = describe_answer(&answer),
+            None => status = "interrupted",
         }
-        stub.notify("thread/status/changed", json!({"threadId": thread_id, "status": {"type": "active", "activeFlags": ["waitingOnApproval"]}}));
-        stub.send(&json!({"id": sid, "method": "item/commandExecution/requestApproval", "params": with(json!({
-            "itemId": "call_1", "command": "touch approved_file", "cwd": "/", "availableDecisions": ["accept", "cancel"]
-        }))}));
-        let decision = loop {
-            if interrupted.load(Ordering::SeqCst) {
-                break None;
-            }
-            if let Ok(v) = rx.recv_timeout(Duration::from_millis(50)) {
-                break Some(v);
-            }
+    } else if let Some(n) = text.trim().strip_prefix("huge:") {
+        let n: usize = n.trim().parse().unwrap_or(1 << 20);
+        stub.notify("stub/huge", with(json!({"pad": "x".repeat(n)})));
+        message = format!("sent a {n}-byte line");
+    } else if text.trim() == "write-file" {
+        message = match std::fs::write("stub-written-file", b"written by the stub\n") {
+            Ok(()) => "wrote stub-written-file".into(),
+            Err(e) => format!("could not write stub-written-file: {e}"),
         };
-        stub.notify(
-            "serverRequest/resolved",
-            json!({"threadId": thread_id, "requestId": sid}),
-        );
-        match decision {
-            Some(v) => {
-                message = format!(
-                    "decision: {}",
-                    v.get("decision").and_then(Value::as_str).unwrap_or("?")
-                )
-            }
+    } else if text.contains("approval") {
+        match ask_approval(stub, thread_id, &with, String::new(), interrupted) {
+            Some(answer) => message = describe_answer(&answer),
             None => status = "interrupted",
         }
     } else if text.contains("fail") {
@@ -351,7 +331,7 @@ fn run_turn(
     if interrupted.load(Ordering::SeqCst) {
         status = "interrupted";
     }
-    let steered: Vec<String> = steers.lock().map(|s| s.clone()).unwrap_or_default();
+    let steered: Vec<String> = lock(steers).clone();
     if !steered.is_empty() {
         message = format!("{message} | steered: {}", steered.join(" | "));
     }
@@ -362,16 +342,13 @@ fn run_turn(
         items.push(item);
         stub.notify("thread/tokenUsage/updated", with(json!({"tokenUsage": {"total": {"totalTokens": 15, "inputTokens": 10, "outputTokens": 5}}})));
     }
-    if let Ok(mut a) = stub.active.lock() {
-        a.remove(thread_id);
-    }
+    lock(&stub.active).remove(thread_id);
     let turn =
         json!({"id": turn_id, "items": items, "status": status, "error": error, "durationMs": 1});
-    if let Ok(mut c) = stub.completed.lock() {
-        c.entry(thread_id.to_string())
-            .or_default()
-            .push(turn.clone());
-    }
+    lock(&stub.completed)
+        .entry(thread_id.to_string())
+        .or_default()
+        .push(turn.clone());
     stub.notify(
         "thread/status/changed",
         json!({"threadId": thread_id, "status": {"type": "idle"}}),
@@ -381,5 +358,53 @@ fn run_turn(
             "turn/completed",
             json!({"threadId": thread_id, "turn": turn}),
         );
+    }
+}
+
+/// Asks codexd for a command approval (with `pad` in its params, to make it large) and
+/// waits for the answer; None if the turn was interrupted first.
+fn ask_approval(
+    stub: &Stub,
+    thread_id: &str,
+    with: &dyn Fn(Value) -> Value,
+    pad: String,
+    interrupted: &AtomicBool,
+) -> Option<Value> {
+    let sid = stub.next_server_id.fetch_add(1, Ordering::SeqCst);
+    let (tx, rx) = bounded(1);
+    lock(&stub.approvals).insert(sid, tx);
+    stub.notify("thread/status/changed", json!({"threadId": thread_id, "status": {"type": "active", "activeFlags": ["waitingOnApproval"]}}));
+    stub.send(&json!({"id": sid, "method": "item/commandExecution/requestApproval", "params": with(json!({
+        "itemId": "call_1", "command": "touch approved_file", "cwd": "/", "availableDecisions": ["accept", "cancel"], "pad": pad
+    }))}));
+    let answer = loop {
+        if interrupted.load(Ordering::SeqCst) {
+            break None;
+        }
+        if let Ok(v) = rx.recv_timeout(Duration::from_millis(50)) {
+            break Some(v);
+        }
+    };
+    stub.notify(
+        "serverRequest/resolved",
+        json!({"threadId": thread_id, "requestId": sid}),
+    );
+    answer
+}
+
+/// The turn's reply for an approval answer: its decision, or the error it carried.
+fn describe_answer(answer: &Value) -> String {
+    match answer.get("error").filter(|e| !e.is_null()) {
+        Some(e) => format!(
+            "answered with error: {}",
+            e.get("message").and_then(Value::as_str).unwrap_or("?")
+        ),
+        None => format!(
+            "decision: {}",
+            answer
+                .pointer("/result/decision")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+        ),
     }
 }

@@ -1,7 +1,6 @@
 //! Turn operations on the core: start, steer, interrupt, and the idle-thread watchdog that
 //! reconciles a turn whose `turn/completed` never arrived.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
@@ -12,7 +11,7 @@ use baa::common::time::now_rfc3339;
 use baa::common::codex_fields::{whitelist, INTERRUPT_FIELDS, TURN_FIELDS};
 
 use crate::approvals::{self, Pending};
-use crate::daemon::{rpc_error, str_at, Core};
+use crate::core::{rpc_error, str_at, Core};
 use crate::events::Level;
 use crate::rpc::RpcError;
 use crate::sessions::{self, normalize_input, opt_string, pick, Session, TurnProgress, TurnRecord};
@@ -206,9 +205,10 @@ impl Core {
 
     // ---- periodic work ----------------------------------------------------------------
 
-    /// Answers expired server requests with their default, starts reconciliation of turns
-    /// whose thread went idle without `turn/completed`, and writes dirty state files.
-    pub fn tick(self: &Arc<Self>) {
+    /// Answers expired server requests with their default, writes dirty state files, and
+    /// returns the turns whose thread went idle without `turn/completed`: the caller (the
+    /// ticker) reconciles each on a thread it owns.
+    pub fn tick(&self) -> Vec<Reconcile> {
         let now = Instant::now();
         let expired: Vec<Pending> = {
             let mut st = self.state();
@@ -224,7 +224,7 @@ impl Core {
             }
         }
         let idle = Duration::from_millis(self.cfg.reconcile_idle_ms);
-        let due: Vec<(String, String, String)> = {
+        let due: Vec<Reconcile> = {
             let mut st = self.state();
             st.sessions
                 .iter_mut()
@@ -238,22 +238,26 @@ impl Core {
                         return None;
                     }
                     cur.reconciling = true;
-                    Some((s.session_id.clone(), tid, cur.turn_id.clone()))
+                    Some(Reconcile {
+                        session_id: s.session_id.clone(),
+                        thread_id: tid,
+                        turn_id: cur.turn_id.clone(),
+                    })
                 })
                 .collect()
         };
-        for (sid, tid, turn) in due {
-            let core = self.clone();
-            let _ = std::thread::Builder::new()
-                .name("codexd-reconcile".into())
-                .spawn(move || core.reconcile(&sid, &tid, &turn));
-        }
         self.flush();
+        due
     }
 
     /// `turn/completed` never came although the thread is idle: read the thread and close
     /// the turn with what the app-server recorded.
-    pub(crate) fn reconcile(&self, session_id: &str, thread_id: &str, turn_id: &str) {
+    pub fn reconcile(&self, job: &Reconcile) {
+        let (session_id, thread_id, turn_id) = (
+            job.session_id.as_str(),
+            job.thread_id.as_str(),
+            job.turn_id.as_str(),
+        );
         let Some(link) = self.current_link() else {
             return;
         };
@@ -300,6 +304,13 @@ impl Core {
             self.emit_turn_finished(session_id, &r, "reconcile");
         }
     }
+}
+
+/// A turn to reconcile with `thread/read`.
+pub struct Reconcile {
+    pub session_id: String,
+    pub thread_id: String,
+    pub turn_id: String,
 }
 
 /// Opens `turn_id` as the running turn unless it is already open or already finished

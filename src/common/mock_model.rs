@@ -15,11 +15,13 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+use crate::common::sync::lock;
 
 /// Gap between deltas of a `slow` reply. Short enough that a test sees deltas quickly, long
 /// enough that it can interrupt or steer mid-stream.
@@ -164,12 +166,6 @@ struct Shared {
     next_id: AtomicU64,
     log: Mutex<Vec<RecordedRequest>>,
     conns: Mutex<Vec<JoinHandle<()>>>,
-}
-
-/// A poisoned lock only means another connection thread panicked mid-push; the data is still
-/// usable, and the mock must not turn one bug into a cascade of panics.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running mock provider. Dropping it stops it.

@@ -14,5 +14,6 @@ pub mod proc;
 pub mod secret;
 pub mod signals;
 pub mod store;
+pub mod sync;
 pub mod time;
 pub mod ws;

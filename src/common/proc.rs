@@ -1,6 +1,16 @@
-//! Thin, checked wrappers over the few process syscalls the daemons need.
+//! Thin, checked wrappers over the few process syscalls the daemons need: signals to a
+//! pid or a group, a process's start time (with the pid it names one process across pid
+//! reuse), killing a recorded process only if it is still that process, the umask of a
+//! spawned child, and readiness waits on the pipes to a child.
 
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::common::sync::lock;
 
 /// True if a process with this pid exists (it may belong to another user).
 pub fn pid_alive(pid: u32) -> bool {
@@ -73,13 +83,266 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// The OS start time of `pid`: `/proc/<pid>/stat` field 22 on Linux, `ps -o lstart=`
+/// elsewhere. With the pid it identifies a process across pid reuse.
+pub fn process_start_time(pid: u32) -> Option<String> {
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        let after = stat.rsplit_once(')')?.1;
+        return after
+            .split_whitespace()
+            .nth(19)
+            .map(|s| format!("proc:{s}"));
+    }
+    let out = Command::new("ps")
+        .args(["-o", "lstart=", "-p", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !s.is_empty()).then(|| format!("ps:{s}"))
+}
+
+/// True if `pid` has exited but is not reaped yet (Linux; elsewhere always false, and a
+/// zombie then simply reads as alive until its parent reaps it).
+pub fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, a)| a.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// What [`kill_if_same`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillOutcome {
+    /// No such process (or it is this process).
+    Gone,
+    /// The pid now belongs to another process (its start time differs); left alone.
+    Reused,
+    /// It was the recorded process and got SIGTERM, then SIGKILL after `grace`.
+    Killed,
+}
+
+/// Kills the process a previous run recorded as `pid` started at `start_time` (from
+/// [`process_start_time`]), if that exact process is still alive: SIGTERM, then SIGKILL
+/// after `grace`. Never by name, never a process that merely reuses the pid.
+pub fn kill_if_same(pid: u32, start_time: &str, grace: Duration) -> KillOutcome {
+    if pid == std::process::id() || !pid_alive(pid) {
+        return KillOutcome::Gone;
+    }
+    if process_start_time(pid).as_deref() != Some(start_time) {
+        return KillOutcome::Reused;
+    }
+    let _ = kill_pid(pid, libc::SIGTERM);
+    let deadline = Instant::now() + grace;
+    // Not our child, so there is nothing to wait on: look every 20 ms.
+    while pid_alive(pid) && !is_zombie(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if pid_alive(pid) && !is_zombie(pid) {
+        let _ = kill_pid(pid, libc::SIGKILL);
+    }
+    KillOutcome::Killed
+}
+
+/// Makes `cmd`'s process start with umask `mask` (e.g. 0o077: nothing it creates is
+/// readable by group or others), whatever the umask of this process.
+pub fn set_child_umask(cmd: &mut Command, mask: u32) {
+    let mask = mask as libc::mode_t;
+    // SAFETY: runs in the forked child before exec; umask(2) is async-signal-safe, takes
+    // no lock and cannot fail.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask);
+            Ok(())
+        });
+    }
+}
+
+/// Puts `fd` in non-blocking mode (for our end of a pipe to a child: a write then never
+/// waits on a child that stopped reading).
+pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on an fd the caller owns, with checked results.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Which readiness [`wait_ready`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    Read,
+    Write,
+}
+
+/// A stop signal that a thread blocked in [`wait_ready`] notices at once, without
+/// waking up periodically to look: firing it closes the write end of a pipe, which makes
+/// the read end readable (EOF) for every waiter, for good.
+pub struct StopPipe {
+    tx: Mutex<Option<OwnedFd>>,
+    rx: OwnedFd,
+}
+
+impl StopPipe {
+    pub fn new() -> io::Result<StopPipe> {
+        let (rx, tx) = cloexec_pipe()?;
+        Ok(StopPipe {
+            tx: Mutex::new(Some(tx)),
+            rx,
+        })
+    }
+
+    /// Wakes every waiter, now and later.
+    pub fn fire(&self) {
+        lock(&self.tx).take();
+    }
+
+    pub fn is_fired(&self) -> bool {
+        lock(&self.tx).is_none()
+    }
+}
+
+/// A pipe whose ends are not inherited by the children we spawn (`std::io::pipe` does the
+/// same, but only from Rust 1.87).
+fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // Atomic where the OS can: no fork on another thread can inherit the fds in between.
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    // SAFETY: pipe2(2) fills the two-element array we own.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    // SAFETY: pipe(2) fills the two-element array we own.
+    let rc = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created by pipe(2) and are owned by nobody else.
+    let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    for fd in [&rx, &tx] {
+        // SAFETY: fcntl on an fd we own.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((rx, tx))
+}
+
+/// Blocks until `fd` is ready (true) or `stop` fires (false, even if `fd` is ready too).
+/// Hang-up and errors on `fd` count as ready: the next read or write reports them.
+pub fn wait_ready(fd: &impl AsRawFd, ready: Ready, stop: &StopPipe) -> io::Result<bool> {
+    let mut fds = [
+        libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: match ready {
+                Ready::Read => libc::POLLIN,
+                Ready::Write => libc::POLLOUT,
+            },
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: stop.rx.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: two pollfds we own; no timeout, the stop pipe is the way out.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if rc > 0 {
+            return Ok(fds[1].revents == 0);
+        }
+        let e = io::Error::last_os_error();
+        if rc < 0 && e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn own_pid_is_alive_and_group_zero_refused() {
-        assert!(super::pid_alive(std::process::id()));
-        assert!(!super::pid_alive(0));
-        assert!(super::kill_group(0, 0).is_err());
-        assert!(super::kill_pid(1, 0).is_err());
+        assert!(pid_alive(std::process::id()));
+        assert!(!pid_alive(0));
+        assert!(kill_group(0, 0).is_err());
+        assert!(kill_pid(1, 0).is_err());
+    }
+
+    #[test]
+    fn own_start_time_is_stable() {
+        let a = process_start_time(std::process::id());
+        assert!(a.is_some(), "no start time for our own pid");
+        assert_eq!(a, process_start_time(std::process::id()));
+    }
+
+    #[test]
+    fn kill_if_same_spares_a_reused_pid_and_kills_the_recorded_process() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        let start = process_start_time(pid).expect("start time");
+        let other = format!("{start}-not-this-one");
+        assert_eq!(
+            kill_if_same(pid, &other, Duration::from_secs(2)),
+            KillOutcome::Reused
+        );
+        assert!(pid_alive(pid), "a reused pid was killed");
+        assert_eq!(
+            kill_if_same(pid, &start, Duration::from_secs(2)),
+            KillOutcome::Killed
+        );
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGTERM),
+            "{status:?}"
+        );
+    }
+
+    #[test]
+    fn child_umask_applies_to_files_it_creates() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(crate::common::ids::new_id("umask"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("made-by-child");
+        let mut cmd = Command::new("touch");
+        cmd.arg(&file);
+        set_child_umask(&mut cmd, 0o077);
+        assert!(cmd.status().unwrap().success());
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn wait_ready_sees_data_and_wakes_on_stop() {
+        use std::io::Write;
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"x\n").unwrap();
+        let stop = StopPipe::new().unwrap();
+        assert!(wait_ready(&out, Ready::Read, &stop).unwrap());
+        stop.fire();
+        assert!(stop.is_fired());
+        assert!(!wait_ready(&out, Ready::Read, &stop).unwrap());
+        drop(stdin);
+        child.wait().unwrap();
     }
 }

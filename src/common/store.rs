@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::common::proc::pid_alive;
+use crate::common::sync::lock;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -112,7 +113,7 @@ impl JsonStore {
             )
         })?;
         bytes.push(b'\n');
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = lock(&self.write_lock);
         write_atomic(&self.dir, name, &bytes)
     }
 

@@ -17,6 +17,7 @@ use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 use tungstenite::{Message, WebSocket};
 
 use crate::common::http::socket::linger_close;
+use crate::common::sync::lock;
 
 /// Fan-out of text frames to every subscriber. A subscriber whose queue is full is
 /// dropped: its session loop sees the channel close and disconnects the client.
@@ -40,9 +41,7 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Ok(mut subs) = self.hub.subs.lock() {
-            subs.retain(|(id, _)| *id != self.id);
-        }
+        lock(&self.hub.subs).retain(|(id, _)| *id != self.id);
     }
 }
 
@@ -61,9 +60,7 @@ impl Hub {
     pub fn subscribe(&self) -> Subscription {
         let (tx, rx) = bounded(self.inner.queue);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut subs) = self.inner.subs.lock() {
-            subs.push((id, tx));
-        }
+        lock(&self.inner.subs).push((id, tx));
         Subscription {
             rx,
             id,
@@ -73,9 +70,7 @@ impl Hub {
 
     /// Sends `text` to every subscriber without blocking; returns how many got it.
     pub fn broadcast(&self, text: &str) -> usize {
-        let Ok(mut subs) = self.inner.subs.lock() else {
-            return 0;
-        };
+        let mut subs = lock(&self.inner.subs);
         let mut delivered = 0;
         subs.retain(|(id, tx)| match tx.try_send(text.to_string()) {
             Ok(()) => {
@@ -92,7 +87,7 @@ impl Hub {
     }
 
     pub fn len(&self) -> usize {
-        self.inner.subs.lock().map(|s| s.len()).unwrap_or(0)
+        lock(&self.inner.subs).len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use baa::common::api_error::ApiError;
 use baa::common::http::{Reply, Request};
+use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 use baa::common::ws::{run_session, Hub, SessionOptions};
 
@@ -63,7 +64,7 @@ impl Bridge {
     /// Pushes `state` to clients unless that exact (version, holder) went out already.
     pub fn push(&self, state: &Value) {
         let key = push_key(state);
-        let mut last = self.last_pushed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = lock(&self.last_pushed);
         if last.as_ref() == Some(&key) {
             return;
         }
@@ -74,7 +75,7 @@ impl Bridge {
 
     /// Records a state clients already have (sent on connect) without pushing it.
     pub fn mark_pushed(&self, state: &Value) {
-        *self.last_pushed.lock().unwrap_or_else(|p| p.into_inner()) = Some(push_key(state));
+        *lock(&self.last_pushed) = Some(push_key(state));
     }
 }
 

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use baa::common::signals::StopFlag;
 use baa::common::store::JsonStore;
+use baa::common::sync::lock;
 use baa::common::time::{now_ms, rfc3339_from_ms};
 
 use crate::config::{Config, Role};
@@ -118,10 +119,7 @@ impl Lease {
     }
 
     pub fn status(&self) -> LeaseStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.status).clone()
     }
 
     pub fn state(&self) -> LeaseState {
@@ -136,7 +134,7 @@ impl Lease {
     /// One acquire-or-renew attempt under the file lock.
     pub fn tick(&self, store: &JsonStore) {
         let result = self.try_tick(store);
-        let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = lock(&self.status);
         st.last_tick_at = Some(rfc3339_from_ms(now_ms()));
         match result {
             Ok(record) => {
@@ -233,7 +231,7 @@ impl Lease {
                 }
             }
         }
-        let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = lock(&self.status);
         st.is_leader = false;
     }
 

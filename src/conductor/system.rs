@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use baa::common::api_error::ApiError;
 use baa::common::store::{JsonStore, StoreError};
+use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
 pub const FILE: &str = "system-state.json";
@@ -165,7 +166,7 @@ impl SystemStore {
         action: Action,
         req: &ChangeRequest,
     ) -> Result<SystemState, StoreError> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = lock(&self.lock);
         let current = self.load(store)?;
         let next = SystemState {
             mode: action.target(),

@@ -3,6 +3,7 @@
 
 mod codex_rig;
 mod codexd_bench;
+mod codexd_child;
 mod codexd_faults;
 mod codexd_real;
 mod conductor_api;

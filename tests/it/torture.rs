@@ -3,8 +3,8 @@
 //! A child process runs the REAL write path in a loop — `JsonStore::write` for three state
 //! files with an increasing `seq`, then `JsonlLog::append` of an event — and prints
 //! `torture-ack <seq>` after each round returns. The parent SIGKILLs it at a random moment
-//! 0–50 ms after spawning, over and over, and after every kill checks what a restarted
-//! daemon would rely on:
+//! 0–50 ms after its k-th acknowledged round (k random in 0–2; 0 counts from the spawn),
+//! over and over, and after every kill checks what a restarted daemon would rely on:
 //!
 //! - every state file exists, is non-empty and parses, and its `seq` ≥ the last ack;
 //! - reopening the store (`JsonStore::open`) sweeps the dead writer's `.*.tmp` files;
@@ -16,11 +16,13 @@
 //! Set `BAA_TORTURE_SEED` to replay a failing run.
 
 use std::fs;
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::unbounded;
 
 use baa::common::jsonl::JsonlLog;
 use baa::common::store::JsonStore;
@@ -226,6 +228,11 @@ fn kill9_state_writes() {
     let mut rounds_with_acks = 0;
     let mut round = 0;
     while round < KILLS || (acked.len() < MIN_ACKS && started.elapsed() < MAX_TIME) {
+        // Kill 0–50 ms after the writer's k-th acknowledged round (k = 0 counts from the
+        // spawn): on a loaded machine a process can take longer than 50 ms to start, and a
+        // delay counted from the spawn alone then kills nearly every writer before it
+        // wrote anything (58 acks in 727 kills at load 7 on 2 cores).
+        let wait_acks = (rng.next() % 3) as usize;
         let delay = Duration::from_micros(rng.next() % 50_000);
         let mut child = Command::new(&exe)
             .args([
@@ -242,14 +249,37 @@ fn kill9_state_writes() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn writer");
+        let stdout = child.stdout.take().expect("stdout");
+        // The writer's lines, forwarded so the wait for its k-th ack is bounded.
+        let (tx, lines) = unbounded::<String>();
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut out = String::new();
+        let until = Instant::now() + Duration::from_secs(10);
+        let mut acks_seen = 0;
+        while acks_seen < wait_acks {
+            let Ok(line) = lines.recv_deadline(until) else {
+                break;
+            };
+            acks_seen += usize::from(line.contains("torture-ack "));
+            out.push_str(&line);
+            out.push('\n');
+        }
         thread::sleep(delay);
         // SIGKILL: no destructors, no flushes, exactly what launchd's hard stop does.
         child.kill().expect("kill writer");
-        let mut out = String::new();
-        let mut stdout = child.stdout.take().expect("stdout");
         child.wait().expect("reap writer");
-        // The writer is dead, so its end of the pipe is closed and this read ends.
-        let _ = stdout.read_to_string(&mut out);
+        // The writer is dead, so its end of the pipe is closed and the reader ends.
+        reader.join().expect("stdout reader");
+        for line in lines.try_iter() {
+            out.push_str(&line);
+            out.push('\n');
+        }
         if let Some(n) = last_ack(&out) {
             let first_new = acked.last().map_or(1, |l| l + 1);
             // Acks from this run are consecutive from where the previous run stopped or

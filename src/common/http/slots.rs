@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::common::sync::lock;
+
 /// Waiting for a request head: new, trickling, or idle between keep-alive requests.
 const WAITING: u8 = 0;
 /// Reading a body, running the handler or writing the response.
@@ -264,6 +266,7 @@ impl Slots {
     fn wait_freed<'a>(&self, t: MutexGuard<'a, Table>, wait: Duration) -> MutexGuard<'a, Table> {
         match self.freed.wait_timeout(t, wait) {
             Ok((guard, _)) => guard,
+            // The next `lock` reports and clears the poisoning (common::sync's policy).
             Err(poisoned) => poisoned.into_inner().0,
         }
     }
@@ -352,9 +355,7 @@ impl Slots {
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
-        // Nothing under this lock can panic half-way through an update, so a poisoned
-        // lock still guards a consistent table.
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.table)
     }
 }
 

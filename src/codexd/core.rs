@@ -1,8 +1,8 @@
 //! The daemon's shared core: configuration, state, the event stream and the link to the
 //! current child. Its operations live beside it, one concern per file: `session_ops`
 //! (create/load sessions), `turn_ops` (start, steer, interrupt, reconcile),
-//! `server_requests` (approvals), `notifications` (the child's messages) and `status`
-//! (state files and the status snapshot).
+//! `server_requests` (approvals), `notifications` (the child's messages), `supervision`
+//! (what the child side reports) and `status` (state files and the status snapshot).
 //!
 //! Locking: `state` may be held while emitting an event (the events lock is taken inside),
 //! never the other way round, and never across a JSON-RPC call to the child. `thread_ops`
@@ -17,21 +17,16 @@ use serde_json::{json, Value};
 use baa::common::api_error::ApiError;
 use baa::common::signals::StopFlag;
 use baa::common::store::JsonStore;
+use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
 use crate::approvals::Pending;
+use crate::child::Link;
 use crate::config::{Config, Strategy};
 use crate::events::{Events, Level};
-use crate::rpc::{Rpc, RpcError};
+use crate::rpc::RpcError;
 use crate::sessions::{RegistryFile, Session, TurnRecord};
 use crate::state::{self, ChildInfo, DaemonState, Identity};
-
-/// The connection to one generation of the child.
-pub struct Link {
-    pub generation: u64,
-    pub pid: u32,
-    pub rpc: Rpc,
-}
 
 pub struct State {
     pub sessions: Vec<Session>,
@@ -57,16 +52,15 @@ pub struct Core {
     pub(crate) daemon_dirty: AtomicBool,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// An RPC failure as an HTTP error.
 pub fn rpc_error(e: RpcError) -> ApiError {
     match &e {
         RpcError::Timeout { .. } => ApiError::new(504, "app_server_timeout", e.to_string()),
         RpcError::ChildGone | RpcError::Backlogged => {
             ApiError::new(503, "app_server_unavailable", e.to_string())
+        }
+        RpcError::TooLarge { .. } => {
+            ApiError::new(502, "app_server_response_too_large", e.to_string())
         }
         RpcError::Server {
             code,
@@ -148,7 +142,7 @@ impl Core {
         });
         core.interrupt_orphaned_turns("codexd restarted while the turn was running");
         if let Some(prev) = previous {
-            crate::child::kill_stale(&core, &prev.child);
+            core.kill_stale_child(&prev.child);
         }
         Ok(core)
     }
@@ -228,77 +222,6 @@ impl Core {
         Duration::from_millis(self.cfg.request_timeout_ms)
     }
 
-    /// Called by the supervisor once a new child answered `initialize`.
-    pub fn on_child_ready(
-        &self,
-        link: Arc<Link>,
-        start_time: Option<String>,
-        user_agent: Option<String>,
-    ) {
-        let (generation, pid) = (link.generation, link.pid);
-        {
-            let mut st = self.state();
-            st.child.status = "running".into();
-            st.child.pid = Some(pid);
-            st.child.start_time = start_time;
-            st.child.generation = generation;
-            st.child.started_at = Some(now_rfc3339());
-            st.child.next_restart_at = None;
-            for s in st.sessions.iter_mut() {
-                s.child_pid = Some(pid);
-            }
-        }
-        self.set_link(Some(link));
-        self.mark_daemon_dirty();
-        self.mark_sessions_dirty();
-        self.flush();
-        self.emit(
-            Level::Info,
-            "child.ready",
-            format!("codex app-server ready (pid {pid}, generation {generation})"),
-            json!({"pid": pid, "generation": generation, "userAgent": user_agent}),
-        );
-    }
-
-    /// Called by the supervisor when generation `generation` is gone: pending requests are
-    /// dropped, running turns are interrupted, threads must be resumed before the next turn.
-    pub fn on_child_exit(&self, generation: u64, description: &str) {
-        if let Some(l) = self.current_link() {
-            if l.generation == generation {
-                l.rpc.close();
-                self.set_link(None);
-            }
-        }
-        let abandoned: Vec<Pending> = {
-            let mut st = self.state();
-            st.child.pid = None;
-            st.child.start_time = None;
-            st.child.last_error = Some(description.to_string());
-            let (gone, keep): (Vec<Pending>, Vec<Pending>) = st
-                .pending
-                .drain(..)
-                .partition(|p| p.generation == generation);
-            st.pending = keep;
-            for s in st.sessions.iter_mut() {
-                if s.loaded_generation == generation {
-                    s.loaded_generation = 0;
-                }
-                s.child_pid = None;
-            }
-            gone
-        };
-        for p in abandoned {
-            self.emit(
-                Level::Warn,
-                "request.abandoned",
-                format!("{} was never answered: the app-server exited", p.method),
-                json!({"requestId": p.request_id, "method": p.method, "sessionId": p.session_id}),
-            );
-        }
-        self.interrupt_orphaned_turns(description);
-        self.mark_daemon_dirty();
-    }
-
     /// Marks every running turn `interrupted` (the child that ran it is gone).
     pub(crate) fn interrupt_orphaned_turns(&self, why: &str) {
         let mut finished = Vec::new();
@@ -338,6 +261,4 @@ impl Core {
             );
         }
     }
-
-    // ---- sessions ---------------------------------------------------------------------
 }

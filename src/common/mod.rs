@@ -2,8 +2,10 @@
 //! the daemons talk to each other over local HTTP, exactly as the deployed processes do.
 
 pub mod api_error;
+pub mod cli;
 pub mod client;
 pub mod codex_fields;
+pub mod daemon;
 pub mod http;
 pub mod ids;
 pub mod jsonl;
@@ -12,6 +14,7 @@ pub mod mock_model;
 pub mod netaddr;
 pub mod proc;
 pub mod secret;
+pub mod settings;
 pub mod signals;
 pub mod store;
 pub mod sync;

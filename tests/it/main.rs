@@ -1,6 +1,7 @@
 //! The one integration-test crate: every test here drives the real binaries over loopback.
 //! One crate means one link step, which matters on a 2-core machine.
 
+mod cli;
 mod codex_rig;
 mod codexd_bench;
 mod codexd_child;

@@ -168,7 +168,7 @@ pub const FIREFOX_ORIGINS: Setting = Setting::env("BAA_FIREFOX_ALLOWED_ORIGINS")
 pub const MAX_CONNECTIONS: Setting = Setting::env("BAA_CONDUCTOR_MAX_CONNECTIONS")
     .flag("max-connections", "N")
     .default("512")
-    .help("open connections before new ones get a fast 503 (>= 4)");
+    .help("open connections (>= 4; lowered to fit the open-files limit); when full the longest-waiting one is closed, a fast 503 only when all are busy");
 pub const MAX_BODY_BYTES: Setting = Setting::env("BAA_CONDUCTOR_MAX_BODY_BYTES")
     .flag("max-body-bytes", "N")
     .default("1048576")

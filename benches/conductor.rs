@@ -1,7 +1,9 @@
 //! Numbers for the release `baa-conductor`, printed, never asserted: start-to-`/healthz`
-//! time, idle RSS and thread count, release binary sizes, and requests/s with p50/p99
+//! time, idle RSS and thread count, release binary sizes, requests/s with p50/p99
 //! latency for `GET /healthz` and `GET /v1/system/state` over 16 and 64 keep-alive
-//! connections. Run with `scripts/bench/conductor.sh` (or `cargo bench --bench conductor`).
+//! connections, and `/healthz` latency for fresh clients while 1000 connections trickle
+//! header bytes to hold every slot (issue 9's slot-holding attack; goal p99 < 100 ms, no
+//! 503). Run with `scripts/bench/conductor.sh` (or `cargo bench --bench conductor`).
 //!
 //! The load clients are raw TCP on plain threads, one connection each, sending the same
 //! prebuilt request back-to-back for a fixed time; client and server share the machine,
@@ -312,5 +314,93 @@ fn main() {
         fmt_opt(threads_settled, "")
     );
     drop(conductor);
+
+    let (conductor, _) = start(&dir.join("attack"));
+    slot_holding_attack(&conductor.addr);
+    drop(conductor);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// 1000 connections each send half a head and then one byte every 2 s, reconnecting when
+/// the server closes them; meanwhile a fresh client asks `/healthz` every 50 ms for 10 s.
+fn slot_holding_attack(addr: &str) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const ATTACKERS: usize = 1000;
+    println!("\n== /healthz under a slot-holding attack ({ATTACKERS} connections trickling a header byte every 2 s, cap 512) ==");
+    let stop = Arc::new(AtomicBool::new(false));
+    let reconnects = Arc::new(AtomicUsize::new(0));
+    let attacker = {
+        let (addr, stop, reconnects) = (addr.to_string(), stop.clone(), reconnects.clone());
+        thread::Builder::new()
+            .name("bench-attacker".into())
+            .spawn(move || {
+                let open = || -> Option<TcpStream> {
+                    let mut s = TcpStream::connect(&addr).ok()?;
+                    s.write_all(b"GET /healthz HTTP/1.1\r\nX-Trickle: ").ok()?;
+                    s.set_nonblocking(true).ok()?;
+                    Some(s)
+                };
+                let mut held: Vec<Option<TcpStream>> = (0..ATTACKERS).map(|_| open()).collect();
+                while !stop.load(Ordering::SeqCst) {
+                    let round = Instant::now();
+                    for slot in held.iter_mut() {
+                        let alive = slot.as_mut().is_some_and(|s| {
+                            let mut buf = [0u8; 512];
+                            match s.read(&mut buf) {
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                    s.write_all(b"a").is_ok()
+                                }
+                                _ => false,
+                            }
+                        });
+                        if !alive {
+                            reconnects.fetch_add(1, Ordering::Relaxed);
+                            *slot = open();
+                        }
+                    }
+                    while round.elapsed() < Duration::from_secs(2) && !stop.load(Ordering::SeqCst) {
+                        thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            })
+            .expect("spawn attacker")
+    };
+    // Let the attack fill the table first.
+    thread::sleep(Duration::from_secs(3));
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut latencies = Vec::new();
+    let mut statuses: std::collections::BTreeMap<u16, usize> = Default::default();
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        let t = Instant::now();
+        let status = TcpStream::connect(addr)
+            .ok()
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
+                s.write_all(request.as_bytes()).ok()?;
+                read_one(&mut s, &mut Vec::new())
+            })
+            .unwrap_or(0);
+        latencies.push(t.elapsed().as_micros() as u32);
+        *statuses.entry(status).or_default() += 1;
+        thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let _ = attacker.join();
+    latencies.sort_unstable();
+    let r = LoadResult {
+        requests: latencies.len(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies,
+    };
+    println!(
+        "{} probes: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; statuses {statuses:?} (0 = no answer); attacker reconnects {}",
+        r.requests,
+        r.percentile(0.50),
+        r.percentile(0.99),
+        r.percentile(1.0),
+        reconnects.load(Ordering::Relaxed)
+    );
 }

@@ -44,6 +44,7 @@ if [ ! -s "$token_file" ]; then
   (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$token_file")
   echo "dev token (host operations, also in .local/dev-token): $(cat "$token_file")"
 fi
+chmod 600 "$token_file"
 
 codex_cmd="${BAA_CODEXD_SERVER_COMMAND:-}"
 if [ -z "$codex_cmd" ] && [ -d "$repo/.tools/codex/node_modules" ]; then
@@ -77,7 +78,9 @@ codexd_args=(start)
 env "${codexd_env[@]}" "$bin/baa-codexd" "${codexd_args[@]}" &
 pids+=($!)
 
-BAA_SHARED_TOKEN="$(cat "$token_file")" \
+# The token goes by file, as in production: an exec'd command can read the conductor's
+# environment (/proc/$PPID/environ), not a 0600 file it is not told about.
+BAA_SHARED_TOKEN_FILE="$token_file" \
 BAA_CONDUCTOR_LOCAL_API="http://127.0.0.1:$conductor_port" \
 BAA_CODEXD_LOCAL_API_BASE="http://127.0.0.1:$codexd_port" \
   "$bin/baa-conductor" start --node-id mini-main --host "$(hostname -s 2>/dev/null || echo mini)" --role primary &

@@ -12,8 +12,10 @@ Usage: $(basename -- "$0") [options]
 Check the installed plists: they parse as property lists, and Label, ProgramArguments,
 WorkingDirectory, RunAtLoad, KeepAlive, log paths, resource limits, ExitTimeOut and every
 EnvironmentVariables value match what install-launchd.sh would write with the same options.
-The conductor copy must hold a real token (not replace-me) and be mode 600; codexd and
-status-api must carry no token. Every failed check is listed; exit 1 if any failed.
+No copy may carry BAA_SHARED_TOKEN; the conductor's BAA_SHARED_TOKEN_FILE must name the
+expected token file (--shared-token-file, else ~/.config/baa-conductor/shared-token.txt),
+mode 600, holding a real token (not replace-me). Every failed check is listed; exit 1 if
+any failed.
 
 Options:
 USAGE
@@ -108,7 +110,7 @@ file_mode() {
 }
 
 check_service() {
-  local service="$1" plist label binary mode token i
+  local service="$1" plist label binary mode token token_path i
   label="$(service_label "$service")"
   plist="$(service_install_path "$install_dir" "$service")"
   binary="${bin_dir}/$(service_binary "$service")"
@@ -169,19 +171,30 @@ check_service() {
       expect_env "$service" BAA_RUNS_DIR "${repo_dir}/runs"
       expect_env "$service" BAA_WORKTREES_DIR "${repo_dir}/worktrees"
       expect_env "$service" BAA_TMP_DIR "${repo_dir}/tmp"
-      token="$(pv ":EnvironmentVariables:BAA_SHARED_TOKEN" || true)"
-      if [[ -z "$token" || "$token" == "$BAA_RUNTIME_PLACEHOLDER_TOKEN" ]]; then
-        fail "${service}: BAA_SHARED_TOKEN is empty or still ${BAA_RUNTIME_PLACEHOLDER_TOKEN}"
-      elif [[ -n "$expected_token" && "$token" != "$expected_token" ]]; then
-        fail "${service}: BAA_SHARED_TOKEN differs from the token in ${shared_token_source}"
+      if pv ":EnvironmentVariables:BAA_SHARED_TOKEN" >/dev/null; then
+        fail "${service}: BAA_SHARED_TOKEN must not be set (every exec'd command could read it); use BAA_SHARED_TOKEN_FILE (reinstall with install-launchd.sh)"
       else
         pass
       fi
-      mode="$(file_mode "$plist")"
-      if [[ "$mode" == "rw-------" || "$mode" == "r--------" ]]; then
-        pass
+      token_path="$(conductor_token_file)"
+      expect_env "$service" BAA_SHARED_TOKEN_FILE "$token_path"
+      if [[ ! -f "$token_path" ]]; then
+        fail "${service}: token file ${token_path} does not exist"
       else
-        fail "${service}: ${plist} holds the shared token but has mode ${mode}; expected rw------- (chmod 600)"
+        mode="$(file_mode "$token_path")"
+        if file_is_private "$token_path"; then
+          pass
+        else
+          fail "${service}: token file ${token_path} has mode ${mode}; expected rw------- (chmod 600)"
+        fi
+        token="$(read_token_file "$token_path")"
+        if [[ -z "$token" || "$token" == "$BAA_RUNTIME_PLACEHOLDER_TOKEN" ]]; then
+          fail "${service}: the token in ${token_path} is empty or still ${BAA_RUNTIME_PLACEHOLDER_TOKEN}"
+        elif [[ -n "$expected_token" && "$token" != "$expected_token" ]]; then
+          fail "${service}: the token in ${token_path} differs from the token in ${shared_token_source}"
+        else
+          pass
+        fi
       fi
       ;;
     codexd)

@@ -317,6 +317,60 @@ require_shared_token() {
   fi
 }
 
+# The file the conductor reads its token from (BAA_SHARED_TOKEN_FILE in its plist): the
+# --shared-token-file given, else ~/.config/baa-conductor/shared-token.txt. The token is
+# never put in the plist's environment: every command the conductor execs could read it
+# from /proc/$PPID/environ (or `ps eww` on macOS).
+conductor_token_file() {
+  local file="${shared_token_file:-$(token_config_dir)/shared-token.txt}"
+  [[ "$file" == /* ]] || file="${PWD}/${file}"
+  printf '%s\n' "$file"
+}
+
+# True when nobody but the owner may read or write the file (the conductor refuses a
+# token file with group or other bits).
+file_is_private() {
+  local mode
+  # ls is the portable way: stat flags differ between BSD and GNU.
+  # shellcheck disable=SC2012
+  mode="$(ls -ln "$1" | cut -c5-10)"
+  [[ "$mode" == "------" ]]
+}
+
+# Makes conductor_token_file hold the resolved shared_token, mode 600: written (atomically,
+# under umask 077) when missing or different, tightened when readable by others.
+install_token_file() {
+  local file dir tmp
+  file="$(conductor_token_file)"
+  dir="$(dirname -- "$file")"
+  if [[ -f "$file" && "$(read_token_file "$file")" == "$shared_token" ]]; then
+    if ! file_is_private "$file"; then
+      if [[ "$dry_run" == "1" ]]; then
+        printf '# would chmod 600 %s\n' "$file"
+      else
+        chmod 600 "$file"
+        runtime_log "tightened ${file} to mode 600"
+      fi
+    fi
+    return 0
+  fi
+  if [[ "$dry_run" == "1" ]]; then
+    printf '# would write %s (mode 600) from %s\n' "$file" "$shared_token_source"
+    return 0
+  fi
+  mkdir -p "$dir"
+  if [[ "$dir" == "$(token_config_dir)" ]]; then
+    chmod 700 "$dir"
+  fi
+  tmp="${file}.tmp.$$"
+  (
+    umask 077
+    printf '%s\n' "$shared_token" >"$tmp"
+  )
+  mv -f "$tmp" "$file"
+  runtime_log "wrote ${file} (mode 600) from ${shared_token_source}"
+}
+
 # Replace every occurrence of the token (and anything after BAA_SHARED_TOKEN= or =>) on stdin.
 mask_text() {
   local text
@@ -549,12 +603,18 @@ print_service_diagnostics() {
 # Wait for /healthz; if it does not come, one `launchctl kickstart -k`, wait again,
 # then diagnostics. Returns non-zero when the service stays unhealthy.
 recover_service_after_reload() {
-  local service="$1" label plist url
+  local service="$1" label plist url token_path
   label="$(service_label "$service")"
   plist="$(service_install_path "$install_dir" "$service")"
-  # The token in the conductor plist is what diagnostics must mask.
+  # The conductor's token is what diagnostics must mask: from the file its plist names
+  # (or, in a copy installed before token files, from the plist itself).
   if [[ -z "$shared_token" ]] && service_requires_shared_token "$service"; then
-    shared_token="$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_SHARED_TOKEN" "")"
+    token_path="$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_SHARED_TOKEN_FILE" "")"
+    if [[ -n "$token_path" && -r "$token_path" ]]; then
+      shared_token="$(read_token_file "$token_path")"
+    else
+      shared_token="$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_SHARED_TOKEN" "")"
+    fi
   fi
   url="$(service_health_url "$service" "$plist")"
   runtime_log "waiting up to ${health_timeout}s for ${service} at ${url}"

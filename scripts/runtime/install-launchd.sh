@@ -11,8 +11,11 @@ Usage: $(basename -- "$0") [options]
 
 Render launchd/<label>.plist templates into install copies: every @@NAME@@ placeholder
 is replaced (XML-escaped by the renderer), the result is validated as a property list,
-and written atomically. The conductor copy holds BAA_SHARED_TOKEN and is written mode 600;
-codexd and status-api carry no token (mode 644). Nothing is loaded: use reload-launchd.sh.
+and written atomically (mode 644). No plist carries the token: the conductor's names a
+token file in BAA_SHARED_TOKEN_FILE (--shared-token-file, else
+~/.config/baa-conductor/shared-token.txt), which is written mode 600 from the resolved
+token when missing or different. A token in the conductor's environment would be readable
+by every command it execs. Nothing is loaded: use reload-launchd.sh.
 
 Options:
 USAGE
@@ -44,6 +47,7 @@ for service in "${services[@]}"; do
 done
 if [[ "$needs_token" == "1" ]]; then
   require_shared_token
+  install_token_file
 fi
 
 for service in "${services[@]}"; do
@@ -87,6 +91,8 @@ for service in "${services[@]}"; do
     --set "CODEXD_SERVER_CWD=${codexd_server_cwd}"
     --set "STATUS_API_HOST=${status_api_host}"
     --set "STATUS_API_PORT=${status_api_port}"
+    --set "SHARED_TOKEN_FILE=$(conductor_token_file)"
+    --mode 0644
   )
   if [[ "$scope" == "daemon" ]]; then
     args+=(--username "$username")
@@ -94,18 +100,11 @@ for service in "${services[@]}"; do
   if [[ "$dry_run" == "1" ]]; then
     args+=(--dry-run)
   fi
-  if service_requires_shared_token "$service"; then
-    # The token travels through the environment of one process, never through argv.
-    args+=(--secret "SHARED_TOKEN=BAA_RENDER_SHARED_TOKEN" --mode 0600)
-    BAA_RENDER_SHARED_TOKEN="$shared_token" python3 "$BAA_RUNTIME_PLIST_PY" "${args[@]}"
-  else
-    args+=(--mode 0644)
-    python3 "$BAA_RUNTIME_PLIST_PY" "${args[@]}"
-  fi
+  python3 "$BAA_RUNTIME_PLIST_PY" "${args[@]}"
   if [[ "$dry_run" != "1" ]]; then
     plist_lint "$target" || die "rendered plist does not lint: $target"
     if service_requires_shared_token "$service"; then
-      runtime_log "installed ${service}: ${target} (mode 600, token from ${shared_token_source})"
+      runtime_log "installed ${service}: ${target} (mode 644, token file $(conductor_token_file) from ${shared_token_source})"
     else
       runtime_log "installed ${service}: ${target} (mode 644, no token)"
     fi

@@ -15,7 +15,8 @@ The single-node mini convenience wrapper. It:
      is generated from BAA_SHARED_TOKEN in runtime-secrets.env, else the legacy
      control-api-worker.secrets.env, both in ~/.config/baa-conductor/
   3. builds the repo (cargo build --release)
-  4. installs conductor + codexd + status-api LaunchAgents (install-launchd.sh)
+  4. installs conductor + codexd + status-api LaunchAgents (install-launchd.sh); the
+     conductor's plist names the token file (BAA_SHARED_TOKEN_FILE), never the token
   5. restarts them and waits for /healthz (restart-launchd.sh)
   6. verifies the node (check-node.sh --check-loaded --expected-rolez leader)
 

@@ -1,12 +1,14 @@
-//! codexd configuration: `BAA_CODEXD_*` environment (SPEC §5.1) overridden by CLI flags,
-//! resolved into one plain struct. Parsing is pure (the environment is passed in as a
-//! lookup function) so it is unit-tested without a process.
+//! codexd configuration: its settings table (every `BAA_CODEXD_*` variable of SPEC §5.1
+//! and the others it reads, with their flags) and the pure step from flags + environment
+//! to the plain [`Config`] it runs with. Unit-tested without a process.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+use baa::common::cli::{Cli, Command as CliCommand};
 use baa::common::netaddr::ListenUrl;
+use baa::common::settings::{Error, Resolver, Result, Setting};
 
 /// How codexd gets its app-server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,31 +53,6 @@ impl Decision {
             Decision::Cancel => "cancel",
         }
     }
-}
-
-/// A configuration error: exit code 2 with this message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Values given on the command line; each overrides its env var.
-#[derive(Debug, Clone, Default)]
-pub struct Flags {
-    pub repo_root: Option<String>,
-    pub local_api: Option<String>,
-    pub state_dir: Option<String>,
-    pub logs_dir: Option<String>,
-    pub server_strategy: Option<String>,
-    pub server_command: Option<String>,
-    pub server_args: Option<String>,
-    pub server_cwd: Option<String>,
-    /// `--demo`: answer turns from the built-in loopback model.
-    pub demo: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -125,175 +102,302 @@ pub struct Config {
     pub demo: bool,
 }
 
-type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-fn get(env: Env, key: &str) -> Option<String> {
-    env(key)
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
+/// codexd's own commands; `help`, `settings` and `routes` are built in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Start,
+    Status,
+    Config,
+    Smoke,
 }
 
-fn num<T: std::str::FromStr>(env: Env, key: &str, default: T) -> Result<T, ConfigError> {
-    match get(env, key) {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| ConfigError(format!("{key}={v:?} is not a valid number"))),
-    }
-}
-
-/// A boolean variable: unset/empty → false; `1`, `true`, `yes`, `on` → true; `0`,
-/// `false`, `no`, `off` → false; anything else is a configuration error.
-fn flag_env(env: Env, key: &str) -> Result<bool, ConfigError> {
-    match get(env, key).map(|v| v.to_ascii_lowercase()).as_deref() {
-        None | Some("0" | "false" | "no" | "off") => Ok(false),
-        Some("1" | "true" | "yes" | "on") => Ok(true),
-        Some(other) => Err(ConfigError(format!(
-            "{key}={other:?} must be 1 or 0 (true/false)"
-        ))),
-    }
-}
-
+pub const REPO_ROOT: Setting = Setting::env("BAA_CODEXD_REPO_ROOT")
+    .flag("repo-root", "DIR")
+    .derived("the working directory, as a label only")
+    .help("repo root, reported as identity.repoRoot; when set, the dirs default to <root>/state/codexd and <root>/logs/codexd");
+pub const LOCAL_API: Setting = Setting::env("BAA_CODEXD_LOCAL_API_BASE")
+    .flag("local-api", "URL")
+    .default("http://127.0.0.1:4319")
+    .help("listen URL http://HOST:PORT; loopback only (port 0 picks a free port)");
+pub const STATE_DIR: Setting = Setting::env("BAA_CODEXD_STATE_DIR")
+    .flag("state-dir", "DIR")
+    .derived("${BAA_STATE_DIR}/codexd, else <repo root>/state/codexd")
+    .help("the four state files; one of the three must be set (never the current directory)");
+pub const LOGS_DIR: Setting = Setting::env("BAA_CODEXD_LOGS_DIR")
+    .flag("logs-dir", "DIR")
+    .derived("${BAA_LOGS_DIR}/codexd, else <repo root>/logs/codexd")
+    .help("events.jsonl, stdout.log, stderr.log; one of the three must be set");
+pub const SERVER_STRATEGY: Setting = Setting::env("BAA_CODEXD_SERVER_STRATEGY")
+    .flag("server-strategy", "S")
+    .default("spawn")
+    .help("spawn (run and supervise the child) or external (no child)");
+pub const SERVER_COMMAND: Setting = Setting::env("BAA_CODEXD_SERVER_COMMAND")
+    .flag("server-command", "CMD")
+    .default("codex")
+    .help("the child binary: the native codex printed by scripts/install-codex.sh");
+pub const SERVER_ARGS: Setting = Setting::env("BAA_CODEXD_SERVER_ARGS")
+    .flag("server-args", "ARGS")
+    .default("app-server")
+    .help("the child's arguments, whitespace-separated");
+pub const SERVER_CWD: Setting = Setting::env("BAA_CODEXD_SERVER_CWD")
+    .flag("server-cwd", "DIR")
+    .derived("codexd's working directory")
+    .help("the child's working directory");
+pub const DEMO: Setting = Setting::env("BAA_CODEXD_DEMO")
+    .switch("demo")
+    .help("run a built-in loopback model and point the child's CODEX_HOME at <state>/demo-codex-home, so turns complete without credentials");
+pub const SHARED_STATE_DIR: Setting = Setting::env("BAA_STATE_DIR").help(
+    "shared state dir; codexd uses its codexd/ subdirectory when BAA_CODEXD_STATE_DIR is unset",
+);
+pub const SHARED_LOGS_DIR: Setting = Setting::env("BAA_LOGS_DIR").help(
+    "shared logs dir; codexd uses its codexd/ subdirectory when BAA_CODEXD_LOGS_DIR is unset",
+);
 pub const DEFAULT_EVENT_STREAM_PATH: &str = "/v1/codexd/events";
 
-/// `BAA_CODEXD_EVENT_STREAM_PATH`, normalized. Apart from `resolve`, `routes` reads it alone:
-/// it is the only setting a route path depends on.
-pub fn event_stream_path(env: Env) -> Result<String, ConfigError> {
-    let mut path = get(env, "BAA_CODEXD_EVENT_STREAM_PATH")
-        .unwrap_or_else(|| DEFAULT_EVENT_STREAM_PATH.into());
+pub const EVENT_STREAM_PATH: Setting = Setting::env("BAA_CODEXD_EVENT_STREAM_PATH")
+    .default(DEFAULT_EVENT_STREAM_PATH)
+    .help("path of the event stream (WebSocket and plain GET)");
+pub const MODE: Setting = Setting::env("BAA_CODEXD_MODE")
+    .default("app-server")
+    .help("the only supported mode");
+pub const SERVER_ENDPOINT: Setting = Setting::env("BAA_CODEXD_SERVER_ENDPOINT")
+    .default("stdio://codex-app-server")
+    .help("label shown as child.endpoint");
+pub const SMOKE_LIFETIME_MS: Setting = Setting::env("BAA_CODEXD_SMOKE_LIFETIME_MS")
+    .default("1500")
+    .help("how long `smoke` keeps its daemon up");
+pub const VERSION: Setting = Setting::env("BAA_CODEXD_VERSION")
+    .default(env!("CARGO_PKG_VERSION"))
+    .help("reported version");
+pub const NODE_ID: Setting = Setting::env("BAA_NODE_ID")
+    .default("mini")
+    .help("reported as identity.nodeId");
+pub const REQUEST_TIMEOUT_MS: Setting = Setting::env("BAA_CODEXD_REQUEST_TIMEOUT_MS")
+    .default("30000")
+    .help("deadline of every JSON-RPC request to the child (>= 1)");
+pub const APPROVAL_TIMEOUT_MS: Setting = Setting::env("BAA_CODEXD_APPROVAL_TIMEOUT_MS")
+    .default("60000")
+    .help("how long an approval waits for an HTTP answer before the session's default is sent");
+pub const DEFAULT_APPROVAL: Setting = Setting::env("BAA_CODEXD_DEFAULT_APPROVAL")
+    .default("decline")
+    .help("default answer to approvals: accept, decline or cancel");
+pub const RESTART_BASE_MS: Setting = Setting::env("BAA_CODEXD_RESTART_BASE_MS")
+    .default("500")
+    .help("first restart delay (equal-jitter exponential backoff)");
+pub const RESTART_MAX_MS: Setting = Setting::env("BAA_CODEXD_RESTART_MAX_MS")
+    .default("30000")
+    .help("backoff cap");
+pub const RESTART_RESET_MS: Setting = Setting::env("BAA_CODEXD_RESTART_RESET_MS")
+    .default("600000")
+    .help("healthy uptime after which backoff and failure count reset");
+pub const CRASH_LOOP_MAX: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_MAX")
+    .default("10")
+    .help("failed starts/exits within the window that enter crash_loop (>= 1)");
+pub const CRASH_LOOP_WINDOW_MS: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_WINDOW_MS")
+    .default("600000")
+    .help("that window");
+pub const CRASH_LOOP_COOLDOWN_MS: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_COOLDOWN_MS")
+    .default("900000")
+    .help("pause in crash_loop before one more attempt");
+pub const STOP_GRACE_MS: Setting = Setting::env("BAA_CODEXD_STOP_GRACE_MS")
+    .default("3000")
+    .help("SIGTERM to SIGKILL grace when stopping the child");
+pub const RECONCILE_IDLE_MS: Setting = Setting::env("BAA_CODEXD_RECONCILE_IDLE_MS")
+    .default("2000")
+    .help("an open turn idle this long is reconciled with thread/read");
+pub const RECENT_EVENTS: Setting = Setting::env("BAA_CODEXD_RECENT_EVENTS")
+    .default("200")
+    .help("events kept in memory, in recent-events.json and in status (>= 1)");
+pub const LOG_MAX_BYTES: Setting = Setting::env("BAA_CODEXD_LOG_MAX_BYTES")
+    .default("10485760")
+    .help("stdout.log / stderr.log rotate to .1 past this size");
+pub const STUB_MODE: Setting = Setting::env("BAA_CODEXD_STUB_MODE")
+    .default("normal")
+    .help("read only by the built-in stub child (baa-codexd __stub-app-server, used by smoke and tests): normal, exit, garbage, silent, mute, no-complete")
+    .external()
+    .hidden();
+pub const RUST_LOG: Setting = Setting::env("RUST_LOG")
+    .default("info")
+    .help("log filter (env_logger); logs go to stderr")
+    .external();
+
+/// Every variable codexd reads, flags first (the usage text keeps this order).
+pub const SETTINGS: &[Setting] = &[
+    LOCAL_API,
+    STATE_DIR,
+    LOGS_DIR,
+    REPO_ROOT,
+    SERVER_STRATEGY,
+    SERVER_COMMAND,
+    SERVER_ARGS,
+    SERVER_CWD,
+    DEMO,
+    SHARED_STATE_DIR,
+    SHARED_LOGS_DIR,
+    EVENT_STREAM_PATH,
+    MODE,
+    SERVER_ENDPOINT,
+    SMOKE_LIFETIME_MS,
+    VERSION,
+    NODE_ID,
+    REQUEST_TIMEOUT_MS,
+    APPROVAL_TIMEOUT_MS,
+    DEFAULT_APPROVAL,
+    RESTART_BASE_MS,
+    RESTART_MAX_MS,
+    RESTART_RESET_MS,
+    CRASH_LOOP_MAX,
+    CRASH_LOOP_WINDOW_MS,
+    CRASH_LOOP_COOLDOWN_MS,
+    STOP_GRACE_MS,
+    RECONCILE_IDLE_MS,
+    RECENT_EVENTS,
+    LOG_MAX_BYTES,
+    STUB_MODE,
+    RUST_LOG,
+];
+
+pub const CLI: Cli<Command> = Cli {
+    binary: "baa-codexd",
+    about: "supervises codex app-server and serves Codex sessions over local HTTP/WS",
+    commands: &[
+        CliCommand {
+            name: "start",
+            help: "run the daemon (prints `baa-codexd listening on http://HOST:PORT`)",
+            json: false,
+            run: Command::Start,
+        },
+        CliCommand {
+            name: "status",
+            help: "ask the running daemon for /v1/codexd/status",
+            json: true,
+            run: Command::Status,
+        },
+        CliCommand {
+            name: "config",
+            help: "print the resolved configuration",
+            json: true,
+            run: Command::Config,
+        },
+        CliCommand {
+            name: "smoke",
+            help: "run the daemon against a built-in stub child and check its files",
+            json: false,
+            run: Command::Smoke,
+        },
+    ],
+    bare: None,
+    settings: SETTINGS,
+    notes: "Relative paths resolve against the working directory. More: docs/runtime/codexd.md.\n",
+};
+
+/// The listen URL, which must be loopback; also all `status` needs.
+pub fn local_api(r: &Resolver) -> Result<(String, ListenUrl)> {
+    let (base, listen) = r.listen_url(&LOCAL_API)?;
+    if !listen.is_loopback() {
+        return Err(r.rule(
+            &LOCAL_API,
+            format!("{base} is not a loopback address; codexd only listens on 127.0.0.1, ::1 or localhost"),
+        ));
+    }
+    Ok((base, listen))
+}
+
+/// `BAA_CODEXD_EVENT_STREAM_PATH`, normalized. Apart from `resolve`, `routes` reads it
+/// alone: it is the only setting a route path depends on.
+pub fn event_stream_path(r: &Resolver) -> Result<String> {
+    let mut path = r.string(&EVENT_STREAM_PATH)?;
     if !path.starts_with('/') {
         path.insert(0, '/');
     }
     let path = path.trim_end_matches('/').to_string();
     if path.is_empty() || path.contains(':') {
-        return Err(ConfigError(
-            "BAA_CODEXD_EVENT_STREAM_PATH must be a plain path such as /v1/codexd/events".into(),
+        return Err(r.invalid(
+            &EVENT_STREAM_PATH,
+            "expected a plain path such as /v1/codexd/events",
         ));
     }
     Ok(path)
 }
 
-impl Config {
-    /// Resolves the configuration from an env lookup and flags.
-    pub fn resolve(env: Env, flags: &Flags, cwd: &Path) -> Result<Config, ConfigError> {
-        let pick = |flag: &Option<String>, key: &str| -> Option<String> {
-            flag.clone()
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-                .or_else(|| get(env, key))
-        };
-        let repo_root = pick(&flags.repo_root, "BAA_CODEXD_REPO_ROOT")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| cwd.to_path_buf());
-        let repo_root = absolute(&repo_root, cwd);
+/// Flags + environment → the validated config. Pure: the environment comes in through
+/// the resolver's lookup function.
+pub fn resolve(r: &Resolver) -> Result<Config> {
+    let (local_api_base, listen) = local_api(r)?;
+    let event_stream_path = event_stream_path(r)?;
 
-        let base = pick(&flags.local_api, "BAA_CODEXD_LOCAL_API_BASE")
-            .unwrap_or_else(|| "http://127.0.0.1:4319".to_string());
-        let base = base.trim_end_matches('/').to_string();
-        let listen = ListenUrl::parse(&base)
-            .map_err(|e| ConfigError(format!("BAA_CODEXD_LOCAL_API_BASE: {e}")))?;
-        if !listen.is_loopback() {
-            return Err(ConfigError(format!(
-                "BAA_CODEXD_LOCAL_API_BASE={base} is not a loopback address; codexd only listens on 127.0.0.1, ::1 or localhost"
-            )));
-        }
+    let mode = r.choice(&MODE, &["app-server"])?.to_string();
+    let strategy = match r.choice(&SERVER_STRATEGY, &["spawn", "external"])? {
+        "external" => Strategy::External,
+        _ => Strategy::Spawn,
+    };
+    let default_approval_text = r.string(&DEFAULT_APPROVAL)?;
+    let default_approval = Decision::parse(&default_approval_text)
+        .ok_or_else(|| r.invalid(&DEFAULT_APPROVAL, "expected accept, decline or cancel"))?;
 
-        let event_stream_path = event_stream_path(env)?;
+    // Read every source before choosing, so each row counts as read.
+    let repo_root = r.opt_path(&REPO_ROOT);
+    let own_state = r.opt_path(&STATE_DIR);
+    let own_logs = r.opt_path(&LOGS_DIR);
+    let shared_state = r.opt_path(&SHARED_STATE_DIR);
+    let shared_logs = r.opt_path(&SHARED_LOGS_DIR);
+    let under_root = |sub: &str| repo_root.as_ref().map(|root| root.join(sub).join("codexd"));
+    let state_dir = own_state
+        .or_else(|| shared_state.map(|d| d.join("codexd")))
+        .or_else(|| under_root("state"));
+    let logs_dir = own_logs
+        .or_else(|| shared_logs.map(|d| d.join("codexd")))
+        .or_else(|| under_root("logs"));
 
-        let mode = get(env, "BAA_CODEXD_MODE").unwrap_or_else(|| "app-server".into());
-        if mode != "app-server" {
-            return Err(ConfigError(format!(
-                "BAA_CODEXD_MODE={mode:?} is not supported; the only mode is app-server"
-            )));
-        }
-
-        let state_dir = pick(&flags.state_dir, "BAA_CODEXD_STATE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| get(env, "BAA_STATE_DIR").map(|d| PathBuf::from(d).join("codexd")))
-            .unwrap_or_else(|| repo_root.join("state").join("codexd"));
-        let logs_dir = pick(&flags.logs_dir, "BAA_CODEXD_LOGS_DIR")
-            .map(PathBuf::from)
-            .or_else(|| get(env, "BAA_LOGS_DIR").map(|d| PathBuf::from(d).join("codexd")))
-            .unwrap_or_else(|| repo_root.join("logs").join("codexd"));
-
-        let strategy = match pick(&flags.server_strategy, "BAA_CODEXD_SERVER_STRATEGY")
-            .as_deref()
-            .unwrap_or("spawn")
-        {
-            "spawn" => Strategy::Spawn,
-            "external" => Strategy::External,
-            other => {
-                return Err(ConfigError(format!(
-                    "BAA_CODEXD_SERVER_STRATEGY={other:?} must be spawn or external"
-                )))
-            }
-        };
-        let server_command = pick(&flags.server_command, "BAA_CODEXD_SERVER_COMMAND")
-            .unwrap_or_else(|| "codex".into());
-        let server_args = pick(&flags.server_args, "BAA_CODEXD_SERVER_ARGS")
-            .unwrap_or_else(|| "app-server".into())
+    let cfg = Config {
+        local_api_base,
+        listen,
+        event_stream_path,
+        mode,
+        strategy,
+        server_command: r.string(&SERVER_COMMAND)?,
+        server_args: r
+            .string(&SERVER_ARGS)?
             .split_whitespace()
             .map(str::to_string)
-            .collect();
-        let server_cwd =
-            pick(&flags.server_cwd, "BAA_CODEXD_SERVER_CWD").map(|d| absolute(Path::new(&d), cwd));
-        let server_endpoint = get(env, "BAA_CODEXD_SERVER_ENDPOINT")
-            .unwrap_or_else(|| "stdio://codex-app-server".into());
+            .collect(),
+        server_cwd: r.opt_path(&SERVER_CWD),
+        server_endpoint: r.string(&SERVER_ENDPOINT)?,
+        smoke_lifetime_ms: r.number(&SMOKE_LIFETIME_MS, 0..=u64::MAX)?,
+        version: r.string(&VERSION)?,
+        node_id: r.string(&NODE_ID)?,
+        approval_timeout_ms: r.number(&APPROVAL_TIMEOUT_MS, 0..=u64::MAX)?,
+        default_approval,
+        request_timeout_ms: r.number(&REQUEST_TIMEOUT_MS, 1..=u64::MAX)?,
+        restart_base_ms: r.number(&RESTART_BASE_MS, 0..=u64::MAX)?,
+        restart_max_ms: r.number(&RESTART_MAX_MS, 0..=u64::MAX)?,
+        restart_reset_ms: r.number(&RESTART_RESET_MS, 0..=u64::MAX)?,
+        crash_loop_max: r.number(&CRASH_LOOP_MAX, 1..=u32::MAX)?,
+        crash_loop_window_ms: r.number(&CRASH_LOOP_WINDOW_MS, 0..=u64::MAX)?,
+        crash_loop_cooldown_ms: r.number(&CRASH_LOOP_COOLDOWN_MS, 0..=u64::MAX)?,
+        stop_grace_ms: r.number(&STOP_GRACE_MS, 0..=u64::MAX)?,
+        reconcile_idle_ms: r.number(&RECONCILE_IDLE_MS, 0..=u64::MAX)?,
+        recent_events: r.number(&RECENT_EVENTS, 1..=usize::MAX)?,
+        log_max_bytes: r.number(&LOG_MAX_BYTES, 0..=u64::MAX)?,
+        demo: r.bool(&DEMO)?,
+        // Last, so a wrong value elsewhere is reported first.
+        state_dir: state_dir.ok_or_else(|| missing_dir(&STATE_DIR, &SHARED_STATE_DIR))?,
+        logs_dir: logs_dir.ok_or_else(|| missing_dir(&LOGS_DIR, &SHARED_LOGS_DIR))?,
+        repo_root: repo_root.unwrap_or_else(|| r.cwd().to_path_buf()),
+    };
+    Ok(cfg)
+}
 
-        let default_approval = match get(env, "BAA_CODEXD_DEFAULT_APPROVAL") {
-            None => Decision::Decline,
-            Some(v) => Decision::parse(&v).ok_or_else(|| {
-                ConfigError(format!(
-                    "BAA_CODEXD_DEFAULT_APPROVAL={v:?} must be accept, decline or cancel"
-                ))
-            })?,
-        };
+fn missing_dir(own: &Setting, shared: &Setting) -> Error {
+    Error::rule(format!(
+        "{} is not set, nor {} nor {}; codexd's dirs never default to the current directory",
+        own.both_names(),
+        shared.both_names(),
+        REPO_ROOT.both_names()
+    ))
+}
 
-        let cfg = Config {
-            repo_root: repo_root.clone(),
-            local_api_base: base,
-            listen,
-            event_stream_path,
-            mode,
-            logs_dir: absolute(&logs_dir, cwd),
-            state_dir: absolute(&state_dir, cwd),
-            strategy,
-            server_command,
-            server_args,
-            server_cwd,
-            server_endpoint,
-            smoke_lifetime_ms: num(env, "BAA_CODEXD_SMOKE_LIFETIME_MS", 1500)?,
-            version: get(env, "BAA_CODEXD_VERSION")
-                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
-            node_id: get(env, "BAA_NODE_ID").unwrap_or_else(|| "mini".into()),
-            approval_timeout_ms: num(env, "BAA_CODEXD_APPROVAL_TIMEOUT_MS", 60_000)?,
-            default_approval,
-            request_timeout_ms: num(env, "BAA_CODEXD_REQUEST_TIMEOUT_MS", 30_000)?,
-            restart_base_ms: num(env, "BAA_CODEXD_RESTART_BASE_MS", 500)?,
-            restart_max_ms: num(env, "BAA_CODEXD_RESTART_MAX_MS", 30_000)?,
-            restart_reset_ms: num(env, "BAA_CODEXD_RESTART_RESET_MS", 600_000)?,
-            crash_loop_max: num(env, "BAA_CODEXD_CRASH_LOOP_MAX", 10)?,
-            crash_loop_window_ms: num(env, "BAA_CODEXD_CRASH_LOOP_WINDOW_MS", 600_000)?,
-            crash_loop_cooldown_ms: num(env, "BAA_CODEXD_CRASH_LOOP_COOLDOWN_MS", 900_000)?,
-            stop_grace_ms: num(env, "BAA_CODEXD_STOP_GRACE_MS", 3_000)?,
-            reconcile_idle_ms: num(env, "BAA_CODEXD_RECONCILE_IDLE_MS", 2_000)?,
-            recent_events: num(env, "BAA_CODEXD_RECENT_EVENTS", 200usize)?.max(1),
-            log_max_bytes: num(env, "BAA_CODEXD_LOG_MAX_BYTES", 10 * 1024 * 1024)?,
-            demo: flags.demo || flag_env(env, "BAA_CODEXD_DEMO")?,
-        };
-        if cfg.request_timeout_ms == 0 {
-            return Err(ConfigError(
-                "BAA_CODEXD_REQUEST_TIMEOUT_MS must be greater than 0".into(),
-            ));
-        }
-        if cfg.crash_loop_max == 0 {
-            return Err(ConfigError(
-                "BAA_CODEXD_CRASH_LOOP_MAX must be greater than 0".into(),
-            ));
-        }
-        Ok(cfg)
-    }
-
+impl Config {
     /// The CODEX_HOME codexd writes and hands the child in demo mode.
     pub fn demo_codex_home(&self) -> PathBuf {
         self.state_dir.join("demo-codex-home")
@@ -383,31 +487,60 @@ impl Config {
     }
 }
 
-fn absolute(p: &Path, cwd: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        cwd.join(p)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use baa::common::settings::Flags;
     use std::collections::HashMap;
+    use std::ffi::OsString;
+    use std::path::Path;
 
-    fn resolve(pairs: &[(&str, &str)], flags: Flags) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
+    fn flags(args: &[&str]) -> Flags {
+        let mut full = vec!["start"];
+        full.extend_from_slice(args);
+        CLI.parse(full.into_iter().map(OsString::from).collect())
+            .unwrap()
+            .flags
+    }
+
+    /// Resolves `args` over `env` from the working directory `/cwd`; also returns the rows
+    /// nobody read.
+    fn resolve_all(args: &[&str], env: &[(&str, &str)]) -> (Result<Config>, Vec<String>) {
+        let f = flags(args);
+        let map: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let env = move |k: &str| map.get(k).cloned();
-        Config::resolve(&env, &flags, Path::new("/repo"))
+        let lookup = |k: &str| map.get(k).cloned();
+        let r = Resolver::new(SETTINGS, &f, &lookup, Path::new("/cwd"));
+        let c = resolve(&r);
+        (c, r.unread())
+    }
+
+    /// With a repo root, the way launchd and dev.sh run it.
+    fn resolve_rooted(args: &[&str], env: &[(&str, &str)]) -> Result<Config> {
+        let mut env = env.to_vec();
+        env.push(("BAA_CODEXD_REPO_ROOT", "/repo"));
+        resolve_all(args, &env).0
+    }
+
+    fn err(args: &[&str], env: &[(&str, &str)]) -> String {
+        match resolve_rooted(args, env) {
+            Ok(_) => panic!("{args:?} {env:?} resolved"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_row_of_the_table_is_read() {
+        let (c, unread) = resolve_all(&["--repo-root", "/repo"], &[]);
+        assert!(c.is_ok(), "{c:?}");
+        assert_eq!(unread, Vec::<String>::new());
     }
 
     #[test]
     fn defaults() {
-        let c = resolve(&[], Flags::default()).unwrap();
+        let c = resolve_rooted(&[], &[]).unwrap();
         assert_eq!(c.local_api_base, "http://127.0.0.1:4319");
         assert_eq!(c.event_stream_path, "/v1/codexd/events");
         assert_eq!(c.state_dir, PathBuf::from("/repo/state/codexd"));
@@ -416,6 +549,8 @@ mod tests {
         assert_eq!(c.server_command, "codex");
         assert_eq!(c.server_args, vec!["app-server".to_string()]);
         assert_eq!(c.default_approval, Decision::Decline);
+        assert_eq!(c.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!((c.recent_events, c.crash_loop_max), (200, 10));
         assert_eq!(
             c.event_stream_url("http://127.0.0.1:4319"),
             "ws://127.0.0.1:4319/v1/codexd/events"
@@ -424,72 +559,116 @@ mod tests {
 
     #[test]
     fn shared_dirs_and_flags() {
-        let c = resolve(
+        let c = resolve_rooted(
+            &[
+                "--local-api",
+                "http://localhost:0",
+                "--logs-dir",
+                "rel/logs",
+            ],
             &[
                 ("BAA_STATE_DIR", "/var/baa/state"),
                 ("BAA_LOGS_DIR", "/var/baa/logs"),
                 ("BAA_CODEXD_SERVER_ARGS", "app-server  --listen stdio://"),
                 ("BAA_CODEXD_LOCAL_API_BASE", "http://127.0.0.1:4000/"),
             ],
-            Flags {
-                local_api: Some("http://localhost:0".into()),
-                logs_dir: Some("rel/logs".into()),
-                ..Flags::default()
-            },
         )
         .unwrap();
         assert_eq!(c.state_dir, PathBuf::from("/var/baa/state/codexd"));
-        assert_eq!(c.logs_dir, PathBuf::from("/repo/rel/logs"));
+        assert_eq!(c.logs_dir, PathBuf::from("/cwd/rel/logs"));
         assert_eq!(c.local_api_base, "http://localhost:0");
         assert_eq!(c.server_args, vec!["app-server", "--listen", "stdio://"]);
+        assert_eq!(c.repo_root, PathBuf::from("/repo"));
+    }
+
+    #[test]
+    fn dirs_never_default_to_the_working_directory() {
+        let e = resolve_all(&[], &[]).0.unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "BAA_CODEXD_STATE_DIR (or --state-dir) is not set, nor BAA_STATE_DIR nor BAA_CODEXD_REPO_ROOT (or --repo-root); codexd's dirs never default to the current directory"
+        );
+        let e = resolve_all(&[], &[("BAA_STATE_DIR", "/s")])
+            .0
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("BAA_CODEXD_LOGS_DIR (or --logs-dir) is not set"),
+            "{e}"
+        );
+        let c = resolve_all(&["--state-dir", "/s", "--logs-dir", "/l"], &[])
+            .0
+            .unwrap();
+        assert_eq!(c.repo_root, PathBuf::from("/cwd"), "a label only");
     }
 
     #[test]
     fn refuses_non_loopback_and_bad_values() {
-        let e = resolve(
-            &[("BAA_CODEXD_LOCAL_API_BASE", "http://0.0.0.0:4319")],
-            Flags::default(),
-        )
-        .unwrap_err();
-        assert!(e.0.contains("not a loopback"), "{e}");
-        let e = resolve(
-            &[("BAA_CODEXD_LOCAL_API_BASE", "http://100.71.210.78:4319")],
-            Flags::default(),
-        )
-        .unwrap_err();
-        assert!(e.0.contains("not a loopback"), "{e}");
-        for (k, v) in [
-            ("BAA_CODEXD_MODE", "exec"),
-            ("BAA_CODEXD_SERVER_STRATEGY", "fork"),
-            ("BAA_CODEXD_DEFAULT_APPROVAL", "maybe"),
-            ("BAA_CODEXD_APPROVAL_TIMEOUT_MS", "soon"),
-            ("BAA_CODEXD_REQUEST_TIMEOUT_MS", "0"),
+        let e = err(&[], &[("BAA_CODEXD_LOCAL_API_BASE", "http://0.0.0.0:4319")]);
+        assert_eq!(
+            e,
+            "BAA_CODEXD_LOCAL_API_BASE: http://0.0.0.0:4319 is not a loopback address; codexd only listens on 127.0.0.1, ::1 or localhost"
+        );
+        let e = err(&["--local-api", "http://100.71.210.78:4319"], &[]);
+        assert!(e.starts_with("--local-api: "), "{e}");
+        assert_eq!(
+            err(&["--server-strategy", "x"], &[]),
+            "--server-strategy: expected spawn or external, got \"x\""
+        );
+        for (k, v, want) in [
+            ("BAA_CODEXD_MODE", "exec", "BAA_CODEXD_MODE=\"exec\": expected app-server"),
+            (
+                "BAA_CODEXD_SERVER_STRATEGY",
+                "fork",
+                "BAA_CODEXD_SERVER_STRATEGY=\"fork\": expected spawn or external",
+            ),
+            (
+                "BAA_CODEXD_DEFAULT_APPROVAL",
+                "maybe",
+                "BAA_CODEXD_DEFAULT_APPROVAL=\"maybe\": expected accept, decline or cancel",
+            ),
+            (
+                "BAA_CODEXD_APPROVAL_TIMEOUT_MS",
+                "soon",
+                "BAA_CODEXD_APPROVAL_TIMEOUT_MS=\"soon\": expected an integer >= 0",
+            ),
+            (
+                "BAA_CODEXD_REQUEST_TIMEOUT_MS",
+                "0",
+                "BAA_CODEXD_REQUEST_TIMEOUT_MS=\"0\": expected an integer >= 1",
+            ),
+            (
+                "BAA_CODEXD_CRASH_LOOP_MAX",
+                "4294967296",
+                "BAA_CODEXD_CRASH_LOOP_MAX=\"4294967296\": expected an integer from 1 to 4294967295",
+            ),
+            (
+                "BAA_CODEXD_EVENT_STREAM_PATH",
+                "ws://x",
+                "BAA_CODEXD_EVENT_STREAM_PATH=\"ws://x\": expected a plain path such as /v1/codexd/events",
+            ),
         ] {
-            assert!(resolve(&[(k, v)], Flags::default()).is_err(), "{k}={v}");
+            assert_eq!(err(&[], &[(k, v)]), want);
         }
     }
 
     #[test]
     fn demo_from_flag_or_env() {
-        assert!(!resolve(&[], Flags::default()).unwrap().demo);
-        let c = resolve(&[("BAA_CODEXD_DEMO", "1")], Flags::default()).unwrap();
+        assert!(!resolve_rooted(&[], &[]).unwrap().demo);
+        let c = resolve_rooted(&[], &[("BAA_CODEXD_DEMO", "1")]).unwrap();
         assert!(c.demo);
         assert_eq!(
             c.demo_codex_home(),
             PathBuf::from("/repo/state/codexd/demo-codex-home")
         );
         assert!(
-            !resolve(&[("BAA_CODEXD_DEMO", "off")], Flags::default())
+            !resolve_rooted(&[], &[("BAA_CODEXD_DEMO", "off")])
                 .unwrap()
                 .demo
         );
-        let flagged = Flags {
-            demo: true,
-            ..Flags::default()
-        };
-        assert!(resolve(&[], flagged).unwrap().demo);
-        let e = resolve(&[("BAA_CODEXD_DEMO", "maybe")], Flags::default()).unwrap_err();
-        assert!(e.0.contains("BAA_CODEXD_DEMO"), "{e}");
+        assert!(resolve_rooted(&["--demo"], &[]).unwrap().demo);
+        let e = err(&[], &[("BAA_CODEXD_DEMO", "maybe")]);
+        assert!(e.starts_with("BAA_CODEXD_DEMO=\"maybe\""), "{e}");
     }
 
     #[test]

@@ -1,19 +1,19 @@
 //! codexd's HTTP/WS surface (SPEC §5.3). One table drives dispatch and the route list in
 //! `/v1/codexd/status`; every JSON body is pretty-printed.
 
-use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use baa::common::api_error::{ok_envelope, ApiError};
+use baa::common::cli;
 use baa::common::http::guard::HostPolicy;
 use baa::common::http::router::{self, dispatch, Params, Route};
 use baa::common::http::{Handler, Reply, Request, Response};
 use baa::common::ws::{run_session, SessionOptions};
 
-use crate::config::{event_stream_path, DEFAULT_EVENT_STREAM_PATH};
+use crate::config::DEFAULT_EVENT_STREAM_PATH;
 use crate::core::Core;
 
 type Ctx = Arc<Core>;
@@ -54,15 +54,12 @@ pub fn table(event_path: &str) -> Vec<Route<Ctx>> {
 }
 
 /// `baa-codexd routes [--json]`: the served table, printed without starting anything. Only
-/// the event stream's path depends on configuration, so only that variable is read.
-pub fn command(args: &[OsString]) -> ExitCode {
-    match event_stream_path(&|k| std::env::var(k).ok()) {
-        Ok(path) => router::routes_command("baa-codexd", args, &table(&path)),
-        Err(e) => {
-            eprintln!("baa-codexd: configuration error: {e}");
-            ExitCode::from(2)
-        }
-    }
+/// the event stream's path depends on configuration, so the caller resolves only that.
+pub fn command(event_path: &str, json: bool) -> ExitCode {
+    cli::print(
+        "baa-codexd",
+        &router::render_table(&table(event_path), json),
+    )
 }
 
 /// The server handler: Host/Origin checks, then the table.

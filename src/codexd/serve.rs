@@ -1,6 +1,8 @@
 //! Starting and stopping the whole daemon: state, HTTP listener, child supervisor and the
-//! ticker. Shared by `start` and `smoke`.
+//! ticker. `run` is `start` under `common::daemon`; `smoke` calls `start` directly.
 
+use std::net::TcpListener;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -8,6 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use baa::common::codex_home::write_codex_home;
+use baa::common::daemon::{self, Service, Startup};
 use baa::common::http::{Server, ServerConfig, ServerHandle};
 use baa::common::signals::StopFlag;
 
@@ -16,6 +19,9 @@ use crate::core::Core;
 use crate::demo::DemoModel;
 use crate::events::Level;
 use crate::supervision::ChildThreads;
+
+/// In-flight HTTP requests get this long on stop; the child then gets its own grace.
+const HTTP_STOP_GRACE: Duration = Duration::from_secs(2);
 
 pub struct Running {
     pub core: Arc<Core>,
@@ -27,9 +33,36 @@ pub struct Running {
     demo_model: Option<DemoModel>,
 }
 
-/// Loads state, binds the listener and starts the child. `stop` ends everything.
+/// `baa-codexd start`: the daemon in the foreground until SIGTERM/SIGINT.
+pub fn run(cfg: Config) -> ExitCode {
+    let startup = Startup {
+        binary: "baa-codexd",
+        bind: cfg.listen.bind_addr(),
+        // HTTP grace, the child's SIGTERM→SIGKILL grace, then joins and state writes.
+        stop_bound: HTTP_STOP_GRACE
+            + Duration::from_millis(cfg.stop_grace_ms)
+            + Duration::from_secs(5),
+    };
+    daemon::run(startup, move |listener, _bound, stop| {
+        start_on(listener, cfg, stop.clone()).map(|r| Box::new(r) as Box<dyn Service>)
+    })
+}
+
+impl Service for Running {
+    fn stop(self: Box<Self>) {
+        self.shutdown();
+    }
+}
+
+/// Binds the configured address, then [`start_on`] it.
 pub fn start(cfg: Config, stop: StopFlag) -> Result<Running, String> {
     let bind = cfg.listen.bind_addr();
+    let listener = TcpListener::bind(&bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    start_on(listener, cfg, stop)
+}
+
+/// Loads state, serves on `listener` and starts the child. `stop` ends everything.
+pub fn start_on(listener: TcpListener, cfg: Config, stop: StopFlag) -> Result<Running, String> {
     let core = Core::open(cfg, stop.clone())?;
     let demo_model = if core.cfg.demo && core.cfg.strategy == Strategy::Spawn {
         Some(start_demo_model(&core)?)
@@ -42,8 +75,8 @@ pub fn start(cfg: Config, stop: StopFlag) -> Result<Running, String> {
         pretty_json: true,
         ..ServerConfig::default()
     };
-    let server = Server::bind(&bind, server_cfg, crate::routes::handler(core.clone()))
-        .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    let server = Server::start(listener, server_cfg, crate::routes::handler(core.clone()))
+        .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
     let addr = server.local_addr();
     let base = format!("http://{addr}");
     core.set_listening(&base);
@@ -104,7 +137,7 @@ impl Running {
             "baa-codexd is stopping",
             json!({"pid": std::process::id()}),
         );
-        self.server.stop(Duration::from_secs(2));
+        self.server.stop(HTTP_STOP_GRACE);
         if let Some(c) = self.child.take() {
             c.join();
         }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use baa::common::cli;
 use baa::common::client::local_agent;
 use baa::common::netaddr::ListenUrl;
 use baa::common::signals::StopFlag;
@@ -20,7 +21,7 @@ pub fn run(mut cfg: Config) -> i32 {
     let exe = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("smoke: cannot find my own executable: {e}");
+            cli::error_line("smoke", &format!("cannot find my own executable: {e}"));
             return 1;
         }
     };
@@ -44,7 +45,7 @@ pub fn run(mut cfg: Config) -> i32 {
     let running = match crate::serve::start(cfg, stop.clone()) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("smoke: FAIL daemon did not start: {e}");
+            cli::error_line("smoke", &format!("FAIL daemon did not start: {e}"));
             return 1;
         }
     };
@@ -52,7 +53,7 @@ pub fn run(mut cfg: Config) -> i32 {
     let mut failures: Vec<String> = Vec::new();
     let turn = drive(&running.base);
     match &turn {
-        Ok(msg) => println!("smoke: ok turn completed: {msg}"),
+        Ok(msg) => say(&format!("smoke: ok turn completed: {msg}")),
         Err(e) => failures.push(format!("turn: {e}")),
     }
     let left = lifetime.saturating_sub(started.elapsed());
@@ -70,24 +71,33 @@ pub fn run(mut cfg: Config) -> i32 {
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
         {
-            Some(_) => println!("smoke: ok {}", p.display()),
+            Some(_) => say(&format!("smoke: ok {}", p.display())),
             None => failures.push(format!("{} missing or not JSON", p.display())),
         }
     }
     let events = logs_dir.join("events.jsonl");
     match baa::common::jsonl::JsonlLog::read_all(&events) {
-        Ok(v) if !v.is_empty() => println!("smoke: ok {} ({} events)", events.display(), v.len()),
+        Ok(v) if !v.is_empty() => say(&format!(
+            "smoke: ok {} ({} events)",
+            events.display(),
+            v.len()
+        )),
         _ => failures.push(format!("{} missing or empty", events.display())),
     }
     if failures.is_empty() {
-        println!("smoke: PASS");
+        say("smoke: PASS");
         0
     } else {
         for f in &failures {
-            println!("smoke: FAIL {f}");
+            say(&format!("smoke: FAIL {f}"));
         }
         1
     }
+}
+
+/// One line of the report on stdout; a closed stdout (`| head`) is not a panic.
+fn say(line: &str) {
+    let _ = cli::write_stdout(&format!("{line}\n"));
 }
 
 /// Creates a session, runs one turn and waits (bounded) for its final message.

@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -23,7 +24,12 @@ impl JsonlLog {
             fs::create_dir_all(parent)?;
         }
         let cut = repair_tail(&path)?;
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        // Events and task logs hold prompts and answers: created 0600 like the state files.
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)?;
         Ok((
             Self {
                 path,

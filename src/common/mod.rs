@@ -2,9 +2,11 @@
 //! the daemons talk to each other over local HTTP, exactly as the deployed processes do.
 
 pub mod api_error;
+pub mod cli;
 pub mod client;
 pub mod codex_fields;
 pub mod codex_home;
+pub mod daemon;
 pub mod http;
 pub mod ids;
 pub mod jsonl;
@@ -13,6 +15,7 @@ pub mod netaddr;
 pub mod proc;
 pub mod responses;
 pub mod secret;
+pub mod settings;
 pub mod signals;
 pub mod store;
 pub mod sync;

@@ -11,30 +11,32 @@ pub struct ListenUrl {
 
 impl ListenUrl {
     /// Parses `http://host:port` (a trailing `/` is ignored). Only `http` is accepted.
+    /// Errors say what was expected without repeating the input: the caller names the
+    /// setting and shows the value.
     pub fn parse(url: &str) -> Result<Self, String> {
         let url = url.trim().trim_end_matches('/');
         let rest = url
             .strip_prefix("http://")
-            .ok_or_else(|| format!("{url:?} must start with http://"))?;
+            .ok_or_else(|| "expected http://HOST:PORT (plain http)".to_string())?;
         if rest.contains('/') || rest.contains('?') || rest.contains('@') {
-            return Err(format!("{url:?} must be http://host:port with no path"));
+            return Err("expected http://HOST:PORT with no path".into());
         }
         let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
             let (h, p) = inner
                 .split_once("]:")
-                .ok_or_else(|| format!("{url:?} must include a port"))?;
+                .ok_or_else(|| "expected http://HOST:PORT with a port".to_string())?;
             (h.to_string(), p)
         } else {
             let (h, p) = rest
                 .rsplit_once(':')
-                .ok_or_else(|| format!("{url:?} must include a port"))?;
+                .ok_or_else(|| "expected http://HOST:PORT with a port".to_string())?;
             (h.to_string(), p)
         };
         let port: u16 = port
             .parse()
-            .map_err(|_| format!("{url:?} has an invalid port"))?;
+            .map_err(|_| "expected http://HOST:PORT with a port from 0 to 65535".to_string())?;
         if host.is_empty() {
-            return Err(format!("{url:?} has no host"));
+            return Err("expected http://HOST:PORT with a host".into());
         }
         Ok(Self { host, port })
     }

@@ -1,4 +1,10 @@
-//! Token comparison that does not leak how many leading bytes matched.
+//! Tokens: comparison that does not leak how many leading bytes matched, placeholder
+//! detection, and reading a token file that only its owner may read.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 /// Compares `given` with `expected` in time that depends only on their lengths.
 pub fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
@@ -18,6 +24,39 @@ pub fn is_placeholder_token(token: &str) -> bool {
         token.trim().to_ascii_lowercase().as_str(),
         "replace-me" | "changeme" | "change-me" | "your-token-here" | "token" | "secret"
     )
+}
+
+/// Longest token file accepted: a token is one line; anything bigger is the wrong file.
+const MAX_SECRET_FILE: u64 = 4096;
+
+/// Reads a token file (trimmed; empty is `None`) after checking, on the opened file itself (no race with a rename),
+/// that it is a regular file with no group or other permission bits.
+pub fn read_token_file(path: &Path) -> Result<Option<String>, String> {
+    let shown = path.display();
+    let f = File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("cannot stat {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{shown} has mode {mode:04o}: group or others can read or write it; a token file must be 0600 or stricter (run: chmod 600 {shown})"
+        ));
+    }
+    if meta.len() > MAX_SECRET_FILE {
+        return Err(format!(
+            "{shown} is larger than {MAX_SECRET_FILE} bytes; a token file holds one line"
+        ));
+    }
+    let mut raw = String::new();
+    f.take(MAX_SECRET_FILE)
+        .read_to_string(&mut raw)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let token = raw.trim();
+    Ok((!token.is_empty()).then(|| token.to_string()))
 }
 
 #[cfg(test)]

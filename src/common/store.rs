@@ -1,12 +1,15 @@
 //! Crash-safe JSON state files: every write goes to a unique temp file in the same
 //! directory, is fsynced, renamed over the target, and the directory is fsynced. A reader
 //! therefore sees the old or the new file, never a torn one, even after SIGKILL.
+//! State files hold prompts and answers, so they are created 0600 whatever the umask.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,6 +18,52 @@ use crate::common::proc::pid_alive;
 use crate::common::sync::lock;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temp file this old has no live writer (a write takes milliseconds), even when the pid
+/// in its name now belongs to another process (pid reuse after a kill -9 and restart).
+const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
+/// How long an unparsable file must stay unchanged before it counts as corrupt.
+const SETTLE_WAIT: Duration = Duration::from_millis(50);
+/// Re-reads of a file that keeps changing while it does not parse.
+const MAX_REREADS: u32 = 3;
+
+/// The permission bits a file written by [`write_atomic_with`] ends up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileMode {
+    /// 0600: state files (they hold prompts, answers and tokens' neighbours).
+    Private,
+    /// Exactly these bits, umask notwithstanding (an overwrite keeping the old file's mode).
+    Exact(u32),
+    /// What a plain create would give: 0666 minus the umask.
+    UmaskDefault,
+}
+
+/// Identifies one version of a file: an atomic rename always brings a new inode, and an
+/// in-place edit changes the size or mtime. Used to cache a parsed file safely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileKey {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+impl FileKey {
+    pub fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+
+    /// The modification time as a `SystemTime` (before the epoch clamps to it).
+    pub fn modified(&self) -> SystemTime {
+        let ns = u64::try_from(self.mtime_ns.max(0)).unwrap_or(u64::MAX);
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(ns)
+    }
+}
 
 /// Errors from the state store. Each names the file involved.
 #[derive(Debug)]
@@ -117,30 +166,61 @@ impl JsonStore {
         write_atomic(&self.dir, name, &bytes)
     }
 
-    /// Reads `name`. Missing → `Ok(None)`. Unparsable → the file is moved aside to
-    /// `<name>.corrupt-<ms>` and `Err(Corrupt)` is returned so the caller can warn and
-    /// fall back to defaults.
+    /// Reads `name`. Missing → `Ok(None)`. Unparsable (and unchanged for 50 ms, so not a
+    /// hand edit caught mid-write) → the file is moved aside to `<name>.corrupt-<ms>` and
+    /// `Err(Corrupt)` is returned so the caller can warn and fall back.
     pub fn read<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        Ok(self.read_keyed(name)?.map(|(v, _)| v))
+    }
+
+    /// Like `read`, with the key of the version that was parsed (taken from the open file,
+    /// so key and content always belong together).
+    pub fn read_keyed<T: DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<(T, FileKey)>, StoreError> {
         check_name(name)?;
         let path = self.path(name);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path, e)),
-        };
-        match serde_json::from_slice(&bytes) {
-            Ok(v) => Ok(Some(v)),
-            Err(source) => {
-                let to = self
-                    .dir
-                    .join(format!("{name}.corrupt-{}", crate::common::time::now_ms()));
-                let moved_to = fs::rename(&path, &to).ok().map(|_| to);
-                Err(StoreError::Corrupt {
-                    path,
-                    moved_to,
-                    source,
-                })
+        let mut rereads = 0;
+        loop {
+            let (bytes, key) = match read_with_key(&path) {
+                Ok(v) => v,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err(&path, e)),
+            };
+            let source = match serde_json::from_slice(&bytes) {
+                Ok(v) => return Ok(Some((v, key))),
+                Err(e) => e,
+            };
+            // Someone editing the file in place (not by rename) can be caught mid-write:
+            // only a file that stays the same for a moment and still does not parse is
+            // corrupt. A changed one is read again.
+            std::thread::sleep(SETTLE_WAIT);
+            let now = fs::metadata(&path).ok().map(|m| FileKey::of(&m));
+            if now.is_some_and(|k| k != key) && rereads < MAX_REREADS {
+                rereads += 1;
+                continue;
             }
+            let to = self
+                .dir
+                .join(format!("{name}.corrupt-{}", crate::common::time::now_ms()));
+            let moved_to = fs::rename(&path, &to).ok().map(|_| to);
+            return Err(StoreError::Corrupt {
+                path,
+                moved_to,
+                source,
+            });
+        }
+    }
+
+    /// The key of `name` as it is now (one `stat`), `None` when it does not exist.
+    pub fn key(&self, name: &str) -> Result<Option<FileKey>, StoreError> {
+        check_name(name)?;
+        let path = self.path(name);
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(FileKey::of(&m))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path, e)),
         }
     }
 
@@ -155,22 +235,49 @@ impl JsonStore {
         }
     }
 
-    /// Removes `.<name>.<pid>.<n>.tmp` files whose writer is gone. A live writer's temp
-    /// (another daemon sharing the directory) is left alone.
+    /// Removes `.<name>.<pid>.<n>.tmp` files left by a writer killed mid-write: those whose
+    /// pid is gone, and any older than a minute (the pid may have been reused since). A live
+    /// writer's fresh temp (another daemon sharing the directory) is left alone.
     fn sweep_temps(&self) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
         };
+        let now = SystemTime::now();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(pid) = temp_owner(&name) else {
                 continue;
             };
-            if pid != std::process::id() && !pid_alive(pid) {
-                let _ = fs::remove_file(entry.path());
+            let stale = entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= STALE_TEMP_AGE);
+            let orphan = pid != std::process::id() && !pid_alive(pid);
+            if orphan || stale {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => log::info!("state: removed a leftover temp file {name}"),
+                    Err(e) => log::warn!("state: cannot remove leftover temp {name}: {e}"),
+                }
             }
         }
     }
+}
+
+/// Reads a whole file and the key of exactly the inode that was read.
+fn read_with_key(path: &Path) -> io::Result<(Vec<u8>, FileKey)> {
+    let mut f = File::open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut bytes)?;
+    Ok((bytes, FileKey::of(&meta)))
 }
 
 /// The pid embedded in one of our temp file names, if `name` is one.
@@ -195,18 +302,36 @@ fn check_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
-/// temp in the same dir → write → fsync → rename → fsync dir. The temp is removed on
-/// any failure before the rename.
+/// temp in the same dir → write → fsync → rename → fsync dir, as a 0600 state file.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    write_atomic_with(dir, name, bytes, FileMode::Private)
+}
+
+/// The atomic write with the final mode set on the temp before the rename, so the file is
+/// never visible with wider bits than asked for. The temp is removed on any failure before
+/// the rename.
+pub fn write_atomic_with(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    mode: FileMode,
+) -> Result<(), StoreError> {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let target = dir.join(name);
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| io_err(&tmp, e))?;
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        match mode {
+            // Created private; an exact mode is applied below, once the file is ours.
+            FileMode::Private | FileMode::Exact(_) => opts.mode(0o600),
+            FileMode::UmaskDefault => opts.mode(0o666),
+        };
+        let mut f = opts.open(&tmp).map_err(|e| io_err(&tmp, e))?;
+        if let FileMode::Exact(bits) = mode {
+            f.set_permissions(fs::Permissions::from_mode(bits & 0o7777))
+                .map_err(|e| io_err(&tmp, e))?;
+        }
         f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
         f.sync_all().map_err(|e| io_err(&tmp, e))?;
         drop(f);
@@ -276,6 +401,49 @@ mod tests {
         JsonStore::open(&d).unwrap();
         assert!(!dead.exists());
         assert!(live.exists());
+    }
+
+    #[test]
+    fn temp_left_by_a_kill_9_is_swept_even_when_its_pid_was_reused() {
+        let d = tmpdir("sweep-old");
+        // Our own (live) pid in the name, as after a restart that got the dead writer's pid.
+        let old = d.join(format!(".s.json.{}.7.tmp", std::process::id()));
+        fs::write(&old, b"x").unwrap();
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        JsonStore::open(&d).unwrap();
+        assert!(!old.exists(), "{} survived the sweep", old.display());
+    }
+
+    #[test]
+    fn state_files_are_written_0600_whatever_the_umask() {
+        let d = tmpdir("mode");
+        let s = JsonStore::open(&d).unwrap();
+        s.write("a.json", &json!({"prompt": "secret"})).unwrap();
+        let mode = fs::metadata(d.join("a.json")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+        write_atomic_with(&d, "b.sh", b"#!/bin/sh\n", FileMode::Exact(0o755)).unwrap();
+        let mode = fs::metadata(d.join("b.sh")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "{mode:o}");
+    }
+
+    #[test]
+    fn key_changes_on_every_rewrite_and_matches_what_was_read() {
+        let d = tmpdir("key");
+        let s = JsonStore::open(&d).unwrap();
+        assert_eq!(s.key("k.json").unwrap(), None);
+        s.write("k.json", &json!({"v": 1})).unwrap();
+        let (v, k1) = s.read_keyed::<Value>("k.json").unwrap().unwrap();
+        assert_eq!((v, Some(k1)), (json!({"v": 1}), s.key("k.json").unwrap()));
+        // Same size, maybe the same mtime tick: the rename still brings a new inode.
+        s.write("k.json", &json!({"v": 2})).unwrap();
+        let k2 = s.key("k.json").unwrap().unwrap();
+        assert_ne!(k1, k2);
     }
 
     #[test]

@@ -37,6 +37,23 @@ pub fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> 
     }
 }
 
+/// `cv.wait_timeout(guard, dur)` under the same policy; true if it timed out.
+#[track_caller]
+pub fn wait_timeout<'a, T>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, T>,
+    dur: std::time::Duration,
+) -> (MutexGuard<'a, T>, bool) {
+    match cv.wait_timeout(guard, dur) {
+        Ok((guard, t)) => (guard, t.timed_out()),
+        Err(poisoned) => {
+            report(Location::caller());
+            let (guard, t) = poisoned.into_inner();
+            (guard, t.timed_out())
+        }
+    }
+}
+
 fn report(at: &Location<'_>) {
     log::error!(
         "a thread panicked while holding the lock taken at {}:{}; recovered it and carried on",

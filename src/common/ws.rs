@@ -1,6 +1,8 @@
 //! WebSocket plumbing shared by the conductor's Firefox bridge and codexd's event stream:
 //! a broadcast hub that drops slow subscribers instead of waiting for them, and a
-//! single-owner session loop that pushes outbound frames and answers inbound ones.
+//! single-owner session loop that pushes outbound frames and answers inbound ones. A
+//! client that breaks the protocol gets a close frame with the RFC 6455 code (1002, 1007,
+//! 1009) before the connection ends, not a bare TCP close.
 
 use std::io;
 use std::net::TcpStream;
@@ -9,8 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use tungstenite::error::ProtocolError;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 use tungstenite::{Message, WebSocket};
 
+use crate::common::http::socket::linger_close;
 use crate::common::sync::lock;
 
 /// Fan-out of text frames to every subscriber. A subscriber whose queue is full is
@@ -118,6 +124,9 @@ pub enum SessionEnd {
     /// The hub dropped this subscriber, or the outbound buffer overflowed.
     TooSlow,
     Idle,
+    /// The client broke the protocol; it was sent a close frame with this code (1002
+    /// protocol error, 1007 invalid UTF-8, 1009 message too big).
+    Refused(u16),
     Error,
 }
 
@@ -140,12 +149,46 @@ pub fn run_session(
         }
     }
     let end = pump(&mut ws, outbox, &mut on_text, opts);
-    if end != SessionEnd::ClientClosed && end != SessionEnd::Error {
+    if matches!(end, SessionEnd::Idle | SessionEnd::TooSlow) {
         let _ = ws.close(None);
         let _ = ws.flush();
     }
     let _ = ws.get_ref().shutdown(std::net::Shutdown::Both);
     end
+}
+
+/// The close code RFC 6455 §7.4.1 gives an inbound error, when the client broke the
+/// protocol (rather than went away).
+fn close_code(e: &tungstenite::Error) -> Option<(CloseCode, &'static str)> {
+    match e {
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        tungstenite::Error::Protocol(_) => Some((CloseCode::Protocol, "protocol error")),
+        tungstenite::Error::Utf8(_) => {
+            Some((CloseCode::Invalid, "text message is not valid UTF-8"))
+        }
+        tungstenite::Error::Capacity(_) => Some((CloseCode::Size, "message too big")),
+        _ => None,
+    }
+}
+
+/// Sends the close frame for a protocol error (blocking, bounded) and drains what the
+/// client still sends, so it reads the code instead of an RST for unread input.
+fn refuse(
+    ws: &mut WebSocket<TcpStream>,
+    code: CloseCode,
+    reason: &'static str,
+    opts: &SessionOptions,
+) -> SessionEnd {
+    let tcp = ws.get_ref();
+    let _ = tcp.set_nonblocking(false);
+    let _ = tcp.set_write_timeout(Some(opts.initial_write_timeout));
+    let _ = ws.close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }));
+    let _ = ws.flush();
+    linger_close(ws.get_ref());
+    SessionEnd::Refused(code.into())
 }
 
 fn pump(
@@ -196,11 +239,13 @@ fn pump(
                 Err(tungstenite::Error::Io(e)) if would_block(&e) => break,
                 Err(tungstenite::Error::ConnectionClosed)
                 | Err(tungstenite::Error::AlreadyClosed) => return SessionEnd::ClientClosed,
-                Err(tungstenite::Error::Capacity(e)) => {
-                    log::warn!("websocket frame refused: {e}");
-                    return SessionEnd::Error;
+                Err(e) => {
+                    let Some((code, reason)) = close_code(&e) else {
+                        return SessionEnd::Error;
+                    };
+                    log::warn!("websocket client refused with {}: {e}", u16::from(code));
+                    return refuse(ws, code, reason, opts);
                 }
-                Err(_) => return SessionEnd::Error,
             }
         }
         if let Err(e) = ws.flush() {
@@ -249,6 +294,37 @@ fn would_block(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protocol_errors_map_to_rfc_close_codes() {
+        use tungstenite::error::CapacityError;
+        let code = |e: tungstenite::Error| close_code(&e).map(|(c, _)| u16::from(c));
+        assert_eq!(
+            code(tungstenite::Error::Protocol(
+                ProtocolError::NonZeroReservedBits
+            )),
+            Some(1002)
+        );
+        assert_eq!(
+            code(tungstenite::Error::Utf8(String::from("bad"))),
+            Some(1007)
+        );
+        assert_eq!(
+            code(tungstenite::Error::Capacity(
+                CapacityError::MessageTooLong {
+                    size: 2,
+                    max_size: 1
+                }
+            )),
+            Some(1009)
+        );
+        assert_eq!(
+            code(tungstenite::Error::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake
+            )),
+            None
+        );
+    }
 
     #[test]
     fn hub_drops_full_and_gone_subscribers() {

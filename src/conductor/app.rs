@@ -3,7 +3,6 @@
 //! request entry point and the table are in `routes`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -18,6 +17,7 @@ use crate::codex_proxy::CodexProxy;
 use crate::config::Config;
 use crate::firefox::{self, Bridge};
 use crate::host_ops::exec::ExecSlots;
+use crate::host_ops::protect::Protected;
 use crate::lease::Lease;
 use crate::system::{Action, ChangeRequest, SystemStore};
 
@@ -35,17 +35,14 @@ pub struct App {
     pub host_policy: HostPolicy,
     pub codex: CodexProxy,
     pub exec_slots: ExecSlots,
-    /// Paths host ops must never write (our own state).
-    pub protected_paths: Vec<PathBuf>,
+    /// What host ops must never touch (state and logs trees, our own /proc entry).
+    pub protected_paths: Protected,
 }
 
 impl App {
     pub fn new(cfg: Config, bound: SocketAddr, store: Arc<JsonStore>, lease: Arc<Lease>) -> Self {
         let host_policy = HostPolicy::for_listener(bound, &cfg.local_api_allowed_hosts);
-        let protected_paths = [&cfg.state_dir]
-            .iter()
-            .filter_map(|p| std::fs::canonicalize(p).ok())
-            .collect();
+        let protected_paths = Protected::new(&[&cfg.state_dir, &cfg.logs_dir]);
         Self {
             base_url: format!("http://{bound}"),
             started_at: baa::common::time::now_rfc3339(),

@@ -1,16 +1,16 @@
-//! Conductor configuration: environment variables overridden by CLI flags, resolved into
-//! one plain struct, with the startup rules (where the local API may listen) and the
-//! warnings shown by `config` and `/v1/runtime`.
+//! Conductor configuration: its settings table (every variable and flag it reads), and
+//! the pure step from flags + environment to the typed [`Config`] it runs with, with the
+//! start-up rules (where the local API may listen, dirs that must be set) and the warnings
+//! shown by `config` and `/v1/runtime`.
 
-use std::collections::HashMap;
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use baa::common::cli::{Cli, Command as CliCommand};
 use baa::common::netaddr::{is_tailscale_ip, ListenUrl};
 use baa::common::secret::is_placeholder_token;
+use baa::common::settings::{Error, Resolver, Result, Setting};
 
 pub const DEFAULT_LOCAL_API: &str = "http://127.0.0.1:4317";
-pub const DEFAULT_CONTROL_API_BASE: &str = "https://conductor.makefile.so";
 pub const CODEXD_ENV: &str = "BAA_CODEXD_LOCAL_API_BASE";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,238 +86,225 @@ impl Config {
     }
 }
 
-/// A config problem that stops startup (exit code 2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What the command line asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The conductor's own commands; `help`, `settings` and `routes` are built in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     Start,
-    Config { json: bool },
-    Help,
-    Version,
+    Config,
 }
 
-/// Flags as typed, before merging with the environment.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Overrides(pub HashMap<&'static str, String>);
+pub const NODE_ID: Setting = Setting::env("BAA_NODE_ID")
+    .flag("node-id", "ID")
+    .default("mini-main")
+    .help("node id: first part of identity (mini-main@mini(primary)) and the lease holder id");
+pub const HOST: Setting = Setting::env("BAA_CONDUCTOR_HOST")
+    .flag("host", "HOST")
+    .default("mini")
+    .help("host name in identity and in the controller record");
+pub const ROLE: Setting = Setting::env("BAA_CONDUCTOR_ROLE")
+    .flag("role", "ROLE")
+    .default("primary")
+    .help("primary contends for the lease; standby takes over only after it expires");
+pub const CONTROL_API_BASE: Setting = Setting::env("BAA_CONTROL_API_BASE")
+    .flag("control-api-base", "URL")
+    .default("https://conductor.makefile.so")
+    .help("compatibility name kept from the original system; reported, never called");
+pub const LOCAL_API: Setting = Setting::env("BAA_CONDUCTOR_LOCAL_API")
+    .flag("local-api", "URL")
+    .default(DEFAULT_LOCAL_API)
+    .help("listen URL http://HOST:PORT: loopback, or a listed Tailscale 100.64.0.0/10 address");
+pub const LOCAL_API_ALLOWED_HOSTS: Setting = Setting::env("BAA_CONDUCTOR_LOCAL_API_ALLOWED_HOSTS")
+    .flag("local-api-allowed-hosts", "CSV")
+    .help("non-loopback hosts the local API may bind, each a Tailscale 100.64.0.0/10 address (unset: loopback only)");
+pub const CODEXD_LOCAL_API: Setting = Setting::env(CODEXD_ENV)
+    .flag("codexd-local-api", "URL")
+    .help("codexd base URL for the /v1/codex* proxy (unset: those routes answer 503)");
+pub const SHARED_TOKEN: Setting = Setting::env("BAA_SHARED_TOKEN")
+    .flag("shared-token", "TOKEN")
+    .help(
+        "bearer token for /v1/exec and /v1/files/*; prefer the token file (argv is visible to ps)",
+    );
+pub const SHARED_TOKEN_FILE: Setting = Setting::env("BAA_SHARED_TOKEN_FILE")
+    .flag("shared-token-file", "PATH")
+    .help("file holding the token, mode 0600 or stricter (looser is refused); used when BAA_SHARED_TOKEN is unset");
+pub const PRIORITY: Setting = Setting::env("BAA_CONDUCTOR_PRIORITY")
+    .flag("priority", "N")
+    .default("0")
+    .help("integer lease tie-break, shown in /v1/controllers");
+pub const HEARTBEAT_INTERVAL_MS: Setting = Setting::env("BAA_CONDUCTOR_HEARTBEAT_INTERVAL_MS")
+    .flag("heartbeat-interval-ms", "MS")
+    .default("5000")
+    .help("how often the controller record is refreshed (>= 1)");
+pub const LEASE_TTL_SEC: Setting = Setting::env("BAA_CONDUCTOR_LEASE_TTL_SEC")
+    .flag("lease-ttl-sec", "S")
+    .default("30")
+    .help("lease lifetime; a standby may take over after it expires (>= 1)");
+pub const LEASE_RENEW_INTERVAL_MS: Setting = Setting::env("BAA_CONDUCTOR_LEASE_RENEW_INTERVAL_MS")
+    .flag("lease-renew-interval-ms", "MS")
+    .default("5000")
+    .help("how often the leader renews; >= the TTL gives a warning (>= 1)");
+pub const RENEW_FAILURE_THRESHOLD: Setting = Setting::env("BAA_CONDUCTOR_RENEW_FAILURE_THRESHOLD")
+    .flag("renew-failure-threshold", "N")
+    .default("2")
+    .help("consecutive renew failures after which the leader is degraded (>= 1)");
+pub const STATE_DIR: Setting = Setting::env("BAA_STATE_DIR")
+    .flag("state-dir", "DIR")
+    .help("conductor state files; required (never defaults to the current directory)");
+pub const LOGS_DIR: Setting = Setting::env("BAA_LOGS_DIR")
+    .flag("logs-dir", "DIR")
+    .help("logs dir, created at start; required");
+pub const RUNS_DIR: Setting = Setting::env("BAA_RUNS_DIR")
+    .flag("runs-dir", "DIR")
+    .help("runs dir, created at start; required");
+pub const WORKTREES_DIR: Setting = Setting::env("BAA_WORKTREES_DIR")
+    .flag("worktrees-dir", "DIR")
+    .help("worktrees dir, created at start; required");
+pub const TMP_DIR: Setting = Setting::env("BAA_TMP_DIR")
+    .flag("tmp-dir", "DIR")
+    .help("scratch dir, created at start; required");
+pub const FIREFOX_ORIGINS: Setting = Setting::env("BAA_FIREFOX_ALLOWED_ORIGINS")
+    .flag("firefox-origins", "CSV")
+    .help("exact moz-extension://<uuid> origins allowed on /ws/firefox (unset: only clients without Origin)");
+pub const MAX_CONNECTIONS: Setting = Setting::env("BAA_CONDUCTOR_MAX_CONNECTIONS")
+    .flag("max-connections", "N")
+    .default("512")
+    .help("open connections (>= 4; lowered to fit the open-files limit); when full the longest-waiting one is closed, a fast 503 only when all are busy");
+pub const MAX_BODY_BYTES: Setting = Setting::env("BAA_CONDUCTOR_MAX_BODY_BYTES")
+    .flag("max-body-bytes", "N")
+    .default("1048576")
+    .help("request body limit; larger gets 413 (>= 1024)");
+pub const HEAD_TIMEOUT_MS: Setting = Setting::env("BAA_CONDUCTOR_HEAD_TIMEOUT_MS")
+    .flag("head-timeout-ms", "MS")
+    .default("10000")
+    .help("total time to receive a request head, the first one included (>= 100)");
+pub const IDLE_TIMEOUT_MS: Setting = Setting::env("BAA_CONDUCTOR_IDLE_TIMEOUT_MS")
+    .flag("idle-timeout-ms", "MS")
+    .default("15000")
+    .help("how long an idle keep-alive connection stays open (>= 100)");
+pub const RUST_LOG: Setting = Setting::env("RUST_LOG")
+    .default("info")
+    .help("log filter (env_logger); logs go to stderr")
+    .external();
 
-/// (flag, env var) pairs; the flag wins over the env var.
-pub const SETTINGS: &[(&str, &str)] = &[
-    ("node-id", "BAA_NODE_ID"),
-    ("host", "BAA_CONDUCTOR_HOST"),
-    ("role", "BAA_CONDUCTOR_ROLE"),
-    ("control-api-base", "BAA_CONTROL_API_BASE"),
-    ("local-api", "BAA_CONDUCTOR_LOCAL_API"),
-    (
-        "local-api-allowed-hosts",
-        "BAA_CONDUCTOR_LOCAL_API_ALLOWED_HOSTS",
-    ),
-    ("codexd-local-api", CODEXD_ENV),
-    ("shared-token", "BAA_SHARED_TOKEN"),
-    ("shared-token-file", "BAA_SHARED_TOKEN_FILE"),
-    ("priority", "BAA_CONDUCTOR_PRIORITY"),
-    (
-        "heartbeat-interval-ms",
-        "BAA_CONDUCTOR_HEARTBEAT_INTERVAL_MS",
-    ),
-    ("lease-ttl-sec", "BAA_CONDUCTOR_LEASE_TTL_SEC"),
-    (
-        "lease-renew-interval-ms",
-        "BAA_CONDUCTOR_LEASE_RENEW_INTERVAL_MS",
-    ),
-    (
-        "renew-failure-threshold",
-        "BAA_CONDUCTOR_RENEW_FAILURE_THRESHOLD",
-    ),
-    ("state-dir", "BAA_STATE_DIR"),
-    ("logs-dir", "BAA_LOGS_DIR"),
-    ("runs-dir", "BAA_RUNS_DIR"),
-    ("worktrees-dir", "BAA_WORKTREES_DIR"),
-    ("tmp-dir", "BAA_TMP_DIR"),
-    ("firefox-origins", "BAA_FIREFOX_ALLOWED_ORIGINS"),
-    ("max-connections", "BAA_CONDUCTOR_MAX_CONNECTIONS"),
-    ("max-body-bytes", "BAA_CONDUCTOR_MAX_BODY_BYTES"),
-    ("head-timeout-ms", "BAA_CONDUCTOR_HEAD_TIMEOUT_MS"),
-    ("idle-timeout-ms", "BAA_CONDUCTOR_IDLE_TIMEOUT_MS"),
+/// Every variable the conductor reads, flags first (the usage text keeps this order).
+pub const SETTINGS: &[Setting] = &[
+    NODE_ID,
+    HOST,
+    ROLE,
+    CONTROL_API_BASE,
+    LOCAL_API,
+    LOCAL_API_ALLOWED_HOSTS,
+    CODEXD_LOCAL_API,
+    SHARED_TOKEN,
+    SHARED_TOKEN_FILE,
+    PRIORITY,
+    HEARTBEAT_INTERVAL_MS,
+    LEASE_TTL_SEC,
+    LEASE_RENEW_INTERVAL_MS,
+    RENEW_FAILURE_THRESHOLD,
+    STATE_DIR,
+    LOGS_DIR,
+    RUNS_DIR,
+    WORKTREES_DIR,
+    TMP_DIR,
+    FIREFOX_ORIGINS,
+    MAX_CONNECTIONS,
+    MAX_BODY_BYTES,
+    HEAD_TIMEOUT_MS,
+    IDLE_TIMEOUT_MS,
+    RUST_LOG,
+    // Passed on to /v1/exec commands (and HOME locates the TCC-protected folders).
+    pass_on("PATH"),
+    pass_on("HOME"),
+    pass_on("USER"),
+    pass_on("LOGNAME"),
+    pass_on("LANG"),
+    pass_on("LC_ALL"),
+    pass_on("TMPDIR"),
+    pass_on("SHELL"),
+    Setting::env("XPC_SERVICE_NAME")
+        .help("set by launchd on macOS; /v1/exec then refuses a cwd in a TCC-protected folder")
+        .external()
+        .hidden(),
 ];
 
-pub const USAGE: &str = "\
-baa-conductor: the node's local control API (automation mode, lease, tasks, host ops, codex proxy)
-
-USAGE:
-    baa-conductor start [FLAGS]     run the daemon in the foreground
-    baa-conductor config [FLAGS] [--json]
-                                    print the resolved configuration and warnings
-    baa-conductor routes [--json]   print the route table (nothing started, no config read)
-    baa-conductor --help | --version
-
-FLAGS (each overrides the environment variable shown):
-    --node-id <id>                      BAA_NODE_ID (default mini-main)
-    --host <host>                       BAA_CONDUCTOR_HOST (default mini)
-    --role <primary|standby>            BAA_CONDUCTOR_ROLE (default primary)
-    --control-api-base <url>            BAA_CONTROL_API_BASE
-    --local-api <http://host:port>      BAA_CONDUCTOR_LOCAL_API (default http://127.0.0.1:4317)
-    --local-api-allowed-hosts <csv>     BAA_CONDUCTOR_LOCAL_API_ALLOWED_HOSTS (Tailscale 100.64.0.0/10 only)
-    --codexd-local-api <url>            BAA_CODEXD_LOCAL_API_BASE
-    --shared-token <token>              BAA_SHARED_TOKEN (prefer the env var or a file: argv is visible to ps)
-    --shared-token-file <path>          BAA_SHARED_TOKEN_FILE
-    --priority <int>                    BAA_CONDUCTOR_PRIORITY
-    --heartbeat-interval-ms <ms>        BAA_CONDUCTOR_HEARTBEAT_INTERVAL_MS (default 5000)
-    --lease-ttl-sec <s>                 BAA_CONDUCTOR_LEASE_TTL_SEC (default 30)
-    --lease-renew-interval-ms <ms>      BAA_CONDUCTOR_LEASE_RENEW_INTERVAL_MS (default 5000)
-    --renew-failure-threshold <n>       BAA_CONDUCTOR_RENEW_FAILURE_THRESHOLD (default 2)
-    --state-dir/--logs-dir/--runs-dir/--worktrees-dir/--tmp-dir <path>
-                                        BAA_STATE_DIR, BAA_LOGS_DIR, BAA_RUNS_DIR, BAA_WORKTREES_DIR, BAA_TMP_DIR
-    --firefox-origins <csv>             BAA_FIREFOX_ALLOWED_ORIGINS (moz-extension://<uuid> list)
-    --max-connections <n>               BAA_CONDUCTOR_MAX_CONNECTIONS (default 512)
-    --max-body-bytes <n>                BAA_CONDUCTOR_MAX_BODY_BYTES (default 1048576)
-    --head-timeout-ms <ms>              BAA_CONDUCTOR_HEAD_TIMEOUT_MS (default 10000; whole request head)
-    --idle-timeout-ms <ms>              BAA_CONDUCTOR_IDLE_TIMEOUT_MS (default 15000; idle keep-alive)
-
-EXIT CODES: 0 ok, 1 runtime failure, 2 usage or configuration error.
-";
-
-/// Parses the command line (without the program name).
-pub fn parse_args(args: Vec<OsString>) -> Result<(Command, Overrides), ConfigError> {
-    use lexopt::prelude::*;
-    let mut parser = lexopt::Parser::from_args(args);
-    let mut command: Option<Command> = None;
-    let mut json = false;
-    let mut overrides = Overrides::default();
-    let usage = |m: String| ConfigError(m);
-    while let Some(arg) = parser.next().map_err(|e| usage(e.to_string()))? {
-        match arg {
-            Short('h') | Long("help") => return Ok((Command::Help, overrides)),
-            Short('V') | Long("version") => return Ok((Command::Version, overrides)),
-            Long("json") => json = true,
-            Long(name) => {
-                let Some((flag, _)) = SETTINGS.iter().find(|(f, _)| *f == name) else {
-                    return Err(usage(format!("unknown flag --{name}; see --help")));
-                };
-                let value = parser
-                    .value()
-                    .map_err(|e| usage(e.to_string()))?
-                    .into_string()
-                    .map_err(|_| usage(format!("--{flag} must be valid UTF-8")))?;
-                overrides.0.insert(flag, value);
-            }
-            Value(v) if command.is_none() => {
-                command = Some(match v.to_str() {
-                    Some("start") => Command::Start,
-                    Some("config") => Command::Config { json: false },
-                    other => {
-                        return Err(usage(format!(
-                            "unknown command {:?}; expected start or config",
-                            other.unwrap_or("?")
-                        )))
-                    }
-                });
-            }
-            other => return Err(usage(other.unexpected().to_string())),
-        }
-    }
-    let command = match command {
-        Some(Command::Config { .. }) => Command::Config { json },
-        Some(c) => c,
-        None => {
-            return Err(usage(
-                "missing command: start or config (see --help)".into(),
-            ))
-        }
-    };
-    Ok((command, overrides))
+const fn pass_on(env: &'static str) -> Setting {
+    Setting::env(env)
+        .help("passed on to /v1/exec commands")
+        .external()
+        .hidden()
 }
 
-/// Merges flags over environment and validates. `env` returns a variable's value;
-/// `cwd` anchors relative directories.
-pub fn resolve(
-    overrides: &Overrides,
-    env: &dyn Fn(&str) -> Option<String>,
-    cwd: &Path,
-) -> Result<Config, ConfigError> {
-    let get = |flag: &str| -> Option<String> {
-        let var = SETTINGS.iter().find(|(f, _)| *f == flag).map(|(_, v)| *v)?;
-        overrides
-            .0
-            .get(flag)
-            .cloned()
-            .or_else(|| env(var))
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+pub const CLI: Cli<Command> = Cli {
+    binary: "baa-conductor",
+    about: "the node's local control API (automation mode, lease, tasks, host ops, codex proxy)",
+    commands: &[
+        CliCommand {
+            name: "start",
+            help: "run the daemon in the foreground",
+            json: false,
+            run: Command::Start,
+        },
+        CliCommand {
+            name: "config",
+            help: "print the resolved configuration and warnings (never the token)",
+            json: true,
+            run: Command::Config,
+        },
+    ],
+    bare: None,
+    settings: SETTINGS,
+    notes: "Relative paths resolve against the working directory. Every variable: docs/runtime/environment.md.\n",
+};
+
+/// Flags + environment → the validated config. Pure: the environment comes in through
+/// the resolver's lookup function.
+pub fn resolve(r: &Resolver) -> Result<Config> {
     let mut warnings = Vec::new();
 
-    let role = match get("role").as_deref() {
-        None | Some("primary") => Role::Primary,
-        Some("standby") => Role::Standby,
-        Some(other) => {
-            return Err(ConfigError(format!(
-                "conductor role must be primary or standby, got {other:?}"
-            )))
-        }
+    let role = match r.choice(&ROLE, &["primary", "standby"])? {
+        "standby" => Role::Standby,
+        _ => Role::Primary,
     };
 
-    let allowed_hosts: Vec<String> = get("local-api-allowed-hosts")
-        .map(|csv| {
-            csv.split(',')
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    for h in &allowed_hosts {
-        let ok = h.parse().is_ok_and(is_tailscale_ip);
-        if !ok {
-            return Err(ConfigError(format!(
-                "BAA_CONDUCTOR_LOCAL_API_ALLOWED_HOSTS entry {h:?} is not a Tailscale 100.64.0.0/10 address"
-            )));
-        }
+    let allowed_hosts = r.list(&LOCAL_API_ALLOWED_HOSTS);
+    if let Some(h) = allowed_hosts
+        .iter()
+        .find(|h| !h.parse().is_ok_and(is_tailscale_ip))
+    {
+        return Err(r.rule(
+            &LOCAL_API_ALLOWED_HOSTS,
+            format!("entry {h:?} is not a Tailscale 100.64.0.0/10 address"),
+        ));
     }
 
-    let (local_api_base, local_api_configured) = match get("local-api") {
-        Some(v) => (normalize_base(&v), true),
-        None => {
-            warnings.push(format!(
-                "BAA_CONDUCTOR_LOCAL_API is not configured; listening on the default {DEFAULT_LOCAL_API}."
-            ));
-            (DEFAULT_LOCAL_API.to_string(), false)
-        }
-    };
-    let local_api = ListenUrl::parse(&local_api_base)
-        .map_err(|e| ConfigError(format!("BAA_CONDUCTOR_LOCAL_API: {e}")))?;
-    check_listen_host(&local_api, &allowed_hosts)?;
+    let local_api_configured = r.is_given(&LOCAL_API);
+    if !local_api_configured {
+        warnings.push(format!(
+            "BAA_CONDUCTOR_LOCAL_API is not configured; listening on the default {DEFAULT_LOCAL_API}."
+        ));
+    }
+    let (local_api_base, local_api) = r.listen_url(&LOCAL_API)?;
+    if !may_listen(&local_api, &allowed_hosts) {
+        return Err(r.rule(
+            &LOCAL_API,
+            format!(
+                "refusing to listen on {}: the local API must bind a loopback address, or a Tailscale 100.64.0.0/10 address listed in BAA_CONDUCTOR_LOCAL_API_ALLOWED_HOSTS",
+                local_api.host
+            ),
+        ));
+    }
 
-    let codexd_local_api_base = match get("codexd-local-api") {
-        Some(v) => {
-            let v = normalize_base(&v);
-            ListenUrl::parse(&v).map_err(|e| ConfigError(format!("{CODEXD_ENV}: {e}")))?;
-            Some(v)
-        }
-        None => {
-            warnings.push(format!(
-                "{CODEXD_ENV} is not configured; /v1/codex routes will stay unavailable."
-            ));
-            None
-        }
+    let codexd_local_api_base = if r.is_given(&CODEXD_LOCAL_API) {
+        Some(r.listen_url(&CODEXD_LOCAL_API)?.0)
+    } else {
+        warnings.push(format!(
+            "{CODEXD_ENV} is not configured; /v1/codex routes will stay unavailable."
+        ));
+        None
     };
 
-    let shared_token = match (get("shared-token"), get("shared-token-file")) {
-        (Some(t), _) => Some(t),
-        (None, Some(path)) => {
-            let raw = std::fs::read_to_string(&path)
-                .map_err(|e| ConfigError(format!("cannot read shared token file {path}: {e}")))?;
-            Some(raw.trim().to_string()).filter(|t| !t.is_empty())
-        }
-        (None, None) => None,
-    };
+    let shared_token = r.secret(&SHARED_TOKEN, &SHARED_TOKEN_FILE)?;
     match shared_token.as_deref() {
         None => warnings.push("BAA_SHARED_TOKEN is not configured; host operations (/v1/exec, /v1/files/*) answer 503.".into()),
         Some(t) if is_placeholder_token(t) => warnings.push(
@@ -327,66 +314,57 @@ pub fn resolve(
         Some(_) => {}
     }
 
-    let heartbeat_interval_ms =
-        number(get("heartbeat-interval-ms"), 5_000, "heartbeat interval", 1)?;
-    let lease_ttl_sec = number(get("lease-ttl-sec"), 30, "lease TTL", 1)?;
-    let lease_renew_interval_ms = number(
-        get("lease-renew-interval-ms"),
-        5_000,
-        "lease renew interval",
-        1,
-    )?;
-    let renew_failure_threshold = number(
-        get("renew-failure-threshold"),
-        2,
-        "renew failure threshold",
-        1,
-    )? as u32;
-    if lease_renew_interval_ms >= lease_ttl_sec * 1000 {
+    let heartbeat_interval_ms = r.number(&HEARTBEAT_INTERVAL_MS, 1..=u64::MAX)?;
+    let lease_ttl_sec = r.number(&LEASE_TTL_SEC, 1..=u64::MAX)?;
+    let lease_renew_interval_ms = r.number(&LEASE_RENEW_INTERVAL_MS, 1..=u64::MAX)?;
+    let renew_failure_threshold = r.number(&RENEW_FAILURE_THRESHOLD, 1..=u32::MAX)?;
+    if lease_renew_interval_ms >= lease_ttl_sec.saturating_mul(1000) {
         warnings.push(
             "lease renew interval is >= lease TTL; leader renewals may race with lease expiry."
                 .into(),
         );
     }
-    let priority = match get("priority") {
-        None => 0,
-        Some(v) => v.parse::<i64>().map_err(|_| {
-            ConfigError(format!("conductor priority must be an integer, got {v:?}"))
-        })?,
-    };
 
-    let dir = |flag: &str, default: &str| -> PathBuf {
-        let p = PathBuf::from(get(flag).unwrap_or_else(|| default.to_string()));
-        if p.is_absolute() {
-            p
-        } else {
-            cwd.join(p)
-        }
-    };
-    let firefox_origins: Vec<String> = get("firefox-origins")
-        .map(|csv| {
-            csv.split(',')
-                .map(|o| o.trim().to_string())
-                .filter(|o| !o.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    for o in &firefox_origins {
+    let firefox_origins = r.list(&FIREFOX_ORIGINS);
+    if let Some(o) = firefox_origins.iter().find(|o| {
         let uuid = o.strip_prefix("moz-extension://").unwrap_or("");
-        if uuid.is_empty() || uuid.contains('*') || uuid.contains('/') {
-            return Err(ConfigError(format!(
-                "BAA_FIREFOX_ALLOWED_ORIGINS entry {o:?} must be an exact moz-extension://<uuid> origin"
-            )));
-        }
+        uuid.is_empty() || uuid.contains('*') || uuid.contains('/')
+    }) {
+        return Err(r.rule(
+            &FIREFOX_ORIGINS,
+            format!("entry {o:?} must be an exact moz-extension://<uuid> origin"),
+        ));
+    }
+
+    let node_id = r.string(&NODE_ID)?;
+    let host = r.string(&HOST)?;
+    let control_api_base = r.url(&CONTROL_API_BASE)?;
+    let priority = r.number(&PRIORITY, i64::MIN..=i64::MAX)?;
+    let max_connections = r.number(&MAX_CONNECTIONS, 4..=usize::MAX)?;
+    let max_body_bytes = r.number(&MAX_BODY_BYTES, 1024..=usize::MAX)?;
+    let head_timeout_ms = r.number(&HEAD_TIMEOUT_MS, 100..=u64::MAX)?;
+    let idle_timeout_ms = r.number(&IDLE_TIMEOUT_MS, 100..=u64::MAX)?;
+
+    // Last, so a wrong value elsewhere is reported first; and all at once, so a person
+    // starting it by hand learns every missing one from one try.
+    let dirs = [STATE_DIR, LOGS_DIR, RUNS_DIR, WORKTREES_DIR, TMP_DIR];
+    let missing: Vec<String> = dirs
+        .iter()
+        .filter(|d| !r.is_given(d))
+        .map(Setting::both_names)
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::rule(format!(
+            "runtime dirs are not set: {}; they never default to the current directory",
+            missing.join(", ")
+        )));
     }
 
     Ok(Config {
-        node_id: get("node-id").unwrap_or_else(|| "mini-main".into()),
-        host: get("host").unwrap_or_else(|| "mini".into()),
+        node_id,
+        host,
         role,
-        control_api_base: normalize_base(
-            &get("control-api-base").unwrap_or_else(|| DEFAULT_CONTROL_API_BASE.into()),
-        ),
+        control_api_base,
         local_api_base,
         local_api,
         local_api_configured,
@@ -398,17 +376,16 @@ pub fn resolve(
         lease_ttl_sec,
         lease_renew_interval_ms,
         renew_failure_threshold,
-        state_dir: dir("state-dir", "state"),
-        logs_dir: dir("logs-dir", "logs"),
-        runs_dir: dir("runs-dir", "runs"),
-        worktrees_dir: dir("worktrees-dir", "worktrees"),
-        tmp_dir: dir("tmp-dir", "tmp"),
+        state_dir: r.path(&STATE_DIR)?,
+        logs_dir: r.path(&LOGS_DIR)?,
+        runs_dir: r.path(&RUNS_DIR)?,
+        worktrees_dir: r.path(&WORKTREES_DIR)?,
+        tmp_dir: r.path(&TMP_DIR)?,
         firefox_origins,
-        max_connections: number(get("max-connections"), 512, "max connections", 4)? as usize,
-        max_body_bytes: number(get("max-body-bytes"), 1024 * 1024, "max body bytes", 1024)?
-            as usize,
-        head_timeout_ms: number(get("head-timeout-ms"), 10_000, "head timeout ms", 100)?,
-        idle_timeout_ms: number(get("idle-timeout-ms"), 15_000, "idle timeout ms", 100)?,
+        max_connections,
+        max_body_bytes,
+        head_timeout_ms,
+        idle_timeout_ms,
         version: env!("CARGO_PKG_VERSION").to_string(),
         warnings,
     })
@@ -416,35 +393,37 @@ pub fn resolve(
 
 /// The local API may bind loopback, or a host that is both listed in the allowed hosts
 /// and inside Tailscale's 100.64.0.0/10. Everything else is refused at startup.
-fn check_listen_host(url: &ListenUrl, allowed: &[String]) -> Result<(), ConfigError> {
-    if url.is_loopback() {
-        return Ok(());
-    }
-    let listed = allowed.iter().any(|h| h == &url.host);
-    let tailscale = url.ip().is_some_and(is_tailscale_ip);
-    if listed && tailscale {
-        return Ok(());
-    }
-    Err(ConfigError(format!(
-        "refusing to listen on {}: the local API must bind a loopback address, or a Tailscale 100.64.0.0/10 address listed in BAA_CONDUCTOR_LOCAL_API_ALLOWED_HOSTS",
-        url.host
-    )))
+fn may_listen(url: &ListenUrl, allowed: &[String]) -> bool {
+    url.is_loopback()
+        || (allowed.iter().any(|h| h == &url.host) && url.ip().is_some_and(is_tailscale_ip))
 }
 
-fn normalize_base(v: &str) -> String {
-    v.trim().trim_end_matches('/').to_string()
-}
-
-fn number(v: Option<String>, default: u64, what: &str, min: u64) -> Result<u64, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if n >= min => Ok(n),
-            _ => Err(ConfigError(format!(
-                "{what} must be an integer >= {min}, got {s:?}"
-            ))),
-        },
+/// A config for other modules' unit tests: `flags` over an empty environment, dirs under
+/// the system temp dir.
+#[cfg(test)]
+pub fn for_test(flags: &[(&'static str, &str)]) -> Config {
+    let mut f = baa::common::settings::Flags::default();
+    let tmp = std::env::temp_dir().join("baa-conductor-unit");
+    for (dir, flag) in [
+        ("state", "state-dir"),
+        ("logs", "logs-dir"),
+        ("runs", "runs-dir"),
+        ("worktrees", "worktrees-dir"),
+        ("tmp", "tmp-dir"),
+    ] {
+        f.set(flag, tmp.join(dir).display().to_string());
     }
+    for (k, v) in flags {
+        f.set(k, v.to_string());
+    }
+    let env = |_: &str| None;
+    resolve(&Resolver::new(
+        SETTINGS,
+        &f,
+        &env,
+        std::path::Path::new("/"),
+    ))
+    .expect("test config")
 }
 
 /// The `config` command's text form.
@@ -545,38 +524,63 @@ pub fn render_json(c: &Config) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use baa::common::settings::Flags;
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+    use std::path::Path;
 
-    fn args(a: &[&str]) -> Vec<OsString> {
-        a.iter().map(OsString::from).collect()
+    const DIRS: &[&str] = &[
+        "--state-dir",
+        "/srv/baa/state",
+        "--logs-dir",
+        "/srv/baa/logs",
+        "--runs-dir",
+        "runs",
+        "--worktrees-dir",
+        "/srv/baa/worktrees",
+        "--tmp-dir",
+        "/srv/baa/tmp",
+    ];
+
+    fn flags(args: &[&str]) -> Flags {
+        let mut full = vec!["start"];
+        full.extend_from_slice(args);
+        CLI.parse(full.into_iter().map(OsString::from).collect())
+            .unwrap()
+            .flags
     }
 
-    fn resolve_with(flags: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let mut full = vec!["start"];
-        full.extend_from_slice(flags);
-        let (_, o) = parse_args(args(&full)).unwrap();
+    /// Resolves `args` (plus the dirs) over `env`; also returns the rows nobody read.
+    fn resolve_all(args: &[&str], env: &[(&str, &str)]) -> (Result<Config>, Vec<String>) {
+        let mut with_dirs = DIRS.to_vec();
+        with_dirs.extend_from_slice(args);
+        let f = flags(&with_dirs);
         let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        resolve(&o, &|k| env.get(k).cloned(), Path::new("/srv/baa"))
+        let lookup = |k: &str| env.get(k).cloned();
+        let r = Resolver::new(SETTINGS, &f, &lookup, Path::new("/srv/baa"));
+        let c = resolve(&r);
+        (c, r.unread())
+    }
+
+    fn resolve_with(args: &[&str], env: &[(&str, &str)]) -> Result<Config> {
+        resolve_all(args, env).0
+    }
+
+    fn err(args: &[&str], env: &[(&str, &str)]) -> String {
+        match resolve_with(args, env) {
+            Ok(_) => panic!("{args:?} {env:?} resolved"),
+            Err(e) => e.to_string(),
+        }
     }
 
     #[test]
-    fn parses_commands() {
-        assert_eq!(parse_args(args(&["start"])).unwrap().0, Command::Start);
-        assert_eq!(
-            parse_args(args(&["config", "--json"])).unwrap().0,
-            Command::Config { json: true }
-        );
-        assert_eq!(parse_args(args(&["--help"])).unwrap().0, Command::Help);
-        assert_eq!(
-            parse_args(args(&["--version"])).unwrap().0,
-            Command::Version
-        );
-        assert!(parse_args(args(&[])).is_err());
-        assert!(parse_args(args(&["run"])).is_err());
-        assert!(parse_args(args(&["start", "--bogus", "1"])).is_err());
-        assert!(parse_args(args(&["start", "--role"])).is_err());
+    fn every_row_of_the_table_is_read() {
+        let (c, unread) = resolve_all(&[], &[]);
+        assert!(c.is_ok(), "{c:?}");
+        assert_eq!(unread, Vec::<String>::new());
     }
 
     #[test]
@@ -590,20 +594,36 @@ mod tests {
             ],
             &[
                 ("BAA_NODE_ID", "env-node"),
-                ("BAA_CONDUCTOR_HOST", "mini"),
+                ("BAA_CONDUCTOR_HOST", " mini "),
                 ("BAA_CONDUCTOR_LOCAL_API", "http://127.0.0.1:4317/"),
+                ("BAA_CONTROL_API_BASE", "https://conductor.example/"),
             ],
         )
         .unwrap();
         assert_eq!(c.node_id, "flag-node");
         assert_eq!(c.identity(), "flag-node@mini(primary)");
         assert_eq!(c.local_api_base, "http://127.0.0.1:4317");
+        assert_eq!(c.control_api_base, "https://conductor.example");
         assert_eq!(
             c.codexd_local_api_base.as_deref(),
             Some("http://127.0.0.1:4319")
         );
         assert_eq!(c.firefox_ws_url(), "ws://127.0.0.1:4317/ws/firefox");
         assert_eq!(c.state_dir, PathBuf::from("/srv/baa/state"));
+        // An explicit relative dir is anchored at the working directory.
+        assert_eq!(c.runs_dir, PathBuf::from("/srv/baa/runs"));
+    }
+
+    #[test]
+    fn missing_dirs_are_refused_naming_every_variable() {
+        let f = flags(&["--state-dir", "/srv/baa/state"]);
+        let lookup = |k: &str| (k == "BAA_TMP_DIR").then(|| "/srv/baa/tmp".to_string());
+        let r = Resolver::new(SETTINGS, &f, &lookup, Path::new("/cwd"));
+        let e = resolve(&r).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "runtime dirs are not set: BAA_LOGS_DIR (or --logs-dir), BAA_RUNS_DIR (or --runs-dir), BAA_WORKTREES_DIR (or --worktrees-dir); they never default to the current directory"
+        );
     }
 
     #[test]
@@ -634,8 +654,11 @@ mod tests {
         // Loopback always.
         assert!(resolve_with(&["--local-api", "http://localhost:4317"], &[]).is_ok());
         // A Tailscale address only when listed.
-        let e = resolve_with(&["--local-api", "http://100.71.210.78:4317"], &[]).unwrap_err();
-        assert!(e.0.contains("refusing to listen on 100.71.210.78"), "{e}");
+        let e = err(&["--local-api", "http://100.71.210.78:4317"], &[]);
+        assert!(
+            e.starts_with("--local-api: refusing to listen on 100.71.210.78"),
+            "{e}"
+        );
         assert!(resolve_with(
             &[
                 "--local-api",
@@ -647,37 +670,59 @@ mod tests {
         )
         .is_ok());
         // Listed hosts must themselves be Tailscale addresses.
-        let e = resolve_with(
-            &[
-                "--local-api",
-                "http://192.168.1.5:4317",
-                "--local-api-allowed-hosts",
-                "192.168.1.5",
-            ],
-            &[],
-        )
-        .unwrap_err();
-        assert!(e.0.contains("not a Tailscale"), "{e}");
+        let e = err(
+            &["--local-api", "http://192.168.1.5:4317"],
+            &[("BAA_CONDUCTOR_LOCAL_API_ALLOWED_HOSTS", "192.168.1.5")],
+        );
+        assert_eq!(
+            e,
+            "BAA_CONDUCTOR_LOCAL_API_ALLOWED_HOSTS: entry \"192.168.1.5\" is not a Tailscale 100.64.0.0/10 address"
+        );
         // Wildcards and LAN addresses never.
         assert!(resolve_with(&["--local-api", "http://0.0.0.0:4317"], &[]).is_err());
     }
 
     #[test]
-    fn bad_values_are_config_errors() {
-        assert!(resolve_with(&["--role", "leader"], &[]).is_err());
-        assert!(resolve_with(&["--priority", "high"], &[]).is_err());
-        assert!(resolve_with(&["--lease-ttl-sec", "0"], &[]).is_err());
-        assert!(resolve_with(&["--local-api", "127.0.0.1:4317"], &[]).is_err());
-        assert!(resolve_with(&["--firefox-origins", "moz-extension://*"], &[]).is_err());
+    fn bad_values_name_their_source() {
+        assert_eq!(
+            err(&["--role", "leader"], &[]),
+            "--role: expected primary or standby, got \"leader\""
+        );
+        assert_eq!(
+            err(&[], &[("BAA_CONDUCTOR_ROLE", "leader")]),
+            "BAA_CONDUCTOR_ROLE=\"leader\": expected primary or standby"
+        );
+        assert_eq!(
+            err(&["--priority", "high"], &[]),
+            "--priority: expected an integer, got \"high\""
+        );
+        assert_eq!(
+            err(&["--lease-ttl-sec", "0"], &[]),
+            "--lease-ttl-sec: expected an integer >= 1, got \"0\""
+        );
+        assert_eq!(
+            err(&[], &[("BAA_CONDUCTOR_RENEW_FAILURE_THRESHOLD", "4294967296")]),
+            "BAA_CONDUCTOR_RENEW_FAILURE_THRESHOLD=\"4294967296\": expected an integer from 1 to 4294967295"
+        );
+        assert_eq!(
+            err(&["--local-api", "127.0.0.1:4317"], &[]),
+            "--local-api: expected http://HOST:PORT (plain http), got \"127.0.0.1:4317\""
+        );
+        assert!(err(&["--firefox-origins", "moz-extension://*"], &[])
+            .starts_with("--firefox-origins: entry \"moz-extension://*\""));
         assert!(resolve_with(&["--firefox-origins", "moz-extension://0f7d-uuid"], &[]).is_ok());
-        assert!(resolve_with(&["--head-timeout-ms", "10"], &[]).is_err());
-        assert!(resolve_with(&[], &[("BAA_CONDUCTOR_IDLE_TIMEOUT_MS", "soon")]).is_err());
+        assert!(err(&["--head-timeout-ms", "10"], &[]).contains(">= 100"));
+        assert!(err(&[], &[("BAA_CONDUCTOR_IDLE_TIMEOUT_MS", "soon")])
+            .starts_with("BAA_CONDUCTOR_IDLE_TIMEOUT_MS=\"soon\""));
+        assert!(err(&["--control-api-base", "conductor.makefile.so"], &[])
+            .starts_with("--control-api-base: expected an http:// or https:// URL"));
     }
 
     #[test]
     fn http_timeouts_default_and_override() {
         let c = resolve_with(&[], &[]).unwrap();
         assert_eq!((c.head_timeout_ms, c.idle_timeout_ms), (10_000, 15_000));
+        assert_eq!((c.max_connections, c.max_body_bytes), (512, 1024 * 1024));
         let c = resolve_with(
             &["--head-timeout-ms", "1500"],
             &[
@@ -703,5 +748,20 @@ mod tests {
             "{text}"
         );
         assert!(!render_json(&c).to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn usage_lists_every_flag_and_variable() {
+        let usage = CLI.usage();
+        for s in SETTINGS.iter().filter(|s| !s.hidden) {
+            assert!(
+                usage.contains(&s.name()),
+                "usage lacks {}:\n{usage}",
+                s.name()
+            );
+            if let Some(e) = s.env {
+                assert!(usage.contains(e), "usage lacks {e}:\n{usage}");
+            }
+        }
     }
 }

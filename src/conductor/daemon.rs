@@ -1,13 +1,16 @@
-//! Startup, the background loops (lease, heartbeat), and the graceful stop.
+//! The conductor's start step (state dirs, store, lease, HTTP server, background loops)
+//! and its graceful stop; the sequence around it is `common::daemon`.
 
+use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use baa::common::http::{Server, ServerConfig};
-use baa::common::signals::{self, StopFlag};
+use baa::common::daemon::{self, Service, Startup};
+use baa::common::http::{Server, ServerConfig, ServerHandle};
+use baa::common::signals::StopFlag;
 use baa::common::store::JsonStore;
 
 use crate::app::App;
@@ -20,11 +23,32 @@ use crate::routes;
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 pub fn run(cfg: Config) -> ExitCode {
+    let startup = Startup {
+        binary: "baa-conductor",
+        bind: cfg.local_api.bind_addr(),
+        // The grace, then joining the lease and heartbeat loops (each wakes within 50 ms).
+        stop_bound: STOP_GRACE + Duration::from_secs(5),
+    };
+    daemon::run(startup, move |listener, bound, stop| {
+        start(cfg, listener, bound, stop).map(|r| Box::new(r) as Box<dyn Service>)
+    })
+}
+
+/// The running conductor, stopped once by `common::daemon`.
+struct Running {
+    app: Arc<App>,
+    server: ServerHandle,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn start(
+    cfg: Config,
+    listener: TcpListener,
+    bound: SocketAddr,
+    stop: &StopFlag,
+) -> Result<Running, String> {
     for w in &cfg.warnings {
         log::warn!("config: {w}");
-    }
-    if let Err(e) = baa::common::proc::raise_nofile_limit() {
-        log::warn!("could not raise the open-files limit: {e}");
     }
     for dir in [
         &cfg.state_dir,
@@ -33,40 +57,10 @@ pub fn run(cfg: Config) -> ExitCode {
         &cfg.worktrees_dir,
         &cfg.tmp_dir,
     ] {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            eprintln!("baa-conductor: cannot create {}: {e}", dir.display());
-            return ExitCode::from(1);
-        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    let store = match JsonStore::open(&cfg.state_dir) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            eprintln!("baa-conductor: state dir: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let stop = StopFlag::new();
-    if let Err(e) = signals::install(&stop) {
-        eprintln!("baa-conductor: cannot install signal handlers: {e}");
-        return ExitCode::from(1);
-    }
-    let listener = match std::net::TcpListener::bind(cfg.local_api.bind_addr()) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "baa-conductor: cannot listen on {}: {e}",
-                cfg.local_api.bind_addr()
-            );
-            return ExitCode::from(1);
-        }
-    };
-    let bound = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("baa-conductor: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let store = Arc::new(JsonStore::open(&cfg.state_dir).map_err(|e| format!("state dir: {e}"))?);
 
     let lease = Arc::new(Lease::new(&cfg));
     // Know our role before the first request is answered.
@@ -82,23 +76,16 @@ pub fn run(cfg: Config) -> ExitCode {
         ..ServerConfig::default()
     };
     let handler_app = app.clone();
-    let server = match Server::start(
+    let server = Server::start(
         listener,
         server_cfg,
         Arc::new(move |req| routes::handle(&handler_app, req)),
-    ) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("baa-conductor: cannot start the HTTP server: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    )
+    .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
     app.started.store(true, Ordering::SeqCst);
-    println!("baa-conductor listening on {}", app.base_url);
     log::info!(
-        "{} listening on {} (lease: {})",
+        "{} started (lease: {})",
         app.cfg.identity(),
-        app.base_url,
         lease.state().as_str()
     );
 
@@ -115,25 +102,51 @@ pub fn run(cfg: Config) -> ExitCode {
                 watch_app.broadcast_state(&state);
             }
         }),
-    );
+    )
+    .map_err(|e| log::error!("cannot start the lease thread: {e}"))
+    .ok();
     let heartbeat = spawn_heartbeat(app.clone(), stop.clone());
+    Ok(Running {
+        app,
+        server,
+        threads: [lease_loop, heartbeat].into_iter().flatten().collect(),
+    })
+}
 
-    while !stop.sleep(Duration::from_secs(3600)) {}
-    log::info!("stop requested; finishing in-flight requests (up to {STOP_GRACE:?})");
-    app.started.store(false, Ordering::SeqCst);
-    let drained = server.stop(STOP_GRACE);
-    for t in [lease_loop.ok(), heartbeat].into_iter().flatten() {
-        let _ = t.join();
-    }
-    log::info!(
-        "stopped{}",
-        if drained {
-            ""
-        } else {
-            " (some requests were cut off)"
+impl Service for Running {
+    fn stop(self: Box<Self>) {
+        let Running {
+            app,
+            server,
+            threads,
+        } = *self;
+        log::info!("finishing in-flight requests (up to {STOP_GRACE:?})");
+        app.started.store(false, Ordering::SeqCst);
+        // Exec'd commands alongside the drain: they get a few seconds to finish, then their
+        // process groups are killed (TERM, then KILL), so none outlives the conductor and
+        // the drain never waits out a long command.
+        let exec_app = app.clone();
+        let exec_stop = thread::Builder::new()
+            .name("exec-stop".into())
+            .spawn(move || exec_app.exec_slots.stop_all())
+            .map_err(|e| log::error!("cannot start the exec-stop thread: {e}"))
+            .ok();
+        if !server.stop(STOP_GRACE) {
+            log::warn!("some requests were cut off");
         }
-    );
-    ExitCode::SUCCESS
+        let groups = match exec_stop {
+            Some(h) => h.join().unwrap_or(0),
+            // No thread: still make sure nothing outlives us.
+            None => app.exec_slots.stop_all(),
+        };
+        if groups > 0 {
+            log::info!("killed {groups} exec process group(s) still running at the stop");
+        }
+        // The loops watch the same stop flag and wake within 50 ms.
+        for t in threads {
+            let _ = t.join();
+        }
+    }
 }
 
 fn spawn_heartbeat(app: Arc<App>, stop: StopFlag) -> Option<thread::JoinHandle<()>> {

@@ -313,15 +313,13 @@ impl Drop for FileLock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{resolve, Overrides};
-
     fn cfg(node: &str, role: &str) -> Config {
-        let mut o = Overrides::default();
-        o.0.insert("node-id", node.into());
-        o.0.insert("role", role.into());
-        o.0.insert("lease-ttl-sec", "1".into());
-        o.0.insert("lease-renew-interval-ms", "100".into());
-        resolve(&o, &|_| None, Path::new("/tmp")).unwrap()
+        crate::config::for_test(&[
+            ("node-id", node),
+            ("role", role),
+            ("lease-ttl-sec", "1"),
+            ("lease-renew-interval-ms", "100"),
+        ])
     }
 
     #[test]

@@ -15,58 +15,31 @@ mod system;
 
 use std::process::ExitCode;
 
+use baa::common::cli;
+use baa::common::settings::Resolver;
+
+use config::{Command, CLI};
+
 fn main() -> ExitCode {
-    let args: Vec<_> = std::env::args_os().skip(1).collect();
-    if args.first().is_some_and(|a| a == "routes") {
-        return routes::command(&args[1..]);
-    }
-    let (command, overrides) = match config::parse_args(args) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("baa-conductor: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let resolve = || {
-        let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-        config::resolve(&overrides, &|k| std::env::var(k).ok(), &cwd)
-    };
-    match command {
-        config::Command::Help => {
-            print!("{}", config::USAGE);
-            ExitCode::SUCCESS
-        }
-        config::Command::Version => {
-            println!("baa-conductor {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        config::Command::Config { json } => match resolve() {
-            Ok(cfg) => {
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&config::render_json(&cfg))
-                            .unwrap_or_default()
-                    );
-                } else {
-                    print!("{}", config::render_text(&cfg));
+    let args = std::env::args_os().skip(1).collect();
+    CLI.main(
+        args,
+        |inv| routes::command(inv.json),
+        |command, inv| {
+            let env = |k: &str| std::env::var(k).ok();
+            let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+            let cfg =
+                match config::resolve(&Resolver::new(config::SETTINGS, &inv.flags, &env, &cwd)) {
+                    Ok(cfg) => cfg,
+                    Err(e) => return CLI.fail(&e),
+                };
+            match command {
+                Command::Start => daemon::run(cfg),
+                Command::Config if inv.json => {
+                    cli::print_json(CLI.binary, &config::render_json(&cfg))
                 }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("baa-conductor: configuration error: {e}");
-                ExitCode::from(2)
+                Command::Config => cli::print(CLI.binary, &config::render_text(&cfg)),
             }
         },
-        config::Command::Start => {
-            baa::common::logging::init();
-            match resolve() {
-                Ok(cfg) => daemon::run(cfg),
-                Err(e) => {
-                    eprintln!("baa-conductor: configuration error: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
-    }
+    )
 }

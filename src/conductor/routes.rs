@@ -3,13 +3,13 @@
 //! route is served but never advertised. This file sits on top of the app, `describe` and
 //! `firefox`: it hands them what they need, and none of them imports it back.
 
-use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use baa::common::api_error::ApiError;
+use baa::common::cli;
 use baa::common::http::router::{self, dispatch, Params, Route};
 use baa::common::http::{Reply, Request, Response};
 
@@ -58,8 +58,8 @@ pub static ROUTES: &[Route<Ctx>] = &[
 ];
 
 /// `baa-conductor routes [--json]`: the table above, printed without starting anything.
-pub fn command(args: &[OsString]) -> ExitCode {
-    router::routes_command("baa-conductor", args, ROUTES)
+pub fn command(json: bool) -> ExitCode {
+    cli::print("baa-conductor", &router::render_table(ROUTES, json))
 }
 
 /// Entry point for every request on the local API: guards first (Host, Origin), then the
@@ -170,7 +170,8 @@ pub fn runtime_snapshot(app: &App) -> Value {
             "stateDir": c.state_dir, "logsDir": c.logs_dir, "runsDir": c.runs_dir,
             "worktreesDir": c.worktrees_dir, "tmpDir": c.tmp_dir,
         },
-        "warnings": c.warnings,
+        // Start-up config warnings, then conditions found while running (a recovered state file).
+        "warnings": c.warnings.iter().cloned().chain(app.system.warnings()).collect::<Vec<_>>(),
     })
 }
 
@@ -376,7 +377,7 @@ fn host_exec(app: &Ctx, req: &Request, _: &Params) -> Res {
 fn host_files_read(app: &Ctx, req: &Request, _: &Params) -> Res {
     host_ops::authorize(req, app.cfg.shared_token.as_deref())?;
     let body = req.json_object()?;
-    Ok(app.ok(req, 200, host_ops::files::read(&body)))
+    Ok(app.ok(req, 200, host_ops::files::read(&body, &app.protected_paths)))
 }
 
 fn host_files_write(app: &Ctx, req: &Request, _: &Params) -> Res {
@@ -396,7 +397,6 @@ fn ws_firefox(app: &Ctx, req: &Request, _: &Params) -> Res {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{resolve, Overrides};
 
     #[test]
     fn every_route_id_describe_names_is_a_listed_route() {
@@ -408,12 +408,7 @@ mod tests {
             );
         }
         // The documents name further ids (examples, summaries); building them finds any miss.
-        let cfg = resolve(
-            &Overrides::default(),
-            &|_| None,
-            std::path::Path::new("/tmp"),
-        )
-        .unwrap();
+        let cfg = crate::config::for_test(&[]);
         let facts = describe::Facts {
             routes: ROUTES,
             cfg: &cfg,

@@ -1,95 +1,58 @@
-//! Command line + environment → the plain `Config` the daemon runs with.
-//!
-//! Two pure steps, as in ripgrep: `parse_args` turns argv into `RawArgs` (what was typed),
-//! `Config::resolve` merges it with the environment and validates. Both are unit-tested
-//! without a process; `main.rs` only wires them to the real argv/env.
+//! status-api configuration: its settings table and the pure step from flags +
+//! environment to the plain [`Config`] it runs with, unit-tested without a process.
 
-use std::fmt;
 use std::net::IpAddr;
 
-use crate::common::netaddr::{is_tailscale_ip, ListenUrl};
+use crate::common::cli::{Cli, Command as CliCommand};
+use crate::common::netaddr::is_tailscale_ip;
+use crate::common::settings::{Resolver, Result, Setting};
 
-pub const DEFAULT_HOST: &str = "127.0.0.1";
-pub const DEFAULT_PORT: u16 = 4318;
 pub const DEFAULT_CONDUCTOR: &str = "http://127.0.0.1:4317";
 pub const DEFAULT_CODEXD: &str = "http://127.0.0.1:4319";
 
-pub const USAGE: &str = "\
-baa-status-api: read-only status page and JSON aggregate for the baa-conductor node
-
-USAGE:
-    baa-status-api [OPTIONS]
-    baa-status-api routes [--json]   print the route table; nothing is started
-
-OPTIONS:
-    --host HOST                  listen host (env BAA_STATUS_API_HOST, default 127.0.0.1);
-                                 must be loopback or a Tailscale 100.64.0.0/10 address
-    --port PORT                  listen port (env BAA_STATUS_API_PORT, default 4318; 0 = any free)
-    --conductor-local-api URL    conductor base URL (env BAA_CONDUCTOR_LOCAL_API,
-                                 default http://127.0.0.1:4317)
-    --codexd-local-api URL       codexd base URL (env BAA_CODEXD_LOCAL_API_BASE,
-                                 default http://127.0.0.1:4319)
-    -h, --help                   print this help
-    -V, --version                print the version
-
-ROUTES:
-    GET /          HTML status page
-    GET /v1/status JSON aggregate of conductor and codexd status
-    GET /healthz   ok
-";
-
-/// What the command line said, before defaults and validation.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RawArgs {
-    pub host: Option<String>,
-    pub port: Option<String>,
-    pub conductor: Option<String>,
-    pub codexd: Option<String>,
-    pub help: bool,
-    pub version: bool,
+/// status-api's one command; a bare `baa-status-api` (as launchd runs it) is `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Start,
 }
 
-/// A usage or configuration mistake; the process exits 2 with this message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
+pub const HOST: Setting = Setting::env("BAA_STATUS_API_HOST")
+    .flag("host", "HOST")
+    .default("127.0.0.1")
+    .help("listen host: loopback, localhost or a Tailscale 100.64.0.0/10 address");
+pub const PORT: Setting = Setting::env("BAA_STATUS_API_PORT")
+    .flag("port", "PORT")
+    .default("4318")
+    .help("listen port (0 picks a free one)");
+pub const CONDUCTOR: Setting = Setting::env("BAA_CONDUCTOR_LOCAL_API")
+    .flag("conductor-local-api", "URL")
+    .default(DEFAULT_CONDUCTOR)
+    .help("conductor base URL to aggregate (/v1/runtime, /v1/system/state)");
+pub const CODEXD: Setting = Setting::env("BAA_CODEXD_LOCAL_API_BASE")
+    .flag("codexd-local-api", "URL")
+    .default(DEFAULT_CODEXD)
+    .help("codexd base URL to aggregate (/v1/codexd/status)");
+pub const RUST_LOG: Setting = Setting::env("RUST_LOG")
+    .default("info")
+    .help("log filter (env_logger); logs go to stderr")
+    .external();
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// Every variable status-api reads.
+pub const SETTINGS: &[Setting] = &[HOST, PORT, CONDUCTOR, CODEXD, RUST_LOG];
 
-impl std::error::Error for ConfigError {}
-
-pub fn parse_args<I>(args: I) -> Result<RawArgs, ConfigError>
-where
-    I: IntoIterator,
-    I::Item: Into<std::ffi::OsString>,
-{
-    use lexopt::prelude::*;
-    let mut p = lexopt::Parser::from_args(args);
-    let mut raw = RawArgs::default();
-    let err = |e: lexopt::Error| ConfigError(e.to_string());
-    while let Some(arg) = p.next().map_err(err)? {
-        match arg {
-            Long("host") => raw.host = Some(value(&mut p)?),
-            Long("port") => raw.port = Some(value(&mut p)?),
-            Long("conductor-local-api") => raw.conductor = Some(value(&mut p)?),
-            Long("codexd-local-api") => raw.codexd = Some(value(&mut p)?),
-            Short('h') | Long("help") => raw.help = true,
-            Short('V') | Long("version") => raw.version = true,
-            other => return Err(err(other.unexpected())),
-        }
-    }
-    Ok(raw)
-}
-
-fn value(p: &mut lexopt::Parser) -> Result<String, ConfigError> {
-    p.value()
-        .map_err(|e| ConfigError(e.to_string()))?
-        .into_string()
-        .map_err(|_| ConfigError("option value is not valid UTF-8".into()))
-}
+pub const CLI: Cli<Command> = Cli {
+    binary: "baa-status-api",
+    about: "read-only status page and JSON aggregate for the baa-conductor node",
+    commands: &[CliCommand {
+        name: "start",
+        help: "serve GET / (HTML page), GET /v1/status (JSON), GET /healthz",
+        json: false,
+        run: Command::Start,
+    }],
+    bare: Some(Command::Start),
+    settings: SETTINGS,
+    notes: "Routes and fields: docs/api/status-api-interfaces.md.\n",
+};
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,46 +64,25 @@ pub struct Config {
     pub codexd_base: String,
 }
 
-impl Config {
-    /// Flags win over env, env over defaults. Empty env values count as unset, because
-    /// launchd plists and shell scripts often write `KEY=` for "not configured".
-    pub fn resolve(
-        raw: &RawArgs,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let pick = |flag: &Option<String>, key: &str, default: &str| -> String {
-            flag.clone()
-                .or_else(|| env(key).filter(|v| !v.trim().is_empty()))
-                .unwrap_or_else(|| default.to_string())
-                .trim()
-                .to_string()
-        };
-        let host = pick(&raw.host, "BAA_STATUS_API_HOST", DEFAULT_HOST);
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        check_listen_host(&host)?;
-        let port_text = pick(&raw.port, "BAA_STATUS_API_PORT", &DEFAULT_PORT.to_string());
-        let port: u16 = port_text
-            .parse()
-            .map_err(|_| ConfigError(format!("invalid port {port_text:?}: expected 0-65535")))?;
-        let conductor_base = base_url(
-            &pick(&raw.conductor, "BAA_CONDUCTOR_LOCAL_API", DEFAULT_CONDUCTOR),
-            "conductor local API (BAA_CONDUCTOR_LOCAL_API / --conductor-local-api)",
-        )?;
-        let codexd_base = base_url(
-            &pick(&raw.codexd, "BAA_CODEXD_LOCAL_API_BASE", DEFAULT_CODEXD),
-            "codexd local API (BAA_CODEXD_LOCAL_API_BASE / --codexd-local-api)",
-        )?;
-        Ok(Self {
-            host,
-            port,
-            conductor_base,
-            codexd_base,
-        })
+/// Flags + environment → the validated config.
+pub fn resolve(r: &Resolver) -> Result<Config> {
+    let host = r.string(&HOST)?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if let Err(why) = check_listen_host(&host) {
+        return Err(r.rule(&HOST, format!("refusing to listen on {host}: {why}")));
     }
+    Ok(Config {
+        host,
+        port: r.number(&PORT, 0..=u16::MAX)?,
+        conductor_base: base_url(r, &CONDUCTOR)?,
+        codexd_base: base_url(r, &CODEXD)?,
+    })
+}
 
+impl Config {
     /// `host:port` for `TcpListener::bind`.
     pub fn bind_addr(&self) -> String {
         if self.host.contains(':') {
@@ -153,35 +95,41 @@ impl Config {
 
 /// The page shows who paused automation and why: it must not be published beyond the
 /// node and its tailnet, so only loopback and Tailscale (100.64.0.0/10) binds are allowed.
-fn check_listen_host(host: &str) -> Result<(), ConfigError> {
+fn check_listen_host(host: &str) -> std::result::Result<(), &'static str> {
     if host.eq_ignore_ascii_case("localhost") {
         return Ok(());
     }
     match host.parse::<IpAddr>() {
         Ok(ip) if ip.is_loopback() || is_tailscale_ip(ip) => Ok(()),
-        Ok(_) => Err(ConfigError(format!(
-            "refusing to listen on {host}: BAA_STATUS_API_HOST must be a loopback address or a \
-             Tailscale 100.64.0.0/10 address"
-        ))),
-        Err(_) => Err(ConfigError(format!(
-            "refusing to listen on {host:?}: BAA_STATUS_API_HOST must be an IP literal \
-             (loopback or Tailscale 100.64.0.0/10) or localhost"
-        ))),
+        Ok(_) => Err(
+            "the status page may only listen on a loopback or a Tailscale 100.64.0.0/10 address",
+        ),
+        Err(_) => Err("expected an IP literal (loopback or Tailscale 100.64.0.0/10) or localhost"),
     }
 }
 
 /// `http://host:port`, trailing slashes dropped.
-fn base_url(url: &str, what: &str) -> Result<String, ConfigError> {
-    let parsed = ListenUrl::parse(url).map_err(|e| ConfigError(format!("{what}: {e}")))?;
+fn base_url(r: &Resolver, s: &Setting) -> Result<String> {
+    let (_, parsed) = r.listen_url(s)?;
     Ok(format!("http://{}", parsed.bind_addr()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::settings::Flags;
+    use std::ffi::OsString;
+    use std::path::Path;
 
-    fn args(a: &[&str]) -> RawArgs {
-        parse_args(a.iter().map(|s| s.to_string())).unwrap()
+    fn flags(args: &[&str]) -> Flags {
+        CLI.parse(args.iter().map(OsString::from).collect())
+            .unwrap()
+            .flags
+    }
+
+    fn resolve_with(args: &[&str], env: impl Fn(&str) -> Option<String>) -> Result<Config> {
+        let f = flags(args);
+        resolve(&Resolver::new(SETTINGS, &f, &env, Path::new("/")))
     }
 
     fn no_env(_: &str) -> Option<String> {
@@ -189,8 +137,16 @@ mod tests {
     }
 
     #[test]
+    fn every_row_of_the_table_is_read() {
+        let f = Flags::default();
+        let r = Resolver::new(SETTINGS, &f, &no_env, Path::new("/"));
+        assert!(resolve(&r).is_ok());
+        assert_eq!(r.unread(), Vec::<String>::new());
+    }
+
+    #[test]
     fn defaults() {
-        let c = Config::resolve(&RawArgs::default(), no_env).unwrap();
+        let c = resolve_with(&[], no_env).unwrap();
         assert_eq!(c.bind_addr(), "127.0.0.1:4318");
         assert_eq!(c.conductor_base, "http://127.0.0.1:4317");
         assert_eq!(c.codexd_base, "http://127.0.0.1:4319");
@@ -205,7 +161,7 @@ mod tests {
             "BAA_CODEXD_LOCAL_API_BASE" => Some(String::new()),
             _ => None,
         };
-        let c = Config::resolve(&args(&["--port", "0"]), env).unwrap();
+        let c = resolve_with(&["start", "--port", "0"], env).unwrap();
         assert_eq!(c.host, "100.71.210.78");
         assert_eq!(c.port, 0);
         assert_eq!(c.conductor_base, "http://100.71.210.78:4317");
@@ -215,23 +171,32 @@ mod tests {
     #[test]
     fn refuses_public_and_wildcard_hosts() {
         for host in ["0.0.0.0", "192.168.1.10", "::", "100.128.0.1", "mini.local"] {
-            let e = Config::resolve(&args(&["--host", host]), no_env).unwrap_err();
-            assert!(e.0.contains("refusing"), "{host}: {e}");
+            let e = resolve_with(&["--host", host], no_env).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!("--host: refusing to listen on {host}")),
+                "{host}: {e}"
+            );
         }
         for host in ["127.0.0.1", "::1", "localhost", "100.64.0.1"] {
-            assert!(
-                Config::resolve(&args(&["--host", host]), no_env).is_ok(),
-                "{host}"
-            );
+            assert!(resolve_with(&["--host", host], no_env).is_ok(), "{host}");
         }
     }
 
     #[test]
     fn bad_values_are_errors() {
-        assert!(Config::resolve(&args(&["--port", "99999"]), no_env).is_err());
-        assert!(Config::resolve(&args(&["--conductor-local-api", "127.0.0.1:1"]), no_env).is_err());
-        assert!(parse_args(["--nope"]).is_err());
-        assert!(args(&["--help"]).help);
-        assert!(args(&["-V"]).version);
+        let e = resolve_with(&["--port", "99999"], no_env).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--port: expected an integer from 0 to 65535, got \"99999\""
+        );
+        let env = |k: &str| (k == "BAA_STATUS_API_PORT").then(|| "http".to_string());
+        let e = resolve_with(&[], env).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "BAA_STATUS_API_PORT=\"http\": expected an integer from 0 to 65535"
+        );
+        assert!(resolve_with(&["--conductor-local-api", "127.0.0.1:1"], no_env).is_err());
+        assert!(CLI.parse(vec![OsString::from("--nope")]).is_err());
     }
 }

@@ -5,7 +5,6 @@
 //! Origin are checked before routing, as on the other daemons: the page names who paused
 //! automation and why, which a foreign web page must not be able to read via DNS rebinding.
 
-use std::ffi::OsString;
 use std::io::Read;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -38,8 +37,8 @@ pub static ROUTES: &[Route<Ctx>] = &[
 ];
 
 /// `baa-status-api routes [--json]`: the table above, printed without starting anything.
-pub fn command(args: &[OsString]) -> ExitCode {
-    router::routes_command("baa-status-api", args, ROUTES)
+pub fn command(json: bool) -> ExitCode {
+    crate::common::cli::print("baa-status-api", &router::render_table(ROUTES, json))
 }
 
 /// JSON and text replies may not load or run anything at all.

@@ -112,10 +112,15 @@ fn conductor_graceful_stop_releases_the_lease_at_once() {
 fn conductor_renew_failures_degrade_readiness_but_stay_observable() {
     let c = conductor::start("degraded");
     assert_eq!(get(&c.url("/rolez")).body, "leader\n");
-    // A directory in place of the lease file makes every renewal fail.
+    // A directory in place of the lease file makes every renewal fail. The swap is done
+    // holding the lease lock, as every lease writer does: without it the 200 ms renew can
+    // recreate the file between the remove and the mkdir (`File exists`).
     let lease = c.dir.join("state/lease.json");
-    std::fs::remove_file(&lease).unwrap();
-    std::fs::create_dir(&lease).unwrap();
+    {
+        let _lock = LeaseLock::hold(&c.dir.join("state/lease.lock"));
+        std::fs::remove_file(&lease).unwrap();
+        std::fs::create_dir(&lease).unwrap();
+    }
     let degraded = wait_for(Duration::from_secs(5), || {
         let rt = get(&c.url("/v1/runtime")).expect(200)["data"].clone();
         (rt["daemon"]["leaseState"] == "degraded").then_some(rt)
@@ -140,4 +145,30 @@ fn conductor_renew_failures_degrade_readiness_but_stay_observable() {
         (get(&c.url("/readyz")).status == 200).then_some(())
     });
     assert!(ok.is_some(), "did not recover:\n{}", c.d.log());
+}
+
+/// The conductor's lease lock (`flock` on `lease.lock`), held by the test like a writer.
+struct LeaseLock(std::fs::File);
+
+impl LeaseLock {
+    fn hold(path: &std::path::Path) -> Self {
+        use std::os::unix::io::AsRawFd;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // SAFETY: flock on an fd we own; blocks only while a renew holds it (milliseconds).
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+        Self(f)
+    }
+}
+
+impl Drop for LeaseLock {
+    fn drop(&mut self) {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: unlocking an fd we own.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
 }

@@ -362,6 +362,7 @@ fn conductor_never_logs_or_exposes_the_token() {
     let cfg = std::process::Command::new(CONDUCTOR)
         .args(["config", "--json"])
         .env("BAA_SHARED_TOKEN", TOKEN)
+        .envs(conductor::dirs_env(c.dir.path()))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&cfg.stdout);
@@ -409,6 +410,7 @@ fn conductor_refuses_public_listen_addresses_at_startup() {
     }
     let out = std::process::Command::new(CONDUCTOR)
         .args(["config", "--local-api", "http://127.0.0.1:4317/"])
+        .envs(conductor::dirs_env(dir.path()))
         .current_dir(dir.path())
         .output()
         .unwrap();

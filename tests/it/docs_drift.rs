@@ -6,12 +6,10 @@
 //! without starting it. Which conductor routes are on the business and which on the control
 //! surface comes from a running conductor's `/describe/business` and `/describe/control`.
 //!
-//! Environment variables: every `"BAA_…"` string literal in `src/` outside `#[cfg(test)]`
-//! items, plus any literal passed straight to `env::var(..)` / `env::var_os(..)`, read
-//! through a tiny Rust tokenizer (string literals, identifiers, punctuation; comments, char
-//! literals and lifetimes skipped). Names ending in `_` are prefixes (the child's env scrub),
-//! not variables. Files under `src/conductor/`, `src/codexd/` and `src/status_api/` belong to
-//! that binary; `src/common/` and `src/lib.rs` to all three.
+//! Environment variables come from the binaries too: `<binary> settings --json` prints the
+//! settings table each one parses with (`{flag, env, default, help}` for every variable it
+//! reads, including those read elsewhere such as `RUST_LOG`). Each must be documented in
+//! that binary's section, and each variable a section documents must be in the table.
 //!
 //! Where each must be documented:
 //! - conductor routes in `docs/api/business-interfaces.md` (the routes `/describe/business`
@@ -20,10 +18,11 @@
 //! - codexd routes in `docs/api/codexd-interfaces.md`, status-api routes in
 //!   `docs/api/status-api-interfaces.md`;
 //!   each as a Markdown heading `### METHOD /path` (any heading level);
-//! - env vars as `` `NAME` `` in the binary's `## baa-…` section of `docs/runtime/environment.md`.
+//! - env vars as `` `NAME` `` in the first cell of a row of the binary's `## baa-…` table in
+//!   `docs/runtime/environment.md`.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -317,210 +316,26 @@ fn routes_json_prints_each_table_without_starting_a_daemon_or_touching_the_cwd()
     );
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Str(String),
-    Ident(String),
-    Punct(char),
-}
-
-/// Tokenizes Rust source well enough to find string literals and their neighbours.
-fn lex(src: &str) -> Vec<Tok> {
-    let c: Vec<char> = src.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < c.len() {
-        let ch = c[i];
-        if ch.is_whitespace() {
-            i += 1;
-        } else if ch == '/' && c.get(i + 1) == Some(&'/') {
-            while i < c.len() && c[i] != '\n' {
-                i += 1;
-            }
-        } else if ch == '/' && c.get(i + 1) == Some(&'*') {
-            let mut depth = 0;
-            while i < c.len() {
-                if c[i] == '/' && c.get(i + 1) == Some(&'*') {
-                    depth += 1;
-                    i += 2;
-                } else if c[i] == '*' && c.get(i + 1) == Some(&'/') {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-        } else if ch == '"' {
-            let mut s = String::new();
-            i += 1;
-            while i < c.len() && c[i] != '"' {
-                if c[i] == '\\' {
-                    i += 1;
-                    if c.get(i) == Some(&'\n') {
-                        // Line continuation: skip the newline and the next line's indent.
-                        while i + 1 < c.len() && c[i + 1].is_whitespace() {
-                            i += 1;
-                        }
-                    } else if let Some(&e) = c.get(i) {
-                        s.push(match e {
-                            'n' => '\n',
-                            't' => '\t',
-                            other => other,
-                        });
-                    }
-                } else {
-                    s.push(c[i]);
-                }
-                i += 1;
-            }
-            i += 1;
-            out.push(Tok::Str(s));
-        } else if ch == '\'' {
-            // Char literal ('a', '\n', '\u{..}') or a lifetime ('static).
-            if c.get(i + 1) == Some(&'\\') {
-                i += 2;
-                while i < c.len() && c[i] != '\'' {
-                    i += 1;
-                }
-                i += 1;
-            } else if c.get(i + 2) == Some(&'\'') {
-                i += 3;
-            } else {
-                i += 1;
-                while i < c.len() && (c[i].is_alphanumeric() || c[i] == '_') {
-                    i += 1;
-                }
-            }
-        } else if ch.is_alphabetic() || ch == '_' {
-            let start = i;
-            while i < c.len() && (c[i].is_alphanumeric() || c[i] == '_') {
-                i += 1;
-            }
-            let word: String = c[start..i].iter().collect();
-            // Raw strings: r"..", r#".."#, br"..".
-            if (word == "r" || word == "br") && matches!(c.get(i), Some('"') | Some('#')) {
-                let mut hashes = 0;
-                while c.get(i) == Some(&'#') {
-                    hashes += 1;
-                    i += 1;
-                }
-                if c.get(i) == Some(&'"') {
-                    i += 1;
-                    let mut s = String::new();
-                    loop {
-                        if i >= c.len() {
-                            break;
-                        }
-                        if c[i] == '"' && (1..=hashes).all(|k| c.get(i + k) == Some(&'#')) {
-                            i += 1 + hashes;
-                            break;
-                        }
-                        s.push(c[i]);
-                        i += 1;
-                    }
-                    out.push(Tok::Str(s));
-                    continue;
-                }
-            }
-            out.push(Tok::Ident(word));
-        } else if ch.is_ascii_digit() {
-            while i < c.len() && (c[i].is_alphanumeric() || c[i] == '_' || c[i] == '.') {
-                i += 1;
-            }
-        } else {
-            out.push(Tok::Punct(ch));
-            i += 1;
-        }
-    }
-    out
-}
-
-/// Drops every item annotated `#[cfg(test)]` (test modules, test-only helpers).
-fn strip_cfg_test(toks: Vec<Tok>) -> Vec<Tok> {
-    let p = |c: char| Tok::Punct(c);
-    let id = |s: &str| Tok::Ident(s.to_string());
-    let attr = [
-        p('#'),
-        p('['),
-        id("cfg"),
-        p('('),
-        id("test"),
-        p(')'),
-        p(']'),
-    ];
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < toks.len() {
-        if toks[i..].starts_with(&attr) {
-            i += attr.len();
-            // Skip the item: up to its `;`, or its balanced `{ .. }` body.
-            while i < toks.len() && toks[i] != p('{') && toks[i] != p(';') {
-                i += 1;
-            }
-            if toks.get(i) == Some(&p('{')) {
-                let mut depth = 0;
-                while i < toks.len() {
-                    if toks[i] == p('{') {
-                        depth += 1;
-                    } else if toks[i] == p('}') {
-                        depth -= 1;
-                        if depth == 0 {
-                            break;
-                        }
-                    }
-                    i += 1;
-                }
-            }
-            i += 1;
-        } else {
-            out.push(toks[i].clone());
-            i += 1;
-        }
-    }
-    out
-}
-
-/// Every `.rs` file under `dir`, recursively.
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
-
-/// Env var names read by non-test code in one file.
-fn env_vars_in(src: &str) -> BTreeSet<String> {
-    let toks = strip_cfg_test(lex(src));
-    let mut vars = BTreeSet::new();
-    for (i, t) in toks.iter().enumerate() {
-        let Tok::Str(s) = t else { continue };
-        let is_name = !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-            && !s.ends_with('_');
-        if !is_name {
-            continue;
-        }
-        let baa = s.starts_with("BAA_");
-        let env_call = i >= 2
-            && toks[i - 1] == Tok::Punct('(')
-            && matches!(&toks[i - 2], Tok::Ident(f) if f == "var" || f == "var_os");
-        if baa || env_call {
-            vars.insert(s.clone());
-        }
-    }
-    vars
+/// The variables `<bin> settings --json` names: every one the binary reads, from the
+/// settings table its usage and its parse are built from.
+fn settings_env(bin: &str) -> BTreeSet<String> {
+    let out = Command::new(bin)
+        .args(["settings", "--json"])
+        .output()
+        .unwrap_or_else(|e| panic!("run {bin}: {e}"));
+    assert!(
+        out.status.success(),
+        "{bin} settings --json: {} {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{bin} settings --json is not JSON: {e}"));
+    rows.as_array()
+        .unwrap_or_else(|| panic!("{bin} settings --json is not an array: {rows}"))
+        .iter()
+        .filter_map(|r| r["env"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// The text of the `## <binary>` section of the environment doc.
@@ -534,43 +349,44 @@ fn env_section<'a>(doc: &'a str, binary: &str) -> &'a str {
     &doc[start..end]
 }
 
+/// The variables a section documents: every `` `NAME` `` in the first cell of a table row.
+fn documented_env(section: &str) -> BTreeSet<String> {
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter_map(|l| l.split(" | ").next())
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
-fn every_env_var_is_documented() {
+fn every_env_var_is_documented_and_every_documented_one_is_read() {
     let doc = read(ENV_DOC);
-    let mut files = Vec::new();
-    rust_files(&root().join("src"), &mut files);
     let mut problems = Vec::new();
-    let mut total = 0;
-    for f in &files {
-        let rel = f
-            .strip_prefix(root())
-            .unwrap()
-            .to_string_lossy()
-            .replace('\\', "/");
-        let binaries: &[&str] = if rel.starts_with("src/conductor/") {
-            &["baa-conductor"]
-        } else if rel.starts_with("src/codexd/") {
-            &["baa-codexd"]
-        } else if rel.starts_with("src/status_api/") {
-            &["baa-status-api"]
-        } else {
-            &["baa-conductor", "baa-codexd", "baa-status-api"]
-        };
-        for var in env_vars_in(&std::fs::read_to_string(f).unwrap()) {
-            total += 1;
-            for b in binaries {
-                if !env_section(&doc, b).contains(&format!("`{var}`")) {
-                    problems.push(format!(
-                        "{var} (read in {rel}) is not documented: add a `{var}` row to the `## {b}` table of {ENV_DOC}"
-                    ));
-                }
-            }
+    for (name, bin) in [
+        ("baa-conductor", CONDUCTOR),
+        ("baa-codexd", CODEXD),
+        ("baa-status-api", STATUS_API),
+    ] {
+        let read = settings_env(bin);
+        assert!(
+            read.len() >= 5,
+            "{name} settings --json lists only {read:?}"
+        );
+        let documented = documented_env(env_section(&doc, name));
+        for var in read.difference(&documented) {
+            problems.push(format!(
+                "{var} (in {name} settings --json) is not documented: add a `{var}` row to the `## {name}` table of {ENV_DOC}"
+            ));
+        }
+        for var in documented.difference(&read) {
+            problems.push(format!(
+                "{var} is documented in `## {name}` of {ENV_DOC} but {name} does not read it (not in its settings table)"
+            ));
         }
     }
-    assert!(
-        total >= 40,
-        "only {total} env var reads found under src/; the extractor is broken"
-    );
     assert!(
         problems.is_empty(),
         "docs drift:\n  {}",
@@ -579,12 +395,11 @@ fn every_env_var_is_documented() {
 }
 
 #[test]
-fn env_var_extractor_skips_tests_comments_and_prefixes() {
-    let src = "fn a() { env::var(\"PATH\"); let c = 'x'; let l: &'static str = \"BAA_ONE\"; }\n\
-               #[cfg(test)]\nmod tests { fn t() { std::env::set_var(\"BAA_TWO\", \"1\"); } }\n\
-               const P: &str = \"BAA_\"; // \"BAA_THREE\"\n";
+fn documented_env_reads_the_first_cell_of_each_row() {
+    let section = "| variable | flag |\n| --- | --- |\n| `BAA_ONE` | `--one` |\n\
+                   | `PATH`, `HOME` | — | `BAA_NOT_FIRST_CELL` |\ntext `BAA_PROSE`\n";
     assert_eq!(
-        env_vars_in(src).into_iter().collect::<Vec<_>>(),
-        ["BAA_ONE", "PATH"]
+        documented_env(section).into_iter().collect::<Vec<_>>(),
+        ["BAA_ONE", "HOME", "PATH"]
     );
 }

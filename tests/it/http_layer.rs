@@ -57,6 +57,10 @@ fn get_req(addr: &str, path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n")
 }
 
+fn get_req_close(addr: &str, path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+}
+
 /// One parsed response read off a connection.
 #[derive(Debug)]
 struct RawResp {
@@ -174,14 +178,32 @@ fn healthz_ok(addr: &str) -> bool {
 
 // ---- 1. thread per connection with a cap ---------------------------------------------
 
+/// Opens a connection that is in the middle of a request: head sent with `Expect:
+/// 100-continue` and no body yet. Returns once the server said `100 Continue`, i.e. once
+/// its thread holds the request (busy, so never evicted).
+fn busy_connection(addr: &str) -> BufReader<TcpStream> {
+    let mut r = BufReader::new(connect(addr));
+    let head = format!(
+        "POST /v1/system/pause HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n"
+    );
+    r.get_mut().write_all(head.as_bytes()).unwrap();
+    let mut interim = String::new();
+    r.read_line(&mut interim).expect("interim status line");
+    let mut blank = String::new();
+    r.read_line(&mut blank).expect("end of interim head");
+    assert_eq!(
+        (interim.as_str(), blank.as_str()),
+        ("HTTP/1.1 100 Continue\r\n", "\r\n"),
+        "expected the server to take the request"
+    );
+    r
+}
+
 #[test]
-fn connection_cap_answers_503_fast_and_recovers() {
+fn connection_cap_answers_503_fast_when_every_slot_is_busy_and_recovers() {
     let (_tmp, d) = conductor(&["--max-connections", "8"], &[]);
-    // Eight connections hold every slot: four silent, four with half a head.
-    let mut idle: Vec<TcpStream> = (0..8).map(|_| connect(&d.addr)).collect();
-    for s in idle.iter_mut().take(4) {
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
-    }
+    // Eight connections each in the middle of a request hold every slot.
+    let mut busy: Vec<BufReader<TcpStream>> = (0..8).map(|_| busy_connection(&d.addr)).collect();
     let t0 = Instant::now();
     let over = exchange(&d.addr, get_req(&d.addr, "/healthz").as_bytes());
     let took = t0.elapsed();
@@ -196,14 +218,14 @@ fn connection_cap_answers_503_fast_and_recovers() {
     let again = exchange(&d.addr, get_req(&d.addr, "/healthz").as_bytes());
     assert_eq!(again.status, 503, "{again:?}");
 
-    for s in &idle {
-        let _ = s.shutdown(Shutdown::Both);
+    for s in &busy {
+        let _ = s.get_ref().shutdown(Shutdown::Both);
     }
-    idle.clear();
+    busy.clear();
     let recovered = wait_for(Duration::from_secs(5), || healthz_ok(&d.addr).then_some(()));
     assert!(
         recovered.is_some(),
-        "expected /healthz 200 once the idle connections closed; log:\n{}",
+        "expected /healthz 200 once the busy connections closed; log:\n{}",
         d.log()
     );
     // And the full cap is usable again: eight concurrent keep-alive clients all served.
@@ -227,6 +249,151 @@ fn connection_cap_answers_503_fast_and_recovers() {
     assert!(
         all_served.is_some(),
         "all eight slots should serve again; expected eight 200s, last got {last:?}"
+    );
+}
+
+/// What the slot-holding attack saw: answers by status, and connections the server closed.
+#[derive(Debug, Default)]
+struct AttackTally {
+    connects: usize,
+    closed_by_server: usize,
+    statuses: Vec<u16>,
+}
+
+/// One local process holding connections open by trickling header bytes: `conns`
+/// connections, each sent a partial head and then one more byte every `every`; a
+/// connection the server closes is replaced at once. Counts its rounds in `rounds`; runs
+/// until `stop`.
+fn trickle_attack(
+    addr: String,
+    conns: usize,
+    every: Duration,
+    rounds: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> thread::JoinHandle<AttackTally> {
+    use std::sync::atomic::Ordering;
+    thread::Builder::new()
+        .name("trickle-attack".into())
+        .spawn(move || {
+            let mut tally = AttackTally::default();
+            let open = |tally: &mut AttackTally| -> Option<TcpStream> {
+                let s = TcpStream::connect_timeout(&addr.parse().unwrap(), IO_TIMEOUT).ok()?;
+                tally.connects += 1;
+                s.set_write_timeout(Some(IO_TIMEOUT)).ok()?;
+                (&s).write_all(b"GET /healthz HTTP/1.1\r\nX-Trickle: ")
+                    .ok()?;
+                s.set_nonblocking(true).ok()?;
+                Some(s)
+            };
+            let mut held: Vec<Option<TcpStream>> = (0..conns).map(|_| open(&mut tally)).collect();
+            while !stop.load(Ordering::SeqCst) {
+                let round = Instant::now();
+                for slot in held.iter_mut() {
+                    let alive = slot.as_mut().is_some_and(|s| {
+                        let mut buf = [0u8; 512];
+                        match s.read(&mut buf) {
+                            Ok(0) => false,
+                            Ok(n) => {
+                                let text = String::from_utf8_lossy(&buf[..n]);
+                                tally.statuses.push(raw_status(&text));
+                                false
+                            }
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                                (&*s).write_all(b"a").is_ok()
+                            }
+                            Err(_) => false,
+                        }
+                    });
+                    if !alive {
+                        if slot.is_some() {
+                            tally.closed_by_server += 1;
+                        }
+                        *slot = open(&mut tally);
+                    }
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                }
+                rounds.fetch_add(1, Ordering::SeqCst);
+                // Pace the trickle (this is the attack's rhythm, not a wait for a result).
+                if let Some(rest) = every.checked_sub(round.elapsed()) {
+                    thread::sleep(rest);
+                }
+            }
+            tally
+        })
+        .expect("spawn attacker")
+}
+
+/// Regression: one local process could hold every connection slot. 1000 connections
+/// trickling a header byte every 2 s made `/healthz` answer 503 to 57 of 59 probes. Now a
+/// full table evicts the connection that has waited longest for its head, so fresh
+/// clients keep getting answers and nobody is answered 503.
+#[test]
+fn slot_holding_trickle_attack_cannot_lock_out_fresh_clients() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (_tmp, d) = conductor(&["--max-connections", "64"], &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let attack = trickle_attack(
+        d.addr.clone(),
+        200,
+        Duration::from_millis(250),
+        rounds.clone(),
+        stop.clone(),
+    );
+    // The table is full once the server starts evicting.
+    let full = wait_for(Duration::from_secs(10), || {
+        d.log().contains("connection table full").then_some(())
+    });
+    // Probe while the attack keeps trickling and reconnecting: at least 40 probes and
+    // at least 6 attack rounds (some 1.5 s of it).
+    let first_round = rounds.load(Ordering::SeqCst);
+    let mut probes = Vec::new();
+    while probes.len() < 40 || rounds.load(Ordering::SeqCst) < first_round + 6 {
+        let t0 = Instant::now();
+        let text = raw(
+            &d.addr,
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                d.addr
+            )
+            .as_bytes(),
+            IO_TIMEOUT,
+        );
+        probes.push((raw_status(&text), t0.elapsed()));
+        assert!(probes.len() < 100_000, "the attack stopped making rounds");
+    }
+    stop.store(true, Ordering::SeqCst);
+    let tally = attack.join().expect("attacker thread");
+    let mut ms: Vec<f64> = probes.iter().map(|(_, t)| t.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "{} probes under attack: p50 {:.1} ms, max {:.1} ms; attacker: {} connects, {} closed by the server, answers {:?}",
+        ms.len(),
+        ms[ms.len() / 2],
+        ms[ms.len() - 1],
+        tally.connects,
+        tally.closed_by_server,
+        tally.statuses
+    );
+    assert!(
+        full.is_some(),
+        "the attack never filled the table (no eviction logged); log:\n{}",
+        d.log()
+    );
+    let failed: Vec<&(u16, Duration)> = probes.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "every fresh probe must be answered 200 while the slots are held; {} of {} were not: {failed:?}",
+        failed.len(),
+        probes.len()
+    );
+    assert!(
+        !tally.statuses.contains(&503),
+        "nobody may be answered 503 while connections are only waiting: {:?}",
+        tally.statuses
     );
 }
 
@@ -416,35 +583,147 @@ fn body_over_limit_gets_413_without_reading_it() {
     assert_eq!(ok.status, 200, "{}", ok.body);
 }
 
-// ---- 3. accept survives EMFILE -----------------------------------------------------------
+// ---- 3. file descriptors: a cap below the limit, and accept survives EMFILE ----------------
 
-#[test]
-fn accept_loop_survives_fd_exhaustion() {
-    let tmp = TempDir::new("emfile");
+/// A conductor started under `ulimit -n <nofile>` with extra flags.
+fn conductor_with_nofile(nofile: u32, extra: &str) -> (TempDir, Daemon) {
+    let tmp = TempDir::new("nofile");
     let script = format!(
-        "ulimit -n 40 || exit 99; exec \"$0\" start --local-api http://127.0.0.1:0 --state-dir {0}/state --logs-dir {0}/logs --runs-dir {0}/runs --worktrees-dir {0}/wt --tmp-dir {0}/tmp",
+        "ulimit -n {nofile} || exit 99; exec \"$0\" start --local-api http://127.0.0.1:0 --state-dir {0}/state --logs-dir {0}/logs --runs-dir {0}/runs --worktrees-dir {0}/wt --tmp-dir {0}/tmp {extra}",
         tmp.str()
     );
     let d = Spawn::new("sh").args(["-c", &script, CONDUCTOR]).start();
+    (tmp, d)
+}
+
+/// Regression: under `nofile=64` a connection flood used every descriptor: new clients
+/// hung 4 s in the backlog and the lease renew failed with EMFILE. The cap now comes from
+/// the open-files limit with descriptors kept in reserve, so fresh clients are answered at
+/// once and the lease keeps renewing.
+#[test]
+fn low_nofile_flood_leaves_fds_for_fresh_clients_and_the_lease() {
+    let (_tmp, d) = conductor_with_nofile(64, "--lease-renew-interval-ms 100");
     assert!(healthz_ok(&d.addr), "healthy before the flood");
-    // 2 fds per connection on the server (socket + registry clone): 60 connections are far
-    // more than a 40-fd process can hold, so accept() hits EMFILE.
+    assert!(
+        d.log().contains("serving at most 16 connections"),
+        "expected the cap lowered to (64 - 32 reserved) / 2; log:\n{}",
+        d.log()
+    );
+    let lease = || -> Value {
+        let text = raw(
+            &d.addr,
+            get_req_close(&d.addr, "/v1/runtime").as_bytes(),
+            IO_TIMEOUT,
+        );
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        let v: Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("/v1/runtime under the flood ({e}): {text:?}"));
+        v["data"]["daemon"]["lease"].clone()
+    };
+    // 200 connections with half a head each: far more than 64 descriptors.
     let mut held = Vec::new();
-    for _ in 0..60 {
+    for _ in 0..200 {
+        if let Ok(mut s) =
+            TcpStream::connect_timeout(&d.addr.parse().unwrap(), Duration::from_millis(500))
+        {
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nX-Held: ");
+            held.push(s);
+        }
+    }
+    let mut probes = Vec::new();
+    for _ in 0..20 {
+        let t0 = Instant::now();
+        let ok = healthz_ok(&d.addr);
+        probes.push((ok, t0.elapsed()));
+    }
+    // Several renewals (100 ms apart) go by with the flood still connected.
+    let mut ticks = std::collections::BTreeSet::new();
+    let mut last = Value::Null;
+    let renewing = wait_for(Duration::from_secs(10), || {
+        last = lease();
+        if last["renew_failures"] == 0 {
+            ticks.insert(last["last_tick_at"].to_string());
+        }
+        (ticks.len() >= 5).then_some(())
+    });
+    println!(
+        "held {} connections; probes {probes:?}; lease {last}",
+        held.len()
+    );
+    assert!(
+        probes
+            .iter()
+            .all(|(ok, took)| *ok && *took < Duration::from_secs(1)),
+        "fresh clients must get /healthz at once under the flood: {probes:?}"
+    );
+    assert!(
+        renewing.is_some(),
+        "expected five successful lease renewals under the flood, last lease {last}; log:\n{}",
+        d.log()
+    );
+    assert_eq!(
+        (
+            d.log().contains("renew attempt"),
+            d.log().contains("Too many open files")
+        ),
+        (false, false),
+        "no renew may fail and nothing may hit EMFILE; log:\n{}",
+        d.log()
+    );
+    drop(held);
+}
+
+/// Sets a running process's open-files limit (soft and hard).
+#[cfg(target_os = "linux")]
+fn set_nofile(pid: u32, n: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: prlimit reads the struct we own; no old value is asked for.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &lim,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// The accept loop must outlive EMFILE. The cap normally keeps descriptors in reserve, so
+/// the limit is lowered under the running daemon (its cap was sized for the old one) to
+/// four more than it uses: held connections then exhaust it.
+#[cfg(target_os = "linux")]
+#[test]
+fn accept_loop_survives_fd_exhaustion() {
+    let (_tmp, d) = conductor(&[], &[]);
+    assert!(healthz_ok(&d.addr), "healthy before the flood");
+    let fd_dir = format!("/proc/{}/fd", d.pid());
+    let in_use = std::fs::read_dir(&fd_dir)
+        .unwrap_or_else(|e| panic!("{fd_dir}: {e}"))
+        .count() as u64;
+    set_nofile(d.pid(), in_use + 4);
+    let mut held = Vec::new();
+    for _ in 0..20 {
         if let Ok(s) =
             TcpStream::connect_timeout(&d.addr.parse().unwrap(), Duration::from_millis(500))
         {
-            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
             held.push(s);
         }
     }
     let saw_emfile = wait_for(Duration::from_secs(5), || {
         d.log().contains("accept failed").then_some(())
     });
-    println!("held {} connections", held.len());
+    println!(
+        "{in_use} fds in use at rest; held {} connections",
+        held.len()
+    );
     assert!(
         saw_emfile.is_some(),
-        "expected the daemon to log an accept failure (EMFILE) with 60 connections under ulimit -n 40; log:\n{}",
+        "expected the daemon to log an accept failure (EMFILE) with 20 connections and a limit of {}; log:\n{}",
+        in_use + 4,
         d.log()
     );
     let mut d = d;
@@ -709,6 +988,140 @@ fn conflicting_content_length_gets_400() {
     exchange(&d.addr, req.as_bytes()).expect_error(400, "bad_request");
 }
 
+/// Regression: `Content-Length: +2` was read as 2 (Rust's integer parse takes a sign); a
+/// proxy in front may frame it differently (request smuggling). Only digits are a length.
+#[test]
+fn content_length_with_a_sign_gets_400() {
+    let (_tmp, d) = conductor(&[], &[]);
+    for value in ["+2", " 2 2", "0x2", "2,2"] {
+        let req = format!(
+            "POST /v1/system/pause HTTP/1.1\r\nHost: {}\r\nContent-Length: {value}\r\n\r\n{{}}",
+            d.addr
+        );
+        let resp = exchange(&d.addr, req.as_bytes());
+        assert_eq!(
+            (resp.status, resp.json()["error"].as_str()),
+            (400, Some("bad_request")),
+            "Content-Length {value:?}: {resp:?}"
+        );
+    }
+    // And the pause never happened.
+    let state = exchange(&d.addr, get_req(&d.addr, "/v1/system/state").as_bytes());
+    assert_eq!(state.json()["data"]["mode"], "running", "{state:?}");
+}
+
+/// Regression: a request with two `Host` headers was routed by the first one.
+#[test]
+fn duplicate_host_gets_400() {
+    let (_tmp, d) = conductor(&[], &[]);
+    let req = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {0}\r\nHost: {0}\r\n\r\n",
+        d.addr
+    );
+    let resp = exchange(&d.addr, req.as_bytes());
+    resp.expect_error(400, "bad_request");
+    assert!(resp.body.contains("Duplicate Host"), "{resp:?}");
+}
+
+/// Regression: a client that sent half its body and then closed its sending side got a
+/// silent close instead of an answer it could still read.
+#[test]
+fn body_cut_short_by_client_eof_gets_400_before_close() {
+    let (_tmp, d) = conductor(&[], &[]);
+    let mut s = connect(&d.addr);
+    let req = format!(
+        "POST /v1/system/pause HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"requested_by\":",
+        d.addr
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut r = BufReader::new(s);
+    let resp = read_response(&mut r).expect("a 400 for the truncated body");
+    resp.expect_error(400, "bad_request");
+    assert!(
+        resp.body.contains("ended after 16 of 100 bytes"),
+        "{resp:?}"
+    );
+    let (rest, eof) = read_to_eof(&mut r);
+    assert!(
+        eof && rest.is_empty(),
+        "expected a clean close after the 400"
+    );
+    let state = exchange(&d.addr, get_req(&d.addr, "/v1/system/state").as_bytes());
+    assert_eq!(state.json()["data"]["mode"], "running", "{state:?}");
+}
+
+/// Regression: after a `Connection: close` response the server closed at once with the
+/// client's pipelined requests still unread, so the kernel answered RST — 300 of 300
+/// clients saw a reset instead of a clean end (and a client may lose the response). The
+/// normal close now lingers like the error path: half-close, drain, then close.
+#[test]
+fn pipelined_request_behind_connection_close_gets_no_rst() {
+    let (_tmp, d) = conductor(&[], &[]);
+    let first = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        d.addr
+    );
+    // The first request, then a pipelined burst larger than the server reads at once:
+    // the rest is still unread in the socket when the first response is done.
+    let burst = format!(
+        "{first}{}",
+        get_req(&d.addr, "/v1/system/state").repeat(400)
+    );
+    let mut outcomes = Vec::new();
+    for _ in 0..100 {
+        let mut s = connect(&d.addr);
+        let _ = s.write_all(burst.as_bytes());
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let end = loop {
+            match s.read(&mut chunk) {
+                Ok(0) => break "eof",
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break "reset",
+                Err(_) => break "timeout",
+            }
+        };
+        let text = String::from_utf8_lossy(&out).into_owned();
+        outcomes.push((end, raw_status(&text), text.matches("HTTP/1.1 ").count()));
+    }
+    let bad: Vec<_> = outcomes.iter().filter(|o| **o != ("eof", 200, 1)).collect();
+    assert!(
+        bad.is_empty(),
+        "each client must read exactly one 200 and then a clean EOF; {} of 100 did not: {bad:?}",
+        bad.len()
+    );
+}
+
+/// Regression: the host-ops bearer check took only `Bearer ` and `bearer `; the scheme is
+/// case-insensitive (RFC 9110 §11.1).
+#[test]
+fn bearer_scheme_matches_case_insensitively() {
+    let (_tmp, d) = conductor(&[], &[("BAA_SHARED_TOKEN", TOKEN)]);
+    let body = r#"{"command":"echo hi"}"#;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let req = format!(
+            "POST /v1/exec HTTP/1.1\r\nHost: {}\r\nAuthorization: {scheme} {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            d.addr,
+            body.len()
+        );
+        let resp = exchange(&d.addr, req.as_bytes());
+        assert_eq!(
+            (resp.status, &resp.json()["data"]["result"]["stdout"]),
+            (200, &Value::from("hi\n")),
+            "scheme {scheme:?}: {resp:?}"
+        );
+    }
+    // Another scheme with the right token is still refused.
+    let req = format!(
+        "POST /v1/exec HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+        d.addr,
+        body.len()
+    );
+    exchange(&d.addr, req.as_bytes()).expect_error(401, "unauthorized");
+}
+
 #[test]
 fn malformed_requests_get_400_json() {
     let (_tmp, d) = conductor(&[], &[]);
@@ -774,6 +1187,112 @@ fn expect_100_continue_then_the_response() {
         (200, &Value::from("curl")),
         "{resp:?}"
     );
+}
+
+// ---- 5b. WebSocket protocol errors ---------------------------------------------------------
+
+/// A raw WebSocket connection to `/ws/firefox` past its handshake.
+fn ws_raw(addr: &str) -> BufReader<TcpStream> {
+    let mut r = BufReader::new(connect(addr));
+    let req = format!(
+        "GET /ws/firefox HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    r.get_mut().write_all(req.as_bytes()).unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).expect("handshake status");
+    assert!(line.starts_with("HTTP/1.1 101"), "handshake: {line:?}");
+    loop {
+        line.clear();
+        r.read_line(&mut line).expect("handshake header");
+        if line == "\r\n" {
+            return r;
+        }
+    }
+}
+
+/// A masked client frame: `first` is the FIN/RSV/opcode byte.
+fn ws_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut out = vec![first];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Reads server frames until a Close frame; returns its code, or what ended the stream.
+fn ws_close_code(r: &mut BufReader<TcpStream>) -> Result<u16, String> {
+    loop {
+        let mut head = [0u8; 2];
+        r.read_exact(&mut head)
+            .map_err(|e| format!("stream ended without a close frame: {e}"))?;
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                r.read_exact(&mut b).map_err(|e| e.to_string())?;
+                u64::from(u16::from_be_bytes(b))
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                r.read_exact(&mut b).map_err(|e| e.to_string())?;
+                u64::from_be_bytes(b)
+            }
+            n => u64::from(n),
+        };
+        let mut payload = vec![0u8; len as usize];
+        r.read_exact(&mut payload).map_err(|e| e.to_string())?;
+        if head[0] & 0x0f == 0x8 {
+            return payload
+                .get(..2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .ok_or_else(|| "close frame without a code".to_string());
+        }
+    }
+}
+
+/// Regression: a WebSocket client that broke the protocol saw its TCP connection dropped
+/// with no close frame. It now gets the RFC 6455 code: 1002 for a protocol error, 1007
+/// for a text message that is not UTF-8, 1009 for a message over the limit.
+#[test]
+fn websocket_protocol_errors_close_with_1002_1007_1009() {
+    let (_tmp, d) = conductor(&[], &[]);
+    let huge_head = {
+        // Announces 2 MiB (the limit is 1 MiB) and sends only the first 64 KiB of it.
+        let mut f = vec![0x81u8, 0x80 | 127];
+        f.extend_from_slice(&(2u64 * 1024 * 1024).to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0]);
+        f.extend(std::iter::repeat_n(b'a', 64 * 1024));
+        f
+    };
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("reserved bit set", ws_frame(0xC1, b"{}"), 1002),
+        ("unmasked client frame", vec![0x81, 0x02, b'{', b'}'], 1002),
+        ("unknown opcode", ws_frame(0x83, b"x"), 1002),
+        ("text not UTF-8", ws_frame(0x81, &[0xff, 0xfe, 0xfd]), 1007),
+        ("message over the limit", huge_head, 1009),
+    ];
+    for (what, bytes, want) in cases {
+        let mut r = ws_raw(&d.addr);
+        let _ = r.get_mut().write_all(&bytes);
+        let got = ws_close_code(&mut r);
+        assert_eq!(got, Ok(want), "{what}");
+    }
+    // The bridge still works for a well-behaved client afterwards.
+    let mut r = ws_raw(&d.addr);
+    r.get_mut()
+        .write_all(&ws_frame(0x88, &1000u16.to_be_bytes()))
+        .unwrap();
+    assert_eq!(ws_close_code(&mut r), Ok(1000), "a normal close is echoed");
 }
 
 // ---- 6. graceful stop ----------------------------------------------------------------------

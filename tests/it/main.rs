@@ -1,6 +1,7 @@
 //! The one integration-test crate: every test here drives the real binaries over loopback.
 //! One crate means one link step, which matters on a 2-core machine.
 
+mod cli;
 mod codex_rig;
 mod codexd_child;
 mod codexd_faults;
@@ -8,8 +9,10 @@ mod codexd_real;
 mod conductor_api;
 mod conductor_codex_proxy;
 mod conductor_firefox;
+mod conductor_host_ops;
 mod conductor_lease;
 mod conductor_security;
+mod conductor_system_state;
 mod docs_drift;
 mod http_layer;
 mod mock_model;

@@ -293,14 +293,16 @@ class InstallTests(ScriptTest):
             self.assertEqual(data["ProgramArguments"][0], "%s/%s" % (n.bin, BINARIES[service]))
             self.assertEqual(env["HOME"], str(n.home))
             self.assertNotIn("UserName", data)
-            mode = stat.S_IMODE(path.stat().st_mode)
-            if service == "conductor":
-                self.assertEqual(mode, 0o600)
-            else:
-                self.assertEqual(mode, 0o644)
-                self.assertNotIn("BAA_SHARED_TOKEN", env, service)
-                self.assertNotIn(TOKEN, path.read_text(), service)
+            # No plist carries the token, so none needs to be private.
+            self.assertEqual(stat.S_IMODE(path.stat().st_mode), 0o644, service)
+            self.assertNotIn("BAA_SHARED_TOKEN", env, service)
+            self.assertNotIn(TOKEN, path.read_text(), service)
+            self.assertNotIn("s3cr&amp;t", path.read_text(), service)
 
+        # The token file the setup wrote with the default mode was tightened to 600.
+        token_file = n.home / ".config" / "baa-conductor" / "shared-token.txt"
+        self.assertEqual(stat.S_IMODE(token_file.stat().st_mode), 0o600)
+        self.assertIn("tightened %s to mode 600" % token_file, proc.stdout)
         c = n.plist("conductor")
         self.assertEqual(c["ProgramArguments"][1:], ["start", "--host", "mini", "--role", "primary"])
         self.assertEqual(c["EnvironmentVariables"], {
@@ -313,16 +315,15 @@ class InstallTests(ScriptTest):
             "BAA_CONDUCTOR_LOCAL_API": n.url("conductor"),
             "BAA_CONDUCTOR_LOCAL_API_ALLOWED_HOSTS": "100.71.210.78",
             "BAA_CODEXD_LOCAL_API_BASE": n.url("codexd"),
-            "BAA_SHARED_TOKEN": TOKEN,
+            "BAA_SHARED_TOKEN_FILE": str(token_file),
             "BAA_STATE_DIR": repo + "/state",
             "BAA_LOGS_DIR": repo + "/logs",
             "BAA_RUNS_DIR": repo + "/runs",
             "BAA_WORKTREES_DIR": repo + "/worktrees",
             "BAA_TMP_DIR": repo + "/tmp",
         })
-        # The token's XML specials were escaped, not pasted raw.
+        # XML specials in values were escaped, not pasted raw.
         raw = (n.install / "so.makefile.baa-conductor.plist").read_text()
-        self.assertIn("s3cr&amp;t&lt;tok&gt;", raw)
         self.assertIn("repo &amp; &lt;co&gt;", raw)
 
         d = n.plist("codexd")
@@ -397,18 +398,30 @@ class InstallTests(ScriptTest):
 
         def installed_token(*extra):
             self.check(n.run("install-launchd.sh", *n.target_args(), *n.config_args(), "--service", "conductor", *extra))
-            return n.plist("conductor")["EnvironmentVariables"]["BAA_SHARED_TOKEN"]
+            path = Path(n.plist("conductor")["EnvironmentVariables"]["BAA_SHARED_TOKEN_FILE"])
+            self.assertEqual(stat.S_IMODE(path.stat().st_mode), 0o600, path)
+            return path.read_text().strip()
 
         (config / "runtime-secrets.env").write_text("# comment\nexport BAA_SHARED_TOKEN=\"from-runtime\"\nOTHER=x\n")
         (config / "control-api-worker.secrets.env").write_text("BAA_SHARED_TOKEN='from-legacy'\n")
         explicit = n.root / "explicit-token"
         explicit.write_text("from-explicit\n")
         self.assertEqual(installed_token("--shared-token-file", str(explicit)), "from-explicit")
+        self.assertEqual(n.plist("conductor")["EnvironmentVariables"]["BAA_SHARED_TOKEN_FILE"], str(explicit))
         self.assertEqual(installed_token(), TOKEN)
+        # A token from an env file is written to shared-token.txt, which the plist names.
         (config / "shared-token.txt").unlink()
         self.assertEqual(installed_token(), "from-runtime")
+        (config / "shared-token.txt").unlink()
         (config / "runtime-secrets.env").unlink()
         self.assertEqual(installed_token(), "from-legacy")
+        # $BAA_SHARED_TOKEN outranks the file, and replaces its content.
+        n.env["BAA_SHARED_TOKEN"] = "from-env-var"
+        try:
+            self.assertEqual(installed_token(), "from-env-var")
+        finally:
+            del n.env["BAA_SHARED_TOKEN"]
+        (config / "shared-token.txt").unlink()
         (config / "control-api-worker.secrets.env").write_text("BAA_SHARED_TOKEN=replace-me\n")
         proc = n.run("install-launchd.sh", *n.target_args(), *n.config_args(), "--service", "conductor")
         self.check(proc, 2)
@@ -418,13 +431,16 @@ class InstallTests(ScriptTest):
         n = self.node
         proc = n.run("install-launchd.sh", *n.target_args(), *n.config_args(), "--dry-run")
         self.check(proc)
-        self.assertIn(":EnvironmentVariables:BAA_SHARED_TOKEN = ********", proc.stdout)
-        self.assertIn("would write %s/so.makefile.baa-conductor.plist (mode 0600)" % n.install, proc.stdout)
+        self.assertIn(":EnvironmentVariables:BAA_SHARED_TOKEN_FILE = %s/.config/baa-conductor/shared-token.txt" % n.home, proc.stdout)
+        self.assertNotIn(":EnvironmentVariables:BAA_SHARED_TOKEN =", proc.stdout)
+        self.assertIn("would write %s/so.makefile.baa-conductor.plist (mode 0644)" % n.install, proc.stdout)
         self.assertIn(":EnvironmentVariables:BAA_CODEXD_MODE = app-server", proc.stdout)
         self.assertFalse(n.install.exists(), "dry-run created the install dir")
         proc = n.run("install-launchd.sh", *n.target_args(), *n.config_args(), "--dry-run", "--shared-token", "argv-token-1")
         self.check(proc)
         self.assertNotIn("argv-token-1", proc.output)
+        self.assertIn("# would write %s/.config/baa-conductor/shared-token.txt (mode 600) from --shared-token" % n.home, proc.stdout)
+        self.assertEqual((n.home / ".config" / "baa-conductor" / "shared-token.txt").read_text(), TOKEN + "\n")
 
     def test_daemon_scope(self):
         n = self.node
@@ -453,11 +469,22 @@ class InstallTests(ScriptTest):
         self.check(proc, 1)
         self.assertIn("BAA_CONDUCTOR_ROLE is 'primary', expected 'standby'", proc.stderr)
 
-        # A token-bearing plist readable by others fails.
-        (n.install / "so.makefile.baa-conductor.plist").chmod(0o644)
+        # A token file readable by others fails.
+        token_file = n.home / ".config" / "baa-conductor" / "shared-token.txt"
+        token_file.chmod(0o644)
         proc = n.run("check-launchd.sh", *n.target_args(), *n.config_args(), "--service", "conductor")
         self.check(proc, 1)
-        self.assertIn("chmod 600", proc.stderr)
+        self.assertIn("token file %s has mode rw-r--r--; expected rw------- (chmod 600)" % token_file, proc.stderr)
+        token_file.chmod(0o600)
+
+        # The token itself in the conductor's plist (an old install) fails.
+        path = n.install / "so.makefile.baa-conductor.plist"
+        data = n.plist("conductor")
+        data["EnvironmentVariables"]["BAA_SHARED_TOKEN"] = TOKEN
+        path.write_bytes(plistlib.dumps(data))
+        proc = n.run("check-launchd.sh", *n.target_args(), *n.config_args(), "--service", "conductor")
+        self.check(proc, 1)
+        self.assertIn("conductor: BAA_SHARED_TOKEN must not be set", proc.stderr)
 
         # A token in codexd's plist fails; so does a missing binary.
         path = n.install / "so.makefile.baa-codexd.plist"
@@ -509,6 +536,22 @@ class LaunchdTests(ScriptTest):
             self.assertIn(["bootout", "%s/%s" % (DOMAIN, LABELS[service])], n.calls())
             self.assertFalse(alive(old[service]), service)
             self.assertNotEqual(n.pid(service), old[service])
+
+    def test_token_reaches_the_conductor_by_file_not_environment(self):
+        # Every command the conductor execs can read its environment (/proc/$PPID/environ).
+        n = self.node
+        self.bootstrap_and_install()
+        self.check(self.reload())
+        pid = n.pid("conductor")
+        if os.path.isdir("/proc/self"):
+            with open("/proc/%d/environ" % pid, "rb") as handle:
+                environ = handle.read().decode(errors="replace").split("\0")
+            self.assertNotIn(TOKEN, "\n".join(environ))
+            self.assertIn("BAA_SHARED_TOKEN_FILE=%s/.config/baa-conductor/shared-token.txt" % n.home, environ)
+        if real_bin_dir():
+            status, body = http_get(n.url("conductor") + "/v1/runtime")
+            self.assertEqual(status, 200)
+            self.assertIs(json.loads(body)["data"]["controlApi"]["hasSharedToken"], True, body)
 
     def test_restart_is_reload_for_one_service(self):
         n = self.node
@@ -566,7 +609,7 @@ class LaunchdTests(ScriptTest):
         self.assertIn("last curl result: exit=7 http=000", err)
         self.assertIn("launchctl print gui/501/so.makefile.baa-conductor:", err)
         self.assertIn("state = running", err)
-        self.assertIn("BAA_SHARED_TOKEN => ********", err)
+        self.assertIn("BAA_SHARED_TOKEN_FILE => %s/.config/baa-conductor/shared-token.txt" % n.home, err)
         self.assertIn("boom: refusing to listen", err)
         self.assertIn("manual recovery hint: launchctl kickstart -k gui/501/so.makefile.baa-conductor", err)
         self.assertIn("launchd reload failed for: conductor", err)
@@ -691,7 +734,8 @@ class LaunchdTests(ScriptTest):
         self.assertEqual(stat.S_IMODE(token_file.stat().st_mode), 0o600)
         self.assertIn("check-node: all", proc.stdout)
         self.assertIn("mini install complete", proc.stdout)
-        self.assertEqual(n.plist("conductor")["EnvironmentVariables"]["BAA_SHARED_TOKEN"], "mini-token-9")
+        self.assertEqual(n.plist("conductor")["EnvironmentVariables"]["BAA_SHARED_TOKEN_FILE"], str(token_file))
+        self.assertNotIn("BAA_SHARED_TOKEN", n.plist("conductor")["EnvironmentVariables"])
 
 
 def main():

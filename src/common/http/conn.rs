@@ -1,58 +1,90 @@
 //! One connection's life: keep-alive loop, body framing and limits, dispatch with panic
-//! isolation, and the hand-over to WebSocket.
+//! isolation, the lingering close, and the hand-over to WebSocket.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::head::{is_timeout, read_head, Head, HeadError};
-use super::request::{split_target, Request};
-use super::response::{Reply, Response};
-use super::server::{ConnState, Shared};
+use super::config::{Handler, ServerConfig};
+use super::head::{read_head, Head, HeadError};
+use super::request::{split_target_owned, Request, RequestId};
+use super::response::{Reply, Response, WsHandler};
+use super::slots::{Slot, Slots};
+use super::socket::{is_timeout, linger_close, Socket};
 use crate::common::api_error::ApiError;
-use crate::common::ids::new_id;
 
-pub(super) fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, id: u64) {
-    let cfg = &shared.cfg;
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(cfg.write_timeout));
+/// What every connection of one server shares.
+pub struct Context {
+    pub cfg: ServerConfig,
+    pub handler: Handler,
+    pub slots: Slots,
+}
+
+impl Context {
+    /// A JSON error response in the configured style, for errors the server itself makes.
+    pub fn error_response(&self, err: &ApiError) -> Response {
+        err.to_response(&RequestId::next(), self.cfg.pretty_json)
+    }
+
+    /// The head deadline now: shorter while the connection table is under pressure.
+    fn head_timeout(&self) -> Duration {
+        if self.slots.under_pressure() {
+            self.cfg.head_timeout.min(self.cfg.pressure_head_timeout)
+        } else {
+            self.cfg.head_timeout
+        }
+    }
+}
+
+/// Serves `slot`'s connection until it closes, is evicted, or the server stops.
+pub fn serve(slot: &Slot, peer: SocketAddr, cx: &Context) {
+    let cfg = &cx.cfg;
+    let tcp = &slot.stream;
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_write_timeout(Some(cfg.write_timeout));
+    let mut socket = Socket::new(tcp);
     let mut buf: Vec<u8> = Vec::new();
+    // Allocated (and zeroed) once per connection, not once per read.
+    let mut scratch = vec![0u8; 16 * 1024];
     let mut first = true;
     loop {
-        if shared.stopping() {
+        if cx.slots.stopping() || !cx.slots.begin_wait(slot) {
             return;
         }
-        shared.set_state(id, ConnState::Idle);
+        let head_timeout = cx.head_timeout();
         let wait = if first {
-            cfg.head_timeout
+            head_timeout
         } else {
             cfg.idle_timeout
         };
         let head = match read_head(
-            &mut stream,
+            &mut socket,
             &mut buf,
+            &mut scratch,
             Instant::now() + wait,
-            cfg.head_timeout,
+            head_timeout,
             cfg.max_head_bytes,
         ) {
             Ok(head) => head,
+            // Evicted to make room, or stopped: the socket is already shut down.
+            Err(_) if slot.evicted() => return,
             Err(HeadError::Closed)
             | Err(HeadError::Timeout { partial: false })
             | Err(HeadError::Io(_)) => return,
             Err(HeadError::Timeout { partial: true }) => {
                 return fail(
-                    &mut stream,
-                    shared,
+                    slot,
+                    cx,
                     ApiError::new(408, "request_timeout", "Request head not received in time."),
                 );
             }
             Err(HeadError::TooLarge) => {
                 return fail(
-                    &mut stream,
-                    shared,
+                    slot,
+                    cx,
                     ApiError::new(
                         431,
                         "headers_too_large",
@@ -66,34 +98,35 @@ pub(super) fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, id
             }
             Err(HeadError::Malformed(why)) => {
                 return fail(
-                    &mut stream,
-                    shared,
+                    slot,
+                    cx,
                     ApiError::bad_request("bad_request", format!("Malformed HTTP request: {why}.")),
                 );
             }
         };
-        shared.set_state(id, ConnState::Busy);
+        if !cx.slots.begin_work(slot) {
+            return;
+        }
         first = false;
 
-        let body = match read_body(&mut stream, &mut buf, &head, shared) {
+        if head.header_count("host") > 1 {
+            // Two Hosts could make the Host check and a proxy in front disagree on which
+            // daemon was meant (RFC 9112 §3.2: answer 400).
+            return fail(
+                slot,
+                cx,
+                ApiError::bad_request("bad_request", "Duplicate Host header."),
+            );
+        }
+        let body = match read_body(&mut socket, &mut buf, &mut scratch, &head, cx) {
             Ok(body) => body,
-            Err(Some(err)) => return fail(&mut stream, shared, err),
+            Err(Some(err)) => return fail(slot, cx, err),
             Err(None) => return,
         };
         let keep_alive = wants_keep_alive(&head);
-        let (path, query) = split_target(&head.target);
-        let request = Request {
-            method: head.method.clone(),
-            path,
-            query,
-            headers: head.headers.clone(),
-            body,
-            remote: peer,
-            request_id: new_id("req"),
-        };
-
+        let request = into_request(head, body, peer);
         let reply =
-            catch_unwind(AssertUnwindSafe(|| (shared.handler)(&request))).unwrap_or_else(|_| {
+            catch_unwind(AssertUnwindSafe(|| (cx.handler)(&request))).unwrap_or_else(|_| {
                 log::error!("handler panicked on {} {}", request.method, request.path);
                 Reply::Http(
                     ApiError::internal("The request handler failed unexpectedly.")
@@ -102,70 +135,139 @@ pub(super) fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, id
             });
         match reply {
             Reply::Http(resp) => {
-                let keep = keep_alive && !shared.stopping();
-                if resp
-                    .write_to(&mut stream, keep, request.method == "HEAD")
-                    .is_err()
-                    || !keep
-                {
+                let keep = keep_alive && !cx.slots.stopping();
+                let bytes = resp.to_bytes(keep, request.method == "HEAD");
+                if (&*tcp).write_all(&bytes).is_err() {
+                    return;
+                }
+                if !keep {
+                    // The same lingering close as the error path: a client that pipelined
+                    // more requests behind `Connection: close` must read this response,
+                    // not an RST.
+                    if cx.slots.begin_linger(slot) {
+                        linger_close(tcp);
+                    }
                     return;
                 }
             }
             Reply::Stream(body) => {
-                // A stream is delimited by the close that follows it (see response::Stream).
+                // A stream is delimited by the close that follows it (see `http::stream`).
                 let head_only = request.method == "HEAD";
-                if let Err(e) = body.write_to(&mut stream, head_only, &|| shared.stopping()) {
+                if let Err(e) = body.write_to(tcp, head_only, &|| cx.slots.stopping()) {
                     log::debug!("stream on {} ended early: {e}", request.path);
+                } else if cx.slots.begin_linger(slot) {
+                    linger_close(tcp);
                 }
                 return;
             }
             Reply::WebSocket(session) => {
-                let Some(accept) = websocket_accept(&head) else {
-                    let err = ApiError::new(
-                        426,
-                        "upgrade_required",
-                        "This route speaks WebSocket: send a GET with Upgrade: websocket, Connection: Upgrade, Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key.",
-                    )
-                    .with_header("Upgrade", "websocket");
-                    return fail(&mut stream, shared, err);
-                };
-                let response = format!(
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-                );
-                if stream.write_all(response.as_bytes()).is_err() {
-                    return;
-                }
-                shared.set_state(id, ConnState::WebSocket);
-                let ws_cfg = WebSocketConfig::default()
-                    .read_buffer_size(4096)
-                    .write_buffer_size(0)
-                    .max_write_buffer_size(cfg.max_ws_message_bytes.max(64 * 1024) * 2)
-                    .max_message_size(Some(cfg.max_ws_message_bytes))
-                    .max_frame_size(Some(cfg.max_ws_message_bytes));
-                let ws = tungstenite::WebSocket::from_partially_read(
-                    stream,
-                    buf,
-                    Role::Server,
-                    Some(ws_cfg),
-                );
-                if catch_unwind(AssertUnwindSafe(move || session(ws))).is_err() {
-                    log::error!("websocket session on {} panicked", request.path);
-                }
-                return;
+                return upgrade(slot, cx, &request, session, std::mem::take(&mut buf));
             }
         }
+    }
+}
+
+/// Moves the parsed head into the request handlers see (no header copies).
+fn into_request(head: Head, body: Vec<u8>, peer: SocketAddr) -> Request {
+    let (path, query) = split_target_owned(head.target);
+    Request {
+        method: head.method,
+        path,
+        query,
+        headers: head.headers,
+        body,
+        remote: peer,
+        request_id: RequestId::next(),
+    }
+}
+
+/// Answers the 101 and runs the WebSocket session on this thread. `leftover` holds bytes
+/// the client sent after its handshake.
+fn upgrade(slot: &Slot, cx: &Context, request: &Request, session: WsHandler, leftover: Vec<u8>) {
+    let tcp = &slot.stream;
+    let Some(accept) = websocket_accept(request) else {
+        let err = ApiError::new(
+            426,
+            "upgrade_required",
+            "This route speaks WebSocket: send a GET with Upgrade: websocket, Connection: Upgrade, Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key.",
+        )
+        .with_header("Upgrade", "websocket");
+        return fail(slot, cx, err);
+    };
+    // tungstenite owns its stream; the slot keeps the original handle so a stop can
+    // still shut the connection down. WebSockets are few, so the extra fd is cheap.
+    let Ok(owned) = tcp.try_clone() else {
+        return fail(
+            slot,
+            cx,
+            ApiError::new(
+                503,
+                "server_busy",
+                "No file descriptor left for a WebSocket.",
+            ),
+        );
+    };
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    if (&*tcp).write_all(response.as_bytes()).is_err() || !cx.slots.begin_websocket(slot) {
+        return;
+    }
+    let max = cx.cfg.max_ws_message_bytes;
+    let ws_cfg = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(max.max(64 * 1024) * 2)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    let ws =
+        tungstenite::WebSocket::from_partially_read(owned, leftover, Role::Server, Some(ws_cfg));
+    if catch_unwind(AssertUnwindSafe(move || session(ws))).is_err() {
+        log::error!("websocket session on {} panicked", request.path);
+    }
+}
+
+/// The body length a head declares. RFC 9110 §8.6: `Content-Length = 1*DIGIT`, so a
+/// sign, spaces inside or a list are refused rather than guessed at (a front proxy may
+/// read them differently: request smuggling).
+fn content_length(head: &Head, max: usize) -> Result<usize, ApiError> {
+    let mut values = head
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "content-length")
+        .map(|(_, v)| v.as_str());
+    let Some(first) = values.next() else {
+        return Ok(0);
+    };
+    if values.any(|v| v != first) {
+        return Err(ApiError::bad_request(
+            "bad_request",
+            "Conflicting Content-Length headers.",
+        ));
+    }
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(
+            "bad_request",
+            "Content-Length must be a decimal number of bytes.",
+        ));
+    }
+    match first.parse::<usize>() {
+        Ok(n) if n <= max => Ok(n),
+        // Digits only, so a parse failure is an overflow: far over any limit.
+        _ => Err(ApiError::payload_too_large(max)),
     }
 }
 
 /// Reads a `Content-Length` body. `Err(Some(e))` means answer `e` and close; `Err(None)`
 /// means the peer went away.
 fn read_body(
-    stream: &mut TcpStream,
+    socket: &mut Socket<'_>,
     buf: &mut Vec<u8>,
+    scratch: &mut [u8],
     head: &Head,
-    shared: &Shared,
+    cx: &Context,
 ) -> Result<Vec<u8>, Option<ApiError>> {
-    let cfg = &shared.cfg;
+    let cfg = &cx.cfg;
     if head.header("transfer-encoding").is_some() {
         // Chunked bodies are refused rather than half-supported: after one we could not
         // find the next request's start reliably.
@@ -175,55 +277,39 @@ fn read_body(
             "Chunked or encoded request bodies are not supported; send Content-Length.",
         )));
     }
-    let lengths: Vec<&str> = head
-        .headers
-        .iter()
-        .filter(|(k, _)| k == "content-length")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    let len = match lengths.as_slice() {
-        [] => 0,
-        [first, rest @ ..] if rest.iter().all(|v| v == first) => match first.parse::<usize>() {
-            Ok(n) => n,
-            Err(_) => {
-                return Err(Some(ApiError::bad_request(
-                    "bad_request",
-                    "Content-Length is not a number.",
-                )))
-            }
-        },
-        _ => {
-            return Err(Some(ApiError::bad_request(
-                "bad_request",
-                "Conflicting Content-Length headers.",
-            )))
-        }
-    };
-    if len > cfg.max_body_bytes {
-        return Err(Some(ApiError::payload_too_large(cfg.max_body_bytes)));
-    }
+    let len = content_length(head, cfg.max_body_bytes).map_err(Some)?;
     // Everything after the head starts the body; anything past `len` is the next
     // (pipelined) request and stays in `buf`.
-    let mut body: Vec<u8> = buf.split_off(head.len);
-    buf.clear();
-    if body.len() > len {
-        *buf = body.split_off(len);
-    }
+    let have = (buf.len() - head.len).min(len);
+    let mut body = Vec::with_capacity(len);
+    body.extend_from_slice(&buf[head.len..head.len + have]);
+    buf.drain(..head.len + have);
     if body.len() < len
         && head
             .header("expect")
             .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-        && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
+        && socket
+            .tcp()
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .is_err()
     {
         return Err(None);
     }
-    let mut chunk = [0u8; 16 * 1024];
     while body.len() < len {
-        let _ = stream.set_read_timeout(Some(cfg.body_timeout));
-        let want = (len - body.len()).min(chunk.len());
-        match stream.read(&mut chunk[..want]) {
-            Ok(0) => return Err(None),
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        let want = (len - body.len()).min(scratch.len());
+        match socket.read_until(&mut scratch[..want], Instant::now() + cfg.body_timeout) {
+            Ok(0) => {
+                // The client half-closed before its body was complete: say so, it may
+                // still be reading.
+                return Err(Some(ApiError::bad_request(
+                    "bad_request",
+                    format!(
+                        "Request body ended after {} of {len} bytes (Content-Length).",
+                        body.len()
+                    ),
+                )));
+            }
+            Ok(n) => body.extend_from_slice(&scratch[..n]),
             Err(e) if is_timeout(&e) => {
                 return Err(Some(ApiError::new(
                     408,
@@ -231,7 +317,6 @@ fn read_body(
                     "Request body not received in time.",
                 )))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return Err(None),
         }
     }
@@ -239,55 +324,103 @@ fn read_body(
 }
 
 fn wants_keep_alive(head: &Head) -> bool {
-    let connection = head.header("connection").map(|v| v.to_ascii_lowercase());
+    let has = |token: &str| {
+        head.header("connection")
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
     match head.minor_version {
-        0 => connection.is_some_and(|v| v.contains("keep-alive")),
-        _ => !connection.is_some_and(|v| v.contains("close")),
+        0 => has("keep-alive"),
+        _ => !has("close"),
     }
 }
 
 /// `Sec-WebSocket-Accept` for a valid upgrade request, else None.
-fn websocket_accept(head: &Head) -> Option<String> {
-    let upgrade = head.header("upgrade")?.eq_ignore_ascii_case("websocket");
-    let connection = head
+fn websocket_accept(req: &Request) -> Option<String> {
+    let upgrade = req.header("upgrade")?.eq_ignore_ascii_case("websocket");
+    let connection = req
         .header("connection")?
         .split(',')
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    let version = head.header("sec-websocket-version")? == "13";
-    let key = head.header("sec-websocket-key")?;
-    if !(upgrade && connection && version && head.method == "GET" && !key.is_empty()) {
+    let version = req.header("sec-websocket-version")? == "13";
+    let key = req.header("sec-websocket-key")?;
+    if !(upgrade && connection && version && req.method == "GET" && !key.is_empty()) {
         return None;
     }
     Some(tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
-/// Answers `err` and closes. The close lingers: we half-close and drain what the client is
-/// still sending for a moment, because closing a socket with unread input makes the kernel
-/// send RST, and the client then loses the error response (e.g. a 413 for a body it is
-/// still uploading).
-fn fail(stream: &mut TcpStream, shared: &Shared, err: ApiError) {
-    let resp: Response = shared.error_response(&err);
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    if resp.write_to(stream, false, false).is_err() {
+/// Answers `err` and closes, lingering so the client reads the answer (e.g. a 413 for a
+/// body it is still uploading) instead of an RST.
+fn fail(slot: &Slot, cx: &Context, err: ApiError) {
+    let tcp = &slot.stream;
+    let resp: Response = cx.error_response(&err);
+    let _ = tcp.set_write_timeout(Some(Duration::from_secs(2)));
+    if (&*tcp).write_all(&resp.to_bytes(false, false)).is_err() {
         return;
     }
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let deadline = Instant::now() + LINGER;
-    let mut drained = 0usize;
-    let mut scratch = [0u8; 16 * 1024];
-    while drained < LINGER_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        match stream.read(&mut scratch) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
-        }
+    if cx.slots.begin_linger(slot) {
+        linger_close(tcp);
     }
 }
 
-/// Bounds on the lingering close: enough for a client to finish sending a rejected body
-/// of a few MiB on loopback, never long enough to pin a thread.
-const LINGER: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 16 * 1024 * 1024;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Head {
+        let mut buf = raw.as_bytes().to_vec();
+        buf.extend_from_slice(b"\r\n");
+        let mut fields = [httparse::EMPTY_HEADER; 8];
+        let mut req = httparse::Request::new(&mut fields);
+        let len = match req.parse(&buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            other => panic!("{other:?}"),
+        };
+        Head {
+            method: req.method.unwrap_or("").to_string(),
+            target: req.path.unwrap_or("").to_string(),
+            minor_version: req.version.unwrap_or(1),
+            headers: req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).trim().to_string(),
+                    )
+                })
+                .collect(),
+            len,
+        }
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        let cl = |v: &str| {
+            content_length(
+                &head(&format!("POST / HTTP/1.1\r\nContent-Length: {v}\r\n")),
+                100,
+            )
+            .map_err(|e| (e.status, e.message))
+        };
+        assert_eq!(cl("2"), Ok(2));
+        assert_eq!(cl("0002"), Ok(2));
+        for bad in ["+2", "-1", "2 2", "2,2", "0x10", "1e3"] {
+            assert_eq!(cl(bad).map_err(|e| e.0), Err(400), "{bad:?}");
+        }
+        assert_eq!(cl("101").map_err(|e| e.0), Err(413));
+        assert_eq!(cl("99999999999999999999999").map_err(|e| e.0), Err(413));
+        let none = head("GET / HTTP/1.1\r\n");
+        assert_eq!(content_length(&none, 100).map_err(|e| e.status), Ok(0));
+    }
+
+    #[test]
+    fn keep_alive_reads_connection_tokens() {
+        let ka = |raw: &str| wants_keep_alive(&head(raw));
+        assert!(ka("GET / HTTP/1.1\r\n"));
+        assert!(!ka("GET / HTTP/1.1\r\nConnection: close\r\n"));
+        assert!(!ka("GET / HTTP/1.1\r\nConnection: TE, Close\r\n"));
+        assert!(!ka("GET / HTTP/1.0\r\n"));
+        assert!(ka("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n"));
+    }
+}

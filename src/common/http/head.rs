@@ -1,9 +1,10 @@
 //! Reading one request head (request line + headers) under a *total* deadline, so a
 //! client that trickles one header byte at a time cannot hold a thread for long.
 
-use std::io::{self, Read};
-use std::net::TcpStream;
+use std::io;
 use std::time::{Duration, Instant};
+
+use super::socket::{is_timeout, Socket};
 
 /// Most header fields accepted in one request.
 pub const MAX_HEADERS: usize = 64;
@@ -50,12 +51,14 @@ pub enum HeadError {
 
 /// Reads until `buf` holds a complete head, parses it, and returns it. Bytes past the head
 /// (a body, a pipelined request or WebSocket frames) stay in `buf` after `head.len`.
+/// `scratch` is the connection's read buffer, reused so no read zeroes a fresh one.
 ///
 /// `idle_until` bounds the wait for the first byte; once it arrives the whole head must
 /// be in within `head_timeout`.
 pub fn read_head(
-    stream: &mut TcpStream,
+    socket: &mut Socket<'_>,
     buf: &mut Vec<u8>,
+    scratch: &mut [u8],
     idle_until: Instant,
     head_timeout: Duration,
     max_head_bytes: usize,
@@ -65,7 +68,6 @@ pub fn read_head(
     } else {
         Instant::now() + head_timeout
     };
-    let mut chunk = [0u8; 4096];
     loop {
         if !buf.is_empty() {
             if let Some(head) = try_parse(buf)? {
@@ -80,30 +82,20 @@ pub fn read_head(
                 return Err(HeadError::TooLarge);
             }
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(HeadError::Timeout {
-                partial: !buf.is_empty(),
-            });
-        }
-        stream
-            .set_read_timeout(Some(deadline - now))
-            .map_err(HeadError::Io)?;
-        match stream.read(&mut chunk) {
+        match socket.read_until(scratch, deadline) {
             Ok(0) if buf.is_empty() => return Err(HeadError::Closed),
             Ok(0) => return Err(HeadError::Malformed("connection closed mid-head".into())),
             Ok(n) => {
                 if buf.is_empty() {
                     deadline = Instant::now() + head_timeout;
                 }
-                buf.extend_from_slice(&chunk[..n]);
+                buf.extend_from_slice(&scratch[..n]);
             }
             Err(e) if is_timeout(&e) => {
                 return Err(HeadError::Timeout {
                     partial: !buf.is_empty(),
                 })
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if buf.is_empty() && is_reset(&e) => return Err(HeadError::Closed),
             Err(e) => return Err(HeadError::Io(e)),
         }
@@ -139,13 +131,6 @@ fn try_parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     }
 }
 
-pub fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
 fn is_reset(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -178,6 +163,27 @@ mod tests {
         ));
     }
 
+    use std::net::TcpStream;
+
+    /// Reads a head off a raw stream with a fresh scratch buffer.
+    fn read(
+        s: &TcpStream,
+        buf: &mut Vec<u8>,
+        idle_until: Instant,
+        head_timeout: Duration,
+        max: usize,
+    ) -> Result<Head, HeadError> {
+        let mut scratch = [0u8; 4096];
+        read_head(
+            &mut Socket::new(s),
+            buf,
+            &mut scratch,
+            idle_until,
+            head_timeout,
+            max,
+        )
+    }
+
     /// A connected (client, server) pair on loopback.
     fn pair() -> (TcpStream, TcpStream) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -189,26 +195,26 @@ mod tests {
     #[test]
     fn complete_head_over_the_limit_in_one_read_is_too_large() {
         use std::io::Write;
-        let (mut c, mut s) = pair();
+        let (mut c, s) = pair();
         let mut raw = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
         raw.extend(std::iter::repeat_n(b'a', 1100));
         raw.extend_from_slice(b"\r\n\r\n");
         c.write_all(&raw).unwrap();
         let mut buf = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(2);
-        let got = read_head(&mut s, &mut buf, deadline, Duration::from_secs(2), 1024);
+        let got = read(&s, &mut buf, deadline, Duration::from_secs(2), 1024);
         assert!(matches!(got, Err(HeadError::TooLarge)), "{got:?}");
     }
 
     #[test]
     fn deadline_is_total_and_idle_wait_is_separate() {
         use std::io::Write;
-        let (mut c, mut s) = pair();
+        let (mut c, s) = pair();
         // Silence until idle_until: a timeout with nothing received.
         let t0 = Instant::now();
         let mut buf = Vec::new();
-        let got = read_head(
-            &mut s,
+        let got = read(
+            &s,
             &mut buf,
             t0 + Duration::from_millis(200),
             Duration::from_secs(5),
@@ -230,8 +236,8 @@ mod tests {
             c
         });
         let t0 = Instant::now();
-        let got = read_head(
-            &mut s,
+        let got = read(
+            &s,
             &mut buf,
             t0 + Duration::from_secs(5),
             Duration::from_millis(300),
@@ -252,19 +258,19 @@ mod tests {
     #[test]
     fn pipelined_bytes_stay_in_the_buffer_and_close_is_reported() {
         use std::io::Write;
-        let (mut c, mut s) = pair();
+        let (mut c, s) = pair();
         c.write_all(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
             .unwrap();
         drop(c);
         let mut buf = Vec::new();
         let far = Instant::now() + Duration::from_secs(2);
-        let a = read_head(&mut s, &mut buf, far, Duration::from_secs(2), 4096).unwrap();
+        let a = read(&s, &mut buf, far, Duration::from_secs(2), 4096).unwrap();
         assert_eq!(a.target, "/a");
         buf.drain(..a.len);
-        let b = read_head(&mut s, &mut buf, far, Duration::from_secs(2), 4096).unwrap();
+        let b = read(&s, &mut buf, far, Duration::from_secs(2), 4096).unwrap();
         assert_eq!(b.target, "/b");
         buf.drain(..b.len);
-        let end = read_head(&mut s, &mut buf, far, Duration::from_secs(2), 4096);
+        let end = read(&s, &mut buf, far, Duration::from_secs(2), 4096);
         assert!(matches!(end, Err(HeadError::Closed)), "{end:?}");
     }
 

@@ -1,6 +1,10 @@
 //! A parsed HTTP request as handlers see it: owned, socket-free, easy to fake in tests.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -18,8 +22,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub remote: SocketAddr,
-    /// Per-request id echoed in JSON envelopes.
-    pub request_id: String,
+    /// Per-request id echoed in JSON envelopes; reads as a `&str`.
+    pub request_id: RequestId,
 }
 
 impl Request {
@@ -36,7 +40,7 @@ impl Request {
                 .collect(),
             body: body.to_vec(),
             remote: SocketAddr::from(([127, 0, 0, 1], 40000)),
-            request_id: "req_test".to_string(),
+            request_id: RequestId::from_static("req_test"),
         }
     }
 
@@ -100,6 +104,103 @@ pub fn split_target(target: &str) -> (String, String) {
     }
 }
 
+/// `split_target` reusing the target's own allocation for the path.
+pub fn split_target_owned(mut target: String) -> (String, String) {
+    match target.find('?') {
+        Some(i) => {
+            let query = target[i + 1..].to_string();
+            target.truncate(i);
+            (target, query)
+        }
+        None => (target, String::new()),
+    }
+}
+
+/// A request id such as `req_5f3a9c0d1e2b4a67`, held inline: making one costs no
+/// allocation and no clock read (a per-process seed mixed with a counter), and most
+/// requests (probes, plain-text answers) never print theirs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RequestId {
+    text: [u8; ID_MAX],
+    len: u8,
+}
+
+const ID_MAX: usize = 24;
+
+impl RequestId {
+    pub fn next() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        static SEED: OnceLock<u64> = OnceLock::new();
+        let seed = *SEED.get_or_init(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            nanos ^ (u64::from(std::process::id()) << 32)
+        });
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mixed = splitmix(seed ^ splitmix(n));
+        let mut text = [0u8; ID_MAX];
+        text[..4].copy_from_slice(b"req_");
+        for (i, b) in text[4..20].iter_mut().enumerate() {
+            let nibble = (mixed >> (60 - 4 * i)) & 0xf;
+            *b = b"0123456789abcdef"[nibble as usize];
+        }
+        Self { text, len: 20 }
+    }
+
+    /// A fixed id (tests, fakes); cut to 24 bytes at a character boundary.
+    pub fn from_static(s: &'static str) -> Self {
+        let mut end = s.len().min(ID_MAX);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut text = [0u8; ID_MAX];
+        text[..end].copy_from_slice(&s.as_bytes()[..end]);
+        Self {
+            text,
+            len: end as u8,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Always valid: built from ASCII or from a `&str` cut at a char boundary.
+        std::str::from_utf8(&self.text[..usize::from(self.len)]).unwrap_or("req")
+    }
+}
+
+impl Deref for RequestId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq<&str> for RequestId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
 /// Decodes `%XX` escapes (invalid ones are kept literally) and `+` as a space. The `+` rule
 /// is form encoding (what browsers and `curl --data-urlencode` send), which the
 /// percent-encoding crate leaves out; it is applied first so that `%2B` stays a plus.
@@ -127,6 +228,18 @@ mod tests {
         assert_eq!(r.query_param("q").as_deref(), Some("a b c"));
         assert_eq!(r.query_param("flag").as_deref(), Some(""));
         assert_eq!(r.query_param("missing"), None);
+    }
+
+    #[test]
+    fn request_ids_are_unique_prefixed_and_read_as_str() {
+        let (a, b) = (RequestId::next(), RequestId::next());
+        assert_ne!(a, b);
+        assert!(a.starts_with("req_") && a.len() == 20, "{a}");
+        assert!(a[4..].bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_eq!(RequestId::from_static("req_test"), "req_test");
+        assert_eq!(format!("{:?}", RequestId::from_static("x")), "\"x\"");
+        let (p, q) = split_target_owned("/a/b?x=1&y".to_string());
+        assert_eq!((p.as_str(), q.as_str()), ("/a/b", "x=1&y"));
     }
 
     #[test]

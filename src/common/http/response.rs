@@ -74,12 +74,16 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Serializes head and body; `head_only` omits the body (HEAD requests).
+    /// Serializes head and body; `head_only` omits the body (HEAD requests). Written
+    /// straight into one buffer: no `format!` or header copy per response.
     pub fn to_bytes(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.body.len());
         status_and_headers(&mut out, self.status, &self.headers);
-        out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
-        out.extend_from_slice(b"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n");
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(&mut out, self.body.len());
+        out.extend_from_slice(
+            b"\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
+        );
         out.extend_from_slice(if keep_alive {
             b"Connection: keep-alive\r\n\r\n".as_slice()
         } else {
@@ -104,13 +108,41 @@ impl Response {
 
 /// The status line and the handler's own headers, shared by every kind of reply.
 pub(super) fn status_and_headers(out: &mut Vec<u8>, status: u16, headers: &[(String, String)]) {
-    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, usize::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (k, v) in headers {
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b": ");
         // Header values come from our own code, but never let a stray newline split
         // the response.
-        let v = v.replace(['\r', '\n'], " ");
-        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        if v.bytes().any(|b| b == b'\r' || b == b'\n') {
+            out.extend(
+                v.bytes()
+                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+            );
+        } else {
+            out.extend_from_slice(v.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 pub fn reason(status: u16) -> &'static str {
@@ -156,6 +188,20 @@ mod tests {
         assert!(s.contains("Connection: keep-alive\r\n"), "{s}");
         assert!(s.contains("X-A: b  Injected: 1\r\n"), "{s}");
         assert!(s.ends_with("\r\n\r\nok\n"), "{s}");
+    }
+
+    #[test]
+    fn lengths_and_statuses_are_written_in_decimal() {
+        for (len, status) in [(0usize, 204u16), (9, 200), (10, 404), (1_048_576, 503)] {
+            let r = Response::new(status, "text/plain", vec![b'x'; len]);
+            let s = String::from_utf8(r.to_bytes(false, true)).unwrap();
+            assert!(
+                s.starts_with(&format!("HTTP/1.1 {status} {}\r\n", reason(status))),
+                "{s}"
+            );
+            assert!(s.contains(&format!("\r\nContent-Length: {len}\r\n")), "{s}");
+            assert!(s.ends_with("Connection: close\r\n\r\n"), "{s}");
+        }
     }
 
     #[test]

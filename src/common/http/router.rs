@@ -9,9 +9,6 @@
 //! `static`; a configured path makes an owned copy of the table at start.
 
 use std::borrow::Cow;
-use std::ffi::OsString;
-use std::io::Write;
-use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
@@ -194,45 +191,27 @@ pub fn table_json<C>(routes: &[Route<C>]) -> Value {
     Value::Array(routes.iter().map(Route::to_json).collect())
 }
 
-/// `<binary> routes [--json]`: prints the table (one line per route, or JSON) without
-/// starting anything. A closed stdout (`| head`) ends quietly.
-pub fn routes_command<C>(binary: &str, args: &[OsString], routes: &[Route<C>]) -> ExitCode {
-    let json = match args {
-        [] => false,
-        [a] if a == "--json" => true,
-        _ => {
-            eprintln!("{binary}: usage: {binary} routes [--json]");
-            return ExitCode::from(2);
-        }
-    };
-    let text = if json {
+/// What `<binary> routes [--json]` prints: one line per route, or the JSON of
+/// [`table_json`]. The command line and the printing are `common::cli`'s.
+pub fn render_table<C>(routes: &[Route<C>], json: bool) -> String {
+    if json {
         let mut s = serde_json::to_string_pretty(&table_json(routes)).unwrap_or_default();
         s.push('\n');
-        s
-    } else {
-        routes
-            .iter()
-            .map(|r| {
-                let hidden = if r.listed { "" } else { "  (hidden)" };
-                format!(
-                    "{:<7} {:<34} {:<6} {}{hidden}\n",
-                    r.method,
-                    r.pattern(),
-                    r.kind.as_str(),
-                    r.id
-                )
-            })
-            .collect()
-    };
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{binary}: cannot write to stdout: {e}");
-            ExitCode::from(1)
-        }
+        return s;
     }
+    routes
+        .iter()
+        .map(|r| {
+            let hidden = if r.listed { "" } else { "  (hidden)" };
+            format!(
+                "{:<7} {:<34} {:<6} {}{hidden}\n",
+                r.method,
+                r.pattern(),
+                r.kind.as_str(),
+                r.id
+            )
+        })
+        .collect()
 }
 
 /// Finds the route for `req` and runs it. Unknown path → 404 `not_found`; known path with

@@ -1,96 +1,17 @@
-//! The listener: an accept loop that never dies, a connection cap with a fast 503, one
-//! named thread per connection, and a graceful stop that lets in-flight requests finish.
+//! The listener: an accept loop that never dies, admission through the connection table
+//! (see `slots`), one named thread per connection, and a graceful stop that lets
+//! in-flight requests finish.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::conn;
-use super::request::Request;
-use super::response::Reply;
+use super::config::{Handler, ServerConfig};
+use super::conn::{self, Context};
+use super::slots::{self, Refusal, Slots};
 use crate::common::api_error::ApiError;
-use crate::common::sync::lock;
-
-/// The application: turns a request into a reply. Runs on the connection's thread.
-pub type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
-
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Prefix for thread names (`<name>-accept`, `<name>-conn`).
-    pub name: String,
-    /// Connections served at once (HTTP and WebSocket); more get an immediate 503.
-    pub max_connections: usize,
-    /// Total time allowed to receive a request head once its first byte arrived, and for
-    /// the first request's first byte after accept.
-    pub head_timeout: Duration,
-    /// How long a keep-alive connection may sit idle between requests.
-    pub idle_timeout: Duration,
-    /// Longest pause allowed while a body is being received.
-    pub body_timeout: Duration,
-    /// Longest a single response write may block on a client that does not read.
-    pub write_timeout: Duration,
-    pub max_head_bytes: usize,
-    pub max_body_bytes: usize,
-    /// Largest WebSocket message accepted from a client.
-    pub max_ws_message_bytes: usize,
-    /// Pretty-print the JSON error bodies the server itself produces.
-    pub pretty_json: bool,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            name: "http".to_string(),
-            max_connections: 512,
-            head_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(15),
-            body_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(10),
-            max_head_bytes: 32 * 1024,
-            max_body_bytes: 1024 * 1024,
-            max_ws_message_bytes: 1024 * 1024,
-            pretty_json: false,
-        }
-    }
-}
-
-/// What a connection is doing, so a stop can close idle ones at once and wait for busy ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ConnState {
-    Idle,
-    Busy,
-    WebSocket,
-}
-
-pub(super) struct Shared {
-    pub(super) cfg: ServerConfig,
-    pub(super) handler: Handler,
-    stopping: AtomicBool,
-    active: AtomicUsize,
-    next_id: AtomicU64,
-    conns: Mutex<HashMap<u64, (TcpStream, ConnState)>>,
-}
-
-impl Shared {
-    pub(super) fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
-
-    pub(super) fn set_state(&self, id: u64, state: ConnState) {
-        if let Some(entry) = lock(&self.conns).get_mut(&id) {
-            entry.1 = state;
-        }
-    }
-
-    /// Produces a JSON error response in the configured style.
-    pub(super) fn error_response(&self, err: &ApiError) -> super::Response {
-        err.to_response(&crate::common::ids::new_id("req"), self.cfg.pretty_json)
-    }
-}
 
 pub struct Server;
 
@@ -107,31 +28,47 @@ impl Server {
         handler: Handler,
     ) -> std::io::Result<ServerHandle> {
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
+        let cap = connection_cap(&cfg);
+        let cx = Arc::new(Context {
             cfg,
             handler,
-            stopping: AtomicBool::new(false),
-            active: AtomicUsize::new(0),
-            next_id: AtomicU64::new(1),
-            conns: Mutex::new(HashMap::new()),
+            slots: Slots::new(cap),
         });
-        let s = shared.clone();
+        let c = cx.clone();
         let accept_thread = thread::Builder::new()
-            .name(format!("{}-accept", shared.cfg.name))
-            .spawn(move || accept_loop(listener, s))?;
+            .name(format!("{}-accept", cx.cfg.name))
+            .spawn(move || accept_loop(listener, c))?;
         Ok(ServerHandle {
             addr,
-            shared,
+            cx,
             accept_thread: Some(accept_thread),
         })
     }
+}
+
+/// The configured cap, lowered to what the open-files limit can carry.
+fn connection_cap(cfg: &ServerConfig) -> usize {
+    let Some(nofile) = slots::nofile_limit() else {
+        return cfg.max_connections;
+    };
+    let fit = slots::fd_cap(nofile);
+    if fit < cfg.max_connections {
+        log::warn!(
+            "{}: serving at most {fit} connections, not {}: the open-files limit is {nofile} and {} descriptors are kept for state writes, logs and child processes (raise the limit, e.g. launchd NumberOfFiles)",
+            cfg.name,
+            cfg.max_connections,
+            slots::FD_RESERVE
+        );
+        return fit;
+    }
+    cfg.max_connections
 }
 
 /// Owner of a running server. Dropping it without `stop` leaves the server running until
 /// the process exits.
 pub struct ServerHandle {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    cx: Arc<Context>,
     accept_thread: Option<JoinHandle<()>>,
 }
 
@@ -142,13 +79,19 @@ impl ServerHandle {
 
     /// Connections currently open (HTTP and WebSocket).
     pub fn connections(&self) -> usize {
-        self.shared.active.load(Ordering::SeqCst)
+        self.cx.slots.open()
+    }
+
+    /// The connection cap in force (the configured one, or less under a low open-files
+    /// limit).
+    pub fn max_connections(&self) -> usize {
+        self.cx.slots.cap()
     }
 
     /// Stops accepting, closes idle and WebSocket connections, and waits up to `grace` for
     /// requests in flight to finish. Returns false if some were still running at the end.
     pub fn stop(mut self, grace: Duration) -> bool {
-        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.cx.slots.begin_stop();
         // Wake the blocking accept() with a connection of our own.
         let _ = TcpStream::connect_timeout(&wake_addr(self.addr), Duration::from_millis(200));
         if let Some(t) = self.accept_thread.take() {
@@ -156,18 +99,15 @@ impl ServerHandle {
         }
         let deadline = Instant::now() + grace;
         loop {
-            for (stream, state) in lock(&self.shared.conns).values() {
-                if *state != ConnState::Busy {
-                    let _ = stream.shutdown(Shutdown::Both);
-                }
-            }
-            if self.shared.active.load(Ordering::SeqCst) == 0 {
+            // Again each round: a connection that finished its request is idle now.
+            self.cx.slots.begin_stop();
+            if self.cx.slots.open() == 0 {
                 return true;
             }
             if Instant::now() >= deadline {
                 log::warn!(
                     "stop: {} connection(s) still busy after {:?}",
-                    self.shared.active.load(Ordering::SeqCst),
+                    self.cx.slots.open(),
                     grace
                 );
                 return false;
@@ -185,19 +125,19 @@ fn wake_addr(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+fn accept_loop(listener: TcpListener, cx: Arc<Context>) {
     let mut last_error_log: Option<Instant> = None;
     let mut suppressed = 0u64;
     loop {
         match listener.accept() {
             Ok((stream, peer)) => {
-                if shared.stopping() {
+                if cx.slots.stopping() {
                     return;
                 }
-                admit(stream, peer, &shared);
+                admit(stream, peer, &cx);
             }
             Err(e) => {
-                if shared.stopping() {
+                if cx.slots.stopping() {
                     return;
                 }
                 // EMFILE/ENFILE/ECONNABORTED and friends: log (rate-limited), back off, go on.
@@ -216,54 +156,53 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-fn admit(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
-    let active = shared.active.fetch_add(1, Ordering::SeqCst);
-    if active >= shared.cfg.max_connections {
-        shared.active.fetch_sub(1, Ordering::SeqCst);
-        // Answer on the accept thread with a short write timeout: one small write into an
-        // empty socket buffer, so it cannot stall accepting.
-        let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-        let err = ApiError::new(
-            503,
-            "server_busy",
-            format!(
-                "Too many connections (limit {}); retry shortly.",
-                shared.cfg.max_connections
-            ),
-        )
-        .with_header("Retry-After", "1");
-        let _ = stream.write_all(&shared.error_response(&err).to_bytes(false, false));
-        let _ = stream.shutdown(Shutdown::Both);
-        return;
-    }
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    if let Ok(clone) = stream.try_clone() {
-        lock(&shared.conns).insert(id, (clone, ConnState::Idle));
-    }
-    let s = shared.clone();
+fn admit(stream: TcpStream, peer: SocketAddr, cx: &Arc<Context>) {
+    let slot = match cx.slots.admit(stream) {
+        Ok(slot) => slot,
+        Err((stream, why)) => return refuse(stream, why, cx),
+    };
+    let c = cx.clone();
+    let s = slot.clone();
     let spawned = thread::Builder::new()
-        .name(format!("{}-conn", shared.cfg.name))
+        .name(format!("{}-conn", cx.cfg.name))
         .stack_size(512 * 1024)
         .spawn(move || {
-            let _guard = ConnGuard { shared: &s, id };
-            conn::serve(stream, peer, &s, id);
+            let _release = Release { cx: &c, slot: &s };
+            conn::serve(&s, peer, &c);
         });
     if let Err(e) = spawned {
         log::warn!("could not start a connection thread: {e}");
-        lock(&shared.conns).remove(&id);
-        shared.active.fetch_sub(1, Ordering::SeqCst);
+        let _ = slot.stream.shutdown(Shutdown::Both);
+        cx.slots.release(&slot);
     }
 }
 
-/// Releases the connection's slot however its thread ends (including a panic).
-struct ConnGuard<'a> {
-    shared: &'a Shared,
-    id: u64,
+/// Every slot is busy: answer on the accept thread with a short write timeout (one small
+/// write into an empty socket buffer, so it cannot stall accepting).
+fn refuse(mut stream: TcpStream, why: Refusal, cx: &Context) {
+    log::debug!("refused a connection: {why:?}");
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+    let err = ApiError::new(
+        503,
+        "server_busy",
+        format!(
+            "Too many connections (limit {}); retry shortly.",
+            cx.slots.cap()
+        ),
+    )
+    .with_header("Retry-After", "1");
+    let _ = stream.write_all(&cx.error_response(&err).to_bytes(false, false));
+    let _ = stream.shutdown(Shutdown::Both);
 }
 
-impl Drop for ConnGuard<'_> {
+/// Gives the connection's slot back however its thread ends (including a panic).
+struct Release<'a> {
+    cx: &'a Context,
+    slot: &'a slots::Slot,
+}
+
+impl Drop for Release<'_> {
     fn drop(&mut self) {
-        lock(&self.shared.conns).remove(&self.id);
-        self.shared.active.fetch_sub(1, Ordering::SeqCst);
+        self.cx.slots.release(self.slot);
     }
 }

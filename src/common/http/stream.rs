@@ -49,7 +49,7 @@ impl Stream {
     /// server wants its threads back. The caller closes the connection afterwards.
     pub fn write_to(
         self,
-        stream: &mut TcpStream,
+        stream: &TcpStream,
         head_only: bool,
         stopping: &dyn Fn() -> bool,
     ) -> io::Result<()> {
@@ -58,8 +58,9 @@ impl Stream {
         head.extend_from_slice(
             b"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
         );
-        stream.write_all(&head)?;
-        stream.flush()?;
+        let mut out = stream;
+        out.write_all(&head)?;
+        out.flush()?;
         if head_only {
             return Ok(());
         }
@@ -74,7 +75,7 @@ const PAUSE_POLL: Duration = Duration::from_millis(50);
 /// connection's write timeout, so a client that stops reading ends the stream with an
 /// error instead of holding the thread.
 pub struct StreamWriter<'a> {
-    stream: &'a mut TcpStream,
+    stream: &'a TcpStream,
     stopping: &'a dyn Fn() -> bool,
 }
 
@@ -84,8 +85,9 @@ impl StreamWriter<'_> {
         if (self.stopping)() {
             return Err(io::Error::other("server stopping"));
         }
-        self.stream.write_all(bytes)?;
-        self.stream.flush()
+        let mut out = self.stream;
+        out.write_all(bytes)?;
+        out.flush()
     }
 
     /// One server-sent event: an `event:` line when `name` is given, then `data` as one

@@ -1,52 +1,23 @@
 //! `/v1/exec`: `/bin/sh -c <command>` in its own process group, with a scrubbed
-//! environment, capped output, a timeout that kills the whole group, and the child always
-//! reaped.
+//! environment, capped output, a timeout that kills the whole group, the group killed when
+//! the shell exits (nothing outlives its request) and when the conductor stops, and the
+//! shell always reaped. Input parsing and the result shape live here; the run loop in
+//! `group.rs`, the slots and live groups in `slots.rs`.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, RecvTimeoutError};
 use serde_json::{json, Map, Value};
 
+use super::group::{self, KILL_GRACE};
 use super::{opt_str, union, OpError};
-use baa::common::proc::kill_group;
+
+pub use super::group::OUTPUT_CAP;
+pub use super::slots::{ExecSlots, MAX_CONCURRENT};
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
-/// Per stream.
-pub const OUTPUT_CAP: usize = 1024 * 1024;
-const KILL_GRACE: Duration = Duration::from_secs(2);
-/// How long to wait for the pipes to close after the shell exits (a background
-/// grandchild can hold them open).
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-pub const MAX_CONCURRENT: usize = 4;
-
-/// Counts running execs so a burst cannot fork-bomb the node.
-#[derive(Default)]
-pub struct ExecSlots(AtomicUsize);
-
-impl ExecSlots {
-    fn take(&self) -> Option<SlotGuard<'_>> {
-        let prev = self.0.fetch_add(1, Ordering::SeqCst);
-        if prev >= MAX_CONCURRENT {
-            self.0.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
-        Some(SlotGuard(&self.0))
-    }
-}
-
-struct SlotGuard<'a>(&'a AtomicUsize);
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 fn empty_result() -> Value {
     json!({
@@ -199,18 +170,11 @@ pub fn run(body: &Map<String, Value>, slots: &ExecSlots) -> Value {
             Some(p.to_path_buf())
         }
     };
-    let Some(_slot) = slots.take() else {
-        return union(
-            "exec",
-            echo,
-            empty_result(),
-            Some(OpError::new(
-                "EXEC_BUSY",
-                format!("{MAX_CONCURRENT} commands are already running; retry when one finishes."),
-            )),
-        );
+    let mut slot = match slots.take() {
+        Ok(s) => s,
+        Err(e) => return union("exec", echo, empty_result(), Some(e)),
     };
-    let (result, error) = execute(&input, cwd.as_deref());
+    let (result, error) = execute(&input, cwd.as_deref(), &mut slot);
     union("exec", echo, result, error)
 }
 
@@ -218,7 +182,11 @@ fn echo_raw(body: &Map<String, Value>) -> Value {
     json!({ "command": body.get("command").cloned().unwrap_or(Value::Null), "cwd": body.get("cwd").cloned().unwrap_or(Value::Null) })
 }
 
-fn execute(input: &ExecInput, cwd: Option<&Path>) -> (Value, Option<OpError>) {
+fn execute(
+    input: &ExecInput,
+    cwd: Option<&Path>,
+    slot: &mut super::slots::Slot,
+) -> (Value, Option<OpError>) {
     let started = Instant::now();
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
@@ -233,8 +201,9 @@ fn execute(input: &ExecInput, cwd: Option<&Path>) -> (Value, Option<OpError>) {
     if let Some(c) = cwd {
         cmd.current_dir(c);
     }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+    let timeout = Duration::from_millis(input.timeout_ms);
+    let outcome = match group::run(&mut cmd, timeout, slot) {
+        Ok(o) => o,
         Err(e) => {
             return (
                 empty_result(),
@@ -245,73 +214,8 @@ fn execute(input: &ExecInput, cwd: Option<&Path>) -> (Value, Option<OpError>) {
             )
         }
     };
-    let pgid = child.id();
-    let out = child.stdout.take().map(|s| capture("exec-stdout", s));
-    let err = child.stderr.take().map(|s| capture("exec-stderr", s));
-
-    let (tx, rx) = bounded(1);
-    let waiter = thread::Builder::new()
-        .name("exec-wait".into())
-        .spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-    if waiter.is_err() {
-        let _ = kill_group(pgid, libc::SIGKILL);
-        return (
-            empty_result(),
-            Some(OpError::new(
-                "SPAWN_FAILED",
-                "Could not start a wait thread.",
-            )),
-        );
-    }
-    let timeout = Duration::from_millis(input.timeout_ms);
-    let mut timed_out = false;
-    let status = match rx.recv_timeout(timeout) {
-        Ok(s) => s.ok(),
-        Err(RecvTimeoutError::Timeout) => {
-            timed_out = true;
-            let _ = kill_group(pgid, libc::SIGTERM);
-            match rx.recv_timeout(KILL_GRACE) {
-                Ok(s) => s.ok(),
-                Err(_) => {
-                    let _ = kill_group(pgid, libc::SIGKILL);
-                    rx.recv_timeout(Duration::from_secs(5))
-                        .ok()
-                        .and_then(|s| s.ok())
-                }
-            }
-        }
-        Err(RecvTimeoutError::Disconnected) => None,
-    };
-    if timed_out {
-        // Stragglers that ignored SIGTERM (or were spawned after it) go too.
-        let _ = kill_group(pgid, libc::SIGKILL);
-    }
-    let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
-    let collect = |h: Option<crossbeam_channel::Receiver<(Vec<u8>, bool)>>| -> (String, bool) {
-        let Some(h) = h else {
-            return (String::new(), false);
-        };
-        let left = drain_deadline.saturating_duration_since(Instant::now());
-        match h.recv_timeout(left) {
-            Ok((bytes, truncated)) => (String::from_utf8_lossy(&bytes).into_owned(), truncated),
-            Err(_) => {
-                // A background grandchild still holds the pipe: end the group.
-                let _ = kill_group(pgid, libc::SIGKILL);
-                match h.recv_timeout(Duration::from_secs(1)) {
-                    Ok((bytes, truncated)) => {
-                        (String::from_utf8_lossy(&bytes).into_owned(), truncated)
-                    }
-                    Err(_) => (String::new(), true),
-                }
-            }
-        }
-    };
-    let (stdout, t1) = collect(out);
-    let (stderr, t2) = collect(err);
     let duration_ms = started.elapsed().as_millis() as u64;
-    let (exit_code, signal) = match status {
+    let (exit_code, signal) = match outcome.status {
         Some(s) => {
             use std::os::unix::process::ExitStatusExt;
             (s.code(), s.signal().map(signal_name))
@@ -319,20 +223,26 @@ fn execute(input: &ExecInput, cwd: Option<&Path>) -> (Value, Option<OpError>) {
         None => (None, None),
     };
     let result = json!({
-        "stdout": stdout,
-        "stderr": stderr,
+        "stdout": String::from_utf8_lossy(&outcome.stdout),
+        "stderr": String::from_utf8_lossy(&outcome.stderr),
         "exitCode": exit_code,
         "signal": signal,
         "durationMs": duration_ms,
-        "timedOut": timed_out,
-        "truncated": t1 || t2,
+        "timedOut": outcome.timed_out,
+        "truncated": outcome.truncated,
     });
-    let error = if timed_out {
+    let error = if outcome.aborted {
+        Some(OpError::new(
+            "EXEC_ABORTED",
+            "The conductor is stopping; the command's process group was killed.",
+        ))
+    } else if outcome.timed_out {
         Some(OpError::new(
             "EXEC_TIMEOUT",
             format!(
-                "Command timed out after {} ms; its process group was killed.",
-                input.timeout_ms
+                "Command timed out after {} ms; its process group was killed (SIGTERM, SIGKILL after {} s).",
+                input.timeout_ms,
+                KILL_GRACE.as_secs()
             ),
         ))
     } else if exit_code != Some(0) {
@@ -348,39 +258,6 @@ fn execute(input: &ExecInput, cwd: Option<&Path>) -> (Value, Option<OpError>) {
         None
     };
     (result, error)
-}
-
-/// Reads a pipe to EOF on its own thread, keeping the first `OUTPUT_CAP` bytes and
-/// discarding (but still draining) the rest so the child never blocks on a full pipe.
-fn capture(
-    name: &str,
-    mut pipe: impl Read + Send + 'static,
-) -> crossbeam_channel::Receiver<(Vec<u8>, bool)> {
-    let (tx, rx) = bounded(1);
-    let spawned = thread::Builder::new().name(name.into()).spawn(move || {
-        let mut kept = Vec::new();
-        let mut truncated = false;
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            match pipe.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let room = OUTPUT_CAP.saturating_sub(kept.len());
-                    if n > room {
-                        truncated = true;
-                    }
-                    kept.extend_from_slice(&buf[..n.min(room)]);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        let _ = tx.send((kept, truncated));
-    });
-    if spawned.is_err() {
-        log::warn!("could not start {name} reader thread");
-    }
-    rx
 }
 
 fn signal_name(sig: i32) -> String {

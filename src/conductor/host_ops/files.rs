@@ -1,20 +1,27 @@
-//! `/v1/files/read` and `/v1/files/write`. Writes go through the atomic-write protocol and
-//! never touch the conductor's own state directory.
+//! `/v1/files/read` and `/v1/files/write`. Reads are bounded in bytes and time and take
+//! regular files only; writes go through the atomic-write protocol and never land in the
+//! daemons' state or logs trees. Both refuse the conductor's own `/proc` entry.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, Engine as _, GeneralPurpose, GeneralPurposeConfig};
 
+use super::bounded_read::{read_regular, ReadError};
+use super::protect::Protected;
 use super::{opt_bool, opt_str, resolve_path, union, OpError};
-use baa::common::store::write_atomic;
+use baa::common::store::{write_atomic_with, FileMode};
 use baa::common::time::rfc3339_from_ms;
 
 /// Largest file `files/read` returns.
 pub const READ_CAP: u64 = 8 * 1024 * 1024;
+/// Longest a read may take (a stream with no end of file, a slow mount).
+pub const READ_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -50,50 +57,27 @@ fn echo(body: &Map<String, Value>, keys: &[&str]) -> Value {
     Value::Object(m)
 }
 
-pub fn read(body: &Map<String, Value>) -> Value {
+pub fn read(body: &Map<String, Value>, protected: &Protected) -> Value {
     let input = echo(body, &["path", "cwd", "encoding"]);
-    match do_read(body) {
+    match do_read(body, protected) {
         Ok(result) => union("files/read", input, result, None),
         Err(e) => union("files/read", input, read_result_empty(), Some(e)),
     }
 }
 
-fn do_read(body: &Map<String, Value>) -> Result<Value, OpError> {
+fn do_read(body: &Map<String, Value>, protected: &Protected) -> Result<Value, OpError> {
     let path = opt_str(body, &["path"])?.ok_or_else(|| OpError::invalid("path is required."))?;
     let cwd = opt_str(body, &["cwd"])?;
     let enc = encoding(body)?;
     let full = resolve_path(&path, cwd.as_deref())?;
-    let meta = fs::metadata(&full).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => OpError::new(
-            "FILE_NOT_FOUND",
-            format!("{} does not exist.", full.display()),
-        ),
-        std::io::ErrorKind::PermissionDenied => OpError::new(
-            "PERMISSION_DENIED",
-            format!("{} is not readable.", full.display()),
-        ),
-        _ => OpError::new("READ_FAILED", format!("{}: {e}.", full.display())),
-    })?;
-    if !meta.is_file() {
-        return Err(OpError::new(
-            "NOT_A_FILE",
-            format!("{} is not a regular file.", full.display()),
-        ));
-    }
-    if meta.len() > READ_CAP {
-        return Err(OpError::new(
-            "FILE_TOO_LARGE",
-            format!(
-                "{} is {} bytes; the limit is {READ_CAP}.",
-                full.display(),
-                meta.len()
-            ),
-        ));
-    }
-    let bytes = fs::read(&full)
-        .map_err(|e| OpError::new("READ_FAILED", format!("{}: {e}.", full.display())))?;
+    // The real path (symlinks, `..`, /proc/self resolved) is what gets checked and read.
+    let real = fs::canonicalize(&full).map_err(|e| read_error(&full, e.into()))?;
+    protected.check_read(&real)?;
+    let (bytes, meta) =
+        read_regular(&real, READ_CAP, READ_DEADLINE).map_err(|e| read_error(&full, e))?;
+    let size = bytes.len();
     let content = match enc {
-        Encoding::Utf8 => String::from_utf8(bytes.clone()).map_err(|_| {
+        Encoding::Utf8 => String::from_utf8(bytes).map_err(|_| {
             OpError::new(
                 "INVALID_ENCODING",
                 format!(
@@ -113,12 +97,40 @@ fn do_read(body: &Map<String, Value>) -> Result<Value, OpError> {
         "path": full,
         "content": content,
         "encoding": if enc == Encoding::Utf8 { "utf8" } else { "base64" },
-        "size": bytes.len(),
+        "size": size,
         "modifiedAt": modified,
     }))
 }
 
-pub fn write(body: &Map<String, Value>, protected: &[PathBuf]) -> Value {
+/// The operation error for a failed read of `shown`.
+fn read_error(shown: &Path, e: ReadError) -> OpError {
+    let p = shown.display();
+    match e {
+        ReadError::NotFound => OpError::new("FILE_NOT_FOUND", format!("{p} does not exist.")),
+        ReadError::PermissionDenied => {
+            OpError::new("PERMISSION_DENIED", format!("{p} is not readable."))
+        }
+        ReadError::Directory => OpError::new("NOT_A_FILE", format!("{p} is not a regular file.")),
+        ReadError::Special(what) => OpError::new(
+            "SPECIAL_FILE",
+            format!("{p} is {what}; only regular files can be read."),
+        ),
+        ReadError::TooLarge => OpError::new(
+            "FILE_TOO_LARGE",
+            format!("{p} is larger than the limit of {READ_CAP} bytes."),
+        ),
+        ReadError::TimedOut => OpError::new(
+            "READ_TIMEOUT",
+            format!(
+                "{p} did not reach end of file within {} s (a stream, not a file?).",
+                READ_DEADLINE.as_secs()
+            ),
+        ),
+        ReadError::Io(e) => OpError::new("READ_FAILED", format!("{p}: {e}.")),
+    }
+}
+
+pub fn write(body: &Map<String, Value>, protected: &Protected) -> Value {
     let input = echo(
         body,
         &["path", "cwd", "encoding", "overwrite", "createParents"],
@@ -129,7 +141,7 @@ pub fn write(body: &Map<String, Value>, protected: &[PathBuf]) -> Value {
     }
 }
 
-fn do_write(body: &Map<String, Value>, protected: &[PathBuf]) -> Result<Value, OpError> {
+fn do_write(body: &Map<String, Value>, protected: &Protected) -> Result<Value, OpError> {
     let path = opt_str(body, &["path"])?.ok_or_else(|| OpError::invalid("path is required."))?;
     let cwd = opt_str(body, &["cwd"])?;
     let content = match body.get("content") {
@@ -155,7 +167,11 @@ fn do_write(body: &Map<String, Value>, protected: &[PathBuf]) -> Result<Value, O
         .parent()
         .map(Path::to_path_buf)
         .ok_or_else(|| OpError::invalid("path has no parent directory."))?;
-    if !parent.is_dir() {
+    // Where the file would really land, decided (and refused) before any directory is
+    // created: `createParents` must not leave `state/newdir/a/b` behind a refusal.
+    let (real_parent, missing) = real_parent(&parent)?;
+    protected.check_write(&real_parent, &full)?;
+    if missing {
         if !create_parents {
             return Err(OpError::new(
                 "PARENT_NOT_FOUND",
@@ -165,24 +181,12 @@ fn do_write(body: &Map<String, Value>, protected: &[PathBuf]) -> Result<Value, O
                 ),
             ));
         }
-        fs::create_dir_all(&parent).map_err(|e| {
+        fs::create_dir_all(&real_parent).map_err(|e| {
             OpError::new(
                 "WRITE_FAILED",
                 format!("cannot create {}: {e}.", parent.display()),
             )
         })?;
-    }
-    // Resolve symlinks in the parent before the protected-path check.
-    let real_parent = fs::canonicalize(&parent)
-        .map_err(|e| OpError::new("WRITE_FAILED", format!("{}: {e}.", parent.display())))?;
-    if protected.iter().any(|p| real_parent.starts_with(p)) {
-        return Err(OpError::new(
-            "PROTECTED_PATH",
-            format!(
-                "{} is inside the conductor's own state; it cannot be written through host ops.",
-                full.display()
-            ),
-        ));
     }
     let target = real_parent.join(&name);
     let existing = fs::symlink_metadata(&target).ok();
@@ -203,19 +207,68 @@ fn do_write(body: &Map<String, Value>, protected: &[PathBuf]) -> Result<Value, O
             ));
         }
     }
+    // An overwrite keeps the old file's mode (set on the temp, before the rename, so the
+    // file is never visible with other bits); a new file gets what a plain create gives.
+    let mode = match &existing {
+        Some(m) if m.is_file() => FileMode::Exact(m.permissions().mode() & 0o7777),
+        _ => FileMode::UmaskDefault,
+    };
     // Atomic replace: the old file stays whole until the new one is on disk.
-    write_atomic(&real_parent, &name, &bytes)
+    write_atomic_with(&real_parent, &name, &bytes, mode)
         .map_err(|e| OpError::new("WRITE_FAILED", e.to_string()))?;
     let existed = existing.is_some();
-    if let Some(meta) = existing.filter(|m| m.is_file()) {
-        let _ = fs::set_permissions(&target, meta.permissions());
-    }
     Ok(json!({
         "path": target,
         "created": !existed,
         "overwritten": existed,
         "bytesWritten": bytes.len(),
     }))
+}
+
+/// The canonical form of `parent` and whether it is missing: its deepest existing
+/// ancestor is canonicalized (symlinks, `..`) and the missing components are appended,
+/// which cannot hide a symlink since they do not exist. `.`/`..` among the missing
+/// components are refused: their meaning depends on directories not yet created.
+fn real_parent(parent: &Path) -> Result<(PathBuf, bool), OpError> {
+    let mut base = parent;
+    let mut missing: Vec<&std::ffi::OsStr> = Vec::new();
+    loop {
+        match fs::symlink_metadata(base) {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(OpError::new(
+                    "WRITE_FAILED",
+                    format!("{}: {e}.", base.display()),
+                ))
+            }
+        }
+        match base.components().next_back() {
+            Some(Component::Normal(n)) => missing.push(n),
+            _ => {
+                return Err(OpError::invalid(format!(
+                    "{} uses . or .. below a directory that does not exist.",
+                    parent.display()
+                )))
+            }
+        }
+        base = base
+            .parent()
+            .ok_or_else(|| OpError::invalid("path has no existing ancestor."))?;
+    }
+    let mut real = fs::canonicalize(base)
+        .map_err(|e| OpError::new("WRITE_FAILED", format!("{}: {e}.", base.display())))?;
+    if missing.is_empty() && !real.is_dir() {
+        return Err(OpError::new(
+            "PARENT_NOT_FOUND",
+            format!("{} is not a directory.", parent.display()),
+        ));
+    }
+    let created = !missing.is_empty();
+    for part in missing.into_iter().rev() {
+        real.push(part);
+    }
+    Ok((real, created))
 }
 
 /// The standard alphabet with `=` padding required, as the hand-written codec it replaced
@@ -268,7 +321,7 @@ mod tests {
         let dir = std::env::temp_dir().join(baa::common::ids::new_id("files"));
         let protected = dir.join("state");
         fs::create_dir_all(&protected).unwrap();
-        let protected = vec![fs::canonicalize(&protected).unwrap()];
+        let protected = Protected::new(&[&protected]);
         let cwd = dir.display().to_string();
 
         let v = write(
@@ -299,19 +352,20 @@ mod tests {
             &protected,
         );
         assert_eq!(v["result"]["overwritten"], true, "{v}");
-        let v = read(&body(json!({"path": "a/b.txt", "cwd": cwd})));
+        let v = read(&body(json!({"path": "a/b.txt", "cwd": cwd})), &protected);
         assert_eq!(
             (v["result"]["content"].clone(), v["result"]["size"].clone()),
             (json!("bye"), json!(3)),
             "{v}"
         );
-        let v = read(&body(
-            json!({"path": "a/b.txt", "cwd": cwd, "encoding": "base64"}),
-        ));
+        let v = read(
+            &body(json!({"path": "a/b.txt", "cwd": cwd, "encoding": "base64"})),
+            &protected,
+        );
         assert_eq!(v["result"]["content"], "Ynll");
-        let v = read(&body(json!({"path": "nope.txt", "cwd": cwd})));
+        let v = read(&body(json!({"path": "nope.txt", "cwd": cwd})), &protected);
         assert_eq!(v["error"]["code"], "FILE_NOT_FOUND");
-        let v = read(&body(json!({"path": "a", "cwd": cwd})));
+        let v = read(&body(json!({"path": "a", "cwd": cwd})), &protected);
         assert_eq!(v["error"]["code"], "NOT_A_FILE");
         let v = write(
             &body(json!({"path": "state/x.json", "cwd": cwd, "content": "{}"})),
@@ -323,6 +377,61 @@ mod tests {
             &protected,
         );
         assert_eq!(v["error"]["code"], "INVALID_INPUT");
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn refusal_comes_before_any_parent_is_created() {
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("files"));
+        let state = dir.join("state");
+        fs::create_dir_all(&state).unwrap();
+        let protected = Protected::new(&[&state]);
+        let cwd = dir.display().to_string();
+        for path in ["state/newdir/a/b/x.json", "link/newdir/x.json"] {
+            if path.starts_with("link") {
+                std::os::unix::fs::symlink(&state, dir.join("link")).unwrap();
+            }
+            let v = write(
+                &body(json!({"path": path, "cwd": cwd, "content": "{}", "createParents": true})),
+                &protected,
+            );
+            assert_eq!(v["error"]["code"], "PROTECTED_PATH", "{path}: {v}");
+            assert!(!state.join("newdir").exists(), "{path} created a dir");
+        }
+        let v = write(
+            &body(
+                json!({"path": "missing/../state/x.json", "cwd": cwd, "content": "{}", "createParents": true}),
+            ),
+            &protected,
+        );
+        assert_eq!(v["error"]["code"], "INVALID_INPUT", "{v}");
+        assert!(!dir.join("missing").exists());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn overwrite_keeps_the_old_files_mode() {
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("files"));
+        fs::create_dir_all(&dir).unwrap();
+        let protected = Protected::new(&[]);
+        for mode in [0o755, 0o600, 0o640] {
+            let f = dir.join("run.sh");
+            fs::write(&f, b"old").unwrap();
+            fs::set_permissions(&f, fs::Permissions::from_mode(mode)).unwrap();
+            let v = write(
+                &body(
+                    json!({"path": f.display().to_string(), "content": "new", "overwrite": true}),
+                ),
+                &protected,
+            );
+            assert_eq!(v["ok"], true, "{v}");
+            let got = fs::metadata(&f).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(
+                (got, fs::read_to_string(&f).unwrap()),
+                (mode, "new".to_string()),
+                "{got:o}"
+            );
+        }
         let _ = fs::remove_dir_all(dir);
     }
 }

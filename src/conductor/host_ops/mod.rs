@@ -2,8 +2,12 @@
 //! answered as a structured union `{ok, operation, input, result, error?}` inside the
 //! normal HTTP envelope, so a failed command is data, not a transport error.
 
+pub mod bounded_read;
 pub mod exec;
 pub mod files;
+pub mod group;
+pub mod protect;
+pub mod slots;
 
 use serde_json::{json, Map, Value};
 
@@ -35,11 +39,10 @@ pub fn authorize(req: &Request, token: Option<&str>) -> Result<(), ApiError> {
     };
     let given = req
         .header("authorization")
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
+        // The auth scheme is case-insensitive (RFC 9110 §11.1): `BEARER x` is fine too.
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
         .unwrap_or("");
     if !given.is_empty() && constant_time_eq(given.as_bytes(), token.as_bytes()) {
         return Ok(());

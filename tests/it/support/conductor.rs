@@ -62,3 +62,15 @@ impl Conductor {
         [("Authorization", format!("Bearer {TOKEN}"))]
     }
 }
+
+/// The five runtime-dir variables pointing under `root`: the conductor refuses to run
+/// `start` or `config` without them (they never default to the working directory).
+pub fn dirs_env(root: &std::path::Path) -> [(&'static str, std::path::PathBuf); 5] {
+    [
+        ("BAA_STATE_DIR", root.join("state")),
+        ("BAA_LOGS_DIR", root.join("logs")),
+        ("BAA_RUNS_DIR", root.join("runs")),
+        ("BAA_WORKTREES_DIR", root.join("worktrees")),
+        ("BAA_TMP_DIR", root.join("tmp")),
+    ]
+}

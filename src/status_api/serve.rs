@@ -1,0 +1,69 @@
+//! status-api's start step (the aggregate's upstreams, the Host/Origin policy for the bound
+//! address, the HTTP server) and its stop; the sequence around it is `common::daemon`.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::daemon::{self, Service, Startup};
+use crate::common::http::guard::HostPolicy;
+use crate::common::http::{Handler, Reply, Server, ServerConfig, ServerHandle};
+
+use crate::aggregate;
+use crate::config::Config;
+use crate::routes;
+
+/// Requests in flight are bounded by the upstream timeouts, so this grace suffices.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+pub fn run(cfg: Config) -> ExitCode {
+    let startup = Startup {
+        binary: "baa-status-api",
+        bind: cfg.bind_addr(),
+        stop_bound: STOP_GRACE + Duration::from_secs(2),
+    };
+    daemon::run(startup, move |listener, bound, _stop| {
+        start(&cfg, listener, bound).map(|r| Box::new(r) as Box<dyn Service>)
+    })
+}
+
+struct Running {
+    server: ServerHandle,
+}
+
+fn start(cfg: &Config, listener: TcpListener, bound: SocketAddr) -> Result<Running, String> {
+    let ctx = Arc::new(routes::Ctx {
+        upstreams: aggregate::Upstreams {
+            conductor_base: cfg.conductor_base.clone(),
+            codexd_base: cfg.codexd_base.clone(),
+            connect_timeout: routes::CONNECT_TIMEOUT,
+            total_timeout: routes::TOTAL_TIMEOUT,
+        },
+        policy: HostPolicy::for_listener(bound, &[]),
+    });
+    let handler: Handler = Arc::new(move |req| Reply::Http(routes::handle(&ctx, req)));
+    let server_cfg = ServerConfig {
+        name: "status".to_string(),
+        // A person and a few scripts; each page load also starts three short fetch threads.
+        max_connections: 64,
+        pretty_json: true,
+        ..ServerConfig::default()
+    };
+    let server = Server::start(listener, server_cfg, handler)
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+    log::info!(
+        "conductor at {}, codexd at {}",
+        cfg.conductor_base,
+        cfg.codexd_base
+    );
+    Ok(Running { server })
+}
+
+impl Service for Running {
+    fn stop(self: Box<Self>) {
+        if !self.server.stop(STOP_GRACE) {
+            log::warn!("some requests were still running at exit");
+        }
+    }
+}

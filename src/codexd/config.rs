@@ -10,6 +10,8 @@ use baa::common::cli::{Cli, Command as CliCommand};
 use baa::common::netaddr::ListenUrl;
 use baa::common::settings::{Error, Resolver, Result, Setting};
 
+use crate::endpoint::{self, Transport};
+
 /// How codexd gets its app-server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -69,7 +71,10 @@ pub struct Config {
     pub server_command: String,
     pub server_args: Vec<String>,
     pub server_cwd: Option<PathBuf>,
+    /// `child.endpoint` as shown: the configured label, or `unix://<resolved path>`.
     pub server_endpoint: String,
+    /// How codexd talks to the child, from `BAA_CODEXD_SERVER_ENDPOINT`.
+    pub transport: Transport,
     pub smoke_lifetime_ms: u64,
     pub version: String,
     pub node_id: String,
@@ -86,6 +91,10 @@ pub struct Config {
     /// Failed starts within `crash_loop_window_ms` that put the child in `crash_loop`.
     pub crash_loop_max: u32,
     pub crash_loop_window_ms: u64,
+    /// An exit codexd did not cause counts towards `crash_loop` only if the child had been
+    /// ready for less than this (or never got ready): a child that ran healthy and was
+    /// killed from outside is not a crash-loop signal.
+    pub crash_loop_early_ms: u64,
     /// How long `crash_loop` lasts before one more attempt.
     pub crash_loop_cooldown_ms: u64,
     /// Grace between SIGTERM and SIGKILL when stopping the child.
@@ -109,6 +118,7 @@ pub enum Command {
     Status,
     Config,
     Smoke,
+    StopChild,
 }
 
 pub const REPO_ROOT: Setting = Setting::env("BAA_CODEXD_REPO_ROOT")
@@ -162,7 +172,7 @@ pub const MODE: Setting = Setting::env("BAA_CODEXD_MODE")
     .help("the only supported mode");
 pub const SERVER_ENDPOINT: Setting = Setting::env("BAA_CODEXD_SERVER_ENDPOINT")
     .default("stdio://codex-app-server")
-    .help("label shown as child.endpoint");
+    .help("stdio://… (JSON-RPC over the child's stdin/stdout) or unix://<absolute path> (the child listens there, outlives codexd and is re-attached; bare unix:// is <state dir>/app-server.sock; at most 103 bytes)");
 pub const SMOKE_LIFETIME_MS: Setting = Setting::env("BAA_CODEXD_SMOKE_LIFETIME_MS")
     .default("1500")
     .help("how long `smoke` keeps its daemon up");
@@ -196,6 +206,9 @@ pub const CRASH_LOOP_MAX: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_MAX")
 pub const CRASH_LOOP_WINDOW_MS: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_WINDOW_MS")
     .default("600000")
     .help("that window");
+pub const CRASH_LOOP_EARLY_MS: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_EARLY_MS")
+    .default("10000")
+    .help("an exit codexd did not cause counts towards crash_loop only this soon after the child got ready (a failed start always counts)");
 pub const CRASH_LOOP_COOLDOWN_MS: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_COOLDOWN_MS")
     .default("900000")
     .help("pause in crash_loop before one more attempt");
@@ -248,6 +261,7 @@ pub const SETTINGS: &[Setting] = &[
     RESTART_RESET_MS,
     CRASH_LOOP_MAX,
     CRASH_LOOP_WINDOW_MS,
+    CRASH_LOOP_EARLY_MS,
     CRASH_LOOP_COOLDOWN_MS,
     STOP_GRACE_MS,
     RECONCILE_IDLE_MS,
@@ -284,6 +298,12 @@ pub const CLI: Cli<Command> = Cli {
             help: "run the daemon against a built-in stub child and check its files",
             json: false,
             run: Command::Smoke,
+        },
+        CliCommand {
+            name: "stop-child",
+            help: "stop the app-server a stopped codexd left running (unix mode), by recorded pid + start time",
+            json: false,
+            run: Command::StopChild,
         },
     ],
     bare: None,
@@ -349,7 +369,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         .or_else(|| shared_logs.map(|d| d.join("codexd")))
         .or_else(|| under_root("logs"));
 
-    let cfg = Config {
+    let mut cfg = Config {
         local_api_base,
         listen,
         event_stream_path,
@@ -363,6 +383,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
             .collect(),
         server_cwd: r.opt_path(&SERVER_CWD),
         server_endpoint: r.string(&SERVER_ENDPOINT)?,
+        transport: Transport::Stdio,
         smoke_lifetime_ms: r.number(&SMOKE_LIFETIME_MS, 0..=u64::MAX)?,
         version: r.string(&VERSION)?,
         node_id: r.string(&NODE_ID)?,
@@ -374,6 +395,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         restart_reset_ms: r.number(&RESTART_RESET_MS, 0..=u64::MAX)?,
         crash_loop_max: r.number(&CRASH_LOOP_MAX, 1..=u32::MAX)?,
         crash_loop_window_ms: r.number(&CRASH_LOOP_WINDOW_MS, 0..=u64::MAX)?,
+        crash_loop_early_ms: r.number(&CRASH_LOOP_EARLY_MS, 0..=u64::MAX)?,
         crash_loop_cooldown_ms: r.number(&CRASH_LOOP_COOLDOWN_MS, 0..=u64::MAX)?,
         stop_grace_ms: r.number(&STOP_GRACE_MS, 0..=u64::MAX)?,
         reconcile_idle_ms: r.number(&RECONCILE_IDLE_MS, 0..=u64::MAX)?,
@@ -385,6 +407,12 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         logs_dir: logs_dir.ok_or_else(|| missing_dir(&LOGS_DIR, &SHARED_LOGS_DIR))?,
         repo_root: repo_root.unwrap_or_else(|| r.cwd().to_path_buf()),
     };
+    // After the state dir: a bare `unix://` names a socket under it.
+    cfg.transport = endpoint::parse(&cfg.server_endpoint, &cfg.state_dir)
+        .map_err(|e| r.invalid(&SERVER_ENDPOINT, &e))?;
+    if let Transport::Unix(path) = &cfg.transport {
+        cfg.server_endpoint = format!("unix://{}", path.display());
+    }
     Ok(cfg)
 }
 
@@ -427,6 +455,7 @@ impl Config {
                 "args": self.server_args,
                 "cwd": self.server_cwd,
                 "endpoint": self.server_endpoint,
+                "transport": self.transport.kind(),
             },
             "version": self.version,
             "nodeId": self.node_id,
@@ -441,6 +470,7 @@ impl Config {
                 "resetAfterMs": self.restart_reset_ms,
                 "crashLoopMax": self.crash_loop_max,
                 "crashLoopWindowMs": self.crash_loop_window_ms,
+                "crashLoopEarlyMs": self.crash_loop_early_ms,
                 "crashLoopCooldownMs": self.crash_loop_cooldown_ms,
                 "stopGraceMs": self.stop_grace_ms,
             },

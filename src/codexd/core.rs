@@ -2,7 +2,8 @@
 //! current child. Its operations live beside it, one concern per file: `session_ops`
 //! (create/load sessions), `turn_ops` (start, steer, interrupt, reconcile),
 //! `server_requests` (approvals), `notifications` (the child's messages), `supervision`
-//! (what the child side reports) and `status` (state files and the status snapshot).
+//! (what the child side reports), `reattach` (picking up a unix-mode app-server a previous
+//! codexd left running) and `status` (state files and the status snapshot).
 //!
 //! Locking: `state` may be held while emitting an event (the events lock is taken inside),
 //! never the other way round, and never across a JSON-RPC call to the child. `thread_ops`
@@ -10,7 +11,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crossbeam_channel::Sender;
 
 use serde_json::{json, Value};
 
@@ -21,7 +25,7 @@ use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
 use crate::approvals::Pending;
-use crate::child::Link;
+use crate::child::{Adoptee, Control, Link};
 use crate::config::{Config, Strategy};
 use crate::events::{Events, Level};
 use crate::rpc::RpcError;
@@ -33,6 +37,9 @@ pub struct State {
     pub sessions_updated_at: Option<String>,
     pub child: ChildInfo,
     pub pending: Vec<Pending>,
+    /// Requests a previous connection to the same unix-mode app-server left unanswered:
+    /// registered again (same id and deadline) when the app-server replays them.
+    pub replayable: Vec<Pending>,
 }
 
 pub struct Core {
@@ -50,6 +57,12 @@ pub struct Core {
     pub(crate) thread_ops: Mutex<()>,
     pub(crate) sessions_dirty: AtomicBool,
     pub(crate) daemon_dirty: AtomicBool,
+    /// Requests to the supervisor (a restart on request); set once it runs.
+    pub(crate) control: Mutex<Option<Sender<Control>>>,
+    /// The unix-mode app-server to attach to at start, until the supervisor takes it.
+    pub(crate) adoptee: Mutex<Option<Adoptee>>,
+    /// Background jobs (resuming threads after an attach), joined by the ticker.
+    pub(crate) jobs: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// An RPC failure as an HTTP error.
@@ -115,7 +128,13 @@ impl Core {
             seq_hint,
             cfg.recent_events,
         );
-        let mut child = ChildInfo::new(cfg.strategy.as_str(), &cfg.server_endpoint);
+        let socket = cfg.transport.socket().map(|p| p.display().to_string());
+        let mut child = ChildInfo::new(
+            cfg.strategy.as_str(),
+            &cfg.server_endpoint,
+            cfg.transport.kind(),
+            socket,
+        );
         if let Some(prev) = &previous {
             child.restarts = 0;
             child.recent_exits = prev.child.recent_exits.clone();
@@ -131,6 +150,7 @@ impl Core {
                 sessions_updated_at: registry.updated_at,
                 child,
                 pending: Vec::new(),
+                replayable: Vec::new(),
             }),
             link: Mutex::new(None),
             listening: Mutex::new(None),
@@ -138,11 +158,19 @@ impl Core {
             thread_ops: Mutex::new(()),
             sessions_dirty: AtomicBool::new(true),
             daemon_dirty: AtomicBool::new(true),
+            control: Mutex::new(None),
+            adoptee: Mutex::new(None),
+            jobs: Mutex::new(Vec::new()),
             cfg,
         });
-        core.interrupt_orphaned_turns("codexd restarted while the turn was running");
-        if let Some(prev) = previous {
-            core.kill_stale_child(&prev.child);
+        // A unix-mode app-server the previous codexd left running keeps its turns and
+        // approvals: the supervisor attaches to it first. Otherwise today's reconciliation.
+        if !core.prepare_attach(previous.as_ref()) {
+            core.interrupt_orphaned_turns("codexd restarted while the turn was running");
+            if let Some(prev) = previous {
+                core.abandon_records(&prev.pending_requests, "codexd restarted");
+                core.kill_stale_child(&prev.child);
+            }
         }
         Ok(core)
     }

@@ -8,9 +8,11 @@ mod child;
 mod config;
 mod core;
 mod demo;
+mod endpoint;
 mod events;
 mod logfile;
 mod notifications;
+mod reattach;
 mod routes;
 mod rpc;
 mod serve;
@@ -20,6 +22,7 @@ mod sessions;
 mod smoke;
 mod state;
 mod status;
+mod stop_child;
 mod stub;
 mod supervision;
 mod ticker;
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
                 baa::common::logging::init();
                 exit_code(smoke::run(cfg))
             }),
+            Command::StopChild => with_config(&r, |cfg| stop_child::run(&cfg)),
         }
     })
 }
@@ -110,18 +114,43 @@ fn status(base: &str, json: bool) -> ExitCode {
     printed
 }
 
-/// The human form of `status`.
+/// The human form of `status`: a child that is not running says why and when codexd
+/// tries again.
 fn summary(v: &serde_json::Value) -> String {
     let d = &v["data"]["snapshot"]["daemon"];
-    format!(
-        "codexd: {}\nmode: {}\nchild: {} (pid {})\nsessions: {}\n",
+    let c = &d["child"];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+    let mut out = format!(
+        "codexd: {}\nmode: {}\nchild: {} (pid {})\n",
         if v["ok"] == true { "up" } else { "error" },
-        d["mode"].as_str().unwrap_or("?"),
-        d["child"]["status"].as_str().unwrap_or("?"),
-        d["child"]["pid"],
+        text(&d["mode"]),
+        text(&c["status"]),
+        c["pid"],
+    );
+    if let Some(t) = c["transport"].as_str() {
+        out.push_str(&format!("transport: {t}"));
+        if let Some(sock) = c["socket"].as_str().filter(|_| t == "unix") {
+            out.push_str(&format!(" ({sock})"));
+        }
+        if let Some(e) = c["transportError"].as_str() {
+            out.push_str(&format!(" — unix transport unusable: {e}"));
+        }
+        out.push('\n');
+    }
+    if c["status"] != "running" {
+        if let Some(e) = c["lastError"].as_str() {
+            out.push_str(&format!("reason: {e}\n"));
+        }
+        if let Some(at) = c["nextRestartAt"].as_str() {
+            out.push_str(&format!("next retry: {at}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "sessions: {}\n",
         v["data"]["snapshot"]["sessionRegistry"]["sessions"]
             .as_array()
             .map(Vec::len)
             .unwrap_or(0)
-    )
+    ));
+    out
 }

@@ -37,6 +37,7 @@ pub static ROUTES: &[Route<Ctx>] = &[
     Route::write("codexd.turn.interrupt", "POST", "/v1/codexd/turn/interrupt", "Interrupt the session's running turn.", turn_interrupt),
     Route::read("codexd.requests.list", "GET", "/v1/codexd/requests", "Approvals and other child requests waiting for an answer.", requests_list),
     Route::write("codexd.requests.answer", "POST", "/v1/codexd/requests/:request_id", "Answer a pending request: {decision} or {result}.", request_answer),
+    Route::write("codexd.child.restart", "POST", "/v1/codexd/child/restart", "Stop the app-server child and start a fresh one now (also leaves crash_loop); loopback callers only.", child_restart),
     Route::read(EVENTS_ID, "GET", DEFAULT_EVENT_STREAM_PATH, "WebSocket event stream (?since=<seq> replays); plain GET lists events after since.", events),
 ];
 
@@ -156,6 +157,19 @@ fn request_answer(core: &Ctx, req: &Request, p: &Params) -> Res {
         200,
         core.answer_request(p.get("request_id").unwrap_or_default(), &body)?,
     )
+}
+
+fn child_restart(core: &Ctx, req: &Request, _: &Params) -> Res {
+    // codexd listens on loopback only; refuse anything else all the same, this one stops
+    // running turns.
+    if !req.remote.ip().is_loopback() {
+        return Err(ApiError::new(
+            403,
+            "forbidden",
+            "Only a loopback caller may restart the app-server.",
+        ));
+    }
+    ok(202, core.request_restart()?)
 }
 
 fn events(core: &Ctx, req: &Request, _: &Params) -> Res {

@@ -12,6 +12,9 @@
 //! `huge-request:N` (an approval request of about N bytes, reporting the answer),
 //! `write-file` (creates `stub-written-file` in its cwd, to check the umask it runs with),
 //! `fail` (a failed turn); anything else is echoed.
+//!
+//! It speaks stdio only: given `--listen` it exits with code 2 the way a codex without
+//! the unix transport would, which is how the tests reach codexd's fallback to stdio.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
@@ -72,6 +75,12 @@ impl Stub {
 
 /// Runs the stub until stdin closes. Returns the process exit code.
 pub fn run() -> i32 {
+    if std::env::args().any(|a| a == "--listen") {
+        eprintln!(
+            "error: unexpected argument '--listen' found (the stub app-server speaks stdio only)"
+        );
+        return 2;
+    }
     let mode = std::env::var("BAA_CODEXD_STUB_MODE").unwrap_or_else(|_| "normal".into());
     if mode == "exit" {
         eprintln!("stub app-server: exiting at once (BAA_CODEXD_STUB_MODE=exit)");

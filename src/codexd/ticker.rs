@@ -3,7 +3,7 @@
 //! `turn/completed`. Each reconciliation waits on a JSON-RPC call, so it runs on its own
 //! thread; the ticker owns those threads, joins the finished ones as it goes and the rest
 //! when it stops (each is bounded by the request timeout, and by the child link closing
-//! when codexd stops).
+//! when codexd stops), together with the core's other jobs (`Core::spawn_job`).
 
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -37,8 +37,10 @@ fn run(core: &Arc<Core>) {
             reconciles.into_iter().partition(JoinHandle::is_finished);
         reconciles = running;
         join_all(done);
+        core.reap_jobs(false);
     }
     join_all(reconciles);
+    core.reap_jobs(true);
 }
 
 fn join_all(handles: Vec<JoinHandle<()>>) {

@@ -198,7 +198,7 @@ fn stdout_pump(
             return;
         }
     }
-    let ev = ChildEvent::StdoutClosed { generation };
+    let ev = ChildEvent::StreamClosed { generation };
     let weight = ev.weight();
     let _ = reports.send(ev, weight);
 }

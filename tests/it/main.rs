@@ -6,6 +6,7 @@ mod codex_rig;
 mod codexd_child;
 mod codexd_faults;
 mod codexd_real;
+mod codexd_socket;
 mod conductor_api;
 mod conductor_codex_proxy;
 mod conductor_firefox;

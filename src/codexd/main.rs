@@ -1,5 +1,6 @@
 //! `baa-codexd`: the only Codex runtime on the node. Supervises one `codex app-server`
-//! child over stdio JSON-RPC and serves sessions, turns and events over local HTTP/WS.
+//! child (JSON-RPC over stdio, or over a Unix socket on which the child outlives codexd)
+//! and serves sessions, turns and events over local HTTP/WS.
 //!
 //! This file only dispatches the command line; see `serve` for the daemon itself.
 

@@ -3,6 +3,7 @@
 //! and the fault-injection tests and the fan-out benchmark use it as a fake child.
 //!
 //! `BAA_CODEXD_STUB_MODE` picks a fault: `normal` (default), `exit` (exits at once),
+//! `exit-while:PATH` (exits at once while PATH exists, else `normal`),
 //! `garbage` (interleaves non-JSON lines), `silent` (never answers), `mute` (answers only
 //! `initialize`), `no-complete` (never
 //! sends `turn/completed`; `thread/read` reports the turn as completed).
@@ -81,7 +82,15 @@ pub fn run() -> i32 {
         );
         return 2;
     }
-    let mode = std::env::var("BAA_CODEXD_STUB_MODE").unwrap_or_else(|_| "normal".into());
+    let mut mode = std::env::var("BAA_CODEXD_STUB_MODE").unwrap_or_else(|_| "normal".into());
+    if let Some(path) = mode.strip_prefix("exit-while:") {
+        mode = if std::path::Path::new(path).exists() {
+            "exit"
+        } else {
+            "normal"
+        }
+        .into();
+    }
     if mode == "exit" {
         eprintln!("stub app-server: exiting at once (BAA_CODEXD_STUB_MODE=exit)");
         return 3;

@@ -5,6 +5,7 @@ mod cli;
 mod codex_rig;
 mod codexd_child;
 mod codexd_faults;
+mod codexd_lifecycle;
 mod codexd_real;
 mod codexd_socket;
 mod conductor_api;

@@ -20,10 +20,14 @@ use baa::common::store::JsonStore;
 use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
+use crate::account::AccountState;
 use crate::approvals::Pending;
 use crate::child::Link;
+use crate::codex_version::CodexInfo;
 use crate::config::{Config, Strategy};
 use crate::events::{Events, Level};
+use crate::experimental;
+use crate::models::Models;
 use crate::rpc::RpcError;
 use crate::sessions::{RegistryFile, Session, TurnRecord};
 use crate::state::{self, ChildInfo, DaemonState, Identity};
@@ -50,6 +54,12 @@ pub struct Core {
     pub(crate) thread_ops: Mutex<()>,
     pub(crate) sessions_dirty: AtomicBool,
     pub(crate) daemon_dirty: AtomicBool,
+    /// The `model/list` catalog (`models.rs`).
+    pub(crate) models: Models,
+    /// Account and rate limits (`account.rs`).
+    pub(crate) account: Mutex<AccountState>,
+    /// The codex version (`codex_version.rs`).
+    pub(crate) codex: Mutex<CodexInfo>,
 }
 
 /// An RPC failure as an HTTP error.
@@ -61,6 +71,15 @@ pub fn rpc_error(e: RpcError) -> ApiError {
         }
         RpcError::TooLarge { .. } => {
             ApiError::new(502, "app_server_response_too_large", e.to_string())
+        }
+        // The child refused an experimental field codexd did not catch itself.
+        RpcError::Server { message, .. } if experimental::is_child_rejection(message) => {
+            let field = message
+                .split_whitespace()
+                .next()
+                .and_then(|m| m.rsplit('.').next())
+                .unwrap_or("a field");
+            experimental::disabled(&[field.to_string()])
         }
         RpcError::Server {
             code,
@@ -138,6 +157,9 @@ impl Core {
             thread_ops: Mutex::new(()),
             sessions_dirty: AtomicBool::new(true),
             daemon_dirty: AtomicBool::new(true),
+            models: Models::default(),
+            account: Mutex::new(AccountState::default()),
+            codex: Mutex::new(CodexInfo::default()),
             cfg,
         });
         core.interrupt_orphaned_turns("codexd restarted while the turn was running");

@@ -35,6 +35,7 @@ pub static ROUTES: &[Route<Ctx>] = &[
     Route::write("codexd.sessions.create", "POST", "/v1/codexd/sessions", "Start (or resume with threadId) a Codex thread as a session.", session_create),
     Route::write("codexd.turn.create", "POST", "/v1/codexd/turn", "Start a turn, or steer the running one with expectedTurnId.", turn_create),
     Route::write("codexd.turn.interrupt", "POST", "/v1/codexd/turn/interrupt", "Interrupt the session's running turn.", turn_interrupt),
+    Route::read("codexd.models.list", "GET", "/v1/codexd/models", "Models and their reasoning efforts (model/list, cached). Query: includeHidden, refresh.", models_list),
     Route::read("codexd.requests.list", "GET", "/v1/codexd/requests", "Approvals and other child requests waiting for an answer.", requests_list),
     Route::write("codexd.requests.answer", "POST", "/v1/codexd/requests/:request_id", "Answer a pending request: {decision} or {result}.", request_answer),
     Route::read(EVENTS_ID, "GET", DEFAULT_EVENT_STREAM_PATH, "WebSocket event stream (?since=<seq> replays); plain GET lists events after since.", events),
@@ -143,6 +144,26 @@ fn turn_create(core: &Ctx, req: &Request, _: &Params) -> Res {
 fn turn_interrupt(core: &Ctx, req: &Request, _: &Params) -> Res {
     let body = req.json_object()?;
     ok(200, core.interrupt_turn(&body)?)
+}
+
+fn models_list(core: &Ctx, req: &Request, _: &Params) -> Res {
+    let include_hidden = bool_query(req, &["includeHidden", "include_hidden"])?;
+    let refresh = bool_query(req, &["refresh"])?;
+    ok(200, core.models_json(refresh, include_hidden)?)
+}
+
+/// A `true`/`false` (or `1`/`0`) query parameter under any of `names`; absent is false.
+fn bool_query(req: &Request, names: &[&str]) -> Result<bool, ApiError> {
+    let name = names[0];
+    let value = names.iter().find_map(|n| req.query_param(n));
+    match value.as_deref() {
+        None | Some("") | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{name} must be true or false, got \"{other}\"."),
+        )),
+    }
 }
 
 fn requests_list(core: &Ctx, _: &Request, _: &Params) -> Res {

@@ -14,8 +14,9 @@ use crate::child::Link;
 use crate::config::Decision;
 use crate::core::{rpc_error, str_at, Core};
 use crate::events::Level;
+use crate::experimental;
 use crate::rpc::RpcError;
-use baa::common::codex_fields::{whitelist, SESSION_FIELDS};
+use baa::common::codex_fields::{whitelist, SESSION_CREATE, SESSION_EXPERIMENTAL};
 
 use crate::sessions::{self, opt_string, pick, ApprovalSettings, Session};
 
@@ -52,7 +53,8 @@ impl Core {
 
     /// `POST /v1/codexd/sessions`.
     pub fn create_session(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
-        let b = whitelist(body, &[SESSION_FIELDS, sessions::SESSION_EXTRAS]);
+        let b = whitelist(body, SESSION_CREATE);
+        experimental::check(self.cfg.experimental_api, &b, SESSION_EXPERIMENTAL)?;
         let purpose = opt_string(&b, "purpose")?.unwrap_or_else(|| "duplex".into());
         if purpose != "duplex" && purpose != "worker" {
             return Err(ApiError::bad_request(
@@ -103,7 +105,9 @@ impl Core {
                 )
             })?,
         };
-        let thread_params = pick(&b, sessions::THREAD_FIELDS);
+        self.check_model(opt_string(&b, "model")?.as_deref(), None, None)?;
+        let mut thread_params = pick(&b, sessions::THREAD_FIELDS);
+        thread_params.extend(pick(&b, SESSION_EXPERIMENTAL));
         let link = self.link()?;
         let (result, resumed) = match &thread_id {
             Some(tid) => {

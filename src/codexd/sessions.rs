@@ -1,5 +1,5 @@
 //! codexd sessions: one per app-server thread, persisted in session-registry.json. Also
-//! codexd's additions to the SPEC §4.3 request fields (`common::codex_fields`) and the
+//! which accepted request fields (`common::codex_fields`) go to the app-server, and the
 //! normalisation of turn input.
 
 use std::time::Instant;
@@ -8,9 +8,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
-
-/// codexd's own per-session settings, accepted on create beside the SPEC §4.3 fields.
-pub const SESSION_EXTRAS: &[&str] = &["approvalDefault", "approvalTimeoutMs"];
 
 /// Session fields passed through to `thread/start` / `thread/resume`.
 pub const THREAD_FIELDS: &[&str] = &[
@@ -26,9 +23,6 @@ pub const THREAD_FIELDS: &[&str] = &[
     "sandbox",
     "serviceTier",
 ];
-
-/// Accepted on turn create beside the SPEC §4.3 fields (`prompt` aliases `input`).
-pub const TURN_EXTRAS: &[&str] = &["prompt"];
 
 /// Turn fields passed through to `turn/start` as per-turn overrides.
 pub const TURN_OVERRIDES: &[&str] = &[

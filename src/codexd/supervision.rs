@@ -244,6 +244,7 @@ impl Core {
                 s.child_pid = Some(pid);
             }
         }
+        self.set_user_agent(user_agent.clone());
         self.set_link(Some(link));
         self.mark_daemon_dirty();
         self.mark_sessions_dirty();

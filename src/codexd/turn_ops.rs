@@ -8,11 +8,12 @@ use serde_json::{json, Map, Value};
 use baa::common::api_error::ApiError;
 use baa::common::time::now_rfc3339;
 
-use baa::common::codex_fields::{whitelist, INTERRUPT_FIELDS, TURN_FIELDS};
+use baa::common::codex_fields::{whitelist, TURN_CREATE, TURN_EXPERIMENTAL, TURN_INTERRUPT};
 
 use crate::approvals::{self, Pending};
 use crate::core::{rpc_error, str_at, Core};
 use crate::events::Level;
+use crate::experimental;
 use crate::rpc::RpcError;
 use crate::sessions::{self, normalize_input, opt_string, pick, Session, TurnProgress, TurnRecord};
 
@@ -22,13 +23,19 @@ const INTERRUPT_SETTLE: Duration = Duration::from_secs(3);
 impl Core {
     /// `POST /v1/codexd/turn`: 202 `{accepted, session, turnId}`.
     pub fn start_turn(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
-        let b = whitelist(body, &[TURN_FIELDS, sessions::TURN_EXTRAS]);
+        let b = whitelist(body, TURN_CREATE);
         let session_id = opt_string(&b, "sessionId")?
             .ok_or_else(|| ApiError::bad_request("invalid_request", "sessionId is required."))?;
         let input = normalize_input(&b)?;
         let expected = opt_string(&b, "expectedTurnId")?;
         // Unknown session → 404 before anything else.
-        self.session_json(&session_id)?;
+        let session = self.session_json(&session_id)?;
+        experimental::check(self.cfg.experimental_api, &b, TURN_EXPERIMENTAL)?;
+        self.check_model(
+            opt_string(&b, "model")?.as_deref(),
+            opt_string(&b, "effort")?.as_deref(),
+            session.get("model").and_then(Value::as_str),
+        )?;
         let mut attempt = 0;
         let (turn_id, steered, link) = loop {
             attempt += 1;
@@ -44,6 +51,7 @@ impl Core {
                     .map(|r| (str_at(&r, &["turnId"]).unwrap_or(exp).to_string(), true)),
                 None => {
                     let mut p = pick(&b, sessions::TURN_OVERRIDES);
+                    p.extend(pick(&b, TURN_EXPERIMENTAL));
                     p.insert("threadId".into(), json!(thread_id));
                     p.insert("input".into(), input.clone());
                     link.rpc
@@ -113,7 +121,7 @@ impl Core {
 
     /// `POST /v1/codexd/turn/interrupt`.
     pub fn interrupt_turn(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
-        let b = whitelist(body, &[INTERRUPT_FIELDS]);
+        let b = whitelist(body, TURN_INTERRUPT);
         let session_id = opt_string(&b, "sessionId")?
             .ok_or_else(|| ApiError::bad_request("invalid_request", "sessionId is required."))?;
         let (thread_id, current, loaded) = {

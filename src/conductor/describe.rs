@@ -42,6 +42,7 @@ pub const BUSINESS: &[&str] = &[
     "codex.sessions.create",
     "codex.turn.create",
     "codex.turn.interrupt",
+    "codex.models.list",
     "controllers.list",
     "tasks.list",
     "tasks.read",
@@ -160,7 +161,8 @@ pub fn codex_block<C>(f: &Facts<C>) -> Value {
     } else {
         vec![
             "All /v1/codex routes proxy the independent codexd daemon over local HTTP.".to_string(),
-            "This surface is session-oriented: status, session list/read/create, turn create and interrupt.".to_string(),
+            "This surface is session-oriented: status, session list/read/create, turn create and interrupt, and the model list.".to_string(),
+            "Create bodies pass codexd's documented fields; any other field is dropped and named in data.dropped_fields (details.dropped_fields on an error).".to_string(),
             "Read a turn's outcome from GET /v1/codex/sessions/:session_id (lastTurnStatus, lastTurn).".to_string(),
         ]
     };

@@ -14,10 +14,10 @@ use baa::common::http::router::{self, dispatch, Params, Route};
 use baa::common::http::{Reply, Request, Response};
 
 use crate::app::App;
-use crate::codex_proxy::{reshape_status, turn_body};
+use crate::codex_proxy::{reshape_status, Forwarded};
 use crate::system::{Action, ChangeRequest};
 use crate::{controllers, describe, firefox, host_ops, records};
-use baa::common::codex_fields::{whitelist, INTERRUPT_FIELDS, SESSION_FIELDS};
+use baa::common::codex_fields::{SESSION_CREATE, TURN_INTERRUPT};
 
 type Ctx = Arc<App>;
 type Res = Result<Reply, ApiError>;
@@ -51,6 +51,7 @@ pub static ROUTES: &[Route<Ctx>] = &[
     Route::write("codex.sessions.create", "POST", "/v1/codex/sessions", "Create a Codex session (thread). Body: {cwd, model, purpose, approvalPolicy, ...}.", codex_sessions_create),
     Route::write("codex.turn.create", "POST", "/v1/codex/turn", "Start a turn on a session. Body: {sessionId, input}; 202 with turnId.", codex_turn_create),
     Route::write("codex.turn.interrupt", "POST", "/v1/codex/turn/interrupt", "Interrupt the running turn of a session. Body: {sessionId}.", codex_turn_interrupt),
+    Route::read("codex.models.list", "GET", "/v1/codex/models", "Models codex offers and the reasoning efforts of each. Query: include_hidden, refresh.", codex_models_list),
     Route::write("host.exec", "POST", "/v1/exec", "Run a shell command on the host. Bearer token. Body: {command, cwd, timeoutMs, env}.", host_exec),
     Route::write("host.files.read", "POST", "/v1/files/read", "Read a file on the host. Bearer token. Body: {path, cwd, encoding}.", host_files_read),
     Route::write("host.files.write", "POST", "/v1/files/write", "Write a file on the host. Bearer token. Body: {path, cwd, content, overwrite, createParents}.", host_files_write),
@@ -155,6 +156,8 @@ pub fn runtime_snapshot(app: &App) -> Value {
             "leaseState": st.state(app.lease.threshold).as_str(),
             "leaseHolder": st.holder_id,
             "schedulerEnabled": st.healthy_leader(app.lease.threshold) && mode == "running",
+            // New task turns wait while codexd's account or rate limits say so.
+            "codexHold": app.codex_hold.to_json(),
             "lease": app.lease.to_json(),
             "heartbeatIntervalMs": c.heartbeat_interval_ms,
             "leaseTtlSec": c.lease_ttl_sec,
@@ -331,28 +334,41 @@ fn codex_sessions_read(app: &Ctx, req: &Request, p: &Params) -> Res {
 }
 
 fn codex_sessions_create(app: &Ctx, req: &Request, _: &Params) -> Res {
-    let body = whitelist(&req.json_object()?, &[SESSION_FIELDS]);
-    let (status, data) =
-        app.codex
-            .call("POST", "/v1/codexd/sessions", Some(&Value::Object(body)))?;
+    let (status, data) = Forwarded::new(&req.json_object()?, SESSION_CREATE)
+        .send(&app.codex, "/v1/codexd/sessions")?;
     Ok(app.ok(req, status, data))
 }
 
 fn codex_turn_create(app: &Ctx, req: &Request, _: &Params) -> Res {
-    let body = turn_body(&req.json_object()?);
-    let (status, data) = app
-        .codex
-        .call("POST", "/v1/codexd/turn", Some(&Value::Object(body)))?;
+    let (status, data) =
+        Forwarded::turn(&req.json_object()?).send(&app.codex, "/v1/codexd/turn")?;
     Ok(app.ok(req, status, data))
 }
 
 fn codex_turn_interrupt(app: &Ctx, req: &Request, _: &Params) -> Res {
-    let body = whitelist(&req.json_object()?, &[INTERRUPT_FIELDS]);
-    let (status, data) = app.codex.call(
-        "POST",
-        "/v1/codexd/turn/interrupt",
-        Some(&Value::Object(body)),
-    )?;
+    let (status, data) = Forwarded::new(&req.json_object()?, TURN_INTERRUPT)
+        .send(&app.codex, "/v1/codexd/turn/interrupt")?;
+    Ok(app.ok(req, status, data))
+}
+
+fn codex_models_list(app: &Ctx, req: &Request, _: &Params) -> Res {
+    // Only the two known parameters go upstream; codexd validates their values.
+    let hidden = req
+        .query_param("include_hidden")
+        .or_else(|| req.query_param("includeHidden"));
+    let query: Vec<String> = [
+        ("includeHidden", hidden),
+        ("refresh", req.query_param("refresh")),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| v.map(|v| format!("{name}={}", encode_segment(&v))))
+    .collect();
+    let path = if query.is_empty() {
+        "/v1/codexd/models".to_string()
+    } else {
+        format!("/v1/codexd/models?{}", query.join("&"))
+    };
+    let (status, data) = app.codex.call("GET", &path, None)?;
     Ok(app.ok(req, status, data))
 }
 

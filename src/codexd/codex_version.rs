@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use baa::common::proc::kill_group;
+use baa::common::signals::StopFlag;
 use baa::common::sync::lock;
 
 use crate::core::Core;
@@ -46,8 +48,8 @@ pub fn version_from_cli(line: &str) -> Option<String> {
 }
 
 /// Runs `command --version` (stdin closed, its own process group, killed after
-/// [`VERSION_TIMEOUT`]) and returns the first line it printed.
-pub fn cli_version(command: &str) -> Result<String, String> {
+/// [`VERSION_TIMEOUT`] or once `stop` is set) and returns the first line it printed.
+pub fn cli_version(command: &str, stop: &StopFlag) -> Result<String, String> {
     let mut child = Command::new(command)
         .arg("--version")
         .stdin(Stdio::null())
@@ -60,8 +62,12 @@ pub fn cli_version(command: &str) -> Result<String, String> {
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            Ok(None) if Instant::now() < deadline && !stop.is_set() => {
+                thread::sleep(Duration::from_millis(10))
+            }
             Ok(None) => {
+                // Its own group (process_group(0) above): take anything it started along.
+                let _ = kill_group(child.id(), libc::SIGKILL);
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(
@@ -89,7 +95,7 @@ impl Core {
         if lock(&self.codex).cli_generation == generation {
             return;
         }
-        let result = cli_version(&self.cfg.server_command);
+        let result = cli_version(&self.cfg.server_command, &self.stop);
         let mut c = lock(&self.codex);
         c.cli_generation = generation;
         match result {
@@ -146,13 +152,14 @@ mod tests {
 
     #[test]
     fn cli_version_of_a_real_and_a_missing_command() {
-        let sh = cli_version("/bin/sh");
+        let stop = StopFlag::new();
+        let sh = cli_version("/bin/sh", &stop);
         // Some shells reject --version; either way the answer is a clear Ok or Err, no hang.
         assert!(
             sh.is_ok() || sh.as_ref().is_err_and(|e| e.contains("--version")),
             "{sh:?}"
         );
-        let e = cli_version("/nonexistent/codex").unwrap_err();
+        let e = cli_version("/nonexistent/codex", &stop).unwrap_err();
         assert!(
             e.starts_with("cannot run /nonexistent/codex --version"),
             "{e}"

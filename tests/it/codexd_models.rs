@@ -303,3 +303,52 @@ fn real_codex_rate_limit_headers_set_blocked_until_and_it_clears() {
     })
     .unwrap_or_else(|| panic!("still blocked: {:#}", status_snapshot(&d)["limits"]));
 }
+
+/// A child that cannot list models (the stub answers `model/list` with "unknown variant")
+/// must not block creates: they go on unchecked, and the log says so.
+#[test]
+fn model_list_failure_lets_creates_through_with_a_log_line() {
+    let tmp = TempDir::new("codexd-models-stub");
+    let d = start_running(with_stub(&Dirs::under(&tmp.child("root")), "normal"));
+    let s = create_session(&d, json!({"model": "anything-goes"}));
+    let sid = s["sessionId"].as_str().unwrap().to_string();
+    let tid = post(
+        &d.url("/v1/codexd/turn"),
+        &json!({"sessionId": sid, "input": "hi", "effort": "whatever"}),
+    )
+    .expect(202)["data"]["turnId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_turn_done(&d, &sid, &tid, T);
+    wait_for(T, || {
+        d.log()
+            .contains("model/list is not available")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("no log line about model/list:\n{}", d.log()));
+    get(&d.url("/v1/codexd/models")).expect_error(400, "app_server_rejected");
+}
+
+/// The stub's `limit:SECS` turn feeds `account/rateLimits/updated` as the real child does.
+#[test]
+fn stub_rate_limit_update_sets_blocked_until_for_its_window() {
+    let tmp = TempDir::new("codexd-limits-stub");
+    let d = start_running(with_stub(&Dirs::under(&tmp.child("root")), "normal"));
+    let s = create_session(&d, json!({}));
+    let sid = s["sessionId"].as_str().unwrap().to_string();
+    let tid = turn(&d, &sid, "limit:2");
+    wait_turn_done(&d, &sid, &tid, T);
+    let blocked = wait_for(T, || {
+        let l = status_snapshot(&d)["limits"].clone();
+        l["blockedUntil"].is_string().then_some(l)
+    })
+    .unwrap_or_else(|| panic!("never blocked: {:#}", status_snapshot(&d)["limits"]));
+    assert_eq!(blocked["primary"]["usedPercent"], 100, "{blocked:#}");
+    wait_for(Duration::from_secs(10), || {
+        status_snapshot(&d)["limits"]["blockedUntil"]
+            .is_null()
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("still blocked: {:#}", status_snapshot(&d)["limits"]));
+}

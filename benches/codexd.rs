@@ -5,7 +5,9 @@
 //!   offline mock model),
 //! - fan-out latency from a child stdout line to 1/10/100 WebSocket subscribers (stub child),
 //! - idle RSS of codexd without a child,
-//! - respawn time after SIGKILL of the real child.
+//! - respawn time after SIGKILL of the real child,
+//! - `GET /v1/codexd/models` from the app-server vs from the cache, and what the model check
+//!   adds to a session create (real child).
 
 #[path = "../tests/it/support/mod.rs"]
 mod support;
@@ -34,6 +36,7 @@ fn main() {
             fanout_latency_to_websocket_subscribers,
         ),
         ("idle_rss_and_respawn_time", idle_rss_and_respawn_time),
+        ("models_list_and_create_check", models_list_and_create_check),
     ]);
 }
 
@@ -184,4 +187,63 @@ fn idle_rss_and_respawn_time() {
         "respawn after SIGKILL (kill -> initialize answered), backoff base 100 ms",
         times,
     );
+}
+
+fn models_list_and_create_check() {
+    const N: usize = 20;
+    let home = MockCodexHome::new("bench-models");
+    let tmp = TempDir::new("bench-models-dirs");
+    let d = start_running(with_mock_codex(&Dirs::under(&tmp.child("root")), &home));
+    let time = |url: &str| {
+        let t0 = Instant::now();
+        get(&d.url(url)).expect(200);
+        ms_since(t0)
+    };
+    let fresh: Vec<f64> = (0..N)
+        .map(|_| time("/v1/codexd/models?refresh=true"))
+        .collect();
+    let cached: Vec<f64> = (0..N).map(|_| time("/v1/codexd/models")).collect();
+    stats(
+        "GET /v1/codexd/models, model/list asked (refresh=true)",
+        fresh,
+    );
+    stats("GET /v1/codexd/models, from the cache", cached);
+    let create = |body: serde_json::Value| {
+        let t0 = Instant::now();
+        create_session(&d, body);
+        ms_since(t0)
+    };
+    // Interleaved, so both see the same number of loaded threads.
+    let (mut plain, mut checked) = (Vec::new(), Vec::new());
+    for _ in 0..N {
+        plain.push(create(json!({"cwd": home.work})));
+        checked.push(create(json!({"cwd": home.work, "model": "gpt-5.5"})));
+    }
+    stats("session create (thread/start), no model", plain);
+    stats(
+        "session create with a checked model (cached catalog)",
+        checked,
+    );
+    drop(d);
+    // The same creates with the check off: what is left is the app-server's own cost.
+    let d = start_running(
+        with_mock_codex(&Dirs::under(&tmp.child("off")), &home)
+            .env("BAA_CODEXD_MODEL_CHECK", "off"),
+    );
+    let (mut plain, mut unchecked) = (Vec::new(), Vec::new());
+    for _ in 0..N {
+        for (body, out) in [
+            (json!({"cwd": home.work}), &mut plain),
+            (
+                json!({"cwd": home.work, "model": "gpt-5.5"}),
+                &mut unchecked,
+            ),
+        ] {
+            let t0 = Instant::now();
+            create_session(&d, body);
+            out.push(ms_since(t0));
+        }
+    }
+    stats("check off: session create, no model", plain);
+    stats("check off: session create with a model", unchecked);
 }

@@ -198,6 +198,18 @@ fn real_codex_models_list_checks_model_and_effort_and_shows_the_version() {
     assert_eq!(v["account"]["auth_required"], false, "{v:#}");
     let via = get(&c.url("/v1/codex/models?include_hidden=true")).expect(200);
     assert_eq!(via["data"]["count"], all["data"]["count"], "{via}");
+    // codexd's own session settings pass the proxy (they used to be dropped).
+    let via_s = post(
+        &c.url("/v1/codex/sessions"),
+        &json!({"cwd": home.work, "approval_timeout_ms": 4321, "approvalDefault": "cancel"}),
+    )
+    .expect(201)["data"]
+        .clone();
+    assert_eq!(
+        via_s["session"]["approvals"],
+        json!({"default": "cancel", "timeoutMs": 4321}),
+        "{via_s}"
+    );
     let e = post(
         &c.url("/v1/codex/turn"),
         &json!({"sessionId": sid, "input": "x", "effort": "ultra", "temperature": 1}),

@@ -20,6 +20,7 @@ use baa::common::time::{now_ms, now_rfc3339, rfc3339_from_ms};
 
 use crate::core::{str_at, Core};
 use crate::events::Level;
+use crate::rpc::RpcError;
 
 /// How often the account and limits are read again while the child runs.
 pub const ACCOUNT_REFRESH: Duration = Duration::from_secs(300);
@@ -105,11 +106,58 @@ fn window_json(w: Option<&Value>) -> Value {
     })
 }
 
+/// `(loggedIn, authRequired, plan)` of an `account_json`, to notice a change.
+fn login_state(account: &Value) -> (Option<bool>, Option<bool>, Option<String>) {
+    (
+        account["loggedIn"].as_bool(),
+        account["authRequired"].as_bool(),
+        account["plan"].as_str().map(str::to_string),
+    )
+}
+
 fn rfc3339_from_secs(s: i64) -> String {
     rfc3339_from_ms(u64::try_from(s).unwrap_or(0).saturating_mul(1000))
 }
 
 impl AccountState {
+    /// Takes in what one refresh read from generation `generation`; a failed read keeps
+    /// what was known and records why.
+    fn apply_reads(
+        &mut self,
+        account: Result<Value, RpcError>,
+        limits: Result<Value, RpcError>,
+        generation: u64,
+    ) {
+        let now = now_rfc3339();
+        match account {
+            Ok(r) => {
+                self.read = Some(AccountRead {
+                    account: r.get("account").cloned().unwrap_or(Value::Null),
+                    requires_auth: r.get("requiresOpenaiAuth").and_then(Value::as_bool),
+                    at: now.clone(),
+                });
+                self.account_error = None;
+            }
+            Err(e) => self.account_error = Some(e.to_string()),
+        }
+        match limits {
+            Ok(r) => {
+                let snapshot = r.get("rateLimits").cloned().unwrap_or(Value::Null);
+                self.limits = merge_limits(&self.limits, &snapshot);
+                self.usage_allowed = r.get("ordinaryUsageAllowed").and_then(Value::as_bool);
+                self.limits_at = Some(now);
+                self.limits_source = Some("account/rateLimits/read");
+                self.limits_error = None;
+            }
+            // Expected for a provider without an OpenAI account ("authentication
+            // required"): the headers of each response still feed the updates.
+            Err(e) => self.limits_error = Some(e.to_string()),
+        }
+        self.generation = generation;
+        self.refreshed = Some(Instant::now());
+        self.refreshing = false;
+    }
+
     /// `account {…}` of the status.
     pub fn account_json(&self) -> Value {
         let Some(r) = &self.read else {
@@ -181,55 +229,38 @@ impl Core {
         let limits = link
             .rpc
             .request("account/rateLimits/read", json!({}), self.timeout());
-        let now = now_rfc3339();
-        let (was, is) = {
+        let now_s = (now_ms() / 1000) as i64;
+        let (was, is, blocked) = {
             let mut a = lock(&self.account);
-            let was = a.account_json();
-            match account {
-                Ok(r) => {
-                    a.read = Some(AccountRead {
-                        account: r.get("account").cloned().unwrap_or(Value::Null),
-                        requires_auth: r.get("requiresOpenaiAuth").and_then(Value::as_bool),
-                        at: now.clone(),
-                    });
-                    a.account_error = None;
-                }
-                Err(e) => a.account_error = Some(e.to_string()),
-            }
-            match limits {
-                Ok(r) => {
-                    let snapshot = r.get("rateLimits").cloned().unwrap_or(Value::Null);
-                    a.limits = merge_limits(&a.limits, &snapshot);
-                    a.usage_allowed = r.get("ordinaryUsageAllowed").and_then(Value::as_bool);
-                    a.limits_at = Some(now);
-                    a.limits_source = Some("account/rateLimits/read");
-                    a.limits_error = None;
-                }
-                // Expected for a provider without an OpenAI account ("authentication
-                // required"): the headers of each response still feed the updates.
-                Err(e) => a.limits_error = Some(e.to_string()),
-            }
-            a.generation = link.generation;
-            a.refreshed = Some(Instant::now());
-            a.refreshing = false;
-            ((was["loggedIn"].clone(), was["plan"].clone()), {
-                let j = a.account_json();
-                (j["loggedIn"].clone(), j["plan"].clone())
-            })
+            let was = login_state(&a.account_json());
+            let before = blocked_until(&a.limits, a.usage_allowed, now_s);
+            a.apply_reads(account, limits, link.generation);
+            let after = blocked_until(&a.limits, a.usage_allowed, now_s);
+            (
+                was,
+                login_state(&a.account_json()),
+                (before != after).then_some(after),
+            )
         };
+        if let Some(after) = blocked {
+            self.emit_blocked(after);
+        }
         if was != is {
+            let message = match &is {
+                (Some(true), _, plan) => {
+                    format!("logged in ({})", plan.as_deref().unwrap_or("no plan"))
+                }
+                (Some(false), Some(false), _) => {
+                    "no OpenAI login (the provider needs none)".to_string()
+                }
+                (Some(false), _, _) => "logged out".to_string(),
+                (None, _, _) => "unknown".to_string(),
+            };
             self.emit(
                 Level::Info,
                 "account.changed",
-                format!(
-                    "codex account: {}",
-                    match is.0.as_bool() {
-                        Some(true) => format!("logged in ({})", is.1.as_str().unwrap_or("no plan")),
-                        Some(false) => "logged out".to_string(),
-                        None => "unknown".to_string(),
-                    }
-                ),
-                json!({"loggedIn": is.0, "plan": is.1}),
+                format!("codex account: {message}"),
+                json!({"loggedIn": is.0, "authRequired": is.1, "plan": is.2}),
             );
         }
     }

@@ -63,6 +63,11 @@ impl CodexProxy {
                 .get(&url)
                 .header("Accept", "application/json")
                 .call(),
+            ("DELETE", _) => self
+                .write_agent
+                .delete(&url)
+                .header("Accept", "application/json")
+                .call(),
             (_, Some(b)) => self
                 .write_agent
                 .post(&url)
@@ -145,6 +150,34 @@ pub fn turn_body(body: &Map<String, Value>) -> Map<String, Value> {
         }
     }
     out
+}
+
+/// `?name=value&…` of the query parameters in `allowed` that `pairs` carries (decoded
+/// pairs, re-encoded for the upstream URL); empty when none is given.
+pub fn forward_query(pairs: &[(String, String)], allowed: &[&str]) -> String {
+    let kept: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| allowed.contains(&k.as_str()))
+        .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+        .collect();
+    if kept.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", kept.join("&"))
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (a path segment or a
+/// query component).
+pub fn encode_component(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn field<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
@@ -232,6 +265,20 @@ mod tests {
             Value::Object(whitelist(body.as_object().unwrap(), &[SESSION_FIELDS])),
             json!({"cwd": "/x", "threadId": "t", "purpose": "duplex"})
         );
+    }
+
+    #[test]
+    fn forwarded_queries_keep_only_allowed_names_and_are_encoded() {
+        let pairs = vec![
+            ("cwd".to_string(), "/a b/c&d".to_string()),
+            ("bogus".to_string(), "x".to_string()),
+            ("limit".to_string(), "5".to_string()),
+        ];
+        assert_eq!(
+            forward_query(&pairs, &["cwd", "limit"]),
+            "?cwd=%2Fa%20b%2Fc%26d&limit=5"
+        );
+        assert_eq!(forward_query(&pairs, &["cursor"]), "");
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;
 /// A thread's preview (its first prompt) is cut to this many bytes in a listing.
 const PREVIEW_CAP: usize = 500;
+/// How far back a fork's sources are searched for turn records.
+const MAX_FORK_DEPTH: usize = 8;
 /// Cursors of pages served from codexd's own records start with this.
 const LOCAL_CURSOR: &str = "codexd:";
 
@@ -87,6 +89,9 @@ impl Core {
             }
             Err(e) => return Err(rpc_error(e)),
         };
+        // A fork's thread carries its source's turns: their records are the source's.
+        let mut kept = self.ancestor_records(&s);
+        kept.extend(ours);
         let running = s.current.as_ref().map(|c| c.to_record("inProgress"));
         let turns: Vec<Value> = page
             .get("data")
@@ -100,11 +105,11 @@ impl Core {
             })
             .map(|t| {
                 let mut r = TurnRecord::from_app_turn(t);
-                let kept = running
+                let known = running
                     .iter()
-                    .chain(ours.iter().rev())
+                    .chain(kept.iter().rev())
                     .find(|k| k.turn_id == r.turn_id);
-                if let Some(k) = kept {
+                if let Some(k) = known {
                     r.fill_from(k);
                 }
                 serde_json::to_value(r).unwrap_or(Value::Null)
@@ -118,6 +123,25 @@ impl Core {
             "nextCursor": page.get("nextCursor").cloned().unwrap_or(Value::Null),
             "source": "app-server",
         }))
+    }
+
+    /// The turn records of the sessions `s` was forked from, oldest ancestor first (a
+    /// bounded walk: a broken chain or a loop ends it).
+    fn ancestor_records(&self, s: &Session) -> Vec<TurnRecord> {
+        let mut chain = Vec::new();
+        let mut next = s.forked_from.clone();
+        while let Some(id) = next.take() {
+            if chain.len() >= MAX_FORK_DEPTH || chain.contains(&id) {
+                break;
+            }
+            next = self.any_session(&id).ok().and_then(|a| a.forked_from);
+            chain.push(id);
+        }
+        chain
+            .iter()
+            .rev()
+            .flat_map(|id| self.session_files.turns(id))
+            .collect()
     }
 
     /// `GET /v1/codexd/threads`: `thread/list`, newest first, each thread with the codexd

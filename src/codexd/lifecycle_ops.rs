@@ -284,6 +284,7 @@ impl Core {
                 .cloned()
                 .collect()
         };
+        let mut archived = 0;
         for mut s in due {
             let seen = s.updated_at.clone();
             s.archived_at = Some(now_rfc3339());
@@ -312,6 +313,7 @@ impl Core {
                 continue;
             }
             self.mark_sessions_dirty();
+            archived += 1;
             self.emit(
                 Level::Info,
                 "session.archived",
@@ -321,6 +323,9 @@ impl Core {
                 ),
                 json!({"sessionId": s.session_id, "threadId": s.thread_id, "idleSince": seen, "retentionMs": retention}),
             );
+        }
+        if archived > 0 {
+            self.flush();
         }
     }
 }

@@ -324,7 +324,9 @@ fn codex_status(app: &Ctx, req: &Request, _: &Params) -> Res {
 }
 
 fn codex_sessions_list(app: &Ctx, req: &Request, _: &Params) -> Res {
-    let (status, data) = app.codex.call("GET", "/v1/codexd/sessions", None)?;
+    let query = forward_query(&req.query_pairs(), &["archived"]);
+    let path = format!("/v1/codexd/sessions{query}");
+    let (status, data) = app.codex.call("GET", &path, None)?;
     Ok(app.ok(req, status, data))
 }
 

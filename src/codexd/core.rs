@@ -249,11 +249,16 @@ impl Core {
                 let Some(turn_id) = s.current_turn_id.take() else {
                     continue;
                 };
-                let cur = s
-                    .current
-                    .take()
-                    .unwrap_or_else(|| crate::sessions::TurnProgress::new(&turn_id));
-                let mut record = cur.to_record("interrupted");
+                // Progress is memory only: after a codexd restart only the id is known.
+                let seen = s.current.take();
+                let mut record = match &seen {
+                    Some(cur) => cur.to_record("interrupted"),
+                    None => crate::sessions::TurnRecord {
+                        status: "interrupted".into(),
+                        kind: Some("turn".into()),
+                        ..Default::default()
+                    },
+                };
                 record.turn_id = turn_id.clone();
                 record.completed_at = Some(now_rfc3339());
                 record.error = Some(json!({"message": why}));

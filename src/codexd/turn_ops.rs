@@ -355,11 +355,10 @@ pub(crate) fn finish_turn(s: &mut Session, turn: &Value) -> TurnRecord {
         .map(str::to_string)
         .or_else(|| s.current_turn_id.clone())
         .unwrap_or_default();
-    let progress = s
-        .current
-        .take()
-        .unwrap_or_else(|| TurnProgress::new(&turn_id));
-    let mut record = progress.finish(turn);
+    let mut record = match s.current.take() {
+        Some(progress) => progress.finish(turn),
+        None => TurnRecord::closed(turn),
+    };
     record.turn_id = turn_id.clone();
     s.current_turn_id = None;
     s.last_turn_id = Some(turn_id);

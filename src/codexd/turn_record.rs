@@ -126,6 +126,15 @@ impl TurnRecord {
         record
     }
 
+    /// The record of a turn codexd never saw run (its `turn/completed` or `thread/read`
+    /// Turn is all there is).
+    pub fn closed(turn: &Value) -> TurnRecord {
+        let mut record = TurnRecord::from_app_turn(turn);
+        record.completed_at.get_or_insert_with(now_rfc3339);
+        fail_if_errored(&mut record);
+        record
+    }
+
     /// Fills what this record lacks from `other`, a record of the same turn: the app-server's
     /// turns lack usage and the diff, and codexd's own may lack what a restart lost.
     pub fn fill_from(&mut self, other: &TurnRecord) {
@@ -257,10 +266,7 @@ impl TurnProgress {
             record.final_message = from_app.final_message.clone();
         }
         record.fill_from(&from_app);
-        // A "completed" turn that carries an error did not succeed.
-        if record.status == "completed" && record.error.is_some() {
-            record.status = "failed".into();
-        }
+        fail_if_errored(&mut record);
         record
     }
 }
@@ -339,6 +345,13 @@ impl ItemFacts {
         r.file_change_count = self.file_change_count;
         r.plan = self.plan.clone();
         r.review = self.review.clone();
+    }
+}
+
+/// A "completed" turn that carries an error did not succeed.
+fn fail_if_errored(r: &mut TurnRecord) {
+    if r.status == "completed" && r.error.is_some() {
+        r.status = "failed".into();
     }
 }
 

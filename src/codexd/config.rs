@@ -95,6 +95,9 @@ pub struct Config {
     pub reconcile_idle_ms: u64,
     /// Events kept in memory and in `recent-events.json`.
     pub recent_events: usize,
+    /// A session finished and idle this long leaves the hot registry for the archive
+    /// (still readable by id); 0 keeps every session hot.
+    pub session_retention_ms: u64,
     /// Size at which stdout.log / stderr.log rotate (one `.1` generation kept).
     pub log_max_bytes: u64,
     /// Demo mode (`--demo` or `BAA_CODEXD_DEMO=1`): codexd runs the built-in loopback
@@ -239,6 +242,9 @@ pub const RECONCILE_IDLE_MS: Setting = Setting::env("BAA_CODEXD_RECONCILE_IDLE_M
 pub const RECENT_EVENTS: Setting = Setting::env("BAA_CODEXD_RECENT_EVENTS")
     .default("200")
     .help("events kept in memory, in recent-events.json and in status (>= 1)");
+pub const SESSION_RETENTION_MS: Setting = Setting::env("BAA_CODEXD_SESSION_RETENTION_MS")
+    .default("604800000")
+    .help("a session finished and idle this long moves from session-registry.json to the archive under <state>/sessions/ (still readable by id; a new turn brings it back); 0 = never");
 pub const LOG_MAX_BYTES: Setting = Setting::env("BAA_CODEXD_LOG_MAX_BYTES")
     .default("10485760")
     .help("stdout.log / stderr.log rotate to .1 past this size");
@@ -285,6 +291,7 @@ pub const SETTINGS: &[Setting] = &[
     STOP_GRACE_MS,
     RECONCILE_IDLE_MS,
     RECENT_EVENTS,
+    SESSION_RETENTION_MS,
     LOG_MAX_BYTES,
     STUB_MODE,
     RUST_LOG,
@@ -411,6 +418,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         stop_grace_ms: r.number(&STOP_GRACE_MS, 0..=u64::MAX)?,
         reconcile_idle_ms: r.number(&RECONCILE_IDLE_MS, 0..=u64::MAX)?,
         recent_events: r.number(&RECENT_EVENTS, 1..=usize::MAX)?,
+        session_retention_ms: r.number(&SESSION_RETENTION_MS, 0..=u64::MAX)?,
         log_max_bytes: r.number(&LOG_MAX_BYTES, 0..=u64::MAX)?,
         demo: r.bool(&DEMO)?,
         experimental_api: r.bool(&EXPERIMENTAL_API)?,
@@ -483,6 +491,7 @@ impl Config {
                 "stopGraceMs": self.stop_grace_ms,
             },
             "smokeLifetimeMs": self.smoke_lifetime_ms,
+            "sessionRetentionMs": self.session_retention_ms,
             "demo": self.demo,
             "experimentalApi": self.experimental_api,
             "modelCheck": self.model_check.as_str(),

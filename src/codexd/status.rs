@@ -18,7 +18,9 @@ impl Core {
                 let st = self.state();
                 RegistryFile {
                     updated_at: st.sessions_updated_at.clone(),
-                    sessions: st.sessions.clone(),
+                    // Only a summary of each last turn: the full records are in the
+                    // per-session turn files, so this whole-file rewrite stays small.
+                    sessions: st.sessions.iter().map(Session::stored_form).collect(),
                 }
             };
             if let Err(e) = self.store.write(state::SESSION_REGISTRY, &doc) {
@@ -107,7 +109,10 @@ impl Core {
             let st = self.state();
             (
                 st.sessions_updated_at.clone(),
-                st.sessions.iter().map(Session::to_json).collect::<Vec<_>>(),
+                st.sessions
+                    .iter()
+                    .map(Session::to_summary_json)
+                    .collect::<Vec<_>>(),
             )
         };
         json!({

@@ -280,6 +280,10 @@ impl Core {
                 if s.loaded_generation == generation {
                     s.loaded_generation = 0;
                 }
+                // Threads live in the child: none is loaded until a turn resumes it.
+                if s.status != "archived" {
+                    s.status = "notLoaded".into();
+                }
                 s.child_pid = None;
             }
             gone

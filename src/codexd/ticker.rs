@@ -5,6 +5,7 @@
 //! thread (at most one refresh at a time); the ticker owns those threads, joins the
 //! finished ones as it goes and the rest when it stops (each is bounded by the request
 //! timeout, and by the child link closing when codexd stops).
+//! Once a second it also archives sessions idle beyond the retention.
 
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -13,6 +14,8 @@ use std::time::Duration;
 use crate::core::Core;
 
 const TICK: Duration = Duration::from_millis(100);
+/// The archive sweep (sessions idle beyond the retention) runs once a second.
+const ARCHIVE_EVERY_TICKS: u64 = 10;
 
 /// Starts the ticker; it ends once the core's stop flag is set.
 pub fn spawn(core: Arc<Core>) -> std::io::Result<JoinHandle<()>> {
@@ -24,7 +27,12 @@ pub fn spawn(core: Arc<Core>) -> std::io::Result<JoinHandle<()>> {
 fn run(core: &Arc<Core>) {
     let mut reconciles: Vec<JoinHandle<()>> = Vec::new();
     let mut account: Option<JoinHandle<()>> = None;
+    let mut ticks: u64 = 0;
     while !core.stop.sleep(TICK) {
+        ticks += 1;
+        if ticks % ARCHIVE_EVERY_TICKS == 0 {
+            core.archive_idle();
+        }
         account_tick(core, &mut account);
         for job in core.tick() {
             let c = core.clone();

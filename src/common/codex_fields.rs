@@ -89,6 +89,36 @@ pub fn experimental_in(body: &Map<String, Value>, list: &[&str]) -> Vec<String> 
         .collect()
 }
 
+/// Fields of a review (`sessionId` or `cwd`; with `cwd` a new session is made, which the
+/// session fields after `target` configure).
+pub const REVIEW_FIELDS: &[&str] = &[
+    "sessionId",
+    "cwd",
+    "target",
+    "approvalPolicy",
+    "metadata",
+    "model",
+    "purpose",
+    "sandbox",
+];
+
+/// Fields of a session fork: where to cut the history, the new session's own purpose and
+/// metadata, and thread settings that differ from the source's.
+pub const FORK_FIELDS: &[&str] = &[
+    "lastTurnId",
+    "metadata",
+    "purpose",
+    "approvalPolicy",
+    "baseInstructions",
+    "config",
+    "cwd",
+    "developerInstructions",
+    "model",
+    "modelProvider",
+    "sandbox",
+    "serviceTier",
+];
+
 /// Keeps only keys named in any of `allowed` (camelCase), accepting their snake_case
 /// spellings too and renaming them to camelCase. A camelCase key wins over its twin.
 pub fn whitelist(body: &Map<String, Value>, allowed: &[&[&str]]) -> Map<String, Value> {

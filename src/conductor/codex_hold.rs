@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use baa::common::sync::lock;
-use baa::common::time::{now_ms, now_rfc3339, parse_rfc3339_ms, rfc3339_from_ms};
+use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339, rfc3339_from_ms};
 
 use crate::codex_proxy::CodexProxy;
 
@@ -79,7 +79,7 @@ impl Facts {
         let at = |path: &[&str]| path.iter().try_fold(snap, |v, k| v.get(*k));
         let blocked_until_ms = at(&["limits", "blockedUntil"])
             .and_then(Value::as_str)
-            .and_then(parse_rfc3339_ms);
+            .and_then(ms_from_rfc3339);
         let logged_out = at(&["account", "authRequired"]).and_then(Value::as_bool) == Some(true)
             && at(&["account", "loggedIn"]).and_then(Value::as_bool) == Some(false);
         Facts {

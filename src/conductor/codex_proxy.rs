@@ -64,6 +64,11 @@ impl CodexProxy {
                 .get(&url)
                 .header("Accept", "application/json")
                 .call(),
+            ("DELETE", _) => self
+                .write_agent
+                .delete(&url)
+                .header("Accept", "application/json")
+                .call(),
             (_, Some(b)) => self
                 .write_agent
                 .post(&url)
@@ -189,6 +194,34 @@ impl Forwarded {
             Err(e) => Err(e),
         }
     }
+}
+
+/// `?name=value&…` of the query parameters in `allowed` that `pairs` carries (decoded
+/// pairs, re-encoded for the upstream URL); empty when none is given.
+pub fn forward_query(pairs: &[(String, String)], allowed: &[&str]) -> String {
+    let kept: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| allowed.contains(&k.as_str()))
+        .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+        .collect();
+    if kept.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", kept.join("&"))
+    }
+}
+
+/// Everything but RFC 3986 unreserved characters is encoded (a path segment or a query
+/// component).
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes `s` for a path segment or a query component of the upstream URL.
+pub fn encode_component(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 fn field<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
@@ -328,6 +361,20 @@ mod tests {
             json!({"purpose": "worker", "approvalTimeoutMs": 500, "approvalDefault": "accept"})
         );
         assert_eq!(f.dropped, ["command"]);
+    }
+
+    #[test]
+    fn forwarded_queries_keep_only_allowed_names_and_are_encoded() {
+        let pairs = vec![
+            ("cwd".to_string(), "/a b/c&d".to_string()),
+            ("bogus".to_string(), "x".to_string()),
+            ("limit".to_string(), "5".to_string()),
+        ];
+        assert_eq!(
+            forward_query(&pairs, &["cwd", "limit"]),
+            "?cwd=%2Fa%20b%2Fc%26d&limit=5"
+        );
+        assert_eq!(forward_query(&pairs, &["cursor"]), "");
     }
 
     #[test]

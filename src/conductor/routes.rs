@@ -14,10 +14,10 @@ use baa::common::http::router::{self, dispatch, Params, Route};
 use baa::common::http::{Reply, Request, Response};
 
 use crate::app::App;
-use crate::codex_proxy::{reshape_status, Forwarded};
+use crate::codex_proxy::{encode_component, forward_query, reshape_status, Forwarded};
 use crate::system::{Action, ChangeRequest};
 use crate::{controllers, describe, firefox, host_ops, records};
-use baa::common::codex_fields::{SESSION_CREATE, TURN_INTERRUPT};
+use baa::common::codex_fields::{FORK_FIELDS, REVIEW_FIELDS, SESSION_CREATE, TURN_INTERRUPT};
 
 type Ctx = Arc<App>;
 type Res = Result<Reply, ApiError>;
@@ -52,6 +52,12 @@ pub static ROUTES: &[Route<Ctx>] = &[
     Route::write("codex.turn.create", "POST", "/v1/codex/turn", "Start a turn on a session. Body: {sessionId, input}; 202 with turnId.", codex_turn_create),
     Route::write("codex.turn.interrupt", "POST", "/v1/codex/turn/interrupt", "Interrupt the running turn of a session. Body: {sessionId}.", codex_turn_interrupt),
     Route::read("codex.models.list", "GET", "/v1/codex/models", "Models codex offers and the reasoning efforts of each. Query: include_hidden, refresh.", codex_models_list),
+    Route::read("codex.sessions.turns", "GET", "/v1/codex/sessions/:session_id/turns", "A Codex session's turn records (commands, file changes, diff), newest first. Query: limit, cursor.", codex_sessions_turns),
+    Route::write("codex.sessions.delete", "DELETE", "/v1/codex/sessions/:session_id", "End a Codex session: archive its thread (409 while a turn runs).", codex_sessions_delete),
+    Route::write("codex.sessions.compact", "POST", "/v1/codex/sessions/:session_id/compact", "Compact a Codex session's context; 202 with the compaction turn.", codex_sessions_compact),
+    Route::write("codex.sessions.fork", "POST", "/v1/codex/sessions/:session_id/fork", "Fork a Codex session into a new one. Body: {lastTurnId?, purpose?, metadata?}.", codex_sessions_fork),
+    Route::read("codex.threads.list", "GET", "/v1/codex/threads", "Codex threads on disk, newest first. Query: cwd, search, limit, cursor, archived.", codex_threads_list),
+    Route::write("codex.review.create", "POST", "/v1/codex/review", "Review changes as a Codex turn. Body: {sessionId | cwd, target}; 202.", codex_review_create),
     Route::write("host.exec", "POST", "/v1/exec", "Run a shell command on the host. Bearer token. Body: {command, cwd, timeoutMs, env}.", host_exec),
     Route::write("host.files.read", "POST", "/v1/files/read", "Read a file on the host. Bearer token. Body: {path, cwd, encoding}.", host_files_read),
     Route::write("host.files.write", "POST", "/v1/files/write", "Write a file on the host. Bearer token. Body: {path, cwd, content, overwrite, createParents}.", host_files_write),
@@ -319,7 +325,9 @@ fn codex_status(app: &Ctx, req: &Request, _: &Params) -> Res {
 }
 
 fn codex_sessions_list(app: &Ctx, req: &Request, _: &Params) -> Res {
-    let (status, data) = app.codex.call("GET", "/v1/codexd/sessions", None)?;
+    let query = forward_query(&req.query_pairs(), &["archived"]);
+    let path = format!("/v1/codexd/sessions{query}");
+    let (status, data) = app.codex.call("GET", &path, None)?;
     Ok(app.ok(req, status, data))
 }
 
@@ -374,14 +382,56 @@ fn codex_models_list(app: &Ctx, req: &Request, _: &Params) -> Res {
 
 /// Percent-encodes a path segment for the upstream URL.
 fn encode_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    encode_component(s)
+}
+
+/// `/v1/codexd/sessions/<id><rest>` for the request's `:session_id`.
+fn upstream_session_path(p: &Params, rest: &str) -> String {
+    let id = p.get("session_id").unwrap_or_default();
+    format!("/v1/codexd/sessions/{}{rest}", encode_segment(id))
+}
+
+fn codex_sessions_turns(app: &Ctx, req: &Request, p: &Params) -> Res {
+    let query = forward_query(&req.query_pairs(), &["limit", "cursor"]);
+    let path = upstream_session_path(p, &format!("/turns{query}"));
+    let (status, data) = app.codex.call("GET", &path, None)?;
+    Ok(app.ok(req, status, data))
+}
+
+fn codex_sessions_delete(app: &Ctx, req: &Request, p: &Params) -> Res {
+    let (status, data) = app
+        .codex
+        .call("DELETE", &upstream_session_path(p, ""), None)?;
+    Ok(app.ok(req, status, data))
+}
+
+fn codex_sessions_compact(app: &Ctx, req: &Request, p: &Params) -> Res {
+    let path = upstream_session_path(p, "/compact");
+    let (status, data) = app.codex.call("POST", &path, Some(&json!({})))?;
+    Ok(app.ok(req, status, data))
+}
+
+fn codex_sessions_fork(app: &Ctx, req: &Request, p: &Params) -> Res {
+    let path = upstream_session_path(p, "/fork");
+    let (status, data) =
+        Forwarded::new(&req.json_object()?, &[FORK_FIELDS]).send(&app.codex, &path)?;
+    Ok(app.ok(req, status, data))
+}
+
+fn codex_threads_list(app: &Ctx, req: &Request, _: &Params) -> Res {
+    let query = forward_query(
+        &req.query_pairs(),
+        &["cwd", "search", "limit", "cursor", "archived"],
+    );
+    let path = format!("/v1/codexd/threads{query}");
+    let (status, data) = app.codex.call("GET", &path, None)?;
+    Ok(app.ok(req, status, data))
+}
+
+fn codex_review_create(app: &Ctx, req: &Request, _: &Params) -> Res {
+    let (status, data) = Forwarded::new(&req.json_object()?, &[REVIEW_FIELDS])
+        .send(&app.codex, "/v1/codexd/review")?;
+    Ok(app.ok(req, status, data))
 }
 
 fn host_exec(app: &Ctx, req: &Request, _: &Params) -> Res {

@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use super::aggregate::first;
-use crate::common::time::parse_rfc3339_ms;
+use crate::common::time::ms_from_rfc3339;
 
 /// How often the inline script re-fetches the page.
 pub const REFRESH_SECS: u64 = 5;
@@ -317,7 +317,7 @@ fn show(v: &Value) -> String {
 /// e.g. `2026-05-01 10:00:00Z <span class="muted">3 min ago</span>`.
 fn when(v: &Value, key: &str, now_ms: u64) -> String {
     let t = text(v, &[key]);
-    match parse_rfc3339_ms(&t) {
+    match ms_from_rfc3339(&t) {
         Some(ms) => {
             let short = t.get(..19).unwrap_or(&t).replace('T', " ");
             let ago = if ms <= now_ms {
@@ -507,17 +507,17 @@ mod tests {
 
     #[test]
     fn parses_timestamps() {
-        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(ms_from_rfc3339("1970-01-01T00:00:00.000Z"), Some(0));
         assert_eq!(
-            parse_rfc3339_ms("2000-02-29T00:00:00.123Z"),
+            ms_from_rfc3339("2000-02-29T00:00:00.123Z"),
             Some(951_782_400_123)
         );
         assert_eq!(
-            parse_rfc3339_ms("2026-11-18T11:06:40Z"),
+            ms_from_rfc3339("2026-11-18T11:06:40Z"),
             Some(1_795_000_000_000)
         );
-        assert_eq!(parse_rfc3339_ms("yesterday"), None);
-        assert_eq!(parse_rfc3339_ms("2026-13-01T00:00:00Z"), None);
+        assert_eq!(ms_from_rfc3339("yesterday"), None);
+        assert_eq!(ms_from_rfc3339("2026-13-01T00:00:00Z"), None);
         assert_eq!(age(3_700_000), "1 h 1 min ago");
     }
 

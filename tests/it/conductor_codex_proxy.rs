@@ -308,3 +308,103 @@ fn codex_proxy_follows_codexd_going_away_and_coming_back() {
     assert_eq!(s["data"]["daemon"]["child"]["status"], "running");
     drop(back);
 }
+
+#[test]
+fn codex_proxy_forwards_turns_threads_review_and_the_session_lifecycle() {
+    let stub = Stub::start("127.0.0.1:0", |req| {
+        let ok = |status, data: Value| reply(status, json!({"ok": true, "data": data}));
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/v1/codexd/sessions/s%201/turns") => {
+                ok(200, json!({"turns": [], "nextCursor": null}))
+            }
+            ("GET", "/v1/codexd/threads") => ok(200, json!({"threads": [], "nextCursor": null})),
+            ("POST", "/v1/codexd/review") => ok(202, json!({"accepted": true, "turnId": "rv-1"})),
+            ("DELETE", "/v1/codexd/sessions/s1") => ok(200, json!({"deleted": true})),
+            ("DELETE", "/v1/codexd/sessions/busy") => reply(
+                409,
+                json!({"ok": false, "error": "turn_running", "message": "Session \"busy\" is running turn t; wait for it to end or interrupt it first."}),
+            ),
+            ("POST", "/v1/codexd/sessions/s1/compact") => {
+                ok(202, json!({"accepted": true, "turnId": "c-1"}))
+            }
+            ("POST", "/v1/codexd/sessions/s1/fork") => {
+                ok(201, json!({"session": {"sessionId": "s2"}}))
+            }
+            _ => reply(
+                500,
+                json!({"ok": false, "error": "boom", "message": "stub has no such route"}),
+            ),
+        }
+    });
+    let dir = TempDir::new("proxy-history");
+    let c = conductor_for(&dir, &stub.base);
+    let client = crate::support::http::Client::new();
+
+    get(&c.url("/v1/codex/sessions/s%201/turns?limit=5&cursor=a%2Fb&bogus=1")).expect(200);
+    let seen = stub.last("/v1/codexd/sessions/s%201/turns").unwrap();
+    assert_eq!(seen.query, "limit=5&cursor=a%2Fb");
+    get(&c.url("/v1/codex/threads?cwd=%2Fw%20x&search=walrus&archived=true&x=1")).expect(200);
+    assert_eq!(
+        stub.last("/v1/codexd/threads").unwrap().query,
+        "cwd=%2Fw%20x&search=walrus&archived=true"
+    );
+    get(&c.url("/v1/codex/threads")).expect(200);
+    assert_eq!(stub.last("/v1/codexd/threads").unwrap().query, "");
+
+    let r = post(
+        &c.url("/v1/codex/review"),
+        &json!({"session_id": "s1", "target": {"baseBranch": "main"}, "env": {"A": "b"}}),
+    )
+    .expect(202);
+    assert_eq!(r["data"]["turnId"], "rv-1");
+    assert_eq!(
+        stub.last("/v1/codexd/review").unwrap().body,
+        json!({"sessionId": "s1", "target": {"baseBranch": "main"}})
+    );
+
+    assert_eq!(
+        client
+            .request("DELETE", &c.url("/v1/codex/sessions/s1"))
+            .expect(200)["data"]["deleted"],
+        true
+    );
+    let busy = client
+        .request("DELETE", &c.url("/v1/codex/sessions/busy"))
+        .expect_error(409, "turn_running");
+    assert_eq!(busy["details"]["upstream_status"], 409, "{busy}");
+
+    post(&c.url("/v1/codex/sessions/s1/compact"), &json!({"x": 1})).expect(202);
+    assert_eq!(
+        stub.last("/v1/codexd/sessions/s1/compact").unwrap().body,
+        json!({})
+    );
+    let f = post(
+        &c.url("/v1/codex/sessions/s1/fork"),
+        &json!({"last_turn_id": "t1", "purpose": "worker", "command": "rm -rf /"}),
+    )
+    .expect(201);
+    assert_eq!(f["data"]["session"]["sessionId"], "s2");
+    assert_eq!(
+        stub.last("/v1/codexd/sessions/s1/fork").unwrap().body,
+        json!({"lastTurnId": "t1", "purpose": "worker"})
+    );
+
+    // Listed on the business surface with ready curls.
+    let business = get(&c.url("/describe/business")).expect(200)["data"].to_string();
+    for path in [
+        "/v1/codex/sessions/:session_id/turns",
+        "/v1/codex/threads",
+        "/v1/codex/review",
+        "/v1/codex/sessions/:session_id/compact",
+        "/v1/codex/sessions/:session_id/fork",
+    ] {
+        assert!(business.contains(path), "{path} not on /describe/business");
+    }
+    let caps = get(&c.url("/v1/capabilities")).expect(200)["data"].clone();
+    let delete_listed = caps["write_endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["method"] == "DELETE" && r["path"] == "/v1/codex/sessions/:session_id");
+    assert!(delete_listed, "{caps:#}");
+}

@@ -27,8 +27,8 @@ use crate::core::{str_at, Core};
 use crate::endpoint::Transport;
 use crate::events::Level;
 use crate::session_ops::apply_thread_result;
-use crate::sessions::TurnProgress;
 use crate::state::DaemonState;
+use crate::turn_record::{TurnProgress, TurnRecord};
 
 impl Core {
     /// Start-up: if the previous codexd recorded a unix-mode child on the socket this one
@@ -64,16 +64,8 @@ impl Core {
         // A running turn's progress lives in memory only; its outcome comes with
         // `turn/completed` (or from `thread/read`), which carries the final message.
         for s in st.sessions.iter_mut() {
-            if let (Some(turn_id), None) = (s.current_turn_id.clone(), s.current.as_ref()) {
-                s.current = Some(TurnProgress {
-                    turn_id,
-                    started_at: s.updated_at.clone(),
-                    last_message: None,
-                    error: None,
-                    usage: None,
-                    idle_since: None,
-                    reconciling: false,
-                });
+            if let (Some(turn_id), None) = (s.current_turn_id.as_deref(), s.current.as_ref()) {
+                s.current = Some(TurnProgress::resumed(turn_id));
             }
         }
         true
@@ -204,26 +196,28 @@ impl Core {
 
     /// Marks the running turn of one session `interrupted` with `why`.
     fn interrupt_turn_of(&self, session_id: &str, why: &str) {
-        let mut turn = None;
+        let mut done = None;
         self.update_session(session_id, |s| {
             if let Some(tid) = s.current_turn_id.take() {
-                let cur = s.current.take();
+                let mut record = match s.current.take() {
+                    Some(cur) => cur.to_record("interrupted"),
+                    None => TurnRecord {
+                        status: "interrupted".into(),
+                        kind: Some("turn".into()),
+                        ..Default::default()
+                    },
+                };
+                record.turn_id = tid.clone();
+                record.completed_at = Some(now_rfc3339());
+                record.error = Some(json!({"message": why}));
                 s.last_turn_id = Some(tid.clone());
                 s.last_turn_status = Some("interrupted".into());
-                s.last_turn = Some(crate::sessions::TurnRecord {
-                    turn_id: tid.clone(),
-                    status: "interrupted".into(),
-                    started_at: cur.as_ref().map(|c| c.started_at.clone()),
-                    completed_at: Some(now_rfc3339()),
-                    final_message: cur.as_ref().and_then(|c| c.last_message.clone()),
-                    error: Some(json!({"message": why})),
-                    usage: cur.as_ref().and_then(|c| c.usage.clone()),
-                    duration_ms: None,
-                });
-                turn = Some(tid);
+                s.last_turn = Some(record.clone());
+                done = Some((tid, record));
             }
         });
-        if let Some(tid) = turn {
+        if let Some((tid, record)) = done {
+            self.store_turn(session_id, &record);
             self.abandon_replayable(Some(&tid), why);
             self.emit(
                 Level::Warn,

@@ -270,7 +270,9 @@ impl Core {
         user_agent: Option<String>,
     ) {
         let (generation, pid) = (link.generation, link.pid);
-        let version = user_agent.as_deref().and_then(codex_version);
+        let version = user_agent
+            .as_deref()
+            .and_then(crate::codex_version::version_from_user_agent);
         let attached = {
             let mut st = self.state();
             st.child.status = ChildStatus::Running;
@@ -285,6 +287,7 @@ impl Core {
             }
             st.child.attached
         };
+        self.set_user_agent(user_agent.clone());
         self.set_link(Some(link.clone()));
         self.mark_daemon_dirty();
         self.mark_sessions_dirty();
@@ -320,6 +323,12 @@ impl Core {
                 .drain(..)
                 .partition(|p| p.generation == generation);
             st.pending = keep;
+            // Threads live in the child: none is loaded until a turn resumes it.
+            for s in st.sessions.iter_mut() {
+                if s.status != "archived" {
+                    s.status = "notLoaded".into();
+                }
+            }
             gone
         };
         for p in abandoned {
@@ -609,29 +618,7 @@ impl Core {
     }
 }
 
-/// `0.169.0` from the userAgent `codexd/0.169.0 (Debian 12; x86_64) …`.
-fn codex_version(user_agent: &str) -> Option<String> {
-    let (_, rest) = user_agent.split_once('/')?;
-    let v = rest.split_whitespace().next()?;
-    (!v.is_empty()).then(|| v.to_string())
-}
-
 fn last_lines(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codex_version_is_read_from_the_user_agent() {
-        assert_eq!(
-            codex_version("codexd/0.169.0 (Debian 12.0.0; x86_64) xterm (codexd; 0.1.0)"),
-            Some("0.169.0".into())
-        );
-        assert_eq!(codex_version("stub-app-server/0.0.0"), Some("0.0.0".into()));
-        assert_eq!(codex_version("no version"), None);
-    }
 }

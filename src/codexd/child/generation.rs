@@ -82,7 +82,7 @@ impl Generation {
                 "initialize",
                 json!({
                     "clientInfo": {"name": "codexd", "title": "baa-codexd", "version": s.version},
-                    "capabilities": {"experimentalApi": false},
+                    "capabilities": {"experimentalApi": s.experimental_api},
                 }),
                 timeout,
             )

@@ -6,6 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// A held lock; released on drop (or when the process ends).
@@ -54,6 +55,9 @@ impl DirLock {
             .truncate(false)
             .read(true)
             .write(true)
+            // Like every state file: private. (Rust opens it close-on-exec, so a child
+            // that outlives us never inherits the lock.)
+            .mode(0o600)
             .open(&path)
             .map_err(io_err)?;
         // SAFETY: flock on an fd we own.

@@ -436,26 +436,33 @@ impl Core {
                 "codexd runs with BAA_CODEXD_SERVER_STRATEGY=external and has no child to restart.",
             ));
         }
-        let sent = lock(&self.control)
-            .as_ref()
-            .is_some_and(|tx| tx.try_send(Control::Restart).is_ok());
-        if !sent {
+        // Read before the request: the supervisor may act on it at once.
+        let (pid, status) = {
+            let st = self.state();
+            (st.child.pid, st.child.status)
+        };
+        // Sent under the event lock (like an answer to the child): the child's exit that
+        // the request causes is always emitted after `child.restart_requested`.
+        let sent = self.events.emit_after(
+            || {
+                lock(&self.control)
+                    .as_ref()
+                    .ok_or(())?
+                    .try_send(Control::Restart)
+                    .map_err(|_| ())
+            },
+            Level::Info,
+            "child.restart_requested",
+            format!("restart of the codex app-server requested (pid {pid:?}, status {status})"),
+            json!({"pid": pid, "status": status}),
+        );
+        if sent.is_err() {
             return Err(ApiError::new(
                 503,
                 "restart_unavailable",
                 "The supervisor is not taking requests (codexd is starting, stopping, or a restart is already queued).",
             ));
         }
-        let (pid, status) = {
-            let st = self.state();
-            (st.child.pid, st.child.status)
-        };
-        self.emit(
-            Level::Info,
-            "child.restart_requested",
-            format!("restart of the codex app-server requested (pid {pid:?}, status {status})"),
-            json!({"pid": pid, "status": status}),
-        );
         Ok(json!({"accepted": true, "previousPid": pid, "previousStatus": status}))
     }
 

@@ -184,6 +184,16 @@ fn restart_on_request_replaces_a_running_child_and_interrupts_its_turn() {
         c["recentExits"].as_array().unwrap().last().unwrap()["requested"],
         true
     );
+    // Cause before effect on the stream.
+    let types: Vec<String> = event_types(&d)
+        .iter()
+        .filter_map(|e| e["type"].as_str().map(str::to_string))
+        .collect();
+    let at = |t: &str| types.iter().position(|x| x == t);
+    assert!(
+        at("child.exited").is_some() && at("child.restart_requested") < at("child.exited"),
+        "{types:?}"
+    );
     // CRASH_LOOP_MAX=1: a counted exit would have parked it.
     assert!(
         !event_types(&d)

@@ -263,7 +263,7 @@ pub const LOG_MAX_BYTES: Setting = Setting::env("BAA_CODEXD_LOG_MAX_BYTES")
     .help("stdout.log / stderr.log rotate to .1 past this size");
 pub const STUB_MODE: Setting = Setting::env("BAA_CODEXD_STUB_MODE")
     .default("normal")
-    .help("read only by the built-in stub child (baa-codexd __stub-app-server, used by smoke and tests): normal, exit, exit-while:PATH, garbage, silent, mute, no-complete, late-start")
+    .help("read only by the built-in stub child (baa-codexd __stub-app-server, used by smoke and tests): normal, exit, exit-while:PATH, listen (serves --listen unix://PATH), garbage, silent, mute, no-complete, late-start")
     .external()
     .hidden();
 pub const RUST_LOG: Setting = Setting::env("RUST_LOG")

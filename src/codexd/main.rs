@@ -33,6 +33,7 @@ mod state;
 mod status;
 mod stop_child;
 mod stub;
+mod stub_socket;
 mod supervision;
 mod ticker;
 mod turn_ops;

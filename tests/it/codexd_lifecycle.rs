@@ -258,3 +258,78 @@ fn a_socket_path_over_the_macos_limit_is_refused_at_start() {
     );
     assert!(!dirs.state.exists(), "the state dir was created");
 }
+
+/// Unix mode, the stub serving the socket: a connection that drops while the child runs
+/// on is attached again (the same process, a new generation) and the turn that was
+/// running finishes in it, its message whole.
+#[test]
+fn unix_connection_lost_while_the_child_runs_is_attached_again_and_its_turn_finishes() {
+    let tmp = TempDir::new("codexd-drop");
+    let dirs = Dirs::under(&tmp.child("root"));
+    let _left = LeftChild::of(&dirs);
+    let d = start_running(with_stub(&dirs, "listen").env("BAA_CODEXD_SERVER_ENDPOINT", "unix://"));
+    let c = child_status(&d);
+    assert_eq!(
+        (&c["transport"], &c["attached"]),
+        (&json!("unix"), &json!(false)),
+        "{c}"
+    );
+    let pid = child_pid(&d);
+    let s = create_session(&d, json!({}));
+    let sid = s["sessionId"].as_str().unwrap();
+    let tid = turn(&d, sid, "drop-connection");
+    let s = wait_turn_done(&d, sid, &tid, T);
+    assert_eq!(s["lastTurnStatus"], "completed", "{s}");
+    assert_eq!(
+        s["lastTurn"]["finalMessage"], "before the drop, after the drop",
+        "{s}"
+    );
+    let c = child_status(&d);
+    assert_eq!(
+        (&c["pid"], &c["attached"]),
+        (&json!(pid), &json!(true)),
+        "{c}"
+    );
+    assert!(c["generation"].as_u64() >= Some(2), "{c}");
+    let types: Vec<String> = event_types(&d)
+        .iter()
+        .filter_map(|e| e["type"].as_str().map(str::to_string))
+        .collect();
+    let at = |t: &str| types.iter().position(|x| x == t);
+    assert!(
+        at("child.disconnected").is_some() && at("child.disconnected") < at("child.attached"),
+        "{types:?}"
+    );
+    assert!(!types.iter().any(|t| t == "turn.interrupted"), "{types:?}");
+}
+
+/// Unix mode: a child that dies while codexd runs is a plain exit (its turn interrupted,
+/// a fresh child spawned), not a lost connection to attach to again.
+#[test]
+fn unix_child_killed_while_codexd_runs_is_replaced_and_its_turn_interrupted() {
+    let tmp = TempDir::new("codexd-unix-child-kill");
+    let dirs = Dirs::under(&tmp.child("root"));
+    let _left = LeftChild::of(&dirs);
+    let d = start_running(with_stub(&dirs, "listen").env("BAA_CODEXD_SERVER_ENDPOINT", "unix://"));
+    let old = child_pid(&d);
+    let s = create_session(&d, json!({}));
+    let sid = s["sessionId"].as_str().unwrap();
+    let tid = turn(&d, sid, "slow:1000");
+    baa::common::proc::kill_pid(old, libc::SIGKILL).unwrap();
+    let s = wait_turn_done(&d, sid, &tid, T);
+    assert_eq!(s["lastTurnStatus"], "interrupted", "{s}");
+    let c = wait_child(&d, T, "replaced", |c| {
+        c["pid"].as_u64().is_some_and(|p| p != u64::from(old))
+    });
+    assert_eq!(
+        (&c["transport"], &c["attached"]),
+        (&json!("unix"), &json!(false)),
+        "{c}"
+    );
+    let tid = turn(&d, sid, "on the new child");
+    let s = wait_turn_done(&d, sid, &tid, T);
+    assert_eq!(
+        s["lastTurn"]["finalMessage"], "stub reply: on the new child",
+        "{s}"
+    );
+}

@@ -121,11 +121,12 @@ impl Generation {
         }
     }
 
-    /// Unix mode: true once the connection ended (stdio: never; the process exit tells).
-    pub fn connection_closed(&self) -> bool {
+    /// Unix mode: why the connection ended, once it did (stdio: never; the process exit
+    /// tells).
+    pub fn connection_ended(&self) -> Option<String> {
         match &self.io {
-            Io::Unix { pump: Some(p), .. } => p.is_closed(),
-            _ => false,
+            Io::Unix { pump: Some(p), .. } => p.ended(),
+            _ => None,
         }
     }
 

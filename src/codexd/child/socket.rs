@@ -10,24 +10,32 @@
 //! queued) and on its stop pipe, so it neither spins nor adds latency. The socket is
 //! non-blocking after the handshake: a child that stops reading fills the socket, and the
 //! frame waits in tungstenite's buffer while the thread keeps reading.
+//!
+//! A message over codexd's line limit is cut exactly like a stdout line ([`MAX_LINE`]:
+//! its head is passed on as `LineCut`, a request in it is still answered); one over
+//! [`MAX_MESSAGE`] cannot be read at all and ends the connection (codexd attaches again).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::TryRecvError;
+
+use baa::common::sync::lock;
 use tungstenite::handshake::HandshakeError;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
-use super::pumps::MAX_LINE;
+use super::pumps::{cut_message, CUT_HEAD, MAX_LINE};
 use super::{queue, ChildEvent};
 use crate::rpc::Outbound;
+
+/// Longest message read at all (and held in memory at once): twice the line limit.
+pub const MAX_MESSAGE: usize = 2 * MAX_LINE;
 
 /// Bytes our frames may pile up in tungstenite's buffer while the child does not read;
 /// past it the connection is given up (requests then fail as `ChildGone`).
@@ -41,8 +49,8 @@ pub fn connect(path: &Path, timeout: Duration) -> Result<WebSocket<UnixStream>, 
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
     let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_LINE))
-        .max_frame_size(Some(MAX_LINE))
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
         .max_write_buffer_size(MAX_WRITE_BUFFER);
     match tungstenite::client::client_with_config("ws://localhost/", stream, Some(config)) {
         Ok((ws, _response)) => Ok(ws),
@@ -75,7 +83,8 @@ impl std::fmt::Display for ConnectError {
 /// The socket thread of one generation.
 pub struct SocketPump {
     thread: Option<JoinHandle<()>>,
-    closed: Arc<AtomicBool>,
+    /// Why the connection ended, once it did.
+    ended: Arc<Mutex<Option<String>>>,
 }
 
 impl SocketPump {
@@ -89,27 +98,27 @@ impl SocketPump {
         reports: queue::Sender<ChildEvent>,
     ) -> io::Result<SocketPump> {
         ws.get_ref().set_nonblocking(true)?;
-        let closed = Arc::new(AtomicBool::new(false));
-        let flag = closed.clone();
+        let ended = Arc::new(Mutex::new(None));
+        let end = ended.clone();
         let thread = thread::Builder::new()
             .name(format!("codexd-socket-{generation}"))
             .spawn(move || {
                 let why = run(generation, ws, &out, &reports);
                 log::debug!("app-server connection {generation} ended: {why}");
-                flag.store(true, Ordering::SeqCst);
+                *lock(&end) = Some(why);
                 let ev = ChildEvent::StreamClosed { generation };
                 let weight = ev.weight();
                 let _ = reports.send(ev, weight);
             })?;
         Ok(SocketPump {
             thread: Some(thread),
-            closed,
+            ended,
         })
     }
 
-    /// True once the connection ended (the peer closed it, or it failed).
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
+    /// Why the connection ended (the peer closed it, or it failed); None while it lasts.
+    pub fn ended(&self) -> Option<String> {
+        lock(&self.ended).clone()
     }
 
     /// Joins the thread; the Rpc must be closed first (that is what stops it).
@@ -172,13 +181,23 @@ fn run(
                 }
                 Err(tungstenite::Error::Capacity(e)) => {
                     log::error!(
-                        "the app-server sent a message over codexd's {MAX_LINE}-byte limit ({e}); dropping the connection"
+                        "the app-server sent a message over {MAX_MESSAGE} bytes ({e}); dropping the connection"
                     );
-                    return format!("message over the {MAX_LINE}-byte limit: {e}");
+                    return format!("a message over {MAX_MESSAGE} bytes: {e}");
                 }
                 Err(e) => return format!("read: {e}"),
             };
-            let ev = ChildEvent::Line { generation, bytes };
+            let ev = if bytes.len() > MAX_LINE {
+                let head = bytes[..CUT_HEAD].to_vec();
+                ChildEvent::LineCut {
+                    generation,
+                    bytes: bytes.len() as u64,
+                    message: cut_message(&head),
+                    head,
+                }
+            } else {
+                ChildEvent::Line { generation, bytes }
+            };
             let weight = ev.weight();
             if reports.send(ev, weight).is_err() {
                 return "the core stopped listening".into();

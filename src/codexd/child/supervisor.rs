@@ -78,8 +78,8 @@ enum Target {
 /// How a running generation ended.
 enum Ended {
     Exited(Option<ExitStatus>),
-    /// Unix mode: the connection ended, the process still runs.
-    Disconnected,
+    /// Unix mode: the connection ended (why), the process still runs.
+    Disconnected(String),
     Stop,
     Restart,
 }
@@ -137,22 +137,24 @@ impl Supervisor {
                         unavailable = false;
                         continue;
                     }
-                    Ended::Disconnected => {
+                    Ended::Disconnected(why) => {
                         let ready_for = gen.ready_for();
                         let (generation, pid) = (gen.link.generation, gen.pid());
                         gen.finish();
+                        let reason = format!(
+                            "the connection ended ({why}) while the app-server kept running"
+                        );
                         self.report(ChildEvent::Disconnected {
                             generation,
                             pid,
-                            reason: "the connection to the app-server ended while it kept running"
-                                .into(),
+                            reason: reason.clone(),
                         });
                         if let Some(a) = gen.into_adoptee() {
                             target = Target::Attach(a);
                         }
                         // Attaching again goes through the policy like a restart would, so a
                         // connection that keeps dropping backs off and can end in crash_loop.
-                        if self.after_exit(&mut policy, ready_for, String::new(), String::new())
+                        if self.after_exit(&mut policy, ready_for, reason, String::new())
                             == Pause::Stop
                         {
                             break;
@@ -283,7 +285,7 @@ impl Supervisor {
             if let Some(status) = gen.try_exit() {
                 return Ended::Exited(status);
             }
-            if gen.connection_closed() {
+            if let Some(why) = gen.connection_ended() {
                 // The process usually exits right after its socket closed: tell the two
                 // apart before attaching again to something that is going away.
                 let deadline = Instant::now() + DISCONNECT_GRACE;
@@ -293,7 +295,7 @@ impl Supervisor {
                     }
                     thread::sleep(WATCH);
                 }
-                return Ended::Disconnected;
+                return Ended::Disconnected(why);
             }
             if self.stop.is_set() {
                 return Ended::Stop;

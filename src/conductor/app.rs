@@ -20,7 +20,11 @@ use crate::firefox::{self, Bridge};
 use crate::host_ops::exec::ExecSlots;
 use crate::host_ops::protect::Protected;
 use crate::lease::Lease;
-use crate::system::{Action, ChangeRequest, SystemStore};
+use crate::system::{Action, ChangeRequest, Mode, SystemStore};
+use crate::tasks::codexd::Codexd;
+use crate::tasks::control::{SchedulerState, StopReason};
+use crate::tasks::model::Task;
+use crate::tasks::store::TaskStore;
 
 pub struct App {
     pub cfg: Config,
@@ -40,13 +44,31 @@ pub struct App {
     pub exec_slots: ExecSlots,
     /// What host ops must never touch (state and logs trees, our own /proc entry).
     pub protected_paths: Protected,
+    /// Tasks, runs and task logs.
+    pub tasks: Arc<TaskStore>,
+    /// What the scheduler thread, the runs and the routes share.
+    pub sched: SchedulerState,
+    /// codexd as the runs call it (None when it is not configured).
+    pub codexd: Option<Arc<Codexd>>,
 }
 
 impl App {
-    pub fn new(cfg: Config, bound: SocketAddr, store: Arc<JsonStore>, lease: Arc<Lease>) -> Self {
+    pub fn new(
+        cfg: Config,
+        bound: SocketAddr,
+        store: Arc<JsonStore>,
+        lease: Arc<Lease>,
+        tasks: Arc<TaskStore>,
+    ) -> Self {
         let host_policy = HostPolicy::for_listener(bound, &cfg.local_api_allowed_hosts);
         let protected_paths = Protected::new(&[&cfg.state_dir, &cfg.logs_dir]);
         Self {
+            tasks,
+            sched: SchedulerState::new(cfg.max_running_tasks),
+            codexd: cfg
+                .codexd_local_api_base
+                .as_deref()
+                .map(|b| Arc::new(Codexd::new(b))),
             base_url: format!("http://{bound}"),
             started_at: baa::common::time::now_rfc3339(),
             started: AtomicBool::new(false),
@@ -67,17 +89,59 @@ impl App {
         self.started.load(Ordering::SeqCst)
     }
 
-    /// The public system state, with the current lease holder.
+    /// The public system state, with the current lease holder and `drained` (draining and
+    /// no task run in flight: a restart of codexd or the node is safe).
     pub fn system_state(&self) -> Result<Value, ApiError> {
         let state = self
             .system
             .load(&self.store)
             .map_err(|e| ApiError::internal(format!("Cannot read system state: {e}")))?;
-        Ok(state.to_json(self.lease.holder_id().as_deref()))
+        let mut json = state.to_json(self.lease.holder_id().as_deref());
+        json["drained"] = Value::Bool(state.mode == Mode::Draining && self.nothing_runs());
+        Ok(json)
+    }
+
+    /// No task is running and no run thread is in flight.
+    pub fn nothing_runs(&self) -> bool {
+        self.sched.in_flight() == 0 && self.tasks.counts().running == 0
+    }
+
+    /// 409 `not_leader` on a standby (only the lease holder changes state or tasks).
+    pub fn require_leader(&self) -> Result<(), ApiError> {
+        let lease = self.lease.status();
+        if lease.is_leader {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            409,
+            "not_leader",
+            format!(
+                "This conductor ({}) is standby; send changes to the lease holder{}.",
+                self.cfg.node_id,
+                lease
+                    .holder_id
+                    .as_deref()
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default()
+            ),
+        )
+        .with_details(serde_json::json!({ "holder_id": lease.holder_id })))
+    }
+
+    /// A task changed: the Firefox bridge hears of it.
+    pub fn task_changed(&self, task: &Task) {
+        self.bridge.push_task(task);
     }
 
     /// Pause/resume/drain, from HTTP or the Firefox bridge. Only the lease holder writes.
     pub fn change_system(&self, action: Action, req: &ChangeRequest) -> Result<Value, ApiError> {
+        if req.interrupt && action != Action::Pause {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "interrupt applies only to pause.",
+            )
+            .with_details(serde_json::json!({ "field": "interrupt" })));
+        }
         let lease = self.lease.status();
         if !lease.is_leader {
             return Err(ApiError::new(
@@ -106,7 +170,13 @@ impl App {
             state.requested_by,
             state.reason
         );
-        let json = state.to_json(lease.holder_id.as_deref());
+        if req.interrupt {
+            let n = self.sched.stop_all(StopReason::Pause);
+            log::info!("system: pause with interrupt: {n} running task turn(s) interrupted");
+        }
+        self.sched.wake();
+        let mut json = state.to_json(lease.holder_id.as_deref());
+        json["drained"] = Value::Bool(state.mode == Mode::Draining && self.nothing_runs());
         self.broadcast_state(&json);
         Ok(json)
     }

@@ -11,10 +11,6 @@
 //!
 //! codexd being unreachable is not a hold here: the dispatch itself fails and says why.
 
-// The scheduler's dispatch gate (issue 10, built in parallel) is what calls `check`; until
-// it lands only `/v1/runtime` and the tests use this file.
-#![allow(dead_code)]
-
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -27,6 +23,8 @@ use crate::codex_proxy::CodexProxy;
 
 /// How long one reading of codexd's status is reused.
 pub const MAX_AGE: Duration = Duration::from_secs(5);
+/// How long a failed reading is reused: codexd coming back should start the queue soon.
+pub const MAX_AGE_FAILED: Duration = Duration::from_secs(1);
 
 /// Why turns wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,9 +124,14 @@ impl HoldGate {
     /// The hold now, reading codexd's status first when the last reading is older than
     /// [`MAX_AGE`]. An unreadable status holds nothing (the reading keeps its error).
     pub fn check(&self, proxy: &CodexProxy) -> Option<Hold> {
-        let stale = lock(&self.last)
-            .as_ref()
-            .is_none_or(|r| r.at.elapsed() >= MAX_AGE);
+        let stale = lock(&self.last).as_ref().is_none_or(|r| {
+            let max_age = if r.facts.is_ok() {
+                MAX_AGE
+            } else {
+                MAX_AGE_FAILED
+            };
+            r.at.elapsed() >= max_age
+        });
         if stale {
             // Not under the lock: the call may take the proxy's read timeout.
             let facts = proxy
@@ -150,6 +153,13 @@ impl HoldGate {
         last.as_ref()
             .and_then(|r| r.facts.as_ref().ok())
             .and_then(|f| f.hold(now_ms()))
+    }
+
+    /// Why the last reading of codexd's status failed (codexd unreachable), if it did.
+    pub fn error(&self) -> Option<String> {
+        lock(&self.last)
+            .as_ref()
+            .and_then(|r| r.facts.as_ref().err().cloned())
     }
 
     /// For `/v1/runtime`: `{held, reason, until, message, checkedAt, error}`; `checkedAt`

@@ -60,6 +60,14 @@ pub struct Config {
     pub head_timeout_ms: u64,
     /// How long a keep-alive connection may sit idle between requests.
     pub idle_timeout_ms: u64,
+    /// Task runs (Codex turns through codexd) the scheduler keeps in flight at once.
+    pub max_running_tasks: usize,
+    /// Finished tasks kept (with their runs and logs); older ones are pruned.
+    pub task_retention: usize,
+    /// First retry delay of a task whose run failed retryably; doubles per failure.
+    pub task_backoff_ms: u64,
+    /// Cap of that delay.
+    pub task_backoff_max_ms: u64,
     pub version: String,
     pub warnings: Vec<String>,
 }
@@ -181,6 +189,24 @@ pub const IDLE_TIMEOUT_MS: Setting = Setting::env("BAA_CONDUCTOR_IDLE_TIMEOUT_MS
     .flag("idle-timeout-ms", "MS")
     .default("15000")
     .help("how long an idle keep-alive connection stays open (>= 100)");
+pub const MAX_RUNNING_TASKS: Setting = Setting::env("BAA_CONDUCTOR_MAX_RUNNING_TASKS")
+    .flag("max-running-tasks", "N")
+    .default("1")
+    .help("task runs (Codex turns through codexd) in flight at once on the leader (1-64)");
+pub const TASK_RETENTION: Setting = Setting::env("BAA_CONDUCTOR_TASK_RETENTION")
+    .flag("task-retention", "N")
+    .default("5000")
+    .help(
+        "finished tasks kept with their runs and logs; older ones are pruned, oldest first (>= 1)",
+    );
+pub const TASK_BACKOFF_MS: Setting = Setting::env("BAA_CONDUCTOR_TASK_BACKOFF_MS")
+    .flag("task-backoff-ms", "MS")
+    .default("10000")
+    .help("delay before a task whose run failed retryably runs again; doubles per failure (>= 1)");
+pub const TASK_BACKOFF_MAX_MS: Setting = Setting::env("BAA_CONDUCTOR_TASK_BACKOFF_MAX_MS")
+    .flag("task-backoff-max-ms", "MS")
+    .default("300000")
+    .help("cap of that delay (>= 1)");
 pub const RUST_LOG: Setting = Setting::env("RUST_LOG")
     .default("info")
     .help("log filter (env_logger); logs go to stderr")
@@ -212,6 +238,10 @@ pub const SETTINGS: &[Setting] = &[
     MAX_BODY_BYTES,
     HEAD_TIMEOUT_MS,
     IDLE_TIMEOUT_MS,
+    MAX_RUNNING_TASKS,
+    TASK_RETENTION,
+    TASK_BACKOFF_MS,
+    TASK_BACKOFF_MAX_MS,
     RUST_LOG,
     // Passed on to /v1/exec commands (and HOME locates the TCC-protected folders).
     pass_on("PATH"),
@@ -344,6 +374,10 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
     let max_body_bytes = r.number(&MAX_BODY_BYTES, 1024..=usize::MAX)?;
     let head_timeout_ms = r.number(&HEAD_TIMEOUT_MS, 100..=u64::MAX)?;
     let idle_timeout_ms = r.number(&IDLE_TIMEOUT_MS, 100..=u64::MAX)?;
+    let max_running_tasks = r.number(&MAX_RUNNING_TASKS, 1..=64)?;
+    let task_retention = r.number(&TASK_RETENTION, 1..=usize::MAX)?;
+    let task_backoff_ms = r.number(&TASK_BACKOFF_MS, 1..=u64::MAX)?;
+    let task_backoff_max_ms = r.number(&TASK_BACKOFF_MAX_MS, 1..=u64::MAX)?;
 
     // Last, so a wrong value elsewhere is reported first; and all at once, so a person
     // starting it by hand learns every missing one from one try.
@@ -386,6 +420,10 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         max_body_bytes,
         head_timeout_ms,
         idle_timeout_ms,
+        max_running_tasks,
+        task_retention,
+        task_backoff_ms,
+        task_backoff_max_ms,
         version: env!("CARGO_PKG_VERSION").to_string(),
         warnings,
     })
@@ -468,6 +506,8 @@ pub fn render_text(c: &Config) -> String {
         format!("lease_ttl_sec: {}", c.lease_ttl_sec),
         format!("lease_renew_interval_ms: {}", c.lease_renew_interval_ms),
         format!("renew_failure_threshold: {}", c.renew_failure_threshold),
+        format!("max_running_tasks: {}", c.max_running_tasks),
+        format!("task_retention: {}", c.task_retention),
         format!("state_dir: {}", c.state_dir.display()),
         format!("logs_dir: {}", c.logs_dir.display()),
         format!("runs_dir: {}", c.runs_dir.display()),
@@ -512,6 +552,10 @@ pub fn render_json(c: &Config) -> serde_json::Value {
         "leaseTtlSec": c.lease_ttl_sec,
         "leaseRenewIntervalMs": c.lease_renew_interval_ms,
         "renewFailureThreshold": c.renew_failure_threshold,
+        "maxRunningTasks": c.max_running_tasks,
+        "taskRetention": c.task_retention,
+        "taskBackoffMs": c.task_backoff_ms,
+        "taskBackoffMaxMs": c.task_backoff_max_ms,
         "paths": {
             "stateDir": c.state_dir, "logsDir": c.logs_dir, "runsDir": c.runs_dir,
             "worktreesDir": c.worktrees_dir, "tmpDir": c.tmp_dir,

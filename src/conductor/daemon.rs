@@ -18,6 +18,8 @@ use crate::config::Config;
 use crate::controllers::{self, Heartbeat};
 use crate::lease::{self, Lease};
 use crate::routes;
+use crate::tasks::scheduler::Scheduler;
+use crate::tasks::store::TaskStore;
 
 /// How long in-flight requests get to finish on SIGTERM (launchd's ExitTimeOut is longer).
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -26,8 +28,9 @@ pub fn run(cfg: Config) -> ExitCode {
     let startup = Startup {
         binary: "baa-conductor",
         bind: cfg.local_api.bind_addr(),
-        // The grace, then joining the lease and heartbeat loops (each wakes within 50 ms).
-        stop_bound: STOP_GRACE + Duration::from_secs(5),
+        // The grace, then the scheduler (its runs get 3 s), then joining the lease and
+        // heartbeat loops (each wakes within 50 ms).
+        stop_bound: STOP_GRACE + Duration::from_secs(10),
     };
     daemon::run(startup, move |listener, bound, stop| {
         start(cfg, listener, bound, stop).map(|r| Box::new(r) as Box<dyn Service>)
@@ -38,6 +41,7 @@ pub fn run(cfg: Config) -> ExitCode {
 struct Running {
     app: Arc<App>,
     server: ServerHandle,
+    scheduler: Option<Scheduler>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -62,10 +66,20 @@ fn start(
     }
     let store = Arc::new(JsonStore::open(&cfg.state_dir).map_err(|e| format!("state dir: {e}"))?);
 
+    let loading = std::time::Instant::now();
+    let tasks = Arc::new(
+        TaskStore::open(&cfg.state_dir, cfg.task_retention).map_err(|e| format!("tasks: {e}"))?,
+    );
+    log::info!(
+        "tasks: {} in the store, loaded in {} ms",
+        tasks.counts().total(),
+        loading.elapsed().as_millis()
+    );
+
     let lease = Arc::new(Lease::new(&cfg));
     // Know our role before the first request is answered.
     lease.tick(&store);
-    let app = Arc::new(App::new(cfg, bound, store.clone(), lease.clone()));
+    let app = Arc::new(App::new(cfg, bound, store.clone(), lease.clone(), tasks));
 
     let server_cfg = ServerConfig {
         name: "conductor".into(),
@@ -101,14 +115,20 @@ fn start(
             if let Ok(state) = watch_app.system_state() {
                 watch_app.broadcast_state(&state);
             }
+            // The scheduler follows the lease (takes over, lets go) from its next pass.
+            watch_app.sched.wake();
         }),
     )
     .map_err(|e| log::error!("cannot start the lease thread: {e}"))
     .ok();
     let heartbeat = spawn_heartbeat(app.clone(), stop.clone());
+    let scheduler = Scheduler::start(app.clone(), stop.clone())
+        .map_err(|e| log::error!("cannot start the scheduler thread: {e}"))
+        .ok();
     Ok(Running {
         app,
         server,
+        scheduler,
         threads: [lease_loop, heartbeat].into_iter().flatten().collect(),
     })
 }
@@ -118,6 +138,7 @@ impl Service for Running {
         let Running {
             app,
             server,
+            scheduler,
             threads,
         } = *self;
         log::info!("finishing in-flight requests (up to {STOP_GRACE:?})");
@@ -141,6 +162,10 @@ impl Service for Running {
         };
         if groups > 0 {
             log::info!("killed {groups} exec process group(s) still running at the stop");
+        }
+        // Runs let go of their turns (still running in codexd); the next start reconciles.
+        if let Some(s) = scheduler {
+            s.stop();
         }
         // The loops watch the same stop flag and wake within 50 ms.
         for t in threads {

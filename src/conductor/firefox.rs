@@ -73,6 +73,28 @@ impl Bridge {
         self.hub.broadcast(&frame.to_string());
     }
 
+    /// Pushes `{type: "task_update", data: {task_id, status, …}}` for a task that changed.
+    pub fn push_task(&self, t: &crate::tasks::model::Task) {
+        let frame = json!({
+            "type": "task_update",
+            "data": {
+                "task_id": t.task_id,
+                "title": t.title,
+                "status": t.status,
+                "priority": t.priority,
+                "current_run_id": t.current_run_id,
+                "attempt": t.runs.last().map(|r| r.attempt),
+                "steps_done": t.steps_done,
+                "steps_total": t.steps_total,
+                "waiting": t.waiting,
+                "error": t.error,
+                "next_attempt_at": t.next_attempt_at,
+                "updated_at": t.updated_at,
+            },
+        });
+        self.hub.broadcast(&frame.to_string());
+    }
+
     /// Records a state clients already have (sent on connect) without pushing it.
     pub fn mark_pushed(&self, state: &Value) {
         *lock(&self.last_pushed) = Some(push_key(state));

@@ -13,6 +13,7 @@ mod lease;
 mod records;
 mod routes;
 mod system;
+mod tasks;
 
 use std::process::ExitCode;
 

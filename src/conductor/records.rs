@@ -1,79 +1,16 @@
-//! Tasks, runs and task logs as stored under the state dir, and the query rules of their
-//! read routes. Files:
-//! - `tasks.json`: `{"tasks": [task, ...]}`
-//! - `runs.json`: `{"runs": [run, ...]}`
-//! - `task-logs/<task_id>.jsonl`: one log line per line.
-//!
-//! A record that does not match its shape is skipped with a warning, so one bad entry
-//! never hides the rest.
+//! The query rules of the task, run and task-log read routes, and reading a task's log.
+//! The records themselves live in `tasks::store` (one file each) and `tasks::logs`.
 
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use baa::common::api_error::ApiError;
 use baa::common::jsonl::JsonlLog;
-use baa::common::store::JsonStore;
 
-pub const TASKS_FILE: &str = "tasks.json";
-pub const RUNS_FILE: &str = "runs.json";
-pub const LOGS_DIR: &str = "task-logs";
-
-pub const TASK_STATUSES: &[&str] = &["queued", "running", "succeeded", "failed", "canceled"];
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Task {
-    pub task_id: String,
-    #[serde(default)]
-    pub title: String,
-    pub status: String,
-    #[serde(default)]
-    pub kind: Option<String>,
-    #[serde(default)]
-    pub input: Value,
-    pub created_at: String,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default)]
-    pub started_at: Option<String>,
-    #[serde(default)]
-    pub finished_at: Option<String>,
-    #[serde(default)]
-    pub current_run_id: Option<String>,
-    #[serde(default)]
-    pub error: Option<Value>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Run {
-    pub run_id: String,
-    pub task_id: String,
-    pub status: String,
-    #[serde(default = "one")]
-    pub attempt: u32,
-    #[serde(default = "conductor_worker")]
-    pub worker: String,
-    #[serde(default)]
-    pub session_id: Option<String>,
-    #[serde(default)]
-    pub started_at: Option<String>,
-    #[serde(default)]
-    pub finished_at: Option<String>,
-    #[serde(default)]
-    pub exit: Option<Value>,
-    #[serde(default)]
-    pub error: Option<Value>,
-}
-
-fn one() -> u32 {
-    1
-}
-
-fn conductor_worker() -> String {
-    "conductor".into()
-}
+use crate::tasks::logs::LOGS_DIR;
+use crate::tasks::model::Status;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LogLine {
@@ -85,6 +22,8 @@ pub struct LogLine {
     pub level: String,
     pub message: String,
     pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
 }
 
 fn info() -> String {
@@ -106,88 +45,28 @@ pub fn parse_limit(raw: Option<String>, default: usize, max: usize) -> Result<us
     }
 }
 
-fn load_list<T: DeserializeOwned>(
-    store: &JsonStore,
-    file: &str,
-    key: &str,
-) -> Result<Vec<T>, ApiError> {
-    let doc: Option<Value> = store
-        .read_or_warn(file)
-        .map_err(|e| ApiError::internal(format!("Cannot read {file}: {e}")))?;
-    let items = match doc {
-        Some(Value::Object(mut m)) => match m.remove(key) {
-            Some(Value::Array(items)) => items,
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    };
-    Ok(items
-        .into_iter()
-        .filter_map(|v| match serde_json::from_value::<T>(v) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                log::warn!("{file}: skipping a malformed {key} entry: {e}");
-                None
-            }
-        })
-        .collect())
-}
-
-pub fn list_tasks(
-    store: &JsonStore,
-    status: Option<&str>,
-    limit: usize,
-) -> Result<Vec<Task>, ApiError> {
-    if let Some(s) = status {
-        if !TASK_STATUSES.contains(&s) {
-            return Err(ApiError::bad_request(
+/// Parses the `status` query parameter of the task list (empty: all).
+pub fn parse_status(raw: Option<String>) -> Result<Option<Status>, ApiError> {
+    match raw.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => Status::parse(s).map(Some).ok_or_else(|| {
+            let all: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::bad_request(
                 "invalid_query",
-                format!(
-                    "status must be one of {}, got {s:?}.",
-                    TASK_STATUSES.join(", ")
-                ),
-            ));
-        }
+                format!("status must be one of {}, got {s:?}.", all.join(", ")),
+            )
+            .with_details(serde_json::json!({ "parameter": "status" }))
+        }),
     }
-    let mut tasks: Vec<Task> = load_list(store, TASKS_FILE, "tasks")?;
-    tasks.retain(|t| status.is_none_or(|s| t.status == s));
-    // Newest first; RFC 3339 UTC strings sort chronologically.
-    tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at));
-    tasks.truncate(limit);
-    Ok(tasks)
 }
 
-pub fn find_task(store: &JsonStore, task_id: &str) -> Result<Task, ApiError> {
-    load_list::<Task>(store, TASKS_FILE, "tasks")?
-        .into_iter()
-        .find(|t| t.task_id == task_id)
-        .ok_or_else(|| ApiError::not_found(format!("Unknown task \"{task_id}\".")))
-}
-
-pub fn list_runs(
-    store: &JsonStore,
-    task_id: Option<&str>,
-    limit: usize,
-) -> Result<Vec<Run>, ApiError> {
-    let mut runs: Vec<Run> = load_list(store, RUNS_FILE, "runs")?;
-    runs.retain(|r| task_id.is_none_or(|t| r.task_id == t));
-    runs.sort_by(|a, b| b.started_at.cmp(&a.started_at));
-    runs.truncate(limit);
-    Ok(runs)
-}
-
-pub fn find_run(store: &JsonStore, run_id: &str) -> Result<Run, ApiError> {
-    load_list::<Run>(store, RUNS_FILE, "runs")?
-        .into_iter()
-        .find(|r| r.run_id == run_id)
-        .ok_or_else(|| ApiError::not_found(format!("Unknown run \"{run_id}\".")))
-}
-
-/// The last `limit` log lines of a task (oldest first), optionally of one run.
+/// The last `limit` log lines of a task (oldest first), optionally of one run, and only
+/// those after `since` (a seq) when given.
 pub fn task_logs(
     state_dir: &Path,
     task_id: &str,
     run_id: Option<&str>,
+    since: Option<u64>,
     limit: usize,
 ) -> Result<Vec<LogLine>, ApiError> {
     if task_id.contains('/') || task_id.contains("..") || task_id.starts_with('.') {
@@ -203,6 +82,7 @@ pub fn task_logs(
         .into_iter()
         .filter_map(|v| serde_json::from_value::<LogLine>(v).ok())
         .filter(|l| l.task_id == task_id && run_id.is_none_or(|r| l.run_id.as_deref() == Some(r)))
+        .filter(|l| since.is_none_or(|s| l.seq > s))
         .collect();
     lines.sort_by_key(|l| l.seq);
     let skip = lines.len().saturating_sub(limit);
@@ -212,10 +92,9 @@ pub fn task_logs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn limits() {
+    fn limits_and_statuses() {
         assert_eq!(parse_limit(None, 20, 100).unwrap(), 20);
         assert_eq!(parse_limit(Some("5".into()), 20, 100).unwrap(), 5);
         for bad in ["0", "101", "-1", "x", ""] {
@@ -225,33 +104,12 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn lists_filter_sort_and_skip_bad_entries() {
-        let dir = std::env::temp_dir().join(baa::common::ids::new_id("rec"));
-        let store = JsonStore::open(&dir).unwrap();
-        store
-            .write(
-                TASKS_FILE,
-                &json!({"tasks": [
-                    {"task_id": "t1", "title": "a", "status": "queued", "created_at": "2026-01-01T00:00:00.000Z"},
-                    {"task_id": "t2", "title": "b", "status": "running", "created_at": "2026-01-02T00:00:00.000Z"},
-                    {"bogus": true}
-                ]}),
-            )
-            .unwrap();
-        let all = list_tasks(&store, None, 20).unwrap();
+        assert_eq!(parse_status(None).unwrap(), None);
+        assert_eq!(parse_status(Some("".into())).unwrap(), None);
         assert_eq!(
-            all.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(),
-            ["t2", "t1"]
+            parse_status(Some("queued".into())).unwrap(),
+            Some(Status::Queued)
         );
-        assert_eq!(list_tasks(&store, Some("queued"), 20).unwrap().len(), 1);
-        assert_eq!(
-            list_tasks(&store, Some("bogus"), 20).unwrap_err().status,
-            400
-        );
-        assert_eq!(find_task(&store, "nope").unwrap_err().status, 404);
-        let _ = std::fs::remove_dir_all(dir);
+        assert_eq!(parse_status(Some("bogus".into())).unwrap_err().status, 400);
     }
 }

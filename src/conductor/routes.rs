@@ -16,7 +16,7 @@ use baa::common::http::{Reply, Request, Response};
 use crate::app::App;
 use crate::codex_proxy::{encode_component, forward_query, reshape_status, Forwarded};
 use crate::system::{Action, ChangeRequest};
-use crate::{controllers, describe, firefox, host_ops, records};
+use crate::{controllers, describe, firefox, host_ops, records, tasks};
 use baa::common::codex_fields::{FORK_FIELDS, REVIEW_FIELDS, SESSION_CREATE, TURN_INTERRUPT};
 
 type Ctx = Arc<App>;
@@ -41,8 +41,12 @@ pub static ROUTES: &[Route<Ctx>] = &[
     Route::write("system.drain", "POST", "/v1/system/drain", "Drain: finish running work, start nothing new. Body: {requested_by, reason}.", drain),
     Route::read("controllers.list", "GET", "/v1/controllers", "Conductor instances with last heartbeat, role, priority and lease holder.", controllers_list),
     Route::read("tasks.list", "GET", "/v1/tasks", "Tasks, newest first. Query: status, limit (default 20, max 100).", tasks_list),
+    Route::write("tasks.create", "POST", "/v1/tasks", "Queue a task run as Codex turns. Body: {title, prompt | steps, cwd, model, effort, sandbox, approval_policy, timeout_s, max_attempts, priority, idempotency_key}.", tasks_create),
+    Route::read("tasks.summary", "GET", "/v1/tasks/summary", "Task counts by status, the tasks running now (step, elapsed) and the last five outcomes.", tasks_summary),
     Route::read("tasks.read", "GET", "/v1/tasks/:task_id", "One task with its runs.", tasks_read),
-    Route::read("tasks.logs.read", "GET", "/v1/tasks/:task_id/logs", "A task's log lines. Query: limit (default 200, max 500), run_id.", tasks_logs),
+    Route::write("tasks.cancel", "POST", "/v1/tasks/:task_id/cancel", "Cancel a task: a queued one at once, a running one by interrupting its turn.", tasks_cancel),
+    Route::write("tasks.retry", "POST", "/v1/tasks/:task_id/retry", "Queue a failed or canceled task again; it continues at its first step not completed.", tasks_retry),
+    Route::read("tasks.logs.read", "GET", "/v1/tasks/:task_id/logs", "A task's log lines. Query: limit (default 200, max 500), run_id, since (seq).", tasks_logs),
     Route::read("runs.list", "GET", "/v1/runs", "Runs, newest first. Query: task_id, limit.", runs_list).hidden(),
     Route::read("runs.read", "GET", "/v1/runs/:run_id", "One run.", runs_read).hidden(),
     Route::read("codex.status", "GET", "/v1/codex", "Codex proxy status: codexd daemon, child, sessions, event stream.", codex_status),
@@ -58,6 +62,8 @@ pub static ROUTES: &[Route<Ctx>] = &[
     Route::write("codex.sessions.fork", "POST", "/v1/codex/sessions/:session_id/fork", "Fork a Codex session into a new one. Body: {lastTurnId?, purpose?, metadata?}.", codex_sessions_fork),
     Route::read("codex.threads.list", "GET", "/v1/codex/threads", "Codex threads on disk, newest first. Query: cwd, search, limit, cursor, archived.", codex_threads_list),
     Route::write("codex.review.create", "POST", "/v1/codex/review", "Review changes as a Codex turn. Body: {sessionId | cwd, target}; 202.", codex_review_create),
+    Route::read("codex.requests.list", "GET", "/v1/codex/requests", "Approvals and other requests Codex waits on (task turns included). Bearer token.", codex_requests_list),
+    Route::write("codex.requests.answer", "POST", "/v1/codex/requests/:request_id", "Answer a pending Codex request. Bearer token. Body: {decision: accept|decline|cancel}.", codex_requests_answer),
     Route::write("host.exec", "POST", "/v1/exec", "Run a shell command on the host. Bearer token. Body: {command, cwd, timeoutMs, env}.", host_exec),
     Route::write("host.files.read", "POST", "/v1/files/read", "Read a file on the host. Bearer token. Body: {path, cwd, encoding}.", host_files_read),
     Route::write("host.files.write", "POST", "/v1/files/write", "Write a file on the host. Bearer token. Body: {path, cwd, content, overwrite, createParents}.", host_files_write),
@@ -162,6 +168,8 @@ pub fn runtime_snapshot(app: &App) -> Value {
             "leaseState": st.state(app.lease.threshold).as_str(),
             "leaseHolder": st.holder_id,
             "schedulerEnabled": st.healthy_leader(app.lease.threshold) && mode == "running",
+            // The task scheduler: counts, its cap, the last start, and why it waits (if it does).
+            "scheduler": scheduler_json(app, st.healthy_leader(app.lease.threshold)),
             // New task turns wait while codexd's account or rate limits say so.
             "codexHold": app.codex_hold.to_json(),
             "lease": app.lease.to_json(),
@@ -180,8 +188,13 @@ pub fn runtime_snapshot(app: &App) -> Value {
             "worktreesDir": c.worktrees_dir, "tmpDir": c.tmp_dir,
         },
         // Start-up config warnings, then conditions found while running (a recovered state file).
-        "warnings": c.warnings.iter().cloned().chain(app.system.warnings()).collect::<Vec<_>>(),
+        "warnings": c.warnings.iter().cloned().chain(app.system.warnings()).chain(app.tasks.warnings()).collect::<Vec<_>>(),
     })
+}
+
+fn scheduler_json(app: &App, leader: bool) -> Value {
+    let c = app.tasks.counts();
+    app.sched.to_json(c.queued, c.running, leader)
 }
 
 fn runtime(app: &Ctx, req: &Request, _: &Params) -> Res {
@@ -271,10 +284,18 @@ fn controllers_list(app: &Ctx, req: &Request, _: &Params) -> Res {
     ))
 }
 
+/// A standby shares the leader's state dir: its index follows the files.
+fn fresh_tasks(app: &App) {
+    if !app.lease.status().is_leader {
+        app.tasks.sync_if_changed();
+    }
+}
+
 fn tasks_list(app: &Ctx, req: &Request, _: &Params) -> Res {
     let limit = records::parse_limit(req.query_param("limit"), 20, 100)?;
-    let status = req.query_param("status").filter(|s| !s.is_empty());
-    let tasks = records::list_tasks(&app.store, status.as_deref(), limit)?;
+    let status = records::parse_status(req.query_param("status"))?;
+    fresh_tasks(app);
+    let tasks = app.tasks.list(status, limit)?;
     Ok(app.ok(
         req,
         200,
@@ -282,26 +303,61 @@ fn tasks_list(app: &Ctx, req: &Request, _: &Params) -> Res {
     ))
 }
 
+fn tasks_create(app: &Ctx, req: &Request, _: &Params) -> Res {
+    let (status, data) = tasks::api::create(app, &req.json_object()?)?;
+    Ok(app.ok(req, status, data))
+}
+
+fn tasks_summary(app: &Ctx, req: &Request, _: &Params) -> Res {
+    fresh_tasks(app);
+    Ok(app.ok(req, 200, tasks::api::summary(app)))
+}
+
 fn tasks_read(app: &Ctx, req: &Request, p: &Params) -> Res {
     let id = p.get("task_id").unwrap_or_default();
-    let task = records::find_task(&app.store, id)?;
-    let runs = records::list_runs(&app.store, Some(id), 100)?;
+    fresh_tasks(app);
+    let task = app.tasks.task(id)?;
+    let runs = app.tasks.list_runs(Some(id), 100)?;
     Ok(app.ok(req, 200, json!({ "task": task, "runs": runs })))
+}
+
+fn tasks_cancel(app: &Ctx, req: &Request, p: &Params) -> Res {
+    let data = tasks::api::cancel(app, p.get("task_id").unwrap_or_default())?;
+    Ok(app.ok(req, 200, data))
+}
+
+fn tasks_retry(app: &Ctx, req: &Request, p: &Params) -> Res {
+    let data = tasks::api::retry(app, p.get("task_id").unwrap_or_default())?;
+    Ok(app.ok(req, 200, data))
 }
 
 fn tasks_logs(app: &Ctx, req: &Request, p: &Params) -> Res {
     let id = p.get("task_id").unwrap_or_default();
     let limit = records::parse_limit(req.query_param("limit"), 200, 500)?;
-    records::find_task(&app.store, id)?;
+    let since = match req.query_param("since").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(s.trim().parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("since must be a log seq (an integer >= 0), got {s:?}."),
+            )
+            .with_details(json!({ "parameter": "since" }))
+        })?),
+    };
+    fresh_tasks(app);
+    if !app.tasks.exists(id) {
+        return Err(ApiError::not_found(format!("Unknown task \"{id}\".")));
+    }
     let run_id = req.query_param("run_id").filter(|s| !s.is_empty());
-    let logs = records::task_logs(&app.cfg.state_dir, id, run_id.as_deref(), limit)?;
+    let logs = records::task_logs(&app.cfg.state_dir, id, run_id.as_deref(), since, limit)?;
     Ok(app.ok(req, 200, json!({ "count": logs.len(), "task_id": id, "run_id": run_id, "logs": logs, "limit": limit })))
 }
 
 fn runs_list(app: &Ctx, req: &Request, _: &Params) -> Res {
     let limit = records::parse_limit(req.query_param("limit"), 20, 100)?;
     let task_id = req.query_param("task_id").filter(|s| !s.is_empty());
-    let runs = records::list_runs(&app.store, task_id.as_deref(), limit)?;
+    fresh_tasks(app);
+    let runs = app.tasks.list_runs(task_id.as_deref(), limit)?;
     Ok(app.ok(
         req,
         200,
@@ -310,7 +366,7 @@ fn runs_list(app: &Ctx, req: &Request, _: &Params) -> Res {
 }
 
 fn runs_read(app: &Ctx, req: &Request, p: &Params) -> Res {
-    let run = records::find_run(&app.store, p.get("run_id").unwrap_or_default())?;
+    let run = app.tasks.run(p.get("run_id").unwrap_or_default())?;
     Ok(app.ok(req, 200, json!({ "run": run })))
 }
 
@@ -431,6 +487,24 @@ fn codex_threads_list(app: &Ctx, req: &Request, _: &Params) -> Res {
 fn codex_review_create(app: &Ctx, req: &Request, _: &Params) -> Res {
     let (status, data) = Forwarded::new(&req.json_object()?, &[REVIEW_FIELDS])
         .send(&app.codex, "/v1/codexd/review")?;
+    Ok(app.ok(req, status, data))
+}
+
+fn codex_requests_list(app: &Ctx, req: &Request, _: &Params) -> Res {
+    host_ops::authorize(req, app.cfg.shared_token.as_deref())?;
+    let (status, data) = app.codex.call("GET", "/v1/codexd/requests", None)?;
+    Ok(app.ok(req, status, data))
+}
+
+fn codex_requests_answer(app: &Ctx, req: &Request, p: &Params) -> Res {
+    host_ops::authorize(req, app.cfg.shared_token.as_deref())?;
+    let body = req.json_object()?;
+    let path = format!(
+        "/v1/codexd/requests/{}",
+        encode_segment(p.get("request_id").unwrap_or_default())
+    );
+    let (status, data) =
+        Forwarded::new(&body, &[&["decision", "result"]]).send(&app.codex, &path)?;
     Ok(app.ok(req, status, data))
 }
 

@@ -119,6 +119,8 @@ impl SystemState {
 pub struct ChangeRequest {
     pub requested_by: Option<String>,
     pub reason: Option<String>,
+    /// Pause only: also interrupt the task turns running now (their tasks wait in the queue).
+    pub interrupt: bool,
 }
 
 impl ChangeRequest {
@@ -148,9 +150,21 @@ impl ChangeRequest {
             }
             Ok(None)
         };
+        let interrupt = match body.get("interrupt") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "interrupt must be true or false.",
+                )
+                .with_details(json!({ "field": "interrupt" })))
+            }
+        };
         Ok(Self {
             requested_by: field(&["requested_by", "requestedBy"], MAX_REQUESTED_BY)?,
             reason: field(&["reason"], MAX_REASON)?,
+            interrupt,
         })
     }
 }
@@ -403,6 +417,7 @@ mod tests {
         let req = ChangeRequest {
             requested_by: Some("ops".into()),
             reason: Some("maintenance".into()),
+            interrupt: false,
         };
         let s = sys.apply(&store, Action::Pause, &req).unwrap();
         assert_eq!((s.mode, s.version), (Mode::Paused, 1));
@@ -538,7 +553,8 @@ mod tests {
             ChangeRequest::from_json(&ok).unwrap(),
             ChangeRequest {
                 requested_by: Some("a".into()),
-                reason: Some("b".into())
+                reason: Some("b".into()),
+                interrupt: false,
             }
         );
         let bad =

@@ -1,0 +1,23 @@
+//! Worker mode: the lease holder runs queued tasks as Codex turns through codexd.
+//!
+//! - `model`: the task and run records; `validate`: `POST /v1/tasks` bodies;
+//! - `store`: one JSON file per task and per run, the in-memory index, migration, pruning;
+//!   `logs`: the per-task JSONL log;
+//! - `scheduler`: the one thread that decides what runs; `gate`: whether new turns may start;
+//!   `control`: what the scheduler, the runs and the routes share;
+//! - `worker`: one run (a session, then a turn per step); `codexd`: its calls to codexd;
+//!   `follow`: codexd's event stream; `reconcile`: exactly-once decisions for a step in flight;
+//! - `api`: create, cancel, retry and the summary, for the routes.
+
+pub mod api;
+pub mod codexd;
+pub mod control;
+pub mod follow;
+pub mod gate;
+pub mod logs;
+pub mod model;
+pub mod reconcile;
+pub mod scheduler;
+pub mod store;
+pub mod validate;
+pub mod worker;

@@ -1,0 +1,293 @@
+//! The scheduler: one named thread, owned by the daemon (which keeps its handle and stops
+//! it on SIGTERM). It wakes on a poke (task created, canceled or retried; mode or lease
+//! changed; a run ended) or on a timer (a retry's backoff ending, a held queue to re-check,
+//! and once a second regardless), and each time:
+//!
+//! 1. reaps finished run threads;
+//! 2. follows the lease: on becoming leader it reloads the task index (a standby shares the
+//!    state dir but not the leader's memory); on losing it, every run is told to let go;
+//! 3. on the leader, gives every task left `running` without a run thread (a restart, a
+//!    takeover) a thread that reconciles it first — whatever the mode, since its turn is
+//!    already in flight;
+//! 4. when the mode is `running`, starts queued tasks, highest priority then oldest, while
+//!    fewer than `max_running` run, after asking the dispatch gate (`gate`).
+//!
+//! Each run is driven by its own thread (`worker`), registered in the shared state so a
+//! cancel or a pause can reach it; this thread holds the join handles and, when stopping,
+//! tells every run to let go and joins them within a bound.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError;
+
+use baa::common::ids::new_id;
+use baa::common::signals::StopFlag;
+use baa::common::time::{now_ms, now_rfc3339};
+
+use super::control::{RunControl, StopReason};
+use super::gate;
+use super::model::{Run, RunRef, Status, CODEXD_WORKER};
+use super::worker;
+use crate::app::App;
+use crate::system::Mode;
+
+/// The longest the scheduler sleeps without a poke.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+/// How long stopping waits for run threads (each checks its stop flag every 200 ms; one in
+/// a blocking codexd call may take longer and is left to finish on its own).
+const JOIN_BOUND: Duration = Duration::from_secs(3);
+
+/// The running scheduler; stop it with [`Scheduler::stop`].
+pub struct Scheduler {
+    handle: Option<JoinHandle<()>>,
+    app: Arc<App>,
+}
+
+impl Scheduler {
+    pub fn start(app: Arc<App>, stop: StopFlag) -> std::io::Result<Scheduler> {
+        let a = app.clone();
+        let handle = thread::Builder::new()
+            .name("scheduler".into())
+            .spawn(move || Loop::new(a, stop).run())?;
+        Ok(Scheduler {
+            handle: Some(handle),
+            app,
+        })
+    }
+
+    /// Wakes the thread (the stop flag is already set) and joins it.
+    pub fn stop(mut self) {
+        self.app.sched.wake();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+struct Loop {
+    app: Arc<App>,
+    stop: StopFlag,
+    threads: HashMap<String, JoinHandle<()>>,
+    was_leader: bool,
+}
+
+impl Loop {
+    fn new(app: Arc<App>, stop: StopFlag) -> Loop {
+        Loop {
+            app,
+            stop,
+            threads: HashMap::new(),
+            was_leader: false,
+        }
+    }
+
+    fn run(mut self) {
+        let wake = self.app.sched.receiver();
+        let mut timeout = Duration::ZERO;
+        // A disconnected channel cannot happen (the app holds the sender); it ends the loop.
+        while let Ok(()) | Err(RecvTimeoutError::Timeout) = wake.recv_timeout(timeout) {
+            if self.stop.is_set() {
+                break;
+            }
+            timeout = self.tick();
+        }
+        self.shutdown();
+    }
+
+    /// One pass; returns how long to sleep before the next one.
+    fn tick(&mut self) -> Duration {
+        self.threads.retain(|_, h| !h.is_finished());
+        let lease = self.app.lease.status();
+        let leader = lease.healthy_leader(self.app.lease.threshold);
+        if leader != self.was_leader {
+            self.was_leader = leader;
+            if leader {
+                let n = self.app.tasks.reload();
+                log::info!("scheduler: leader now; {n} task(s) in the store");
+            } else {
+                let n = self.app.sched.stop_all(StopReason::LostLease);
+                log::warn!("scheduler: not the leader any more; {n} run(s) let go");
+            }
+        }
+        if !leader {
+            self.app.sched.set_held(None);
+            return IDLE_TICK;
+        }
+        self.resume_orphans();
+        let mode = self.app.system.load(&self.app.store).map(|s| s.mode);
+        if mode.ok() != Some(Mode::Running) {
+            self.app.sched.set_held(None);
+            return IDLE_TICK;
+        }
+        let mut sleep = IDLE_TICK;
+        let mut gate_checked = false;
+        while self.threads.len() < self.app.sched.max_running {
+            let busy: HashSet<String> = self.threads.keys().cloned().collect();
+            let Some(task_id) = self.app.tasks.pick_next(now_ms(), &busy) else {
+                self.app.sched.set_held(None);
+                break;
+            };
+            if !gate_checked {
+                gate_checked = true;
+                if let Some(held) = gate::check(&self.app.codex, &self.app.codex_hold) {
+                    log::debug!("scheduler: held: {}", held.message);
+                    self.app.sched.set_held(Some(held.to_json()));
+                    return IDLE_TICK;
+                }
+                self.app.sched.set_held(None);
+            }
+            if let Err(e) = self.dispatch(&task_id) {
+                log::error!("scheduler: cannot start task {task_id}: {e}");
+                break;
+            }
+        }
+        if let Some(due) = self.app.tasks.next_due(now_ms()) {
+            sleep = sleep.min(Duration::from_millis(due.saturating_sub(now_ms()).max(1)));
+        }
+        sleep
+    }
+
+    /// Gives each task left `running` without a thread one that reconciles its run.
+    fn resume_orphans(&mut self) {
+        for task_id in self.app.tasks.ids_with(Status::Running) {
+            if self.threads.contains_key(&task_id) {
+                continue;
+            }
+            let task = match self.app.tasks.task(&task_id) {
+                Ok(t) => t,
+                Err(_) => continue,
+            };
+            let run = task
+                .current_run_id
+                .as_deref()
+                .and_then(|r| self.app.tasks.run(r).ok())
+                .filter(|r| r.status == "running");
+            let Some(run) = run else {
+                // Marked running but no run in flight (a crash between the two writes of a
+                // dispatch): back to the queue; no turn was sent for it.
+                log::warn!(
+                    "scheduler: task {task_id} was running without a run in flight; queued again"
+                );
+                let _ = self.app.tasks.update(&task_id, |t| {
+                    t.status = Status::Queued.as_str().into();
+                    true
+                });
+                continue;
+            };
+            if !task.is_runnable() {
+                continue;
+            }
+            log::info!(
+                "scheduler: reconciling run {} of task {task_id} (attempt {})",
+                run.run_id,
+                run.attempt
+            );
+            let ctl = Arc::new(RunControl::new(
+                &run.run_id,
+                &task_id,
+                run.attempt,
+                task.steps_total,
+                now_ms(),
+            ));
+            self.start_thread(&task_id, ctl);
+        }
+    }
+
+    fn start_thread(&mut self, task_id: &str, ctl: Arc<RunControl>) {
+        self.app.sched.register(ctl.clone());
+        match worker::spawn(self.app.clone(), ctl.clone()) {
+            Ok(h) => {
+                self.threads.insert(task_id.to_string(), h);
+            }
+            Err(e) => {
+                log::error!("scheduler: cannot start a run thread for task {task_id}: {e}");
+                self.app.sched.unregister(task_id, &ctl.run_id);
+            }
+        }
+    }
+
+    /// Starts a new run of `task_id`: the run file, then the task (running, naming it),
+    /// then its thread.
+    fn dispatch(&mut self, task_id: &str) -> Result<(), String> {
+        let task = self.app.tasks.task(task_id).map_err(|e| e.message)?;
+        let now = now_rfc3339();
+        let attempt = task.next_attempt();
+        let run = Run {
+            run_id: new_id("run"),
+            task_id: task_id.to_string(),
+            status: "running".into(),
+            attempt,
+            worker: CODEXD_WORKER.into(),
+            session_id: None,
+            started_at: Some(now.clone()),
+            finished_at: None,
+            exit: None,
+            error: None,
+            thread_id: task.thread_id.clone(),
+            node_id: Some(self.app.cfg.node_id.clone()),
+            first_step: task.steps_done,
+            steps: Vec::new(),
+            final_message: None,
+            usage: None,
+            duration_ms: None,
+        };
+        self.app.tasks.save_run(&run).map_err(|e| e.to_string())?;
+        let run_id = run.run_id.clone();
+        let updated = self
+            .app
+            .tasks
+            .update(task_id, |t| {
+                t.status = Status::Running.as_str().into();
+                t.current_run_id = Some(run_id.clone());
+                t.started_at.get_or_insert_with(|| now.clone());
+                t.finished_at = None;
+                t.next_attempt_at = None;
+                t.waiting = None;
+                t.runs.push(RunRef {
+                    run_id: run_id.clone(),
+                    attempt,
+                    status: "running".into(),
+                    started_at: Some(now.clone()),
+                });
+                true
+            })
+            .map_err(|e| e.to_string())?;
+        if let Some(t) = &updated {
+            self.app.task_changed(t);
+        }
+        self.app.sched.dispatched(now);
+        log::info!("scheduler: task {task_id} run {run_id} (attempt {attempt}) started");
+        let ctl = Arc::new(RunControl::new(
+            &run_id,
+            task_id,
+            attempt,
+            task.steps_total,
+            now_ms(),
+        ));
+        self.start_thread(task_id, ctl);
+        Ok(())
+    }
+
+    fn shutdown(mut self) {
+        let n = self.app.sched.stop_all(StopReason::Shutdown);
+        if n > 0 {
+            log::info!(
+                "scheduler: stopping; {n} run(s) left running for the next start to reconcile"
+            );
+        }
+        let deadline = Instant::now() + JOIN_BOUND;
+        while Instant::now() < deadline && self.threads.values().any(|h| !h.is_finished()) {
+            thread::sleep(Duration::from_millis(20));
+        }
+        for (task_id, h) in self.threads.drain() {
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                log::warn!("scheduler: the run thread of task {task_id} is still in a codexd call; not waiting for it");
+            }
+        }
+    }
+}

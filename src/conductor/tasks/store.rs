@@ -1,0 +1,757 @@
+//! Where tasks and runs live: one atomically written JSON file per task
+//! (`<state>/tasks/<task_id>.json`) and per run (`<state>/runs/<run_id>.json`), the task logs
+//! (`logs`), and an in-memory index built from the task files at start.
+//!
+//! The index holds only what scheduling, counting and ordering need (status, priority,
+//! times, the run list), a few hundred bytes per task, so 10k stored tasks stay cheap in
+//! memory; a full record is read from its file when a route or a run needs it. Every change
+//! goes through [`TaskStore::update`], which rewrites the file and the entry together under
+//! one lock, so the index never disagrees with the disk.
+//!
+//! Today's single-file `tasks.json` / `runs.json` are read once, written out as one file per
+//! record, and renamed `*.migrated-<ms>` so they are not read again. A task file that does
+//! not parse is moved aside (`*.corrupt-<ms>`) with a warning shown in `/v1/runtime`, and the
+//! rest load. Finished tasks beyond the retention are pruned oldest first with their runs
+//! and logs.
+//!
+//! A standby shares the leader's state dir but never writes tasks; it reloads the index
+//! when the tasks directory changed (an atomic rename always changes the directory's mtime)
+//! and when it becomes the leader.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use baa::common::api_error::ApiError;
+use baa::common::ids::new_id;
+use baa::common::store::{JsonStore, StoreError};
+use baa::common::sync::lock;
+use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339};
+
+use super::logs::TaskLogs;
+use super::model::{Run, RunRef, Status, Task, CODEX_KIND};
+use super::validate::NewTask;
+
+pub const TASKS_DIR: &str = "tasks";
+pub const RUNS_DIR: &str = "runs";
+pub const LEGACY_TASKS: &str = "tasks.json";
+pub const LEGACY_RUNS: &str = "runs.json";
+
+/// What the index keeps of a task.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// `None`: a migrated record whose status is none of ours (listed, never counted).
+    status: Option<Status>,
+    created_ms: u64,
+    finished_ms: u64,
+    priority: i64,
+    runnable: bool,
+    next_attempt_ms: u64,
+    idempotency_key: Option<Box<str>>,
+    /// (run_id, started_ms), oldest first.
+    runs: Vec<(Box<str>, u64)>,
+}
+
+fn ms(s: Option<&str>) -> u64 {
+    s.and_then(ms_from_rfc3339).unwrap_or(0)
+}
+
+impl Entry {
+    fn of(t: &Task) -> Entry {
+        Entry {
+            status: t.status(),
+            created_ms: ms(Some(&t.created_at)),
+            finished_ms: ms(t.finished_at.as_deref()).max(ms(t.updated_at.as_deref())),
+            priority: t.priority,
+            runnable: t.kind.as_deref() == Some(CODEX_KIND),
+            next_attempt_ms: ms(t.next_attempt_at.as_deref()),
+            idempotency_key: t.idempotency_key.as_deref().map(Box::from),
+            runs: t
+                .runs
+                .iter()
+                .map(|r| (Box::from(r.run_id.as_str()), ms(r.started_at.as_deref())))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Index {
+    tasks: HashMap<Box<str>, Entry>,
+    idem: HashMap<Box<str>, Box<str>>,
+    /// The tasks dir's mtime when this index was built (a standby's reload check).
+    dir_mtime: Option<SystemTime>,
+}
+
+impl Index {
+    fn insert(&mut self, id: &str, e: Entry) {
+        if let Some(k) = &e.idempotency_key {
+            self.idem.insert(k.clone(), Box::from(id));
+        }
+        self.tasks.insert(Box::from(id), e);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Entry> {
+        let e = self.tasks.remove(id)?;
+        if let Some(k) = &e.idempotency_key {
+            self.idem.remove(k);
+        }
+        Some(e)
+    }
+}
+
+/// Counts per status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub queued: usize,
+    pub running: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub canceled: usize,
+}
+
+impl Counts {
+    pub fn total(&self) -> usize {
+        self.queued + self.running + self.succeeded + self.failed + self.canceled
+    }
+}
+
+pub struct TaskStore {
+    tasks: JsonStore,
+    runs: JsonStore,
+    state_dir: PathBuf,
+    pub logs: TaskLogs,
+    index: Mutex<Index>,
+    retention: usize,
+    /// Conditions found while loading (corrupt files moved aside, a migration).
+    warnings: Mutex<Vec<String>>,
+}
+
+fn file(id: &str) -> String {
+    format!("{id}.json")
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("{what}: {e}"))
+}
+
+/// A task or run id from a URL is looked up in the index first; this only keeps odd ids
+/// (a migrated record with a slash) from ever naming a path.
+fn safe_id(id: &str) -> bool {
+    !id.is_empty() && !id.starts_with('.') && !id.contains('/') && !id.contains('\0')
+}
+
+impl TaskStore {
+    /// Opens the store under `state_dir`: migrates legacy files once, then builds the index.
+    pub fn open(state_dir: &Path, retention: usize) -> Result<TaskStore, String> {
+        let open = |name: &str| {
+            JsonStore::open(state_dir.join(name)).map_err(|e| format!("{name} dir: {e}"))
+        };
+        let store = TaskStore {
+            tasks: open(TASKS_DIR)?,
+            runs: open(RUNS_DIR)?,
+            state_dir: state_dir.to_path_buf(),
+            logs: TaskLogs::new(state_dir),
+            index: Mutex::new(Index::default()),
+            retention,
+            warnings: Mutex::new(Vec::new()),
+        };
+        store.migrate();
+        store.reload();
+        store.prune();
+        Ok(store)
+    }
+
+    pub fn warnings(&self) -> Vec<String> {
+        lock(&self.warnings).clone()
+    }
+
+    fn warn(&self, w: String) {
+        log::warn!("tasks: {w}");
+        let mut ws = lock(&self.warnings);
+        if ws.len() < 20 {
+            ws.push(w);
+        }
+    }
+
+    fn tasks_dir_mtime(&self) -> Option<SystemTime> {
+        std::fs::metadata(self.tasks.dir())
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// Rebuilds the index from the task files. Returns how many tasks it holds.
+    pub fn reload(&self) -> usize {
+        let mtime = self.tasks_dir_mtime();
+        let mut index = Index {
+            dir_mtime: mtime,
+            ..Index::default()
+        };
+        let entries = match std::fs::read_dir(self.tasks.dir()) {
+            Ok(e) => e,
+            Err(e) => {
+                self.warn(format!("cannot list {}: {e}", self.tasks.dir().display()));
+                return 0;
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name
+                .strip_suffix(".json")
+                .filter(|_| !name.starts_with('.'))
+            else {
+                continue;
+            };
+            match self.tasks.read::<Task>(&name) {
+                Ok(Some(t)) if t.task_id == id => index.insert(id, Entry::of(&t)),
+                Ok(Some(t)) => self.warn(format!("{name} holds task {:?}; skipped", t.task_id)),
+                Ok(None) => {}
+                Err(e) => self.warn(format!("{e}")),
+            }
+        }
+        let n = index.tasks.len();
+        *lock(&self.index) = index;
+        n
+    }
+
+    /// A standby's view: reloads when the tasks directory changed since the last load.
+    pub fn sync_if_changed(&self) {
+        let now = self.tasks_dir_mtime();
+        if now != lock(&self.index).dir_mtime {
+            self.reload();
+        }
+    }
+
+    /// One-time move from `tasks.json` / `runs.json` to a file per record.
+    fn migrate(&self) {
+        let state = match JsonStore::open(&self.state_dir) {
+            Ok(s) => s,
+            Err(e) => return self.warn(format!("cannot open the state dir to migrate: {e}")),
+        };
+        let tasks: Vec<Task> = self.legacy(&state, LEGACY_TASKS, "tasks");
+        let runs: Vec<Run> = self.legacy(&state, LEGACY_RUNS, "runs");
+        if tasks.is_empty() && runs.is_empty() {
+            return;
+        }
+        let mut by_task: HashMap<String, Vec<RunRef>> = HashMap::new();
+        let mut moved_runs = 0;
+        for r in runs.iter().filter(|r| safe_id(&r.run_id)) {
+            by_task.entry(r.task_id.clone()).or_default().push(RunRef {
+                run_id: r.run_id.clone(),
+                attempt: r.attempt,
+                status: r.status.clone(),
+                started_at: r.started_at.clone(),
+            });
+            if self.runs.key(&file(&r.run_id)).ok().flatten().is_none() {
+                match self.runs.write(&file(&r.run_id), r) {
+                    Ok(()) => moved_runs += 1,
+                    Err(e) => self.warn(format!("migrating run {}: {e}", r.run_id)),
+                }
+            }
+        }
+        let mut moved_tasks = 0;
+        for mut t in tasks {
+            if !safe_id(&t.task_id) {
+                self.warn(format!(
+                    "{LEGACY_TASKS}: task id {:?} cannot name a file; skipped",
+                    t.task_id
+                ));
+                continue;
+            }
+            if self.tasks.key(&file(&t.task_id)).ok().flatten().is_some() {
+                continue;
+            }
+            let mut refs = by_task.remove(&t.task_id).unwrap_or_default();
+            refs.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+            t.runs = refs;
+            match self.tasks.write(&file(&t.task_id), &t) {
+                Ok(()) => moved_tasks += 1,
+                Err(e) => self.warn(format!("migrating task {}: {e}", t.task_id)),
+            }
+        }
+        let stamp = now_ms();
+        for name in [LEGACY_TASKS, LEGACY_RUNS] {
+            let from = state.path(name);
+            if from.exists() {
+                let to = state.path(&format!("{name}.migrated-{stamp}"));
+                if let Err(e) = std::fs::rename(&from, &to) {
+                    self.warn(format!("cannot rename {name} after migrating it: {e}"));
+                }
+            }
+        }
+        log::info!(
+            "tasks: migrated {moved_tasks} task(s) and {moved_runs} run(s) to one file each"
+        );
+    }
+
+    /// The records of a legacy list file; bad entries are skipped with a warning.
+    fn legacy<T: DeserializeOwned>(&self, state: &JsonStore, name: &str, key: &str) -> Vec<T> {
+        let doc: Option<Value> = match state.read(name) {
+            Ok(d) => d,
+            Err(e) => {
+                self.warn(format!("{e}"));
+                None
+            }
+        };
+        let items = match doc {
+            Some(Value::Object(mut m)) => match m.remove(key) {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        items
+            .into_iter()
+            .filter_map(|v| match serde_json::from_value::<T>(v) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.warn(format!("{name}: skipping a malformed {key} entry: {e}"));
+                    None
+                }
+            })
+            .collect()
+    }
+
+    // ---- reads ------------------------------------------------------------------------
+
+    fn read_task(&self, id: &str) -> Result<Task, ApiError> {
+        if !safe_id(id) || !lock(&self.index).tasks.contains_key(id) {
+            return Err(ApiError::not_found(format!("Unknown task \"{id}\".")));
+        }
+        match self.tasks.read::<Task>(&file(id)) {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(ApiError::not_found(format!("Unknown task \"{id}\"."))),
+            Err(e) => Err(internal("Cannot read the task", e)),
+        }
+    }
+
+    /// The task's full record.
+    pub fn task(&self, id: &str) -> Result<Task, ApiError> {
+        self.read_task(id)
+    }
+
+    pub fn exists(&self, id: &str) -> bool {
+        lock(&self.index).tasks.contains_key(id)
+    }
+
+    /// Tasks newest first, optionally of one status.
+    pub fn list(&self, status: Option<Status>, limit: usize) -> Result<Vec<Task>, ApiError> {
+        let ids: Vec<String> = {
+            let index = lock(&self.index);
+            let mut picked: Vec<(&Box<str>, &Entry)> = index
+                .tasks
+                .iter()
+                .filter(|(_, e)| status.is_none() || e.status == status)
+                .collect();
+            picked.sort_by(|a, b| b.1.created_ms.cmp(&a.1.created_ms).then(b.0.cmp(a.0)));
+            picked
+                .into_iter()
+                .take(limit)
+                .map(|(id, _)| id.to_string())
+                .collect()
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.read_task(&id) {
+                Ok(t) => out.push(t),
+                // Pruned or moved aside since the index was read.
+                Err(e) if e.status == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn run(&self, run_id: &str) -> Result<Run, ApiError> {
+        if !safe_id(run_id) {
+            return Err(ApiError::not_found(format!("Unknown run \"{run_id}\".")));
+        }
+        match self.runs.read::<Run>(&file(run_id)) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(ApiError::not_found(format!("Unknown run \"{run_id}\"."))),
+            Err(e) => Err(internal("Cannot read the run", e)),
+        }
+    }
+
+    /// Runs newest first, of one task or of all.
+    pub fn list_runs(&self, task_id: Option<&str>, limit: usize) -> Result<Vec<Run>, ApiError> {
+        let ids: Vec<String> = {
+            let index = lock(&self.index);
+            let mut all: Vec<(&str, u64)> = index
+                .tasks
+                .iter()
+                .filter(|(id, _)| task_id.is_none_or(|t| &***id == t))
+                .flat_map(|(_, e)| e.runs.iter().map(|(r, at)| (&**r, *at)))
+                .collect();
+            all.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(a.0)));
+            all.into_iter()
+                .take(limit)
+                .map(|(r, _)| r.to_string())
+                .collect()
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.run(&id) {
+                Ok(r) => out.push(r),
+                Err(e) if e.status == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for e in lock(&self.index).tasks.values() {
+            match e.status {
+                Some(Status::Queued) => c.queued += 1,
+                Some(Status::Running) => c.running += 1,
+                Some(Status::Succeeded) => c.succeeded += 1,
+                Some(Status::Failed) => c.failed += 1,
+                Some(Status::Canceled) => c.canceled += 1,
+                None => {}
+            }
+        }
+        c
+    }
+
+    /// Ids of the tasks in `status`.
+    pub fn ids_with(&self, status: Status) -> Vec<String> {
+        lock(&self.index)
+            .tasks
+            .iter()
+            .filter(|(_, e)| e.status == Some(status))
+            .map(|(id, _)| id.to_string())
+            .collect()
+    }
+
+    /// The `n` most recently finished tasks, newest first.
+    pub fn recent_finished(&self, n: usize) -> Vec<Task> {
+        let ids: Vec<String> = {
+            let index = lock(&self.index);
+            let mut done: Vec<(&Box<str>, &Entry)> = index
+                .tasks
+                .iter()
+                .filter(|(_, e)| e.status.is_some_and(Status::is_finished))
+                .collect();
+            done.sort_by(|a, b| b.1.finished_ms.cmp(&a.1.finished_ms).then(b.0.cmp(a.0)));
+            done.into_iter()
+                .take(n)
+                .map(|(id, _)| id.to_string())
+                .collect()
+        };
+        ids.iter()
+            .filter_map(|id| self.read_task(id).ok())
+            .collect()
+    }
+
+    /// The queued task to run next at `now`: highest priority, then oldest; runnable, not
+    /// waiting out a backoff, not in `skip`.
+    pub fn pick_next(&self, now: u64, skip: &HashSet<String>) -> Option<String> {
+        let index = lock(&self.index);
+        index
+            .tasks
+            .iter()
+            .filter(|(id, e)| {
+                e.status == Some(Status::Queued)
+                    && e.runnable
+                    && e.next_attempt_ms <= now
+                    && !skip.contains(&***id)
+            })
+            .min_by(|a, b| {
+                b.1.priority
+                    .cmp(&a.1.priority)
+                    .then(a.1.created_ms.cmp(&b.1.created_ms))
+                    .then(a.0.cmp(b.0))
+            })
+            .map(|(id, _)| id.to_string())
+    }
+
+    /// When the earliest backoff of a queued task ends (after `now`), if any.
+    pub fn next_due(&self, now: u64) -> Option<u64> {
+        lock(&self.index)
+            .tasks
+            .values()
+            .filter(|e| e.status == Some(Status::Queued) && e.runnable && e.next_attempt_ms > now)
+            .map(|e| e.next_attempt_ms)
+            .min()
+    }
+
+    // ---- writes -----------------------------------------------------------------------
+
+    /// Queues a new task; with an idempotency key already used, returns that task
+    /// (`false`: nothing was created).
+    pub fn create(&self, new: NewTask) -> Result<(Task, bool), ApiError> {
+        let mut index = lock(&self.index);
+        if let Some(key) = new.idempotency_key.as_deref() {
+            if let Some(id) = index.idem.get(key).map(|id| id.to_string()) {
+                drop(index);
+                return Ok((self.read_task(&id)?, false));
+            }
+        }
+        let now = now_rfc3339();
+        let spec = new.spec;
+        let task = Task {
+            task_id: new_id("task"),
+            title: new.title,
+            status: Status::Queued.as_str().into(),
+            kind: Some(CODEX_KIND.into()),
+            input: serde_json::to_value(&spec)
+                .map_err(|e| internal("Cannot encode the task", e))?,
+            created_at: now.clone(),
+            updated_at: Some(now),
+            started_at: None,
+            finished_at: None,
+            current_run_id: None,
+            error: None,
+            priority: spec.priority,
+            max_attempts: spec.max_attempts,
+            idempotency_key: new.idempotency_key,
+            steps_total: spec.steps.len(),
+            steps_done: 0,
+            session_id: None,
+            thread_id: None,
+            next_attempt_at: None,
+            waiting: None,
+            final_message: None,
+            runs: Vec::new(),
+            cancel_requested: false,
+            retry_from: 0,
+        };
+        self.tasks
+            .write(&file(&task.task_id), &task)
+            .map_err(|e| internal("Cannot persist the task", e))?;
+        index.insert(&task.task_id, Entry::of(&task));
+        index.dir_mtime = self.tasks_dir_mtime();
+        Ok((task, true))
+    }
+
+    /// Reads the task, applies `f`, and writes file and index entry together. `f` returns
+    /// false to leave everything as it was.
+    pub fn update(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Task) -> bool,
+    ) -> Result<Option<Task>, StoreError> {
+        let mut index = lock(&self.index);
+        if !index.tasks.contains_key(id) {
+            return Ok(None);
+        }
+        let Some(mut task) = self.tasks.read::<Task>(&file(id))? else {
+            return Ok(None);
+        };
+        if !f(&mut task) {
+            return Ok(Some(task));
+        }
+        task.updated_at = Some(now_rfc3339());
+        self.tasks.write(&file(id), &task)?;
+        index.insert(id, Entry::of(&task));
+        index.dir_mtime = self.tasks_dir_mtime();
+        Ok(Some(task))
+    }
+
+    pub fn save_run(&self, run: &Run) -> Result<(), StoreError> {
+        self.runs.write(&file(&run.run_id), run)
+    }
+
+    /// Removes the oldest finished tasks beyond the retention, with their runs and logs.
+    pub fn prune(&self) -> usize {
+        let victims: Vec<(String, Entry)> = {
+            let mut index = lock(&self.index);
+            let mut done: Vec<(Box<str>, u64)> = index
+                .tasks
+                .iter()
+                .filter(|(_, e)| e.status.is_some_and(Status::is_finished))
+                .map(|(id, e)| (id.clone(), e.finished_ms.max(e.created_ms)))
+                .collect();
+            if done.len() <= self.retention {
+                return 0;
+            }
+            done.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+            let n = done.len() - self.retention;
+            let out = done
+                .into_iter()
+                .take(n)
+                .filter_map(|(id, _)| index.remove(&id).map(|e| (id.to_string(), e)))
+                .collect();
+            index.dir_mtime = None;
+            out
+        };
+        for (id, e) in &victims {
+            for (run, _) in &e.runs {
+                let _ = std::fs::remove_file(self.runs.path(&file(run)));
+            }
+            self.logs.forget(id, true);
+            let _ = std::fs::remove_file(self.tasks.path(&file(id)));
+        }
+        if !victims.is_empty() {
+            log::info!(
+                "tasks: pruned {} finished task(s) beyond the retention of {}",
+                victims.len(),
+                self.retention
+            );
+        }
+        victims.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::model::TaskSpec;
+    use serde_json::json;
+
+    fn dir() -> PathBuf {
+        std::env::temp_dir().join(new_id("tstore"))
+    }
+
+    fn new(title: &str, priority: i64, key: Option<&str>) -> NewTask {
+        NewTask {
+            title: title.into(),
+            idempotency_key: key.map(str::to_string),
+            spec: TaskSpec {
+                prompt: Some("p".into()),
+                steps: vec![crate::tasks::model::StepSpec {
+                    prompt: "p".into(),
+                    model: None,
+                    effort: None,
+                }],
+                cwd: None,
+                model: None,
+                effort: None,
+                sandbox: None,
+                approval_policy: None,
+                timeout_s: 60,
+                max_attempts: 2,
+                priority,
+            },
+        }
+    }
+
+    #[test]
+    fn create_pick_update_and_reload() {
+        let d = dir();
+        let s = TaskStore::open(&d, 100).unwrap();
+        let (a, created) = s.create(new("a", 0, Some("k"))).unwrap();
+        assert!(created);
+        let (again, created) = s.create(new("other", 5, Some("k"))).unwrap();
+        assert_eq!(
+            (again.task_id.as_str(), created),
+            (a.task_id.as_str(), false)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let (b, _) = s.create(new("b", 0, None)).unwrap();
+        let (c, _) = s.create(new("c", 9, None)).unwrap();
+        let none = HashSet::new();
+        assert_eq!(
+            s.pick_next(now_ms(), &none),
+            Some(c.task_id.clone()),
+            "priority first"
+        );
+        let skip: HashSet<String> = [c.task_id.clone()].into();
+        assert_eq!(
+            s.pick_next(now_ms(), &skip),
+            Some(a.task_id.clone()),
+            "then oldest"
+        );
+        s.update(&a.task_id, |t| {
+            t.next_attempt_at = Some(baa::common::time::rfc3339_from_ms(now_ms() + 60_000));
+            true
+        })
+        .unwrap();
+        assert_eq!(
+            s.pick_next(now_ms(), &skip),
+            Some(b.task_id.clone()),
+            "backoff"
+        );
+        assert!(s.next_due(now_ms()).is_some());
+        let listed: Vec<String> = s
+            .list(None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.title)
+            .collect();
+        assert_eq!(listed, ["c", "b", "a"]);
+        // A second store on the same dir (a restart) sees the same.
+        let s2 = TaskStore::open(&d, 100).unwrap();
+        assert_eq!(s2.counts().queued, 3);
+        let (replayed, created) = s2.create(new("x", 0, Some("k"))).unwrap();
+        assert_eq!((replayed.title.as_str(), created), ("a", false));
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn legacy_files_are_migrated_once_and_corrupt_task_files_moved_aside() {
+        let d = dir();
+        let state = JsonStore::open(&d).unwrap();
+        state
+            .write(LEGACY_TASKS, &json!({"tasks": [
+                {"task_id": "t1", "title": "a", "status": "succeeded", "created_at": "2026-01-01T00:00:00.000Z"},
+                {"task_id": "t2", "title": "b", "status": "queued", "kind": "shell", "created_at": "2026-01-02T00:00:00.000Z"},
+                {"bogus": true}
+            ]}))
+            .unwrap();
+        state
+            .write(LEGACY_RUNS, &json!({"runs": [
+                {"run_id": "r1", "task_id": "t1", "status": "succeeded", "started_at": "2026-01-01T00:00:01.000Z"}
+            ]}))
+            .unwrap();
+        let s = TaskStore::open(&d, 100).unwrap();
+        assert_eq!(
+            s.counts(),
+            Counts {
+                queued: 1,
+                succeeded: 1,
+                ..Counts::default()
+            }
+        );
+        assert_eq!(s.list_runs(Some("t1"), 10).unwrap()[0].run_id, "r1");
+        assert_eq!(s.task("t1").unwrap().runs.len(), 1);
+        assert!(!state.path(LEGACY_TASKS).exists());
+        assert_eq!(
+            s.pick_next(now_ms(), &HashSet::new()),
+            None,
+            "legacy kinds never run"
+        );
+        assert!(
+            s.warnings().iter().any(|w| w.contains("malformed")),
+            "{:?}",
+            s.warnings()
+        );
+        std::fs::write(d.join(TASKS_DIR).join("t2.json"), b"{\"task_id\": ").unwrap();
+        let s = TaskStore::open(&d, 100).unwrap();
+        assert_eq!(s.counts().queued, 0);
+        assert!(
+            s.warnings().iter().any(|w| w.contains("corrupt")),
+            "{:?}",
+            s.warnings()
+        );
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn finished_tasks_beyond_the_retention_are_pruned_oldest_first() {
+        let d = dir();
+        let s = TaskStore::open(&d, 2).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            let (t, _) = s.create(new(&format!("t{i}"), 0, None)).unwrap();
+            s.update(&t.task_id, |t| {
+                t.status = "succeeded".into();
+                t.finished_at = Some(baa::common::time::rfc3339_from_ms(1_000_000 + i));
+                true
+            })
+            .unwrap();
+            s.logs.append(&t.task_id, None, "info", "x", None);
+            ids.push(t.task_id);
+        }
+        assert_eq!(s.prune(), 2);
+        assert!(!s.exists(&ids[0]) && !s.exists(&ids[1]) && s.exists(&ids[3]));
+        assert!(!s.logs.path(&ids[0]).exists());
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

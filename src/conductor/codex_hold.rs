@@ -155,6 +155,12 @@ impl HoldGate {
             .and_then(|f| f.hold(now_ms()))
     }
 
+    /// Forgets the last reading, so the next `check` reads codexd's status again: a turn
+    /// just ended, and its model responses may have used the limits up.
+    pub fn invalidate(&self) {
+        *lock(&self.last) = None;
+    }
+
     /// Why the last reading of codexd's status failed (codexd unreachable), if it did.
     pub fn error(&self) -> Option<String> {
         lock(&self.last)

@@ -302,10 +302,12 @@ fn conductor_error_model_is_json() {
     assert_eq!(get(&c.url("/healthz")).body, "ok\n");
 }
 
+/// Today's single-file `tasks.json` / `runs.json` are migrated at start to one file per
+/// record, and the read routes keep their shapes over them.
 #[test]
 fn conductor_tasks_runs_and_logs_read_from_the_store() {
-    let c = conductor::start("records");
-    let store = baa::common::store::JsonStore::open(c.dir.join("state")).unwrap();
+    let dir = crate::support::tmp::TempDir::new("records");
+    let store = baa::common::store::JsonStore::open(dir.join("state")).unwrap();
     let tasks: Vec<Value> = (0..30)
         .map(|i| {
             json!({
@@ -329,7 +331,7 @@ fn conductor_tasks_runs_and_logs_read_from_the_store() {
             ]}),
         )
         .unwrap();
-    let logs_dir = c.dir.join("state/task-logs");
+    let logs_dir = dir.join("state/task-logs");
     std::fs::create_dir_all(&logs_dir).unwrap();
     let mut log = String::new();
     for seq in 1..=260u64 {
@@ -337,6 +339,7 @@ fn conductor_tasks_runs_and_logs_read_from_the_store() {
         log.push_str(&format!("{}\n", json!({"seq": seq, "task_id": "task_29", "run_id": run, "level": "info", "message": format!("line {seq}"), "created_at": "2026-11-01T02:00:00.000Z"})));
     }
     std::fs::write(logs_dir.join("task_29.jsonl"), log).unwrap();
+    let c = conductor::spawn(&dir, "mini-main", "primary").start();
 
     let l = get(&c.url("/v1/tasks")).expect(200)["data"].clone();
     assert_eq!(
@@ -344,6 +347,7 @@ fn conductor_tasks_runs_and_logs_read_from_the_store() {
         (json!(20), json!(20))
     );
     assert_eq!(l["tasks"][0]["task_id"], "task_29", "newest first");
+    assert_eq!(l["tasks"][0]["input"], json!({"n": 29}), "the record as it was");
     let q = get(&c.url("/v1/tasks?status=queued&limit=100")).expect(200)["data"].clone();
     assert_eq!(q["count"], 10);
     assert!(q["tasks"]
@@ -368,6 +372,9 @@ fn conductor_tasks_runs_and_logs_read_from_the_store() {
     let logs =
         get(&c.url("/v1/tasks/task_29/logs?run_id=run_a&limit=500")).expect(200)["data"].clone();
     assert_eq!(logs["count"], 10);
+    let logs = get(&c.url("/v1/tasks/task_29/logs?since=255")).expect(200)["data"].clone();
+    assert_eq!(logs["count"], 5);
+    get(&c.url("/v1/tasks/task_29/logs?since=x")).expect_error(400, "invalid_query");
     get(&c.url("/v1/tasks/task_29/logs?limit=501")).expect_error(400, "invalid_query");
     get(&c.url("/v1/tasks/nope/logs")).expect_error(404, "not_found");
 
@@ -377,18 +384,38 @@ fn conductor_tasks_runs_and_logs_read_from_the_store() {
     let run = get(&c.url("/v1/runs/run_a")).expect(200)["data"].clone();
     assert_eq!(run["run"]["exit"]["code"], 1);
 
-    // A corrupt tasks file is moved aside, not a crash loop or a 500 forever.
-    std::fs::write(c.dir.join("state/tasks.json"), b"{\"tasks\": [").unwrap();
-    assert_eq!(get(&c.url("/v1/tasks")).expect(200)["data"]["count"], 0);
-    let aside = std::fs::read_dir(c.dir.join("state"))
+    // Migrated once: the old files are renamed, one file per record remains.
+    let names: Vec<String> = std::fs::read_dir(dir.join("state"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("tasks.json.migrated-"))
+            && !names.contains(&"tasks.json".to_string()),
+        "{names:?}"
+    );
+    assert!(dir.join("state/tasks/task_29.json").is_file());
+    assert!(dir.join("state/runs/run_b.json").is_file());
+
+    // A corrupt task file is moved aside at the next start, not a crash loop or a 500.
+    let mut c = c;
+    c.terminate(Duration::from_secs(10));
+    std::fs::write(dir.join("state/tasks/task_29.json"), b"{\"task_id\": [").unwrap();
+    let c = conductor::spawn(&dir, "mini-main", "primary").start();
+    assert_eq!(get(&c.url("/v1/tasks?limit=100")).expect(200)["data"]["count"], 29);
+    get(&c.url("/v1/tasks/task_29")).expect_error(404, "not_found");
+    let aside = std::fs::read_dir(dir.join("state/tasks"))
         .unwrap()
         .flatten()
         .any(|e| {
             e.file_name()
                 .to_string_lossy()
-                .starts_with("tasks.json.corrupt-")
+                .starts_with("task_29.json.corrupt-")
         });
     assert!(aside, "corrupt file was not moved aside");
+    let warnings = get(&c.url("/v1/runtime")).expect(200)["data"]["warnings"].to_string();
+    assert!(warnings.contains("task_29.json"), "{warnings}");
 }
 
 #[test]

@@ -17,6 +17,8 @@ mod conductor_host_ops;
 mod conductor_lease;
 mod conductor_security;
 mod conductor_system_state;
+mod conductor_tasks;
+mod conductor_tasks_real;
 mod docs_drift;
 mod http_layer;
 mod mock_model;

@@ -108,6 +108,8 @@ pub struct SchedulerState {
     runs: Mutex<HashMap<String, Arc<RunControl>>>,
     last_dispatch_at: Mutex<Option<String>>,
     held: Mutex<Option<Value>>,
+    /// Scheduler passes so far (a test can wait for a few without sleeping blind).
+    passes: AtomicU64,
     pub max_running: usize,
 }
 
@@ -121,6 +123,7 @@ impl SchedulerState {
             runs: Mutex::new(HashMap::new()),
             last_dispatch_at: Mutex::new(None),
             held: Mutex::new(None),
+            passes: AtomicU64::new(0),
             max_running,
         }
     }
@@ -168,6 +171,10 @@ impl SchedulerState {
         v
     }
 
+    pub fn passed(&self) {
+        self.passes.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn dispatched(&self, at: String) {
         *lock(&self.last_dispatch_at) = Some(at);
     }
@@ -186,6 +193,7 @@ impl SchedulerState {
             "in_flight": self.in_flight(),
             "last_dispatch_at": lock(&self.last_dispatch_at).clone(),
             "held": lock(&self.held).clone(),
+            "passes": self.passes.load(Ordering::Relaxed),
         })
     }
 }

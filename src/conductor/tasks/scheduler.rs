@@ -99,6 +99,7 @@ impl Loop {
 
     /// One pass; returns how long to sleep before the next one.
     fn tick(&mut self) -> Duration {
+        self.app.sched.passed();
         self.threads.retain(|_, h| !h.is_finished());
         let lease = self.app.lease.status();
         let leader = lease.healthy_leader(self.app.lease.threshold);

@@ -108,6 +108,8 @@ pub fn spawn(app: Arc<App>, ctl: Arc<RunControl>) -> std::io::Result<JoinHandle<
                 }
             }
             app.sched.unregister(&task_id, &run_id);
+            // The turns just run may have used the rate limits up: read them again first.
+            app.codex_hold.invalidate();
             app.sched.wake();
         })
 }

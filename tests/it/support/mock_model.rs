@@ -402,6 +402,26 @@ impl MockModel {
         self.shared.calls.load(Ordering::SeqCst)
     }
 
+    /// How many turns started with a prompt containing `needle`: requests whose last input
+    /// item is that user message itself (a turn's follow-ups after a tool call end with the
+    /// tool's output instead). "Each step's prompt reached the model exactly once" is this
+    /// count being 1.
+    pub fn count_prompt_starts(&self, needle: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|b| {
+                let last = b
+                    .get("input")
+                    .and_then(Value::as_array)
+                    .and_then(|items| items.last());
+                last.is_some_and(|i| {
+                    i.get("role").and_then(Value::as_str) == Some("user")
+                        && responses::text_of(i.get("content")).contains(needle)
+                })
+            })
+            .count()
+    }
+
     /// How many `/responses` requests had a prompt containing `needle`.
     pub fn count_prompt(&self, needle: &str) -> usize {
         self.requests()

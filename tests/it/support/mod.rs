@@ -13,5 +13,6 @@ pub mod http;
 pub mod mock_model;
 pub mod status_api;
 pub mod stub;
+pub mod tasks;
 pub mod tmp;
 pub mod ws;

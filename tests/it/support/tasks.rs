@@ -1,0 +1,169 @@
+//! Worker-mode helpers: a conductor pointed at a codexd (stub child or the real app-server)
+//! with fast task settings, and calls for creating tasks and waiting on them. Every wait is
+//! bounded and a timeout panics with the task, its runs and its log.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::conductor::{self, TOKEN};
+use super::daemon::{wait_for, Daemon, Spawn};
+use super::http::{get, get_h, post, post_h, Resp};
+use super::tmp::TempDir;
+
+/// A conductor started for task tests (its dirs under `dir`).
+pub struct TaskConductor {
+    pub d: Daemon,
+}
+
+/// A conductor command for `codexd_base` with a 300 ms first retry delay, not yet started.
+pub fn spawn(dir: &TempDir, codexd_base: &str, node: &str, role: &str) -> Spawn {
+    conductor::spawn(dir, node, role)
+        .env("BAA_SHARED_TOKEN", TOKEN)
+        .env("BAA_CODEXD_LOCAL_API_BASE", codexd_base)
+        .env("BAA_CONDUCTOR_TASK_BACKOFF_MS", "300")
+        .env("BAA_CONDUCTOR_TASK_BACKOFF_MAX_MS", "2000")
+}
+
+pub fn start(dir: &TempDir, codexd_base: &str) -> TaskConductor {
+    TaskConductor {
+        d: spawn(dir, codexd_base, "mini-main", "primary").start(),
+    }
+}
+
+impl TaskConductor {
+    pub fn url(&self, path: &str) -> String {
+        self.d.url(path)
+    }
+
+    /// `POST /v1/tasks`, returning the response as is.
+    pub fn post_task(&self, body: Value) -> Resp {
+        post(&self.url("/v1/tasks"), &body)
+    }
+
+    /// Creates a task (asserting 201) and returns its id.
+    pub fn create(&self, body: Value) -> String {
+        let v = self.post_task(body).expect(201);
+        v["data"]["task"]["task_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no task_id: {v}"))
+            .to_string()
+    }
+
+    /// `{task, runs}` of a task.
+    pub fn task(&self, id: &str) -> Value {
+        get(&self.url(&format!("/v1/tasks/{id}"))).expect(200)["data"].clone()
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.task(id)["task"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The task's log lines (the last 500).
+    pub fn logs(&self, id: &str) -> Vec<Value> {
+        get(&self.url(&format!("/v1/tasks/{id}/logs?limit=500"))).expect(200)["data"]["logs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn log_messages(&self, id: &str) -> Vec<String> {
+        self.logs(id)
+            .iter()
+            .filter_map(|l| l["message"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// What a failing wait prints about a task.
+    pub fn explain(&self, id: &str) -> String {
+        format!(
+            "task: {:#}\nlog:\n{}\nconductor log:\n{}",
+            self.task(id),
+            self.log_messages(id).join("\n"),
+            self.d.log()
+        )
+    }
+
+    /// Waits until the task's status is `want`; returns `{task, runs}`.
+    pub fn wait_status(&self, id: &str, want: &str, timeout: Duration) -> Value {
+        wait_for(timeout, || {
+            let t = self.task(id);
+            (t["task"]["status"] == want).then_some(t)
+        })
+        .unwrap_or_else(|| panic!("task {id} never {want} within {timeout:?}\n{}", self.explain(id)))
+    }
+
+    /// Waits until `pred` holds for `{task, runs}`.
+    pub fn wait_task(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        wait_for(timeout, || {
+            let t = self.task(id);
+            pred(&t).then_some(t)
+        })
+        .unwrap_or_else(|| panic!("task {id}: never {what} within {timeout:?}\n{}", self.explain(id)))
+    }
+
+    pub fn cancel(&self, id: &str) -> Resp {
+        post(&self.url(&format!("/v1/tasks/{id}/cancel")), &json!({}))
+    }
+
+    pub fn retry(&self, id: &str) -> Resp {
+        post(&self.url(&format!("/v1/tasks/{id}/retry")), &json!({}))
+    }
+
+    pub fn system(&self, action: &str, body: Value) -> Value {
+        post(&self.url(&format!("/v1/system/{action}")), &body).expect(200)["data"].clone()
+    }
+
+    pub fn state(&self) -> Value {
+        get(&self.url("/v1/system/state")).expect(200)["data"].clone()
+    }
+
+    pub fn runtime(&self) -> Value {
+        get(&self.url("/v1/runtime")).expect(200)["data"].clone()
+    }
+
+    pub fn summary(&self) -> Value {
+        get(&self.url("/v1/tasks/summary")).expect(200)["data"].clone()
+    }
+
+    pub fn requests(&self) -> Value {
+        let auth = format!("Bearer {TOKEN}");
+        get_h(&self.url("/v1/codex/requests"), &[("Authorization", &auth)]).expect(200)["data"]
+            .clone()
+    }
+
+    pub fn answer(&self, request_id: &str, decision: &str) -> Resp {
+        let auth = format!("Bearer {TOKEN}");
+        post_h(
+            &self.url(&format!("/v1/codex/requests/{request_id}")),
+            &json!({"decision": decision}),
+            &[("Authorization", &auth)],
+        )
+    }
+}
+
+/// The ids of the runs of `{task, runs}`, oldest first, with their attempt and status.
+pub fn runs(t: &Value) -> Vec<(u64, String)> {
+    let mut v: Vec<(u64, String)> = t["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["attempt"].as_u64().unwrap_or(0),
+                r["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}

@@ -23,6 +23,7 @@ use baa::common::time::now_rfc3339;
 use crate::approvals::Pending;
 use crate::child::Link;
 use crate::config::{Config, Strategy};
+use crate::event_log::Limits;
 use crate::events::{Events, Level};
 use crate::rpc::RpcError;
 use crate::sessions::{RegistryFile, Session, TurnRecord};
@@ -111,6 +112,10 @@ impl Core {
         let seq_hint = previous.as_ref().map(|p| p.last_seq).unwrap_or(0);
         let events = Events::open(
             cfg.logs_dir.join("events.jsonl"),
+            Limits {
+                max_bytes: cfg.event_log_max_bytes,
+                keep: cfg.event_log_keep,
+            },
             recent,
             seq_hint,
             cfg.recent_events,

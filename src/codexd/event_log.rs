@@ -80,9 +80,18 @@ pub struct EventLog {
     checked_at: Instant,
 }
 
-/// One file to read for a `since` request, with the length it had when chosen (the
-/// active file grows; only what was written before is read).
-pub struct Source {
+/// One file to read for a `since` request.
+pub enum Source {
+    /// Opened when chosen: the segment the search starts in, and the active file with
+    /// the length it had then (only what was written before is read).
+    Open(OpenFile),
+    /// A later rotated segment, opened when the reader reaches it, so a reader far
+    /// behind holds two files open rather than all of them. If it was pruned in the
+    /// meantime the reader fails and the stream ends; the client's retry gets a 410.
+    Later(PathBuf),
+}
+
+pub struct OpenFile {
     file: File,
     len: u64,
 }
@@ -281,13 +290,10 @@ impl EventLog {
                 return Err(oldest);
             }
             let mut out = Vec::new();
-            let mut lost = None;
-            for (i, seg) in self.rotated.iter().enumerate() {
-                if seg.last <= since {
-                    continue;
-                }
-                match Source::open(&seg.path) {
-                    Ok(s) => out.push(s),
+            let mut later = self.rotated.iter().filter(|seg| seg.last > since);
+            if let Some(seg) = later.next() {
+                match OpenFile::open(&seg.path) {
+                    Ok(f) => out.push(Source::Open(f)),
                     Err(e) => {
                         log::warn!(
                             "{}: {e}; events {}..={} are no longer kept",
@@ -295,19 +301,17 @@ impl EventLog {
                             seg.first,
                             seg.last
                         );
-                        lost = Some(i);
-                        break;
+                        // Without it the run of events is broken there; check again.
+                        let path = seg.path.clone();
+                        self.rotated.retain(|s| s.path != path);
+                        continue 'again;
                     }
                 }
             }
-            if let Some(i) = lost {
-                // Without it the run of events is broken there; check `since` again.
-                self.rotated.remove(i);
-                continue 'again;
-            }
+            out.extend(later.map(|seg| Source::Later(seg.path.clone())));
             if let Some(a) = &self.active {
                 match a.file.try_clone() {
-                    Ok(file) => out.push(Source { file, len: a.len }),
+                    Ok(file) => out.push(Source::Open(OpenFile { file, len: a.len })),
                     Err(e) => log::warn!("{}: {e}", self.path.display()),
                 }
             }
@@ -320,7 +324,7 @@ impl EventLog {
     pub fn tail(&self, max_events: usize, max_bytes: u64) -> Vec<Value> {
         let mut files: Vec<(File, u64)> = Vec::new();
         if let Some(seg) = self.rotated.last() {
-            if let Ok(s) = Source::open(&seg.path) {
+            if let Ok(s) = OpenFile::open(&seg.path) {
                 files.push((s.file, s.len));
             }
         }
@@ -372,11 +376,11 @@ impl Active {
     }
 }
 
-impl Source {
-    fn open(path: &Path) -> io::Result<Source> {
+impl OpenFile {
+    fn open(path: &Path) -> io::Result<OpenFile> {
         let file = File::open(path)?;
         let len = file.metadata()?.len();
-        Ok(Source { file, len })
+        Ok(OpenFile { file, len })
     }
 }
 
@@ -455,9 +459,15 @@ impl LogReader {
     pub fn next_line(&mut self) -> io::Result<Option<(u64, Vec<u8>)>> {
         while !self.done {
             let Some(lines) = self.current.as_mut() else {
-                let Some(src) = self.sources.pop_front() else {
-                    self.done = true;
-                    break;
+                let src = match self.sources.pop_front() {
+                    Some(Source::Open(f)) => f,
+                    Some(Source::Later(path)) => OpenFile::open(&path).map_err(|e| {
+                        io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                    })?,
+                    None => {
+                        self.done = true;
+                        break;
+                    }
                 };
                 let start = if self.searched {
                     0
@@ -491,14 +501,14 @@ impl LogReader {
 /// Lines of one file from an offset up to a length, read positionally (`pread`), so a
 /// duplicate handle of the file being appended to is read without moving its offset.
 struct Lines {
-    src: Source,
+    src: OpenFile,
     pos: u64,
     buf: Vec<u8>,
     start: usize,
 }
 
 impl Lines {
-    fn new(src: Source, pos: u64) -> Lines {
+    fn new(src: OpenFile, pos: u64) -> Lines {
         Lines {
             src,
             pos,
@@ -812,8 +822,8 @@ mod tests {
         for since in [
             0u64, 1, 2, 3, 6, 7, 498, 499, 500, 501, 1234, 2999, 3000, 5000,
         ] {
-            let src = Source::open(&p).unwrap();
-            let mut r = LogReader::new(vec![src], since, u64::MAX);
+            let src = OpenFile::open(&p).unwrap();
+            let mut r = LogReader::new(vec![Source::Open(src)], since, u64::MAX);
             let got = r.next_line().unwrap().map(|(seq, _)| seq);
             let want = (since + 1..=3000).find(|s| !lost.contains(s));
             assert_eq!(got, want, "since {since} ({len} bytes)");
@@ -930,5 +940,34 @@ mod tests {
         a.len += 12;
         fill(&mut log, 4..=5, 5);
         assert_eq!(read(&mut log, 0, 6).unwrap(), vec![1, 2, 4, 5]);
+    }
+
+    #[test]
+    fn a_reader_whose_next_segment_was_pruned_fails_instead_of_skipping_it() {
+        let p = tmp();
+        let limits = Limits {
+            max_bytes: 2048,
+            keep: 2,
+        };
+        let mut log = EventLog::open(p.clone(), limits);
+        fill(&mut log, 1..=200, 30);
+        let oldest = log.oldest(201);
+        let sources = log.sources(oldest - 1, 201).unwrap();
+        let mut r = LogReader::new(sources, oldest - 1, 201);
+        assert_eq!(r.next_line().unwrap().map(|(s, _)| s), Some(oldest));
+        // The rest of the first segment is already open; the next one is pruned now.
+        fill(&mut log, 201..=400, 30);
+        let mut last = oldest;
+        let err = loop {
+            match r.next_line() {
+                Ok(Some((s, _))) => {
+                    assert_eq!(s, last + 1, "skipped");
+                    last = s;
+                }
+                Ok(None) => panic!("read to the end past a pruned segment (last {last})"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
     }
 }

@@ -78,6 +78,8 @@ pub struct EventLog {
     /// Oldest first.
     rotated: Vec<Segment>,
     checked_at: Instant,
+    /// A rotation that failed is not retried (and warned about) on every append.
+    rotate_failed_at: Option<Instant>,
 }
 
 /// One file to read for a `since` request.
@@ -113,6 +115,7 @@ impl EventLog {
             active: None,
             rotated,
             checked_at: Instant::now(),
+            rotate_failed_at: None,
         };
         log.prune();
         log.active = log.open_active();
@@ -169,7 +172,10 @@ impl EventLog {
         a.len += line.len() as u64;
         a.first.get_or_insert(seq);
         a.last = Some(seq);
-        if a.len >= self.limits.max_bytes {
+        let retry = self
+            .rotate_failed_at
+            .is_none_or(|t| t.elapsed() >= PATH_CHECK_EVERY);
+        if a.len >= self.limits.max_bytes && retry {
             self.rotate();
         }
         Ok(())
@@ -183,9 +189,10 @@ impl EventLog {
         }
         self.checked_at = Instant::now();
         if self.active.is_none() {
-            self.active = self.open_active();
-            if self.active.is_some() {
+            // Retried quietly: the first failure was logged.
+            if let Ok(a) = Active::open(&self.path) {
                 log::warn!("{} opened; events reach disk again", self.path.display());
+                self.active = Some(a);
             }
             return;
         }
@@ -234,13 +241,17 @@ impl EventLog {
         };
         let target = segment_path(&self.path, first, last);
         if let Err(e) = fs::rename(&self.path, &target) {
-            log::warn!(
-                "cannot rotate {} to {}: {e}; appending on",
-                self.path.display(),
-                target.display()
-            );
+            if self.rotate_failed_at.is_none() {
+                log::warn!(
+                    "cannot rotate {} to {}: {e}; appending on, retrying every second",
+                    self.path.display(),
+                    target.display()
+                );
+            }
+            self.rotate_failed_at = Some(Instant::now());
             return;
         }
+        self.rotate_failed_at = None;
         self.rotated.push(Segment {
             first,
             last,

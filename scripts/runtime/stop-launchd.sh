@@ -18,6 +18,8 @@ USAGE
   options_help services target dryrun
   cat <<'USAGE'
   --unload-timeout SEC      How long to wait for each job to go away. Default 40.
+  --with-child              codexd only: also stop the codex app-server it leaves running
+                            in unix mode (baa-codexd stop-child, after codexd is gone).
 
 Notes:
   If no service is specified, conductor + codexd + status-api are stopped.
@@ -32,10 +34,15 @@ stop_option() {
       unload_timeout="$2"
       BAA_SHIFT=2
       ;;
+    --with-child)
+      with_child="1"
+      BAA_SHIFT=1
+      ;;
     *) return 1 ;;
   esac
 }
 
+with_child="0"
 BAA_OPTION_GROUPS="services target dryrun"
 parse_args_with stop_option "$@"
 finalize_services
@@ -45,6 +52,32 @@ failed=()
 for service in "${services[@]}"; do
   launchd_bootout "$service" || failed+=("$service")
 done
+
+# In unix mode codexd's stop leaves its app-server running for the next codexd (turns and
+# approvals survive); --with-child stops it too, with the binary and dirs of the installed
+# plist. stop-child refuses while a codexd still holds the state dir.
+stop_codexd_child() {
+  local plist bin
+  plist="$(service_install_path "$install_dir" codexd)"
+  bin="$(plist_get_or_default "$plist" ":ProgramArguments:0" "")"
+  if [[ -z "$bin" ]]; then
+    runtime_error "codexd: no installed plist at ${plist}; cannot find baa-codexd for --with-child"
+    return 1
+  fi
+  run_cmd env \
+    "BAA_CODEXD_REPO_ROOT=$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_REPO_ROOT" "")" \
+    "BAA_CODEXD_STATE_DIR=$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_STATE_DIR" "")" \
+    "BAA_CODEXD_LOGS_DIR=$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_LOGS_DIR" "")" \
+    "$bin" stop-child
+}
+
+if [[ "$with_child" == "1" ]]; then
+  for service in "${services[@]}"; do
+    if [[ "$service" == "codexd" ]] && ! stop_codexd_child; then
+      failed+=("codexd app-server")
+    fi
+  done
+fi
 
 if [[ "${#failed[@]}" -gt 0 ]]; then
   runtime_error "launchd stop failed for: ${failed[*]}"

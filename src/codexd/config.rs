@@ -10,6 +10,8 @@ use baa::common::cli::{Cli, Command as CliCommand};
 use baa::common::netaddr::ListenUrl;
 use baa::common::settings::{Error, Resolver, Result, Setting};
 
+use crate::endpoint::{self, Transport};
+
 /// How codexd gets its app-server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -69,7 +71,10 @@ pub struct Config {
     pub server_command: String,
     pub server_args: Vec<String>,
     pub server_cwd: Option<PathBuf>,
+    /// `child.endpoint` as shown: the configured label, or `unix://<resolved path>`.
     pub server_endpoint: String,
+    /// How codexd talks to the child, from `BAA_CODEXD_SERVER_ENDPOINT`.
+    pub transport: Transport,
     pub smoke_lifetime_ms: u64,
     pub version: String,
     pub node_id: String,
@@ -86,6 +91,10 @@ pub struct Config {
     /// Failed starts within `crash_loop_window_ms` that put the child in `crash_loop`.
     pub crash_loop_max: u32,
     pub crash_loop_window_ms: u64,
+    /// An exit codexd did not cause counts towards `crash_loop` only if the child had been
+    /// ready for less than this (or never got ready): a child that ran healthy and was
+    /// killed from outside is not a crash-loop signal.
+    pub crash_loop_early_ms: u64,
     /// How long `crash_loop` lasts before one more attempt.
     pub crash_loop_cooldown_ms: u64,
     /// Grace between SIGTERM and SIGKILL when stopping the child.
@@ -95,6 +104,9 @@ pub struct Config {
     pub reconcile_idle_ms: u64,
     /// Events kept in memory and in `recent-events.json`.
     pub recent_events: usize,
+    /// A session finished and idle this long leaves the hot registry for the archive
+    /// (still readable by id); 0 keeps every session hot.
+    pub session_retention_ms: u64,
     /// Size at which stdout.log / stderr.log rotate (one `.1` generation kept).
     pub log_max_bytes: u64,
     /// Size at which events.jsonl rotates to `events.<first>-<last>.jsonl`.
@@ -104,6 +116,30 @@ pub struct Config {
     /// Demo mode (`--demo` or `BAA_CODEXD_DEMO=1`): codexd runs the built-in loopback
     /// model provider and points the child's `CODEX_HOME` at [`Config::demo_codex_home`].
     pub demo: bool,
+    /// Initialize the child with `experimentalApi: true`; without it codexd refuses
+    /// experimental request fields with a 400 instead of letting the child reject them.
+    pub experimental_api: bool,
+    /// Check a requested model and effort against the app-server's `model/list`.
+    pub model_check: ModelCheck,
+}
+
+/// Whether session and turn creates check `model` and `effort` against `model/list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelCheck {
+    /// Unknown model or unsupported effort → 400 listing the allowed values.
+    Catalog,
+    /// No check: for providers whose models are not in codex's catalog (the catalog is
+    /// built into codex and is the same whatever the provider).
+    Off,
+}
+
+impl ModelCheck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelCheck::Catalog => "catalog",
+            ModelCheck::Off => "off",
+        }
+    }
 }
 
 /// codexd's own commands; `help`, `settings` and `routes` are built in.
@@ -113,6 +149,7 @@ pub enum Command {
     Status,
     Config,
     Smoke,
+    StopChild,
 }
 
 pub const REPO_ROOT: Setting = Setting::env("BAA_CODEXD_REPO_ROOT")
@@ -150,6 +187,13 @@ pub const SERVER_CWD: Setting = Setting::env("BAA_CODEXD_SERVER_CWD")
 pub const DEMO: Setting = Setting::env("BAA_CODEXD_DEMO")
     .switch("demo")
     .help("run a built-in loopback model and point the child's CODEX_HOME at <state>/demo-codex-home, so turns complete without credentials");
+pub const EXPERIMENTAL_API: Setting = Setting::env("BAA_CODEXD_EXPERIMENTAL_API")
+    .switch("experimental-api")
+    .help("initialize the child with experimentalApi, so experimental fields such as collaborationMode are accepted (without it they are a 400)");
+pub const MODEL_CHECK: Setting = Setting::env("BAA_CODEXD_MODEL_CHECK")
+    .flag("model-check", "C")
+    .default("catalog")
+    .help("catalog: an unknown model or unsupported effort is a 400 listing the allowed ones (from model/list); off: no check (models outside codex's catalog)");
 pub const SHARED_STATE_DIR: Setting = Setting::env("BAA_STATE_DIR").help(
     "shared state dir; codexd uses its codexd/ subdirectory when BAA_CODEXD_STATE_DIR is unset",
 );
@@ -166,7 +210,7 @@ pub const MODE: Setting = Setting::env("BAA_CODEXD_MODE")
     .help("the only supported mode");
 pub const SERVER_ENDPOINT: Setting = Setting::env("BAA_CODEXD_SERVER_ENDPOINT")
     .default("stdio://codex-app-server")
-    .help("label shown as child.endpoint");
+    .help("stdio://… (JSON-RPC over the child's stdin/stdout) or unix://<absolute path> (the child listens there, outlives codexd and is re-attached; bare unix:// is <state dir>/app-server.sock; at most 103 bytes)");
 pub const SMOKE_LIFETIME_MS: Setting = Setting::env("BAA_CODEXD_SMOKE_LIFETIME_MS")
     .default("1500")
     .help("how long `smoke` keeps its daemon up");
@@ -200,6 +244,9 @@ pub const CRASH_LOOP_MAX: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_MAX")
 pub const CRASH_LOOP_WINDOW_MS: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_WINDOW_MS")
     .default("600000")
     .help("that window");
+pub const CRASH_LOOP_EARLY_MS: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_EARLY_MS")
+    .default("10000")
+    .help("an exit codexd did not cause counts towards crash_loop only this soon after the child got ready (a failed start always counts)");
 pub const CRASH_LOOP_COOLDOWN_MS: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_COOLDOWN_MS")
     .default("900000")
     .help("pause in crash_loop before one more attempt");
@@ -212,6 +259,9 @@ pub const RECONCILE_IDLE_MS: Setting = Setting::env("BAA_CODEXD_RECONCILE_IDLE_M
 pub const RECENT_EVENTS: Setting = Setting::env("BAA_CODEXD_RECENT_EVENTS")
     .default("200")
     .help("events kept in memory, in recent-events.json and in status (>= 1)");
+pub const SESSION_RETENTION_MS: Setting = Setting::env("BAA_CODEXD_SESSION_RETENTION_MS")
+    .default("604800000")
+    .help("a session finished and idle this long moves from session-registry.json to the archive under <state>/sessions/ (still readable by id; a new turn brings it back); 0 = never");
 pub const LOG_MAX_BYTES: Setting = Setting::env("BAA_CODEXD_LOG_MAX_BYTES")
     .default("10485760")
     .help("stdout.log / stderr.log rotate to .1 past this size");
@@ -223,7 +273,7 @@ pub const EVENT_LOG_KEEP: Setting = Setting::env("BAA_CODEXD_EVENT_LOG_KEEP")
     .help("rotated event log segments kept (older ones are deleted; ?since= before them gets 410 since_expired)");
 pub const STUB_MODE: Setting = Setting::env("BAA_CODEXD_STUB_MODE")
     .default("normal")
-    .help("read only by the built-in stub child (baa-codexd __stub-app-server, used by smoke and tests): normal, exit, garbage, silent, mute, no-complete")
+    .help("read only by the built-in stub child (baa-codexd __stub-app-server, used by smoke and tests): normal, exit, exit-while:PATH, listen (serves --listen unix://PATH), garbage, silent, mute, no-complete, late-start")
     .external()
     .hidden();
 pub const RUST_LOG: Setting = Setting::env("RUST_LOG")
@@ -242,6 +292,8 @@ pub const SETTINGS: &[Setting] = &[
     SERVER_ARGS,
     SERVER_CWD,
     DEMO,
+    EXPERIMENTAL_API,
+    MODEL_CHECK,
     SHARED_STATE_DIR,
     SHARED_LOGS_DIR,
     EVENT_STREAM_PATH,
@@ -258,10 +310,12 @@ pub const SETTINGS: &[Setting] = &[
     RESTART_RESET_MS,
     CRASH_LOOP_MAX,
     CRASH_LOOP_WINDOW_MS,
+    CRASH_LOOP_EARLY_MS,
     CRASH_LOOP_COOLDOWN_MS,
     STOP_GRACE_MS,
     RECONCILE_IDLE_MS,
     RECENT_EVENTS,
+    SESSION_RETENTION_MS,
     LOG_MAX_BYTES,
     EVENT_LOG_MAX_BYTES,
     EVENT_LOG_KEEP,
@@ -296,6 +350,12 @@ pub const CLI: Cli<Command> = Cli {
             help: "run the daemon against a built-in stub child and check its files",
             json: false,
             run: Command::Smoke,
+        },
+        CliCommand {
+            name: "stop-child",
+            help: "stop the app-server a stopped codexd left running (unix mode), by recorded pid + start time",
+            json: false,
+            run: Command::StopChild,
         },
     ],
     bare: None,
@@ -361,7 +421,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         .or_else(|| shared_logs.map(|d| d.join("codexd")))
         .or_else(|| under_root("logs"));
 
-    let cfg = Config {
+    let mut cfg = Config {
         local_api_base,
         listen,
         event_stream_path,
@@ -375,6 +435,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
             .collect(),
         server_cwd: r.opt_path(&SERVER_CWD),
         server_endpoint: r.string(&SERVER_ENDPOINT)?,
+        transport: Transport::Stdio,
         smoke_lifetime_ms: r.number(&SMOKE_LIFETIME_MS, 0..=u64::MAX)?,
         version: r.string(&VERSION)?,
         node_id: r.string(&NODE_ID)?,
@@ -386,19 +447,32 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         restart_reset_ms: r.number(&RESTART_RESET_MS, 0..=u64::MAX)?,
         crash_loop_max: r.number(&CRASH_LOOP_MAX, 1..=u32::MAX)?,
         crash_loop_window_ms: r.number(&CRASH_LOOP_WINDOW_MS, 0..=u64::MAX)?,
+        crash_loop_early_ms: r.number(&CRASH_LOOP_EARLY_MS, 0..=u64::MAX)?,
         crash_loop_cooldown_ms: r.number(&CRASH_LOOP_COOLDOWN_MS, 0..=u64::MAX)?,
         stop_grace_ms: r.number(&STOP_GRACE_MS, 0..=u64::MAX)?,
         reconcile_idle_ms: r.number(&RECONCILE_IDLE_MS, 0..=u64::MAX)?,
         recent_events: r.number(&RECENT_EVENTS, 1..=usize::MAX)?,
+        session_retention_ms: r.number(&SESSION_RETENTION_MS, 0..=u64::MAX)?,
         log_max_bytes: r.number(&LOG_MAX_BYTES, 0..=u64::MAX)?,
         event_log_max_bytes: r.number(&EVENT_LOG_MAX_BYTES, 4096..=u64::MAX)?,
         event_log_keep: r.number(&EVENT_LOG_KEEP, 0..=100_000)?,
         demo: r.bool(&DEMO)?,
+        experimental_api: r.bool(&EXPERIMENTAL_API)?,
+        model_check: match r.choice(&MODEL_CHECK, &["catalog", "off"])? {
+            "off" => ModelCheck::Off,
+            _ => ModelCheck::Catalog,
+        },
         // Last, so a wrong value elsewhere is reported first.
         state_dir: state_dir.ok_or_else(|| missing_dir(&STATE_DIR, &SHARED_STATE_DIR))?,
         logs_dir: logs_dir.ok_or_else(|| missing_dir(&LOGS_DIR, &SHARED_LOGS_DIR))?,
         repo_root: repo_root.unwrap_or_else(|| r.cwd().to_path_buf()),
     };
+    // After the state dir: a bare `unix://` names a socket under it.
+    cfg.transport = endpoint::parse(&cfg.server_endpoint, &cfg.state_dir)
+        .map_err(|e| r.invalid(&SERVER_ENDPOINT, &e))?;
+    if let Transport::Unix(path) = &cfg.transport {
+        cfg.server_endpoint = format!("unix://{}", path.display());
+    }
     Ok(cfg)
 }
 
@@ -441,6 +515,7 @@ impl Config {
                 "args": self.server_args,
                 "cwd": self.server_cwd,
                 "endpoint": self.server_endpoint,
+                "transport": self.transport.kind(),
             },
             "version": self.version,
             "nodeId": self.node_id,
@@ -455,6 +530,7 @@ impl Config {
                 "resetAfterMs": self.restart_reset_ms,
                 "crashLoopMax": self.crash_loop_max,
                 "crashLoopWindowMs": self.crash_loop_window_ms,
+                "crashLoopEarlyMs": self.crash_loop_early_ms,
                 "crashLoopCooldownMs": self.crash_loop_cooldown_ms,
                 "stopGraceMs": self.stop_grace_ms,
             },
@@ -463,7 +539,10 @@ impl Config {
                 "keep": self.event_log_keep,
             },
             "smokeLifetimeMs": self.smoke_lifetime_ms,
+            "sessionRetentionMs": self.session_retention_ms,
             "demo": self.demo,
+            "experimentalApi": self.experimental_api,
+            "modelCheck": self.model_check.as_str(),
         })
     }
 
@@ -493,6 +572,11 @@ impl Config {
                 self.approval_timeout_ms
             ),
             format!("version: {}", self.version),
+            format!(
+                "experimental_api: {}",
+                if self.experimental_api { "on" } else { "off" }
+            ),
+            format!("model_check: {}", self.model_check.as_str()),
             format!(
                 "demo: {}",
                 if self.demo {
@@ -693,6 +777,27 @@ mod tests {
         assert!(resolve_rooted(&["--demo"], &[]).unwrap().demo);
         let e = err(&[], &[("BAA_CODEXD_DEMO", "maybe")]);
         assert!(e.starts_with("BAA_CODEXD_DEMO=\"maybe\""), "{e}");
+    }
+
+    #[test]
+    fn experimental_api_and_model_check() {
+        let c = resolve_rooted(&[], &[]).unwrap();
+        assert_eq!(
+            (c.experimental_api, c.model_check),
+            (false, ModelCheck::Catalog)
+        );
+        let c = resolve_rooted(
+            &["--experimental-api"],
+            &[("BAA_CODEXD_MODEL_CHECK", "off")],
+        )
+        .unwrap();
+        assert_eq!((c.experimental_api, c.model_check), (true, ModelCheck::Off));
+        let c = resolve_rooted(&[], &[("BAA_CODEXD_EXPERIMENTAL_API", "1")]).unwrap();
+        assert!(c.experimental_api);
+        assert_eq!(
+            err(&["--model-check", "strict"], &[]),
+            "--model-check: expected catalog or off, got \"strict\""
+        );
     }
 
     #[test]

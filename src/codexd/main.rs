@@ -1,32 +1,46 @@
 //! `baa-codexd`: the only Codex runtime on the node. Supervises one `codex app-server`
-//! child over stdio JSON-RPC and serves sessions, turns and events over local HTTP/WS.
+//! child (JSON-RPC over stdio, or over a Unix socket on which the child outlives codexd)
+//! and serves sessions, turns and events over local HTTP/WS.
 //!
 //! This file only dispatches the command line; see `serve` for the daemon itself.
 
+mod account;
 mod approvals;
 mod child;
+mod codex_version;
 mod config;
 mod core;
 mod demo;
+mod endpoint;
 mod event_log;
 mod event_stream;
 mod events;
+mod experimental;
+mod history_ops;
+mod lifecycle_ops;
 mod logfile;
+mod models;
 mod notifications;
+mod reattach;
 mod recent_events;
+mod review_ops;
 mod routes;
 mod rpc;
 mod serve;
 mod server_requests;
 mod session_ops;
+mod session_store;
 mod sessions;
 mod smoke;
 mod state;
 mod status;
+mod stop_child;
 mod stub;
+mod stub_socket;
 mod supervision;
 mod ticker;
 mod turn_ops;
+mod turn_record;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -72,6 +86,7 @@ fn main() -> ExitCode {
                 baa::common::logging::init();
                 exit_code(smoke::run(cfg))
             }),
+            Command::StopChild => with_config(&r, |cfg| stop_child::run(&cfg)),
         }
     })
 }
@@ -113,18 +128,98 @@ fn status(base: &str, json: bool) -> ExitCode {
     printed
 }
 
-/// The human form of `status`.
+/// The human form of `status`: a child that is not running says why and when codexd
+/// tries again.
 fn summary(v: &serde_json::Value) -> String {
-    let d = &v["data"]["snapshot"]["daemon"];
-    format!(
-        "codexd: {}\nmode: {}\nchild: {} (pid {})\nsessions: {}\n",
+    let snap = &v["data"]["snapshot"];
+    let d = &snap["daemon"];
+    let c = &d["child"];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+    let mut out = format!(
+        "codexd: {}\nmode: {}\nchild: {} (pid {})\n",
         if v["ok"] == true { "up" } else { "error" },
-        d["mode"].as_str().unwrap_or("?"),
-        d["child"]["status"].as_str().unwrap_or("?"),
-        d["child"]["pid"],
-        v["data"]["snapshot"]["sessionRegistry"]["sessions"]
+        text(&d["mode"]),
+        text(&c["status"]),
+        c["pid"],
+    );
+    if let Some(t) = c["transport"].as_str() {
+        out.push_str(&format!("transport: {t}"));
+        if let Some(sock) = c["socket"].as_str().filter(|_| t == "unix") {
+            out.push_str(&format!(" ({sock})"));
+        }
+        if let Some(e) = c["transportError"].as_str() {
+            out.push_str(&format!(" — unix transport unusable: {e}"));
+        }
+        out.push('\n');
+    }
+    if c["status"] != "running" {
+        if let Some(e) = c["lastError"].as_str() {
+            out.push_str(&format!("reason: {e}\n"));
+        }
+        if let Some(at) = c["nextRestartAt"].as_str() {
+            out.push_str(&format!("next retry: {at}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "codex: {}\naccount: {}\nlimits: {}\nsessions: {}\n",
+        codex_line(&snap["codex"]),
+        account_line(&snap["account"]),
+        limits_line(&snap["limits"]),
+        snap["sessionRegistry"]["sessions"]
             .as_array()
             .map(Vec::len)
             .unwrap_or(0)
-    )
+    ));
+    out
+}
+
+/// `0.169.0 (codex-cli 0.169.0)`, or what is missing.
+fn codex_line(c: &serde_json::Value) -> String {
+    let version = c["version"].as_str().unwrap_or("unknown");
+    match c["cliVersion"].as_str() {
+        Some(cli) => format!("{version} ({cli})"),
+        None => version.to_string(),
+    }
+}
+
+fn account_line(a: &serde_json::Value) -> String {
+    match (a["loggedIn"].as_bool(), a["authRequired"].as_bool()) {
+        (Some(true), _) => format!("logged in ({})", a["plan"].as_str().unwrap_or("no plan")),
+        (Some(false), Some(false)) => "none needed (the provider needs no OpenAI login)".into(),
+        (Some(false), _) => "logged out".into(),
+        (None, _) => format!(
+            "unknown{}",
+            a["error"]
+                .as_str()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+fn limits_line(l: &serde_json::Value) -> String {
+    let window = |name: &str| {
+        let w = &l[name];
+        w["usedPercent"].as_f64().map(|p| {
+            format!(
+                "{name} {p}%{}",
+                w["resetsAt"]
+                    .as_str()
+                    .map(|r| format!(" until {r}"))
+                    .unwrap_or_default()
+            )
+        })
+    };
+    let mut parts: Vec<String> = ["primary", "secondary"]
+        .iter()
+        .filter_map(|n| window(n))
+        .collect();
+    if let Some(until) = l["blockedUntil"].as_str() {
+        parts.push(format!("BLOCKED until {until}"));
+    }
+    if parts.is_empty() {
+        "none reported yet".into()
+    } else {
+        parts.join(", ")
+    }
 }

@@ -18,7 +18,9 @@ impl Core {
                 let st = self.state();
                 RegistryFile {
                     updated_at: st.sessions_updated_at.clone(),
-                    sessions: st.sessions.clone(),
+                    // Only a summary of each last turn: the full records are in the
+                    // per-session turn files, so this whole-file rewrite stays small.
+                    sessions: st.sessions.iter().map(Session::stored_form).collect(),
                 }
             };
             if let Err(e) = self.store.write(state::SESSION_REGISTRY, &doc) {
@@ -64,6 +66,12 @@ impl Core {
 
     pub(crate) fn daemon_state(&self) -> DaemonState {
         let st = self.state();
+        let pending_requests = st
+            .pending
+            .iter()
+            .chain(st.replayable.iter())
+            .map(crate::approvals::Pending::record)
+            .collect();
         DaemonState {
             started: !self.stop.is_set(),
             started_at: self.started_at.clone(),
@@ -72,6 +80,7 @@ impl Core {
             pid: std::process::id(),
             last_seq: self.events.last_seq(),
             child: st.child.clone(),
+            pending_requests,
         }
     }
 
@@ -82,6 +91,12 @@ impl Core {
         let c = &st.child;
         json!({
             "endpoint": c.endpoint,
+            "transport": c.transport,
+            "socket": c.socket,
+            "transportError": c.transport_error,
+            "codexVersion": c.codex_version,
+            "attached": c.attached,
+            "startTime": c.start_time,
             "lastError": c.last_error,
             "pid": c.pid,
             "status": c.status,
@@ -92,6 +107,7 @@ impl Core {
             "nextRestartAt": c.next_restart_at,
             "recentExits": c.recent_exits,
             "pendingRequests": st.pending.len(),
+            "awaitingReplay": st.replayable.len(),
             "inflightRpc": self.current_link().map(|l| l.rpc.pending_count()).unwrap_or(0),
             "demo": self.cfg.demo,
         })
@@ -102,11 +118,15 @@ impl Core {
         let resolved = listening
             .clone()
             .unwrap_or_else(|| self.cfg.local_api_base.clone());
+        let (account, limits) = self.account_status();
         let (sessions_updated_at, sessions) = {
             let st = self.state();
             (
                 st.sessions_updated_at.clone(),
-                st.sessions.iter().map(Session::to_json).collect::<Vec<_>>(),
+                st.sessions
+                    .iter()
+                    .map(Session::to_summary_json)
+                    .collect::<Vec<_>>(),
             )
         };
         json!({
@@ -131,6 +151,9 @@ impl Core {
                     "demoModel": self.demo_json(),
                     "child": self.child_json(),
                 },
+                "codex": self.codex_json(),
+                "account": account,
+                "limits": limits,
                 "sessionRegistry": {"updatedAt": sessions_updated_at, "sessions": sessions},
                 "recentEvents": self.events.recent_snapshot(),
             },

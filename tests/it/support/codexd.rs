@@ -62,6 +62,71 @@ pub fn with_mock_codex(dirs: &Dirs, home: &MockCodexHome) -> Spawn {
         .env("CODEX_HOME", &home.home)
 }
 
+/// [`with_mock_codex`] in unix mode: the child listens on `<state>/app-server.sock`, runs
+/// in its own session and outlives codexd. Pair it with a [`LeftChild`].
+pub fn with_mock_codex_unix(dirs: &Dirs, home: &MockCodexHome) -> Spawn {
+    with_mock_codex(dirs, home).env("BAA_CODEXD_SERVER_ENDPOINT", "unix://")
+}
+
+/// Stops, on drop, the app-server recorded in `dirs` (a unix-mode child outlives codexd
+/// by design, so a test must not leave it behind). Only that exact process (pid and start
+/// time), as `baa-codexd stop-child` would.
+pub struct LeftChild {
+    state: PathBuf,
+}
+
+impl LeftChild {
+    pub fn of(dirs: &Dirs) -> LeftChild {
+        LeftChild {
+            state: dirs.state.clone(),
+        }
+    }
+
+    /// The recorded child: `(pid, startTime)`, if any.
+    pub fn recorded(&self) -> Option<(u32, String)> {
+        let text = std::fs::read_to_string(self.state.join("daemon-state.json")).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        let c = &v["child"];
+        Some((
+            c["pid"].as_u64()? as u32,
+            c["startTime"].as_str()?.to_string(),
+        ))
+    }
+}
+
+impl Drop for LeftChild {
+    fn drop(&mut self) {
+        if let Some((pid, start)) = self.recorded() {
+            baa::common::proc::kill_if_same(pid, &start, Duration::from_secs(2));
+        }
+    }
+}
+
+/// The `child` object of codexd's status.
+pub fn child_status(d: &Daemon) -> Value {
+    get(&d.url("/v1/codexd/status")).json()["data"]["snapshot"]["daemon"]["child"].clone()
+}
+
+/// Waits until the child runs with a pid `pred` accepts; returns the child status.
+pub fn wait_child(
+    d: &Daemon,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_for(timeout, || {
+        let c = child_status(d);
+        (c["status"] == "running" && pred(&c)).then_some(c)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "child never {what}: {:#}\nlog:\n{}",
+            child_status(d),
+            d.log()
+        )
+    })
+}
+
 /// Starts `spawn` and waits until its child answered initialize.
 pub fn start_running(spawn: Spawn) -> Daemon {
     let d = spawn.start();
@@ -156,6 +221,78 @@ impl<'a> CodexApi<'a> {
         self.client.get(&url).expect(200)["data"]["session"].clone()
     }
 
+    /// One page of the session's turn records (`GET …/sessions/:id/turns`), asserting 200.
+    pub fn turns_page(&self, session_id: &str, limit: usize, cursor: Option<&str>) -> Value {
+        let mut url = self.url(&format!("/sessions/{session_id}/turns?limit={limit}"));
+        if let Some(c) = cursor {
+            url.push_str(&format!("&cursor={}", encode(c)));
+        }
+        self.client.get(&url).expect(200)["data"].clone()
+    }
+
+    /// Every turn record of the session, newest first, following `nextCursor` page by page
+    /// (at most 100 pages); also returns how many pages it took.
+    pub fn all_turns(&self, session_id: &str, limit: usize) -> (Vec<Value>, usize) {
+        let mut turns = Vec::new();
+        let mut cursor: Option<String> = None;
+        for page in 1..=100 {
+            let data = self.turns_page(session_id, limit, cursor.as_deref());
+            let got = data["turns"].as_array().cloned().unwrap_or_default();
+            assert!(got.len() <= limit, "page over the limit: {data}");
+            turns.extend(got);
+            match data["nextCursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return (turns, page),
+            }
+        }
+        panic!("more than 100 pages of turns for {session_id}")
+    }
+
+    pub fn delete_session(&self, session_id: &str) -> Resp {
+        self.client
+            .request("DELETE", &self.url(&format!("/sessions/{session_id}")))
+    }
+
+    pub fn compact(&self, session_id: &str) -> Resp {
+        self.client.post(
+            &self.url(&format!("/sessions/{session_id}/compact")),
+            &json!({}),
+        )
+    }
+
+    pub fn fork(&self, session_id: &str, body: Value) -> Resp {
+        self.client
+            .post(&self.url(&format!("/sessions/{session_id}/fork")), &body)
+    }
+
+    pub fn review(&self, body: Value) -> Resp {
+        self.client.post(&self.url("/review"), &body)
+    }
+
+    /// `GET …/threads?<query>` data, asserting 200.
+    pub fn threads(&self, query: &str) -> Value {
+        self.client
+            .get(&self.url(&format!("/threads?{query}")))
+            .expect(200)["data"]
+            .clone()
+    }
+
+    /// The session ids of `GET …/sessions` (`?archived=true` with `archived`).
+    pub fn session_ids(&self, archived: bool) -> Vec<String> {
+        let url = self.url(if archived {
+            "/sessions?archived=true"
+        } else {
+            "/sessions"
+        });
+        let v = self.client.get(&url).expect(200);
+        v["data"]["sessions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["sessionId"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// Waits until the session's last turn is `turn_id` and finished; returns the session.
     pub fn wait_turn_done(&self, session_id: &str, turn_id: &str, timeout: Duration) -> Value {
         wait_for_every(timeout, self.poll, || {
@@ -245,4 +382,16 @@ pub fn assert_contiguous(events: &[Value]) {
         seqs.windows(2).all(|w| w[1] == w[0] + 1),
         "seqs not contiguous: {seqs:?}"
     );
+}
+
+/// Percent-encodes a query value.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -351,6 +351,23 @@ impl Events {
             .collect()
     }
 
+    /// The newest `n` events in the ring that `keep` accepts, oldest first. Walks the ring
+    /// from its newest end and clones only what it returns (a session read asks for a few
+    /// of its own events out of thousands).
+    pub fn recent_matching(&self, n: usize, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let inner = self.lock();
+        let mut out: Vec<Value> = inner
+            .ring
+            .iter()
+            .rev()
+            .filter(|h| keep(&h.event))
+            .take(n)
+            .map(|h| h.event.clone())
+            .collect();
+        out.reverse();
+        out
+    }
+
     /// `{updatedAt, events}` for recent-events.json and the status route: the newest
     /// `BAA_CODEXD_RECENT_EVENTS` events, each cut to a few KiB and all together to a
     /// bounded size (see `recent_events.rs`); the whole events stay in the log.
@@ -601,6 +618,19 @@ mod tests {
         let page = ev.since(oldest + 5, 1000).unwrap();
         assert_eq!(seq_of(&page[0]), Some(oldest + 6));
         assert_eq!(page.len(), 1000);
+    }
+
+    #[test]
+    fn recent_matching_gives_the_newest_matches_oldest_first() {
+        let ev = Events::open(tmp(), SMALL, vec![], 0, 10);
+        for i in 0..50 {
+            let sid = if i % 5 == 0 { "a" } else { "b" };
+            ev.emit(Level::Info, "t", "x", json!({"sessionId": sid}));
+        }
+        let got = ev.recent_matching(3, |e| e["detail"]["sessionId"] == "a");
+        let got: Vec<u64> = got.iter().filter_map(seq_of).collect();
+        assert_eq!(got, [36, 41, 46]);
+        assert!(ev.recent_matching(3, |_| false).is_empty());
     }
 
     #[test]

@@ -103,8 +103,14 @@ set_mode() {
   fi
 }
 
-# Puts the mode back to what it was before the drain.
+# Puts the mode back to what it was before the drain, once the (new) conductor is ready:
+# only the lease holder accepts a mode change, and a restarted one takes a moment.
 restore_mode() {
+  local deadline=$((SECONDS + ${health_timeout%.*}))
+  [[ "$prior_mode" == "running" || "$prior_mode" == "paused" ]] || return 0
+  until http_probe "${conductor_base}/readyz" || ((SECONDS >= deadline)); do
+    sleep "$health_interval"
+  done
   case "$prior_mode" in
     running) set_mode resume "upgrade finished" ;;
     paused) set_mode pause "upgrade finished; it was paused before" ;;

@@ -61,12 +61,12 @@ class Conductor:
     def __init__(self):
         self.polls = 0
 
-    def state(self):
+    def state(self, poll=True):
         data = read_json("standin-system.json", {"mode": "running", "version": 1})
         drain = read_json("standin-drain.json", {"report": True, "polls": 0})
         if drain.get("report", True):
             draining = data["mode"] == "draining"
-            if draining:
+            if draining and poll:
                 self.polls += 1
             data["drained"] = draining and self.polls > drain.get("polls", 0)
         return data
@@ -77,7 +77,7 @@ class Conductor:
         data = {"mode": mode, "version": data["version"] + 1}
         write_json("standin-system.json", data)
         self.polls = 0
-        return self.state()
+        return self.state(poll=False)
 
 
 CONDUCTOR = Conductor()

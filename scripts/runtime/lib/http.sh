@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # globals live across the sourced files
 # URLs and HTTP: parsing bases, probing /healthz and friends with curl (bounded by
 # --connect-timeout and --max-time), POSTing a JSON body, reading a field of a JSON answer.
 

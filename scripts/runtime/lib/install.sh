@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # globals live across the sourced files
 # The install step shared by install-launchd.sh and upgrade.sh: say what will be written,
 # refuse what is wrong before writing anything, then write the token file, the binaries
 # (bin/<version>/ + the current link), the pinned codex and the plists.

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # globals live across the sourced files
 # launchctl: is a job loaded, bootout (and wait until it is gone), bootstrap, kickstart,
 # the health wait after a (re)load with its one `kickstart -k` retry, and the diagnostics
 # printed when a service stays unhealthy (launchctl print masked, log tails, a manual hint).

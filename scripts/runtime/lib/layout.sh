@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # globals live across the sourced files
 # Where the node keeps things, outside the git checkout:
 #   <root>  (--root, default ~/Library/Application Support/baa-conductor)
 #     state/ (state/codexd/), runs/, worktrees/, tmp/   the daemons' runtime dirs
@@ -130,7 +130,7 @@ prune_versions() {
   previous="$(linked_version previous)"
   [[ -d "$(bin_root)" ]] || return 0
   # ls -t: newest first, the same on BSD and GNU. Version names have no spaces.
-  # shellcheck disable=SC2012
+  # shellcheck disable=SC2045
   for name in $(ls -1t "$(bin_root)"); do
     [[ -d "$(bin_root)/${name}" && ! -L "$(bin_root)/${name}" ]] || continue
     [[ "$name" != "$current" && "$name" != "$previous" ]] || continue

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # globals live across the sourced files
 # The address the conductor and status-api listen on. Default: the node's Tailscale IPv4
 # when `tailscale ip -4` answers (the API is then reachable from the tailnet and nowhere
 # else), else 127.0.0.1. Never an address written into the scripts: every node has its own.

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # globals live across the sourced files
 # Messages, exits, and running (or, under --dry-run, printing) commands. Everything a
 # script prints about a command or a failure goes through mask_text, so the shared token
 # never reaches a terminal or a log.

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # globals live across the sourced files
 # Command-line options shared by every script, their help text, and the values derived
 # from them once parsed (finalize_*). Each script accepts some groups of options, named
 # in BAA_OPTION_GROUPS; an option of another group is a usage error, not silently ignored.

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # globals live across the sourced files
 # Reading and validating property lists (plutil on macOS, plist.py anywhere).
 
 plist_lint() {

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # globals live across the sourced files
 # The few things BSD (macOS) and GNU (Linux) tools do differently, done one way that works
 # on both: file modes without `stat`, a command with a deadline without `timeout(1)`, an
 # atomic symlink swap without `mv -T`/`mv -h`, the first line of a text without `| head`

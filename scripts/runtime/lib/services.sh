@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # globals live across the sourced files
 # The three services: names, launchd labels, template and install paths, log paths, the
 # program launchd runs; and the launchd target (scope, domain, install dir).
 

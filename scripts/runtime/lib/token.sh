@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # globals live across the sourced files
 # The shared token: where it is looked up, the mode-600 file the conductor reads it from
 # (BAA_SHARED_TOKEN_FILE), and the refusal of a token file others can read. The token is
 # never put in a plist: every command the conductor execs could read the daemon's

@@ -424,7 +424,10 @@ fn describe_examples_use_the_configured_repo_root_not_the_authors_home() {
         .start();
     let all = get(&c.url("/describe")).expect(200)["data"].clone();
     let text = all.to_string();
-    assert!(!text.contains("/Users/"), "a home path in /describe: {text}");
+    assert!(
+        !text.contains("/Users/"),
+        "a home path in /describe: {text}"
+    );
     let create = all["examples"]
         .as_array()
         .unwrap()

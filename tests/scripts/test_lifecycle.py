@@ -95,7 +95,9 @@ class LifecycleTests(ScriptTest):
         self.assertIn("rolled back: running %s again (codexd conductor restarted)" % v2, proc.stderr)
         self.assertEqual(http_get(n.url("conductor") + "/healthz"), (200, "ok\n"))
         self.assertEqual(self.mode(), "running")
-        if os.path.isdir("/proc/self"):
+        if os.path.isdir("/proc/self") and not real_bin_dir():
+            # (A real v2 is a wrapper that execs the real binary, so only the stand-in's
+            # command line still names the path launchd started.)
             with open("/proc/%d/cmdline" % n.pid("conductor"), "rb") as handle:
                 self.assertIn(b"/bin/current/baa-conductor", handle.read())
 

@@ -5,7 +5,12 @@
 //!   offline mock model),
 //! - fan-out latency from a child stdout line to 1/10/100 WebSocket subscribers (stub child),
 //! - idle RSS of codexd without a child,
-//! - respawn time after SIGKILL of the real child.
+//! - respawn time after SIGKILL of the real child,
+//! - `GET /v1/codexd/models` from the app-server vs from the cache, and what the model check
+//!   adds to a session create (real child).
+//! - the session registry with 46 sessions whose last turns carry big diffs: its size, the
+//!   size it would have with the full records in it, and how long the session list and one
+//!   session take to read.
 
 #[path = "../tests/it/support/mod.rs"]
 mod support;
@@ -34,6 +39,8 @@ fn main() {
             fanout_latency_to_websocket_subscribers,
         ),
         ("idle_rss_and_respawn_time", idle_rss_and_respawn_time),
+        ("models_list_and_create_check", models_list_and_create_check),
+        ("registry_size_with_big_turns", registry_size_with_big_turns),
     ]);
 }
 
@@ -184,4 +191,136 @@ fn idle_rss_and_respawn_time() {
         "respawn after SIGKILL (kill -> initialize answered), backoff base 100 ms",
         times,
     );
+}
+
+fn models_list_and_create_check() {
+    const N: usize = 20;
+    let home = MockCodexHome::new("bench-models");
+    let tmp = TempDir::new("bench-models-dirs");
+    let d = start_running(with_mock_codex(&Dirs::under(&tmp.child("root")), &home));
+    let time = |url: &str| {
+        let t0 = Instant::now();
+        get(&d.url(url)).expect(200);
+        ms_since(t0)
+    };
+    let fresh: Vec<f64> = (0..N)
+        .map(|_| time("/v1/codexd/models?refresh=true"))
+        .collect();
+    let cached: Vec<f64> = (0..N).map(|_| time("/v1/codexd/models")).collect();
+    stats(
+        "GET /v1/codexd/models, model/list asked (refresh=true)",
+        fresh,
+    );
+    stats("GET /v1/codexd/models, from the cache", cached);
+    let create = |body: serde_json::Value| {
+        let t0 = Instant::now();
+        create_session(&d, body);
+        ms_since(t0)
+    };
+    // Interleaved, so both see the same number of loaded threads.
+    let (mut plain, mut checked) = (Vec::new(), Vec::new());
+    for _ in 0..N {
+        plain.push(create(json!({"cwd": home.work})));
+        checked.push(create(json!({"cwd": home.work, "model": "gpt-5.5"})));
+    }
+    stats("session create (thread/start), no model", plain);
+    stats(
+        "session create with a checked model (cached catalog)",
+        checked,
+    );
+    drop(d);
+    // The same creates with the check off: what is left is the app-server's own cost.
+    let d = start_running(
+        with_mock_codex(&Dirs::under(&tmp.child("off")), &home)
+            .env("BAA_CODEXD_MODEL_CHECK", "off"),
+    );
+    let (mut plain, mut unchecked) = (Vec::new(), Vec::new());
+    for _ in 0..N {
+        for (body, out) in [
+            (json!({"cwd": home.work}), &mut plain),
+            (
+                json!({"cwd": home.work, "model": "gpt-5.5"}),
+                &mut unchecked,
+            ),
+        ] {
+            let t0 = Instant::now();
+            create_session(&d, body);
+            out.push(ms_since(t0));
+        }
+    }
+    stats("check off: session create, no model", plain);
+    stats("check off: session create with a model", unchecked);
+}
+
+/// 46 sessions (the count on the node that grew a 6.5 MB registry), each with one turn that
+/// adds a 100 KB file (so its record holds a ~100 KB diff) and answers 8 KB of text.
+fn registry_size_with_big_turns() {
+    const SESSIONS: usize = 46;
+    let home = MockCodexHome::new("bench-registry");
+    let work = home.work.clone();
+    home.mock.set_script(move |call| {
+        use support::mock_model::{add_file_patch, Reply};
+        let n = call.prompt.trim_start_matches("big turn ").to_string();
+        match call.tool_calls_so_far() {
+            0 => {
+                let line = "x".repeat(99);
+                let body = vec![line; 1000].join("\n+");
+                Reply::apply_patch(
+                    "call_big",
+                    add_file_patch(&work.join(format!("big_{n}.txt")), &body),
+                )
+            }
+            _ => Reply::text("answer ".repeat(8 * 1024 / 7)),
+        }
+    });
+    let tmp = TempDir::new("bench-registry-dirs");
+    let dirs = Dirs::under(&tmp.child("root"));
+    let d = start_running(with_mock_codex(&dirs, &home));
+    let api = CodexApi::codexd(&d);
+    let t0 = Instant::now();
+    let mut full_bytes = 0usize;
+    for i in 0..SESSIONS {
+        let s = api.create_session(json!({"cwd": home.work}));
+        let sid = s["sessionId"].as_str().unwrap().to_string();
+        let tid = api.turn(&sid, &format!("big turn {i}"));
+        let done = api.wait_turn_done(&sid, &tid, T);
+        full_bytes += serde_json::to_vec_pretty(&done)
+            .map(|v| v.len())
+            .unwrap_or(0);
+    }
+    println!(
+        "{SESSIONS} sessions with one big turn each in {:?}",
+        t0.elapsed()
+    );
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let registry = dirs.state.join("session-registry.json");
+    let turn_files: u64 = std::fs::read_dir(dirs.state.join("sessions"))
+        .map(|d| d.filter_map(Result::ok).map(|e| size(&e.path())).sum())
+        .unwrap_or(0);
+    println!(
+        "session-registry.json: {} bytes (the same sessions with their full last-turn records: {full_bytes} bytes); per-session turn files: {turn_files} bytes",
+        size(&registry)
+    );
+    // The list serves summaries; one session its full last-turn record and recent events.
+    let sid = api.create_session(json!({"cwd": home.work}))["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut reads = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        get(&d.url("/v1/codexd/sessions")).expect(200);
+        reads.push(ms_since(t));
+    }
+    stats(
+        "GET /v1/codexd/sessions with 47 sessions (summaries)",
+        reads,
+    );
+    let mut one = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        get(&d.url(&format!("/v1/codexd/sessions/{sid}"))).expect(200);
+        one.push(ms_since(t));
+    }
+    stats("GET /v1/codexd/sessions/:id", one);
 }

@@ -95,11 +95,38 @@ pub struct Config {
     pub reconcile_idle_ms: u64,
     /// Events kept in memory and in `recent-events.json`.
     pub recent_events: usize,
+    /// A session finished and idle this long leaves the hot registry for the archive
+    /// (still readable by id); 0 keeps every session hot.
+    pub session_retention_ms: u64,
     /// Size at which stdout.log / stderr.log rotate (one `.1` generation kept).
     pub log_max_bytes: u64,
     /// Demo mode (`--demo` or `BAA_CODEXD_DEMO=1`): codexd runs the built-in loopback
     /// model provider and points the child's `CODEX_HOME` at [`Config::demo_codex_home`].
     pub demo: bool,
+    /// Initialize the child with `experimentalApi: true`; without it codexd refuses
+    /// experimental request fields with a 400 instead of letting the child reject them.
+    pub experimental_api: bool,
+    /// Check a requested model and effort against the app-server's `model/list`.
+    pub model_check: ModelCheck,
+}
+
+/// Whether session and turn creates check `model` and `effort` against `model/list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelCheck {
+    /// Unknown model or unsupported effort → 400 listing the allowed values.
+    Catalog,
+    /// No check: for providers whose models are not in codex's catalog (the catalog is
+    /// built into codex and is the same whatever the provider).
+    Off,
+}
+
+impl ModelCheck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelCheck::Catalog => "catalog",
+            ModelCheck::Off => "off",
+        }
+    }
 }
 
 /// codexd's own commands; `help`, `settings` and `routes` are built in.
@@ -146,6 +173,13 @@ pub const SERVER_CWD: Setting = Setting::env("BAA_CODEXD_SERVER_CWD")
 pub const DEMO: Setting = Setting::env("BAA_CODEXD_DEMO")
     .switch("demo")
     .help("run a built-in loopback model and point the child's CODEX_HOME at <state>/demo-codex-home, so turns complete without credentials");
+pub const EXPERIMENTAL_API: Setting = Setting::env("BAA_CODEXD_EXPERIMENTAL_API")
+    .switch("experimental-api")
+    .help("initialize the child with experimentalApi, so experimental fields such as collaborationMode are accepted (without it they are a 400)");
+pub const MODEL_CHECK: Setting = Setting::env("BAA_CODEXD_MODEL_CHECK")
+    .flag("model-check", "C")
+    .default("catalog")
+    .help("catalog: an unknown model or unsupported effort is a 400 listing the allowed ones (from model/list); off: no check (models outside codex's catalog)");
 pub const SHARED_STATE_DIR: Setting = Setting::env("BAA_STATE_DIR").help(
     "shared state dir; codexd uses its codexd/ subdirectory when BAA_CODEXD_STATE_DIR is unset",
 );
@@ -208,6 +242,9 @@ pub const RECONCILE_IDLE_MS: Setting = Setting::env("BAA_CODEXD_RECONCILE_IDLE_M
 pub const RECENT_EVENTS: Setting = Setting::env("BAA_CODEXD_RECENT_EVENTS")
     .default("200")
     .help("events kept in memory, in recent-events.json and in status (>= 1)");
+pub const SESSION_RETENTION_MS: Setting = Setting::env("BAA_CODEXD_SESSION_RETENTION_MS")
+    .default("604800000")
+    .help("a session finished and idle this long moves from session-registry.json to the archive under <state>/sessions/ (still readable by id; a new turn brings it back); 0 = never");
 pub const LOG_MAX_BYTES: Setting = Setting::env("BAA_CODEXD_LOG_MAX_BYTES")
     .default("10485760")
     .help("stdout.log / stderr.log rotate to .1 past this size");
@@ -232,6 +269,8 @@ pub const SETTINGS: &[Setting] = &[
     SERVER_ARGS,
     SERVER_CWD,
     DEMO,
+    EXPERIMENTAL_API,
+    MODEL_CHECK,
     SHARED_STATE_DIR,
     SHARED_LOGS_DIR,
     EVENT_STREAM_PATH,
@@ -252,6 +291,7 @@ pub const SETTINGS: &[Setting] = &[
     STOP_GRACE_MS,
     RECONCILE_IDLE_MS,
     RECENT_EVENTS,
+    SESSION_RETENTION_MS,
     LOG_MAX_BYTES,
     STUB_MODE,
     RUST_LOG,
@@ -378,8 +418,14 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         stop_grace_ms: r.number(&STOP_GRACE_MS, 0..=u64::MAX)?,
         reconcile_idle_ms: r.number(&RECONCILE_IDLE_MS, 0..=u64::MAX)?,
         recent_events: r.number(&RECENT_EVENTS, 1..=usize::MAX)?,
+        session_retention_ms: r.number(&SESSION_RETENTION_MS, 0..=u64::MAX)?,
         log_max_bytes: r.number(&LOG_MAX_BYTES, 0..=u64::MAX)?,
         demo: r.bool(&DEMO)?,
+        experimental_api: r.bool(&EXPERIMENTAL_API)?,
+        model_check: match r.choice(&MODEL_CHECK, &["catalog", "off"])? {
+            "off" => ModelCheck::Off,
+            _ => ModelCheck::Catalog,
+        },
         // Last, so a wrong value elsewhere is reported first.
         state_dir: state_dir.ok_or_else(|| missing_dir(&STATE_DIR, &SHARED_STATE_DIR))?,
         logs_dir: logs_dir.ok_or_else(|| missing_dir(&LOGS_DIR, &SHARED_LOGS_DIR))?,
@@ -445,7 +491,10 @@ impl Config {
                 "stopGraceMs": self.stop_grace_ms,
             },
             "smokeLifetimeMs": self.smoke_lifetime_ms,
+            "sessionRetentionMs": self.session_retention_ms,
             "demo": self.demo,
+            "experimentalApi": self.experimental_api,
+            "modelCheck": self.model_check.as_str(),
         })
     }
 
@@ -475,6 +524,11 @@ impl Config {
                 self.approval_timeout_ms
             ),
             format!("version: {}", self.version),
+            format!(
+                "experimental_api: {}",
+                if self.experimental_api { "on" } else { "off" }
+            ),
+            format!("model_check: {}", self.model_check.as_str()),
             format!(
                 "demo: {}",
                 if self.demo {
@@ -669,6 +723,27 @@ mod tests {
         assert!(resolve_rooted(&["--demo"], &[]).unwrap().demo);
         let e = err(&[], &[("BAA_CODEXD_DEMO", "maybe")]);
         assert!(e.starts_with("BAA_CODEXD_DEMO=\"maybe\""), "{e}");
+    }
+
+    #[test]
+    fn experimental_api_and_model_check() {
+        let c = resolve_rooted(&[], &[]).unwrap();
+        assert_eq!(
+            (c.experimental_api, c.model_check),
+            (false, ModelCheck::Catalog)
+        );
+        let c = resolve_rooted(
+            &["--experimental-api"],
+            &[("BAA_CODEXD_MODEL_CHECK", "off")],
+        )
+        .unwrap();
+        assert_eq!((c.experimental_api, c.model_check), (true, ModelCheck::Off));
+        let c = resolve_rooted(&[], &[("BAA_CODEXD_EXPERIMENTAL_API", "1")]).unwrap();
+        assert!(c.experimental_api);
+        assert_eq!(
+            err(&["--model-check", "strict"], &[]),
+            "--model-check: expected catalog or off, got \"strict\""
+        );
     }
 
     #[test]

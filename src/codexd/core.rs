@@ -2,7 +2,9 @@
 //! current child. Its operations live beside it, one concern per file: `session_ops`
 //! (create/load sessions), `turn_ops` (start, steer, interrupt, reconcile),
 //! `server_requests` (approvals), `notifications` (the child's messages), `supervision`
-//! (what the child side reports) and `status` (state files and the status snapshot).
+//! (what the child side reports), `status` (state files and the status snapshot),
+//! `history_ops` (turn records and threads), `review_ops` and `lifecycle_ops` (delete,
+//! compact, fork, the archive of idle sessions).
 //!
 //! Locking: `state` may be held while emitting an event (the events lock is taken inside),
 //! never the other way round, and never across a JSON-RPC call to the child. `thread_ops`
@@ -20,12 +22,17 @@ use baa::common::store::JsonStore;
 use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
+use crate::account::AccountState;
 use crate::approvals::Pending;
 use crate::child::Link;
+use crate::codex_version::CodexInfo;
 use crate::config::{Config, Strategy};
 use crate::events::{Events, Level};
+use crate::experimental;
+use crate::models::Models;
 use crate::rpc::RpcError;
-use crate::sessions::{RegistryFile, Session, TurnRecord};
+use crate::session_store::SessionStore;
+use crate::sessions::{RegistryFile, Session};
 use crate::state::{self, ChildInfo, DaemonState, Identity};
 
 pub struct State {
@@ -39,6 +46,8 @@ pub struct Core {
     pub cfg: Config,
     pub events: Events,
     pub store: JsonStore,
+    /// Per-session turn records and archived sessions (`<state>/sessions/`).
+    pub session_files: SessionStore,
     pub identity: Identity,
     pub started_at: String,
     pub stop: StopFlag,
@@ -50,6 +59,12 @@ pub struct Core {
     pub(crate) thread_ops: Mutex<()>,
     pub(crate) sessions_dirty: AtomicBool,
     pub(crate) daemon_dirty: AtomicBool,
+    /// The `model/list` catalog (`models.rs`).
+    pub(crate) models: Models,
+    /// Account and rate limits (`account.rs`).
+    pub(crate) account: Mutex<AccountState>,
+    /// The codex version (`codex_version.rs`).
+    pub(crate) codex: Mutex<CodexInfo>,
 }
 
 /// An RPC failure as an HTTP error.
@@ -61,6 +76,15 @@ pub fn rpc_error(e: RpcError) -> ApiError {
         }
         RpcError::TooLarge { .. } => {
             ApiError::new(502, "app_server_response_too_large", e.to_string())
+        }
+        // The child refused an experimental field codexd did not catch itself.
+        RpcError::Server { message, .. } if experimental::is_child_rejection(message) => {
+            let field = message
+                .split_whitespace()
+                .next()
+                .and_then(|m| m.rsplit('.').next())
+                .unwrap_or("a field");
+            experimental::disabled(&[field.to_string()])
         }
         RpcError::Server {
             code,
@@ -99,10 +123,12 @@ impl Core {
             &cfg.version,
         );
         let previous: Option<DaemonState> = store.read_or_warn(state::DAEMON_STATE).unwrap_or(None);
-        let registry: RegistryFile = store
+        let mut registry: RegistryFile = store
             .read_or_warn(state::SESSION_REGISTRY)
             .unwrap_or(None)
             .unwrap_or_default();
+        let session_files = SessionStore::open(&cfg.state_dir)?;
+        restore_sessions(&mut registry.sessions, &session_files);
         let recent: Vec<Value> = store
             .read_or_warn::<Value>(state::RECENT_EVENTS)
             .unwrap_or(None)
@@ -123,6 +149,7 @@ impl Core {
         let core = Arc::new(Core {
             events,
             store,
+            session_files,
             identity,
             started_at: now_rfc3339(),
             stop,
@@ -138,6 +165,9 @@ impl Core {
             thread_ops: Mutex::new(()),
             sessions_dirty: AtomicBool::new(true),
             daemon_dirty: AtomicBool::new(true),
+            models: Models::default(),
+            account: Mutex::new(AccountState::default()),
+            codex: Mutex::new(CodexInfo::default()),
             cfg,
         });
         core.interrupt_orphaned_turns("codexd restarted while the turn was running");
@@ -218,6 +248,16 @@ impl Core {
         })))
     }
 
+    /// Appends a finished turn's record to the session's turn file.
+    pub(crate) fn store_turn(&self, session_id: &str, record: &crate::sessions::TurnRecord) {
+        if let Err(e) = self.session_files.append_turn(session_id, record) {
+            log::error!(
+                "session {session_id}: cannot store the record of turn {}: {e}",
+                record.turn_id
+            );
+        }
+    }
+
     pub(crate) fn timeout(&self) -> Duration {
         Duration::from_millis(self.cfg.request_timeout_ms)
     }
@@ -231,34 +271,69 @@ impl Core {
                 let Some(turn_id) = s.current_turn_id.take() else {
                     continue;
                 };
-                let cur = s.current.take();
-                let record = TurnRecord {
-                    turn_id: turn_id.clone(),
-                    status: "interrupted".into(),
-                    started_at: cur.as_ref().map(|c| c.started_at.clone()),
-                    completed_at: Some(now_rfc3339()),
-                    final_message: cur.as_ref().and_then(|c| c.last_message.clone()),
-                    error: Some(json!({"message": why})),
-                    usage: cur.as_ref().and_then(|c| c.usage.clone()),
-                    duration_ms: None,
+                // Progress is memory only: after a codexd restart only the id is known.
+                let seen = s.current.take();
+                let mut record = match &seen {
+                    Some(cur) => cur.to_record("interrupted"),
+                    None => crate::sessions::TurnRecord {
+                        status: "interrupted".into(),
+                        kind: Some("turn".into()),
+                        ..Default::default()
+                    },
                 };
+                record.turn_id = turn_id.clone();
+                record.completed_at = Some(now_rfc3339());
+                record.error = Some(json!({"message": why}));
                 s.last_turn_id = Some(turn_id.clone());
                 s.last_turn_status = Some("interrupted".into());
-                s.last_turn = Some(record);
+                s.last_turn = Some(record.clone());
                 s.updated_at = now_rfc3339();
-                finished.push((s.session_id.clone(), turn_id));
+                finished.push((s.session_id.clone(), turn_id, record));
             }
         }
         if !finished.is_empty() {
             self.mark_sessions_dirty();
         }
-        for (sid, tid) in finished {
+        for (sid, tid, record) in finished {
+            self.store_turn(&sid, &record);
             self.emit(
                 Level::Warn,
                 "turn.interrupted",
                 format!("turn {tid} of session {sid} interrupted: {why}"),
                 json!({"sessionId": sid, "turnId": tid, "reason": why}),
             );
+        }
+    }
+}
+
+/// The registry as loaded, made whole again: a session that a crash left both here and
+/// deleted in the archive stays deleted; no thread is loaded in a child that has not
+/// started yet; and each last turn gets back the parts the registry keeps out (diff,
+/// commands, …) from the session's turn file.
+fn restore_sessions(sessions: &mut Vec<Session>, files: &SessionStore) {
+    sessions.retain(|s| {
+        let deleted = files
+            .archived(&s.session_id)
+            .is_some_and(|a| a.archive_reason.as_deref() == Some("deleted"));
+        if deleted {
+            log::warn!(
+                "session {} is deleted in the archive; dropped from the hot registry",
+                s.session_id
+            );
+        }
+        !deleted
+    });
+    for s in sessions.iter_mut() {
+        s.archived_at = None;
+        s.archive_reason = None;
+        if s.status != "archived" {
+            s.status = "notLoaded".into();
+        }
+        let Some(last) = s.last_turn.as_mut().filter(|r| r.summary) else {
+            continue;
+        };
+        if let Some(full) = files.turn(&s.session_id, &last.turn_id) {
+            *last = full;
         }
     }
 }

@@ -3,19 +3,27 @@
 //!
 //! This file only dispatches the command line; see `serve` for the daemon itself.
 
+mod account;
 mod approvals;
 mod child;
+mod codex_version;
 mod config;
 mod core;
 mod demo;
 mod events;
+mod experimental;
+mod history_ops;
+mod lifecycle_ops;
 mod logfile;
+mod models;
 mod notifications;
+mod review_ops;
 mod routes;
 mod rpc;
 mod serve;
 mod server_requests;
 mod session_ops;
+mod session_store;
 mod sessions;
 mod smoke;
 mod state;
@@ -24,6 +32,7 @@ mod stub;
 mod supervision;
 mod ticker;
 mod turn_ops;
+mod turn_record;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -112,16 +121,71 @@ fn status(base: &str, json: bool) -> ExitCode {
 
 /// The human form of `status`.
 fn summary(v: &serde_json::Value) -> String {
-    let d = &v["data"]["snapshot"]["daemon"];
+    let snap = &v["data"]["snapshot"];
+    let d = &snap["daemon"];
     format!(
-        "codexd: {}\nmode: {}\nchild: {} (pid {})\nsessions: {}\n",
+        "codexd: {}\nmode: {}\nchild: {} (pid {})\ncodex: {}\naccount: {}\nlimits: {}\nsessions: {}\n",
         if v["ok"] == true { "up" } else { "error" },
         d["mode"].as_str().unwrap_or("?"),
         d["child"]["status"].as_str().unwrap_or("?"),
         d["child"]["pid"],
-        v["data"]["snapshot"]["sessionRegistry"]["sessions"]
+        codex_line(&snap["codex"]),
+        account_line(&snap["account"]),
+        limits_line(&snap["limits"]),
+        snap["sessionRegistry"]["sessions"]
             .as_array()
             .map(Vec::len)
             .unwrap_or(0)
     )
+}
+
+/// `0.169.0 (codex-cli 0.169.0)`, or what is missing.
+fn codex_line(c: &serde_json::Value) -> String {
+    let version = c["version"].as_str().unwrap_or("unknown");
+    match c["cliVersion"].as_str() {
+        Some(cli) => format!("{version} ({cli})"),
+        None => version.to_string(),
+    }
+}
+
+fn account_line(a: &serde_json::Value) -> String {
+    match (a["loggedIn"].as_bool(), a["authRequired"].as_bool()) {
+        (Some(true), _) => format!("logged in ({})", a["plan"].as_str().unwrap_or("no plan")),
+        (Some(false), Some(false)) => "none needed (the provider needs no OpenAI login)".into(),
+        (Some(false), _) => "logged out".into(),
+        (None, _) => format!(
+            "unknown{}",
+            a["error"]
+                .as_str()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+fn limits_line(l: &serde_json::Value) -> String {
+    let window = |name: &str| {
+        let w = &l[name];
+        w["usedPercent"].as_f64().map(|p| {
+            format!(
+                "{name} {p}%{}",
+                w["resetsAt"]
+                    .as_str()
+                    .map(|r| format!(" until {r}"))
+                    .unwrap_or_default()
+            )
+        })
+    };
+    let mut parts: Vec<String> = ["primary", "secondary"]
+        .iter()
+        .filter_map(|n| window(n))
+        .collect();
+    if let Some(until) = l["blockedUntil"].as_str() {
+        parts.push(format!("BLOCKED until {until}"));
+    }
+    if parts.is_empty() {
+        "none reported yet".into()
+    } else {
+        parts.join(", ")
+    }
 }

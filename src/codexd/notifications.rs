@@ -11,7 +11,7 @@ use crate::child::Link;
 use crate::core::{str_at, Core};
 use crate::events::Level;
 use crate::sessions::{Session, TurnRecord};
-use crate::turn_ops::{begin_turn, finish_turn};
+use crate::turn_ops::{begin_turn, finish_turn, is_finished};
 
 impl Core {
     /// Handles one parsed stdout line of generation `link`. Runs on the dispatcher thread:
@@ -40,6 +40,7 @@ impl Core {
         let turn_id = str_at(&params, &["turnId"])
             .or_else(|| str_at(&params, &["turn", "id"]))
             .map(str::to_string);
+        self.on_account_notification(method, &params);
         let mut finished: Option<(String, TurnRecord)> = None;
         let session_id = {
             let mut st = self.state();
@@ -84,31 +85,48 @@ impl Core {
             }),
         );
         if let Some((sid, record)) = finished {
-            self.emit_turn_finished(&sid, &record, "turn/completed");
+            self.turn_finished(&sid, &record, "turn/completed");
         }
     }
 }
 
-/// Updates the session from one notification; returns true if it changed.
+/// Updates the session from one notification; returns true if it changed in a way the
+/// registry keeps (the running turn's progress is memory only).
 pub(crate) fn apply_notification(
     s: &mut Session,
     method: &str,
     params: &Value,
     turn_id: Option<&str>,
 ) -> bool {
-    let is_current = |s: &Session| turn_id.is_none() || s.current_turn_id.as_deref() == turn_id;
+    let is_current = |s: &Session| {
+        turn_id.is_none()
+            || s.current_turn_id.as_deref() == turn_id
+            || s.current.as_ref().and_then(|c| c.root_turn_id.as_deref()) == turn_id
+    };
     match method {
         "turn/started" => {
             s.has_rollout = true;
-            if let Some(t) = turn_id {
-                begin_turn(s, t);
+            let Some(t) = turn_id else { return true };
+            // A review runs its work as a sub-turn whose `rootTurnId` is the turn review/start
+            // answered with; that root turn's turn/completed ends it.
+            match str_at(params, &["turn", "rootTurnId"]).filter(|r| *r != t) {
+                Some(r) if s.current_turn_id.as_deref() == Some(r) => {}
+                Some(r) if !is_finished(s, r) => {
+                    // The root is not open yet (its HTTP handler is behind): open the
+                    // sub-turn, to be renamed to its root when that opens or completes.
+                    begin_turn(s, t);
+                    if let Some(c) = s.current.as_mut().filter(|c| c.turn_id == t) {
+                        c.root_turn_id = Some(r.to_string());
+                    }
+                }
+                _ => begin_turn(s, t),
             }
             true
         }
         "turn/completed" => {
             let turn = params.get("turn").cloned().unwrap_or(Value::Null);
             let tid = turn_id.unwrap_or_default();
-            if s.last_turn_id.as_deref() == Some(tid) && s.current_turn_id.as_deref() != Some(tid) {
+            if is_finished(s, tid) {
                 return false; // already closed (reconciled)
             }
             if s.current_turn_id.as_deref() != Some(tid) {
@@ -119,10 +137,25 @@ pub(crate) fn apply_notification(
             true
         }
         "item/completed" => {
-            let item = &params["item"];
-            if str_at(item, &["type"]) == Some("agentMessage") && is_current(s) {
-                if let (Some(cur), Some(text)) = (s.current.as_mut(), str_at(item, &["text"])) {
-                    cur.last_message = Some(text.to_string());
+            if is_current(s) {
+                if let Some(cur) = s.current.as_mut() {
+                    cur.facts.add(&params["item"]);
+                }
+            }
+            false
+        }
+        "turn/diff/updated" => {
+            if let (true, Some(diff)) = (is_current(s), str_at(params, &["diff"])) {
+                if let Some(cur) = s.current.as_mut() {
+                    cur.on_diff(diff);
+                }
+            }
+            false
+        }
+        "turn/plan/updated" => {
+            if is_current(s) {
+                if let Some(cur) = s.current.as_mut() {
+                    cur.on_plan(params);
                 }
             }
             false
@@ -154,17 +187,214 @@ pub(crate) fn apply_notification(
                     cur.idle_since = None;
                 }
             }
-            false
+            // The session's status follows its thread's; while codexd still holds a turn
+            // open it stays `active` (the turn's end, or the watchdog, settles it).
+            let next = match kind {
+                "idle" | "systemError" if s.current.is_some() => "active",
+                "" => return false,
+                k => k,
+            };
+            set_status(s, next)
         }
-        "thread/closed" | "thread/archived" => {
-            s.status = if method == "thread/archived" {
-                "archived"
-            } else {
-                "closed"
-            }
-            .into();
-            true
+        "thread/closed" => {
+            // Unloaded by the app-server: the next turn resumes it first.
+            s.loaded_generation = 0;
+            set_status(s, "notLoaded")
         }
+        "thread/archived" => set_status(s, "archived"),
         _ => false,
+    }
+}
+
+fn set_status(s: &mut Session, status: &str) -> bool {
+    if s.status == status || s.status == "archived" {
+        return false;
+    }
+    s.status = status.to_string();
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        serde_json::from_value(json!({
+            "sessionId": "cxs_t", "purpose": "duplex", "threadId": "th", "status": "idle",
+            "endpoint": "stdio://x", "createdAt": "2026-01-01T00:00:00.000Z",
+            "updatedAt": "2026-01-01T00:00:00.000Z", "turnCount": 0, "metadata": {},
+            "approvals": {"default": "decline", "timeoutMs": 1000}, "threadParams": {},
+            "hasRollout": false,
+        }))
+        .unwrap()
+    }
+
+    fn apply(s: &mut Session, method: &str, params: Value) -> bool {
+        let turn_id = str_at(&params, &["turnId"])
+            .or_else(|| str_at(&params, &["turn", "id"]))
+            .map(str::to_string);
+        apply_notification(s, method, &params, turn_id.as_deref())
+    }
+
+    fn completed(id: &str) -> Value {
+        json!({"threadId": "th", "turn": {"id": id, "status": "completed", "items": [
+            {"type": "agentMessage", "text": format!("answer {id}")}]}})
+    }
+
+    #[test]
+    fn last_turn_status_was_null_during_a_first_turn_and_stale_during_later_ones() {
+        let mut s = session();
+        begin_turn(&mut s, "t1");
+        assert_eq!(
+            (
+                s.last_turn_id.as_deref(),
+                s.last_turn_status.as_deref(),
+                s.status.as_str()
+            ),
+            (Some("t1"), Some("inProgress"), "active")
+        );
+        assert_eq!(s.to_json()["lastTurn"]["status"], "inProgress");
+        apply(&mut s, "turn/completed", completed("t1"));
+        assert_eq!(s.last_turn_status.as_deref(), Some("completed"));
+        assert_eq!(s.status, "idle");
+        begin_turn(&mut s, "t2");
+        let v = s.to_json();
+        assert_eq!(
+            (
+                &v["lastTurnId"],
+                &v["lastTurnStatus"],
+                &v["lastTurn"]["turnId"]
+            ),
+            (&json!("t2"), &json!("inProgress"), &json!("t2")),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn a_turn_completed_before_its_http_handler_opened_it_stays_finished() {
+        let mut s = session();
+        apply(
+            &mut s,
+            "turn/started",
+            json!({"turn": {"id": "t1", "rootTurnId": "t1"}}),
+        );
+        apply(&mut s, "turn/completed", completed("t1"));
+        begin_turn(&mut s, "t1");
+        assert_eq!((s.current_turn_id.as_deref(), s.turn_count), (None, 1));
+        assert_eq!(s.last_turn_status.as_deref(), Some("completed"));
+    }
+
+    #[test]
+    fn a_review_sub_turn_that_starts_before_its_root_is_opened_becomes_the_root() {
+        let mut s = session();
+        // The sub-turn's turn/started reaches codexd before the review handler opens the
+        // root turn; its items already carry the root's id.
+        apply(
+            &mut s,
+            "turn/started",
+            json!({"turn": {"id": "sub", "rootTurnId": "root"}}),
+        );
+        apply(
+            &mut s,
+            "item/completed",
+            json!({"turnId": "root", "item": {"type": "exitedReviewMode", "review": "- [P1] x"}}),
+        );
+        begin_turn(&mut s, "root");
+        assert_eq!(
+            (s.current_turn_id.as_deref(), s.turn_count),
+            (Some("root"), 1)
+        );
+        apply(&mut s, "turn/completed", completed("root"));
+        let r = s.last_turn.clone().unwrap();
+        assert_eq!(
+            (r.turn_id.as_str(), r.kind.as_deref(), r.review.as_deref()),
+            ("root", Some("review"), Some("- [P1] x"))
+        );
+        // Opened in the usual order, the sub-turn is part of the running root.
+        begin_turn(&mut s, "root2");
+        apply(
+            &mut s,
+            "turn/started",
+            json!({"turn": {"id": "sub2", "rootTurnId": "root2"}}),
+        );
+        assert_eq!(
+            (s.current_turn_id.as_deref(), s.turn_count),
+            (Some("root2"), 2)
+        );
+    }
+
+    #[test]
+    fn the_session_status_follows_the_thread() {
+        let mut s = session();
+        let status = |s: &mut Session, kind: &str| {
+            apply(
+                s,
+                "thread/status/changed",
+                json!({"threadId": "th", "status": {"type": kind}}),
+            );
+            s.status.clone()
+        };
+        assert_eq!(status(&mut s, "active"), "active");
+        assert_eq!(status(&mut s, "idle"), "idle");
+        begin_turn(&mut s, "t1");
+        assert_eq!(status(&mut s, "idle"), "active", "a turn is still open");
+        apply(&mut s, "turn/completed", completed("t1"));
+        assert_eq!(s.status, "idle");
+        apply(&mut s, "thread/closed", json!({"threadId": "th"}));
+        assert_eq!(s.status, "notLoaded");
+        apply(&mut s, "thread/archived", json!({"threadId": "th"}));
+        assert_eq!(status(&mut s, "idle"), "archived");
+    }
+
+    #[test]
+    fn items_diff_and_plan_of_the_running_turn_land_in_its_record() {
+        let mut s = session();
+        begin_turn(&mut s, "t1");
+        apply(
+            &mut s,
+            "item/completed",
+            json!({"turnId": "t1", "item": {
+            "type": "commandExecution", "command": "ls", "exitCode": 2, "durationMs": 5, "status": "failed"}}),
+        );
+        apply(
+            &mut s,
+            "item/completed",
+            json!({"turnId": "t1", "item": {
+            "type": "fileChange", "changes": [{"path": "/w/a", "kind": {"type": "add"}}]}}),
+        );
+        apply(
+            &mut s,
+            "item/completed",
+            json!({"turnId": "other", "item": {
+            "type": "commandExecution", "command": "not ours"}}),
+        );
+        apply(
+            &mut s,
+            "turn/diff/updated",
+            json!({"turnId": "t1", "diff": "diff --git"}),
+        );
+        apply(
+            &mut s,
+            "turn/plan/updated",
+            json!({"turnId": "t1", "plan": [{"step": "a", "status": "completed"}]}),
+        );
+        apply(&mut s, "turn/completed", completed("t1"));
+        let r = serde_json::to_value(s.last_turn.clone().unwrap()).unwrap();
+        assert_eq!(
+            r["commands"],
+            json!([{"command": "ls", "exitCode": 2, "durationMs": 5, "status": "failed"}]),
+            "{r}"
+        );
+        assert_eq!(
+            r["fileChanges"],
+            json!([{"path": "/w/a", "kind": "add"}]),
+            "{r}"
+        );
+        assert_eq!(
+            (&r["diff"], &r["diffTruncated"]),
+            (&json!("diff --git"), &json!(false))
+        );
+        assert_eq!(r["plan"]["steps"][0]["step"], "a", "{r}");
+        assert_eq!(r["finalMessage"], "answer t1");
     }
 }

@@ -15,6 +15,7 @@ use baa::common::ws::{run_session, SessionOptions};
 
 use crate::config::DEFAULT_EVENT_STREAM_PATH;
 use crate::core::Core;
+use crate::history_ops::{ThreadQuery, DEFAULT_LIMIT, MAX_LIMIT};
 
 type Ctx = Arc<Core>;
 type Res = Result<Reply, ApiError>;
@@ -32,9 +33,16 @@ pub static ROUTES: &[Route<Ctx>] = &[
     Route::read("codexd.status", "GET", "/v1/codexd/status", "Service, identity, daemon/child, sessions and recent events.", status),
     Route::read("codexd.sessions.list", "GET", "/v1/codexd/sessions", "Every session.", sessions_list),
     Route::read("codexd.sessions.read", "GET", "/v1/codexd/sessions/:session_id", "One session with its recent events.", session_read),
-    Route::write("codexd.sessions.create", "POST", "/v1/codexd/sessions", "Start (or resume with threadId) a Codex thread as a session.", session_create),
+    Route::write("codexd.sessions.create", "POST", "/v1/codexd/sessions", "Start a Codex thread as a session, or adopt an existing thread with threadId.", session_create),
+    Route::read("codexd.sessions.turns", "GET", "/v1/codexd/sessions/:session_id/turns", "The session's turn records, newest first. Query: limit (default 20, max 100), cursor.", session_turns),
+    Route::write("codexd.sessions.delete", "DELETE", "/v1/codexd/sessions/:session_id", "Archive the session's thread and move the session to the archive (409 while a turn runs).", session_delete),
+    Route::write("codexd.sessions.compact", "POST", "/v1/codexd/sessions/:session_id/compact", "Compact the thread's context (a turn of its own); 202.", session_compact),
+    Route::write("codexd.sessions.fork", "POST", "/v1/codexd/sessions/:session_id/fork", "Fork the session's thread into a new session. Body: {lastTurnId?, purpose?, metadata?, …}.", session_fork),
+    Route::read("codexd.threads.list", "GET", "/v1/codexd/threads", "Codex threads on disk, newest first. Query: cwd, search, limit, cursor, archived.", threads_list),
+    Route::write("codexd.review.create", "POST", "/v1/codexd/review", "Review changes as a turn. Body: {sessionId | cwd, target}; 202.", review_create),
     Route::write("codexd.turn.create", "POST", "/v1/codexd/turn", "Start a turn, or steer the running one with expectedTurnId.", turn_create),
     Route::write("codexd.turn.interrupt", "POST", "/v1/codexd/turn/interrupt", "Interrupt the session's running turn.", turn_interrupt),
+    Route::read("codexd.models.list", "GET", "/v1/codexd/models", "Models and their reasoning efforts (model/list, cached). Query: includeHidden, refresh.", models_list),
     Route::read("codexd.requests.list", "GET", "/v1/codexd/requests", "Approvals and other child requests waiting for an answer.", requests_list),
     Route::write("codexd.requests.answer", "POST", "/v1/codexd/requests/:request_id", "Answer a pending request: {decision} or {result}.", request_answer),
     Route::read(EVENTS_ID, "GET", DEFAULT_EVENT_STREAM_PATH, "WebSocket event stream (?since=<seq> replays); plain GET lists events after since.", events),
@@ -115,9 +123,76 @@ fn status(core: &Ctx, _: &Request, _: &Params) -> Res {
     ok(200, data)
 }
 
-fn sessions_list(core: &Ctx, _: &Request, _: &Params) -> Res {
-    let sessions = core.sessions_json();
-    ok(200, json!({"count": sessions.len(), "sessions": sessions}))
+fn sessions_list(core: &Ctx, req: &Request, _: &Params) -> Res {
+    let archived = bool_query(req, &["archived"])?;
+    let sessions = core.sessions_json(archived);
+    ok(
+        200,
+        json!({"count": sessions.len(), "archived": archived, "sessions": sessions}),
+    )
+}
+
+/// `limit` in 1..=MAX_LIMIT, default DEFAULT_LIMIT.
+fn limit_query(req: &Request) -> Result<usize, ApiError> {
+    match req.query_param("limit").filter(|s| !s.is_empty()) {
+        None => Ok(DEFAULT_LIMIT),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_query", format!("limit must be 1..{MAX_LIMIT}."))
+            }),
+    }
+}
+
+fn text_query(req: &Request, name: &str) -> Option<String> {
+    req.query_param(name).filter(|s| !s.is_empty())
+}
+
+fn session_turns(core: &Ctx, req: &Request, p: &Params) -> Res {
+    let id = p.get("session_id").unwrap_or_default();
+    let limit = limit_query(req)?;
+    let cursor = text_query(req, "cursor");
+    ok(200, core.session_turns(id, limit, cursor.as_deref())?)
+}
+
+fn session_delete(core: &Ctx, _: &Request, p: &Params) -> Res {
+    ok(
+        200,
+        core.delete_session(p.get("session_id").unwrap_or_default())?,
+    )
+}
+
+fn session_compact(core: &Ctx, _: &Request, p: &Params) -> Res {
+    ok(
+        202,
+        core.compact_session(p.get("session_id").unwrap_or_default())?,
+    )
+}
+
+fn session_fork(core: &Ctx, req: &Request, p: &Params) -> Res {
+    let body = req.json_object()?;
+    ok(
+        201,
+        core.fork_session(p.get("session_id").unwrap_or_default(), &body)?,
+    )
+}
+
+fn threads_list(core: &Ctx, req: &Request, _: &Params) -> Res {
+    let q = ThreadQuery {
+        cwd: text_query(req, "cwd"),
+        search: text_query(req, "search"),
+        limit: limit_query(req)?,
+        cursor: text_query(req, "cursor"),
+        archived: bool_query(req, &["archived"])?,
+    };
+    ok(200, core.threads(&q)?)
+}
+
+fn review_create(core: &Ctx, req: &Request, _: &Params) -> Res {
+    let body = req.json_object()?;
+    ok(202, core.start_review(&body)?)
 }
 
 fn session_read(core: &Ctx, _: &Request, p: &Params) -> Res {
@@ -143,6 +218,26 @@ fn turn_create(core: &Ctx, req: &Request, _: &Params) -> Res {
 fn turn_interrupt(core: &Ctx, req: &Request, _: &Params) -> Res {
     let body = req.json_object()?;
     ok(200, core.interrupt_turn(&body)?)
+}
+
+fn models_list(core: &Ctx, req: &Request, _: &Params) -> Res {
+    let include_hidden = bool_query(req, &["includeHidden", "include_hidden"])?;
+    let refresh = bool_query(req, &["refresh"])?;
+    ok(200, core.models_json(refresh, include_hidden)?)
+}
+
+/// A `true`/`false` (or `1`/`0`) query parameter under any of `names`; absent is false.
+fn bool_query(req: &Request, names: &[&str]) -> Result<bool, ApiError> {
+    let name = names[0];
+    let value = names.iter().find_map(|n| req.query_param(n));
+    match value.as_deref() {
+        None | Some("") | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{name} must be true or false, got \"{other}\"."),
+        )),
+    }
 }
 
 fn requests_list(core: &Ctx, _: &Request, _: &Params) -> Res {

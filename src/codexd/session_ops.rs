@@ -14,8 +14,9 @@ use crate::child::Link;
 use crate::config::Decision;
 use crate::core::{rpc_error, str_at, Core};
 use crate::events::Level;
+use crate::experimental;
 use crate::rpc::RpcError;
-use baa::common::codex_fields::{whitelist, SESSION_FIELDS};
+use baa::common::codex_fields::{whitelist, SESSION_CREATE, SESSION_EXPERIMENTAL};
 
 use crate::sessions::{self, opt_string, pick, ApprovalSettings, Session};
 
@@ -25,17 +26,99 @@ impl Core {
             .with_details(json!({"sessionId": id}))
     }
 
+    /// One session, hot or archived.
     pub fn session_json(&self, id: &str) -> Result<Value, ApiError> {
-        let st = self.state();
-        st.sessions
+        let hot = self
+            .state()
+            .sessions
             .iter()
             .find(|s| s.session_id == id)
-            .map(Session::to_json)
-            .ok_or_else(|| Self::unknown_session(id))
+            .map(Session::to_json);
+        match hot {
+            Some(v) => Ok(v),
+            None => self.archived_session(id).map(|s| s.to_json()),
+        }
     }
 
-    pub fn sessions_json(&self) -> Vec<Value> {
-        self.state().sessions.iter().map(Session::to_json).collect()
+    /// An archived session with its last turn's full record, or 404.
+    pub(crate) fn archived_session(&self, id: &str) -> Result<Session, ApiError> {
+        let mut s = self
+            .session_files
+            .archived(id)
+            .ok_or_else(|| Self::unknown_session(id))?;
+        let full = s
+            .last_turn
+            .as_ref()
+            .and_then(|r| self.session_files.turn(id, &r.turn_id));
+        if full.is_some() {
+            s.last_turn = full;
+        }
+        Ok(s)
+    }
+
+    /// The hot sessions (`lastTurn` as a summary); with `archived`, the archived ones instead.
+    pub fn sessions_json(&self, archived: bool) -> Vec<Value> {
+        if archived {
+            return self
+                .session_files
+                .archived_all()
+                .iter()
+                .map(Session::to_summary_json)
+                .collect();
+        }
+        self.state()
+            .sessions
+            .iter()
+            .map(Session::to_summary_json)
+            .collect()
+    }
+
+    /// Makes sure `id` is in the hot registry and marks it used now, so the archive sweep
+    /// leaves it alone while an operation on it is under way. A session archived for
+    /// retention comes back; a deleted one is a 409; an unknown one a 404.
+    pub(crate) fn ensure_hot(&self, id: &str) -> Result<(), ApiError> {
+        {
+            let mut st = self.state();
+            if let Some(s) = st.sessions.iter_mut().find(|s| s.session_id == id) {
+                s.updated_at = now_rfc3339();
+                return Ok(());
+            }
+        }
+        let mut s = self.archived_session(id)?;
+        if s.archive_reason.as_deref() == Some("deleted") {
+            return Err(Self::deleted_session(id));
+        }
+        s.archived_at = None;
+        s.archive_reason = None;
+        s.status = "notLoaded".into();
+        s.loaded_generation = 0;
+        s.updated_at = now_rfc3339();
+        {
+            let mut st = self.state();
+            if !st.sessions.iter().any(|x| x.session_id == id) {
+                st.sessions.push(s);
+            }
+            st.sessions_updated_at = Some(now_rfc3339());
+        }
+        self.mark_sessions_dirty();
+        self.flush();
+        self.session_files.unarchive(id);
+        self.emit(
+            Level::Info,
+            "session.restored",
+            format!("session {id} is back from the archive"),
+            json!({"sessionId": id}),
+        );
+        Ok(())
+    }
+
+    pub(crate) fn deleted_session(id: &str) -> ApiError {
+        ApiError::new(
+            409,
+            "session_deleted",
+            format!("Session \"{id}\" was deleted (its thread is archived); fork it or create a session with its threadId to go on."),
+        )
+        .with_details(json!({"sessionId": id}))
     }
 
     /// Events that mention `session_id`, newest last.
@@ -52,7 +135,8 @@ impl Core {
 
     /// `POST /v1/codexd/sessions`.
     pub fn create_session(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
-        let b = whitelist(body, &[SESSION_FIELDS, sessions::SESSION_EXTRAS]);
+        let b = whitelist(body, SESSION_CREATE);
+        experimental::check(self.cfg.experimental_api, &b, SESSION_EXPERIMENTAL)?;
         let purpose = opt_string(&b, "purpose")?.unwrap_or_else(|| "duplex".into());
         if purpose != "duplex" && purpose != "worker" {
             return Err(ApiError::bad_request(
@@ -103,7 +187,9 @@ impl Core {
                 )
             })?,
         };
-        let thread_params = pick(&b, sessions::THREAD_FIELDS);
+        self.check_model(opt_string(&b, "model")?.as_deref(), None, None)?;
+        let mut thread_params = pick(&b, sessions::THREAD_FIELDS);
+        thread_params.extend(pick(&b, SESSION_EXPERIMENTAL));
         let link = self.link()?;
         let (result, resumed) = match &thread_id {
             Some(tid) => {
@@ -126,40 +212,24 @@ impl Core {
             ),
         };
         let result = result.map_err(rpc_error)?;
-        let now = now_rfc3339();
-        let mut session = Session {
-            session_id: new_id("cxs"),
+        let mut session = new_session(
             purpose,
-            thread_id: None,
-            status: "active".into(),
-            endpoint: self.cfg.server_endpoint.clone(),
-            child_pid: Some(link.pid),
-            created_at: now.clone(),
-            updated_at: now,
-            cwd: None,
-            model: None,
-            model_provider: None,
-            service_tier: None,
-            reasoning_effort: None,
-            approval_policy: None,
-            sandbox: None,
-            current_turn_id: None,
-            last_turn_id: None,
-            last_turn_status: None,
-            last_turn: None,
-            turn_count: 0,
             metadata,
-            approvals: ApprovalSettings {
+            ApprovalSettings {
                 default: default.as_str().into(),
                 timeout_ms,
             },
-            thread_params: Value::Object(thread_params),
-            has_rollout: resumed,
-            last_error: None,
-            loaded_generation: link.generation,
-            current: None,
-        };
+            Value::Object(thread_params),
+            &link,
+            &self.cfg.server_endpoint,
+        );
+        session.has_rollout = resumed;
         apply_thread_result(&mut session, &result);
+        Ok(self.add_session(session, json!({"resumed": resumed})))
+    }
+
+    /// Puts a new session in the hot registry, writes it and says so; returns it as JSON.
+    pub(crate) fn add_session(&self, session: Session, extra: Value) -> Value {
         let json = session.to_json();
         let (sid, tid) = (session.session_id.clone(), session.thread_id.clone());
         {
@@ -169,6 +239,10 @@ impl Core {
         }
         self.mark_sessions_dirty();
         self.flush();
+        let mut detail = json!({"sessionId": sid, "threadId": tid});
+        if let (Some(d), Some(e)) = (detail.as_object_mut(), extra.as_object()) {
+            d.extend(e.clone());
+        }
         self.emit(
             Level::Info,
             "session.created",
@@ -176,9 +250,9 @@ impl Core {
                 "session {sid} created on thread {}",
                 tid.as_deref().unwrap_or("?")
             ),
-            json!({"sessionId": sid, "threadId": tid, "resumed": resumed}),
+            detail,
         );
-        Ok(json)
+        json
     }
 
     /// Makes sure the session's thread is loaded in the current child: `thread/resume`
@@ -261,6 +335,29 @@ impl Core {
         Ok((link, new_tid))
     }
 
+    /// Runs `call` on the session's thread, loaded in the current child; when the child lost
+    /// the thread under us (it restarted), loads it again and retries once.
+    pub(crate) fn with_thread<T>(
+        &self,
+        session_id: &str,
+        call: impl Fn(&Link, &str) -> Result<T, RpcError>,
+    ) -> Result<(Arc<Link>, T), ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (link, thread_id) = self.ensure_loaded(session_id)?;
+            match call(&link, &thread_id) {
+                Ok(v) => return Ok((link, v)),
+                Err(RpcError::Server { message, .. })
+                    if attempt == 1 && message.contains("thread not found") =>
+                {
+                    self.mark_unloaded(session_id);
+                }
+                Err(e) => return Err(rpc_error(e)),
+            }
+        }
+    }
+
     pub(crate) fn update_session(&self, session_id: &str, f: impl FnOnce(&mut Session)) {
         let mut st = self.state();
         if let Some(s) = st.sessions.iter_mut().find(|s| s.session_id == session_id) {
@@ -277,10 +374,60 @@ impl Core {
     }
 }
 
-/// Copies thread facts from a thread/start or thread/resume result into the session.
+/// A new session on a thread of `link`'s child, before the thread's facts are applied.
+pub(crate) fn new_session(
+    purpose: String,
+    metadata: Value,
+    approvals: ApprovalSettings,
+    thread_params: Value,
+    link: &Link,
+    endpoint: &str,
+) -> Session {
+    let now = now_rfc3339();
+    Session {
+        session_id: new_id("cxs"),
+        purpose,
+        thread_id: None,
+        status: "idle".into(),
+        endpoint: endpoint.to_string(),
+        child_pid: Some(link.pid),
+        created_at: now.clone(),
+        updated_at: now,
+        cwd: None,
+        model: None,
+        model_provider: None,
+        service_tier: None,
+        reasoning_effort: None,
+        approval_policy: None,
+        sandbox: None,
+        current_turn_id: None,
+        last_turn_id: None,
+        last_turn_status: None,
+        last_turn: None,
+        turn_count: 0,
+        metadata,
+        approvals,
+        thread_params,
+        has_rollout: false,
+        last_error: None,
+        forked_from: None,
+        archived_at: None,
+        archive_reason: None,
+        loaded_generation: link.generation,
+        current: None,
+    }
+}
+
+/// Copies thread facts from a thread/start, thread/resume or thread/fork result into the
+/// session; its status follows the thread's (a running turn keeps it `active`).
 pub(crate) fn apply_thread_result(s: &mut Session, r: &Value) {
     if let Some(id) = str_at(r, &["thread", "id"]) {
         s.thread_id = Some(id.to_string());
+    }
+    if let Some(kind) = str_at(r, &["thread", "status", "type"]) {
+        if s.current.is_none() {
+            s.status = kind.to_string();
+        }
     }
     let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
     if let Some(v) = text("model") {

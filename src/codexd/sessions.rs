@@ -1,16 +1,14 @@
-//! codexd sessions: one per app-server thread, persisted in session-registry.json. Also
-//! codexd's additions to the SPEC §4.3 request fields (`common::codex_fields`) and the
+//! codexd sessions: one per app-server thread, persisted in session-registry.json (the
+//! hot set; finished and idle ones move to `session_store`'s archive). Also which accepted
+//! request fields (`common::codex_fields`) go to the app-server, and the
 //! normalisation of turn input.
-
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
 
-/// codexd's own per-session settings, accepted on create beside the SPEC §4.3 fields.
-pub const SESSION_EXTRAS: &[&str] = &["approvalDefault", "approvalTimeoutMs"];
+pub use crate::turn_record::{TurnProgress, TurnRecord};
 
 /// Session fields passed through to `thread/start` / `thread/resume`.
 pub const THREAD_FIELDS: &[&str] = &[
@@ -27,9 +25,6 @@ pub const THREAD_FIELDS: &[&str] = &[
     "serviceTier",
 ];
 
-/// Accepted on turn create beside the SPEC §4.3 fields (`prompt` aliases `input`).
-pub const TURN_EXTRAS: &[&str] = &["prompt"];
-
 /// Turn fields passed through to `turn/start` as per-turn overrides.
 pub const TURN_OVERRIDES: &[&str] = &[
     "approvalPolicy",
@@ -44,22 +39,6 @@ pub const TURN_OVERRIDES: &[&str] = &[
     "summary",
 ];
 
-/// The outcome of a finished turn, readable without a WebSocket.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct TurnRecord {
-    pub turn_id: String,
-    /// `completed`, `failed`, `interrupted` (or `inProgress` while running).
-    pub status: String,
-    pub started_at: Option<String>,
-    pub completed_at: Option<String>,
-    /// The last agent message of the turn.
-    pub final_message: Option<String>,
-    pub error: Option<Value>,
-    pub usage: Option<Value>,
-    pub duration_ms: Option<u64>,
-}
-
 /// What codexd answers a session's approvals with when no HTTP caller does in time.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -68,25 +47,14 @@ pub struct ApprovalSettings {
     pub timeout_ms: u64,
 }
 
-/// Progress of the running turn (memory only; a restart interrupts it anyway).
-#[derive(Debug, Clone)]
-pub struct TurnProgress {
-    pub turn_id: String,
-    pub started_at: String,
-    pub last_message: Option<String>,
-    pub error: Option<Value>,
-    pub usage: Option<Value>,
-    /// Set when the thread reported `idle` while this turn was still open.
-    pub idle_since: Option<Instant>,
-    pub reconciling: bool,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
     pub session_id: String,
     pub purpose: String,
     pub thread_id: Option<String>,
+    /// Follows the thread: `idle`, `active` (a turn runs), `systemError`, `notLoaded` (not
+    /// loaded in the current app-server), `archived` (deleted).
     pub status: String,
     pub endpoint: String,
     pub child_pid: Option<u32>,
@@ -100,8 +68,11 @@ pub struct Session {
     pub approval_policy: Option<Value>,
     pub sandbox: Option<Value>,
     pub current_turn_id: Option<String>,
+    /// The most recent turn, running or finished.
     pub last_turn_id: Option<String>,
+    /// `inProgress` from the 202 until the turn ends, then its outcome.
     pub last_turn_status: Option<String>,
+    /// The record of the last finished turn (`to_json` shows the running one instead).
     pub last_turn: Option<TurnRecord>,
     pub turn_count: u64,
     pub metadata: Value,
@@ -111,6 +82,15 @@ pub struct Session {
     /// True once a turn started: only then does the thread exist on disk and can be resumed.
     pub has_rollout: bool,
     pub last_error: Option<String>,
+    /// The session this one was forked from (`POST /v1/codexd/sessions/:id/fork`).
+    #[serde(default)]
+    pub forked_from: Option<String>,
+    /// Set when the session left the hot registry: `archiveReason` is `retention` (finished
+    /// and idle too long; a new turn brings it back) or `deleted` (its thread is archived).
+    #[serde(default)]
+    pub archived_at: Option<String>,
+    #[serde(default)]
+    pub archive_reason: Option<String>,
     /// Child generation in which the thread was started or resumed (0 = not loaded).
     #[serde(skip)]
     pub loaded_generation: u64,
@@ -119,6 +99,8 @@ pub struct Session {
 }
 
 impl Session {
+    /// The session as served: `lastTurn` is the record of the last turn, the running one
+    /// (status `inProgress`, filled as it goes) while a turn runs.
     pub fn to_json(&self) -> Value {
         let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Some(m) = v.as_object_mut() {
@@ -129,12 +111,39 @@ impl Session {
                     json!({
                         "turnId": cur.turn_id,
                         "startedAt": cur.started_at,
-                        "lastAgentMessage": cur.last_message,
+                        "lastAgentMessage": cur.facts.last_message,
                     }),
                 );
+                let running = serde_json::to_value(cur.to_record("inProgress"));
+                m.insert("lastTurn".into(), running.unwrap_or(Value::Null));
             }
         }
         v
+    }
+
+    /// [`to_json`](Self::to_json) with `lastTurn` in its summary form, for lists and status.
+    pub fn to_summary_json(&self) -> Value {
+        let mut v = self.to_json();
+        let last = self
+            .current
+            .as_ref()
+            .map(|c| c.to_record("inProgress"))
+            .or_else(|| self.last_turn.clone());
+        if let (Some(m), Some(r)) = (v.as_object_mut(), last) {
+            let summary = serde_json::to_value(r.summary()).unwrap_or(Value::Null);
+            m.insert("lastTurn".into(), summary);
+        }
+        v
+    }
+
+    /// The copy written to session-registry.json and archive files: `lastTurn` as a summary
+    /// (the full record is in the session's turn file).
+    pub fn stored_form(&self) -> Session {
+        Session {
+            last_turn: self.last_turn.as_ref().map(TurnRecord::summary),
+            current: None,
+            ..self.clone()
+        }
     }
 }
 

@@ -18,7 +18,9 @@ impl Core {
                 let st = self.state();
                 RegistryFile {
                     updated_at: st.sessions_updated_at.clone(),
-                    sessions: st.sessions.clone(),
+                    // Only a summary of each last turn: the full records are in the
+                    // per-session turn files, so this whole-file rewrite stays small.
+                    sessions: st.sessions.iter().map(Session::stored_form).collect(),
                 }
             };
             if let Err(e) = self.store.write(state::SESSION_REGISTRY, &doc) {
@@ -102,11 +104,15 @@ impl Core {
         let resolved = listening
             .clone()
             .unwrap_or_else(|| self.cfg.local_api_base.clone());
+        let (account, limits) = self.account_status();
         let (sessions_updated_at, sessions) = {
             let st = self.state();
             (
                 st.sessions_updated_at.clone(),
-                st.sessions.iter().map(Session::to_json).collect::<Vec<_>>(),
+                st.sessions
+                    .iter()
+                    .map(Session::to_summary_json)
+                    .collect::<Vec<_>>(),
             )
         };
         json!({
@@ -131,6 +137,9 @@ impl Core {
                     "demoModel": self.demo_json(),
                     "child": self.child_json(),
                 },
+                "codex": self.codex_json(),
+                "account": account,
+                "limits": limits,
                 "sessionRegistry": {"updatedAt": sessions_updated_at, "sessions": sessions},
                 "recentEvents": self.events.recent_snapshot(),
             },

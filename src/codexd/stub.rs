@@ -11,6 +11,8 @@
 //! reports the decision), `huge:N` (one notification line of about N bytes),
 //! `huge-request:N` (an approval request of about N bytes, reporting the answer),
 //! `write-file` (creates `stub-written-file` in its cwd, to check the umask it runs with),
+//! `limit:SECS` (an `account/rateLimits/updated` whose primary window is used up for SECS
+//! seconds, as the real child sends from a provider's rate-limit headers),
 //! `fail` (a failed turn); anything else is echoed.
 
 use std::collections::HashMap;
@@ -310,6 +312,14 @@ fn run_turn(
         let n: usize = n.trim().parse().unwrap_or(1 << 20);
         stub.notify("stub/huge", with(json!({"pad": "x".repeat(n)})));
         message = format!("sent a {n}-byte line");
+    } else if let Some(secs) = text.trim().strip_prefix("limit:") {
+        let secs: u64 = secs.trim().parse().unwrap_or(60);
+        let resets_at = now_ms() / 1000 + secs;
+        stub.notify(
+            "account/rateLimits/updated",
+            json!({"rateLimits": {"limitId": "codex", "primary": {"usedPercent": 100, "windowDurationMins": 300, "resetsAt": resets_at}}}),
+        );
+        message = format!("rate limit used up for {secs} s");
     } else if text.trim() == "write-file" {
         message = match std::fs::write("stub-written-file", b"written by the stub\n") {
             Ok(()) => "wrote stub-written-file".into(),

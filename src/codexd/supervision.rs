@@ -244,6 +244,7 @@ impl Core {
                 s.child_pid = Some(pid);
             }
         }
+        self.set_user_agent(user_agent.clone());
         self.set_link(Some(link));
         self.mark_daemon_dirty();
         self.mark_sessions_dirty();
@@ -278,6 +279,10 @@ impl Core {
             for s in st.sessions.iter_mut() {
                 if s.loaded_generation == generation {
                     s.loaded_generation = 0;
+                }
+                // Threads live in the child: none is loaded until a turn resumes it.
+                if s.status != "archived" {
+                    s.status = "notLoaded".into();
                 }
                 s.child_pid = None;
             }

@@ -1,9 +1,11 @@
 //! The ticker thread: every 100 ms it answers expired child requests with their default,
-//! writes dirty state files, and reconciles turns whose thread went idle without
-//! `turn/completed`. Each reconciliation waits on a JSON-RPC call, so it runs on its own
-//! thread; the ticker owns those threads, joins the finished ones as it goes and the rest
-//! when it stops (each is bounded by the request timeout, and by the child link closing
-//! when codexd stops).
+//! writes dirty state files, reconciles turns whose thread went idle without
+//! `turn/completed`, and starts the account/limits refresh when it is due (`account.rs`).
+//! Each reconciliation and each refresh waits on JSON-RPC calls, so it runs on its own
+//! thread (at most one refresh at a time); the ticker owns those threads, joins the
+//! finished ones as it goes and the rest when it stops (each is bounded by the request
+//! timeout, and by the child link closing when codexd stops).
+//! Once a second it also archives sessions idle beyond the retention.
 
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -12,6 +14,8 @@ use std::time::Duration;
 use crate::core::Core;
 
 const TICK: Duration = Duration::from_millis(100);
+/// The archive sweep (sessions idle beyond the retention) runs once a second.
+const ARCHIVE_EVERY_TICKS: u64 = 10;
 
 /// Starts the ticker; it ends once the core's stop flag is set.
 pub fn spawn(core: Arc<Core>) -> std::io::Result<JoinHandle<()>> {
@@ -22,7 +26,14 @@ pub fn spawn(core: Arc<Core>) -> std::io::Result<JoinHandle<()>> {
 
 fn run(core: &Arc<Core>) {
     let mut reconciles: Vec<JoinHandle<()>> = Vec::new();
+    let mut account: Option<JoinHandle<()>> = None;
+    let mut ticks: u64 = 0;
     while !core.stop.sleep(TICK) {
+        ticks += 1;
+        if ticks % ARCHIVE_EVERY_TICKS == 0 {
+            core.archive_idle();
+        }
+        account_tick(core, &mut account);
         for job in core.tick() {
             let c = core.clone();
             let spawned = thread::Builder::new()
@@ -39,12 +50,38 @@ fn run(core: &Arc<Core>) {
         join_all(done);
     }
     join_all(reconciles);
+    join_all(account.into_iter().collect());
+}
+
+/// Starts the account refresh when none runs and one is due (joining the last one).
+fn account_tick(core: &Arc<Core>, running: &mut Option<JoinHandle<()>>) {
+    if !running.as_ref().is_none_or(JoinHandle::is_finished) {
+        return;
+    }
+    if running.take().is_some_and(|h| h.join().is_err()) {
+        log::error!("the account refresh thread panicked");
+        core.account_refresh_failed();
+    }
+    if !core.take_account_refresh() {
+        return;
+    }
+    let c = core.clone();
+    match thread::Builder::new()
+        .name("codexd-account".into())
+        .spawn(move || c.refresh_account())
+    {
+        Ok(h) => *running = Some(h),
+        Err(e) => {
+            log::error!("cannot start the account refresh thread: {e}");
+            core.account_refresh_failed();
+        }
+    }
 }
 
 fn join_all(handles: Vec<JoinHandle<()>>) {
     for h in handles {
         if h.join().is_err() {
-            log::error!("a reconcile thread panicked");
+            log::error!("a reconcile or account refresh thread panicked");
         }
     }
 }

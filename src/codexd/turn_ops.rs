@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
-use baa::common::time::now_rfc3339;
 
-use baa::common::codex_fields::{whitelist, INTERRUPT_FIELDS, TURN_FIELDS};
+use baa::common::codex_fields::{whitelist, TURN_CREATE, TURN_EXPERIMENTAL, TURN_INTERRUPT};
 
 use crate::approvals::{self, Pending};
 use crate::core::{rpc_error, str_at, Core};
 use crate::events::Level;
+use crate::experimental;
 use crate::rpc::RpcError;
 use crate::sessions::{self, normalize_input, opt_string, pick, Session, TurnProgress, TurnRecord};
 
@@ -22,13 +22,21 @@ const INTERRUPT_SETTLE: Duration = Duration::from_secs(3);
 impl Core {
     /// `POST /v1/codexd/turn`: 202 `{accepted, session, turnId}`.
     pub fn start_turn(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
-        let b = whitelist(body, &[TURN_FIELDS, sessions::TURN_EXTRAS]);
+        let b = whitelist(body, TURN_CREATE);
         let session_id = opt_string(&b, "sessionId")?
             .ok_or_else(|| ApiError::bad_request("invalid_request", "sessionId is required."))?;
         let input = normalize_input(&b)?;
         let expected = opt_string(&b, "expectedTurnId")?;
-        // Unknown session → 404 before anything else.
-        self.session_json(&session_id)?;
+        // Unknown session → 404 before anything else; an archived one comes back (or, when
+        // deleted, is a 409).
+        self.ensure_hot(&session_id)?;
+        let session = self.session_json(&session_id)?;
+        experimental::check(self.cfg.experimental_api, &b, TURN_EXPERIMENTAL)?;
+        self.check_model(
+            opt_string(&b, "model")?.as_deref(),
+            opt_string(&b, "effort")?.as_deref(),
+            session.get("model").and_then(Value::as_str),
+        )?;
         let mut attempt = 0;
         let (turn_id, steered, link) = loop {
             attempt += 1;
@@ -44,6 +52,7 @@ impl Core {
                     .map(|r| (str_at(&r, &["turnId"]).unwrap_or(exp).to_string(), true)),
                 None => {
                     let mut p = pick(&b, sessions::TURN_OVERRIDES);
+                    p.extend(pick(&b, TURN_EXPERIMENTAL));
                     p.insert("threadId".into(), json!(thread_id));
                     p.insert("input".into(), input.clone());
                     link.rpc
@@ -113,7 +122,7 @@ impl Core {
 
     /// `POST /v1/codexd/turn/interrupt`.
     pub fn interrupt_turn(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
-        let b = whitelist(body, &[INTERRUPT_FIELDS]);
+        let b = whitelist(body, TURN_INTERRUPT);
         let session_id = opt_string(&b, "sessionId")?
             .ok_or_else(|| ApiError::bad_request("invalid_request", "sessionId is required."))?;
         let (thread_id, current, loaded) = {
@@ -185,6 +194,12 @@ impl Core {
     }
 
     // ---- server requests (approvals) --------------------------------------------------
+
+    /// A turn ended: its record goes to the session's turn file, then out as an event.
+    pub(crate) fn turn_finished(&self, session_id: &str, r: &TurnRecord, source: &str) {
+        self.store_turn(session_id, r);
+        self.emit_turn_finished(session_id, r, source);
+    }
 
     pub(crate) fn emit_turn_finished(&self, session_id: &str, r: &TurnRecord, source: &str) {
         let (level, kind) = match r.status.as_str() {
@@ -301,7 +316,7 @@ impl Core {
                 "turn {turn_id}: no turn/completed from the app-server; reconciled as {}",
                 r.status
             );
-            self.emit_turn_finished(session_id, &r, "reconcile");
+            self.turn_finished(session_id, &r, "reconcile");
         }
     }
 }
@@ -314,66 +329,52 @@ pub struct Reconcile {
 }
 
 /// Opens `turn_id` as the running turn unless it is already open or already finished
-/// (its `turn/completed` may arrive before the HTTP handler gets here).
+/// (its `turn/completed` may arrive before the HTTP handler gets here). From here until the
+/// turn ends, `lastTurnId` names it and `lastTurnStatus` is `inProgress`.
 pub(crate) fn begin_turn(s: &mut Session, turn_id: &str) {
-    if s.current_turn_id.as_deref() == Some(turn_id) || s.last_turn_id.as_deref() == Some(turn_id) {
+    if s.current_turn_id.as_deref() == Some(turn_id) || is_finished(s, turn_id) {
+        return;
+    }
+    let sub = s.current.as_mut();
+    if let Some(cur) = sub.filter(|c| c.root_turn_id.as_deref() == Some(turn_id)) {
+        // A sub-turn of this turn opened first: it was this turn all along.
+        cur.turn_id = turn_id.to_string();
+        cur.root_turn_id = None;
+        s.current_turn_id = Some(turn_id.to_string());
+        s.last_turn_id = Some(turn_id.to_string());
         return;
     }
     s.current_turn_id = Some(turn_id.to_string());
+    s.last_turn_id = Some(turn_id.to_string());
+    s.last_turn_status = Some("inProgress".into());
+    s.status = "active".into();
     s.turn_count += 1;
-    s.current = Some(TurnProgress {
-        turn_id: turn_id.to_string(),
-        started_at: now_rfc3339(),
-        last_message: None,
-        error: None,
-        usage: None,
-        idle_since: None,
-        reconciling: false,
-    });
+    s.current = Some(TurnProgress::new(turn_id));
+}
+
+/// True when `turn_id` is the record of the session's last finished turn.
+pub(crate) fn is_finished(s: &Session, turn_id: &str) -> bool {
+    s.current_turn_id.as_deref() != Some(turn_id)
+        && s.last_turn.as_ref().is_some_and(|r| r.turn_id == turn_id)
 }
 
 /// Closes the running turn from a Turn object (`turn/completed` or `thread/read`).
 pub(crate) fn finish_turn(s: &mut Session, turn: &Value) -> TurnRecord {
-    let cur = s.current.take();
     let turn_id = str_at(turn, &["id"])
         .map(str::to_string)
         .or_else(|| s.current_turn_id.clone())
         .unwrap_or_default();
-    let error = turn
-        .get("error")
-        .filter(|e| !e.is_null())
-        .cloned()
-        .or_else(|| cur.as_ref().and_then(|c| c.error.clone()));
-    let mut status = str_at(turn, &["status"]).unwrap_or("completed").to_string();
-    // A "completed" turn that carries an error did not succeed.
-    if status == "completed" && error.is_some() {
-        status = "failed".into();
-    }
-    let final_message = turn
-        .get("items")
-        .and_then(Value::as_array)
-        .and_then(|items| {
-            items
-                .iter()
-                .rev()
-                .find(|i| str_at(i, &["type"]) == Some("agentMessage"))
-                .and_then(|i| str_at(i, &["text"]))
-                .map(str::to_string)
-        })
-        .or_else(|| cur.as_ref().and_then(|c| c.last_message.clone()));
-    let record = TurnRecord {
-        turn_id: turn_id.clone(),
-        status: status.clone(),
-        started_at: cur.as_ref().map(|c| c.started_at.clone()),
-        completed_at: Some(now_rfc3339()),
-        final_message,
-        error,
-        usage: cur.as_ref().and_then(|c| c.usage.clone()),
-        duration_ms: turn.get("durationMs").and_then(Value::as_u64),
+    let mut record = match s.current.take() {
+        Some(progress) => progress.finish(turn),
+        None => TurnRecord::closed(turn),
     };
+    record.turn_id = turn_id.clone();
     s.current_turn_id = None;
     s.last_turn_id = Some(turn_id);
-    s.last_turn_status = Some(status);
+    s.last_turn_status = Some(record.status.clone());
+    if s.status == "active" {
+        s.status = "idle".into();
+    }
     s.last_turn = Some(record.clone());
     if record.status == "failed" {
         s.last_error = record

@@ -13,6 +13,7 @@ use baa::common::http::guard::HostPolicy;
 use baa::common::http::{Reply, Request, Response};
 use baa::common::store::JsonStore;
 
+use crate::codex_hold::HoldGate;
 use crate::codex_proxy::CodexProxy;
 use crate::config::Config;
 use crate::firefox::{self, Bridge};
@@ -34,6 +35,8 @@ pub struct App {
     pub bridge: Bridge,
     pub host_policy: HostPolicy,
     pub codex: CodexProxy,
+    /// Whether codexd's account or rate limits hold new task turns (the scheduler asks).
+    pub codex_hold: HoldGate,
     pub exec_slots: ExecSlots,
     /// What host ops must never touch (state and logs trees, our own /proc entry).
     pub protected_paths: Protected,
@@ -53,6 +56,7 @@ impl App {
             bridge: Bridge::default(),
             host_policy,
             codex: CodexProxy::new(cfg.codexd_local_api_base.clone()),
+            codex_hold: HoldGate::default(),
             exec_slots: ExecSlots::default(),
             protected_paths,
             cfg,

@@ -1,6 +1,7 @@
 //! `/v1/codex*`: the conductor holds no Codex state; every call is a bounded local HTTP
 //! call to codexd, with request bodies whitelisted and upstream failures mapped onto the
-//! conductor's error model.
+//! conductor's error model. A field the whitelist drops is never dropped silently: a
+//! success lists it in `data.dropped_fields`, an error in `details.dropped_fields`.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
 use baa::common::client::local_agent;
-use baa::common::codex_fields::{whitelist, TURN_FIELDS};
+use baa::common::codex_fields::{dropped, whitelist, TURN_CREATE};
 
 use crate::config::CODEXD_ENV;
 
@@ -61,6 +62,11 @@ impl CodexProxy {
             ("GET", _) => self
                 .read_agent
                 .get(&url)
+                .header("Accept", "application/json")
+                .call(),
+            ("DELETE", _) => self
+                .write_agent
+                .delete(&url)
                 .header("Accept", "application/json")
                 .call(),
             (_, Some(b)) => self
@@ -138,13 +144,84 @@ impl CodexProxy {
 
 /// The turn body: whitelist plus `prompt` → `input` when `input` is absent.
 pub fn turn_body(body: &Map<String, Value>) -> Map<String, Value> {
-    let mut out = whitelist(body, &[TURN_FIELDS]);
-    if !out.contains_key("input") {
-        if let Some(p) = body.get("prompt") {
-            out.insert("input".into(), p.clone());
-        }
+    let mut out = whitelist(body, TURN_CREATE);
+    if let Some(p) = out.remove("prompt") {
+        out.entry("input").or_insert(p);
     }
     out
+}
+
+/// A whitelisted request body and the fields the whitelist dropped.
+pub struct Forwarded {
+    pub body: Value,
+    pub dropped: Vec<String>,
+}
+
+impl Forwarded {
+    /// `raw` through the `allowed` lists (`codex_fields`).
+    pub fn new(raw: &Map<String, Value>, allowed: &[&[&str]]) -> Forwarded {
+        Forwarded {
+            body: Value::Object(whitelist(raw, allowed)),
+            dropped: dropped(raw, allowed),
+        }
+    }
+
+    /// The turn body ([`turn_body`]).
+    pub fn turn(raw: &Map<String, Value>) -> Forwarded {
+        Forwarded {
+            body: Value::Object(turn_body(raw)),
+            dropped: dropped(raw, TURN_CREATE),
+        }
+    }
+
+    /// Sends the body and names the dropped fields in the answer: `data.dropped_fields`
+    /// on success, `details.dropped_fields` on an error (only when some were dropped).
+    pub fn send(&self, proxy: &CodexProxy, path: &str) -> Result<(u16, Value), ApiError> {
+        match proxy.call("POST", path, Some(&self.body)) {
+            Ok((status, mut data)) => {
+                if let (false, Some(m)) = (self.dropped.is_empty(), data.as_object_mut()) {
+                    m.insert("dropped_fields".into(), json!(self.dropped));
+                }
+                Ok((status, data))
+            }
+            Err(mut e) if !self.dropped.is_empty() => {
+                let mut details = e.details.take().unwrap_or_else(|| json!({}));
+                if let Some(m) = details.as_object_mut() {
+                    m.insert("dropped_fields".into(), json!(self.dropped));
+                }
+                Err(e.with_details(details))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// `?name=value&…` of the query parameters in `allowed` that `pairs` carries (decoded
+/// pairs, re-encoded for the upstream URL); empty when none is given.
+pub fn forward_query(pairs: &[(String, String)], allowed: &[&str]) -> String {
+    let kept: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| allowed.contains(&k.as_str()))
+        .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+        .collect();
+    if kept.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", kept.join("&"))
+    }
+}
+
+/// Everything but RFC 3986 unreserved characters is encoded (a path segment or a query
+/// component).
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes `s` for a path segment or a query component of the upstream URL.
+pub fn encode_component(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 fn field<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
@@ -169,6 +246,17 @@ pub fn reshape_status(data: &Value, target: &str, routes: Value) -> Value {
     let events = field(snapshot, &["recentEvents", "events"])
         .as_array()
         .map_or(0, Vec::len);
+    let codex = field(snapshot, &["codex"]);
+    let account = field(snapshot, &["account"]);
+    let limits = field(snapshot, &["limits"]);
+    let window = |name: &str| {
+        let w = field(limits, &[name]);
+        if w.is_object() {
+            json!({"used_percent": w.get("usedPercent"), "resets_at": w.get("resetsAt"), "window_minutes": w.get("windowMinutes")})
+        } else {
+            Value::Null
+        }
+    };
     json!({
         "backend": "independent_codexd",
         "daemon": {
@@ -186,6 +274,29 @@ pub fn reshape_status(data: &Value, target: &str, routes: Value) -> Value {
                 "strategy": child.get("strategy"),
             },
         },
+        "codex": {
+            "version": codex.get("version"),
+            "running_version": codex.get("runningVersion"),
+            "cli_version": codex.get("cliVersion"),
+            "user_agent": codex.get("userAgent"),
+            "experimental_api": codex.get("experimentalApi"),
+            "model_check": codex.get("modelCheck"),
+        },
+        "account": {
+            "logged_in": account.get("loggedIn"),
+            "plan": account.get("plan"),
+            "type": account.get("type"),
+            "auth_required": account.get("authRequired"),
+            "checked_at": account.get("checkedAt"),
+            "error": account.get("error"),
+        },
+        "limits": {
+            "primary": window("primary"),
+            "secondary": window("secondary"),
+            "blocked_until": limits.get("blockedUntil"),
+            "updated_at": limits.get("updatedAt"),
+            "error": limits.get("error"),
+        },
         "proxy": { "route_prefix": "/v1/codex", "target_base_url": target, "transport": "local_http" },
         "recent_events": { "count": events, "updated_at": field(snapshot, &["recentEvents", "updatedAt"]) },
         "routes": routes,
@@ -200,10 +311,10 @@ pub fn reshape_status(data: &Value, target: &str, routes: Value) -> Value {
             "count": sessions.len(),
             "updated_at": field(snapshot, &["sessionRegistry", "updatedAt"]),
         },
-        "surface": ["status", "sessions", "turn"],
+        "surface": ["status", "sessions", "turn", "models"],
         "notes": [
             "This conductor route proxies the independent codexd daemon.",
-            "Only session/status/turn operations are exposed on this surface."
+            "Only status, session, turn and model-list operations are exposed on this surface."
         ],
     })
 }
@@ -211,7 +322,7 @@ pub fn reshape_status(data: &Value, target: &str, routes: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use baa::common::codex_fields::SESSION_FIELDS;
+    use baa::common::codex_fields::{SESSION_CREATE, SESSION_FIELDS};
 
     #[test]
     fn whitelists_and_aliases() {
@@ -232,6 +343,38 @@ mod tests {
             Value::Object(whitelist(body.as_object().unwrap(), &[SESSION_FIELDS])),
             json!({"cwd": "/x", "threadId": "t", "purpose": "duplex"})
         );
+    }
+
+    #[test]
+    fn turn_body_keeps_codexd_fields_and_names_the_rest() {
+        let raw = json!({"sessionId": "s1", "prompt": "hi", "collaboration_mode": {"mode": "plan"}, "bogus": 1, "env": {}});
+        let f = Forwarded::turn(raw.as_object().unwrap());
+        assert_eq!(
+            f.body,
+            json!({"sessionId": "s1", "input": "hi", "collaborationMode": {"mode": "plan"}})
+        );
+        assert_eq!(f.dropped, ["bogus", "env"]);
+        let raw = json!({"purpose": "worker", "approval_timeout_ms": 500, "approvalDefault": "accept", "command": "x"});
+        let f = Forwarded::new(raw.as_object().unwrap(), SESSION_CREATE);
+        assert_eq!(
+            f.body,
+            json!({"purpose": "worker", "approvalTimeoutMs": 500, "approvalDefault": "accept"})
+        );
+        assert_eq!(f.dropped, ["command"]);
+    }
+
+    #[test]
+    fn forwarded_queries_keep_only_allowed_names_and_are_encoded() {
+        let pairs = vec![
+            ("cwd".to_string(), "/a b/c&d".to_string()),
+            ("bogus".to_string(), "x".to_string()),
+            ("limit".to_string(), "5".to_string()),
+        ];
+        assert_eq!(
+            forward_query(&pairs, &["cwd", "limit"]),
+            "?cwd=%2Fa%20b%2Fc%26d&limit=5"
+        );
+        assert_eq!(forward_query(&pairs, &["cursor"]), "");
     }
 
     #[test]

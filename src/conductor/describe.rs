@@ -42,6 +42,13 @@ pub const BUSINESS: &[&str] = &[
     "codex.sessions.create",
     "codex.turn.create",
     "codex.turn.interrupt",
+    "codex.models.list",
+    "codex.sessions.turns",
+    "codex.sessions.delete",
+    "codex.sessions.compact",
+    "codex.sessions.fork",
+    "codex.threads.list",
+    "codex.review.create",
     "controllers.list",
     "tasks.list",
     "tasks.read",
@@ -113,6 +120,10 @@ fn example_body(id: &str, repo_root: &str) -> Option<Value> {
             Some(json!({"sessionId": "<sessionId>", "input": "Summarize pending work."}))
         }
         "codex.turn.interrupt" => Some(json!({"sessionId": "<sessionId>"})),
+        "codex.sessions.fork" => Some(json!({"purpose": "duplex"})),
+        "codex.review.create" => {
+            Some(json!({"cwd": "/Users/george/code/baa-conductor", "target": "uncommittedChanges"}))
+        }
         "host.exec" => Some(json!({"command": "uptime", "timeoutMs": 5000})),
         "host.files.read" => Some(json!({"path": "README.md", "cwd": repo_root})),
         "host.files.write" => Some(
@@ -158,8 +169,10 @@ pub fn codex_block<C>(f: &Facts<C>) -> Value {
     } else {
         vec![
             "All /v1/codex routes proxy the independent codexd daemon over local HTTP.".to_string(),
-            "This surface is session-oriented: status, session list/read/create, turn create and interrupt.".to_string(),
-            "Read a turn's outcome from GET /v1/codex/sessions/:session_id (lastTurnStatus, lastTurn).".to_string(),
+            "This surface is session-oriented: status, session list/read/create/delete/compact/fork, turn create and interrupt, turn history, threads, review and the model list.".to_string(),
+            "Create bodies pass codexd's documented fields; any other field is dropped and named in data.dropped_fields (details.dropped_fields on an error).".to_string(),
+            "Read a turn's outcome from GET /v1/codex/sessions/:session_id (lastTurnStatus is inProgress from the 202 until the turn ends; lastTurn has its commands, file changes and diff), and older turns from GET /v1/codex/sessions/:session_id/turns.".to_string(),
+            "POST /v1/codex/sessions with threadId adopts an existing thread (from GET /v1/codex/threads) as a new session.".to_string(),
         ]
     };
     json!({

@@ -1,6 +1,7 @@
 //! `baa-conductor`: the node's local control API. This file only dispatches the CLI.
 
 mod app;
+mod codex_hold;
 mod codex_proxy;
 mod config;
 mod controllers;

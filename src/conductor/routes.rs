@@ -14,10 +14,10 @@ use baa::common::http::router::{self, dispatch, Params, Route};
 use baa::common::http::{Reply, Request, Response};
 
 use crate::app::App;
-use crate::codex_proxy::{reshape_status, turn_body};
+use crate::codex_proxy::{encode_component, forward_query, reshape_status, Forwarded};
 use crate::system::{Action, ChangeRequest};
 use crate::{controllers, describe, firefox, host_ops, records};
-use baa::common::codex_fields::{whitelist, INTERRUPT_FIELDS, SESSION_FIELDS};
+use baa::common::codex_fields::{FORK_FIELDS, REVIEW_FIELDS, SESSION_CREATE, TURN_INTERRUPT};
 
 type Ctx = Arc<App>;
 type Res = Result<Reply, ApiError>;
@@ -51,6 +51,13 @@ pub static ROUTES: &[Route<Ctx>] = &[
     Route::write("codex.sessions.create", "POST", "/v1/codex/sessions", "Create a Codex session (thread). Body: {cwd, model, purpose, approvalPolicy, ...}.", codex_sessions_create),
     Route::write("codex.turn.create", "POST", "/v1/codex/turn", "Start a turn on a session. Body: {sessionId, input}; 202 with turnId.", codex_turn_create),
     Route::write("codex.turn.interrupt", "POST", "/v1/codex/turn/interrupt", "Interrupt the running turn of a session. Body: {sessionId}.", codex_turn_interrupt),
+    Route::read("codex.models.list", "GET", "/v1/codex/models", "Models codex offers and the reasoning efforts of each. Query: include_hidden, refresh.", codex_models_list),
+    Route::read("codex.sessions.turns", "GET", "/v1/codex/sessions/:session_id/turns", "A Codex session's turn records (commands, file changes, diff), newest first. Query: limit, cursor.", codex_sessions_turns),
+    Route::write("codex.sessions.delete", "DELETE", "/v1/codex/sessions/:session_id", "End a Codex session: archive its thread (409 while a turn runs).", codex_sessions_delete),
+    Route::write("codex.sessions.compact", "POST", "/v1/codex/sessions/:session_id/compact", "Compact a Codex session's context; 202 with the compaction turn.", codex_sessions_compact),
+    Route::write("codex.sessions.fork", "POST", "/v1/codex/sessions/:session_id/fork", "Fork a Codex session into a new one. Body: {lastTurnId?, purpose?, metadata?}.", codex_sessions_fork),
+    Route::read("codex.threads.list", "GET", "/v1/codex/threads", "Codex threads on disk, newest first. Query: cwd, search, limit, cursor, archived.", codex_threads_list),
+    Route::write("codex.review.create", "POST", "/v1/codex/review", "Review changes as a Codex turn. Body: {sessionId | cwd, target}; 202.", codex_review_create),
     Route::write("host.exec", "POST", "/v1/exec", "Run a shell command on the host. Bearer token. Body: {command, cwd, timeoutMs, env}.", host_exec),
     Route::write("host.files.read", "POST", "/v1/files/read", "Read a file on the host. Bearer token. Body: {path, cwd, encoding}.", host_files_read),
     Route::write("host.files.write", "POST", "/v1/files/write", "Write a file on the host. Bearer token. Body: {path, cwd, content, overwrite, createParents}.", host_files_write),
@@ -155,6 +162,8 @@ pub fn runtime_snapshot(app: &App) -> Value {
             "leaseState": st.state(app.lease.threshold).as_str(),
             "leaseHolder": st.holder_id,
             "schedulerEnabled": st.healthy_leader(app.lease.threshold) && mode == "running",
+            // New task turns wait while codexd's account or rate limits say so.
+            "codexHold": app.codex_hold.to_json(),
             "lease": app.lease.to_json(),
             "heartbeatIntervalMs": c.heartbeat_interval_ms,
             "leaseTtlSec": c.lease_ttl_sec,
@@ -316,7 +325,9 @@ fn codex_status(app: &Ctx, req: &Request, _: &Params) -> Res {
 }
 
 fn codex_sessions_list(app: &Ctx, req: &Request, _: &Params) -> Res {
-    let (status, data) = app.codex.call("GET", "/v1/codexd/sessions", None)?;
+    let query = forward_query(&req.query_pairs(), &["archived"]);
+    let path = format!("/v1/codexd/sessions{query}");
+    let (status, data) = app.codex.call("GET", &path, None)?;
     Ok(app.ok(req, status, data))
 }
 
@@ -331,41 +342,96 @@ fn codex_sessions_read(app: &Ctx, req: &Request, p: &Params) -> Res {
 }
 
 fn codex_sessions_create(app: &Ctx, req: &Request, _: &Params) -> Res {
-    let body = whitelist(&req.json_object()?, &[SESSION_FIELDS]);
-    let (status, data) =
-        app.codex
-            .call("POST", "/v1/codexd/sessions", Some(&Value::Object(body)))?;
+    let (status, data) = Forwarded::new(&req.json_object()?, SESSION_CREATE)
+        .send(&app.codex, "/v1/codexd/sessions")?;
     Ok(app.ok(req, status, data))
 }
 
 fn codex_turn_create(app: &Ctx, req: &Request, _: &Params) -> Res {
-    let body = turn_body(&req.json_object()?);
-    let (status, data) = app
-        .codex
-        .call("POST", "/v1/codexd/turn", Some(&Value::Object(body)))?;
+    let (status, data) =
+        Forwarded::turn(&req.json_object()?).send(&app.codex, "/v1/codexd/turn")?;
     Ok(app.ok(req, status, data))
 }
 
 fn codex_turn_interrupt(app: &Ctx, req: &Request, _: &Params) -> Res {
-    let body = whitelist(&req.json_object()?, &[INTERRUPT_FIELDS]);
-    let (status, data) = app.codex.call(
-        "POST",
-        "/v1/codexd/turn/interrupt",
-        Some(&Value::Object(body)),
-    )?;
+    let (status, data) = Forwarded::new(&req.json_object()?, TURN_INTERRUPT)
+        .send(&app.codex, "/v1/codexd/turn/interrupt")?;
+    Ok(app.ok(req, status, data))
+}
+
+fn codex_models_list(app: &Ctx, req: &Request, _: &Params) -> Res {
+    // Only the two known parameters go upstream; codexd validates their values.
+    let hidden = req
+        .query_param("include_hidden")
+        .or_else(|| req.query_param("includeHidden"));
+    let query: Vec<String> = [
+        ("includeHidden", hidden),
+        ("refresh", req.query_param("refresh")),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| v.map(|v| format!("{name}={}", encode_segment(&v))))
+    .collect();
+    let path = if query.is_empty() {
+        "/v1/codexd/models".to_string()
+    } else {
+        format!("/v1/codexd/models?{}", query.join("&"))
+    };
+    let (status, data) = app.codex.call("GET", &path, None)?;
     Ok(app.ok(req, status, data))
 }
 
 /// Percent-encodes a path segment for the upstream URL.
 fn encode_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    encode_component(s)
+}
+
+/// `/v1/codexd/sessions/<id><rest>` for the request's `:session_id`.
+fn upstream_session_path(p: &Params, rest: &str) -> String {
+    let id = p.get("session_id").unwrap_or_default();
+    format!("/v1/codexd/sessions/{}{rest}", encode_segment(id))
+}
+
+fn codex_sessions_turns(app: &Ctx, req: &Request, p: &Params) -> Res {
+    let query = forward_query(&req.query_pairs(), &["limit", "cursor"]);
+    let path = upstream_session_path(p, &format!("/turns{query}"));
+    let (status, data) = app.codex.call("GET", &path, None)?;
+    Ok(app.ok(req, status, data))
+}
+
+fn codex_sessions_delete(app: &Ctx, req: &Request, p: &Params) -> Res {
+    let (status, data) = app
+        .codex
+        .call("DELETE", &upstream_session_path(p, ""), None)?;
+    Ok(app.ok(req, status, data))
+}
+
+fn codex_sessions_compact(app: &Ctx, req: &Request, p: &Params) -> Res {
+    let path = upstream_session_path(p, "/compact");
+    let (status, data) = app.codex.call("POST", &path, Some(&json!({})))?;
+    Ok(app.ok(req, status, data))
+}
+
+fn codex_sessions_fork(app: &Ctx, req: &Request, p: &Params) -> Res {
+    let path = upstream_session_path(p, "/fork");
+    let (status, data) =
+        Forwarded::new(&req.json_object()?, &[FORK_FIELDS]).send(&app.codex, &path)?;
+    Ok(app.ok(req, status, data))
+}
+
+fn codex_threads_list(app: &Ctx, req: &Request, _: &Params) -> Res {
+    let query = forward_query(
+        &req.query_pairs(),
+        &["cwd", "search", "limit", "cursor", "archived"],
+    );
+    let path = format!("/v1/codexd/threads{query}");
+    let (status, data) = app.codex.call("GET", &path, None)?;
+    Ok(app.ok(req, status, data))
+}
+
+fn codex_review_create(app: &Ctx, req: &Request, _: &Params) -> Res {
+    let (status, data) = Forwarded::new(&req.json_object()?, &[REVIEW_FIELDS])
+        .send(&app.codex, "/v1/codexd/review")?;
+    Ok(app.ok(req, status, data))
 }
 
 fn host_exec(app: &Ctx, req: &Request, _: &Params) -> Res {

@@ -169,6 +169,21 @@ pub fn build(up: &Upstreams, raw: &Raw, generated_at: &str) -> Value {
         }
     }
 
+    if let Some(snap) = snapshot {
+        let limits = snap.get("limits").unwrap_or(&Value::Null);
+        if let Some(until) = text_at(limits, &["blockedUntil"]) {
+            warnings.push(format!(
+                "codex rate limit used up until {until}: new task turns wait"
+            ));
+        }
+        let account = snap.get("account").unwrap_or(&Value::Null);
+        if first(account, &["authRequired"]) == Some(Value::Bool(true))
+            && first(account, &["loggedIn"]) == Some(Value::Bool(false))
+        {
+            warnings.push("codex is logged out: new task turns wait for `codex login`".into());
+        }
+    }
+
     let node = node(runtime, snapshot);
     let overall = if !conductor_reachable && codexd.is_none() {
         "down"
@@ -199,6 +214,9 @@ pub fn build(up: &Upstreams, raw: &Raw, generated_at: &str) -> Value {
             "demo": snapshot.and_then(|s| first(s, &["daemon.demo"])).unwrap_or(Value::Bool(false)),
             "startedAt": snapshot.and_then(|s| first(s, &["daemon.startedAt", "daemon.started_at"])),
             "child": child,
+            "codex": snapshot.map(codex).unwrap_or(Value::Null),
+            "account": snapshot.and_then(|s| first(s, &["account"])),
+            "limits": snapshot.and_then(|s| first(s, &["limits"])),
             "sessions": snapshot.map(sessions).unwrap_or_else(|| json!({"count": 0, "active": 0, "items": []})),
             "recentEvents": snapshot.map(events).unwrap_or_else(|| json!({"count": 0, "items": []})),
         },
@@ -281,6 +299,17 @@ fn child(snapshot: &Value) -> Value {
         "endpoint": first(c, &["endpoint"]),
         "startedAt": first(c, &["startedAt"]),
         "demo": first(c, &["demo"]),
+    })
+}
+
+/// Which codex runs: the running child's version, and the binary's `--version`.
+fn codex(snapshot: &Value) -> Value {
+    let c = snapshot.get("codex").unwrap_or(&Value::Null);
+    json!({
+        "version": first(c, &["version"]),
+        "cliVersion": first(c, &["cliVersion"]),
+        "userAgent": first(c, &["userAgent"]).map(|v| clip_value(&v)),
+        "experimentalApi": first(c, &["experimentalApi"]),
     })
 }
 
@@ -431,6 +460,9 @@ mod tests {
                 "daemon": {"mode": "app-server", "startedAt": "2026-05-01T10:00:01.000Z", "demo": true,
                     "child": {"status": "running", "pid": 777, "restarts": 2, "lastError": "exited with code 1", "strategy": "spawn",
                         "recentExits": [{"reason": "exited with code 2"}, {"reason": "exited with code 1"}]}},
+                "codex": {"version": "0.169.0", "cliVersion": "codex-cli 0.169.0", "userAgent": "codexd/0.169.0 (x)"},
+                "account": {"loggedIn": false, "authRequired": true, "plan": null},
+                "limits": {"primary": {"usedPercent": 100, "resetsAt": "2026-05-01T12:00:00.000Z"}, "blockedUntil": "2026-05-01T12:00:00.000Z"},
                 "sessionRegistry": {"sessions": [
                     {"sessionId": "s-old", "status": "closed", "updatedAt": "2026-05-01T09:00:00.000Z",
                         "lastTurnStatus": "failed", "lastTurn": {"status": "failed", "finalMessage": null, "error": {"message": "boom", "codexErrorInfo": "internalServerError"}}},
@@ -487,6 +519,13 @@ mod tests {
         let w = d["warnings"].to_string();
         assert!(w.contains("automation is paused (by alice: deploy)"), "{w}");
         assert!(w.contains("conductor: BAA_SHARED_TOKEN"), "{w}");
+        assert_eq!(d["codexd"]["codex"]["version"], "0.169.0", "{d:#}");
+        assert_eq!(d["codexd"]["limits"]["primary"]["usedPercent"], 100);
+        assert!(
+            w.contains("codex rate limit used up until 2026-05-01T12:00:00.000Z"),
+            "{w}"
+        );
+        assert!(w.contains("codex is logged out"), "{w}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use serde_json::Value;
 
 use super::aggregate::first;
+use crate::common::time::ms_from_rfc3339;
 
 /// How often the inline script re-fetches the page.
 pub const REFRESH_SECS: u64 = 5;
@@ -67,6 +68,7 @@ pub fn render(d: &Value, nonce: &str, now_ms: u64) -> String {
     automation_card(&mut h, d, now_ms);
     node_card(&mut h, d, now_ms);
     child_card(&mut h, d, now_ms);
+    codex_card(&mut h, d, now_ms);
     h.push_str("</div>");
 
     sessions_table(&mut h, d, now_ms);
@@ -139,6 +141,68 @@ fn child_card(h: &mut String, d: &Value, now_ms: u64) {
     }
     row_html(h, "codexd up", &when(c, "startedAt", now_ms));
     row(h, "Daemon id", &text(d, &["node.codexdDaemonId"]));
+    h.push_str("</dl></section>");
+}
+
+/// The codex version, the account and its rate limits.
+fn codex_card(h: &mut String, d: &Value, now_ms: u64) {
+    let c = d.pointer("/codexd").unwrap_or(&Value::Null);
+    let codex = c.get("codex").unwrap_or(&Value::Null);
+    let account = c.get("account").unwrap_or(&Value::Null);
+    let limits = c.get("limits").unwrap_or(&Value::Null);
+    let blocked = limits.get("blockedUntil").is_some_and(|v| v.is_string());
+    let state = match (
+        first(account, &["loggedIn"]),
+        first(account, &["authRequired"]),
+    ) {
+        _ if blocked => "rate limited",
+        (Some(Value::Bool(false)), Some(Value::Bool(true))) => "logged out",
+        (Some(Value::Bool(_)), _) => "ok",
+        _ => DASH,
+    };
+    h.push_str("<section class=\"card\"><h2>Codex account</h2>");
+    h.push_str(&format!("<div class=\"big\">{}</div><dl>", badge(state)));
+    row(h, "Version", &text(codex, &["version"]));
+    row(h, "Binary", &text(codex, &["cliVersion"]));
+    let who = match (
+        first(account, &["loggedIn"]),
+        first(account, &["authRequired"]),
+    ) {
+        (Some(Value::Bool(true)), _) => format!("logged in ({})", text(account, &["plan"])),
+        (Some(Value::Bool(false)), Some(Value::Bool(false))) => "no login needed (provider)".into(),
+        (Some(Value::Bool(false)), _) => "logged out".into(),
+        _ => text(account, &["error"]),
+    };
+    row(h, "Account", &who);
+    for (label, key) in [
+        ("Primary limit", "primary"),
+        ("Secondary limit", "secondary"),
+    ] {
+        let w = limits.get(key).unwrap_or(&Value::Null);
+        if w.is_object() {
+            row_html(
+                h,
+                label,
+                &format!(
+                    "{}% · resets {}",
+                    esc(&text(w, &["usedPercent"])),
+                    when(w, "resetsAt", now_ms)
+                ),
+            );
+        } else {
+            row(h, label, DASH);
+        }
+    }
+    if blocked {
+        row_html(
+            h,
+            "Blocked until",
+            &format!(
+                "<span class=\"err\">{}</span>",
+                when(limits, "blockedUntil", now_ms)
+            ),
+        );
+    }
     h.push_str("</dl></section>");
 }
 
@@ -253,7 +317,7 @@ fn show(v: &Value) -> String {
 /// e.g. `2026-05-01 10:00:00Z <span class="muted">3 min ago</span>`.
 fn when(v: &Value, key: &str, now_ms: u64) -> String {
     let t = text(v, &[key]);
-    match parse_rfc3339_ms(&t) {
+    match ms_from_rfc3339(&t) {
         Some(ms) => {
             let short = t.get(..19).unwrap_or(&t).replace('T', " ");
             let ago = if ms <= now_ms {
@@ -277,33 +341,6 @@ fn age(ms: u64) -> String {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fff]Z` → epoch ms. Anything else (offsets, garbage) → None,
-/// and the page just shows the text.
-fn parse_rfc3339_ms(s: &str) -> Option<u64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    let frac3: String = frac.chars().chain("000".chars()).take(3).collect();
-    let millis: i64 = frac3.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant), the inverse of common::time's formatter.
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let ms = ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + millis;
-    u64::try_from(ms).ok()
-}
-
 /// A coloured pill; the colour class comes from a fixed list, the text is escaped.
 /// An absent value stays a plain dash rather than an empty pill.
 fn badge(value: &str) -> String {
@@ -313,6 +350,7 @@ fn badge(value: &str) -> String {
     let class = match value.to_ascii_lowercase().as_str() {
         "running" | "active" | "completed" | "succeeded" | "ok" | "leader" | "held"
         | "reachable" | "idle" | "ready" => "good",
+        "rate limited" | "logged out" => "bad",
         "paused" | "draining" | "degraded" | "standby" | "starting" | "restarting"
         | "interrupted" | "inprogress" | "in_progress" | "pending" | "external" => "warn",
         "failed" | "error" | "errored" | "crashed" | "exited" | "stopped" | "down"
@@ -408,6 +446,9 @@ mod tests {
             "conductor": {"reachable": true, "baseUrl": "http://127.0.0.1:4317", "error": null},
             "codexd": {"reachable": true, "baseUrl": "http://127.0.0.1:4319", "error": null,
                 "child": {"status": "running", "pid": 777, "restarts": 2},
+                "codex": {"version": "0.169.0", "cliVersion": "codex-cli 0.169.0"},
+                "account": {"loggedIn": true, "plan": "plus", "authRequired": true},
+                "limits": {"primary": {"usedPercent": 100, "resetsAt": "2026-05-01T13:00:00.000Z"}, "blockedUntil": "2026-05-01T13:00:00.000Z"},
                 "sessions": {"count": 1, "active": 1, "items": [{"sessionId": "s-1", "status": "active", "lastTurnStatus": "completed"}]},
                 "recentEvents": {"count": 1, "items": [{"seq": 9, "level": "warn", "type": "child.exited", "message": "a & b"}]}},
             "warnings": ["automation is paused (by ops<b>: <script>alert(1)</script>)"],
@@ -428,6 +469,12 @@ mod tests {
             "a &amp; b",
             "<style nonce=\"n0nce\">",
             "<span title=\"2026-05-01T11:57:00.000Z\">2026-05-01 11:57:00Z</span> <span class=\"muted\">3 min ago</span>",
+            "<dt>Version</dt><dd>0.169.0</dd>",
+            "<dt>Binary</dt><dd>codex-cli 0.169.0</dd>",
+            "<dt>Account</dt><dd>logged in (plus)</dd>",
+            "<span class=\"badge bad\">rate limited</span>",
+            "<dt>Primary limit</dt><dd>100% · resets <span title=\"2026-05-01T13:00:00.000Z\">",
+            "<dt>Blocked until</dt>",
         ] {
             assert!(html.contains(want), "missing {want:?} in:\n{html}");
         }
@@ -460,17 +507,17 @@ mod tests {
 
     #[test]
     fn parses_timestamps() {
-        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(ms_from_rfc3339("1970-01-01T00:00:00.000Z"), Some(0));
         assert_eq!(
-            parse_rfc3339_ms("2000-02-29T00:00:00.123Z"),
+            ms_from_rfc3339("2000-02-29T00:00:00.123Z"),
             Some(951_782_400_123)
         );
         assert_eq!(
-            parse_rfc3339_ms("2026-11-18T11:06:40Z"),
+            ms_from_rfc3339("2026-11-18T11:06:40Z"),
             Some(1_795_000_000_000)
         );
-        assert_eq!(parse_rfc3339_ms("yesterday"), None);
-        assert_eq!(parse_rfc3339_ms("2026-13-01T00:00:00Z"), None);
+        assert_eq!(ms_from_rfc3339("yesterday"), None);
+        assert_eq!(ms_from_rfc3339("2026-13-01T00:00:00Z"), None);
         assert_eq!(age(3_700_000), "1 h 1 min ago");
     }
 

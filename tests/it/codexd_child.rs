@@ -15,6 +15,9 @@ use crate::support::tmp::TempDir;
 const T: Duration = Duration::from_secs(30);
 /// codexd's line limit (`child::MAX_LINE`, 32 MiB) plus some.
 const OVER_LIMIT: usize = 32 * 1024 * 1024 + 100_000;
+/// Writing, reading and cutting two 32 MiB lines in debug builds takes seconds alone and
+/// several times that on a loaded 2-core machine; this only bounds a failure.
+const HUGE_T: Duration = Duration::from_secs(120);
 
 fn position(seen: &[Value], what: &str, pred: impl Fn(&Value) -> bool) -> usize {
     seen.iter().position(pred).unwrap_or_else(|| {
@@ -83,7 +86,7 @@ fn approval_answer_event_precedes_the_childs_reaction_to_it() {
 }
 
 fn line_too_long(d: &Daemon, ws: &mut crate::support::ws::WsClient) -> Value {
-    let seen = read_until(ws, T, "child.line_too_long", |e| {
+    let seen = read_until(ws, HUGE_T, "child.line_too_long", |e| {
         is_type(e, "child.line_too_long")
     });
     let e = seen.last().unwrap().clone();
@@ -113,7 +116,7 @@ fn child_lines_over_the_limit_are_cut_recorded_and_never_a_silent_stall() {
     let tid = turn(&d, sid, &format!("huge:{OVER_LIMIT}"));
     let e = line_too_long(&d, &mut ws);
     assert_eq!(e["detail"]["message"], "other", "{e}");
-    let s = wait_turn_done(&d, sid, &tid, T);
+    let s = wait_turn_done(&d, sid, &tid, HUGE_T);
     assert_eq!(
         s["lastTurn"]["finalMessage"],
         format!("sent a {OVER_LIMIT}-byte line"),
@@ -127,7 +130,7 @@ fn child_lines_over_the_limit_are_cut_recorded_and_never_a_silent_stall() {
         (&json!("request"), &json!(true)),
         "{e}"
     );
-    let s = wait_turn_done(&d, sid, &tid, T);
+    let s = wait_turn_done(&d, sid, &tid, HUGE_T);
     let msg = s["lastTurn"]["finalMessage"].as_str().unwrap_or_default();
     assert!(
         msg.starts_with("answered with error: codexd cannot read"),

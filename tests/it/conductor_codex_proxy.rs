@@ -1,5 +1,6 @@
 //! The conductor's `/v1/codex*` proxy against a stub codexd started in the test: body
-//! whitelists, status reshaping, error mapping, and codexd going away and coming back.
+//! whitelists (and the dropped fields they name), status reshaping, the model list, error
+//! mapping, and codexd going away and coming back.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -22,6 +23,9 @@ fn codexd_stub(addr: &str) -> Stub {
                 "identity": {"daemonId": "codexd-1", "nodeId": "mini-main", "repoRoot": "/r", "version": "0.1.0"},
                 "daemon": {"started": true, "startedAt": "2026-11-21T00:00:00.000Z", "updatedAt": "2026-11-21T00:00:01.000Z", "mode": "app-server",
                     "child": {"endpoint": "stdio://codex-app-server", "lastError": null, "pid": 4242, "status": "running", "strategy": "spawn"}},
+                "codex": {"version": "0.169.0", "runningVersion": "0.169.0", "cliVersion": "codex-cli 0.169.0", "userAgent": "codexd/0.169.0 (x)", "experimentalApi": false, "modelCheck": "catalog"},
+                "account": {"loggedIn": true, "plan": "plus", "type": "chatgpt", "authRequired": true, "checkedAt": "2026-11-21T00:00:04.000Z", "error": null},
+                "limits": {"primary": {"usedPercent": 100, "resetsAt": "2026-11-21T05:00:00.000Z", "windowMinutes": 300}, "secondary": null, "blockedUntil": "2026-11-21T05:00:00.000Z", "updatedAt": "2026-11-21T00:00:05.000Z", "error": null},
                 "sessionRegistry": {"updatedAt": "2026-11-21T00:00:02.000Z", "sessions": [{"sessionId": "s1", "status": "active"}, {"sessionId": "s2", "status": "closed"}]},
                 "recentEvents": {"updatedAt": "2026-11-21T00:00:03.000Z", "events": [{"seq": 1}, {"seq": 2}, {"seq": 3}]}
             }}}),
@@ -45,9 +49,23 @@ fn codexd_stub(addr: &str) -> Stub {
             201,
             json!({"ok": true, "data": {"session": {"sessionId": "s9", "purpose": "duplex"}}}),
         ),
-        ("POST", "/v1/codexd/turn") => reply(
-            202,
-            json!({"ok": true, "data": {"accepted": true, "session": {"sessionId": "s1"}, "turnId": "turn-1"}}),
+        ("POST", "/v1/codexd/turn") => {
+            let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+            if body["sessionId"] == "s1" {
+                reply(
+                    202,
+                    json!({"ok": true, "data": {"accepted": true, "session": {"sessionId": "s1"}, "turnId": "turn-1"}}),
+                )
+            } else {
+                reply(
+                    404,
+                    json!({"ok": false, "error": "not_found", "message": "Unknown codexd session.", "details": {}}),
+                )
+            }
+        }
+        ("GET", "/v1/codexd/models") => reply(
+            200,
+            json!({"ok": true, "data": {"count": 1, "models": [{"id": "gpt-5.5", "reasoningEfforts": ["low", "high"]}]}}),
         ),
         ("POST", "/v1/codexd/turn/interrupt") => {
             reply(200, json!({"ok": true, "data": {"interrupted": true}}))
@@ -91,7 +109,23 @@ fn codex_proxy_reshapes_and_whitelists() {
         json!({"active_count": 1, "count": 2, "updated_at": "2026-11-21T00:00:02.000Z"})
     );
     assert_eq!(s["service"]["websocket_clients"], 2);
-    assert_eq!(s["surface"], json!(["status", "sessions", "turn"]));
+    assert_eq!(
+        s["surface"],
+        json!(["status", "sessions", "turn", "models"])
+    );
+    assert_eq!(
+        (&s["codex"]["version"], &s["codex"]["cli_version"]),
+        (&json!("0.169.0"), &json!("codex-cli 0.169.0"))
+    );
+    assert_eq!(
+        (&s["account"]["logged_in"], &s["account"]["plan"]),
+        (&json!(true), &json!("plus"))
+    );
+    assert_eq!(
+        s["limits"]["primary"],
+        json!({"used_percent": 100, "resets_at": "2026-11-21T05:00:00.000Z", "window_minutes": 300})
+    );
+    assert_eq!(s["limits"]["blocked_until"], "2026-11-21T05:00:00.000Z");
     assert!(!s.to_string().contains("/v1/codex/runs"));
 
     assert_eq!(
@@ -109,6 +143,11 @@ fn codex_proxy_reshapes_and_whitelists() {
     let created = post(&c.url("/v1/codex/sessions"), &json!({"cwd": "/w", "purpose": "duplex", "model": "m", "approval_policy": "never", "env": {"SECRET": "x"}, "command": "rm -rf /"})).expect(201)["data"].clone();
     assert_eq!(created["session"]["sessionId"], "s9");
     assert_eq!(
+        created["dropped_fields"],
+        json!(["command", "env"]),
+        "{created}"
+    );
+    assert_eq!(
         stub.last("/v1/codexd/sessions").unwrap().body,
         json!({"cwd": "/w", "purpose": "duplex", "model": "m", "approvalPolicy": "never"})
     );
@@ -123,6 +162,7 @@ fn codex_proxy_reshapes_and_whitelists() {
         (turn["accepted"].clone(), turn["turnId"].clone()),
         (json!(true), json!("turn-1"))
     );
+    assert_eq!(turn["dropped_fields"], json!(["bogus"]), "{turn}");
     assert_eq!(
         stub.last("/v1/codexd/turn").unwrap().body,
         json!({"sessionId": "s1", "input": "hello"})
@@ -138,10 +178,66 @@ fn codex_proxy_reshapes_and_whitelists() {
         json!({"sessionId": "s1"})
     );
 
+    // An error names the dropped fields too.
+    let e = post(
+        &c.url("/v1/codex/turn"),
+        &json!({"sessionId": "gone", "input": "x", "temperature": 2}),
+    )
+    .expect_error(404, "not_found");
+    assert_eq!(
+        e["details"]["dropped_fields"],
+        json!(["temperature"]),
+        "{e}"
+    );
+    // A clean body gets no dropped_fields at all.
+    let clean = post(
+        &c.url("/v1/codex/turn"),
+        &json!({"sessionId": "s1", "input": "x"}),
+    )
+    .expect(202);
+    assert!(clean["data"].get("dropped_fields").is_none(), "{clean}");
+
+    // The model list, with only its two query parameters passed on.
+    let m = get(&c.url("/v1/codex/models?include_hidden=true&refresh=1&evil=x")).expect(200);
+    assert_eq!(m["data"]["models"][0]["id"], "gpt-5.5", "{m}");
+    assert_eq!(
+        stub.last("/v1/codexd/models").unwrap().query,
+        "includeHidden=true&refresh=1"
+    );
+
     let d = get(&c.url("/describe")).expect(200)["data"]["codex"].clone();
     assert_eq!(
         (d["enabled"].clone(), d["target_base_url"].clone()),
         (json!(true), json!(stub.base))
+    );
+}
+
+/// The proxy used to whitelist only the SPEC §4.3 fields, so codexd's own session settings
+/// (`approvalTimeoutMs`, `approvalDefault`) and experimental turn fields never arrived.
+#[test]
+fn proxy_dropped_codexd_approval_settings_without_a_word() {
+    let stub = codexd_stub("127.0.0.1:0");
+    let dir = TempDir::new("proxy-approval-fields");
+    let c = conductor_for(&dir, &stub.base);
+    let created = post(
+        &c.url("/v1/codex/sessions"),
+        &json!({"purpose": "worker", "approval_timeout_ms": 1500, "approvalDefault": "accept", "permissions": {"x": 1}}),
+    )
+    .expect(201)["data"]
+        .clone();
+    assert_eq!(
+        stub.last("/v1/codexd/sessions").unwrap().body,
+        json!({"purpose": "worker", "approvalTimeoutMs": 1500, "approvalDefault": "accept", "permissions": {"x": 1}})
+    );
+    assert!(created.get("dropped_fields").is_none(), "{created}");
+    post(
+        &c.url("/v1/codex/turn"),
+        &json!({"sessionId": "s1", "input": "x", "collaborationMode": {"mode": "plan"}, "additional_context": "y"}),
+    )
+    .expect(202);
+    assert_eq!(
+        stub.last("/v1/codexd/turn").unwrap().body,
+        json!({"sessionId": "s1", "input": "x", "collaborationMode": {"mode": "plan"}, "additionalContext": "y"})
     );
 }
 
@@ -211,4 +307,104 @@ fn codex_proxy_follows_codexd_going_away_and_coming_back() {
     let s: Value = get(&c.url("/v1/codex")).expect(200);
     assert_eq!(s["data"]["daemon"]["child"]["status"], "running");
     drop(back);
+}
+
+#[test]
+fn codex_proxy_forwards_turns_threads_review_and_the_session_lifecycle() {
+    let stub = Stub::start("127.0.0.1:0", |req| {
+        let ok = |status, data: Value| reply(status, json!({"ok": true, "data": data}));
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/v1/codexd/sessions/s%201/turns") => {
+                ok(200, json!({"turns": [], "nextCursor": null}))
+            }
+            ("GET", "/v1/codexd/threads") => ok(200, json!({"threads": [], "nextCursor": null})),
+            ("POST", "/v1/codexd/review") => ok(202, json!({"accepted": true, "turnId": "rv-1"})),
+            ("DELETE", "/v1/codexd/sessions/s1") => ok(200, json!({"deleted": true})),
+            ("DELETE", "/v1/codexd/sessions/busy") => reply(
+                409,
+                json!({"ok": false, "error": "turn_running", "message": "Session \"busy\" is running turn t; wait for it to end or interrupt it first."}),
+            ),
+            ("POST", "/v1/codexd/sessions/s1/compact") => {
+                ok(202, json!({"accepted": true, "turnId": "c-1"}))
+            }
+            ("POST", "/v1/codexd/sessions/s1/fork") => {
+                ok(201, json!({"session": {"sessionId": "s2"}}))
+            }
+            _ => reply(
+                500,
+                json!({"ok": false, "error": "boom", "message": "stub has no such route"}),
+            ),
+        }
+    });
+    let dir = TempDir::new("proxy-history");
+    let c = conductor_for(&dir, &stub.base);
+    let client = crate::support::http::Client::new();
+
+    get(&c.url("/v1/codex/sessions/s%201/turns?limit=5&cursor=a%2Fb&bogus=1")).expect(200);
+    let seen = stub.last("/v1/codexd/sessions/s%201/turns").unwrap();
+    assert_eq!(seen.query, "limit=5&cursor=a%2Fb");
+    get(&c.url("/v1/codex/threads?cwd=%2Fw%20x&search=walrus&archived=true&x=1")).expect(200);
+    assert_eq!(
+        stub.last("/v1/codexd/threads").unwrap().query,
+        "cwd=%2Fw%20x&search=walrus&archived=true"
+    );
+    get(&c.url("/v1/codex/threads")).expect(200);
+    assert_eq!(stub.last("/v1/codexd/threads").unwrap().query, "");
+
+    let r = post(
+        &c.url("/v1/codex/review"),
+        &json!({"session_id": "s1", "target": {"baseBranch": "main"}, "env": {"A": "b"}}),
+    )
+    .expect(202);
+    assert_eq!(r["data"]["turnId"], "rv-1");
+    assert_eq!(
+        stub.last("/v1/codexd/review").unwrap().body,
+        json!({"sessionId": "s1", "target": {"baseBranch": "main"}})
+    );
+
+    assert_eq!(
+        client
+            .request("DELETE", &c.url("/v1/codex/sessions/s1"))
+            .expect(200)["data"]["deleted"],
+        true
+    );
+    let busy = client
+        .request("DELETE", &c.url("/v1/codex/sessions/busy"))
+        .expect_error(409, "turn_running");
+    assert_eq!(busy["details"]["upstream_status"], 409, "{busy}");
+
+    post(&c.url("/v1/codex/sessions/s1/compact"), &json!({"x": 1})).expect(202);
+    assert_eq!(
+        stub.last("/v1/codexd/sessions/s1/compact").unwrap().body,
+        json!({})
+    );
+    let f = post(
+        &c.url("/v1/codex/sessions/s1/fork"),
+        &json!({"last_turn_id": "t1", "purpose": "worker", "command": "rm -rf /"}),
+    )
+    .expect(201);
+    assert_eq!(f["data"]["session"]["sessionId"], "s2");
+    assert_eq!(
+        stub.last("/v1/codexd/sessions/s1/fork").unwrap().body,
+        json!({"lastTurnId": "t1", "purpose": "worker"})
+    );
+
+    // Listed on the business surface with ready curls.
+    let business = get(&c.url("/describe/business")).expect(200)["data"].to_string();
+    for path in [
+        "/v1/codex/sessions/:session_id/turns",
+        "/v1/codex/threads",
+        "/v1/codex/review",
+        "/v1/codex/sessions/:session_id/compact",
+        "/v1/codex/sessions/:session_id/fork",
+    ] {
+        assert!(business.contains(path), "{path} not on /describe/business");
+    }
+    let caps = get(&c.url("/v1/capabilities")).expect(200)["data"].clone();
+    let delete_listed = caps["write_endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["method"] == "DELETE" && r["path"] == "/v1/codex/sessions/:session_id");
+    assert!(delete_listed, "{caps:#}");
 }

@@ -5,6 +5,8 @@ mod cli;
 mod codex_rig;
 mod codexd_child;
 mod codexd_faults;
+mod codexd_history;
+mod codexd_models;
 mod codexd_real;
 mod conductor_api;
 mod conductor_codex_proxy;

@@ -116,6 +116,8 @@ pub struct Settings {
     pub logs_dir: PathBuf,
     pub log_max_bytes: u64,
     pub version: String,
+    /// `initialize` asks for the experimental API (`BAA_CODEXD_EXPERIMENTAL_API`).
+    pub experimental_api: bool,
     pub request_timeout: Duration,
     pub stop_grace: Duration,
     pub restart: policy::Limits,
@@ -131,6 +133,7 @@ impl Settings {
             logs_dir: cfg.logs_dir.clone(),
             log_max_bytes: cfg.log_max_bytes,
             version: cfg.version.clone(),
+            experimental_api: cfg.experimental_api,
             request_timeout: Duration::from_millis(cfg.request_timeout_ms),
             stop_grace: Duration::from_millis(cfg.stop_grace_ms),
             restart: policy::Limits {

@@ -220,7 +220,7 @@ impl Supervisor<'_> {
             "initialize",
             json!({
                 "clientInfo": {"name": "codexd", "title": "baa-codexd", "version": s.version},
-                "capabilities": {"experimentalApi": false},
+                "capabilities": {"experimentalApi": s.experimental_api},
             }),
             HANDSHAKE_TIMEOUT.min(s.request_timeout),
         );

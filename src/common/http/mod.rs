@@ -9,6 +9,7 @@
 //! - `socket`: deadline reads without a `setsockopt` per read; the lingering close.
 //! - `config`: the handler type and the limits and timeouts a server runs with.
 //! - `request` / `response`: plain values handlers work with.
+//! - `status_line`: the bytes of a response head, shared by `response` and `stream`.
 //! - `stream`: the streamed reply (server-sent events) and the writer its body uses.
 //! - `router`: the route table type that drives dispatch and self-description.
 //! - `guard`: Host / Origin checks against DNS rebinding and browser CSRF.
@@ -26,6 +27,7 @@ pub mod router;
 pub mod server;
 pub mod slots;
 pub mod socket;
+pub mod status_line;
 pub mod stream;
 
 pub use config::{Handler, ServerConfig};

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::response::status_and_headers;
+use super::status_line::status_and_headers;
 
 /// Produces a streamed body through the writer it is given. It returns when the body is
 /// complete, or with the error that cut it short (the client went away, the server is

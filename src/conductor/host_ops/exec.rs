@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use super::group::{self, KILL_GRACE};
+use super::group;
+use super::slots::KILL_GRACE;
 use super::{opt_str, union, OpError};
 
 pub use super::group::OUTPUT_CAP;

@@ -12,13 +12,11 @@ use std::os::unix::io::AsRawFd;
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use super::slots::Slot;
+use super::slots::{Slot, KILL_GRACE};
 use baa::common::proc::set_nonblocking;
 
 /// Per stream.
 pub const OUTPUT_CAP: usize = 1024 * 1024;
-/// From SIGTERM to SIGKILL when a command times out.
-pub const KILL_GRACE: Duration = Duration::from_secs(2);
 /// How long output may keep coming after the shell exits (a background child still
 /// holding the pipe) before the group is killed.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use baa::common::proc::kill_group;
 use baa::common::sync::{lock, wait_timeout};
 
-use super::group::KILL_GRACE;
 use super::OpError;
+
+/// From SIGTERM to SIGKILL when a command times out.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
 pub const MAX_CONCURRENT: usize = 4;
 /// On a conductor stop, how long running commands get to finish on their own before their

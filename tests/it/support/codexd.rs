@@ -156,6 +156,78 @@ impl<'a> CodexApi<'a> {
         self.client.get(&url).expect(200)["data"]["session"].clone()
     }
 
+    /// One page of the session's turn records (`GET …/sessions/:id/turns`), asserting 200.
+    pub fn turns_page(&self, session_id: &str, limit: usize, cursor: Option<&str>) -> Value {
+        let mut url = self.url(&format!("/sessions/{session_id}/turns?limit={limit}"));
+        if let Some(c) = cursor {
+            url.push_str(&format!("&cursor={}", encode(c)));
+        }
+        self.client.get(&url).expect(200)["data"].clone()
+    }
+
+    /// Every turn record of the session, newest first, following `nextCursor` page by page
+    /// (at most 100 pages); also returns how many pages it took.
+    pub fn all_turns(&self, session_id: &str, limit: usize) -> (Vec<Value>, usize) {
+        let mut turns = Vec::new();
+        let mut cursor: Option<String> = None;
+        for page in 1..=100 {
+            let data = self.turns_page(session_id, limit, cursor.as_deref());
+            let got = data["turns"].as_array().cloned().unwrap_or_default();
+            assert!(got.len() <= limit, "page over the limit: {data}");
+            turns.extend(got);
+            match data["nextCursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return (turns, page),
+            }
+        }
+        panic!("more than 100 pages of turns for {session_id}")
+    }
+
+    pub fn delete_session(&self, session_id: &str) -> Resp {
+        self.client
+            .request("DELETE", &self.url(&format!("/sessions/{session_id}")))
+    }
+
+    pub fn compact(&self, session_id: &str) -> Resp {
+        self.client.post(
+            &self.url(&format!("/sessions/{session_id}/compact")),
+            &json!({}),
+        )
+    }
+
+    pub fn fork(&self, session_id: &str, body: Value) -> Resp {
+        self.client
+            .post(&self.url(&format!("/sessions/{session_id}/fork")), &body)
+    }
+
+    pub fn review(&self, body: Value) -> Resp {
+        self.client.post(&self.url("/review"), &body)
+    }
+
+    /// `GET …/threads?<query>` data, asserting 200.
+    pub fn threads(&self, query: &str) -> Value {
+        self.client
+            .get(&self.url(&format!("/threads?{query}")))
+            .expect(200)["data"]
+            .clone()
+    }
+
+    /// The session ids of `GET …/sessions` (`?archived=true` with `archived`).
+    pub fn session_ids(&self, archived: bool) -> Vec<String> {
+        let url = self.url(if archived {
+            "/sessions?archived=true"
+        } else {
+            "/sessions"
+        });
+        let v = self.client.get(&url).expect(200);
+        v["data"]["sessions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["sessionId"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// Waits until the session's last turn is `turn_id` and finished; returns the session.
     pub fn wait_turn_done(&self, session_id: &str, turn_id: &str, timeout: Duration) -> Value {
         wait_for_every(timeout, self.poll, || {
@@ -245,4 +317,16 @@ pub fn assert_contiguous(events: &[Value]) {
         seqs.windows(2).all(|w| w[1] == w[0] + 1),
         "seqs not contiguous: {seqs:?}"
     );
+}
+
+/// Percent-encodes a query value.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -254,6 +254,40 @@ pub fn keywords(call: &Call) -> Reply {
     }
 }
 
+/// An `apply_patch` input that adds the file `path` (absolute) holding `line`.
+pub fn add_file_patch(path: &std::path::Path, line: &str) -> String {
+    format!(
+        "*** Begin Patch\n*** Add File: {}\n+{line}\n*** End Patch\n",
+        path.display()
+    )
+}
+
+/// True for the request codex sends to run a review (`review/start`): its prompt asks for
+/// prioritized findings.
+pub fn is_review_request(call: &Call) -> bool {
+    call.prompt.contains("provide prioritized findings")
+}
+
+/// What a reviewing model answers: the JSON codex expects from a review, with one finding
+/// titled `title` about `file`. Codex turns it into the review text of the turn.
+pub fn review_findings(title: &str, body: &str, file: &std::path::Path) -> Reply {
+    Reply::text(
+        json!({
+            "findings": [{
+                "title": title,
+                "body": body,
+                "confidence_score": 0.9,
+                "priority": 1,
+                "code_location": {"absolute_file_path": file, "line_range": {"start": 1, "end": 1}},
+            }],
+            "overall_correctness": "patch is incorrect",
+            "overall_explanation": "one problem found",
+            "overall_confidence_score": 0.8,
+        })
+        .to_string(),
+    )
+}
+
 /// The reply [`keywords`] gives a prompt without keywords; tests compare against it.
 pub fn reply_for_prompt(prompt: &str) -> String {
     format!("mock reply: {prompt}")

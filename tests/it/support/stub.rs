@@ -11,6 +11,8 @@ use serde_json::Value;
 pub struct Seen {
     pub method: String,
     pub path: String,
+    /// The raw query string (without `?`).
+    pub query: String,
     pub body: Value,
 }
 
@@ -29,6 +31,7 @@ impl Stub {
             log.lock().unwrap().push(Seen {
                 method: req.method.clone(),
                 path: req.path.clone(),
+                query: req.query.clone(),
                 body: serde_json::from_slice(&req.body).unwrap_or(Value::Null),
             });
             Reply::Http(f(req))

@@ -1,0 +1,168 @@
+//! Which codex codexd runs: the version in the running child's `initialize` userAgent
+//! (`codexd/0.169.0 (Debian 12.0.0; x86_64) …`), and what `<command> --version` prints
+//! (`codex-cli 0.169.0`) — the binary on disk, which differs from the running one after
+//! an upgrade until the child restarts. Shown in `/v1/codexd/status` as `snapshot.codex`.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use baa::common::proc::kill_group;
+use baa::common::signals::StopFlag;
+use baa::common::sync::lock;
+
+use crate::core::Core;
+
+/// How long `--version` may take (a few ms normally; a wedged binary must not hold the
+/// refresh thread).
+const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
+/// `--version` output read at most.
+const VERSION_MAX_BYTES: u64 = 4096;
+
+/// What is known about the codex binary and the running child.
+#[derive(Debug, Default, Clone)]
+pub struct CodexInfo {
+    /// The running child's `initialize` userAgent.
+    pub user_agent: Option<String>,
+    /// Child generation `--version` last ran for (0: never).
+    pub cli_generation: u64,
+    /// First line of `<command> --version`.
+    pub cli_version: Option<String>,
+    pub cli_error: Option<String>,
+}
+
+/// `0.169.0` from a userAgent `originator/0.169.0 (os; arch) terminal (client; version)`.
+pub fn version_from_user_agent(ua: &str) -> Option<String> {
+    let first = ua.split_whitespace().next()?;
+    let (_, v) = first.split_once('/')?;
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+/// The last word of `codex-cli 0.169.0`.
+pub fn version_from_cli(line: &str) -> Option<String> {
+    line.split_whitespace().last().map(str::to_string)
+}
+
+/// Runs `command --version` (stdin closed, its own process group, killed after
+/// [`VERSION_TIMEOUT`] or once `stop` is set) and returns the first line it printed.
+pub fn cli_version(command: &str, stop: &StopFlag) -> Result<String, String> {
+    let mut child = Command::new(command)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run {command} --version: {e}"))?;
+    let deadline = Instant::now() + VERSION_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if Instant::now() < deadline && !stop.is_set() => {
+                thread::sleep(Duration::from_millis(10))
+            }
+            Ok(None) => {
+                // Its own group (process_group(0) above): take anything it started along.
+                let _ = kill_group(child.id(), libc::SIGKILL);
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{command} --version did not finish within {} s",
+                    VERSION_TIMEOUT.as_secs()
+                ));
+            }
+            Err(e) => return Err(format!("waiting for {command} --version: {e}")),
+        }
+    };
+    let mut out = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = stdout.take(VERSION_MAX_BYTES).read_to_string(&mut out);
+    }
+    let line = out.lines().next().unwrap_or("").trim().to_string();
+    if !status.success() || line.is_empty() {
+        return Err(format!("{command} --version: {status}, printed {line:?}"));
+    }
+    Ok(line)
+}
+
+impl Core {
+    /// Runs `--version` once per child generation (refresh thread).
+    pub(crate) fn refresh_codex_version(&self, generation: u64) {
+        if lock(&self.codex).cli_generation == generation {
+            return;
+        }
+        let result = cli_version(&self.cfg.server_command, &self.stop);
+        let mut c = lock(&self.codex);
+        c.cli_generation = generation;
+        match result {
+            Ok(line) => {
+                c.cli_version = Some(line);
+                c.cli_error = None;
+            }
+            Err(e) => c.cli_error = Some(e),
+        }
+    }
+
+    pub(crate) fn set_user_agent(&self, user_agent: Option<String>) {
+        lock(&self.codex).user_agent = user_agent;
+    }
+
+    /// `snapshot.codex` of the status: `version` is the running child's, else the binary's.
+    pub fn codex_json(&self) -> Value {
+        let c = lock(&self.codex).clone();
+        let running = c.user_agent.as_deref().and_then(version_from_user_agent);
+        let cli = c.cli_version.as_deref().and_then(version_from_cli);
+        json!({
+            "version": running.clone().or(cli),
+            "runningVersion": running,
+            "userAgent": c.user_agent,
+            "cliVersion": c.cli_version,
+            "cliError": c.cli_error,
+            "command": self.cfg.server_command,
+            "experimentalApi": self.cfg.experimental_api,
+            "modelCheck": self.cfg.model_check.as_str(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_forms() {
+        assert_eq!(
+            version_from_user_agent("codexd/0.169.0 (Debian 12.0.0; x86_64) xterm (codexd; 0.1.0)"),
+            Some("0.169.0".into())
+        );
+        assert_eq!(
+            version_from_user_agent("stub-app-server/0.0.0"),
+            Some("0.0.0".into())
+        );
+        assert_eq!(version_from_user_agent("no-version"), None);
+        assert_eq!(
+            version_from_cli("codex-cli 0.169.0"),
+            Some("0.169.0".into())
+        );
+    }
+
+    #[test]
+    fn cli_version_of_a_real_and_a_missing_command() {
+        let stop = StopFlag::new();
+        let sh = cli_version("/bin/sh", &stop);
+        // Some shells reject --version; either way the answer is a clear Ok or Err, no hang.
+        assert!(
+            sh.is_ok() || sh.as_ref().is_err_and(|e| e.contains("--version")),
+            "{sh:?}"
+        );
+        let e = cli_version("/nonexistent/codex", &stop).unwrap_err();
+        assert!(
+            e.starts_with("cannot run /nonexistent/codex --version"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! Per-session files beside the hot registry, under `<state>/sessions/`:
+//!
+//! - `<sessionId>.turns.jsonl`: the records of the session's finished turns, one per line,
+//!   appended as each turn ends. They hold what the app-server does not keep (token usage,
+//!   the turn's diff) and back `lastTurn` after a restart. Past [`TURN_FILE_MAX_BYTES`] the
+//!   file is rewritten with its last [`TURNS_KEPT`] records; older turns stay readable from
+//!   the app-server's own history.
+//! - `<sessionId>.json`: an archived session (finished and idle beyond the retention, or
+//!   deleted), out of `session-registry.json` but still readable by id.
+//!
+//! This keeps the registry, which is rewritten whole on every flush, small: it holds each
+//! hot session with only a summary of its last turn.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use baa::common::jsonl::JsonlLog;
+use baa::common::store::{write_atomic, JsonStore, StoreError};
+use baa::common::sync::lock;
+
+use crate::sessions::{Session, TurnRecord};
+
+/// A turn file past this size is compacted to its newest records (see `compact`).
+pub const TURN_FILE_MAX_BYTES: u64 = 8 * 1024 * 1024;
+pub const TURNS_KEPT: usize = 20;
+
+pub struct SessionStore {
+    dir: PathBuf,
+    archive: JsonStore,
+    /// Serializes appends and compactions of the turn files.
+    turns_lock: Mutex<()>,
+}
+
+/// Session ids are codexd's own (`cxs_<hex>`), but they arrive in URLs: only a plain name
+/// may become a file name.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl SessionStore {
+    /// Opens (creating) `<state_dir>/sessions`.
+    pub fn open(state_dir: &Path) -> Result<SessionStore, String> {
+        let dir = state_dir.join("sessions");
+        let archive = JsonStore::open(&dir).map_err(|e| e.to_string())?;
+        Ok(SessionStore {
+            dir,
+            archive,
+            turns_lock: Mutex::new(()),
+        })
+    }
+
+    fn turns_path(&self, session_id: &str) -> PathBuf {
+        self.dir.join(format!("{session_id}.turns.jsonl"))
+    }
+
+    /// Appends the record of a finished turn, compacting the file when it grew too big.
+    pub fn append_turn(&self, session_id: &str, record: &TurnRecord) -> io::Result<()> {
+        if !valid_id(session_id) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad session id {session_id:?}"),
+            ));
+        }
+        let value = serde_json::to_value(record)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let path = self.turns_path(session_id);
+        let _guard = lock(&self.turns_lock);
+        let (mut log, _) = JsonlLog::open(&path, false)?;
+        log.append(&value)?;
+        drop(log);
+        if fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > TURN_FILE_MAX_BYTES {
+            self.compact(session_id, &path)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the file with its newest records: at most [`TURNS_KEPT`], and no more than
+    /// half of [`TURN_FILE_MAX_BYTES`] (the newest one always stays).
+    fn compact(&self, session_id: &str, path: &Path) -> io::Result<()> {
+        let all = JsonlLog::read_all(path)?;
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        let mut total = 0u64;
+        for v in all.iter().rev().take(TURNS_KEPT) {
+            let mut line = serde_json::to_vec(v).unwrap_or_default();
+            line.push(b'\n');
+            total += line.len() as u64;
+            if !lines.is_empty() && total > TURN_FILE_MAX_BYTES / 2 {
+                break;
+            }
+            lines.push(line);
+        }
+        let keep = lines.len();
+        let text: Vec<u8> = lines.into_iter().rev().flatten().collect();
+        let name = format!("{session_id}.turns.jsonl");
+        write_atomic(&self.dir, &name, &text).map_err(|e| io::Error::other(e.to_string()))?;
+        log::info!("session {session_id}: turn file compacted to its last {keep} records");
+        Ok(())
+    }
+
+    /// The session's stored turn records, oldest first; unreadable lines are skipped.
+    pub fn turns(&self, session_id: &str) -> Vec<TurnRecord> {
+        if !valid_id(session_id) {
+            return Vec::new();
+        }
+        let values = JsonlLog::read_all(&self.turns_path(session_id)).unwrap_or_else(|e| {
+            log::warn!("session {session_id}: cannot read its turn records: {e}");
+            Vec::new()
+        });
+        values
+            .into_iter()
+            .filter_map(|v: Value| serde_json::from_value(v).ok())
+            .collect()
+    }
+
+    /// The stored record of one turn (the last one written wins).
+    pub fn turn(&self, session_id: &str, turn_id: &str) -> Option<TurnRecord> {
+        self.turns(session_id)
+            .into_iter()
+            .rev()
+            .find(|r| r.turn_id == turn_id)
+    }
+
+    /// Writes the archived copy of `session` (its stored form).
+    pub fn archive(&self, session: &Session) -> Result<(), StoreError> {
+        self.archive.write(
+            &format!("{}.json", session.session_id),
+            &session.stored_form(),
+        )
+    }
+
+    /// The archived session `session_id`, if there is one.
+    pub fn archived(&self, session_id: &str) -> Option<Session> {
+        if !valid_id(session_id) {
+            return None;
+        }
+        self.archive
+            .read_or_warn::<Session>(&format!("{session_id}.json"))
+            .unwrap_or_else(|e| {
+                log::warn!("session {session_id}: cannot read its archive file: {e}");
+                None
+            })
+    }
+
+    /// Removes the archived copy (the session is hot again).
+    pub fn unarchive(&self, session_id: &str) {
+        if !valid_id(session_id) {
+            return;
+        }
+        let path = self.dir.join(format!("{session_id}.json"));
+        if let Err(e) = fs::remove_file(&path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                log::warn!("cannot remove {}: {e}", path.display());
+            }
+        }
+    }
+
+    /// Every archived session, newest `updatedAt` first.
+    pub fn archived_all(&self) -> Vec<Session> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Session> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let id = name.strip_suffix(".json")?;
+                self.archived(id)
+            })
+            .collect();
+        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(label: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "baa-session-store-{label}-{}-{}",
+            std::process::id(),
+            baa::common::time::now_ms()
+        ));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn record(id: &str, pad: usize) -> TurnRecord {
+        TurnRecord {
+            turn_id: id.into(),
+            status: "completed".into(),
+            diff: Some("x".repeat(pad)),
+            ..TurnRecord::default()
+        }
+    }
+
+    #[test]
+    fn ids_that_are_not_plain_names_are_refused() {
+        for bad in ["", "../x", "a/b", "a.b", ".hidden", "a b"] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+        assert!(valid_id("cxs_0123abcd"));
+    }
+
+    #[test]
+    fn turn_records_append_read_back_and_compact() {
+        let dir = tmp("turns");
+        let store = SessionStore::open(&dir).unwrap();
+        store.append_turn("cxs_a", &record("t1", 1)).unwrap();
+        store.append_turn("cxs_a", &record("t2", 1)).unwrap();
+        let ids: Vec<String> = store
+            .turns("cxs_a")
+            .into_iter()
+            .map(|r| r.turn_id)
+            .collect();
+        assert_eq!(ids, ["t1", "t2"]);
+        assert_eq!(
+            store.turn("cxs_a", "t2").map(|r| r.turn_id),
+            Some("t2".into())
+        );
+        assert!(store.append_turn("../evil", &record("t", 1)).is_err());
+
+        let big = (TURN_FILE_MAX_BYTES as usize) / 8;
+        for i in 0..9 {
+            store
+                .append_turn("cxs_b", &record(&format!("b{i}"), big))
+                .unwrap();
+        }
+        let kept = store.turns("cxs_b");
+        assert!(kept.len() <= TURNS_KEPT, "{}", kept.len());
+        assert_eq!(kept.last().map(|r| r.turn_id.as_str()), Some("b8"));
+        let size = fs::metadata(dir.join("sessions/cxs_b.turns.jsonl"))
+            .unwrap()
+            .len();
+        assert!(size <= TURN_FILE_MAX_BYTES, "{size}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,249 @@
+//! Whether new Codex task turns must wait, from codexd's status: the account's rate
+//! limits are used up (`snapshot.limits.blockedUntil` in the future), or the account is
+//! logged out where the provider needs one (`snapshot.account.authRequired` and not
+//! `loggedIn`). Waiting beats starting a turn that fails mid-way and burns an attempt.
+//!
+//! The scheduler's dispatch gate asks [`HoldGate::check`] before it dispatches; that reads
+//! codexd's status at most every [`MAX_AGE`] (a loopback call with the proxy's bounded
+//! read timeouts) and computes the hold against the clock each time, so a hold ends on
+//! its own when `blockedUntil` passes. `/v1/runtime` shows the last decision
+//! ([`HoldGate::to_json`]) without calling codexd: a probe must answer fast.
+//!
+//! codexd being unreachable is not a hold here: the dispatch itself fails and says why.
+
+// The scheduler's dispatch gate (issue 10, built in parallel) is what calls `check`; until
+// it lands only `/v1/runtime` and the tests use this file.
+#![allow(dead_code)]
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use baa::common::sync::lock;
+use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339, rfc3339_from_ms};
+
+use crate::codex_proxy::CodexProxy;
+
+/// How long one reading of codexd's status is reused.
+pub const MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Why turns wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldReason {
+    /// A rate-limit window is used up until `until`.
+    RateLimited,
+    /// The provider needs an OpenAI login and there is none.
+    LoggedOut,
+}
+
+impl HoldReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldReason::RateLimited => "rate_limited",
+            HoldReason::LoggedOut => "logged_out",
+        }
+    }
+}
+
+/// A reason to hold new task turns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hold {
+    pub reason: HoldReason,
+    /// Epoch ms the hold ends by itself (rate limits); None: until the account logs in.
+    pub until_ms: Option<u64>,
+    pub message: String,
+}
+
+impl Hold {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "reason": self.reason.as_str(),
+            "until": self.until_ms.map(rfc3339_from_ms),
+            "message": self.message,
+        })
+    }
+}
+
+/// What the hold is computed from, read out of codexd's status once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    pub blocked_until_ms: Option<u64>,
+    pub logged_out: bool,
+}
+
+impl Facts {
+    /// From the `data` of `GET /v1/codexd/status`. Missing or odd fields hold nothing.
+    pub fn from_status(data: &Value) -> Facts {
+        let snap = data.get("snapshot").unwrap_or(data);
+        let at = |path: &[&str]| path.iter().try_fold(snap, |v, k| v.get(*k));
+        let blocked_until_ms = at(&["limits", "blockedUntil"])
+            .and_then(Value::as_str)
+            .and_then(ms_from_rfc3339);
+        let logged_out = at(&["account", "authRequired"]).and_then(Value::as_bool) == Some(true)
+            && at(&["account", "loggedIn"]).and_then(Value::as_bool) == Some(false);
+        Facts {
+            blocked_until_ms,
+            logged_out,
+        }
+    }
+
+    /// The hold at `now_ms`, if any; being logged out wins (it does not end by itself).
+    pub fn hold(&self, now_ms: u64) -> Option<Hold> {
+        if self.logged_out {
+            return Some(Hold {
+                reason: HoldReason::LoggedOut,
+                until_ms: None,
+                message: "codex is logged out and its provider needs an OpenAI login; new task turns wait until `codex login` (codexd reads the account again every 5 minutes)".into(),
+            });
+        }
+        let until = self.blocked_until_ms.filter(|u| *u > now_ms)?;
+        Some(Hold {
+            reason: HoldReason::RateLimited,
+            until_ms: Some(until),
+            message: format!(
+                "codex rate limit used up; new task turns wait until {}",
+                rfc3339_from_ms(until)
+            ),
+        })
+    }
+}
+
+/// The last reading of codexd's status.
+struct Reading {
+    at: Instant,
+    at_rfc3339: String,
+    facts: Result<Facts, String>,
+}
+
+/// The gate's cache; see the module doc.
+#[derive(Default)]
+pub struct HoldGate {
+    last: Mutex<Option<Reading>>,
+}
+
+impl HoldGate {
+    /// The hold now, reading codexd's status first when the last reading is older than
+    /// [`MAX_AGE`]. An unreadable status holds nothing (the reading keeps its error).
+    pub fn check(&self, proxy: &CodexProxy) -> Option<Hold> {
+        let stale = lock(&self.last)
+            .as_ref()
+            .is_none_or(|r| r.at.elapsed() >= MAX_AGE);
+        if stale {
+            // Not under the lock: the call may take the proxy's read timeout.
+            let facts = proxy
+                .call("GET", "/v1/codexd/status", None)
+                .map(|(_, data)| Facts::from_status(&data))
+                .map_err(|e| e.message);
+            *lock(&self.last) = Some(Reading {
+                at: Instant::now(),
+                at_rfc3339: now_rfc3339(),
+                facts,
+            });
+        }
+        self.current()
+    }
+
+    /// The hold by the last reading, without reading again.
+    pub fn current(&self) -> Option<Hold> {
+        let last = lock(&self.last);
+        last.as_ref()
+            .and_then(|r| r.facts.as_ref().ok())
+            .and_then(|f| f.hold(now_ms()))
+    }
+
+    /// For `/v1/runtime`: `{held, reason, until, message, checkedAt, error}`; `checkedAt`
+    /// is null until the scheduler first asked.
+    pub fn to_json(&self) -> Value {
+        let last = lock(&self.last);
+        let hold = last
+            .as_ref()
+            .and_then(|r| r.facts.as_ref().ok())
+            .and_then(|f| f.hold(now_ms()));
+        json!({
+            "held": hold.is_some(),
+            "reason": hold.as_ref().map(|h| h.reason.as_str()),
+            "until": hold.as_ref().and_then(|h| h.until_ms).map(rfc3339_from_ms),
+            "message": hold.as_ref().map(|h| h.message.clone()),
+            "checkedAt": last.as_ref().map(|r| r.at_rfc3339.clone()),
+            "error": last.as_ref().and_then(|r| r.facts.as_ref().err().cloned()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(blocked: Value, auth_required: Value, logged_in: Value) -> Value {
+        json!({"snapshot": {
+            "limits": {"blockedUntil": blocked, "primary": {"usedPercent": 100}},
+            "account": {"authRequired": auth_required, "loggedIn": logged_in, "plan": "plus"},
+        }})
+    }
+
+    #[test]
+    fn rate_limit_holds_until_blocked_until_passes() {
+        let f = Facts::from_status(&status(
+            json!("2026-11-18T11:06:40.000Z"),
+            json!(true),
+            json!(true),
+        ));
+        assert_eq!(f.blocked_until_ms, Some(1_795_000_000_000));
+        let h = f.hold(1_794_999_999_000).unwrap();
+        assert_eq!(h.reason, HoldReason::RateLimited);
+        assert_eq!(
+            h.to_json(),
+            json!({"reason": "rate_limited", "until": "2026-11-18T11:06:40.000Z",
+                "message": "codex rate limit used up; new task turns wait until 2026-11-18T11:06:40.000Z"})
+        );
+        assert_eq!(f.hold(1_795_000_000_000), None, "ends at blockedUntil");
+    }
+
+    #[test]
+    fn logged_out_holds_only_where_a_login_is_needed() {
+        let f = Facts::from_status(&status(json!(null), json!(true), json!(false)));
+        assert_eq!(f.hold(0).map(|h| h.reason), Some(HoldReason::LoggedOut));
+        // A custom provider (the mock, a local model server) needs no OpenAI login.
+        let f = Facts::from_status(&status(json!(null), json!(false), json!(false)));
+        assert_eq!(f.hold(0), None);
+        // Not known yet (codexd has not read the account): no hold.
+        let f = Facts::from_status(&status(json!(null), json!(null), json!(null)));
+        assert_eq!(f.hold(0), None);
+    }
+
+    #[test]
+    fn odd_status_documents_hold_nothing() {
+        for odd in [
+            json!(null),
+            json!([1]),
+            json!({"snapshot": 3}),
+            status(json!(12), json!("yes"), json!(0)),
+            status(json!("soon"), json!(true), json!(true)),
+        ] {
+            assert_eq!(Facts::from_status(&odd), Facts::default(), "{odd}");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_codexd_holds_nothing_and_says_why() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let gate = HoldGate::default();
+        assert_eq!(gate.to_json()["checkedAt"], Value::Null);
+        let proxy = CodexProxy::new(Some(format!("http://127.0.0.1:{port}")));
+        assert_eq!(gate.check(&proxy), None);
+        let j = gate.to_json();
+        assert_eq!(j["held"], false, "{j}");
+        assert!(j["checkedAt"].is_string(), "{j}");
+        assert!(
+            j["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("unavailable")),
+            "{j}"
+        );
+    }
+}

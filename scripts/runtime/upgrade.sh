@@ -66,6 +66,13 @@ previous="$(linked_version current)"
 [[ -n "$previous" ]] || usage_error "nothing installed under $(bin_root) (no bin/current): install first with install-launchd.sh or install-mini.sh"
 step() { runtime_log "== $*"; }
 
+# What the install will use, and every refusal (token file, runtime dirs), before a build
+# that takes minutes.
+[[ "$skip_build" == "1" ]] || build_pending="1"
+print_install_plan
+validate_install
+build_pending="0"
+
 # --- 1. build
 if [[ "$skip_build" != "1" ]]; then
   step "build"
@@ -74,8 +81,6 @@ fi
 
 # --- 2. install
 step "install (running: ${previous})"
-print_install_plan
-validate_install
 build_is_complete "$bin_dir" || [[ "$dry_run" == "1" ]] || die "no complete build in ${bin_dir}"
 # The plists running now go with the version running now, for a rollback.
 save_plists_with_version "$previous" "${services[@]}"

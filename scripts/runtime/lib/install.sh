@@ -18,6 +18,9 @@ print_install_plan() {
   runtime_log "control API base: ${control_api_base:-not set (written only when --control-api-base is given)}"
 }
 
+# Set by upgrade.sh while the build has yet to run: the build dir is checked after it.
+build_pending="0"
+
 # Every check that can refuse the install; nothing is written before they all pass.
 validate_install() {
   local service needs_token="0" dir
@@ -35,7 +38,7 @@ validate_install() {
     require_shared_token
     refuse_shared_token_file
   fi
-  if ! build_is_complete "$bin_dir"; then
+  if [[ "$build_pending" != "1" ]] && ! build_is_complete "$bin_dir"; then
     if [[ -n "$(linked_version current)" ]]; then
       runtime_error "warning: no complete build in ${bin_dir}; keeping bin/current ($(linked_version current))"
     elif [[ "$dry_run" == "1" ]]; then

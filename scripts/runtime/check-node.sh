@@ -18,7 +18,9 @@ Verify a running node:
   5. HTTP: conductor /healthz = ok (and /rolez, /readyz with --expected-rolez),
      codexd /healthz contains "status": "ok" and /v1/codexd/status "mode": "app-server",
      status-api /healthz and /v1/status answer 2xx
-  6. codex: the version of codexd's BAA_CODEXD_SERVER_COMMAND, with a warning (not a
+  6. codexd in unix mode: an app-server listening on codexd's socket runs only as the
+     child codexd reports (one that no codexd owns fails the check)
+  7. codex: the version of codexd's BAA_CODEXD_SERVER_COMMAND, with a warning (not a
      failure) when it is not the pinned version
 Exit 1 if any check failed.
 
@@ -194,6 +196,36 @@ check_codex_version() {
   fi
 }
 
+# In unix mode the app-server outlives codexd by design (the next codexd re-attaches it);
+# one on codexd's socket that the running codexd does not report as its child is owned by
+# nobody. Only processes on this node's socket are looked at, never one found by name.
+check_app_server_owner() {
+  local base="$1" plist="$2" endpoint sock owner="" pid cmd
+  endpoint="$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_SERVER_ENDPOINT" "")"
+  case "$endpoint" in
+    unix://) sock="$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_STATE_DIR" "${runtime_root}/state/codexd")/app-server.sock" ;;
+    unix://*) sock="${endpoint#unix://}" ;;
+    *) return 0 ;;
+  esac
+  # The child's pid, read without a pipe (`| head` under pipefail can die of SIGPIPE).
+  if http_probe "${base}/healthz" && [[ "$CURL_LAST_BODY" =~ \"pid\":[[:space:]]*([0-9]+) ]]; then
+    owner="${BASH_REMATCH[1]}"
+  fi
+  while read -r pid cmd; do
+    case "$cmd" in
+      *"--listen unix://${sock}"*) ;;
+      *) continue ;;
+    esac
+    if [[ -n "$owner" && "$pid" == "$owner" ]]; then
+      ok "codexd: app-server pid ${pid} on ${sock} is codexd's child"
+    else
+      fail "codexd: app-server pid ${pid} on ${sock} runs but no codexd owns it; start codexd (it re-attaches the one it recorded) or stop it with stop-launchd.sh --service codexd --with-child"
+    fi
+  done <<PS
+$(ps axww -o pid= -o command= 2>/dev/null || ps -eo pid=,args=)
+PS
+}
+
 service_base() {
   case "$1" in
     conductor) printf '%s\n' "$local_api_base" ;;
@@ -251,6 +283,7 @@ for service in "${services[@]}"; do
       codexd)
         probe_contains "codexd /healthz" "${base}/healthz" '"status": "ok"'
         probe_contains "codexd /v1/codexd/status" "${base}/v1/codexd/status" '"mode": "app-server"'
+        check_app_server_owner "$base" "$plist"
         ;;
       status-api)
         probe_contains "status-api /healthz" "${base}/healthz" ""

@@ -18,6 +18,8 @@ USAGE
   options_help services target dryrun
   cat <<'USAGE'
   --unload-timeout SEC      How long to wait for each job to go away. Default 40.
+  --with-child              codexd only: also stop the codex app-server it leaves running
+                            in unix mode (baa-codexd stop-child, after codexd is gone).
 
 Notes:
   If no service is specified, conductor + codexd + status-api are stopped.
@@ -32,10 +34,15 @@ stop_option() {
       unload_timeout="$2"
       BAA_SHIFT=2
       ;;
+    --with-child)
+      with_child="1"
+      BAA_SHIFT=1
+      ;;
     *) return 1 ;;
   esac
 }
 
+with_child="0"
 BAA_OPTION_GROUPS="services target dryrun"
 parse_args_with stop_option "$@"
 finalize_services
@@ -45,6 +52,14 @@ failed=()
 for service in "${services[@]}"; do
   launchd_bootout "$service" || failed+=("$service")
 done
+
+if [[ "$with_child" == "1" ]]; then
+  for service in "${services[@]}"; do
+    if [[ "$service" == "codexd" ]] && ! stop_codexd_child; then
+      failed+=("codexd app-server")
+    fi
+  done
+fi
 
 if [[ "${#failed[@]}" -gt 0 ]]; then
   runtime_error "launchd stop failed for: ${failed[*]}"

@@ -11,7 +11,8 @@ usage() {
 Usage: $(basename -- "$0") [options]
 
 For each service: launchctl bootout (waiting until launchd has let it go; a service that
-is not loaded is skipped) and remove its installed plist. Everything else stays: the
+is not loaded is skipped) and remove its installed plist; for codexd, also stop the codex
+app-server it leaves running in unix mode (baa-codexd stop-child). Everything else stays: the
 runtime root (state, runs, worktrees, binaries, codex), the logs dir and the token file,
 so install-launchd.sh + start-launchd.sh bring the node back as it was.
 
@@ -78,13 +79,19 @@ for service in "${services[@]}"; do
     continue
   fi
   plist="$(service_install_path "$install_dir" "$service")"
+  # In unix mode codexd's app-server outlives codexd on purpose; uninstalled, nothing
+  # would ever re-attach it.
+  if [[ "$service" == "codexd" && -e "$plist" ]] && ! stop_codexd_child; then
+    failed+=("codexd app-server")
+    continue
+  fi
   if [[ -e "$plist" ]]; then
     run_cmd rm -f "$plist"
     [[ "$dry_run" == "1" ]] || runtime_log "removed ${plist}"
   fi
 done
 if [[ "${#failed[@]}" -gt 0 ]]; then
-  runtime_error "bootout failed for: ${failed[*]}; their plists and all state were kept"
+  runtime_error "stopping failed for: ${failed[*]}; their plists and all state were kept"
   exit 1
 fi
 

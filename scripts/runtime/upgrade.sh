@@ -19,7 +19,9 @@ Usage: $(basename -- "$0") [options]
      (said so); one that is down has nothing to drain. A drain that does not finish
      abandons the upgrade: bin/current goes back, nothing was restarted
   4. restart codexd, then conductor, then status-api, each: bootout, bootstrap, kickstart,
-     wait for /healthz (one kickstart -k retry, as reload-launchd.sh)
+     wait for /healthz (one kickstart -k retry, as reload-launchd.sh); when the codex
+     command changed, codexd's unix-mode app-server is stopped too (baa-codexd stop-child),
+     else the new codexd re-attaches the one running
   5. on a failed health check: roll back (bin/current to the previous version, its plists
      back, restart what was restarted, health checks again) and exit 1
   6. the automation mode goes back to what it was (running → resume, paused → pause)
@@ -84,7 +86,10 @@ step "install (running: ${previous})"
 build_is_complete "$bin_dir" || [[ "$dry_run" == "1" ]] || die "no complete build in ${bin_dir}"
 # The plists running now go with the version running now, for a rollback.
 save_plists_with_version "$previous" "${services[@]}"
+codexd_plist="$(service_install_path "$install_dir" codexd)"
+old_codex="$(plist_get_or_default "$codexd_plist" ":EnvironmentVariables:BAA_CODEXD_SERVER_COMMAND" "")"
 run_install
+new_codex="$(plist_get_or_default "$codexd_plist" ":EnvironmentVariables:BAA_CODEXD_SERVER_COMMAND" "")"
 new_version="${installed_version:-$previous}"
 if [[ "$new_version" == "$previous" ]]; then
   runtime_log "already running ${previous}; nothing to upgrade"
@@ -123,6 +128,18 @@ restore_mode() {
   esac
 }
 
+# In unix mode codexd's app-server outlives codexd and the next codexd re-attaches it; when
+# the codex command changed, the old app-server is stopped first, so the new codexd starts
+# the new codex (the drain made sure no turn is cut short).
+restart_codexd_with() {
+  local from="$1" to="$2"
+  if [[ "$from" != "$to" && -n "$from" ]]; then
+    runtime_log "codex changes (${from} -> ${to}): stopping codexd's app-server so the new one starts"
+    launchd_bootout codexd && stop_codexd_child || return 1
+  fi
+  restart_service codexd
+}
+
 # bin/current back to the previous version with its plists; then restart what the upgrade
 # restarted. Returns non-zero when the old version does not come back healthy either.
 roll_back() {
@@ -139,7 +156,11 @@ roll_back() {
   done
   for service in "$@"; do
     runtime_log "rollback: restarting ${service}"
-    restart_service "$service" || ok=1
+    if [[ "$service" == "codexd" ]]; then
+      restart_codexd_with "$new_codex" "$old_codex" || ok=1
+    else
+      restart_service "$service" || ok=1
+    fi
   done
   return "$ok"
 }
@@ -181,6 +202,11 @@ failed=""
 for service in "${services[@]}"; do
   step "restart ${service} on ${new_version}"
   restarted+=("$service")
+  if [[ "$service" == "codexd" ]]; then
+    restart_codexd_with "$old_codex" "$new_codex" && continue
+    failed="$service"
+    break
+  fi
   if ! restart_service "$service"; then
     failed="$service"
     break

@@ -10,6 +10,8 @@ use baa::common::cli::{Cli, Command as CliCommand};
 use baa::common::netaddr::ListenUrl;
 use baa::common::settings::{Error, Resolver, Result, Setting};
 
+use crate::endpoint::{self, Transport};
+
 /// How codexd gets its app-server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -69,7 +71,10 @@ pub struct Config {
     pub server_command: String,
     pub server_args: Vec<String>,
     pub server_cwd: Option<PathBuf>,
+    /// `child.endpoint` as shown: the configured label, or `unix://<resolved path>`.
     pub server_endpoint: String,
+    /// How codexd talks to the child, from `BAA_CODEXD_SERVER_ENDPOINT`.
+    pub transport: Transport,
     pub smoke_lifetime_ms: u64,
     pub version: String,
     pub node_id: String,
@@ -86,6 +91,10 @@ pub struct Config {
     /// Failed starts within `crash_loop_window_ms` that put the child in `crash_loop`.
     pub crash_loop_max: u32,
     pub crash_loop_window_ms: u64,
+    /// An exit codexd did not cause counts towards `crash_loop` only if the child had been
+    /// ready for less than this (or never got ready): a child that ran healthy and was
+    /// killed from outside is not a crash-loop signal.
+    pub crash_loop_early_ms: u64,
     /// How long `crash_loop` lasts before one more attempt.
     pub crash_loop_cooldown_ms: u64,
     /// Grace between SIGTERM and SIGKILL when stopping the child.
@@ -100,6 +109,10 @@ pub struct Config {
     pub session_retention_ms: u64,
     /// Size at which stdout.log / stderr.log rotate (one `.1` generation kept).
     pub log_max_bytes: u64,
+    /// Size at which events.jsonl rotates to `events.<first>-<last>.jsonl`.
+    pub event_log_max_bytes: u64,
+    /// Rotated event log segments kept beside events.jsonl.
+    pub event_log_keep: usize,
     /// Demo mode (`--demo` or `BAA_CODEXD_DEMO=1`): codexd runs the built-in loopback
     /// model provider and points the child's `CODEX_HOME` at [`Config::demo_codex_home`].
     pub demo: bool,
@@ -136,6 +149,7 @@ pub enum Command {
     Status,
     Config,
     Smoke,
+    StopChild,
 }
 
 pub const REPO_ROOT: Setting = Setting::env("BAA_CODEXD_REPO_ROOT")
@@ -196,7 +210,7 @@ pub const MODE: Setting = Setting::env("BAA_CODEXD_MODE")
     .help("the only supported mode");
 pub const SERVER_ENDPOINT: Setting = Setting::env("BAA_CODEXD_SERVER_ENDPOINT")
     .default("stdio://codex-app-server")
-    .help("label shown as child.endpoint");
+    .help("stdio://… (JSON-RPC over the child's stdin/stdout) or unix://<absolute path> (the child listens there, outlives codexd and is re-attached; bare unix:// is <state dir>/app-server.sock; at most 103 bytes)");
 pub const SMOKE_LIFETIME_MS: Setting = Setting::env("BAA_CODEXD_SMOKE_LIFETIME_MS")
     .default("1500")
     .help("how long `smoke` keeps its daemon up");
@@ -230,6 +244,9 @@ pub const CRASH_LOOP_MAX: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_MAX")
 pub const CRASH_LOOP_WINDOW_MS: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_WINDOW_MS")
     .default("600000")
     .help("that window");
+pub const CRASH_LOOP_EARLY_MS: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_EARLY_MS")
+    .default("10000")
+    .help("an exit codexd did not cause counts towards crash_loop only this soon after the child got ready (a failed start always counts)");
 pub const CRASH_LOOP_COOLDOWN_MS: Setting = Setting::env("BAA_CODEXD_CRASH_LOOP_COOLDOWN_MS")
     .default("900000")
     .help("pause in crash_loop before one more attempt");
@@ -248,9 +265,15 @@ pub const SESSION_RETENTION_MS: Setting = Setting::env("BAA_CODEXD_SESSION_RETEN
 pub const LOG_MAX_BYTES: Setting = Setting::env("BAA_CODEXD_LOG_MAX_BYTES")
     .default("10485760")
     .help("stdout.log / stderr.log rotate to .1 past this size");
+pub const EVENT_LOG_MAX_BYTES: Setting = Setting::env("BAA_CODEXD_EVENT_LOG_MAX_BYTES")
+    .default("67108864")
+    .help("events.jsonl rotates to events.<first>-<last>.jsonl past this size (>= 4096)");
+pub const EVENT_LOG_KEEP: Setting = Setting::env("BAA_CODEXD_EVENT_LOG_KEEP")
+    .default("3")
+    .help("rotated event log segments kept (older ones are deleted; ?since= before them gets 410 since_expired)");
 pub const STUB_MODE: Setting = Setting::env("BAA_CODEXD_STUB_MODE")
     .default("normal")
-    .help("read only by the built-in stub child (baa-codexd __stub-app-server, used by smoke and tests): normal, exit, garbage, silent, mute, no-complete")
+    .help("read only by the built-in stub child (baa-codexd __stub-app-server, used by smoke and tests): normal, exit, exit-while:PATH, listen (serves --listen unix://PATH), garbage, silent, mute, no-complete, late-start")
     .external()
     .hidden();
 pub const RUST_LOG: Setting = Setting::env("RUST_LOG")
@@ -287,12 +310,15 @@ pub const SETTINGS: &[Setting] = &[
     RESTART_RESET_MS,
     CRASH_LOOP_MAX,
     CRASH_LOOP_WINDOW_MS,
+    CRASH_LOOP_EARLY_MS,
     CRASH_LOOP_COOLDOWN_MS,
     STOP_GRACE_MS,
     RECONCILE_IDLE_MS,
     RECENT_EVENTS,
     SESSION_RETENTION_MS,
     LOG_MAX_BYTES,
+    EVENT_LOG_MAX_BYTES,
+    EVENT_LOG_KEEP,
     STUB_MODE,
     RUST_LOG,
 ];
@@ -324,6 +350,12 @@ pub const CLI: Cli<Command> = Cli {
             help: "run the daemon against a built-in stub child and check its files",
             json: false,
             run: Command::Smoke,
+        },
+        CliCommand {
+            name: "stop-child",
+            help: "stop the app-server a stopped codexd left running (unix mode), by recorded pid + start time",
+            json: false,
+            run: Command::StopChild,
         },
     ],
     bare: None,
@@ -389,7 +421,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         .or_else(|| shared_logs.map(|d| d.join("codexd")))
         .or_else(|| under_root("logs"));
 
-    let cfg = Config {
+    let mut cfg = Config {
         local_api_base,
         listen,
         event_stream_path,
@@ -403,6 +435,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
             .collect(),
         server_cwd: r.opt_path(&SERVER_CWD),
         server_endpoint: r.string(&SERVER_ENDPOINT)?,
+        transport: Transport::Stdio,
         smoke_lifetime_ms: r.number(&SMOKE_LIFETIME_MS, 0..=u64::MAX)?,
         version: r.string(&VERSION)?,
         node_id: r.string(&NODE_ID)?,
@@ -414,12 +447,15 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         restart_reset_ms: r.number(&RESTART_RESET_MS, 0..=u64::MAX)?,
         crash_loop_max: r.number(&CRASH_LOOP_MAX, 1..=u32::MAX)?,
         crash_loop_window_ms: r.number(&CRASH_LOOP_WINDOW_MS, 0..=u64::MAX)?,
+        crash_loop_early_ms: r.number(&CRASH_LOOP_EARLY_MS, 0..=u64::MAX)?,
         crash_loop_cooldown_ms: r.number(&CRASH_LOOP_COOLDOWN_MS, 0..=u64::MAX)?,
         stop_grace_ms: r.number(&STOP_GRACE_MS, 0..=u64::MAX)?,
         reconcile_idle_ms: r.number(&RECONCILE_IDLE_MS, 0..=u64::MAX)?,
         recent_events: r.number(&RECENT_EVENTS, 1..=usize::MAX)?,
         session_retention_ms: r.number(&SESSION_RETENTION_MS, 0..=u64::MAX)?,
         log_max_bytes: r.number(&LOG_MAX_BYTES, 0..=u64::MAX)?,
+        event_log_max_bytes: r.number(&EVENT_LOG_MAX_BYTES, 4096..=u64::MAX)?,
+        event_log_keep: r.number(&EVENT_LOG_KEEP, 0..=100_000)?,
         demo: r.bool(&DEMO)?,
         experimental_api: r.bool(&EXPERIMENTAL_API)?,
         model_check: match r.choice(&MODEL_CHECK, &["catalog", "off"])? {
@@ -431,6 +467,12 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         logs_dir: logs_dir.ok_or_else(|| missing_dir(&LOGS_DIR, &SHARED_LOGS_DIR))?,
         repo_root: repo_root.unwrap_or_else(|| r.cwd().to_path_buf()),
     };
+    // After the state dir: a bare `unix://` names a socket under it.
+    cfg.transport = endpoint::parse(&cfg.server_endpoint, &cfg.state_dir)
+        .map_err(|e| r.invalid(&SERVER_ENDPOINT, &e))?;
+    if let Transport::Unix(path) = &cfg.transport {
+        cfg.server_endpoint = format!("unix://{}", path.display());
+    }
     Ok(cfg)
 }
 
@@ -473,6 +515,7 @@ impl Config {
                 "args": self.server_args,
                 "cwd": self.server_cwd,
                 "endpoint": self.server_endpoint,
+                "transport": self.transport.kind(),
             },
             "version": self.version,
             "nodeId": self.node_id,
@@ -487,8 +530,13 @@ impl Config {
                 "resetAfterMs": self.restart_reset_ms,
                 "crashLoopMax": self.crash_loop_max,
                 "crashLoopWindowMs": self.crash_loop_window_ms,
+                "crashLoopEarlyMs": self.crash_loop_early_ms,
                 "crashLoopCooldownMs": self.crash_loop_cooldown_ms,
                 "stopGraceMs": self.stop_grace_ms,
+            },
+            "eventLog": {
+                "maxBytes": self.event_log_max_bytes,
+                "keep": self.event_log_keep,
             },
             "smokeLifetimeMs": self.smoke_lifetime_ms,
             "sessionRetentionMs": self.session_retention_ms,
@@ -605,6 +653,7 @@ mod tests {
         assert_eq!(c.default_approval, Decision::Decline);
         assert_eq!(c.version, env!("CARGO_PKG_VERSION"));
         assert_eq!((c.recent_events, c.crash_loop_max), (200, 10));
+        assert_eq!((c.event_log_max_bytes, c.event_log_keep), (64 << 20, 3));
         assert_eq!(
             c.event_stream_url("http://127.0.0.1:4319"),
             "ws://127.0.0.1:4319/v1/codexd/events"
@@ -695,6 +744,11 @@ mod tests {
                 "BAA_CODEXD_CRASH_LOOP_MAX",
                 "4294967296",
                 "BAA_CODEXD_CRASH_LOOP_MAX=\"4294967296\": expected an integer from 1 to 4294967295",
+            ),
+            (
+                "BAA_CODEXD_EVENT_LOG_MAX_BYTES",
+                "100",
+                "BAA_CODEXD_EVENT_LOG_MAX_BYTES=\"100\": expected an integer >= 4096",
             ),
             (
                 "BAA_CODEXD_EVENT_STREAM_PATH",

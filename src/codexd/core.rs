@@ -2,9 +2,10 @@
 //! current child. Its operations live beside it, one concern per file: `session_ops`
 //! (create/load sessions), `turn_ops` (start, steer, interrupt, reconcile),
 //! `server_requests` (approvals), `notifications` (the child's messages), `supervision`
-//! (what the child side reports), `status` (state files and the status snapshot),
-//! `history_ops` (turn records and threads), `review_ops` and `lifecycle_ops` (delete,
-//! compact, fork, the archive of idle sessions).
+//! (what the child side reports), `reattach` (picking up a unix-mode app-server a previous
+//! codexd left running), `status` (state files and the status snapshot), `history_ops`
+//! (turn records and threads), `review_ops` and `lifecycle_ops` (delete, compact, fork,
+//! the archive of idle sessions).
 //!
 //! Locking: `state` may be held while emitting an event (the events lock is taken inside),
 //! never the other way round, and never across a JSON-RPC call to the child. `thread_ops`
@@ -12,7 +13,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crossbeam_channel::Sender;
 
 use serde_json::{json, Value};
 
@@ -24,9 +28,10 @@ use baa::common::time::now_rfc3339;
 
 use crate::account::AccountState;
 use crate::approvals::Pending;
-use crate::child::Link;
+use crate::child::{Adoptee, Control, Link};
 use crate::codex_version::CodexInfo;
 use crate::config::{Config, Strategy};
+use crate::event_log::Limits;
 use crate::events::{Events, Level};
 use crate::experimental;
 use crate::models::Models;
@@ -40,6 +45,9 @@ pub struct State {
     pub sessions_updated_at: Option<String>,
     pub child: ChildInfo,
     pub pending: Vec<Pending>,
+    /// Requests a previous connection to the same unix-mode app-server left unanswered:
+    /// registered again (same id and deadline) when the app-server replays them.
+    pub replayable: Vec<Pending>,
 }
 
 pub struct Core {
@@ -65,6 +73,12 @@ pub struct Core {
     pub(crate) account: Mutex<AccountState>,
     /// The codex version (`codex_version.rs`).
     pub(crate) codex: Mutex<CodexInfo>,
+    /// Requests to the supervisor (a restart on request); set once it runs.
+    pub(crate) control: Mutex<Option<Sender<Control>>>,
+    /// The unix-mode app-server to attach to at start, until the supervisor takes it.
+    pub(crate) adoptee: Mutex<Option<Adoptee>>,
+    /// Background jobs (resuming threads after an attach), joined by the ticker.
+    pub(crate) jobs: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// An RPC failure as an HTTP error.
@@ -137,11 +151,21 @@ impl Core {
         let seq_hint = previous.as_ref().map(|p| p.last_seq).unwrap_or(0);
         let events = Events::open(
             cfg.logs_dir.join("events.jsonl"),
+            Limits {
+                max_bytes: cfg.event_log_max_bytes,
+                keep: cfg.event_log_keep,
+            },
             recent,
             seq_hint,
             cfg.recent_events,
         );
-        let mut child = ChildInfo::new(cfg.strategy.as_str(), &cfg.server_endpoint);
+        let socket = cfg.transport.socket().map(|p| p.display().to_string());
+        let mut child = ChildInfo::new(
+            cfg.strategy.as_str(),
+            &cfg.server_endpoint,
+            cfg.transport.kind(),
+            socket,
+        );
         if let Some(prev) = &previous {
             child.restarts = 0;
             child.recent_exits = prev.child.recent_exits.clone();
@@ -158,6 +182,7 @@ impl Core {
                 sessions_updated_at: registry.updated_at,
                 child,
                 pending: Vec::new(),
+                replayable: Vec::new(),
             }),
             link: Mutex::new(None),
             listening: Mutex::new(None),
@@ -168,11 +193,19 @@ impl Core {
             models: Models::default(),
             account: Mutex::new(AccountState::default()),
             codex: Mutex::new(CodexInfo::default()),
+            control: Mutex::new(None),
+            adoptee: Mutex::new(None),
+            jobs: Mutex::new(Vec::new()),
             cfg,
         });
-        core.interrupt_orphaned_turns("codexd restarted while the turn was running");
-        if let Some(prev) = previous {
-            core.kill_stale_child(&prev.child);
+        // A unix-mode app-server the previous codexd left running keeps its turns and
+        // approvals: the supervisor attaches to it first. Otherwise today's reconciliation.
+        if !core.prepare_attach(previous.as_ref()) {
+            core.interrupt_orphaned_turns("codexd restarted while the turn was running");
+            if let Some(prev) = previous {
+                core.abandon_records(&prev.pending_requests, "codexd restarted");
+                core.kill_stale_child(&prev.child);
+            }
         }
         Ok(core)
     }

@@ -1,5 +1,6 @@
 //! `baa-codexd`: the only Codex runtime on the node. Supervises one `codex app-server`
-//! child over stdio JSON-RPC and serves sessions, turns and events over local HTTP/WS.
+//! child (JSON-RPC over stdio, or over a Unix socket on which the child outlives codexd)
+//! and serves sessions, turns and events over local HTTP/WS.
 //!
 //! This file only dispatches the command line; see `serve` for the daemon itself.
 
@@ -10,6 +11,9 @@ mod codex_version;
 mod config;
 mod core;
 mod demo;
+mod endpoint;
+mod event_log;
+mod event_stream;
 mod events;
 mod experimental;
 mod history_ops;
@@ -17,6 +21,8 @@ mod lifecycle_ops;
 mod logfile;
 mod models;
 mod notifications;
+mod reattach;
+mod recent_events;
 mod review_ops;
 mod routes;
 mod rpc;
@@ -28,7 +34,9 @@ mod sessions;
 mod smoke;
 mod state;
 mod status;
+mod stop_child;
 mod stub;
+mod stub_socket;
 mod supervision;
 mod ticker;
 mod turn_ops;
@@ -78,6 +86,7 @@ fn main() -> ExitCode {
                 baa::common::logging::init();
                 exit_code(smoke::run(cfg))
             }),
+            Command::StopChild => with_config(&r, |cfg| stop_child::run(&cfg)),
         }
     })
 }
@@ -119,16 +128,40 @@ fn status(base: &str, json: bool) -> ExitCode {
     printed
 }
 
-/// The human form of `status`.
+/// The human form of `status`: a child that is not running says why and when codexd
+/// tries again.
 fn summary(v: &serde_json::Value) -> String {
     let snap = &v["data"]["snapshot"];
     let d = &snap["daemon"];
-    format!(
-        "codexd: {}\nmode: {}\nchild: {} (pid {})\ncodex: {}\naccount: {}\nlimits: {}\nsessions: {}\n",
+    let c = &d["child"];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+    let mut out = format!(
+        "codexd: {}\nmode: {}\nchild: {} (pid {})\n",
         if v["ok"] == true { "up" } else { "error" },
-        d["mode"].as_str().unwrap_or("?"),
-        d["child"]["status"].as_str().unwrap_or("?"),
-        d["child"]["pid"],
+        text(&d["mode"]),
+        text(&c["status"]),
+        c["pid"],
+    );
+    if let Some(t) = c["transport"].as_str() {
+        out.push_str(&format!("transport: {t}"));
+        if let Some(sock) = c["socket"].as_str().filter(|_| t == "unix") {
+            out.push_str(&format!(" ({sock})"));
+        }
+        if let Some(e) = c["transportError"].as_str() {
+            out.push_str(&format!(" — unix transport unusable: {e}"));
+        }
+        out.push('\n');
+    }
+    if c["status"] != "running" {
+        if let Some(e) = c["lastError"].as_str() {
+            out.push_str(&format!("reason: {e}\n"));
+        }
+        if let Some(at) = c["nextRestartAt"].as_str() {
+            out.push_str(&format!("next retry: {at}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "codex: {}\naccount: {}\nlimits: {}\nsessions: {}\n",
         codex_line(&snap["codex"]),
         account_line(&snap["account"]),
         limits_line(&snap["limits"]),
@@ -136,7 +169,8 @@ fn summary(v: &serde_json::Value) -> String {
             .as_array()
             .map(Vec::len)
             .unwrap_or(0)
-    )
+    ));
+    out
 }
 
 /// `0.169.0 (codex-cli 0.169.0)`, or what is missing.

@@ -86,6 +86,8 @@ impl Core {
         );
         if let Some((sid, record)) = finished {
             self.turn_finished(&sid, &record, "turn/completed");
+            // A request of that turn still waiting for its replay will not be asked again.
+            self.abandon_replayable(Some(&record.turn_id), "its turn ended");
         }
     }
 }

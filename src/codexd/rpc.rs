@@ -1,25 +1,27 @@
-//! JSON-RPC over the child's stdin: our request ids, correlation of responses, and a
-//! deadline on every request (the app-server silently drops lines it cannot parse, so a
-//! request without a deadline could wait for ever).
+//! JSON-RPC to the child, whatever carries it: our request ids, correlation of responses,
+//! and a deadline on every request (the app-server silently drops lines it cannot parse,
+//! so a request without a deadline could wait for ever).
 //!
-//! Writes go through a bounded channel to a dedicated writer thread that owns the pipe,
-//! so a child that stops reading stdin can never block an HTTP handler. The writer's end
-//! of the pipe is non-blocking and it waits in poll(2) beside a stop pipe, so closing the
-//! `Rpc` ends the writer at once even while the child is not reading.
+//! Messages go out through a bounded queue to the transport's one writer (the stdin
+//! writer thread in stdio mode, the socket thread in unix mode; `child::stdio`,
+//! `child::socket`), so a child that stops reading can never block an HTTP handler.
+//! Closing the `Rpc` fires a stop pipe the writer waits on beside its pipe or socket, so
+//! it ends at once even while the child is not reading. Responses come back through the
+//! dispatcher (`on_response`), which is the same for both transports.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
-use std::process::ChildStdin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use serde_json::{json, Value};
 
-use baa::common::proc::{set_nonblocking, wait_ready, Ready, StopPipe};
+use baa::common::proc::{StopPipe, WakePipe};
 use baa::common::sync::lock;
+
+/// Messages that may wait for the writer; past this the child is `Backlogged`.
+const OUT_QUEUE: usize = 1024;
 
 /// Why a request did not produce a result.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +68,9 @@ type Waiter = Sender<Result<Value, RpcError>>;
 
 pub struct Rpc {
     out: Sender<Vec<u8>>,
+    /// Rung after each queued message when the writer waits in poll(2) rather than on
+    /// the queue (the socket thread also waits for inbound frames).
+    wake: Option<Arc<WakePipe>>,
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, Waiter>>,
     closed: AtomicBool,
@@ -73,41 +78,51 @@ pub struct Rpc {
     stop: Arc<StopPipe>,
 }
 
+/// The writer's end of an [`Rpc`]: each message is one JSON document without a newline
+/// (the stdio writer adds one, the socket writer sends it as a text frame). An empty
+/// message, the fired `stop` pipe, or a queue with no sender left means: stop.
+pub struct Outbound {
+    pub rx: Receiver<Vec<u8>>,
+    pub stop: Arc<StopPipe>,
+    pub wake: Option<Arc<WakePipe>>,
+}
+
 impl Rpc {
-    /// Starts the writer thread over `stdin`. The thread ends when the `Rpc` is closed or
-    /// dropped, or when a write fails; ending it closes stdin (EOF for the child). The
-    /// caller owns the returned handle and joins it after closing.
-    pub fn start(stdin: ChildStdin, name: &str) -> io::Result<(Rpc, JoinHandle<()>)> {
-        set_nonblocking(&stdin)?;
+    /// An Rpc and the outbound end its transport's writer drains. With `wake`, every
+    /// queued message also rings it.
+    pub fn new(wake: Option<Arc<WakePipe>>) -> std::io::Result<(Rpc, Outbound)> {
         let stop = Arc::new(StopPipe::new()?);
-        let (tx, rx) = bounded::<Vec<u8>>(1024);
-        let writer_stop = stop.clone();
-        let handle = thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || writer_loop(stdin, rx, &writer_stop))?;
-        Ok((
-            Rpc {
-                out: tx,
-                next_id: AtomicU64::new(1),
-                pending: Mutex::new(HashMap::new()),
-                closed: AtomicBool::new(false),
-                stop,
-            },
-            handle,
-        ))
+        let (tx, rx) = bounded::<Vec<u8>>(OUT_QUEUE);
+        let outbound = Outbound {
+            rx,
+            stop: stop.clone(),
+            wake: wake.clone(),
+        };
+        let rpc = Rpc {
+            out: tx,
+            wake,
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            stop,
+        };
+        Ok((rpc, outbound))
     }
 
     fn send_line(&self, v: &Value) -> Result<(), RpcError> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(RpcError::ChildGone);
         }
-        let mut line = serde_json::to_vec(v).unwrap_or_default();
-        line.push(b'\n');
-        match self.out.try_send(line) {
+        let msg = serde_json::to_vec(v).unwrap_or_default();
+        let sent = match self.out.try_send(msg) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(RpcError::Backlogged),
             Err(TrySendError::Disconnected(_)) => Err(RpcError::ChildGone),
+        };
+        if let Some(w) = &self.wake {
+            w.wake();
         }
+        sent
     }
 
     /// Sends `method` with `params` and waits up to `timeout` for its response.
@@ -207,10 +222,14 @@ impl Rpc {
         for w in waiters {
             let _ = w.send(Err(RpcError::ChildGone));
         }
-        // The stop pipe wakes a writer waiting on a full pipe; an empty line wakes one
-        // waiting for work. Either way it stops, which closes the child's stdin.
+        // The stop pipe wakes a writer waiting on a full pipe or socket; an empty message
+        // wakes one waiting for work. Either way it stops, which closes the child's stdin
+        // (stdio) or the connection (unix).
         self.stop.fire();
         let _ = self.out.try_send(Vec::new());
+        if let Some(w) = &self.wake {
+            w.wake();
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -233,48 +252,20 @@ fn id_as_u64(v: &Value) -> Option<u64> {
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
-fn writer_loop(mut stdin: ChildStdin, rx: Receiver<Vec<u8>>, stop: &StopPipe) {
-    // Ends on the close marker, when every Sender is gone, when the stop pipe fires, or
-    // when a write fails.
-    for line in rx.iter() {
-        if line.is_empty() || stop.is_fired() {
-            return;
-        }
-        match write_all(&mut stdin, &line, stop) {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => {
-                log::warn!("writing to the app-server failed: {e}");
-                return;
-            }
-        }
-    }
-}
-
-/// Writes all of `buf` to the non-blocking pipe, waiting in poll(2) while it is full.
-/// Ok(false) if `stop` fired first.
-fn write_all(stdin: &mut ChildStdin, mut buf: &[u8], stop: &StopPipe) -> io::Result<bool> {
-    while !buf.is_empty() {
-        match stdin.write(buf) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if !wait_ready(stdin, Ready::Write, stop)? {
-                    return Ok(false);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
+    use std::thread;
+
+    use crate::child::stdio::stdin_writer;
+
+    fn start(stdin: std::process::ChildStdin) -> (Rpc, thread::JoinHandle<()>) {
+        let (rpc, out) = Rpc::new(None).unwrap();
+        let writer = stdin_writer(stdin, out, "test-writer").unwrap();
+        (rpc, writer)
+    }
 
     /// `cat` echoes our request back, which is not a response; a reply we inject by hand is.
     #[test]
@@ -284,7 +275,7 @@ mod tests {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let (rpc, writer) = Rpc::start(child.stdin.take().unwrap(), "test-writer").unwrap();
+        let (rpc, writer) = start(child.stdin.take().unwrap());
         let rpc = std::sync::Arc::new(rpc);
         let out = child.stdout.take().unwrap();
         let r2 = rpc.clone();
@@ -330,7 +321,7 @@ mod tests {
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
-        let (rpc, writer) = Rpc::start(child.stdin.take().unwrap(), "test-writer").unwrap();
+        let (rpc, writer) = start(child.stdin.take().unwrap());
         let big = "x".repeat(1024 * 1024);
         rpc.notify("fill", Some(json!({"pad": big}))).unwrap();
         rpc.close();

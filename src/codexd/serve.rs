@@ -1,5 +1,10 @@
-//! Starting and stopping the whole daemon: state, HTTP listener, child supervisor and the
-//! ticker. `run` is `start` under `common::daemon`; `smoke` calls `start` directly.
+//! Starting and stopping the whole daemon: the state-dir lock, state, HTTP listener, child
+//! supervisor and the ticker. `run` is `start` under `common::daemon`; `smoke` calls
+//! `start` directly.
+//!
+//! One codexd per state dir: before anything else (even the bind), `codexd.lock` in the
+//! state dir is locked; a second codexd on the same dir exits 1 naming the first and
+//! touches nothing (it used to take the running codexd's child for a stale one).
 
 use std::net::TcpListener;
 use std::process::ExitCode;
@@ -9,8 +14,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use baa::common::cli;
 use baa::common::codex_home::write_codex_home;
 use baa::common::daemon::{self, Service, Startup};
+use baa::common::dirlock::{DirLock, LockError};
 use baa::common::http::{Server, ServerConfig, ServerHandle};
 use baa::common::signals::StopFlag;
 
@@ -31,10 +38,40 @@ pub struct Running {
     ticker: JoinHandle<()>,
     /// Demo mode's built-in model; stopped after the child.
     demo_model: Option<DemoModel>,
+    /// Held until the last state file is written.
+    _lock: DirLock,
+}
+
+/// The lock file in the state dir.
+pub const LOCK_FILE: &str = "codexd.lock";
+
+/// Takes the state dir's lock (creating the dir if it does not exist yet). The error is
+/// the message for the operator.
+pub fn lock_state_dir(cfg: &Config) -> Result<DirLock, String> {
+    let dir = &cfg.state_dir;
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    DirLock::acquire(dir, LOCK_FILE).map_err(|e| match e {
+        LockError::Held { pid, .. } => format!(
+            "another baa-codexd{} already runs on the state dir {}; one codexd per state dir (stop that one first)",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+            dir.display()
+        ),
+        other => other.to_string(),
+    })
 }
 
 /// `baa-codexd start`: the daemon in the foreground until SIGTERM/SIGINT.
 pub fn run(cfg: Config) -> ExitCode {
+    let lock = match lock_state_dir(&cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            cli::error_line("baa-codexd", &e);
+            return ExitCode::FAILURE;
+        }
+    };
     let startup = Startup {
         binary: "baa-codexd",
         bind: cfg.listen.bind_addr(),
@@ -44,7 +81,7 @@ pub fn run(cfg: Config) -> ExitCode {
             + Duration::from_secs(5),
     };
     daemon::run(startup, move |listener, _bound, stop| {
-        start_on(listener, cfg, stop.clone()).map(|r| Box::new(r) as Box<dyn Service>)
+        start_on(listener, cfg, stop.clone(), lock).map(|r| Box::new(r) as Box<dyn Service>)
     })
 }
 
@@ -56,13 +93,20 @@ impl Service for Running {
 
 /// Binds the configured address, then [`start_on`] it.
 pub fn start(cfg: Config, stop: StopFlag) -> Result<Running, String> {
+    let lock = lock_state_dir(&cfg)?;
     let bind = cfg.listen.bind_addr();
     let listener = TcpListener::bind(&bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
-    start_on(listener, cfg, stop)
+    start_on(listener, cfg, stop, lock)
 }
 
-/// Loads state, serves on `listener` and starts the child. `stop` ends everything.
-pub fn start_on(listener: TcpListener, cfg: Config, stop: StopFlag) -> Result<Running, String> {
+/// Loads state, serves on `listener` and starts the child. `stop` ends everything; `lock`
+/// (the state dir's) is held until the last state file is written.
+pub fn start_on(
+    listener: TcpListener,
+    cfg: Config,
+    stop: StopFlag,
+    lock: DirLock,
+) -> Result<Running, String> {
     let core = Core::open(cfg, stop.clone())?;
     let demo_model = if core.cfg.demo && core.cfg.strategy == Strategy::Spawn {
         Some(start_demo_model(&core)?)
@@ -100,6 +144,7 @@ pub fn start_on(listener: TcpListener, cfg: Config, stop: StopFlag) -> Result<Ru
         child,
         ticker,
         demo_model,
+        _lock: lock,
     })
 }
 
@@ -127,8 +172,9 @@ fn start_demo_model(core: &Core) -> Result<DemoModel, String> {
 }
 
 impl Running {
-    /// Stops accepting, stops the child (SIGTERM, then SIGKILL after the grace period),
-    /// and writes every state file. The stop flag must already be set.
+    /// Stops accepting, stops the child (stdio: SIGTERM, then SIGKILL after the grace
+    /// period; unix: leaves it running for the next codexd), and writes every state file.
+    /// The stop flag must already be set.
     pub fn shutdown(mut self) {
         self.core.stop.set();
         self.core.emit(

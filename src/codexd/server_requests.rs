@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
 use baa::common::ids::new_id;
-use baa::common::time::now_rfc3339;
+use baa::common::time::{now_ms, now_rfc3339};
 
 use crate::approvals::{self, Answer, Pending};
 use crate::child::Link;
@@ -61,6 +61,7 @@ impl Core {
                 })?;
             st.pending.remove(idx)
         };
+        self.mark_daemon_dirty();
         let answer = match (raw, decision) {
             (Some(r), _) => Answer::Result(r),
             (None, Some(d)) => approvals::answer_for(&pending.method, &pending.params, d),
@@ -154,6 +155,24 @@ impl Core {
             );
             return;
         }
+        // A request a previous connection to this app-server left unanswered, asked again
+        // after its thread was resumed: same requestId, same deadline.
+        if let Some(mut p) = self.take_replayed(&child_id, &method, &params) {
+            p.generation = link.generation;
+            p.params = params;
+            let detail = p.to_json();
+            let rid = p.request_id.clone();
+            self.state().pending.push(p);
+            self.mark_daemon_dirty();
+            self.flush();
+            self.emit(
+                Level::Info,
+                "request.replayed",
+                format!("{method} {rid} was asked again by the re-attached app-server; it still waits for an answer"),
+                detail,
+            );
+            return;
+        }
         let (default, timeout_ms) = match &settings {
             Some((_, a)) => (
                 Decision::parse(&a.default).unwrap_or(self.cfg.default_approval),
@@ -170,12 +189,16 @@ impl Core {
             session_id: session_id.clone(),
             created_at: now_rfc3339(),
             deadline: Instant::now() + Duration::from_millis(timeout_ms),
+            deadline_ms: now_ms().saturating_add(timeout_ms),
             timeout_ms,
             default_decision: default,
         };
         let detail = pending.to_json();
         let rid = pending.request_id.clone();
         self.state().pending.push(pending);
+        // Recorded at once: in unix mode the app-server outlives codexd and replays it.
+        self.mark_daemon_dirty();
+        self.flush();
         self.emit(
             Level::Warn,
             "request.pending",

@@ -110,7 +110,8 @@ impl Session {
                     "currentTurn".into(),
                     json!({
                         "turnId": cur.turn_id,
-                        "startedAt": cur.started_at,
+                        // Empty for a turn found running after an attach (unknown).
+                        "startedAt": (!cur.started_at.is_empty()).then_some(&cur.started_at),
                         "lastAgentMessage": cur.facts.last_message,
                     }),
                 );

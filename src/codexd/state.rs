@@ -10,6 +10,8 @@ use baa::common::ids::new_id;
 use baa::common::store::JsonStore;
 use baa::common::time::now_rfc3339;
 
+use crate::approvals::PendingRecord;
+
 pub const IDENTITY: &str = "identity.json";
 pub const DAEMON_STATE: &str = "daemon-state.json";
 pub const SESSION_REGISTRY: &str = "session-registry.json";
@@ -79,6 +81,9 @@ pub enum ChildStatus {
     Unavailable,
     /// `BAA_CODEXD_SERVER_STRATEGY=external`: no child.
     External,
+    /// Unix mode: codexd stopped and left the app-server running for the next codexd,
+    /// which attaches to it (the pid, start time and socket stay recorded).
+    Detached,
     /// codexd stopped it. A status this codexd does not know (from an older or newer
     /// state file) reads as `stopped`: it is history, not a live state.
     #[serde(other)]
@@ -95,6 +100,7 @@ impl ChildStatus {
             ChildStatus::Unavailable => "unavailable",
             ChildStatus::Stopped => "stopped",
             ChildStatus::External => "external",
+            ChildStatus::Detached => "detached",
         }
     }
 }
@@ -112,10 +118,21 @@ impl std::fmt::Display for ChildStatus {
 pub struct ChildInfo {
     pub strategy: String,
     pub endpoint: String,
+    /// `stdio` or `unix`: the transport in use (stdio after a fallback from unix).
+    pub transport: String,
+    /// Unix mode: the socket the app-server listens on.
+    pub socket: Option<String>,
+    /// Why the unix transport could not be used (codexd fell back to stdio).
+    pub transport_error: Option<String>,
     pub status: ChildStatus,
     pub pid: Option<u32>,
-    /// The child's start time as the OS reports it; with `pid` it identifies a stale child.
+    /// The child's start time as the OS reports it; with `pid` it identifies a stale child
+    /// (stdio) or the app-server to attach to (unix).
     pub start_time: Option<String>,
+    /// The codex version the child reported in `initialize` (its userAgent).
+    pub codex_version: Option<String>,
+    /// True when the running child was attached to, not spawned, by this codexd.
+    pub attached: bool,
     pub generation: u64,
     pub started_at: Option<String>,
     pub last_error: Option<String>,
@@ -125,10 +142,15 @@ pub struct ChildInfo {
 }
 
 impl ChildInfo {
-    pub fn new(strategy: &str, endpoint: &str) -> Self {
+    pub fn new(strategy: &str, endpoint: &str, transport: &str, socket: Option<String>) -> Self {
         Self {
             strategy: strategy.to_string(),
             endpoint: endpoint.to_string(),
+            transport: transport.to_string(),
+            socket,
+            transport_error: None,
+            codex_version: None,
+            attached: false,
             status: if strategy == "external" {
                 ChildStatus::External
             } else {
@@ -157,6 +179,9 @@ pub struct DaemonState {
     pub pid: u32,
     pub last_seq: u64,
     pub child: ChildInfo,
+    /// Requests of the child waiting for an answer; in unix mode the app-server replays
+    /// them to the next codexd, which keeps their ids and deadlines.
+    pub pending_requests: Vec<PendingRecord>,
 }
 
 #[cfg(test)]
@@ -173,6 +198,7 @@ mod tests {
             (ChildStatus::Unavailable, "unavailable"),
             (ChildStatus::Stopped, "stopped"),
             (ChildStatus::External, "external"),
+            (ChildStatus::Detached, "detached"),
         ];
         for (status, text) in all {
             assert_eq!(serde_json::to_value(status).unwrap(), json!(text));

@@ -66,6 +66,12 @@ impl Core {
 
     pub(crate) fn daemon_state(&self) -> DaemonState {
         let st = self.state();
+        let pending_requests = st
+            .pending
+            .iter()
+            .chain(st.replayable.iter())
+            .map(crate::approvals::Pending::record)
+            .collect();
         DaemonState {
             started: !self.stop.is_set(),
             started_at: self.started_at.clone(),
@@ -74,6 +80,7 @@ impl Core {
             pid: std::process::id(),
             last_seq: self.events.last_seq(),
             child: st.child.clone(),
+            pending_requests,
         }
     }
 
@@ -84,6 +91,12 @@ impl Core {
         let c = &st.child;
         json!({
             "endpoint": c.endpoint,
+            "transport": c.transport,
+            "socket": c.socket,
+            "transportError": c.transport_error,
+            "codexVersion": c.codex_version,
+            "attached": c.attached,
+            "startTime": c.start_time,
             "lastError": c.last_error,
             "pid": c.pid,
             "status": c.status,
@@ -94,6 +107,7 @@ impl Core {
             "nextRestartAt": c.next_restart_at,
             "recentExits": c.recent_exits,
             "pendingRequests": st.pending.len(),
+            "awaitingReplay": st.replayable.len(),
             "inflightRpc": self.current_link().map(|l| l.rpc.pending_count()).unwrap_or(0),
             "demo": self.cfg.demo,
         })

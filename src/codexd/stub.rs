@@ -3,6 +3,7 @@
 //! and the fault-injection tests and the fan-out benchmark use it as a fake child.
 //!
 //! `BAA_CODEXD_STUB_MODE` picks a fault: `normal` (default), `exit` (exits at once),
+//! `exit-while:PATH` (exits at once while PATH exists, else `normal`),
 //! `garbage` (interleaves non-JSON lines), `silent` (never answers), `mute` (answers only
 //! `initialize`), `no-complete` (never
 //! sends `turn/completed`; `thread/read` reports the turn as completed).
@@ -14,10 +15,17 @@
 //! `limit:SECS` (an `account/rateLimits/updated` whose primary window is used up for SECS
 //! seconds, as the real child sends from a provider's rate-limit headers),
 //! `fail` (a failed turn); anything else is echoed.
+//!
+//! It speaks stdio, except in mode `listen`, where `--listen unix://PATH` makes it serve
+//! WebSocket on that socket instead (`stub_socket`; the turn keyword `drop-connection`
+//! then drops the connection mid-turn and finishes the turn once codexd attached again
+//! and resumed the thread). In any other mode `--listen` exits with code 2, the way a
+//! codex without the unix transport would, which is how the tests reach codexd's fallback
+//! to stdio.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,13 +42,26 @@ struct Active {
     steers: Arc<Mutex<Vec<String>>>,
 }
 
-struct Stub {
-    out: Mutex<io::Stdout>,
+pub(crate) struct Stub {
+    pub(crate) out: Mutex<Out>,
     mode: String,
+    /// `thread/resume` calls so far (a dropped connection's turn waits for the next).
+    resumes: AtomicU64,
     active: Mutex<HashMap<String, Active>>,
     approvals: Mutex<HashMap<i64, Sender<Value>>>,
     completed: Mutex<HashMap<String, Vec<Value>>>,
     next_server_id: AtomicI64,
+}
+
+/// Where the stub's messages go.
+pub(crate) enum Out {
+    Stdout(io::Stdout),
+    /// Listen mode: the current connection's outbound queue (None between connections:
+    /// messages are lost, as for an unsubscribed client) and its drop switch.
+    Socket {
+        tx: Option<Sender<String>>,
+        drop: Arc<AtomicBool>,
+    },
 }
 
 fn now_ms() -> u64 {
@@ -60,11 +81,27 @@ fn now_us() -> u64 {
 impl Stub {
     fn send(&self, v: &Value) {
         let mut out = lock(&self.out);
-        if self.mode == "garbage" {
-            let _ = out.write_all(b"this is not json {{{\n\x00\x01 garbage\n[1,2,3]\n");
+        match &mut *out {
+            Out::Stdout(out) => {
+                if self.mode == "garbage" {
+                    let _ = out.write_all(b"this is not json {{{\n\x00\x01 garbage\n[1,2,3]\n");
+                }
+                let _ = writeln!(out, "{v}");
+                let _ = out.flush();
+            }
+            Out::Socket { tx: Some(tx), .. } => {
+                let _ = tx.send(v.to_string());
+            }
+            Out::Socket { tx: None, .. } => {}
         }
-        let _ = writeln!(out, "{v}");
-        let _ = out.flush();
+    }
+
+    /// Listen mode: drops the current connection abruptly (no close frame).
+    fn drop_connection(&self) {
+        if let Out::Socket { tx, drop } = &mut *lock(&self.out) {
+            *tx = None;
+            drop.store(true, Ordering::SeqCst);
+        }
     }
 
     fn notify(&self, method: &str, params: Value) {
@@ -72,57 +109,88 @@ impl Stub {
     }
 }
 
-/// Runs the stub until stdin closes. Returns the process exit code.
+/// Runs the stub until stdin closes (or, listening, until it is killed). Returns the
+/// process exit code.
 pub fn run() -> i32 {
-    let mode = std::env::var("BAA_CODEXD_STUB_MODE").unwrap_or_else(|_| "normal".into());
+    let args: Vec<String> = std::env::args().collect();
+    let listen = args
+        .iter()
+        .position(|a| a == "--listen")
+        .map(|i| args.get(i + 1).cloned().unwrap_or_default());
+    let mut mode = std::env::var("BAA_CODEXD_STUB_MODE").unwrap_or_else(|_| "normal".into());
+    if listen.is_some() && mode != "listen" {
+        eprintln!(
+            "error: unexpected argument '--listen' found (the stub app-server speaks stdio only)"
+        );
+        return 2;
+    }
+    if let Some(path) = mode.strip_prefix("exit-while:") {
+        mode = if std::path::Path::new(path).exists() {
+            "exit"
+        } else {
+            "normal"
+        }
+        .into();
+    }
     if mode == "exit" {
         eprintln!("stub app-server: exiting at once (BAA_CODEXD_STUB_MODE=exit)");
         return 3;
     }
     eprintln!("stub app-server: mode {mode}");
     let stub = Arc::new(Stub {
-        out: Mutex::new(io::stdout()),
+        out: Mutex::new(Out::Stdout(io::stdout())),
         mode: mode.clone(),
+        resumes: AtomicU64::new(0),
         active: Mutex::new(HashMap::new()),
         approvals: Mutex::new(HashMap::new()),
         completed: Mutex::new(HashMap::new()),
         next_server_id: AtomicI64::new(0),
     });
+    if let Some(endpoint) = listen {
+        let path = endpoint.strip_prefix("unix://").unwrap_or(&endpoint);
+        return crate::stub_socket::serve(&stub, std::path::Path::new(path));
+    }
     let stdin = io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
-        if mode == "silent" {
-            continue;
-        }
-        let Ok(msg) = serde_json::from_str::<Value>(&line) else {
-            eprintln!("stub app-server: ignoring malformed line");
-            continue;
-        };
-        let method = msg
-            .get("method")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let id = msg.get("id").cloned();
-        if mode == "mute" && method.as_deref() != Some("initialize") {
-            continue;
-        }
-        match (method, id) {
-            (Some(m), Some(id)) => handle_request(
-                &stub,
-                &m,
-                id,
-                msg.get("params").cloned().unwrap_or(json!({})),
-            ),
-            (None, Some(id)) => {
-                let tx = id.as_i64().and_then(|i| lock(&stub.approvals).remove(&i));
-                if let Some(tx) = tx {
-                    let _ = tx.send(msg);
-                }
-            }
-            _ => {}
-        }
+        handle_line(&stub, &line);
     }
     0
+}
+
+/// One JSON-RPC message from codexd (a stdin line or a WebSocket text frame).
+pub(crate) fn handle_line(stub: &Arc<Stub>, line: &str) {
+    let mode = stub.mode.as_str();
+    if mode == "silent" {
+        return;
+    }
+    let Ok(msg) = serde_json::from_str::<Value>(line) else {
+        eprintln!("stub app-server: ignoring malformed line");
+        return;
+    };
+    let method = msg
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let id = msg.get("id").cloned();
+    if mode == "mute" && method.as_deref() != Some("initialize") {
+        return;
+    }
+    match (method, id) {
+        (Some(m), Some(id)) => handle_request(
+            stub,
+            &m,
+            id,
+            msg.get("params").cloned().unwrap_or(json!({})),
+        ),
+        (None, Some(id)) => {
+            let tx = id.as_i64().and_then(|i| lock(&stub.approvals).remove(&i));
+            if let Some(tx) = tx {
+                let _ = tx.send(msg);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn handle_request(stub: &Arc<Stub>, method: &str, id: Value, params: Value) {
@@ -140,6 +208,9 @@ fn handle_request(stub: &Arc<Stub>, method: &str, id: Value, params: Value) {
             json!({"userAgent": "stub-app-server/0.0.0", "codexHome": "", "platformFamily": "unix", "platformOs": std::env::consts::OS}),
         ),
         "thread/start" | "thread/resume" => {
+            if method == "thread/resume" {
+                stub.resumes.fetch_add(1, Ordering::SeqCst);
+            }
             let tid = if method == "thread/start" {
                 new_id("thr")
             } else {
@@ -320,6 +391,21 @@ fn run_turn(
             json!({"rateLimits": {"limitId": "codex", "primary": {"usedPercent": 100, "windowDurationMins": 300, "resetsAt": resets_at}}}),
         );
         message = format!("rate limit used up for {secs} s");
+    } else if text.trim() == "drop-connection" {
+        delta("before the drop, ");
+        let resumes = stub.resumes.load(Ordering::SeqCst);
+        stub.drop_connection();
+        // The turn goes on in here; what follows reaches codexd once it attached again
+        // and resumed this thread (bounded: a codexd that never comes back loses it).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while stub.resumes.load(Ordering::SeqCst) == resumes
+            && !interrupted.load(Ordering::SeqCst)
+            && std::time::Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(20));
+        }
+        delta("after the drop");
+        message = "before the drop, after the drop".into();
     } else if text.trim() == "write-file" {
         message = match std::fs::write("stub-written-file", b"written by the stub\n") {
             Ok(()) => "wrote stub-written-file".into(),

@@ -12,10 +12,13 @@ use std::thread::{self, JoinHandle};
 use serde_json::{json, Value};
 
 use baa::common::proc::{kill_if_same, KillOutcome};
+use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
 use crate::approvals::Pending;
-use crate::child::{self, queue, ChildEvent, CutMessage, Link, Settings, MAX_LINE, QUEUE_BYTES};
+use crate::child::{
+    self, queue, ChildEvent, Control, CutMessage, Link, Settings, MAX_LINE, QUEUE_BYTES,
+};
 use crate::core::Core;
 use crate::events::Level;
 use crate::rpc::RpcError;
@@ -36,10 +39,12 @@ impl ChildThreads {
             .name("codexd-dispatch".into())
             .spawn(move || dispatch(&c, rx))
             .map_err(|e| format!("cannot start the dispatcher thread: {e}"))?;
+        let (control_tx, control_rx) = crossbeam_channel::bounded::<Control>(4);
+        *lock(&core.control) = Some(control_tx);
+        let settings = Settings::from_config(&core.cfg, core.take_adoptee());
         // Without a supervisor the dispatcher ends at once: its only sender is dropped.
-        let supervisor =
-            child::spawn_supervisor(Settings::from_config(&core.cfg), core.stop.clone(), tx)
-                .map_err(|e| format!("cannot start the supervisor thread: {e}"))?;
+        let supervisor = child::spawn_supervisor(settings, core.stop.clone(), tx, control_rx)
+            .map_err(|e| format!("cannot start the supervisor thread: {e}"))?;
         Ok(ChildThreads {
             supervisor,
             dispatcher,
@@ -66,7 +71,7 @@ struct Dispatcher {
     garbage: u64,
 }
 
-fn dispatch(core: &Core, rx: queue::Receiver<ChildEvent>) {
+fn dispatch(core: &Arc<Core>, rx: queue::Receiver<ChildEvent>) {
     let mut d = Dispatcher {
         link: None,
         start_time: None,
@@ -87,11 +92,16 @@ impl Dispatcher {
         self.link.as_ref().filter(|l| l.generation == generation)
     }
 
-    fn apply(&mut self, core: &Core, ev: ChildEvent) {
+    fn apply(&mut self, core: &Arc<Core>, ev: ChildEvent) {
         match ev {
             ChildEvent::Starting => core.set_child_status(ChildStatus::Starting, None),
-            ChildEvent::Spawned { link, start_time } => {
-                core.on_child_spawned(&link, start_time.clone());
+            ChildEvent::Spawned {
+                link,
+                start_time,
+                attached,
+                socket,
+            } => {
+                core.on_child_spawned(&link, start_time.clone(), attached, socket);
                 self.link = Some(link);
                 self.start_time = start_time;
             }
@@ -111,7 +121,7 @@ impl Dispatcher {
                 let link = self.link_of(generation).cloned();
                 core.on_line_cut(link.as_deref(), generation, bytes, &head, message);
             }
-            ChildEvent::StdoutClosed { generation } => {
+            ChildEvent::StreamClosed { generation } => {
                 // No response can arrive any more; every line before this one is applied.
                 if let Some(link) = self.link_of(generation) {
                     link.rpc.close();
@@ -130,12 +140,21 @@ impl Dispatcher {
                 reason,
                 stderr_tail,
                 status,
-            } => core.record_exit(generation, &reason, &stderr_tail, status),
+                requested,
+            } => core.record_exit(generation, &reason, &stderr_tail, status, requested),
+            ChildEvent::Disconnected {
+                generation,
+                pid,
+                reason,
+            } => core.on_child_disconnected(generation, pid, &reason),
             ChildEvent::Stopped {
                 generation,
                 pid,
                 exit,
             } => core.on_child_stopped(generation, pid, &exit),
+            ChildEvent::Detached { generation, pid } => core.on_child_detached(generation, pid),
+            ChildEvent::AttachFailed { pid, why } => core.on_attach_failed(pid, &why),
+            ChildEvent::TransportFallback { why } => core.on_transport_fallback(&why),
             ChildEvent::Unavailable { why, retry_at } => core.mark_unavailable(&why, retry_at),
             ChildEvent::Restarting {
                 delay_ms,
@@ -167,6 +186,8 @@ impl Dispatcher {
                     json!({"failures": failures, "lastError": last_error, "stderrTail": stderr_tail, "retryAt": retry_at}),
                 );
             }
+            // A detached child runs on: its status says so for the next codexd.
+            ChildEvent::Finished if core.state().child.status == ChildStatus::Detached => {}
             ChildEvent::Finished => core.set_child_status(ChildStatus::Stopped, None),
         }
     }
@@ -207,32 +228,52 @@ impl Core {
         self.mark_daemon_dirty();
     }
 
-    fn on_child_spawned(&self, link: &Link, start_time: Option<String>) {
+    fn on_child_spawned(
+        &self,
+        link: &Link,
+        start_time: Option<String>,
+        attached: bool,
+        socket: Option<std::path::PathBuf>,
+    ) {
         let (pid, generation) = (link.pid, link.generation);
-        self.emit(
-            Level::Info,
-            "child.spawned",
-            format!("spawned codex app-server pid {pid} (generation {generation})"),
-            json!({"pid": pid, "generation": generation, "command": self.cfg.server_command, "args": self.cfg.server_args}),
-        );
+        let socket = socket.map(|p| p.display().to_string());
+        if attached {
+            log::info!("attaching to the running app-server pid {pid} (generation {generation})");
+        } else {
+            self.emit(
+                Level::Info,
+                "child.spawned",
+                format!("spawned codex app-server pid {pid} (generation {generation})"),
+                json!({"pid": pid, "generation": generation, "command": self.cfg.server_command, "args": self.cfg.server_args, "socket": socket}),
+            );
+        }
         {
             let mut st = self.state();
             st.child.pid = Some(pid);
             st.child.start_time = start_time;
+            st.child.transport = if socket.is_some() { "unix" } else { "stdio" }.into();
+            if socket.is_some() {
+                st.child.socket = socket;
+            }
+            st.child.attached = attached;
         }
         self.mark_daemon_dirty();
         self.flush();
     }
 
-    /// The child answered `initialize`: its link becomes the current one.
+    /// The child answered `initialize`: its link becomes the current one. After an
+    /// attach, the threads of running turns are resumed on the new connection.
     pub fn on_child_ready(
-        &self,
+        self: &Arc<Self>,
         link: Arc<Link>,
         start_time: Option<String>,
         user_agent: Option<String>,
     ) {
         let (generation, pid) = (link.generation, link.pid);
-        {
+        let version = user_agent
+            .as_deref()
+            .and_then(crate::codex_version::version_from_user_agent);
+        let attached = {
             let mut st = self.state();
             st.child.status = ChildStatus::Running;
             st.child.pid = Some(pid);
@@ -240,32 +281,38 @@ impl Core {
             st.child.generation = generation;
             st.child.started_at = Some(now_rfc3339());
             st.child.next_restart_at = None;
+            st.child.codex_version = version.clone();
             for s in st.sessions.iter_mut() {
                 s.child_pid = Some(pid);
             }
-        }
+            st.child.attached
+        };
         self.set_user_agent(user_agent.clone());
-        self.set_link(Some(link));
+        self.set_link(Some(link.clone()));
         self.mark_daemon_dirty();
         self.mark_sessions_dirty();
         self.flush();
+        let (kind, what) = if attached {
+            ("child.attached", "attached to the running")
+        } else {
+            ("child.ready", "ready:")
+        };
+        let socket = self.state().child.socket.clone();
         self.emit(
             Level::Info,
-            "child.ready",
-            format!("codex app-server ready (pid {pid}, generation {generation})"),
-            json!({"pid": pid, "generation": generation, "userAgent": user_agent}),
+            kind,
+            format!("{what} codex app-server (pid {pid}, generation {generation})"),
+            json!({"pid": pid, "generation": generation, "userAgent": user_agent, "codexVersion": version, "attached": attached, "socket": socket}),
         );
+        if attached {
+            self.schedule_resume(link);
+        }
     }
 
-    /// Generation `generation` is gone: pending requests are dropped, running turns are
-    /// interrupted, threads must be resumed before the next turn.
+    /// Generation `generation` is gone with its process: pending requests are dropped,
+    /// running turns are interrupted, threads must be resumed before the next turn.
     pub fn on_child_exit(&self, generation: u64, description: &str) {
-        if let Some(l) = self.current_link() {
-            if l.generation == generation {
-                l.rpc.close();
-                self.set_link(None);
-            }
-        }
+        self.close_generation(generation);
         let abandoned: Vec<Pending> = {
             let mut st = self.state();
             st.child.pid = None;
@@ -276,15 +323,11 @@ impl Core {
                 .drain(..)
                 .partition(|p| p.generation == generation);
             st.pending = keep;
+            // Threads live in the child: none is loaded until a turn resumes it.
             for s in st.sessions.iter_mut() {
-                if s.loaded_generation == generation {
-                    s.loaded_generation = 0;
-                }
-                // Threads live in the child: none is loaded until a turn resumes it.
                 if s.status != "archived" {
                     s.status = "notLoaded".into();
                 }
-                s.child_pid = None;
             }
             gone
         };
@@ -296,11 +339,141 @@ impl Core {
                 json!({"requestId": p.request_id, "method": p.method, "sessionId": p.session_id}),
             );
         }
+        self.abandon_replayable(None, "the app-server exited");
         self.interrupt_orphaned_turns(description);
         self.mark_daemon_dirty();
     }
 
-    fn record_exit(&self, generation: u64, desc: &str, tail: &str, status: Option<ExitStatus>) {
+    /// Closes the link of `generation` and marks every thread unloaded: a new connection
+    /// must resume them. Requests of that connection wait for their replay (unix mode)
+    /// unless the caller abandons them.
+    fn close_generation(&self, generation: u64) {
+        if let Some(l) = self.current_link() {
+            if l.generation == generation {
+                l.rpc.close();
+                self.set_link(None);
+            }
+        }
+        let mut st = self.state();
+        for s in st.sessions.iter_mut() {
+            if s.loaded_generation == generation {
+                s.loaded_generation = 0;
+            }
+            s.child_pid = None;
+        }
+    }
+
+    /// Unix mode: the connection of `generation` ended while its app-server runs on:
+    /// its turns keep running and its requests wait to be replayed on the next connection.
+    fn on_child_disconnected(&self, generation: u64, pid: u32, reason: &str) {
+        self.close_generation(generation);
+        {
+            let mut st = self.state();
+            let (lost, keep): (Vec<Pending>, Vec<Pending>) = st
+                .pending
+                .drain(..)
+                .partition(|p| p.generation == generation);
+            st.pending = keep;
+            st.replayable.extend(lost);
+            st.child.last_error = Some(reason.to_string());
+        }
+        self.emit(
+            Level::Warn,
+            "child.disconnected",
+            format!("lost the connection to the app-server pid {pid} ({reason}); attaching again"),
+            json!({"pid": pid, "generation": generation, "reason": reason}),
+        );
+        self.mark_daemon_dirty();
+        self.flush();
+    }
+
+    /// codexd is stopping and left its unix-mode child running: its pid, start time,
+    /// running turns and unanswered requests stay recorded for the next codexd.
+    fn on_child_detached(&self, generation: u64, pid: u32) {
+        self.close_generation(generation);
+        let socket = {
+            let mut st = self.state();
+            let lost: Vec<Pending> = st.pending.drain(..).collect();
+            st.replayable.extend(lost);
+            st.child.status = ChildStatus::Detached;
+            st.child.socket.clone()
+        };
+        self.emit(
+            Level::Info,
+            "child.detached",
+            format!("left the codex app-server pid {pid} running for the next codexd"),
+            json!({"pid": pid, "generation": generation, "socket": socket}),
+        );
+        self.mark_daemon_dirty();
+    }
+
+    /// The unix transport cannot start: stdio from now on, and status says why.
+    fn on_transport_fallback(&self, why: &str) {
+        {
+            let mut st = self.state();
+            st.child.transport = "stdio".into();
+            st.child.transport_error = Some(why.to_string());
+            st.child.last_error = Some(format!("unix socket transport unusable: {why}"));
+        }
+        self.emit(
+            Level::Error,
+            "child.transport_fallback",
+            format!("the unix socket transport could not start ({why}); using stdio instead"),
+            json!({"reason": why, "endpoint": self.cfg.server_endpoint}),
+        );
+        self.mark_daemon_dirty();
+        self.flush();
+    }
+
+    /// `POST /v1/codexd/child/restart`: asks the supervisor to stop the child and start a
+    /// fresh one now (also out of `crash_loop` and `unavailable`).
+    pub fn request_restart(&self) -> Result<Value, baa::common::api_error::ApiError> {
+        use baa::common::api_error::ApiError;
+        if self.cfg.strategy == crate::config::Strategy::External {
+            return Err(ApiError::new(
+                409,
+                "no_child",
+                "codexd runs with BAA_CODEXD_SERVER_STRATEGY=external and has no child to restart.",
+            ));
+        }
+        // Read before the request: the supervisor may act on it at once.
+        let (pid, status) = {
+            let st = self.state();
+            (st.child.pid, st.child.status)
+        };
+        // Sent under the event lock (like an answer to the child): the child's exit that
+        // the request causes is always emitted after `child.restart_requested`.
+        let sent = self.events.emit_after(
+            || {
+                lock(&self.control)
+                    .as_ref()
+                    .ok_or(())?
+                    .try_send(Control::Restart)
+                    .map_err(|_| ())
+            },
+            Level::Info,
+            "child.restart_requested",
+            format!("restart of the codex app-server requested (pid {pid:?}, status {status})"),
+            json!({"pid": pid, "status": status}),
+        );
+        if sent.is_err() {
+            return Err(ApiError::new(
+                503,
+                "restart_unavailable",
+                "The supervisor is not taking requests (codexd is starting, stopping, or a restart is already queued).",
+            ));
+        }
+        Ok(json!({"accepted": true, "previousPid": pid, "previousStatus": status}))
+    }
+
+    fn record_exit(
+        &self,
+        generation: u64,
+        desc: &str,
+        tail: &str,
+        status: Option<ExitStatus>,
+        requested: bool,
+    ) {
         let exit = json!({
             "at": now_rfc3339(),
             "generation": generation,
@@ -308,18 +481,28 @@ impl Core {
             "code": status.and_then(|s| s.code()),
             "signal": status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)),
             "stderrTail": last_lines(tail, 10),
+            "requested": requested,
         });
         {
             let mut st = self.state();
+            if requested {
+                // The supervisor starts the next one at once, without a backoff report.
+                st.child.status = ChildStatus::Starting;
+            }
             st.child.restarts += 1;
             st.child.recent_exits.push_back(exit.clone());
             while st.child.recent_exits.len() > 10 {
                 st.child.recent_exits.pop_front();
             }
         }
-        self.on_child_exit(generation, desc);
+        let why = if requested {
+            "the app-server was restarted on request (POST /v1/codexd/child/restart)"
+        } else {
+            desc
+        };
+        self.on_child_exit(generation, why);
         self.emit(
-            Level::Error,
+            if requested { Level::Warn } else { Level::Error },
             "child.exited",
             format!("codex app-server (generation {generation}) {desc}"),
             exit,

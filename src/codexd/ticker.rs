@@ -5,7 +5,8 @@
 //! thread (at most one refresh at a time); the ticker owns those threads, joins the
 //! finished ones as it goes and the rest when it stops (each is bounded by the request
 //! timeout, and by the child link closing when codexd stops).
-//! Once a second it also archives sessions idle beyond the retention.
+//! Once a second it also archives sessions idle beyond the retention. It also joins the
+//! core's other jobs (`Core::spawn_job`: resuming threads after an attach).
 
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -48,9 +49,11 @@ fn run(core: &Arc<Core>) {
             reconciles.into_iter().partition(JoinHandle::is_finished);
         reconciles = running;
         join_all(done);
+        core.reap_jobs(false);
     }
     join_all(reconciles);
     join_all(account.into_iter().collect());
+    core.reap_jobs(true);
 }
 
 /// Starts the account refresh when none runs and one is due (joining the last one).

@@ -232,6 +232,9 @@ impl Core {
             st.pending = keep;
             gone
         };
+        if !expired.is_empty() {
+            self.mark_daemon_dirty();
+        }
         for p in expired {
             let answer = approvals::answer_for(&p.method, &p.params, p.default_decision);
             if let Err(e) = self.send_answer(&p, &answer, "timeout") {

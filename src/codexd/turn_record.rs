@@ -235,12 +235,21 @@ impl TurnProgress {
         }));
     }
 
+    /// A turn that was already running when this codexd attached to its app-server (unix
+    /// mode): its start time is unknown here (empty) until the app-server's Turn says it.
+    pub fn resumed(turn_id: &str) -> TurnProgress {
+        TurnProgress {
+            started_at: String::new(),
+            ..TurnProgress::new(turn_id)
+        }
+    }
+
     /// The record as it stands, with `status`.
     pub fn to_record(&self, status: &str) -> TurnRecord {
         let mut record = TurnRecord {
             turn_id: self.turn_id.clone(),
             status: status.to_string(),
-            started_at: Some(self.started_at.clone()),
+            started_at: (!self.started_at.is_empty()).then(|| self.started_at.clone()),
             error: self.error.clone(),
             usage: self.usage.clone(),
             diff: self.diff.clone(),

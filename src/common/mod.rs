@@ -7,6 +7,7 @@ pub mod client;
 pub mod codex_fields;
 pub mod codex_home;
 pub mod daemon;
+pub mod dirlock;
 pub mod http;
 pub mod ids;
 pub mod jsonl;

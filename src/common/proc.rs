@@ -1,7 +1,7 @@
 //! Thin, checked wrappers over the few process syscalls the daemons need: signals to a
 //! pid or a group, a process's start time (with the pid it names one process across pid
-//! reuse), killing a recorded process only if it is still that process, the umask of a
-//! spawned child, and readiness waits on the pipes to a child.
+//! reuse), killing a recorded process only if it is still that process, the umask and
+//! session of a spawned child, and readiness waits on the pipes and sockets to a child.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -162,6 +162,20 @@ pub fn set_child_umask(cmd: &mut Command, mask: u32) {
     }
 }
 
+/// Makes `cmd`'s process the leader of a new session (setsid): it has no controlling
+/// terminal and is in no process group of ours, so a signal to our group (launchd stops a
+/// job by its group) does not reach it. For a child meant to outlive this process.
+pub fn set_new_session(cmd: &mut Command) {
+    // SAFETY: runs in the forked child before exec; setsid(2) is async-signal-safe and
+    // cannot fail in a freshly forked child (it is never a group leader).
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+}
+
 /// Puts `fd` in non-blocking mode (for our end of a pipe to a child: a write then never
 /// waits on a child that stopped reading).
 pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
@@ -209,6 +223,55 @@ impl StopPipe {
 
     pub fn is_fired(&self) -> bool {
         lock(&self.tx).is_none()
+    }
+}
+
+impl AsRawFd for StopPipe {
+    /// The read end: readable (EOF) once fired, for a caller that polls more than one fd.
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.rx.as_raw_fd()
+    }
+}
+
+/// A wake-up for a thread blocked in poll(2) on more than a queue: [`WakePipe::wake`]
+/// makes the read end readable until the waiter [`WakePipe::drain`]s it. Unlike
+/// [`StopPipe`] it rings any number of times; both ends are non-blocking, so a wake never
+/// blocks (a full pipe already says "wake up").
+pub struct WakePipe {
+    rx: OwnedFd,
+    tx: OwnedFd,
+}
+
+impl WakePipe {
+    pub fn new() -> io::Result<WakePipe> {
+        let (rx, tx) = cloexec_pipe()?;
+        set_nonblocking(&rx)?;
+        set_nonblocking(&tx)?;
+        Ok(WakePipe { rx, tx })
+    }
+
+    pub fn wake(&self) {
+        // SAFETY: a one-byte write from a buffer we own to a pipe we own; EAGAIN (full)
+        // is fine, the waiter is woken already.
+        let _ = unsafe { libc::write(self.tx.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+    }
+
+    /// Empties the pipe (call after waking, before looking at the work).
+    pub fn drain(&self) {
+        let mut buf = [0u8; 64];
+        loop {
+            // SAFETY: reads into a buffer we own from a non-blocking pipe we own.
+            let n = unsafe { libc::read(self.rx.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return;
+            }
+        }
+    }
+}
+
+impl AsRawFd for WakePipe {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.rx.as_raw_fd()
     }
 }
 

@@ -79,6 +79,23 @@ pub fn send_message(
     chunks: &[String],
     gap: Duration,
 ) -> io::Result<()> {
+    send_message_paced(w, item_id, chunks, |w, i| {
+        if i > 0 && !gap.is_zero() {
+            w.pause(gap)?;
+        }
+        Ok(())
+    })
+}
+
+/// [`send_message`] with `before(w, i)` run before chunk `i` is sent: a stand-in model
+/// that wants to hold a stream mid-way (a test that restarts a daemon while a turn
+/// streams) waits there.
+pub fn send_message_paced(
+    w: &mut StreamWriter<'_>,
+    item_id: &str,
+    chunks: &[String],
+    mut before: impl FnMut(&mut StreamWriter<'_>, usize) -> io::Result<()>,
+) -> io::Result<()> {
     send(
         w,
         &json!({
@@ -88,9 +105,7 @@ pub fn send_message(
         }),
     )?;
     for (i, chunk) in chunks.iter().enumerate() {
-        if i > 0 && !gap.is_zero() {
-            w.pause(gap)?;
-        }
+        before(w, i)?;
         send(
             w,
             &json!({

@@ -4,10 +4,13 @@
 mod cli;
 mod codex_rig;
 mod codexd_child;
+mod codexd_event_log;
 mod codexd_faults;
 mod codexd_history;
+mod codexd_lifecycle;
 mod codexd_models;
 mod codexd_real;
+mod codexd_socket;
 mod conductor_api;
 mod conductor_codex_proxy;
 mod conductor_firefox;

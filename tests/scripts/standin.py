@@ -6,7 +6,8 @@ names). It reads the same environment the launchd plists set and answers the pro
 runtime scripts use exactly as the real binaries do: conductor /healthz "ok\\n", /readyz,
 /rolez, /v1/system/state and POST /v1/system/{pause,resume,drain}; codexd pretty JSON with
 "status": "ok" and "mode": "app-server"; status-api /healthz and /v1/status. `--version`
-prints "<name> 0.0.0-standin". SIGTERM stops it cleanly.
+prints "<name> 0.0.0-standin", `stop-child` that there is no child. SIGTERM stops it
+cleanly.
 
 The conductor keeps its mode in $BAA_STATE_DIR/standin-system.json (it survives restarts,
 as the real one's does) and appends "METHOD PATH" per request to standin-requests.log
@@ -143,6 +144,9 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     if sys.argv[1:] == ["--version"]:
         print("%s 0.0.0-standin" % SERVICE)
+        return
+    if sys.argv[1:] == ["stop-child"]:
+        print("no app-server recorded in %s: nothing to stop" % os.environ.get("BAA_CODEXD_STATE_DIR", "?"))
         return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     Handler.table = routes()

@@ -144,7 +144,7 @@ class InstallTests(ScriptTest):
             "BAA_CODEXD_SERVER_COMMAND": str(FAKES / "codex"),
             "BAA_CODEXD_SERVER_ARGS": "app-server",
             "BAA_CODEXD_SERVER_CWD": repo,
-            "BAA_CODEXD_SERVER_ENDPOINT": "stdio://codex-app-server",
+            "BAA_CODEXD_SERVER_ENDPOINT": "unix://",
             "BAA_STATE_DIR": root + "/state",
             "BAA_LOGS_DIR": logs,
         }.items():

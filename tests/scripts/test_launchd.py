@@ -3,6 +3,8 @@ the fake launchctl, which really runs the installed programs on free loopback po
 
 import json
 import os
+import subprocess
+import sys
 
 from harness import (
     DOMAIN, LABELS, SERVICES, TOKEN, ScriptTest, alive, http_get, real_bin_dir, write_exe,
@@ -267,6 +269,32 @@ class CheckNodeTests(ScriptTest):
         proc = n.run("check-node.sh", *args)
         self.check(proc, 1)
         self.assertIn("FAIL codex: %s is not an executable" % (n.root / "no-codex"), proc.stderr)
+
+
+    def test_check_node_reports_an_app_server_no_codexd_owns_and_stop_with_child_runs_stop_child(self):
+        n = self.node
+        self.bootstrap_and_install()
+        self.check(self.reload())
+        env = n.plist("codexd")["EnvironmentVariables"]
+        self.assertEqual(env["BAA_CODEXD_SERVER_ENDPOINT"], "unix://")
+        sock = env["BAA_CODEXD_STATE_DIR"] + "/app-server.sock"
+        # Something on codexd's socket that codexd does not report as its child.
+        orphan = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)", "app-server", "--listen", "unix://" + sock])
+        try:
+            args = [*n.target_args(), *n.config_args(), "--service", "codexd", "--skip-static-check"]
+            proc = n.run("check-node.sh", *args)
+            self.check(proc, 1)
+            self.assertIn("FAIL codexd: app-server pid %d on %s runs but no codexd owns it" % (orphan.pid, sock),
+                          proc.stderr)
+        finally:
+            orphan.kill()
+            orphan.wait()
+        proc = n.run("stop-launchd.sh", *n.target_args(), "--service", "codexd", "--with-child", "--dry-run")
+        self.check(proc)
+        self.assertIn("launchctl bootout gui/501/so.makefile.baa-codexd", proc.stdout)
+        self.assertIn("/baa-codexd stop-child", proc.stdout)
+        self.assertIn("BAA_CODEXD_STATE_DIR=", proc.stdout)
 
 
 class InstallMiniTests(ScriptTest):

@@ -5,9 +5,10 @@ and the backup/restore procedure of docs/runtime/backup.md, run as written."""
 import json
 import os
 import re
+import shutil
 import subprocess
 
-from harness import DOMAIN, LABELS, REPO, ScriptTest, http_get, http_post, real_bin_dir
+from harness import DOMAIN, FAKES, LABELS, REPO, ScriptTest, http_get, http_post, real_bin_dir
 
 UPGRADE_ORDER = ["codexd", "conductor", "status-api"]
 
@@ -114,6 +115,24 @@ class LifecycleTests(ScriptTest):
         self.assertIn("kept the token file %s" % n.token_file, proc.stdout)
         self.assertTrue(n.token_file.exists())
 
+    def test_upgrade_with_a_new_codex_stops_the_app_server_codexd_would_re_attach(self):
+        # Unix mode: a restarted codexd re-attaches the app-server left running, which would
+        # keep the old codex after an upgrade that changed it.
+        n = self.node
+        self.bootstrap_and_install()
+        self.check(self.reload())
+        new_codex = n.root / "codex-next"
+        shutil.copy(FAKES / "codex", new_codex)
+        proc = self.upgrade(n.make_bin_dir(n.root / "v2", flavor="v2"), "--codex-command", str(new_codex))
+        self.check(proc)
+        self.assertIn("codex changes (%s -> %s): stopping codexd's app-server" % (FAKES / "codex", new_codex), proc.stdout)
+        self.assertIn("nothing to stop", proc.stdout)
+        self.assertEqual(n.plist("codexd")["EnvironmentVariables"]["BAA_CODEXD_SERVER_COMMAND"], str(new_codex))
+        # The same codex: no stop.
+        proc = self.upgrade(n.make_bin_dir(n.root / "v3", flavor="v3"), "--codex-command", str(new_codex))
+        self.check(proc)
+        self.assertNotIn("codex changes", proc.stdout)
+
     def test_upgrade_to_the_installed_build_does_nothing(self):
         n = self.node
         self.bootstrap_and_install()
@@ -186,6 +205,8 @@ class LifecycleTests(ScriptTest):
         self.check(proc)
         self.assertIn("+ launchctl bootout %s/so.makefile.baa-conductor" % DOMAIN, proc.stdout)
         self.assertIn("+ rm -rf", proc.stdout)
+        # codexd's unix-mode app-server would outlive an uninstalled codexd: stopped too.
+        self.assertIn("/baa-codexd stop-child", proc.stdout)
         self.assertTrue(n.plist_path("conductor").exists())
         self.assertTrue((n.runtime / "state").exists())
         proc = n.run("uninstall-launchd.sh", *n.target_args(), "--purge", "--service", "codexd")

@@ -154,3 +154,22 @@ restart_service() {
   [[ "$dry_run" == "1" ]] && return 0
   recover_service_after_reload "$service"
 }
+
+# In unix mode codexd's stop leaves its app-server running for the next codexd (turns and
+# approvals survive); --with-child stops it too, with the binary and dirs of the installed
+# plist. stop-child refuses while a codexd still holds the state dir. Used by
+# stop-launchd.sh --with-child and uninstall-launchd.sh.
+stop_codexd_child() {
+  local plist bin
+  plist="$(service_install_path "$install_dir" codexd)"
+  bin="$(plist_get_or_default "$plist" ":ProgramArguments:0" "")"
+  if [[ -z "$bin" ]]; then
+    runtime_error "codexd: no installed plist at ${plist}; cannot find baa-codexd for --with-child"
+    return 1
+  fi
+  run_cmd env \
+    "BAA_CODEXD_REPO_ROOT=$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_REPO_ROOT" "")" \
+    "BAA_CODEXD_STATE_DIR=$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_STATE_DIR" "")" \
+    "BAA_CODEXD_LOGS_DIR=$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_LOGS_DIR" "")" \
+    "$bin" stop-child
+}

@@ -1,7 +1,14 @@
 //! The app-server child, by concern: `supervisor` (the restart loop, one generation at a
-//! time), `policy` (backoff and crash loop, pure), `process` (the command, spawn, stop),
-//! `pumps` (the threads on the child's stdout and stderr) and `queue` (the byte-bounded
-//! channel to the core).
+//! time, and the control requests it takes), `generation` (one connection to one process
+//! and everything it owns), `policy` (backoff and crash loop, pure), `process` (the
+//! command, spawn, stop), and the two transports behind the one [`Rpc`]: `stdio` (the
+//! stdin writer; `pumps`, the threads on stdout and stderr) and `unix` (spawning a child
+//! that listens on a socket, or attaching to one that already runs; `socket`, the
+//! WebSocket connection and its thread); `queue` is the byte-bounded channel to the core.
+//!
+//! A generation is one connection: in stdio mode one process, in unix mode possibly one of
+//! several connections to the same long-lived process (codexd restarted, or the
+//! connection dropped and codexd attached again).
 //!
 //! The child side never calls into the core: everything it has to say — a spawned
 //! process, each stdout line, a ready handshake, an exit, a restart — goes as a
@@ -9,11 +16,15 @@
 //! (`supervision.rs`). One channel keeps the order that matters: every line of a
 //! generation reaches the core before that generation's exit.
 
+mod generation;
 mod policy;
 mod process;
 mod pumps;
 pub mod queue;
+mod socket;
+pub mod stdio;
 mod supervisor;
+mod unix;
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -21,10 +32,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::endpoint::Transport;
 use crate::rpc::Rpc;
 
 pub use pumps::{CutMessage, MAX_LINE};
-pub use supervisor::spawn_supervisor;
+pub use supervisor::{spawn_supervisor, Control};
+
+/// How long initialize may take on a fresh child (spawn → response was ~0.1 s on the
+/// native binary).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Bytes of stdout lines (and reports) that may wait for the core at once.
 pub const QUEUE_BYTES: usize = 2 * MAX_LINE;
@@ -40,10 +56,14 @@ pub struct Link {
 pub enum ChildEvent {
     /// A new generation is about to be spawned (status `starting`).
     Starting,
-    /// The process runs and `link` writes to its stdin; its lines follow.
+    /// The process runs and `link` talks to it; its messages follow. `attached`: codexd
+    /// connected to a unix-mode child that was already running instead of spawning one.
     Spawned {
         link: Arc<Link>,
         start_time: Option<String>,
+        attached: bool,
+        /// The socket of a unix-mode child (None: stdio).
+        socket: Option<PathBuf>,
     },
     /// One stdout line (at most [`MAX_LINE`] bytes).
     Line { generation: u64, bytes: Vec<u8> },
@@ -54,19 +74,29 @@ pub enum ChildEvent {
         head: Vec<u8>,
         message: CutMessage,
     },
-    /// stdout reached EOF: no response of this generation can arrive any more.
-    StdoutClosed { generation: u64 },
+    /// stdout reached EOF, or the socket connection ended: no response of this
+    /// generation can arrive any more.
+    StreamClosed { generation: u64 },
     /// The child answered `initialize`.
     Ready {
         generation: u64,
         user_agent: Option<String>,
     },
-    /// The generation ended, or never got going: counts towards the restart policy.
+    /// The process of the generation ended, or never got going. `requested`: codexd
+    /// stopped it on request (a restart), which never counts towards the crash loop.
     Exited {
         generation: u64,
         reason: String,
         stderr_tail: String,
         status: Option<ExitStatus>,
+        requested: bool,
+    },
+    /// Unix mode: the connection of `generation` ended but its process `pid` still runs;
+    /// codexd attaches to it again (in-flight turns and approvals carry over).
+    Disconnected {
+        generation: u64,
+        pid: u32,
+        reason: String,
     },
     /// codexd stopped the child (it is stopping itself).
     Stopped {
@@ -74,6 +104,14 @@ pub enum ChildEvent {
         pid: u32,
         exit: String,
     },
+    /// codexd is stopping and left its unix-mode child running for the next codexd.
+    Detached { generation: u64, pid: u32 },
+    /// The unix-mode app-server a previous codexd left running (`pid`) cannot be attached
+    /// (`why`); what was left of it is stopped and a fresh one spawned, so its in-flight
+    /// turns are lost.
+    AttachFailed { pid: u32, why: String },
+    /// The unix transport cannot start (`why`): codexd talks stdio from now on.
+    TransportFallback { why: String },
     /// The command cannot be run at all; looked for again at `retry_at`.
     Unavailable { why: String, retry_at: String },
     /// The next start is in `delay_ms` (at `at`).
@@ -105,8 +143,20 @@ impl ChildEvent {
     }
 }
 
+/// A unix-mode app-server a previous codexd left running, recorded in daemon-state.json:
+/// codexd tries to attach to it before it spawns anything.
+#[derive(Debug)]
+pub struct Adoptee {
+    pub pid: u32,
+    /// The OS start time recorded with `pid`: only that exact process is attached or killed.
+    pub start_time: String,
+    pub socket: PathBuf,
+    /// Set when this codexd spawned it (it is our child: reap it).
+    pub child: Option<std::process::Child>,
+}
+
 /// Everything the child side needs from the configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Settings {
     pub command: String,
     pub args: Vec<String>,
@@ -121,10 +171,13 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub stop_grace: Duration,
     pub restart: policy::Limits,
+    pub transport: Transport,
+    /// The app-server to attach to first (unix mode, recorded by a previous codexd).
+    pub attach: Option<Adoptee>,
 }
 
 impl Settings {
-    pub fn from_config(cfg: &Config) -> Settings {
+    pub fn from_config(cfg: &Config, attach: Option<Adoptee>) -> Settings {
         Settings {
             command: cfg.server_command.clone(),
             args: cfg.server_args.clone(),
@@ -142,8 +195,11 @@ impl Settings {
                 reset_ms: cfg.restart_reset_ms,
                 crash_max: cfg.crash_loop_max,
                 window_ms: cfg.crash_loop_window_ms,
+                early_ms: cfg.crash_loop_early_ms,
                 cooldown_ms: cfg.crash_loop_cooldown_ms,
             },
+            transport: cfg.transport.clone(),
+            attach,
         }
     }
 }

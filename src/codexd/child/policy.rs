@@ -1,5 +1,11 @@
 //! The restart policy, as pure state: jittered exponential backoff between restarts, reset
 //! after sustained health, and a crash loop when too many starts fail within a window.
+//!
+//! Only failures count towards the crash loop: a start that never got ready, or a child
+//! that exited on its own within `early_ms` of getting ready. A child that ran healthy for
+//! longer and was then killed from outside (`kill -9`, the OOM killer, an upgrade) is not
+//! a crash-loop signal: it is restarted after the backoff, but never parks codexd. Exits
+//! codexd causes itself (a restart on request) do not reach the policy at all.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -14,6 +20,8 @@ pub struct Limits {
     /// Failures within `window_ms` that make a crash loop.
     pub crash_max: u32,
     pub window_ms: u64,
+    /// An exit counts as a failure only this soon after the child got ready.
+    pub early_ms: u64,
     /// How long a crash loop waits before one more attempt.
     pub cooldown_ms: u64,
 }
@@ -42,14 +50,17 @@ impl RestartPolicy {
         }
     }
 
-    /// A generation that ran for `uptime` ended at `now`.
-    pub fn on_exit(&mut self, uptime: Duration, now: Instant) -> Next {
+    /// A generation ended at `now`, on its own: `ready_for` is how long it had been ready
+    /// (None: it never answered initialize).
+    pub fn on_exit(&mut self, ready_for: Option<Duration>, now: Instant) -> Next {
         let l = self.limits;
-        if uptime >= Duration::from_millis(l.reset_ms) {
+        if ready_for.is_some_and(|u| u >= Duration::from_millis(l.reset_ms)) {
             self.attempt = 0;
             self.failures.clear();
         }
-        self.failures.push_back(now);
+        if ready_for.is_none_or(|u| u < Duration::from_millis(l.early_ms)) {
+            self.failures.push_back(now);
+        }
         let window = Duration::from_millis(l.window_ms);
         while self
             .failures
@@ -74,6 +85,20 @@ impl RestartPolicy {
             delay,
             attempt: self.attempt,
         }
+    }
+}
+
+impl RestartPolicy {
+    /// A start codexd asked for (a restart on request): no backoff, a clean failure count.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+        self.failures.clear();
+    }
+
+    /// Failures counted in the window now.
+    #[cfg(test)]
+    pub fn failures(&self) -> usize {
+        self.failures.len()
     }
 }
 
@@ -102,6 +127,7 @@ mod tests {
         reset_ms: 60_000,
         crash_max: 3,
         window_ms: 10_000,
+        early_ms: 5_000,
         cooldown_ms: 120_000,
     };
 
@@ -118,7 +144,7 @@ mod tests {
     fn quick_failures_make_a_crash_loop_and_health_resets_the_count() {
         let mut p = RestartPolicy::new(LIMITS);
         let t0 = Instant::now();
-        let short = Duration::from_millis(10);
+        let short = Some(Duration::from_millis(10));
         let a = p.on_exit(short, t0);
         let b = p.on_exit(short, t0 + Duration::from_secs(1));
         assert!(
@@ -141,7 +167,7 @@ mod tests {
         );
         // Healthy for longer than reset_ms: the next exit starts over at attempt 1.
         p.on_exit(short, t0 + Duration::from_secs(3));
-        let d = p.on_exit(Duration::from_secs(61), t0 + Duration::from_secs(70));
+        let d = p.on_exit(Some(Duration::from_secs(61)), t0 + Duration::from_secs(70));
         assert!(matches!(d, Next::Restart { attempt: 1, .. }), "{d:?}");
         // Failures older than the window do not count: the one at 70 s is forgotten.
         let e = p.on_exit(short, t0 + Duration::from_secs(90));
@@ -156,5 +182,33 @@ mod tests {
             ),
             "{e:?} {f:?}"
         );
+    }
+
+    /// Issue 9 item 8: ten `kill -9` of a child that had run healthy for a while each
+    /// (here 6 s, past the 5 s early window) parked codexd in crash_loop for 15 minutes.
+    /// They are restarts with backoff, never a crash loop; a start that never got ready
+    /// still counts.
+    #[test]
+    fn outside_kills_of_a_healthy_child_are_not_a_crash_loop() {
+        let mut p = RestartPolicy::new(LIMITS);
+        let t0 = Instant::now();
+        for i in 0..10 {
+            let next = p.on_exit(Some(Duration::from_secs(6)), t0 + Duration::from_secs(i));
+            assert!(matches!(next, Next::Restart { .. }), "kill {i}: {next:?}");
+        }
+        assert_eq!(p.failures(), 0);
+        let a = p.on_exit(None, t0 + Duration::from_secs(11));
+        let b = p.on_exit(Some(Duration::from_secs(1)), t0 + Duration::from_secs(12));
+        let c = p.on_exit(None, t0 + Duration::from_secs(13));
+        assert!(
+            matches!((a, b), (Next::Restart { .. }, Next::Restart { .. })),
+            "{a:?} {b:?}"
+        );
+        assert!(matches!(c, Next::CrashLoop { failures: 3, .. }), "{c:?}");
+        p.on_exit(None, t0 + Duration::from_secs(14));
+        p.reset();
+        assert_eq!(p.failures(), 0);
+        let d = p.on_exit(None, t0 + Duration::from_secs(15));
+        assert!(matches!(d, Next::Restart { attempt: 1, .. }), "{d:?}");
     }
 }

@@ -1,15 +1,21 @@
 //! One app-server process: the command it runs (configured command, args and cwd, secrets
 //! scrubbed from its environment, umask 077), spawning it, and stopping it.
 //!
-//! The child stays in codexd's process group: launchd kills the job's group when codexd
-//! dies, and the app-server also exits on stdin EOF. It is stopped by pid with SIGTERM,
-//! then SIGKILL after a grace period, and always reaped by the supervisor that owns it.
+//! In stdio mode the child stays in codexd's process group: launchd kills the job's group
+//! when codexd dies, and the app-server also exits on stdin EOF. In unix mode it is
+//! started with `--listen unix://<path>` in a session of its own (setsid), its stdin on
+//! /dev/null and its output appended to `stderr.log` directly (no pipe to a codexd that
+//! may be gone), so it outlives codexd. Either way it is stopped by pid with SIGTERM, then
+//! SIGKILL after a grace period, and a child this codexd spawned is always reaped by the
+//! supervisor that owns it.
 
+use std::fs::File;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use baa::common::proc::{kill_pid, set_child_umask};
+use baa::common::proc::{kill_pid, set_child_umask, set_new_session};
 
 use super::Settings;
 
@@ -28,11 +34,42 @@ pub enum StartError {
     /// It ran but failed (exit before/while answering initialize, handshake timeout…):
     /// counts towards the restart backoff and the crash loop. `(description, stderr tail)`.
     Failed(String, String),
+    /// Unix mode: the socket transport cannot start at all (the child exited before its
+    /// socket answered, e.g. it refuses `--listen`, or the socket never answered); codexd
+    /// falls back to stdio. `(description, stderr tail)`.
+    Transport(String, String),
 }
 
-/// Spawns the child with piped stdin, stdout and stderr.
+/// Spawns the child with piped stdin, stdout and stderr (stdio mode).
 pub fn spawn(s: &Settings) -> Result<Child, StartError> {
-    command(s).spawn().map_err(|e| {
+    let mut cmd = command(s);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    start(s, cmd)
+}
+
+/// Spawns the child listening on `socket` (unix mode): `--listen unix://<socket>`, a new
+/// session, stdin on /dev/null, stdout and stderr appended to `log`.
+pub fn spawn_listening(s: &Settings, socket: &Path, log: &File) -> Result<Child, StartError> {
+    let out = log.try_clone().map_err(|e| {
+        StartError::Failed(format!("cannot share its log file: {e}"), String::new())
+    })?;
+    let err = log.try_clone().map_err(|e| {
+        StartError::Failed(format!("cannot share its log file: {e}"), String::new())
+    })?;
+    let mut cmd = command(s);
+    cmd.arg("--listen")
+        .arg(format!("unix://{}", socket.display()))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    set_new_session(&mut cmd);
+    start(s, cmd)
+}
+
+fn start(s: &Settings, mut cmd: Command) -> Result<Child, StartError> {
+    cmd.spawn().map_err(|e| {
         let cwd_ok = s.cwd.as_ref().is_none_or(|d| d.is_dir());
         match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied if cwd_ok => {
@@ -54,10 +91,7 @@ pub fn spawn(s: &Settings) -> Result<Child, StartError> {
 /// environment (it needs CODEX_HOME, HOME, PATH — never our tokens).
 fn command(s: &Settings) -> Command {
     let mut cmd = Command::new(&s.command);
-    cmd.args(&s.args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(&s.args);
     if let Some(cwd) = &s.cwd {
         cmd.current_dir(cwd);
     }

@@ -28,7 +28,7 @@ use crate::logfile::RotatingFile;
 /// transport caps a message at 16 MiB). A longer line is cut.
 pub const MAX_LINE: usize = 32 * 1024 * 1024;
 /// Bytes kept of a cut line: enough for its id and method.
-const CUT_HEAD: usize = 256;
+pub(super) const CUT_HEAD: usize = 256;
 /// Bytes of stderr kept in memory to explain a failed start.
 const STDERR_TAIL: usize = 4096;
 /// How long the pumps may take to reach EOF once the child is gone: the pipes close at
@@ -198,7 +198,7 @@ fn stdout_pump(
             return;
         }
     }
-    let ev = ChildEvent::StdoutClosed { generation };
+    let ev = ChildEvent::StreamClosed { generation };
     let weight = ev.weight();
     let _ = reports.send(ev, weight);
 }
@@ -263,7 +263,7 @@ fn read_line(r: &mut impl BufRead, max: usize) -> io::Result<Option<Line>> {
 }
 
 /// Reads `{"id": <id>, "<key>"` at the start of a cut line's head.
-fn cut_message(head: &[u8]) -> CutMessage {
+pub(super) fn cut_message(head: &[u8]) -> CutMessage {
     let text = String::from_utf8_lossy(head);
     let rest = text.trim_start();
     let Some(rest) = rest.strip_prefix('{') else {

@@ -1,92 +1,112 @@
-//! The supervisor thread: one generation of the child at a time — spawn, handshake, wait
-//! for it to exit or for codexd to stop, then restart per the policy. It owns the `Child`
-//! and is the only one that waits on it, so the child is always reaped; it owns every
-//! thread of a generation (the stdin writer and the two output pumps) and joins them
-//! before it reports the exit, so the core sees all of a generation's lines first.
+//! The supervisor thread: one generation of the child at a time — spawn (or attach to a
+//! unix-mode app-server that already runs), handshake, wait for it to end, for codexd to
+//! stop or for a restart request, then start the next per the policy. It owns the
+//! process of each generation it spawned and is the only one that waits on it, so the
+//! child is always reaped; it owns every thread of a generation and joins them before it
+//! reports the end, so the core sees all of a generation's messages first.
 //!
-//! It reports to the core only through the queue (see `ChildEvent`); it never reads or
-//! changes the core's state.
+//! It reports to the core only through the queue (see `ChildEvent`) and takes requests
+//! only through its control channel ([`Control`]); it never reads or changes the core's
+//! state.
 
 use std::io;
-use std::process::{Child, ExitStatus};
-use std::sync::Arc;
+use std::process::ExitStatus;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use baa::common::proc::process_start_time;
+use baa::common::proc::kill_if_same;
 use baa::common::signals::StopFlag;
 use baa::common::time::{now_ms, rfc3339_from_ms};
 
+use super::generation::Generation;
 use super::policy::{Next, RestartPolicy};
 use super::process::{self, describe_exit, StartError, MISSING_RECHECK};
-use super::pumps::Pumps;
-use super::{queue, ChildEvent, Link, Settings};
-use crate::logfile::RotatingFile;
-use crate::rpc::Rpc;
+use super::unix::AttachError;
+use super::{queue, stdio, unix, Adoptee, ChildEvent, Settings};
+use crate::endpoint::Transport;
 
-/// How long initialize may take (spawn → response was ~0.1 s on the native binary).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often the supervisor looks at the child, the stop flag and its control channel.
+const WATCH: Duration = Duration::from_millis(20);
+/// Unix mode: after the connection ended, how long the process may take to exit before
+/// codexd takes it for a lost connection to a live process (and attaches again).
+const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
 
-/// Starts the supervisor thread. It returns once `stop` is set and the child is stopped,
-/// reaped and its threads joined; its last report is `Finished`.
+/// What the core may ask of the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Stop the running child (if any) and start a fresh one now: no backoff, a clean
+    /// failure count, and out of `crash_loop` or an `unavailable` wait at once.
+    Restart,
+}
+
+/// Starts the supervisor thread. It returns once `stop` is set and the child is stopped
+/// (stdio) or left running (unix), and its threads joined; its last report is `Finished`.
 pub fn spawn_supervisor(
     settings: Settings,
     stop: StopFlag,
     reports: queue::Sender<ChildEvent>,
+    control: Receiver<Control>,
 ) -> io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("codexd-supervisor".into())
         .spawn(move || {
             Supervisor {
-                s: &settings,
-                stop: &stop,
-                reports: &reports,
+                s: settings,
+                stop,
+                reports,
+                control,
             }
             .run()
         })
 }
 
-struct Supervisor<'a> {
-    s: &'a Settings,
-    stop: &'a StopFlag,
-    reports: &'a queue::Sender<ChildEvent>,
+struct Supervisor {
+    s: Settings,
+    stop: StopFlag,
+    reports: queue::Sender<ChildEvent>,
+    control: Receiver<Control>,
 }
 
-/// One running generation and everything it owns.
-struct Generation {
-    child: Child,
-    link: Arc<Link>,
-    writer: Option<JoinHandle<()>>,
-    pumps: Option<Pumps>,
+/// What the next generation starts from.
+enum Target {
+    Spawn,
+    Attach(Adoptee),
 }
 
-impl Generation {
-    /// Closes stdin, joins the writer and the pumps (the child must be reaped or dying),
-    /// and returns the stderr tail.
-    fn finish(mut self) -> String {
-        self.link.rpc.close();
-        if let Some(w) = self.writer.take() {
-            if w.join().is_err() {
-                log::error!("the app-server stdin writer panicked");
-            }
-        }
-        self.pumps.take().map(Pumps::finish).unwrap_or_default()
-    }
+/// How a running generation ended.
+enum Ended {
+    Exited(Option<ExitStatus>),
+    /// Unix mode: the connection ended (why), the process still runs.
+    Disconnected(String),
+    Stop,
+    Restart,
 }
 
-impl Supervisor<'_> {
+/// How a wait between generations ended.
+#[derive(PartialEq)]
+enum Pause {
+    Elapsed,
+    Restart,
+    Stop,
+}
+
+impl Supervisor {
     fn report(&self, ev: ChildEvent) {
         let weight = ev.weight();
         // Only fails when the core's dispatcher is gone, i.e. codexd is stopping.
         let _ = self.reports.send(ev, weight);
     }
 
-    fn run(&self) {
+    fn run(mut self) {
         let mut policy = RestartPolicy::new(self.s.restart);
         let mut generation: u64 = 0;
         let mut unavailable = false;
+        let mut target = match self.s.attach.take() {
+            Some(a) => Target::Attach(a),
+            None => Target::Spawn,
+        };
         loop {
             if self.stop.is_set() {
                 break;
@@ -95,17 +115,62 @@ impl Supervisor<'_> {
             if !unavailable {
                 self.report(ChildEvent::Starting);
             }
-            let started = Instant::now();
-            let (reason, stderr_tail, status) = match self.start(generation) {
-                Ok(mut gen) => match self.wait_exit(&mut gen) {
-                    None => {
-                        // Stop requested while the child was healthy.
-                        self.stop_child(gen);
+            let started = match std::mem::replace(&mut target, Target::Spawn) {
+                Target::Spawn => self.spawn(generation),
+                Target::Attach(a) => match unix::attach(&self.s, a, generation, &self.reports) {
+                    Ok(gen) => Ok(gen),
+                    Err(e) => {
+                        self.give_up_attach(e);
+                        continue;
+                    }
+                },
+            };
+            let (reason, stderr_tail, status, ready_for) = match started {
+                Ok(mut gen) => match self.wait_end(&mut gen) {
+                    Ended::Stop => {
+                        self.stop_generation(gen);
                         break;
                     }
-                    Some(status) => {
+                    Ended::Restart => {
+                        self.restart_generation(gen);
+                        policy.reset();
+                        unavailable = false;
+                        continue;
+                    }
+                    Ended::Disconnected(why) => {
+                        let ready_for = gen.ready_for();
+                        let (generation, pid) = (gen.link.generation, gen.pid());
+                        gen.finish();
+                        let reason = format!(
+                            "the connection ended ({why}) while the app-server kept running"
+                        );
+                        self.report(ChildEvent::Disconnected {
+                            generation,
+                            pid,
+                            reason: reason.clone(),
+                        });
+                        if let Some(a) = gen.into_adoptee() {
+                            target = Target::Attach(a);
+                        }
+                        // Attaching again goes through the policy like a restart would, so a
+                        // connection that keeps dropping backs off and can end in crash_loop.
+                        if self.after_exit(&mut policy, ready_for, reason, String::new())
+                            == Pause::Stop
+                        {
+                            break;
+                        }
+                        continue;
+                    }
+                    Ended::Exited(status) => {
                         let tail = gen.finish();
-                        (describe_exit(status), tail, Some(status))
+                        let reason = match status {
+                            Some(st) => describe_exit(st),
+                            None => format!(
+                                "pid {} exited (not codexd's child: its exit status is unknown)",
+                                gen.pid()
+                            ),
+                        };
+                        (reason, tail, status, gen.ready_for())
                     }
                 },
                 Err(StartError::Missing(why)) => {
@@ -114,12 +179,21 @@ impl Supervisor<'_> {
                     unavailable = true;
                     let retry_at = rfc3339_from_ms(now_ms() + MISSING_RECHECK.as_millis() as u64);
                     self.report(ChildEvent::Unavailable { why, retry_at });
-                    if self.stop.sleep(MISSING_RECHECK) {
-                        break;
+                    match self.pause(MISSING_RECHECK) {
+                        Pause::Stop => break,
+                        Pause::Restart => policy.reset(),
+                        Pause::Elapsed => {}
                     }
                     continue;
                 }
-                Err(StartError::Failed(desc, tail)) => (desc, tail, None),
+                Err(StartError::Transport(why, tail)) => {
+                    let why = with_tail(&why, &tail);
+                    log::error!("unix socket transport unusable, falling back to stdio: {why}");
+                    self.report(ChildEvent::TransportFallback { why });
+                    self.s.transport = Transport::Stdio;
+                    continue;
+                }
+                Err(StartError::Failed(desc, tail)) => (desc, tail, None, None),
             };
             unavailable = false;
             self.report(ChildEvent::Exited {
@@ -127,155 +201,125 @@ impl Supervisor<'_> {
                 reason: reason.clone(),
                 stderr_tail: stderr_tail.clone(),
                 status,
+                requested: false,
             });
             if self.stop.is_set() {
                 break;
             }
-            match policy.on_exit(started.elapsed(), Instant::now()) {
-                Next::CrashLoop { failures, cooldown } => {
-                    self.report(ChildEvent::CrashLoop {
-                        failures,
-                        window_ms: self.s.restart.window_ms,
-                        last_error: reason,
-                        stderr_tail,
-                        retry_at: rfc3339_from_ms(now_ms() + cooldown.as_millis() as u64),
-                    });
-                    if self.stop.sleep(cooldown) {
-                        break;
-                    }
-                }
-                Next::Restart { delay, attempt } => {
-                    let delay_ms = delay.as_millis() as u64;
-                    self.report(ChildEvent::Restarting {
-                        delay_ms,
-                        attempt,
-                        at: rfc3339_from_ms(now_ms() + delay_ms),
-                    });
-                    if self.stop.sleep(delay) {
-                        break;
-                    }
-                }
+            if self.after_exit(&mut policy, ready_for, reason, stderr_tail) == Pause::Stop {
+                break;
             }
         }
         self.report(ChildEvent::Finished);
     }
 
-    /// Spawns generation `generation` and completes the initialize handshake.
-    fn start(&self, generation: u64) -> Result<Generation, StartError> {
-        let s = self.s;
-        let mut child = process::spawn(s)?;
-        let pid = child.id();
-        let start_time = process_start_time(pid);
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            process::kill(&mut child);
-            return Err(StartError::Failed("pipes missing".into(), String::new()));
-        };
-        let (rpc, writer) = match Rpc::start(stdin, &format!("codexd-stdin-{generation}")) {
-            Ok(r) => r,
-            Err(e) => {
-                process::kill(&mut child);
-                return Err(StartError::Failed(
-                    format!("stdin writer: {e}"),
-                    String::new(),
-                ));
+    fn spawn(&self, generation: u64) -> Result<Generation, StartError> {
+        match &self.s.transport {
+            Transport::Stdio => stdio::start(&self.s, generation, &self.reports),
+            Transport::Unix(sock) => {
+                unix::spawn(&self.s, sock, generation, &self.reports, &self.stop)
             }
-        };
-        let link = Arc::new(Link {
-            generation,
-            pid,
-            rpc,
-        });
-        // The core learns the generation (and records the pid at once: if codexd dies
-        // now, the next start can find a stale child) before any of its lines.
-        self.report(ChildEvent::Spawned {
-            link: link.clone(),
-            start_time,
-        });
-        let mut gen = Generation {
-            child,
-            link,
-            writer: Some(writer),
-            pumps: None,
-        };
-        let logs = &s.logs_dir;
-        let pumps = Pumps::start(
-            generation,
-            (
-                stdout,
-                RotatingFile::open(logs.join("stdout.log"), s.log_max_bytes),
-            ),
-            (
-                stderr,
-                RotatingFile::open(logs.join("stderr.log"), s.log_max_bytes),
-            ),
-            self.reports.clone(),
-        );
-        match pumps {
-            Ok(p) => gen.pumps = Some(p),
-            Err(e) => return Err(self.fail(gen, format!("output threads: {e}"))),
         }
-        let init = gen.link.rpc.request(
-            "initialize",
-            json!({
-                "clientInfo": {"name": "codexd", "title": "baa-codexd", "version": s.version},
-                "capabilities": {"experimentalApi": s.experimental_api},
-            }),
-            HANDSHAKE_TIMEOUT.min(s.request_timeout),
-        );
-        let init = match init {
-            Ok(v) => v,
-            Err(e) => {
-                let mut why = format!("failed the initialize handshake: {e}");
-                if let Ok(Some(status)) = gen.child.try_wait() {
-                    why = format!("{} before answering initialize", describe_exit(status));
-                }
-                return Err(self.fail(gen, why));
-            }
-        };
-        if let Err(e) = gen.link.rpc.notify("initialized", None) {
-            return Err(self.fail(gen, format!("could not send initialized: {e}")));
-        }
-        let user_agent = init
-            .get("userAgent")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        self.report(ChildEvent::Ready {
-            generation,
-            user_agent,
-        });
-        Ok(gen)
     }
 
-    /// A start that failed after the spawn: kill, reap, join, keep the stderr tail.
-    fn fail(&self, mut gen: Generation, why: String) -> StartError {
-        process::kill(&mut gen.child);
-        StartError::Failed(why, gen.finish())
+    /// The policy's answer to an exit, then its wait: backoff or crash loop. A restart
+    /// request during the wait cuts it short with a clean count.
+    fn after_exit(
+        &self,
+        policy: &mut RestartPolicy,
+        ready_for: Option<Duration>,
+        last_error: String,
+        stderr_tail: String,
+    ) -> Pause {
+        let wait = match policy.on_exit(ready_for, Instant::now()) {
+            Next::CrashLoop { failures, cooldown } => {
+                self.report(ChildEvent::CrashLoop {
+                    failures,
+                    window_ms: self.s.restart.window_ms,
+                    last_error,
+                    stderr_tail,
+                    retry_at: rfc3339_from_ms(now_ms() + cooldown.as_millis() as u64),
+                });
+                cooldown
+            }
+            Next::Restart { delay, attempt } => {
+                let delay_ms = delay.as_millis() as u64;
+                self.report(ChildEvent::Restarting {
+                    delay_ms,
+                    attempt,
+                    at: rfc3339_from_ms(now_ms() + delay_ms),
+                });
+                delay
+            }
+        };
+        let pause = self.pause(wait);
+        if pause == Pause::Restart {
+            policy.reset();
+        }
+        pause
     }
 
-    /// Waits for the child to exit (Some) or for the stop flag (None).
-    fn wait_exit(&self, gen: &mut Generation) -> Option<ExitStatus> {
+    /// Waits `d`, or less if codexd stops or a restart is requested.
+    fn pause(&self, d: Duration) -> Pause {
+        let deadline = Instant::now() + d;
         loop {
-            match gen.child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) => {}
-                Err(e) => log::error!("waiting on the app-server failed: {e}"),
+            if self.stop.is_set() {
+                return Pause::Stop;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Pause::Elapsed;
+            }
+            // The control channel can be waited on, the stop flag only looked at.
+            match self.control.recv_timeout(left.min(WATCH)) {
+                Ok(Control::Restart) => return Pause::Restart,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => thread::sleep(left.min(WATCH)),
+            }
+        }
+    }
+
+    /// Waits for the generation to end, for the stop flag or for a restart request.
+    fn wait_end(&self, gen: &mut Generation) -> Ended {
+        loop {
+            if let Some(status) = gen.try_exit() {
+                return Ended::Exited(status);
+            }
+            if let Some(why) = gen.connection_ended() {
+                // The process usually exits right after its socket closed: tell the two
+                // apart before attaching again to something that is going away.
+                let deadline = Instant::now() + DISCONNECT_GRACE;
+                while Instant::now() < deadline {
+                    if let Some(status) = gen.try_exit() {
+                        return Ended::Exited(status);
+                    }
+                    thread::sleep(WATCH);
+                }
+                return Ended::Disconnected(why);
             }
             if self.stop.is_set() {
-                return None;
+                return Ended::Stop;
             }
-            // Neither the child's exit nor the stop flag can be waited on together: look
-            // every 20 ms.
-            thread::sleep(Duration::from_millis(20));
+            // Neither the child's exit nor the stop flag can be waited on together with
+            // the control channel: wait on the channel, look at the rest every 20 ms.
+            match self.control.recv_timeout(WATCH) {
+                Ok(Control::Restart) => return Ended::Restart,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => thread::sleep(WATCH),
+            }
         }
     }
 
-    /// codexd is stopping: SIGTERM, SIGKILL after the grace period, reap, join.
-    fn stop_child(&self, mut gen: Generation) {
-        let (generation, pid) = (gen.link.generation, gen.link.pid);
-        gen.link.rpc.close();
-        let status = process::terminate(&mut gen.child, self.s.stop_grace);
+    /// codexd is stopping. stdio: SIGTERM, SIGKILL after the grace period, reap, join.
+    /// unix: close the connection and leave the app-server running for the next codexd.
+    fn stop_generation(&self, mut gen: Generation) {
+        let (generation, pid) = (gen.link.generation, gen.pid());
+        if matches!(gen.io, super::generation::Io::Unix { .. }) {
+            gen.finish();
+            self.report(ChildEvent::Detached { generation, pid });
+            return;
+        }
+        let status = gen.kill(self.s.stop_grace);
         gen.finish();
         let exit = status
             .map(describe_exit)
@@ -286,4 +330,50 @@ impl Supervisor<'_> {
             exit,
         });
     }
+
+    /// A restart on request: stop the running child (never counted as a failure).
+    fn restart_generation(&self, mut gen: Generation) {
+        let generation = gen.link.generation;
+        let status = gen.kill(self.s.stop_grace);
+        let stderr_tail = gen.finish();
+        let how = status
+            .map(describe_exit)
+            .unwrap_or_else(|| "was stopped".into());
+        self.report(ChildEvent::Exited {
+            generation,
+            reason: format!("stopped on request to restart it ({how})"),
+            stderr_tail,
+            status,
+            requested: true,
+        });
+    }
+
+    /// The app-server to attach to is gone or does not answer: stop what is left of it
+    /// (that exact process only) and let the next generation spawn afresh.
+    fn give_up_attach(&self, e: AttachError) {
+        let AttachError { why, mut adoptee } = e;
+        match adoptee.child.as_mut() {
+            Some(c) => {
+                let _ = process::terminate(c, self.s.stop_grace);
+            }
+            None => {
+                kill_if_same(adoptee.pid, &adoptee.start_time, self.s.stop_grace);
+            }
+        }
+        log::warn!("cannot attach to the app-server: {why}; spawning a new one");
+        self.report(ChildEvent::AttachFailed {
+            pid: adoptee.pid,
+            why,
+        });
+    }
+}
+
+fn with_tail(why: &str, tail: &str) -> String {
+    let tail = tail.trim();
+    if tail.is_empty() {
+        return why.to_string();
+    }
+    let last: Vec<&str> = tail.lines().rev().take(3).collect();
+    let last: Vec<&str> = last.into_iter().rev().collect();
+    format!("{why}; its last output: {}", last.join(" | "))
 }

@@ -62,6 +62,71 @@ pub fn with_mock_codex(dirs: &Dirs, home: &MockCodexHome) -> Spawn {
         .env("CODEX_HOME", &home.home)
 }
 
+/// [`with_mock_codex`] in unix mode: the child listens on `<state>/app-server.sock`, runs
+/// in its own session and outlives codexd. Pair it with a [`LeftChild`].
+pub fn with_mock_codex_unix(dirs: &Dirs, home: &MockCodexHome) -> Spawn {
+    with_mock_codex(dirs, home).env("BAA_CODEXD_SERVER_ENDPOINT", "unix://")
+}
+
+/// Stops, on drop, the app-server recorded in `dirs` (a unix-mode child outlives codexd
+/// by design, so a test must not leave it behind). Only that exact process (pid and start
+/// time), as `baa-codexd stop-child` would.
+pub struct LeftChild {
+    state: PathBuf,
+}
+
+impl LeftChild {
+    pub fn of(dirs: &Dirs) -> LeftChild {
+        LeftChild {
+            state: dirs.state.clone(),
+        }
+    }
+
+    /// The recorded child: `(pid, startTime)`, if any.
+    pub fn recorded(&self) -> Option<(u32, String)> {
+        let text = std::fs::read_to_string(self.state.join("daemon-state.json")).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        let c = &v["child"];
+        Some((
+            c["pid"].as_u64()? as u32,
+            c["startTime"].as_str()?.to_string(),
+        ))
+    }
+}
+
+impl Drop for LeftChild {
+    fn drop(&mut self) {
+        if let Some((pid, start)) = self.recorded() {
+            baa::common::proc::kill_if_same(pid, &start, Duration::from_secs(2));
+        }
+    }
+}
+
+/// The `child` object of codexd's status.
+pub fn child_status(d: &Daemon) -> Value {
+    get(&d.url("/v1/codexd/status")).json()["data"]["snapshot"]["daemon"]["child"].clone()
+}
+
+/// Waits until the child runs with a pid `pred` accepts; returns the child status.
+pub fn wait_child(
+    d: &Daemon,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_for(timeout, || {
+        let c = child_status(d);
+        (c["status"] == "running" && pred(&c)).then_some(c)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "child never {what}: {:#}\nlog:\n{}",
+            child_status(d),
+            d.log()
+        )
+    })
+}
+
 /// Starts `spawn` and waits until its child answered initialize.
 pub fn start_running(spawn: Spawn) -> Daemon {
     let d = spawn.start();

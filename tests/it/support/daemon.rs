@@ -14,6 +14,14 @@ pub const CONDUCTOR: &str = env!("CARGO_BIN_EXE_baa-conductor");
 pub const CODEXD: &str = env!("CARGO_BIN_EXE_baa-codexd");
 pub const STATUS_API: &str = env!("CARGO_BIN_EXE_baa-status-api");
 
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Ran {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 pub struct Daemon {
     pub child: Child,
     /// `http://HOST:PORT` as announced by the daemon.
@@ -74,6 +82,37 @@ impl Spawn {
     pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cmd.current_dir(dir.into());
         self
+    }
+
+    /// Runs a command that ends by itself (not a daemon) and collects what it printed;
+    /// killed and reported as a failure after 30 s.
+    pub fn output(mut self) -> Ran {
+        let mut child = self
+            .cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", self.cmd));
+        let mut pipes = (child.stdout.take(), child.stderr.take());
+        let read = |p: Option<Box<dyn Read + Send>>| {
+            thread::spawn(move || {
+                let mut s = String::new();
+                if let Some(mut p) = p {
+                    let _ = p.read_to_string(&mut s);
+                }
+                s
+            })
+        };
+        let out = read(pipes.0.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let err = read(pipes.1.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let status = wait_for(Duration::from_secs(30), || child.try_wait().ok().flatten());
+        let status = status.unwrap_or_else(|| {
+            let _ = child.kill();
+            child.wait().expect("reap a command that hung")
+        });
+        Ran {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        }
     }
 
     /// Starts the process and waits for its `listening on` line.

@@ -111,6 +111,9 @@ pub struct Reply {
     pub delay: Duration,
     /// Answer only once this gate is released.
     pub hold: Option<Gate>,
+    /// A message reply stops before chunk N (after N deltas went out) until the gate is
+    /// released: the turn is in flight, mid-stream, for as long as a test needs.
+    pub pause_before: Option<(usize, Gate)>,
 }
 
 impl Reply {
@@ -120,6 +123,7 @@ impl Reply {
             headers: Vec::new(),
             delay: Duration::ZERO,
             hold: None,
+            pause_before: None,
         }
     }
 
@@ -185,6 +189,12 @@ impl Reply {
         self.hold = Some(gate.clone());
         self
     }
+
+    /// Stops the stream before chunk `n` until `gate` is released.
+    pub fn paused_before(mut self, n: usize, gate: &Gate) -> Reply {
+        self.pause_before = Some((n, gate.clone()));
+        self
+    }
 }
 
 /// Holds the replies given it until [`release`](Gate::release), so a test decides exactly
@@ -200,6 +210,10 @@ impl Gate {
     pub fn release(&self) {
         *lock(&self.0 .0) = true;
         self.0 .1.notify_all();
+    }
+
+    pub fn is_open(&self) -> bool {
+        *lock(&self.0 .0)
     }
 
     /// Waits for the release; false if `stop` was set first.
@@ -463,6 +477,7 @@ fn answer(shared: &Shared, req: &Request) -> HttpReply {
     }
     let model = responses::model_of(&call.body);
     let headers = reply.headers;
+    let pause_before = reply.pause_before;
     let output = match reply.output {
         Output::Error { status, message } => return error(status, &message, &headers),
         other => other,
@@ -472,7 +487,19 @@ fn answer(shared: &Shared, req: &Request) -> HttpReply {
         responses::send_created(w, &id, &model)?;
         match output {
             Output::Message { chunks, gap } => {
-                responses::send_message(w, &format!("msg_mock_{n}"), &chunks, gap)?
+                responses::send_message_paced(w, &format!("msg_mock_{n}"), &chunks, |w, i| {
+                    if let Some((at, gate)) = &pause_before {
+                        // Polled through the stream's pause, which also ends on a client
+                        // that went away or a stopping model.
+                        while i == *at && !gate.is_open() {
+                            w.pause(POLL)?;
+                        }
+                    }
+                    if i > 0 && !gap.is_zero() {
+                        w.pause(gap)?;
+                    }
+                    Ok(())
+                })?
             }
             Output::FunctionCall {
                 call_id,

@@ -6,6 +6,8 @@
 //! - fan-out latency from a child stdout line to 1/10/100 WebSocket subscribers (stub child),
 //! - idle RSS of codexd without a child,
 //! - respawn time after SIGKILL of the real child,
+//! - the event log after 100k events (stub child): disk, RSS, and `?since=` latency
+//!   answered from the in-memory ring vs from the rotated log on disk,
 //! - `GET /v1/codexd/models` from the app-server vs from the cache, and what the model check
 //!   adds to a session create (real child).
 //! - the session registry with 46 sessions whose last turns carry big diffs: its size, the
@@ -23,7 +25,7 @@ use support::bench::{ms_since, run, stats};
 use support::codex::{MockCodexHome, READ_TIMEOUT};
 use support::codexd::*;
 use support::daemon::wait_for;
-use support::http::get;
+use support::http::{get, Client};
 use support::tmp::TempDir;
 
 const T: Duration = Duration::from_secs(30);
@@ -39,6 +41,10 @@ fn main() {
             fanout_latency_to_websocket_subscribers,
         ),
         ("idle_rss_and_respawn_time", idle_rss_and_respawn_time),
+        (
+            "event_log_100k_disk_rss_and_since_latency",
+            event_log_100k_disk_rss_and_since_latency,
+        ),
         ("models_list_and_create_check", models_list_and_create_check),
         ("registry_size_with_big_turns", registry_size_with_big_turns),
     ]);
@@ -191,6 +197,142 @@ fn idle_rss_and_respawn_time() {
         "respawn after SIGKILL (kill -> initialize answered), backoff base 100 ms",
         times,
     );
+}
+
+/// VmRSS and Threads of a process, from /proc (Linux; empty elsewhere).
+fn rss_line(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    ["VmRSS", "Threads"]
+        .iter()
+        .map(|name| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|| format!("{name}: ?"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn event_log_100k_disk_rss_and_since_latency() {
+    const EVENTS: u64 = 100_000;
+    const SAMPLES: usize = 200;
+    let tmp = TempDir::new("bench-event-log");
+    for (label, limits) in [
+        ("default limits (64 MiB, keep 3)", None),
+        (
+            "BAA_CODEXD_EVENT_LOG_MAX_BYTES=4 MiB, keep 3",
+            Some((4u64 << 20, 3)),
+        ),
+    ] {
+        println!("-- {label}");
+        let dirs = Dirs::under(&tmp.child(&format!("root{}", limits.is_some())));
+        let mut spawn = with_stub(&dirs, "normal");
+        if let Some((max, keep)) = limits {
+            spawn = spawn
+                .env("BAA_CODEXD_EVENT_LOG_MAX_BYTES", max.to_string())
+                .env("BAA_CODEXD_EVENT_LOG_KEEP", keep.to_string());
+        }
+        let d = start_running(spawn);
+        println!("  RSS at start: {}", rss_line(d.pid()));
+        let sid = create_session(&d, json!({}))["sessionId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let t0 = Instant::now();
+        let last_seq = || {
+            get(&d.url("/v1/codexd/status")).json()["data"]["snapshot"]["daemon"]["lastSeq"]
+                .as_u64()
+                .unwrap()
+        };
+        while last_seq() < EVENTS {
+            let tid = turn(&d, &sid, "burst:20000");
+            wait_turn_done(&d, &sid, &tid, Duration::from_secs(120));
+        }
+        let last = last_seq();
+        println!(
+            "  {last} events written in {:.1}s",
+            t0.elapsed().as_secs_f64()
+        );
+        // Let the request threads exit before reading RSS.
+        std::thread::sleep(Duration::from_millis(500));
+        println!("  RSS after: {}", rss_line(d.pid()));
+        let mut files = 0;
+        let mut bytes = 0;
+        for e in std::fs::read_dir(&dirs.logs).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("events") {
+                files += 1;
+                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+        let recent = std::fs::metadata(dirs.state.join("recent-events.json"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        println!(
+            "  disk: events log {files} file(s), {:.1} MiB; recent-events.json {:.1} KiB",
+            bytes as f64 / 1048576.0,
+            recent as f64 / 1024.0
+        );
+
+        let client = Client::new();
+        let page = |since: u64| {
+            let t = Instant::now();
+            let r = client.get(&d.url(&format!("/v1/codexd/events?since={since}&limit=100")));
+            let ms = ms_since(t);
+            let v = r.expect(200);
+            assert_eq!(v["data"]["events"][0]["seq"], since + 1, "{}", r.body);
+            ms
+        };
+        let oldest = client.get(&d.url("/v1/codexd/events?limit=1")).json()["data"]["oldestSeq"]
+            .as_u64()
+            .unwrap();
+        let ring_front = last - 1999;
+        for (what, since) in [
+            ("ring (newest 2000)", last - 150),
+            ("disk, oldest kept", oldest),
+            (
+                "disk, middle of the kept log",
+                oldest + (ring_front - oldest) / 2,
+            ),
+            ("disk, just before the ring", ring_front - 150),
+        ] {
+            let v: Vec<f64> = (0..SAMPLES).map(|_| page(since)).collect();
+            stats(&format!("  GET ?since= 100 events from the {what}"), v);
+        }
+        // The WebSocket replay from the oldest kept event (disk, then ring, then live).
+        let t = Instant::now();
+        let mut ws = events_ws(&d, Some(oldest));
+        let mut n = 0u64;
+        while let Some(e) = ws.next_json(T) {
+            n += 1;
+            if e["seq"].as_u64() == Some(last) {
+                break;
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "  WS replay of {n} events from seq {}: {:.2}s ({:.0} events/s)",
+            oldest + 1,
+            secs,
+            n as f64 / secs
+        );
+        // What a `since` older than the ring used to cost: parsing the whole history.
+        let t = Instant::now();
+        let mut parsed = 0;
+        for e in std::fs::read_dir(&dirs.logs).unwrap().flatten() {
+            if e.file_name().to_string_lossy().starts_with("events") {
+                parsed += baa::common::jsonl::JsonlLog::read_all(&e.path())
+                    .map(|v| v.len())
+                    .unwrap_or(0);
+            }
+        }
+        println!(
+            "  for comparison, parsing every kept event ({parsed}) as the old full scan did: {:.1}ms",
+            ms_since(t)
+        );
+    }
 }
 
 fn models_list_and_create_check() {

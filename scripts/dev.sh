@@ -3,8 +3,9 @@
 #   conductor  http://127.0.0.1:4317   (BAA_DEV_CONDUCTOR_PORT)
 #   codexd     http://127.0.0.1:4319   (BAA_DEV_CODEXD_PORT)
 #   status-api http://127.0.0.1:4318   (BAA_DEV_STATUS_PORT)
-# State and logs live under .local/ (git-ignored). A dev token for host operations is
-# generated on first run, stored in .local/dev-token (mode 600) and printed once.
+# State and logs live under .local/ (git-ignored; BAA_DEV_DIR=<dir> puts them elsewhere).
+# A dev token for host operations is generated on first run, stored in .local/dev-token
+# (mode 600) and printed once.
 #
 #   scripts/dev.sh            use the codex binary from BAA_CODEXD_SERVER_COMMAND or .tools/
 #   scripts/dev.sh --demo     also answer turns from a built-in loopback model (no credentials)
@@ -18,7 +19,7 @@ demo=0
 for arg in "$@"; do
   case "$arg" in
     --demo) demo=1 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "dev.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -33,7 +34,7 @@ for port in "$conductor_port" "$codexd_port" "$status_port"; do
     exit 1
   fi
 done
-local_dir="$repo/.local"
+local_dir="${BAA_DEV_DIR:-$repo/.local}"
 mkdir -p "$local_dir/state" "$local_dir/logs"
 
 cargo build --quiet --bins
@@ -42,13 +43,15 @@ bin="$repo/target/debug"
 token_file="$local_dir/dev-token"
 if [ ! -s "$token_file" ]; then
   (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$token_file")
-  echo "dev token (host operations, also in .local/dev-token): $(cat "$token_file")"
+  echo "dev token (host operations, also in $token_file): $(cat "$token_file")"
 fi
 chmod 600 "$token_file"
 
 codex_cmd="${BAA_CODEXD_SERVER_COMMAND:-}"
 if [ -z "$codex_cmd" ] && [ -d "$repo/.tools/codex/node_modules" ]; then
-  codex_cmd="$(find "$repo/.tools/codex/node_modules" -path '*/vendor/*/bin/codex' -type f 2>/dev/null | head -n 1)"
+  # The first match, without `| head` (under pipefail a closed pipe can kill find).
+  codex_cmd="$(find "$repo/.tools/codex/node_modules" -path '*/vendor/*/bin/codex' -type f 2>/dev/null || true)"
+  codex_cmd="${codex_cmd%%$'\n'*}"
 fi
 if [ "$demo" = 1 ] && [ -z "$codex_cmd" ]; then
   echo "dev.sh: --demo needs the codex CLI; installing the pinned version into .tools/ ..."
@@ -93,5 +96,15 @@ BAA_CODEXD_LOCAL_API_BASE="http://127.0.0.1:$codexd_port" \
 pids+=($!)
 
 echo "status page: http://127.0.0.1:$status_port/   API: http://127.0.0.1:$conductor_port/describe   (Ctrl-C stops)"
-# Exit (and stop the others) as soon as any daemon exits.
-wait -n
+# Exit (and stop the others) as soon as any daemon exits, with its status. A poll, not
+# `wait -n`: that is bash 4.3, and macOS runs this with bash 3.2.
+while :; do
+  for pid in "${pids[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      rc=0
+      wait "$pid" || rc=$?
+      exit "$rc"
+    fi
+  done
+  sleep 0.5
+done

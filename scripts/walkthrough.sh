@@ -8,6 +8,9 @@
 # they are taken, BAA_DEV_CONDUCTOR_PORT / BAA_DEV_STATUS_PORT / BAA_DEV_CODEXD_PORT move the
 # stack and the walk-through's URLs together.
 #
+# The stack keeps its state and logs in a fresh temporary dir (BAA_DEV_DIR), never in
+# dev.sh's .local/: a run starts from nothing and leaves a developer's dev state alone.
+#
 # Every wait is bounded; the stack is stopped on exit (its own process group). Exit 0 on
 # success, 1 on failure (with the walk-through output and the stack's log tail).
 set -euo pipefail
@@ -32,8 +35,9 @@ for port in "$conductor_port" "$codexd_port" "$status_port"; do
   fi
 done
 
-log="$(mktemp -t baa-walkthrough.XXXXXX)"
-out="$(mktemp -t baa-walkthrough-out.XXXXXX)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/baa-walkthrough.XXXXXX")"
+log="$work/dev.log"
+out="$work/walkthrough.out"
 dev_pid=""
 cleanup() {
   local rc=$?
@@ -47,12 +51,12 @@ cleanup() {
     echo "--- walk-through output ---" >&2; cat "$out" >&2 || true
     echo "--- scripts/dev.sh log (tail) ---" >&2; tail -n 40 "$log" >&2 || true
   fi
-  rm -f "$log" "$out"
+  rm -rf "$work"
 }
 trap cleanup EXIT
 
 echo "walkthrough: starting scripts/dev.sh --demo (log: $log)"
-BAA_DEV_CONDUCTOR_PORT="$conductor_port" BAA_DEV_STATUS_PORT="$status_port" BAA_DEV_CODEXD_PORT="$codexd_port" \
+BAA_DEV_DIR="$work/dev" BAA_DEV_CONDUCTOR_PORT="$conductor_port" BAA_DEV_STATUS_PORT="$status_port" BAA_DEV_CODEXD_PORT="$codexd_port" \
   setsid scripts/dev.sh --demo >"$log" 2>&1 < /dev/null &
 dev_pid=$!
 

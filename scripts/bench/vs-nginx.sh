@@ -116,21 +116,28 @@ measure() { # url conns
 }
 
 printf '\n%-6s %-5s %12s %9s %12s %9s %9s %9s\n' round conns "baa req/s" "baa p99" "nginx req/s" "ngx p99" "req/s x" "p99 x"
-declare -A SUM
+# One string of samples per connection count (no associative array: bash 3.2 has none).
+SUM_16=""
+SUM_64=""
 for round in $(seq 1 "$ROUNDS"); do
   for c in 16 64; do
     read -r crps cp99 < <(measure "http://127.0.0.1:$CPORT/v1/system/state" "$c")
     read -r nrps np99 < <(measure "http://127.0.0.1:$NPORT/v1/system/state" "$c")
     awk -v r="$round" -v c="$c" -v a="$crps" -v ap="$cp99" -v b="$nrps" -v bp="$np99" \
       'BEGIN { printf "%-6s %-5s %12.0f %9.3f %12.0f %9.3f %9.3f %9.3f\n", r, c, a, ap, b, bp, a / b, ap / bp }'
-    SUM[$c]="${SUM[$c]:-} $crps:$cp99:$nrps:$np99"
+    if [ "$c" = 16 ]; then
+      SUM_16="$SUM_16 $crps:$cp99:$nrps:$np99"
+    else
+      SUM_64="$SUM_64 $crps:$cp99:$nrps:$np99"
+    fi
   done
 done
 
 echo
 echo "medians over $ROUNDS rounds (aim: req/s x >= 0.95, p99 x <= 1.5):"
 for c in 16 64; do
-  tr ' ' '\n' <<<"${SUM[$c]}" | grep . | awk -F: -v c="$c" '
+  if [ "$c" = 16 ]; then sums="$SUM_16"; else sums="$SUM_64"; fi
+  tr ' ' '\n' <<<"$sums" | grep . | awk -F: -v c="$c" '
     { a[NR] = $1; ap[NR] = $2; b[NR] = $3; bp[NR] = $4; n = NR }
     function med(x,   i, j, t, m) {
       for (i = 1; i <= n; i++) s[i] = x[i]

@@ -9,9 +9,10 @@ usage() {
   cat <<USAGE
 Usage: $(basename -- "$0") [options]
 
-Check the installed plists: they parse as property lists, and Label, ProgramArguments,
-WorkingDirectory, RunAtLoad, KeepAlive, log paths, resource limits, ExitTimeOut and every
-EnvironmentVariables value match what install-launchd.sh would write with the same options.
+Check the installed plists: they parse as property lists, and Label, ProgramArguments
+(<root>/bin/current/baa-<service>), WorkingDirectory, RunAtLoad, KeepAlive, log paths,
+resource limits, ExitTimeOut and every EnvironmentVariables value match what
+install-launchd.sh would write with the same options (keys it leaves out must be absent).
 No copy may carry BAA_SHARED_TOKEN; the conductor's BAA_SHARED_TOKEN_FILE must name the
 expected token file (--shared-token-file, else ~/.config/baa-conductor/shared-token.txt),
 mode 600, holding a real token (not replace-me). Every failed check is listed; exit 1 if
@@ -19,7 +20,7 @@ any failed.
 
 Options:
 USAGE
-  options_help services target repo config bases token
+  options_help services target layout repo config bases token
   cat <<'USAGE'
   --check-loaded            Also require launchctl print <domain>/<label> to succeed.
   --skip-bin-check          Do not require the binaries to exist (alias --skip-dist-check).
@@ -37,7 +38,7 @@ check_launchd_option() {
   BAA_SHIFT=1
 }
 
-BAA_OPTION_GROUPS="services target repo config bases token"
+BAA_OPTION_GROUPS="services target layout repo config bases token"
 parse_args_with check_launchd_option "$@"
 finalize_services
 finalize_target
@@ -85,6 +86,15 @@ expect_env() {
   expect "$1" ":EnvironmentVariables:$2" "$3"
 }
 
+# The value install-launchd.sh writes, or no key at all when it writes none.
+expect_env_or_absent() {
+  if [[ -n "$3" ]]; then
+    expect_env "$1" "$2" "$3"
+  else
+    expect_absent "$1" ":EnvironmentVariables:$2"
+  fi
+}
+
 expect_absent() {
   if pv "$2" >/dev/null; then
     fail "$1: $2 must not be set"
@@ -103,17 +113,11 @@ expect_at_least() {
   fi
 }
 
-file_mode() {
-  # ls is the portable way: stat flags differ between BSD and GNU.
-  # shellcheck disable=SC2012
-  ls -ln "$1" | cut -c2-10
-}
-
 check_service() {
   local service="$1" plist label binary mode token token_path i
   label="$(service_label "$service")"
   plist="$(service_install_path "$install_dir" "$service")"
-  binary="${bin_dir}/$(service_binary "$service")"
+  binary="$(service_program_path "$service")"
 
   if [[ ! -f "$plist" ]]; then
     fail "${service}: installed plist not found: ${plist}"
@@ -131,8 +135,8 @@ check_service() {
   expect "$service" ":WorkingDirectory" "$repo_dir"
   expect "$service" ":RunAtLoad" "true"
   expect "$service" ":KeepAlive" "true"
-  expect "$service" ":StandardOutPath" "$(service_stdout_path "$repo_dir" "$service")"
-  expect "$service" ":StandardErrorPath" "$(service_stderr_path "$repo_dir" "$service")"
+  expect "$service" ":StandardOutPath" "$(service_stdout_path "$service")"
+  expect "$service" ":StandardErrorPath" "$(service_stderr_path "$service")"
   expect_at_least "$service" ":SoftResourceLimits:NumberOfFiles" 1024
   expect_at_least "$service" ":HardResourceLimits:NumberOfFiles" 1024
   expect_at_least "$service" ":ExitTimeOut" 10
@@ -152,25 +156,26 @@ check_service() {
   done
   expect_absent "$service" ":ProgramArguments:${i}"
   if [[ "$skip_bin_check" != "1" ]]; then
-    if [[ -x "$binary" ]]; then pass; else fail "${service}: binary not found or not executable: ${binary}"; fi
+    if [[ -x "$binary" ]]; then pass; else fail "${service}: binary not found or not executable: ${binary} (install-launchd.sh copies the build there)"; fi
   fi
 
   expect_env "$service" HOME "$home_dir"
   expect_env "$service" BAA_NODE_ID "$node_id"
-  expect_env "$service" BAA_STATE_DIR "${repo_dir}/state"
-  expect_env "$service" BAA_LOGS_DIR "${repo_dir}/logs"
 
   case "$service" in
     conductor)
       expect_env "$service" BAA_CONDUCTOR_HOST "$conductor_host"
       expect_env "$service" BAA_CONDUCTOR_ROLE "$conductor_role"
-      expect_env "$service" BAA_CONTROL_API_BASE "$control_api_base"
+      expect_env_or_absent "$service" BAA_CONTROL_API_BASE "$control_api_base"
       expect_env "$service" BAA_CONDUCTOR_LOCAL_API "$local_api_base"
-      expect_env "$service" BAA_CONDUCTOR_LOCAL_API_ALLOWED_HOSTS "$local_api_allowed_hosts"
+      expect_env_or_absent "$service" BAA_CONDUCTOR_LOCAL_API_ALLOWED_HOSTS "$local_api_allowed_hosts"
       expect_env "$service" BAA_CODEXD_LOCAL_API_BASE "$codexd_local_api_base"
-      expect_env "$service" BAA_RUNS_DIR "${repo_dir}/runs"
-      expect_env "$service" BAA_WORKTREES_DIR "${repo_dir}/worktrees"
-      expect_env "$service" BAA_TMP_DIR "${repo_dir}/tmp"
+      expect_env "$service" BAA_STATE_DIR "${runtime_root}/state"
+      expect_env "$service" BAA_LOGS_DIR "$logs_dir"
+      expect_env "$service" BAA_RUNS_DIR "${runtime_root}/runs"
+      expect_env "$service" BAA_WORKTREES_DIR "${runtime_root}/worktrees"
+      expect_env "$service" BAA_TMP_DIR "${runtime_root}/tmp"
+      expect_env "$service" BAA_CONDUCTOR_REPO_ROOT "$repo_dir"
       if pv ":EnvironmentVariables:BAA_SHARED_TOKEN" >/dev/null; then
         fail "${service}: BAA_SHARED_TOKEN must not be set (every exec'd command could read it); use BAA_SHARED_TOKEN_FILE (reinstall with install-launchd.sh)"
       else
@@ -199,14 +204,20 @@ check_service() {
       ;;
     codexd)
       expect_absent "$service" ":EnvironmentVariables:BAA_SHARED_TOKEN"
+      expect_env "$service" BAA_STATE_DIR "${runtime_root}/state"
+      expect_env "$service" BAA_LOGS_DIR "$logs_dir"
       expect_env "$service" BAA_CODEXD_REPO_ROOT "$repo_dir"
-      expect_env "$service" BAA_CODEXD_LOGS_DIR "${repo_dir}/logs/codexd"
-      expect_env "$service" BAA_CODEXD_STATE_DIR "${repo_dir}/state/codexd"
+      expect_env "$service" BAA_CODEXD_LOGS_DIR "${logs_dir}/codexd"
+      expect_env "$service" BAA_CODEXD_STATE_DIR "${runtime_root}/state/codexd"
       expect_env "$service" BAA_CODEXD_MODE "$BAA_RUNTIME_DEFAULT_CODEXD_SERVER_MODE"
       expect_env "$service" BAA_CODEXD_LOCAL_API_BASE "$codexd_local_api_base"
       expect_env "$service" BAA_CODEXD_EVENT_STREAM_PATH "$codexd_event_stream_path"
       expect_env "$service" BAA_CODEXD_SERVER_STRATEGY "$BAA_RUNTIME_DEFAULT_CODEXD_SERVER_STRATEGY"
-      expect_env "$service" BAA_CODEXD_SERVER_COMMAND "$codexd_server_command"
+      if [[ -z "$codexd_server_command" ]]; then
+        fail "${service}: the pinned codex is not installed under $(codex_install_dir) (install-launchd.sh installs it; --codex-command names another)"
+      else
+        expect_env "$service" BAA_CODEXD_SERVER_COMMAND "$codexd_server_command"
+      fi
       expect_env "$service" BAA_CODEXD_SERVER_ARGS "$BAA_RUNTIME_DEFAULT_CODEXD_SERVER_ARGS"
       expect_env "$service" BAA_CODEXD_SERVER_CWD "$codexd_server_cwd"
       expect_env "$service" BAA_CODEXD_SERVER_ENDPOINT "$BAA_RUNTIME_DEFAULT_CODEXD_SERVER_ENDPOINT"
@@ -217,7 +228,7 @@ check_service() {
       expect_env "$service" BAA_STATUS_API_PORT "$status_api_port"
       expect_env "$service" BAA_CONDUCTOR_LOCAL_API "$local_api_base"
       expect_env "$service" BAA_CODEXD_LOCAL_API_BASE "$codexd_local_api_base"
-      expect_env "$service" BAA_CONTROL_API_BASE "$control_api_base"
+      expect_absent "$service" ":EnvironmentVariables:BAA_CONTROL_API_BASE"
       ;;
   esac
 

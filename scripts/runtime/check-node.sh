@@ -12,18 +12,21 @@ Usage: $(basename -- "$0") [options]
 Verify a running node:
   1. check-launchd.sh with the same options (static checks of the installed plists)
   2. each service's port is in LISTEN state
-  3. a process runs with the expected command line (<bin-dir>/baa-conductor start --host ...)
-  4. its launchd stdout/stderr files exist under logs/launchd/
+  3. a process runs with the expected command line
+     (<root>/bin/current/baa-conductor start --host ...)
+  4. its launchd stdout/stderr files exist under <logs>/launchd/
   5. HTTP: conductor /healthz = ok (and /rolez, /readyz with --expected-rolez),
      codexd /healthz contains "status": "ok" and /v1/codexd/status "mode": "app-server",
-     status-api /healthz and /v1/status answer 2xx.
+     status-api /healthz and /v1/status answer 2xx
   6. codexd in unix mode: an app-server listening on codexd's socket runs only as the
-     child codexd reports (one that no codexd owns fails the check).
+     child codexd reports (one that no codexd owns fails the check)
+  7. codex: the version of codexd's BAA_CODEXD_SERVER_COMMAND, with a warning (not a
+     failure) when it is not the pinned version
 Exit 1 if any check failed.
 
 Options:
 USAGE
-  options_help services target repo config bases probe token
+  options_help services target layout repo config bases probe token
   cat <<'USAGE'
   --check-loaded            Require launchctl print <domain>/<label> to succeed.
   --expected-rolez ROLE     Require conductor /rolez to say ROLE (leader|standby);
@@ -32,7 +35,8 @@ USAGE
   --skip-port-check         Skip the LISTEN checks.
   --skip-process-check      Skip the process command-line checks.
   --skip-http-check         Skip the HTTP probes.
-  --skip-log-check          Skip the logs/launchd file checks.
+  --skip-log-check          Skip the <logs>/launchd file checks.
+  --skip-codex-check        Skip the codex version check.
   --skip-bin-check          Passed on to check-launchd.sh.
 
 Notes:
@@ -47,6 +51,7 @@ skip_port_check="0"
 skip_process_check="0"
 skip_http_check="0"
 skip_log_check="0"
+skip_codex_check="0"
 check_node_option() {
   BAA_SHIFT=1
   case "$1" in
@@ -56,6 +61,7 @@ check_node_option() {
     --skip-process-check) skip_process_check="1" ;;
     --skip-http-check) skip_http_check="1" ;;
     --skip-log-check) skip_log_check="1" ;;
+    --skip-codex-check) skip_codex_check="1" ;;
     --skip-bin-check | --skip-dist-check) ;;
     --expected-rolez)
       [[ $# -ge 2 ]] || usage_error "$1 needs a value"
@@ -76,12 +82,13 @@ for arg in "$@"; do
   fi
   case "$arg" in
     --expected-rolez | --status-api-base) skip_next="1" ;;
-    --skip-static-check | --skip-port-check | --skip-process-check | --skip-http-check | --skip-log-check) ;;
+    --skip-static-check | --skip-port-check | --skip-process-check | --skip-http-check | \
+      --skip-log-check | --skip-codex-check) ;;
     *) static_args+=("$arg") ;;
   esac
 done
 
-BAA_OPTION_GROUPS="services target repo config bases probe token"
+BAA_OPTION_GROUPS="services target layout repo config bases probe token"
 parse_args_with check_node_option "$@"
 finalize_services
 finalize_target
@@ -96,9 +103,14 @@ finalize_probe_bases
 
 passed=0
 failed=0
+warned=0
 ok() {
   passed=$((passed + 1))
   printf 'ok   %s\n' "$*"
+}
+warn() {
+  warned=$((warned + 1))
+  printf 'warn %s\n' "$*"
 }
 fail() {
   failed=$((failed + 1))
@@ -152,6 +164,38 @@ probe_contains() {
   fi
 }
 
+# The codex binary codexd runs (its installed plist, else the install default), its
+# version, and a warning when that is not the pin the repo tests against.
+check_codex_version() {
+  local plist cmd path out version pin
+  plist="$(service_install_path "$install_dir" codexd)"
+  cmd="$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_SERVER_COMMAND" "$codexd_server_command")"
+  pin="$(pinned_codex_version)"
+  if [[ -z "$cmd" ]]; then
+    fail "codex: no BAA_CODEXD_SERVER_COMMAND in ${plist} and the pin ${pin} is not installed under $(codex_install_dir)"
+    return 0
+  fi
+  path="$cmd"
+  if [[ "$path" != */* ]]; then
+    path="$(command -v "$path" 2>/dev/null || true)"
+  fi
+  if [[ -z "$path" || ! -x "$path" ]]; then
+    fail "codex: ${cmd} is not an executable (codexd cannot start its child; reinstall, or --codex-command PATH)"
+    return 0
+  fi
+  if ! out="$(run_bounded 10 "$path" --version 2>&1)"; then
+    fail "codex: ${path} --version failed: $(first_line "$out")"
+    return 0
+  fi
+  out="$(first_line "$out")"
+  version="${out##* }"
+  if [[ "$version" == "$pin" ]]; then
+    ok "codex: ${path} is ${version} (the pinned version)"
+  else
+    warn "codex: ${path} is ${version:-unknown}, the pinned version is ${pin} (install-launchd.sh without --codex-command installs the pin)"
+  fi
+}
+
 # In unix mode the app-server outlives codexd by design (the next codexd re-attaches it);
 # one on codexd's socket that the running codexd does not report as its child is owned by
 # nobody. Only processes on this node's socket are looked at, never one found by name.
@@ -159,12 +203,13 @@ check_app_server_owner() {
   local base="$1" plist="$2" endpoint sock owner="" pid cmd
   endpoint="$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_SERVER_ENDPOINT" "")"
   case "$endpoint" in
-    unix://) sock="$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_STATE_DIR" "${repo_dir}/state/codexd")/app-server.sock" ;;
+    unix://) sock="$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_STATE_DIR" "${runtime_root}/state/codexd")/app-server.sock" ;;
     unix://*) sock="${endpoint#unix://}" ;;
     *) return 0 ;;
   esac
-  if http_probe "${base}/healthz"; then
-    owner="$(printf '%s' "$CURL_LAST_BODY" | grep -o '"pid": [0-9]*' | head -n 1 | grep -o '[0-9]*' || true)"
+  # The child's pid, read without a pipe (`| head` under pipefail can die of SIGPIPE).
+  if http_probe "${base}/healthz" && [[ "$CURL_LAST_BODY" =~ \"pid\":[[:space:]]*([0-9]+) ]]; then
+    owner="${BASH_REMATCH[1]}"
   fi
   while read -r pid cmd; do
     case "$cmd" in
@@ -203,9 +248,9 @@ for service in "${services[@]}"; do
   fi
 
   if [[ "$skip_process_check" != "1" ]]; then
-    match="${bin_dir}/$(service_binary "$service")"
-    args="$(service_program_args "$service")"
-    [[ -z "$args" ]] || match="${match} ${args}"
+    match="$(service_program_path "$service")"
+    program_args="$(service_program_args "$service")"
+    [[ -z "$program_args" ]] || match="${match} ${program_args}"
     if process_running "$match"; then
       ok "${service}: process '${match}' is running"
     else
@@ -214,8 +259,8 @@ for service in "${services[@]}"; do
   fi
 
   if [[ "$skip_log_check" != "1" ]]; then
-    for log in "$(plist_get_or_default "$plist" ":StandardOutPath" "$(service_stdout_path "$repo_dir" "$service")")" \
-      "$(plist_get_or_default "$plist" ":StandardErrorPath" "$(service_stderr_path "$repo_dir" "$service")")"; do
+    for log in "$(plist_get_or_default "$plist" ":StandardOutPath" "$(service_stdout_path "$service")")" \
+      "$(plist_get_or_default "$plist" ":StandardErrorPath" "$(service_stderr_path "$service")")"; do
       if [[ -f "$log" ]]; then
         ok "${service}: log file ${log} exists"
       else
@@ -248,8 +293,16 @@ for service in "${services[@]}"; do
   fi
 done
 
+if [[ "$skip_codex_check" != "1" && " ${services[*]} " == *" codexd "* ]]; then
+  check_codex_version
+fi
+
 if ((failed > 0)); then
   runtime_error "check-node: ${failed} failed, ${passed} passed"
   exit 1
 fi
-runtime_log "check-node: all ${passed} checks passed for: ${services[*]}"
+summary="check-node: all ${passed} checks passed for: ${services[*]}"
+if ((warned > 0)); then
+  summary="${summary} (${warned} warning(s) above)"
+fi
+runtime_log "$summary"

@@ -10,19 +10,20 @@ usage() {
 Usage: $(basename -- "$0") [options]
 
 The single-node mini convenience wrapper. It:
-  1. bootstraps runtime directories (bootstrap.sh)
+  1. bootstraps runtime directories (bootstrap.sh) under --root and --logs-dir
   2. makes sure ~/.config/baa-conductor/shared-token.txt exists (mode 600): when missing it
      is generated from BAA_SHARED_TOKEN in runtime-secrets.env, else the legacy
      control-api-worker.secrets.env, both in ~/.config/baa-conductor/
   3. builds the repo (cargo build --release)
-  4. installs conductor + codexd + status-api LaunchAgents (install-launchd.sh); the
-     conductor's plist names the token file (BAA_SHARED_TOKEN_FILE), never the token
+  4. installs conductor + codexd + status-api LaunchAgents (install-launchd.sh): the
+     binaries under <root>/bin/<version>/, the pinned codex, the plists; the conductor's
+     plist names the token file (BAA_SHARED_TOKEN_FILE), never the token
   5. restarts them and waits for /healthz (restart-launchd.sh)
   6. verifies the node (check-node.sh --check-loaded --expected-rolez leader)
 
 Options:
 USAGE
-  options_help services target repo config bases token health dryrun
+  options_help services target layout repo config bases token health dryrun
   cat <<'USAGE'
   --secrets-env FILE        Env file to take BAA_SHARED_TOKEN from when shared-token.txt
                             is missing. Default: runtime-secrets.env, then the legacy file.
@@ -51,11 +52,14 @@ install_mini_option() {
   esac
 }
 
-BAA_OPTION_GROUPS="services target repo config bases token health dryrun"
+BAA_OPTION_GROUPS="services target layout repo config bases token health dryrun"
 parse_args_with install_mini_option "$@"
 finalize_services
 finalize_target
 finalize_config
+# Looked up once here and handed to the sub-steps, which then agree on it.
+[[ -n "$listen_host" ]] || resolve_listen_host
+runtime_log "$(describe_listen_host)"
 
 # Step 2: the token file every later step reads.
 if [[ -z "$shared_token_file" ]]; then
@@ -98,22 +102,26 @@ service_args=()
 for service in "${services[@]}"; do
   service_args+=(--service "$service")
 done
-target_args=(--scope "$scope" --home "$home_dir" --install-dir "$install_dir" --domain "$domain_target")
+target_args=(--scope "$scope" --home "$home_dir" --install-dir "$install_dir" --domain "$domain_target"
+  --label-prefix "$label_prefix")
+layout_args=(--root "$runtime_root" --logs-dir "$logs_dir")
 config_args=(
-  --repo-dir "$repo_dir" --bin-dir "$bin_dir" --node "$node" --node-id "$node_id"
-  --host "$conductor_host" --role "$conductor_role" --control-api-base "$control_api_base"
+  --repo-dir "$repo_dir" --bin-dir "$bin_dir" "${layout_args[@]}" --node "$node" --node-id "$node_id"
+  --host "$listen_host" --conductor-host "$conductor_host" --role "$conductor_role"
   --local-api-base "$local_api_base" --local-api-allowed-hosts "$local_api_allowed_hosts"
   --codexd-local-api-base "$codexd_local_api_base"
-  --codexd-event-stream-path "$codexd_event_stream_path"
-  --codexd-server-command "$codexd_server_command" --codexd-server-cwd "$codexd_server_cwd"
+  --codexd-event-stream-path "$codexd_event_stream_path" --codexd-server-cwd "$codexd_server_cwd"
   --status-api-host "$status_api_host" --status-api-port "$status_api_port"
   --username "$username" --path "$launchd_path"
 )
+[[ -z "$control_api_base" ]] || config_args+=(--control-api-base "$control_api_base")
+# The pin is installed by install-launchd.sh; only a chosen command is passed on.
+[[ "$codex_pinned" == "1" ]] || config_args+=(--codex-command "$codexd_server_command")
 [[ -z "$shared_token_file" ]] || config_args+=(--shared-token-file "$shared_token_file")
 health_args=(--health-timeout "$health_timeout" --health-interval "$health_interval")
 
 # The sub-steps print their own commands under --dry-run.
-"${SCRIPT_DIR}/bootstrap.sh" --repo-dir "$repo_dir" ${dry[@]+"${dry[@]}"}
+"${SCRIPT_DIR}/bootstrap.sh" --home "$home_dir" --repo-dir "$repo_dir" "${layout_args[@]}" ${dry[@]+"${dry[@]}"}
 
 if [[ "$skip_build" != "1" ]]; then
   run_cmd cargo build --release --manifest-path "${repo_dir}/Cargo.toml"

@@ -5,7 +5,7 @@ The shell scripts use this instead of PlistBuddy/plutil so that rendering and re
 plists behave the same on the Mac mini and on a Linux CI box.
 
   plist.py render --template T --out O [--mode 0600] [--set NAME=VALUE]...
-                  [--secret NAME=ENVVAR]... [--username U] [--dry-run]
+                  [--optional NAME]... [--secret NAME=ENVVAR]... [--username U] [--dry-run]
   plist.py flatten FILE     one "<:key:path>\t<value>" line per leaf
   plist.py get FILE :A:B    one value; exit 1 when the key is missing
   plist.py lint FILE...     exit 1 unless every file is a dict plist with a Label
@@ -14,7 +14,9 @@ Rendering parses the template first and substitutes @@NAME@@ placeholders inside
 parsed strings, then serializes with plistlib. Values therefore never meet raw XML:
 "&", "<", quotes and the like are escaped by the serializer, and a value cannot inject
 keys. Secret values come from the environment (--secret NAME=ENVVAR), never from argv,
-so they do not show up in `ps`.
+so they do not show up in `ps`. A dict entry whose whole value is @@NAME@@ for an
+--optional NAME with an empty value is left out, so an unset option writes no key at all
+(the binaries would otherwise see `KEY=` and a setting nobody chose).
 """
 
 import os
@@ -29,6 +31,21 @@ MASK = "********"
 
 class RenderError(Exception):
     pass
+
+
+def drop_unset(value, unset):
+    """value without the dict entries whose value is exactly @@NAME@@ for a NAME in unset."""
+    if isinstance(value, list):
+        return [drop_unset(v, unset) for v in value]
+    if isinstance(value, dict):
+        kept = {}
+        for key, item in value.items():
+            match = PLACEHOLDER.fullmatch(item) if isinstance(item, str) else None
+            if match and match.group(1) in unset:
+                continue
+            kept[key] = drop_unset(item, unset)
+        return kept
+    return value
 
 
 def substitute(value, values, used):
@@ -88,6 +105,7 @@ def cmd_render(args):
     username = None
     dry_run = False
     values = {}
+    optional = set()
     secrets = set()
     it = iter(args)
     for arg in it:
@@ -104,6 +122,8 @@ def cmd_render(args):
         elif arg == "--set":
             name, _, value = next(it).partition("=")
             values[name] = value
+        elif arg == "--optional":
+            optional.add(next(it))
         elif arg == "--secret":
             name, _, env_name = next(it).partition("=")
             if env_name not in os.environ:
@@ -117,7 +137,8 @@ def cmd_render(args):
     for name, value in values.items():
         check_xml_chars(name, value)
 
-    data = load(template)
+    unset = {name for name in optional if not values.get(name)}
+    data = drop_unset(load(template), unset)
     used = set()
     rendered = substitute(data, values, used)
     if username:

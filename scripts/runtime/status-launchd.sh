@@ -40,15 +40,16 @@ finalize_services
 finalize_target
 finalize_probe_bases
 
-# One probe line: "<name>: <http status> <first line of the body>".
+# One probe line: "<name>: <http status> <first line of the body>". No `| head` here:
+# under pipefail the writer of a long body gets SIGPIPE and the script exits 141.
 show_probe() {
   local name="$1" url="$2" first=""
   if http_probe "$url"; then
-    first="$(printf '%s\n' "$CURL_LAST_BODY" | head -n 1 | cut -c1-120)"
-    printf '%s: %s %s\n' "$name" "$CURL_LAST_HTTP_STATUS" "$first"
+    first="$(first_line "$CURL_LAST_BODY")"
+    printf '%s: %s %s\n' "$name" "$CURL_LAST_HTTP_STATUS" "${first:0:120}"
   else
     printf '%s: unreachable (curl exit %s, http %s) %s\n' "$name" "$CURL_LAST_EXIT_CODE" \
-      "$CURL_LAST_HTTP_STATUS" "$(printf '%s' "$CURL_LAST_ERROR" | head -n 1)"
+      "$CURL_LAST_HTTP_STATUS" "$(first_line "$CURL_LAST_ERROR")"
   fi
 }
 
@@ -68,7 +69,11 @@ for service in "${services[@]}"; do
   # Only the state lines: launchctl print also dumps the environment, token included.
   if info="$(launchctl print "${domain_target}/${label}" 2>/dev/null)"; then
     printf 'launchd: loaded in %s\n' "$domain_target"
-    printf '%s\n' "$info" | grep -E '^[[:space:]]*(state|pid|last exit code) = ' | sed -E 's/^[[:space:]]+//' || true
+    while IFS= read -r line; do
+      if [[ "$line" =~ ^[[:space:]]*((state|pid|last\ exit\ code)\ =\ .*)$ ]]; then
+        printf '%s\n' "${BASH_REMATCH[1]}"
+      fi
+    done <<<"$info"
   else
     printf 'launchd: not loaded in %s\n' "$domain_target"
   fi
@@ -81,8 +86,7 @@ for service in "${services[@]}"; do
       codexd)
         show_probe "healthz" "${codexd_local_api_base}/healthz"
         if http_probe "${codexd_local_api_base}/v1/codexd/status"; then
-          printf 'status: %s mode=%s\n' "$CURL_LAST_HTTP_STATUS" \
-            "$(printf '%s\n' "$CURL_LAST_BODY" | sed -nE 's/.*"mode": *"([^"]*)".*/\1/p' | head -n 1)"
+          printf 'status: %s mode=%s\n' "$CURL_LAST_HTTP_STATUS" "$(json_field "$CURL_LAST_BODY" mode || true)"
         else
           printf 'status: unreachable (curl exit %s, http %s)\n' "$CURL_LAST_EXIT_CODE" "$CURL_LAST_HTTP_STATUS"
         fi

@@ -53,24 +53,6 @@ for service in "${services[@]}"; do
   launchd_bootout "$service" || failed+=("$service")
 done
 
-# In unix mode codexd's stop leaves its app-server running for the next codexd (turns and
-# approvals survive); --with-child stops it too, with the binary and dirs of the installed
-# plist. stop-child refuses while a codexd still holds the state dir.
-stop_codexd_child() {
-  local plist bin
-  plist="$(service_install_path "$install_dir" codexd)"
-  bin="$(plist_get_or_default "$plist" ":ProgramArguments:0" "")"
-  if [[ -z "$bin" ]]; then
-    runtime_error "codexd: no installed plist at ${plist}; cannot find baa-codexd for --with-child"
-    return 1
-  fi
-  run_cmd env \
-    "BAA_CODEXD_REPO_ROOT=$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_REPO_ROOT" "")" \
-    "BAA_CODEXD_STATE_DIR=$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_STATE_DIR" "")" \
-    "BAA_CODEXD_LOGS_DIR=$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_LOGS_DIR" "")" \
-    "$bin" stop-child
-}
-
 if [[ "$with_child" == "1" ]]; then
   for service in "${services[@]}"; do
     if [[ "$service" == "codexd" ]] && ! stop_codexd_child; then

@@ -109,6 +109,10 @@ pub struct Config {
     pub session_retention_ms: u64,
     /// Size at which stdout.log / stderr.log rotate (one `.1` generation kept).
     pub log_max_bytes: u64,
+    /// Size at which events.jsonl rotates to `events.<first>-<last>.jsonl`.
+    pub event_log_max_bytes: u64,
+    /// Rotated event log segments kept beside events.jsonl.
+    pub event_log_keep: usize,
     /// Demo mode (`--demo` or `BAA_CODEXD_DEMO=1`): codexd runs the built-in loopback
     /// model provider and points the child's `CODEX_HOME` at [`Config::demo_codex_home`].
     pub demo: bool,
@@ -261,6 +265,12 @@ pub const SESSION_RETENTION_MS: Setting = Setting::env("BAA_CODEXD_SESSION_RETEN
 pub const LOG_MAX_BYTES: Setting = Setting::env("BAA_CODEXD_LOG_MAX_BYTES")
     .default("10485760")
     .help("stdout.log / stderr.log rotate to .1 past this size");
+pub const EVENT_LOG_MAX_BYTES: Setting = Setting::env("BAA_CODEXD_EVENT_LOG_MAX_BYTES")
+    .default("67108864")
+    .help("events.jsonl rotates to events.<first>-<last>.jsonl past this size (>= 4096)");
+pub const EVENT_LOG_KEEP: Setting = Setting::env("BAA_CODEXD_EVENT_LOG_KEEP")
+    .default("3")
+    .help("rotated event log segments kept (older ones are deleted; ?since= before them gets 410 since_expired)");
 pub const STUB_MODE: Setting = Setting::env("BAA_CODEXD_STUB_MODE")
     .default("normal")
     .help("read only by the built-in stub child (baa-codexd __stub-app-server, used by smoke and tests): normal, exit, exit-while:PATH, listen (serves --listen unix://PATH), garbage, silent, mute, no-complete, late-start")
@@ -307,6 +317,8 @@ pub const SETTINGS: &[Setting] = &[
     RECENT_EVENTS,
     SESSION_RETENTION_MS,
     LOG_MAX_BYTES,
+    EVENT_LOG_MAX_BYTES,
+    EVENT_LOG_KEEP,
     STUB_MODE,
     RUST_LOG,
 ];
@@ -442,6 +454,8 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         recent_events: r.number(&RECENT_EVENTS, 1..=usize::MAX)?,
         session_retention_ms: r.number(&SESSION_RETENTION_MS, 0..=u64::MAX)?,
         log_max_bytes: r.number(&LOG_MAX_BYTES, 0..=u64::MAX)?,
+        event_log_max_bytes: r.number(&EVENT_LOG_MAX_BYTES, 4096..=u64::MAX)?,
+        event_log_keep: r.number(&EVENT_LOG_KEEP, 0..=100_000)?,
         demo: r.bool(&DEMO)?,
         experimental_api: r.bool(&EXPERIMENTAL_API)?,
         model_check: match r.choice(&MODEL_CHECK, &["catalog", "off"])? {
@@ -519,6 +533,10 @@ impl Config {
                 "crashLoopEarlyMs": self.crash_loop_early_ms,
                 "crashLoopCooldownMs": self.crash_loop_cooldown_ms,
                 "stopGraceMs": self.stop_grace_ms,
+            },
+            "eventLog": {
+                "maxBytes": self.event_log_max_bytes,
+                "keep": self.event_log_keep,
             },
             "smokeLifetimeMs": self.smoke_lifetime_ms,
             "sessionRetentionMs": self.session_retention_ms,
@@ -635,6 +653,7 @@ mod tests {
         assert_eq!(c.default_approval, Decision::Decline);
         assert_eq!(c.version, env!("CARGO_PKG_VERSION"));
         assert_eq!((c.recent_events, c.crash_loop_max), (200, 10));
+        assert_eq!((c.event_log_max_bytes, c.event_log_keep), (64 << 20, 3));
         assert_eq!(
             c.event_stream_url("http://127.0.0.1:4319"),
             "ws://127.0.0.1:4319/v1/codexd/events"
@@ -725,6 +744,11 @@ mod tests {
                 "BAA_CODEXD_CRASH_LOOP_MAX",
                 "4294967296",
                 "BAA_CODEXD_CRASH_LOOP_MAX=\"4294967296\": expected an integer from 1 to 4294967295",
+            ),
+            (
+                "BAA_CODEXD_EVENT_LOG_MAX_BYTES",
+                "100",
+                "BAA_CODEXD_EVENT_LOG_MAX_BYTES=\"100\": expected an integer >= 4096",
             ),
             (
                 "BAA_CODEXD_EVENT_STREAM_PATH",

@@ -31,6 +31,7 @@ use crate::approvals::Pending;
 use crate::child::{Adoptee, Control, Link};
 use crate::codex_version::CodexInfo;
 use crate::config::{Config, Strategy};
+use crate::event_log::Limits;
 use crate::events::{Events, Level};
 use crate::experimental;
 use crate::models::Models;
@@ -150,6 +151,10 @@ impl Core {
         let seq_hint = previous.as_ref().map(|p| p.last_seq).unwrap_or(0);
         let events = Events::open(
             cfg.logs_dir.join("events.jsonl"),
+            Limits {
+                max_bytes: cfg.event_log_max_bytes,
+                keep: cfg.event_log_keep,
+            },
             recent,
             seq_hint,
             cfg.recent_events,

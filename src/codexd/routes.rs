@@ -11,10 +11,10 @@ use baa::common::cli;
 use baa::common::http::guard::HostPolicy;
 use baa::common::http::router::{self, dispatch, Params, Route};
 use baa::common::http::{Handler, Reply, Request, Response};
-use baa::common::ws::{run_session, SessionOptions};
 
 use crate::config::DEFAULT_EVENT_STREAM_PATH;
 use crate::core::Core;
+use crate::event_stream::events;
 use crate::history_ops::{ThreadQuery, DEFAULT_LIMIT, MAX_LIMIT};
 
 type Ctx = Arc<Core>;
@@ -265,50 +265,4 @@ fn child_restart(core: &Ctx, req: &Request, _: &Params) -> Res {
         ));
     }
     ok(202, core.request_restart()?)
-}
-
-fn events(core: &Ctx, req: &Request, _: &Params) -> Res {
-    let since = match req.query_param("since") {
-        None => None,
-        Some(s) if s.is_empty() => None,
-        Some(s) => Some(s.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(
-                "invalid_query",
-                "since must be a non-negative integer (an event seq).",
-            )
-        })?),
-    };
-    let upgrade = req
-        .header("upgrade")
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if !upgrade {
-        let limit = match req.query_param("limit") {
-            None => 200,
-            Some(s) => s
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| ApiError::bad_request("invalid_query", "limit must be 1..1000."))?,
-        };
-        let list = match since {
-            Some(s) => core.events.since(s, limit),
-            None => core.events.recent(limit),
-        };
-        return ok(
-            200,
-            json!({"count": list.len(), "lastSeq": core.events.last_seq(), "events": list}),
-        );
-    }
-    let (sub, initial) = core.events.subscribe_since(since);
-    Ok(Reply::WebSocket(Box::new(move |ws| {
-        let end = run_session(
-            ws,
-            initial,
-            &sub.rx,
-            |_| Vec::new(),
-            &SessionOptions::default(),
-        );
-        log::debug!("event stream client left: {end:?}");
-        drop(sub);
-    })))
 }

@@ -123,14 +123,9 @@ impl Core {
 
     /// Events that mention `session_id`, newest last.
     pub fn session_events(&self, session_id: &str, n: usize) -> Vec<Value> {
-        let all = self.events.recent(usize::MAX);
-        let mut v: Vec<Value> = all
-            .into_iter()
-            .filter(|e| str_at(e, &["detail", "sessionId"]) == Some(session_id))
-            .collect();
-        let skip = v.len().saturating_sub(n);
-        v.drain(..skip);
-        v
+        self.events.recent_matching(n, |e| {
+            str_at(e, &["detail", "sessionId"]) == Some(session_id)
+        })
     }
 
     /// `POST /v1/codexd/sessions`.

@@ -52,6 +52,8 @@ pub struct Config {
     pub runs_dir: PathBuf,
     pub worktrees_dir: PathBuf,
     pub tmp_dir: PathBuf,
+    /// The checkout callers work in; `/describe` examples use it as their `cwd`.
+    pub repo_root: PathBuf,
     /// Exact `moz-extension://<uuid>` origins allowed on `/ws/firefox`.
     pub firefox_origins: Vec<String>,
     pub max_connections: usize,
@@ -170,6 +172,9 @@ pub const WORKTREES_DIR: Setting = Setting::env("BAA_WORKTREES_DIR")
 pub const TMP_DIR: Setting = Setting::env("BAA_TMP_DIR")
     .flag("tmp-dir", "DIR")
     .help("scratch dir, created at start; required");
+pub const REPO_ROOT: Setting = Setting::env("BAA_CONDUCTOR_REPO_ROOT")
+    .flag("repo-root", "DIR")
+    .help("the checkout callers work in, the cwd of the /describe examples (unset: the working directory)");
 pub const FIREFOX_ORIGINS: Setting = Setting::env("BAA_FIREFOX_ALLOWED_ORIGINS")
     .flag("firefox-origins", "CSV")
     .help("exact moz-extension://<uuid> origins allowed on /ws/firefox (unset: only clients without Origin)");
@@ -233,6 +238,7 @@ pub const SETTINGS: &[Setting] = &[
     RUNS_DIR,
     WORKTREES_DIR,
     TMP_DIR,
+    REPO_ROOT,
     FIREFOX_ORIGINS,
     MAX_CONNECTIONS,
     MAX_BODY_BYTES,
@@ -415,6 +421,11 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         runs_dir: r.path(&RUNS_DIR)?,
         worktrees_dir: r.path(&WORKTREES_DIR)?,
         tmp_dir: r.path(&TMP_DIR)?,
+        // launchd's WorkingDirectory is the checkout, so the cwd is the right fallback;
+        // examples never carry a path of the machine they were written on.
+        repo_root: r
+            .opt_path(&REPO_ROOT)
+            .unwrap_or_else(|| r.cwd().to_path_buf()),
         firefox_origins,
         max_connections,
         max_body_bytes,

@@ -107,15 +107,15 @@ pub fn codex_routes<C>(routes: &[Route<C>]) -> Value {
     )
 }
 
-fn example_body(id: &str) -> Option<Value> {
+/// The request body of a route's example; `repo_root` is the configured checkout
+/// (`BAA_CONDUCTOR_REPO_ROOT`), so an example never names a path of another machine.
+fn example_body(id: &str, repo_root: &str) -> Option<Value> {
     match id {
         "system.pause" => Some(json!({"requested_by": "operator", "reason": "maintenance window"})),
         "system.resume" | "system.drain" => {
             Some(json!({"requested_by": "operator", "reason": "manual"}))
         }
-        "codex.sessions.create" => {
-            Some(json!({"cwd": "/Users/george/code/baa-conductor", "purpose": "duplex"}))
-        }
+        "codex.sessions.create" => Some(json!({"cwd": repo_root, "purpose": "duplex"})),
         "codex.turn.create" => {
             Some(json!({"sessionId": "<sessionId>", "input": "Summarize pending work."}))
         }
@@ -125,9 +125,7 @@ fn example_body(id: &str) -> Option<Value> {
             Some(json!({"cwd": "/Users/george/code/baa-conductor", "target": "uncommittedChanges"}))
         }
         "host.exec" => Some(json!({"command": "uptime", "timeoutMs": 5000})),
-        "host.files.read" => {
-            Some(json!({"path": "README.md", "cwd": "/Users/george/code/baa-conductor"}))
-        }
+        "host.files.read" => Some(json!({"path": "README.md", "cwd": repo_root})),
         "host.files.write" => Some(
             json!({"path": "notes/todo.txt", "cwd": "/tmp", "content": "hello", "overwrite": false, "createParents": true}),
         ),
@@ -136,7 +134,7 @@ fn example_body(id: &str) -> Option<Value> {
 }
 
 /// A ready-to-run curl command for a route.
-pub fn curl<C>(base: &str, r: &Route<C>) -> String {
+pub fn curl<C>(base: &str, repo_root: &str, r: &Route<C>) -> String {
     let path = r
         .pattern()
         .replace(":task_id", "<task_id>")
@@ -147,7 +145,7 @@ pub fn curl<C>(base: &str, r: &Route<C>) -> String {
     } else {
         ""
     };
-    match (r.method(), example_body(r.id())) {
+    match (r.method(), example_body(r.id(), repo_root)) {
         ("GET", _) => format!("curl -sS '{base}{path}'"),
         (m, Some(body)) => format!(
             "curl -sS -X {m} '{base}{path}'{auth} -H 'Content-Type: application/json' -d '{body}'"
@@ -158,7 +156,7 @@ pub fn curl<C>(base: &str, r: &Route<C>) -> String {
 
 fn example<C>(f: &Facts<C>, title: &str, id: &str) -> Value {
     let r = find(f.routes, id);
-    json!({ "title": title, "method": r.method(), "path": r.pattern(), "curl": curl(f.base_url, r) })
+    json!({ "title": title, "method": r.method(), "path": r.pattern(), "curl": curl(f.base_url, &f.cfg.repo_root.display().to_string(), r) })
 }
 
 pub fn codex_block<C>(f: &Facts<C>) -> Value {

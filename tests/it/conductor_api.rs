@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::support::conductor::{self, TOKEN};
 use crate::support::daemon::wait_for;
 use crate::support::http::{get, post, post_raw, request};
+use crate::support::tmp::TempDir;
 
 fn paths(list: &Value) -> Vec<String> {
     list.as_array()
@@ -437,4 +438,37 @@ fn conductor_controllers_report_heartbeats() {
             .is_some_and(|t| t.ends_with('Z')),
         "{me}"
     );
+}
+
+/// Issue 13: `/describe` examples carried `/Users/george/code/baa-conductor`, the original
+/// author's checkout. They use the configured repo root, else the working directory.
+#[test]
+fn describe_examples_use_the_configured_repo_root_not_the_authors_home() {
+    let dir = TempDir::new("describe-root");
+    let checkout = dir.join("my checkout");
+    let c = conductor::spawn(&dir, "mini-main", "primary")
+        .args(["--repo-root", &checkout.display().to_string()])
+        .start();
+    let all = get(&c.url("/describe")).expect(200)["data"].clone();
+    let text = all.to_string();
+    assert!(
+        !text.contains("/Users/"),
+        "a home path in /describe: {text}"
+    );
+    let create = all["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "/v1/codex/sessions")
+        .unwrap_or_else(|| panic!("no session example: {text}"))
+        .clone();
+    let want = format!("\"cwd\":\"{}\"", checkout.display());
+    assert!(create["curl"].as_str().unwrap().contains(&want), "{create}");
+    drop(c);
+
+    // Unset: the working directory (launchd's WorkingDirectory is the checkout).
+    let c = conductor::spawn(&dir, "mini-main", "primary").start();
+    let text = get(&c.url("/describe")).expect(200)["data"].to_string();
+    let want = format!("\\\"cwd\\\":\\\"{}\\\"", dir.path().display());
+    assert!(text.contains(&want), "no {want} in {text}");
 }

@@ -280,7 +280,9 @@ impl Slots {
             .filter(|s| matches!(s.state.load(Ordering::Acquire), WAITING | LINGERING))
             .map(|s| (s.since.load(Ordering::Acquire), s))
             .collect();
-        candidates.sort_unstable_by_key(|(since, _)| *since);
+        // Waits that began in the same microsecond go in admission order, not the
+        // hash map's.
+        candidates.sort_unstable_by_key(|(since, s)| (*since, s.id));
         // A waiting connection with input already queued is a request about to be read
         // (a fresh client whose thread has not run yet, a keep-alive client's next
         // request): pass over a few of those before falling back to the oldest.

@@ -241,6 +241,11 @@ impl Loop {
             .app
             .tasks
             .update(task_id, |t| {
+                // A cancel may have landed since pick_next (the run file's write takes a
+                // while): only a task still queued is taken.
+                if t.status() != Some(Status::Queued) {
+                    return false;
+                }
                 t.status = Status::Running.as_str().into();
                 t.current_run_id = Some(run_id.clone());
                 t.started_at.get_or_insert_with(|| now.clone());
@@ -256,9 +261,18 @@ impl Loop {
                 true
             })
             .map_err(|e| e.to_string())?;
-        if let Some(t) = &updated {
-            self.app.task_changed(t);
-        }
+        let Some(t) = updated.filter(|t| t.current_run_id.as_deref() == Some(run_id.as_str()))
+        else {
+            log::info!("scheduler: task {task_id} left the queue before its run started");
+            let run = Run {
+                status: "canceled".into(),
+                finished_at: Some(now_rfc3339()),
+                ..run
+            };
+            self.app.tasks.save_run(&run).map_err(|e| e.to_string())?;
+            return Ok(());
+        };
+        self.app.task_changed(&t);
         self.app.sched.dispatched(now);
         log::info!("scheduler: task {task_id} run {run_id} (attempt {attempt}) started");
         let ctl = Arc::new(RunControl::new(

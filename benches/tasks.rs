@@ -38,7 +38,10 @@ const POLL: Duration = Duration::from_millis(2);
 
 fn main() {
     run(&[
-        ("tasks_dispatch_and_throughput", tasks_dispatch_and_throughput),
+        (
+            "tasks_dispatch_and_throughput",
+            tasks_dispatch_and_throughput,
+        ),
         ("tasks_start_with_10k_stored", tasks_start_with_10k_stored),
     ]);
 }

@@ -100,7 +100,7 @@ impl Loop {
     /// One pass; returns how long to sleep before the next one.
     fn tick(&mut self) -> Duration {
         self.app.sched.passed();
-        self.threads.retain(|_, h| !h.is_finished());
+        self.reap();
         let lease = self.app.lease.status();
         let leader = lease.healthy_leader(self.app.lease.threshold);
         if leader != self.was_leader {
@@ -149,6 +149,25 @@ impl Loop {
             sleep = sleep.min(Duration::from_millis(due.saturating_sub(now_ms()).max(1)));
         }
         sleep
+    }
+
+    /// Joins the run threads that are done. A run unregisters its control and wakes the
+    /// scheduler as its last acts, a moment before its thread returns: counting it busy
+    /// until `is_finished` would hold its slot until the next idle tick (up to 1 s per
+    /// task, measured by `scripts/bench/tasks.sh`), so an unregistered run counts as done
+    /// and its thread, about to return, is joined here.
+    fn reap(&mut self) {
+        let done: Vec<String> = self
+            .threads
+            .iter()
+            .filter(|(id, h)| h.is_finished() || self.app.sched.control(id).is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in done {
+            if let Some(h) = self.threads.remove(&id) {
+                let _ = h.join();
+            }
+        }
     }
 
     /// Gives each task left `running` without a thread one that reconciles its run.

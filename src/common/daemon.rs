@@ -72,7 +72,10 @@ where
     announce(s.binary, bound);
 
     while !stop.sleep(Duration::from_secs(3600)) {}
-    log::info!("stop requested; stopping (at most {:?})", s.stop_bound);
+    log::info!(
+        "stop requested; stopping (at most {} ms)",
+        s.stop_bound.as_millis()
+    );
     let watchdog = Watchdog::arm(s.binary, s.stop_bound);
     service.stop();
     watchdog.disarm();
@@ -103,7 +106,10 @@ impl Watchdog {
             .name("stop-watchdog".into())
             .spawn(move || {
                 if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(bound) {
-                    log::error!("{binary} did not stop within {bound:?}; exiting now");
+                    log::error!(
+                        "{binary} did not stop within {} ms; exiting now",
+                        bound.as_millis()
+                    );
                     std::process::exit(1);
                 }
             })

@@ -310,7 +310,11 @@ impl FileLock {
                 return Ok(Self { file });
             }
             if Instant::now() >= deadline {
-                return Err(format!("{}: lock busy for {wait:?}", path.display()));
+                return Err(format!(
+                    "{}: lock busy for {} ms",
+                    path.display(),
+                    wait.as_millis()
+                ));
             }
             thread::sleep(Duration::from_millis(10));
         }

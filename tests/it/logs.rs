@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::support::codexd::{start_running, with_stub, CodexApi, Dirs};
 use crate::support::conductor::TOKEN;
 use crate::support::daemon::{wait_for, Spawn, STATUS_API};
-use crate::support::http::{get, post, post_h};
+use crate::support::http::{get, get_h, post, post_h};
 use crate::support::tasks;
 use crate::support::tmp::TempDir;
 
@@ -97,6 +97,35 @@ fn lifecycle_lines_of_a_walk_through_are_key_value_without_the_token_or_debug_fo
     let turn = api.turn(&sid, "hello there");
     let s = api.wait_turn_done(&sid, &turn, T);
     assert_eq!(s["lastTurnStatus"], "completed", "{s:#}");
+
+    // An approval answered through the conductor, and one left to its timeout.
+    let v = api.create_session(json!({"purpose": "duplex", "approvalTimeoutMs": 60000}));
+    let asked = v["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_string();
+    let asked_turn = api.turn(&asked, "approval please");
+    let rid = wait_for(T, || {
+        let r = get_h(&c.url("/v1/codex/requests"), &auth).expect(200);
+        r["data"]["requests"][0]["requestId"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .expect("no pending approval request");
+    post_h(
+        &c.url(&format!("/v1/codex/requests/{rid}")),
+        &json!({"decision": "accept"}),
+        &auth,
+    )
+    .expect(200);
+    api.wait_turn_done(&asked, &asked_turn, T);
+    let v = api.create_session(json!({"purpose": "duplex", "approvalTimeoutMs": 100}));
+    let late = v["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_string();
+    let late_turn = api.turn(&late, "approval please");
+    api.wait_turn_done(&late, &late_turn, T);
 
     // Pause and resume, with who and why.
     post(
@@ -199,6 +228,26 @@ fn lifecycle_lines_of_a_walk_through_are_key_value_without_the_token_or_debug_fo
     let wanted_codexd: Vec<(&str, Vec<(&str, &str)>)> = vec![
         ("child.spawned", vec![("pid", "*"), ("generation", "*")]),
         ("session.created", vec![("session", sid.as_str())]),
+        (
+            "request.pending",
+            vec![
+                ("session", asked.as_str()),
+                ("request", rid.as_str()),
+                ("method", "*"),
+            ],
+        ),
+        (
+            "request.answered",
+            vec![
+                ("session", asked.as_str()),
+                ("request", rid.as_str()),
+                ("decision", "accept"),
+            ],
+        ),
+        (
+            "request.timeout",
+            vec![("session", late.as_str()), ("by", "timeout")],
+        ),
         (
             "turn.accepted",
             vec![("session", sid.as_str()), ("turn", turn.as_str())],

@@ -70,16 +70,28 @@ where
         Err(e) => return fail(e),
     };
     announce(s.binary, bound);
+    logging::event(
+        "daemon.started",
+        &[
+            ("binary", &s.binary),
+            ("listen", &format!("http://{bound}")),
+            ("version", &env!("CARGO_PKG_VERSION")),
+            ("pid", &std::process::id()),
+        ],
+    );
 
     while !stop.sleep(Duration::from_secs(3600)) {}
-    log::info!(
-        "stop requested; stopping (at most {} ms)",
-        s.stop_bound.as_millis()
+    logging::event(
+        "daemon.stopping",
+        &[
+            ("binary", &s.binary),
+            ("bound_ms", &s.stop_bound.as_millis()),
+        ],
     );
     let watchdog = Watchdog::arm(s.binary, s.stop_bound);
     service.stop();
     watchdog.disarm();
-    log::info!("stopped");
+    logging::event("daemon.stopped", &[("binary", &s.binary)]);
     ExitCode::SUCCESS
 }
 

@@ -167,6 +167,15 @@ fn lifecycle_lines_of_a_walk_through_are_key_value_without_the_token_or_debug_fo
 
     // Lines are written as things happen; the last ones may trail the answers a little.
     let wanted_conductor: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "daemon.started",
+            vec![
+                ("binary", "baa-conductor"),
+                ("listen", "*"),
+                ("version", "*"),
+                ("pid", "*"),
+            ],
+        ),
         ("lease.acquired", vec![("node", "mini-main"), ("term", "*")]),
         (
             "mode.changed",
@@ -380,6 +389,9 @@ fn log_file_rotates_by_size_keeps_three_and_takes_stderr_with_it() {
     // nothing went to the stderr it was started with.
     d.terminate(Duration::from_secs(10));
     let live = fs::read_to_string(&file).unwrap_or_default();
-    assert!(live.contains("stopped"), "live file:\n{live}");
+    assert!(
+        live.contains("event=daemon.stopped binary=baa-status-api"),
+        "live file:\n{live}"
+    );
     assert_eq!(d.log(), "", "the inherited stderr got output");
 }

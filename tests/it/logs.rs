@@ -157,6 +157,13 @@ fn lifecycle_lines_of_a_walk_through_are_key_value_without_the_token_or_debug_fo
     )
     .expect(200);
     assert_eq!(r["data"]["ok"], true, "{r}");
+    let r = post_h(
+        &c.url("/v1/files/write"),
+        &json!({"path": "new.txt", "cwd": work, "content": "written-content-never-logged"}),
+        &auth,
+    )
+    .expect(200);
+    assert_eq!(r["data"]["ok"], true, "{r}");
 
     // A two-step task to its end.
     let tc = tasks::TaskConductor { d: c };
@@ -199,6 +206,10 @@ fn lifecycle_lines_of_a_walk_through_are_key_value_without_the_token_or_debug_fo
         (
             "host.files.read",
             vec![("bytes", "25"), ("ok", "true"), ("path", "*")],
+        ),
+        (
+            "host.files.write",
+            vec![("bytes", "28"), ("ok", "true"), ("path", "*")],
         ),
         (
             "task.queued",
@@ -294,6 +305,7 @@ fn lifecycle_lines_of_a_walk_through_are_key_value_without_the_token_or_debug_fo
             TOKEN,
             "exec-output-never-logged",
             "file-content-never-logged",
+            "written-content-never-logged",
         ] {
             assert!(!log.contains(secret), "{who} logged {secret}:\n{log}");
         }
@@ -321,6 +333,8 @@ fn lifecycle_lines_of_a_walk_through_are_key_value_without_the_token_or_debug_fo
                    "exit_code": 0, "bytes": 24, "ok": true, "error": null}),
             json!({"op": "files/read", "cwd": work, "command": null,
                    "exit_code": null, "bytes": 25, "ok": true, "error": null}),
+            json!({"op": "files/write", "cwd": work, "command": null,
+                   "exit_code": null, "bytes": 28, "ok": true, "error": null}),
         ],
         "{text}"
     );
@@ -335,7 +349,9 @@ fn lifecycle_lines_of_a_walk_through_are_key_value_without_the_token_or_debug_fo
         );
     }
     assert!(
-        !text.contains(TOKEN) && !text.contains("file-content-never-logged"),
+        !text.contains(TOKEN)
+            && !text.contains("file-content-never-logged")
+            && !text.contains("written-content-never-logged"),
         "{text}"
     );
     let mode = fs::metadata(&audit)

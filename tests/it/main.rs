@@ -25,5 +25,6 @@ mod http_layer;
 mod mock_model;
 mod stack_e2e;
 mod status_api;
+mod status_page;
 mod support;
 mod torture;

@@ -91,10 +91,12 @@ pub fn codex_card(h: &mut String, d: &Value, now_ms: u64) {
     let account = c.get("account").unwrap_or(&Value::Null);
     let limits = c.get("limits").unwrap_or(&Value::Null);
     let blocked = limits.get("blockedUntil").is_some_and(|v| v.is_string());
+    let unreachable = c.get("reachable") == Some(&Value::Bool(false));
     let state = match (
         first(account, &["loggedIn"]),
         first(account, &["authRequired"]),
     ) {
+        _ if unreachable => "unknown: codexd unreachable",
         _ if blocked => "rate limited",
         (Some(Value::Bool(false)), Some(Value::Bool(true))) => "logged out",
         (Some(Value::Bool(_)), _) => "ok",
@@ -181,7 +183,7 @@ pub fn tasks_card(h: &mut String, d: &Value, now_ms: u64) {
         )
     };
     h.push_str(&format!(
-        "<div class=\"big\">{head} <span class=\"muted\">{} queued · {} succeeded · {} failed · {} canceled</span></div>",
+        "<div class=\"big\">{head}</div><div class=\"muted\">{} queued · {} succeeded · {} failed · {} canceled</div>",
         esc(&text(t, &["queued"])),
         esc(&text(t, &["succeeded"])),
         esc(&text(t, &["failed"])),
@@ -225,7 +227,7 @@ pub fn tasks_card(h: &mut String, d: &Value, now_ms: u64) {
     for r in recent {
         let err = text(r, &["error"]);
         h.push_str(&format!(
-            "<li>{} <b>{}</b> <span class=\"muted\">{}/{} steps</span> {}{}</li>",
+            "<li>{} <b>{}</b><div class=\"muted\">{}/{} steps · finished {}{}</div></li>",
             badge(&text(r, &["status"])),
             esc(&text(r, &["title"])),
             esc(&text(r, &["steps_done"])),

@@ -78,29 +78,44 @@ fn overall_banner(h: &mut String, d: &Value, overall: &str) {
         "down" => "down",
         _ => "unknown",
     };
-    let n = d
+    let warnings: Vec<String> = d
         .get("warnings")
         .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    let sum = match (overall, n) {
+        .map(|w| w.iter().map(show).collect())
+        .unwrap_or_default();
+    // The most urgent warning itself (errors come first), so the banner alone says what
+    // is wrong; the list below says what to do.
+    let sum = match (overall, warnings.as_slice()) {
         ("down", _) => "Neither the conductor nor codexd answers.".to_string(),
-        (_, 0) => "Nothing needs attention.".to_string(),
-        (_, 1) => "1 thing needs attention: see What to do below.".to_string(),
-        (_, n) => format!("{n} things need attention: see What to do below."),
+        (_, []) => "Nothing needs attention.".to_string(),
+        (_, [one]) => short(one),
+        (_, [first, rest @ ..]) => format!("{} (and {} more)", short(first), rest.len()),
     };
-    let codex = match text(d, &["codexd.codex.version", "codexd.codex.cliVersion"]) {
+    let codex_down = d.pointer("/codexd/reachable") == Some(&Value::Bool(false));
+    let meta = match text(d, &["codexd.codex.version", "codexd.codex.cliVersion"]) {
+        _ if codex_down => "codex version unknown: codexd unreachable".to_string(),
         v if v == DASH => "codex version unknown".to_string(),
-        v => format!("codex {v}"),
+        v => format!("codex {v} · codexd {}", text(d, &["node.codexdVersion"])),
     };
     let word = if overall == DASH { "unknown" } else { overall };
     h.push_str(&format!(
         "<section class=\"overall ov-{class}\" id=\"overall\"><div class=\"word\">{}</div>\
-         <div><div class=\"sum\">{}</div><div class=\"meta\">{} · codexd {}</div></div></section>",
+         <div><div class=\"sum\">{}</div><div class=\"meta\">{}</div></div></section>",
         esc(word),
         esc(&sum),
-        esc(&codex),
-        esc(&text(d, &["node.codexdVersion"])),
+        esc(&meta),
     ));
+}
+
+/// A warning cut to a banner line.
+fn short(s: &str) -> String {
+    const MAX: usize = 110;
+    if s.chars().count() <= MAX {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(MAX).collect();
+    out.push('…');
+    out
 }
 
 /// Each warning with what to do: the fix, the commands to copy, the log to open.
@@ -280,8 +295,8 @@ mod tests {
             "<dt>Primary limit</dt><dd>100% · resets <span title=\"2026-05-01T13:00:00.000Z\">",
             "<dt>Blocked until</dt>",
             "<div class=\"word\">degraded</div>",
-            "1 thing needs attention",
-            "codex 0.169.0",
+            "<div class=\"sum\">automation is paused (by ops&lt;b&gt;: &lt;script&gt;alert(1)&lt;/script&gt;)</div>",
+            "codex 0.169.0 · codexd —",
             "<h2>What to do (1)</h2>",
             "<pre class=\"cmd\">curl -s -X POST http://127.0.0.1:4317/v1/system/resume -d &#39;{&quot;a&quot;:1}&#39;</pre>",
             "Log: <code>/l/x.err.log</code>",
@@ -289,7 +304,7 @@ mod tests {
             "<b>fix &lt;bug&gt;</b>",
             "step 2 of 3 · running 1 min 5 s (this step 5 s) · attempt 2",
             "waiting for an approval (command): <span class=\"mono\">rm -rf build</span>",
-            "<span class=\"badge bad\">failed</span> <b>old one</b> <span class=\"muted\">1/2 steps</span>",
+            "<span class=\"badge bad\">failed</span> <b>old one</b><div class=\"muted\">1/2 steps · finished ",
             "turn failed: boom",
         ] {
             assert!(html.contains(want), "missing {want:?} in:\n{html}");

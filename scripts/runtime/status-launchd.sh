@@ -80,18 +80,23 @@ child_status() {
 }
 
 # launchd's view of a service: LAUNCHD_LOADED, LAUNCHD_LINES (state, pid, last exit code;
-# only those: launchctl print also dumps the environment, token included), LAUNCHD_PID.
+# only those: launchctl print also dumps the environment, token included), LAUNCHD_PID,
+# LAUNCHD_LAST_EXIT.
 launchd_view() {
   local label="$1" info line
   LAUNCHD_LOADED=0
   LAUNCHD_LINES=""
   LAUNCHD_PID=""
+  LAUNCHD_LAST_EXIT=""
   if info="$(launchctl print "${domain_target}/${label}" 2>/dev/null)"; then
     LAUNCHD_LOADED=1
     while IFS= read -r line; do
       if [[ "$line" =~ ^[[:space:]]*((state|pid|last\ exit\ code)\ =\ (.*))$ ]]; then
         LAUNCHD_LINES="${LAUNCHD_LINES}${BASH_REMATCH[1]}"$'\n'
-        [[ "${BASH_REMATCH[2]}" == "pid" ]] && LAUNCHD_PID="${BASH_REMATCH[3]}"
+        case "${BASH_REMATCH[2]}" in
+          pid) LAUNCHD_PID="${BASH_REMATCH[3]}" ;;
+          "last exit code") LAUNCHD_LAST_EXIT="${BASH_REMATCH[3]}" ;;
+        esac
       fi
     done <<<"$info"
   fi
@@ -148,8 +153,11 @@ printf 'service     status\n'
 for service in "${services[@]}"; do
   launchd_view "$(service_label "$service")"
   service_health "$service"
-  if [[ "$LAUNCHD_LOADED" == "1" ]]; then
-    where="launchd: loaded${LAUNCHD_PID:+, pid ${LAUNCHD_PID}}"
+  if [[ "$LAUNCHD_LOADED" == "1" && -n "$LAUNCHD_PID" ]]; then
+    where="launchd: loaded, pid ${LAUNCHD_PID}"
+  elif [[ "$LAUNCHD_LOADED" == "1" ]]; then
+    # Loaded without a process: launchd is between restarts (a crash loop shows here).
+    where="launchd: loaded, not running${LAUNCHD_LAST_EXIT:+ (last exit code = ${LAUNCHD_LAST_EXIT})}"
   else
     where="launchd: not loaded"
   fi

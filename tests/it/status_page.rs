@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::codexd::{start_running, with_stub, CodexApi, Dirs};
+use crate::support::codexd::{child_status, start_running, with_stub, CodexApi, Dirs};
 use crate::support::conductor;
 use crate::support::daemon::{wait_for, Daemon};
 use crate::support::http::{get, post};
@@ -51,7 +51,9 @@ fn advice<'a>(data: &'a Value, prefix: &str) -> &'a Value {
 fn status_page_codexd_down_reads_codexd_unreachable_with_the_command_and_log() {
     let dir = TempDir::new("page-codexd-down");
     let codexd_base = closed_port_url();
-    let c = conductor::spawn(&dir, "mini-main", "primary").start();
+    let c = conductor::spawn(&dir, "mini-main", "primary")
+        .env("BAA_SHARED_TOKEN", "replace-me")
+        .start();
     let logs = dir.join("node-logs");
     let st = status_api::spawn(&c.base, &codexd_base)
         .args(["--logs-dir", &logs.display().to_string()])
@@ -71,6 +73,19 @@ fn status_page_codexd_down_reads_codexd_unreachable_with_the_command_and_log() {
     );
     let log = format!("{}/launchd/so.makefile.baa-codexd.err.log", logs.display());
     assert_eq!(a["log"], log.as_str(), "{a:#}");
+
+    let token = advice(
+        &data,
+        "conductor: BAA_SHARED_TOKEN is still the placeholder",
+    );
+    assert_eq!(
+        token["commands"],
+        json!([
+            "(umask 077; openssl rand -hex 32 > ~/.config/baa-conductor/shared-token.txt)",
+            "scripts/runtime/restart-launchd.sh --service conductor"
+        ]),
+        "{token:#}"
+    );
 
     let html = page(&st);
     for want in [
@@ -242,4 +257,47 @@ fn status_events_leave_out_token_usage_and_rate_limit_notifications() {
     assert!(!html.contains("thread/tokenUsage/updated"), "{html}");
     assert!(!html.contains("account/rateLimits/updated"), "{html}");
     assert!(html.contains("notifications not shown"), "{html}");
+}
+
+#[test]
+fn status_page_crash_loop_offers_the_child_restart_and_the_command_restarts_it() {
+    let dir = TempDir::new("page-crash-loop");
+    let broken = dir.join("broken");
+    std::fs::write(&broken, "while this file exists the stub exits at once").unwrap();
+    let codexd = with_stub(
+        &Dirs::under(&dir.child("cx")),
+        &format!("exit-while:{}", broken.display()),
+    )
+    .env("BAA_CODEXD_RESTART_BASE_MS", "20")
+    .env("BAA_CODEXD_CRASH_LOOP_MAX", "2")
+    .start();
+    let st = status_api::start(&closed_port_url(), &codexd.base);
+    let data = wait_for(T, || {
+        let d = status(&st);
+        (d["codexd"]["child"]["status"] == "crash_loop").then_some(d)
+    })
+    .unwrap_or_else(|| panic!("no crash_loop: {:#}", child_status(&codexd)));
+    let a = advice(&data, "codex app-server child is in a crash loop");
+    assert_eq!(a["level"], "error", "{a:#}");
+    let restart = a["commands"][0].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        restart,
+        format!("curl -s -X POST {}/v1/codexd/child/restart", codexd.base),
+        "{a:#}"
+    );
+    assert!(page(&st).contains(&format!("<pre class=\"cmd\">{restart}</pre>")));
+
+    // The cause fixed, the printed command brings the child back at once.
+    std::fs::remove_file(&broken).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&restart)
+        .output()
+        .expect("run sh");
+    assert!(out.status.success(), "{restart}: {out:?}");
+    let running = wait_for(T, || {
+        let d = status(&st);
+        (d["codexd"]["child"]["status"] == "running").then_some(d)
+    });
+    assert!(running.is_some(), "{:#}", child_status(&codexd));
 }

@@ -264,6 +264,41 @@ pub fn logged_out() -> Problem {
     .run("codex login".into())
 }
 
+/// A running task's turn waits for an operator to answer an approval. The answer is as
+/// strong as exec, so it takes the shared token (read from its file, never printed).
+pub fn approval_waiting(
+    site: &Site,
+    title: &str,
+    kind: &str,
+    what: &str,
+    request_id: &str,
+    deadline: Option<&str>,
+) -> Problem {
+    let by = deadline.map(|d| format!(" by {d}")).unwrap_or_default();
+    let p = Problem::new(
+        Level::Warn,
+        format!("task \"{title}\" waits for an approval ({kind}): {what}"),
+        &format!(
+            "Answer it{by}, or codexd gives its default answer. Accept (or send \"decline\"):"
+        ),
+    );
+    // The id goes into a shell command: only one that cannot break out of it.
+    let safe = !request_id.is_empty()
+        && request_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !safe {
+        return p.run(format!(
+            "curl -s {}/v1/codex/requests -H \"Authorization: Bearer $(cat ~/.config/baa-conductor/shared-token.txt)\"",
+            site.conductor_base
+        ));
+    }
+    p.run(format!(
+        "curl -s -X POST {}/v1/codex/requests/{request_id} -H \"Authorization: Bearer $(cat ~/.config/baa-conductor/shared-token.txt)\" -H 'Content-Type: application/json' -d '{{\"decision\":\"accept\"}}'",
+        site.conductor_base
+    ))
+}
+
 /// This conductor does not hold the lease.
 pub fn standby(site: &Site, holder: &str) -> Problem {
     Problem::new(
@@ -348,6 +383,21 @@ mod tests {
         );
         let d = automation(&site(None), "draining", "a", "b", true);
         assert!(d.fix.starts_with("Drained"), "{d:?}");
+    }
+
+    #[test]
+    fn a_waiting_approval_says_how_to_answer_it() {
+        let p = approval_waiting(&site(None), "fix", "command", "ls", "req_1", Some("t"));
+        assert_eq!(p.text, "task \"fix\" waits for an approval (command): ls");
+        assert!(p.fix.contains("Answer it by t"), "{p:?}");
+        assert!(
+            p.commands[0].starts_with(
+                "curl -s -X POST http://127.0.0.1:4317/v1/codex/requests/req_1 -H \"Authorization: Bearer $(cat "
+            ),
+            "{p:?}"
+        );
+        let odd = approval_waiting(&site(None), "t", "command", "ls", "x;rm -rf ~", None);
+        assert!(!odd.commands[0].contains("rm -rf"), "{odd:?}");
     }
 
     #[test]

@@ -125,6 +125,22 @@ pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
         }
     }
 
+    let tasks = tasks::build(&raw.tasks);
+    for t in tasks["running_tasks"].as_array().into_iter().flatten() {
+        let Some(w) = t.get("waiting").filter(|w| w.is_object()) else {
+            continue;
+        };
+        let text = |v: &Value, k: &str| text_at(v, &[k]).unwrap_or_else(|| "?".into());
+        problems.push(advice::approval_waiting(
+            site,
+            &text(t, "title"),
+            &text(w, "kind"),
+            &text(w, "command"),
+            &text(w, "request_id"),
+            text_at(w, &["deadline_at"]).as_deref(),
+        ));
+    }
+
     // Errors first, then warnings, then notes; the order within a level is the order found.
     problems.sort_by_key(|p| match p.level {
         Level::Error => 0,
@@ -172,7 +188,7 @@ pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
             "sessions": snapshot.map(sessions).unwrap_or_else(|| json!({"count": 0, "active": 0, "items": []})),
             "recentEvents": snapshot.map(events).unwrap_or_else(|| json!({"count": 0, "hidden": 0, "items": []})),
         },
-        "tasks": tasks::build(&raw.tasks),
+        "tasks": tasks,
         "warnings": warnings,
         "advice": problems.iter().map(Problem::to_json).collect::<Vec<_>>(),
     })

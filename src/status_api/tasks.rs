@@ -86,6 +86,7 @@ fn running(t: &Value) -> Value {
             "request_id": text(w, &["request_id"]),
             "kind": text(w, &["kind"]),
             "command": text(w, &["command", "path"]),
+            "deadline_at": text(w, &["deadline_at"]),
         })),
     })
 }

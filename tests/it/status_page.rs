@@ -301,3 +301,53 @@ fn status_page_crash_loop_offers_the_child_restart_and_the_command_restarts_it()
     });
     assert!(running.is_some(), "{:#}", child_status(&codexd));
 }
+
+#[test]
+fn status_page_waiting_approval_says_how_to_answer_and_the_command_answers() {
+    let dir = TempDir::new("page-approval");
+    let codexd = start_running(with_stub(&Dirs::under(&dir.child("cx")), "normal"));
+    let c = tasks::start(&dir, &codexd.base);
+    let st = status_api::start(&c.d.base, &codexd.base);
+    let id = c.create(json!({"title": "needs a yes", "prompt": "approval"}));
+
+    let data = wait_for(T, || {
+        let d = status(&st);
+        d["advice"]
+            .to_string()
+            .contains("waits for an approval")
+            .then_some(d)
+    })
+    .unwrap_or_else(|| panic!("no approval advice: {:#}\n{}", status(&st), c.explain(&id)));
+    let a = advice(
+        &data,
+        "task \"needs a yes\" waits for an approval (command)",
+    );
+    let answer = a["commands"][0].as_str().unwrap_or_default().to_string();
+    assert!(
+        answer.contains("/v1/codex/requests/") && answer.contains("shared-token.txt"),
+        "{a:#}"
+    );
+    let html = page(&st);
+    assert!(html.contains("waiting for an approval (command)"), "{html}");
+
+    // The printed command, with the token where the install keeps it, answers it.
+    let home = dir.join("home");
+    std::fs::create_dir_all(home.join(".config/baa-conductor")).unwrap();
+    std::fs::write(
+        home.join(".config/baa-conductor/shared-token.txt"),
+        crate::support::conductor::TOKEN,
+    )
+    .unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&answer)
+        .env("HOME", &home)
+        .output()
+        .expect("run sh");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"ok\": true")
+            || String::from_utf8_lossy(&out.stdout).contains("\"ok\":true"),
+        "{answer}: {out:?}"
+    );
+    c.wait_status(&id, "succeeded", T);
+}

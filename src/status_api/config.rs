@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use crate::common::cli::{Cli, Command as CliCommand};
+use crate::common::logging::{LOG_FILE, LOG_MAX_BYTES};
 use crate::common::netaddr::is_tailscale_ip;
 use crate::common::settings::{Resolver, Result, Setting};
 
@@ -53,6 +54,8 @@ pub const SETTINGS: &[Setting] = &[
     LOGS_DIR,
     LABEL_PREFIX,
     RUST_LOG,
+    LOG_FILE,
+    LOG_MAX_BYTES,
 ];
 
 pub const CLI: Cli<Command> = Cli {

@@ -186,6 +186,10 @@ impl TaskStore {
 
     /// Rebuilds the index from the task files. Returns how many tasks it holds.
     pub fn reload(&self) -> usize {
+        // Held for the whole rebuild: a `create` between the listing and the swap would
+        // otherwise be dropped from the index (a task queued as the conductor became leader
+        // was never run).
+        let mut current = lock(&self.index);
         let mtime = self.tasks_dir_mtime();
         let mut index = Index {
             dir_mtime: mtime,
@@ -214,7 +218,7 @@ impl TaskStore {
             }
         }
         let n = index.tasks.len();
-        *lock(&self.index) = index;
+        *current = index;
         n
     }
 
@@ -630,6 +634,30 @@ mod tests {
                 priority,
             },
         }
+    }
+
+    /// The scheduler reloads the index when this conductor becomes leader, while the API
+    /// may already be creating tasks: a create during a reload must stay in the index.
+    #[test]
+    fn create_during_reload_is_not_dropped_from_the_index() {
+        let d = dir();
+        let s = std::sync::Arc::new(TaskStore::open(&d, 1000).unwrap());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reloader = {
+            let (s, stop) = (s.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    s.reload();
+                }
+            })
+        };
+        for i in 0..100 {
+            s.create(new(&format!("t{i}"), 0, None)).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        reloader.join().unwrap();
+        assert_eq!(s.counts().queued, 100);
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -50,7 +50,10 @@ impl Rig {
         let seen = Arc::new(AtomicUsize::new(0));
         let gate = gate.clone();
         self.home.mock.set_script(move |call| {
-            if call.prompt.contains(needle) && call.tool_output().is_none() && seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            if call.prompt.contains(needle)
+                && call.tool_output().is_none()
+                && seen.fetch_add(1, Ordering::SeqCst) == 0
+            {
                 return keywords(call).held(&gate);
             }
             keywords(call)
@@ -59,8 +62,15 @@ impl Rig {
 
     /// Waits until the model received a turn start containing `needle`.
     fn wait_model(&self, needle: &str, n: usize) {
-        wait_for(T, || (self.home.mock.count_prompt_starts(needle) >= n).then_some(()))
-            .unwrap_or_else(|| panic!("the model never got {needle:?} {n} time(s); codexd log:\n{}", self.codexd.log()));
+        wait_for(T, || {
+            (self.home.mock.count_prompt_starts(needle) >= n).then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the model never got {needle:?} {n} time(s); codexd log:\n{}",
+                self.codexd.log()
+            )
+        });
     }
 }
 
@@ -95,28 +105,326 @@ fn real_three_step_task_runs_in_order_in_one_thread_with_command_and_file_lines(
         {"prompt": "step one: run a command"}, {"prompt": "step two: add a file"}, {"prompt": "step three: summarize"}]}));
     let t = c.wait_status(&id, "succeeded", T);
     let run = &t["runs"][0];
-    assert_eq!(step_statuses(run), ["completed", "completed", "completed"], "{t:#}");
-    assert_eq!(run["final_message"], "mock reply: step three: summarize", "{t:#}");
+    assert_eq!(
+        step_statuses(run),
+        ["completed", "completed", "completed"],
+        "{t:#}"
+    );
+    assert_eq!(
+        run["final_message"], "mock reply: step three: summarize",
+        "{t:#}"
+    );
     assert!(target.is_file(), "step two's file was not written");
     // One thread: each step's turn is in the same session, in order.
     let sid = run["session_id"].as_str().unwrap();
     let turns = crate::support::codexd::CodexApi::codexd(&r.codexd).turns_page(sid, 10, None);
-    let turn_ids: Vec<&Value> = turns["turns"].as_array().unwrap().iter().rev().map(|t| &t["turnId"]).collect();
-    let step_turns: Vec<&Value> = run["steps"].as_array().unwrap().iter().map(|s| &s["turn_id"]).collect();
+    let turn_ids: Vec<&Value> = turns["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|t| &t["turnId"])
+        .collect();
+    let step_turns: Vec<&Value> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["turn_id"])
+        .collect();
     assert_eq!(turn_ids, step_turns, "{turns:#}");
-    let order: Vec<String> = r.home.mock.requests().iter()
+    let order: Vec<String> = r
+        .home
+        .mock
+        .requests()
+        .iter()
         .map(baa::common::responses::last_user_text)
         .filter(|p| p.starts_with("step "))
         .collect();
     let mut dedup = order.clone();
     dedup.dedup();
-    assert_eq!(dedup, ["step one: run a command", "step two: add a file", "step three: summarize"]);
+    assert_eq!(
+        dedup,
+        [
+            "step one: run a command",
+            "step two: add a file",
+            "step three: summarize"
+        ]
+    );
     for step in ["step one", "step two", "step three"] {
         assert_eq!(r.home.mock.count_prompt_starts(step), 1, "{step}");
     }
     let msgs = c.log_messages(&id);
     let has = |s: &str| msgs.iter().any(|m| m.contains(s));
-    assert!(has("command `") && has("echo from-step-one") && has("exited 0"), "{msgs:#?}");
+    assert!(
+        has("command `") && has("echo from-step-one") && has("exited 0"),
+        "{msgs:#?}"
+    );
     assert!(has(&format!("file add: {}", target.display())), "{msgs:#?}");
-    assert!(has("step 3/3 completed") && has("final message: mock reply: step three"), "{msgs:#?}");
+    assert!(
+        has("step 3/3 completed") && has("final message: mock reply: step three"),
+        "{msgs:#?}"
+    );
+}
+
+/// The statuses the codexd session recorded for its turns, oldest first.
+fn codexd_turn_statuses(codexd: &Daemon, session_id: &str) -> Vec<(String, String)> {
+    let page = crate::support::codexd::CodexApi::codexd(codexd).turns_page(session_id, 20, None);
+    let mut v: Vec<(String, String)> = page["turns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["turnId"].as_str().unwrap_or_default().to_string(),
+                t["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    v.reverse();
+    v
+}
+
+#[test]
+fn real_codexd_sigkill_mid_task_retries_in_attempt_two_without_resending_completed_steps() {
+    let mut r = rig("tasks-real-cxkill");
+    let gate = Gate::new();
+    r.hold_first("step two", &gate);
+    let c = r.conductor();
+    let id = c.create(json!({"title": "survives codexd", "cwd": r.home.work, "max_attempts": 5, "steps": [
+        {"prompt": "step one: first"}, {"prompt": "step two: killed here"}, {"prompt": "step three: last"}]}));
+    r.wait_model("step two", 1);
+    let port = r.codexd.port();
+    r.codexd.kill9();
+    // launchd restarts codexd (same port, same state: the session and its thread survive);
+    // the turn died with the old child, so the run fails retryable and attempt 2 goes on.
+    r.codexd = start_running(with_mock_codex(&r.dirs, &r.home).env(
+        "BAA_CODEXD_LOCAL_API_BASE",
+        format!("http://127.0.0.1:{port}"),
+    ));
+    gate.release();
+    let t = c.wait_task(&id, "a failed retryable first run", T, |t| {
+        t["runs"].as_array().into_iter().flatten().any(|r| {
+            r["attempt"] == 1 && r["status"] == "failed" && r["error"]["retryable"] == true
+        })
+    });
+    let first = t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["attempt"] == 1)
+        .unwrap();
+    assert_eq!(step_statuses(first)[0], "completed", "{t:#}");
+    let t = c.wait_status(&id, "succeeded", T);
+    let attempts = runs(&t);
+    assert!(attempts.len() >= 2, "{attempts:?}");
+    assert_eq!(attempts.last().unwrap().1, "succeeded", "{attempts:?}");
+    let last = t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "succeeded")
+        .unwrap();
+    // Attempt 2 records only the steps it ran: from the first one not completed.
+    let ran: Vec<(u64, String)> = last["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["index"].as_u64().unwrap_or(99),
+                s["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ran,
+        [(1, "completed".to_string()), (2, "completed".to_string())],
+        "{t:#}"
+    );
+    let first = t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["attempt"] == 1)
+        .unwrap();
+    assert_eq!(
+        first["session_id"], last["session_id"],
+        "the retry left the thread: {t:#}"
+    );
+    assert_eq!(first["thread_id"], last["thread_id"], "{t:#}");
+    // Step one completed in attempt 1 and was never sent again; step two was in flight when
+    // codexd died, so attempt 2 sends it again (once), then step three once.
+    assert_eq!(r.home.mock.count_prompt_starts("step one"), 1);
+    assert_eq!(r.home.mock.count_prompt_starts("step two"), 2);
+    assert_eq!(r.home.mock.count_prompt_starts("step three"), 1);
+    assert_eq!(
+        last["final_message"], "mock reply: step three: last",
+        "{t:#}"
+    );
+}
+
+#[test]
+fn real_conductor_sigkill_mid_step_then_restart_finishes_and_each_prompt_reaches_the_model_once() {
+    let r = rig("tasks-real-ckill");
+    let gate = Gate::new();
+    r.hold_first("step two", &gate);
+    let mut c = r.conductor();
+    let id = c.create(json!({"title": "survives the conductor", "cwd": r.home.work, "steps": [
+        {"prompt": "step one: first"}, {"prompt": "step two: held"}, {"prompt": "step three: last"}]}));
+    r.wait_model("step two", 1);
+    // The step's turn id is on disk before the kill (or the restart must find it at codexd).
+    c.d.kill9();
+    let c = TaskConductor {
+        d: tasks::spawn(&r.dir, &r.codexd.base, "mini-main", "primary").start(),
+    };
+    // The restarted conductor adopts the turn still in flight; then the model answers.
+    c.wait_task(&id, "running again after the restart", T, |t| {
+        t["task"]["status"] == "running"
+    });
+    gate.release();
+    let t = c.wait_status(&id, "succeeded", T);
+    let succeeded: Vec<&Value> = t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "succeeded")
+        .collect();
+    assert_eq!(succeeded.len(), 1, "{t:#}");
+    assert_eq!(
+        step_statuses(succeeded[0]),
+        ["completed", "completed", "completed"],
+        "{t:#}"
+    );
+    for step in ["step one", "step two", "step three"] {
+        assert_eq!(r.home.mock.count_prompt_starts(step), 1, "{step}: {t:#}");
+    }
+    let sid = succeeded[0]["session_id"].as_str().unwrap();
+    assert_eq!(
+        codexd_turn_statuses(&r.codexd, sid).len(),
+        3,
+        "one codexd turn per step"
+    );
+}
+
+#[test]
+fn real_standby_takes_the_lease_after_leader_sigkill_and_finishes_the_queue() {
+    let r = rig("tasks-real-standby");
+    let gate = Gate::new();
+    r.hold_first("job a", &gate);
+    let mut leader = r.conductor();
+    let standby = TaskConductor {
+        d: tasks::spawn(&r.dir, &r.codexd.base, "mini-standby", "standby").start(),
+    };
+    let ids: Vec<String> = ["job a", "job b", "job c"]
+        .iter()
+        .map(|p| leader.create(json!({"title": p, "prompt": p, "cwd": r.home.work})))
+        .collect();
+    r.wait_model("job a", 1);
+    assert_eq!(standby.runtime()["daemon"]["schedulerEnabled"], false);
+    leader.d.kill9();
+    // The lease TTL is 2 s: the standby takes over, reconciles job a's turn, runs the rest.
+    wait_for(T, || {
+        (standby.runtime()["daemon"]["leaseState"] == "leader").then_some(())
+    })
+    .unwrap_or_else(|| panic!("the standby never took the lease:\n{}", standby.d.log()));
+    gate.release();
+    for id in &ids {
+        standby.wait_status(id, "succeeded", T);
+    }
+    for p in ["job a", "job b", "job c"] {
+        assert_eq!(r.home.mock.count_prompt_starts(p), 1, "{p}");
+    }
+    assert_eq!(standby.runtime()["daemon"]["schedulerEnabled"], true);
+}
+
+#[test]
+fn real_step_timeout_interrupts_the_turn_and_fails_the_run_with_step_timeout() {
+    let r = rig("tasks-real-timeout");
+    let gate = Gate::new();
+    r.hold_first("step slowpoke", &gate);
+    let c = r.conductor();
+    let id = c.create(
+        json!({"title": "too slow", "cwd": r.home.work, "timeout_s": 2, "max_attempts": 1,
+        "prompt": "step slowpoke: never answered in time"}),
+    );
+    let t = c.wait_status(&id, "failed", T);
+    let run = &t["runs"][0];
+    assert_eq!(run["status"], "failed", "{t:#}");
+    assert_eq!(run["error"]["code"], "step_timeout", "{t:#}");
+    assert!(
+        run["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timeout of 2 s"),
+        "{t:#}"
+    );
+    let sid = run["session_id"].as_str().unwrap();
+    assert_eq!(
+        codexd_turn_statuses(&r.codexd, sid)
+            .into_iter()
+            .map(|t| t.1)
+            .collect::<Vec<_>>(),
+        ["interrupted"],
+        "codexd's view of the turn"
+    );
+    let msgs = c.log_messages(&id);
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("the step ran past its timeout")),
+        "{msgs:#?}"
+    );
+    // Nothing more goes to the model for it: the next task's turn is the only new request.
+    gate.release();
+    let next = c.create(json!({"title": "after", "prompt": "next job", "cwd": r.home.work}));
+    c.wait_status(&next, "succeeded", T);
+    assert_eq!(
+        r.home.mock.count_prompt("slowpoke"),
+        1,
+        "{:#?}",
+        r.home.mock.requests()
+    );
+}
+
+#[test]
+fn real_cancel_of_a_running_task_interrupts_the_turn_and_the_model_gets_no_more_requests() {
+    let r = rig("tasks-real-cancel");
+    let gate = Gate::new();
+    r.hold_first("step long", &gate);
+    let c = r.conductor();
+    let id = c.create(json!({"title": "to cancel", "cwd": r.home.work, "steps": [
+        {"prompt": "step long: held"}, {"prompt": "step after: never sent"}]}));
+    r.wait_model("step long", 1);
+    c.cancel(&id).expect(200);
+    let t = c.wait_status(&id, "canceled", T);
+    let run = &t["runs"][0];
+    assert_eq!(run["status"], "canceled", "{t:#}");
+    let sid = run["session_id"].as_str().unwrap();
+    assert_eq!(
+        codexd_turn_statuses(&r.codexd, sid)
+            .into_iter()
+            .map(|t| t.1)
+            .collect::<Vec<_>>(),
+        ["interrupted"],
+        "codexd's view of the turn"
+    );
+    gate.release();
+    let next = c.create(json!({"title": "after", "prompt": "next job", "cwd": r.home.work}));
+    c.wait_status(&next, "succeeded", T);
+    assert_eq!(
+        r.home.mock.count_prompt("step long"),
+        1,
+        "{:#?}",
+        r.home.mock.requests()
+    );
+    assert_eq!(
+        r.home.mock.count_prompt("step after"),
+        0,
+        "{:#?}",
+        r.home.mock.requests()
+    );
+    assert_eq!(
+        c.cancel(&id).status,
+        409,
+        "a finished task cannot be canceled again"
+    );
 }

@@ -46,7 +46,15 @@ fn stub_three_step_task_runs_its_steps_in_order_in_one_session() {
     assert_eq!(run["final_message"], "stub reply: third", "{t:#}");
     assert_eq!(t["task"]["steps_done"], 3);
     let msgs = c.log_messages(&id);
-    for want in ["step 1/3 started", "step 2/3 completed", "final message: stub reply: third", "succeeded"] {
-        assert!(msgs.iter().any(|m| m.contains(want)), "no {want:?} in {msgs:#?}");
+    for want in [
+        "step 1/3 started",
+        "step 2/3 completed",
+        "final message: stub reply: third",
+        "succeeded",
+    ] {
+        assert!(
+            msgs.iter().any(|m| m.contains(want)),
+            "no {want:?} in {msgs:#?}"
+        );
     }
 }

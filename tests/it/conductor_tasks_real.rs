@@ -265,21 +265,56 @@ fn real_codexd_sigkill_mid_task_retries_in_attempt_two_without_resending_complet
 
 #[test]
 fn real_conductor_sigkill_mid_step_then_restart_finishes_and_each_prompt_reaches_the_model_once() {
-    let r = rig("tasks-real-ckill");
+    conductor_sigkill_mid_step("tasks-real-ckill", false);
+}
+
+/// The same, but the held turn finishes while no conductor runs: the restart records its
+/// outcome from codexd and goes on with the next step.
+#[test]
+fn real_conductor_sigkill_mid_step_turn_finishes_while_down_then_restart_records_it_once() {
+    conductor_sigkill_mid_step("tasks-real-ckill-done", true);
+}
+
+fn conductor_sigkill_mid_step(tag: &str, finish_while_down: bool) {
+    let r = rig(tag);
     let gate = Gate::new();
     r.hold_first("step two", &gate);
     let mut c = r.conductor();
     let id = c.create(json!({"title": "survives the conductor", "cwd": r.home.work, "steps": [
         {"prompt": "step one: first"}, {"prompt": "step two: held"}, {"prompt": "step three: last"}]}));
     r.wait_model("step two", 1);
-    // The step's turn id is on disk before the kill (or the restart must find it at codexd).
+    let t = c.task(&id);
+    let run = &t["runs"][0];
+    let held_turn = run["steps"][1]["turn_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !held_turn.is_empty(),
+        "step two's turn id was not persisted: {t:#}"
+    );
+    let sid = run["session_id"].as_str().unwrap().to_string();
     c.d.kill9();
+    if finish_while_down {
+        gate.release();
+        wait_for(T, || {
+            let turns = codexd_turn_statuses(&r.codexd, &sid);
+            turns
+                .iter()
+                .any(|(id, st)| *id == held_turn && st == "completed")
+                .then_some(())
+        })
+        .unwrap_or_else(|| panic!("turn {held_turn} never completed at codexd"));
+    }
     let c = TaskConductor {
         d: tasks::spawn(&r.dir, &r.codexd.base, "mini-main", "primary").start(),
     };
-    // The restarted conductor adopts the turn still in flight; then the model answers.
-    c.wait_task(&id, "running again after the restart", T, |t| {
-        t["task"]["status"] == "running"
+    // The restarted conductor resumes the run (following the turn still in flight, or
+    // reading the one that ended); only then does the model answer.
+    c.wait_task(&id, "its run resumed after the restart", T, |_| {
+        c.log_messages(&id)
+            .iter()
+            .any(|m| m.contains("resumed by mini-main"))
     });
     gate.release();
     let t = c.wait_status(&id, "succeeded", T);
@@ -331,6 +366,11 @@ fn real_standby_takes_the_lease_after_leader_sigkill_and_finishes_the_queue() {
     for id in &ids {
         standby.wait_status(id, "succeeded", T);
     }
+    let msgs = standby.log_messages(&ids[0]);
+    assert!(
+        msgs.iter().any(|m| m.contains("resumed by mini-standby")),
+        "job a's run was not resumed by the standby: {msgs:#?}"
+    );
     for p in ["job a", "job b", "job c"] {
         assert_eq!(r.home.mock.count_prompt_starts(p), 1, "{p}");
     }

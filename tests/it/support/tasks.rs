@@ -93,7 +93,12 @@ impl TaskConductor {
             let t = self.task(id);
             (t["task"]["status"] == want).then_some(t)
         })
-        .unwrap_or_else(|| panic!("task {id} never {want} within {timeout:?}\n{}", self.explain(id)))
+        .unwrap_or_else(|| {
+            panic!(
+                "task {id} never {want} within {timeout:?}\n{}",
+                self.explain(id)
+            )
+        })
     }
 
     /// Waits until `pred` holds for `{task, runs}`.
@@ -108,7 +113,12 @@ impl TaskConductor {
             let t = self.task(id);
             pred(&t).then_some(t)
         })
-        .unwrap_or_else(|| panic!("task {id}: never {what} within {timeout:?}\n{}", self.explain(id)))
+        .unwrap_or_else(|| {
+            panic!(
+                "task {id}: never {what} within {timeout:?}\n{}",
+                self.explain(id)
+            )
+        })
     }
 
     pub fn cancel(&self, id: &str) -> Resp {

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use baa::common::cli::{Cli, Command as CliCommand};
+use baa::common::logging::{LOG_FILE, LOG_MAX_BYTES};
 use baa::common::netaddr::{is_tailscale_ip, ListenUrl};
 use baa::common::secret::is_placeholder_token;
 use baa::common::settings::{Error, Resolver, Result, Setting};
@@ -101,6 +102,9 @@ impl Config {
 pub enum Command {
     Start,
     Config,
+    /// `task …`: a client of a running conductor; handled before this parser (it has
+    /// subcommands), listed here for the usage text.
+    Task,
 }
 
 pub const NODE_ID: Setting = Setting::env("BAA_NODE_ID")
@@ -249,6 +253,8 @@ pub const SETTINGS: &[Setting] = &[
     TASK_BACKOFF_MS,
     TASK_BACKOFF_MAX_MS,
     RUST_LOG,
+    LOG_FILE,
+    LOG_MAX_BYTES,
     // Passed on to /v1/exec commands (and HOME locates the TCC-protected folders).
     pass_on("PATH"),
     pass_on("HOME"),
@@ -286,6 +292,12 @@ pub const CLI: Cli<Command> = Cli {
             help: "print the resolved configuration and warnings (never the token)",
             json: true,
             run: Command::Config,
+        },
+        CliCommand {
+            name: "task",
+            help: "queue and watch tasks on a running conductor: task add|list|show|logs|cancel|retry ('task --help')",
+            json: true,
+            run: Command::Task,
         },
     ],
     bare: None,

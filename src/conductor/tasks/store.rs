@@ -32,6 +32,7 @@ use baa::common::store::{JsonStore, StoreError};
 use baa::common::sync::lock;
 use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339};
 
+use super::lines;
 use super::logs::TaskLogs;
 use super::model::{Run, RunRef, Status, Task, CODEX_KIND};
 use super::validate::NewTask;
@@ -186,9 +187,9 @@ impl TaskStore {
 
     /// Rebuilds the index from the task files. Returns how many tasks it holds.
     pub fn reload(&self) -> usize {
-        // Held for the whole rebuild: a `create` between the listing and the swap would
-        // otherwise be dropped from the index (a task queued as the conductor became leader
-        // was never run).
+        // Held for the whole rebuild: a create or update between listing the directory and
+        // swapping the index in would otherwise vanish from it (a task queued just as the
+        // scheduler became the leader answered 404 and never ran).
         let mut current = lock(&self.index);
         let mtime = self.tasks_dir_mtime();
         let mut index = Index {
@@ -212,7 +213,7 @@ impl TaskStore {
             };
             match self.tasks.read::<Task>(&name) {
                 Ok(Some(t)) if t.task_id == id => index.insert(id, Entry::of(&t)),
-                Ok(Some(t)) => self.warn(format!("{name} holds task {:?}; skipped", t.task_id)),
+                Ok(Some(t)) => self.warn(format!("{name} holds task {}; skipped", t.task_id)),
                 Ok(None) => {}
                 Err(e) => self.warn(format!("{e}")),
             }
@@ -261,8 +262,8 @@ impl TaskStore {
         for mut t in tasks {
             if !safe_id(&t.task_id) {
                 self.warn(format!(
-                    "{LEGACY_TASKS}: task id {:?} cannot name a file; skipped",
-                    t.task_id
+                    "{LEGACY_TASKS}: task id {} cannot name a file; skipped",
+                    t.task_id.escape_debug()
                 ));
                 continue;
             }
@@ -531,6 +532,7 @@ impl TaskStore {
             .map_err(|e| internal("Cannot persist the task", e))?;
         index.insert(&task.task_id, Entry::of(&task));
         index.dir_mtime = self.tasks_dir_mtime();
+        lines::created(&task);
         Ok((task, true))
     }
 
@@ -548,6 +550,7 @@ impl TaskStore {
         let Some(mut task) = self.tasks.read::<Task>(&file(id))? else {
             return Ok(None);
         };
+        let before = (task.status.clone(), task.steps_done);
         if !f(&mut task) {
             return Ok(Some(task));
         }
@@ -555,6 +558,7 @@ impl TaskStore {
         self.tasks.write(&file(id), &task)?;
         index.insert(id, Entry::of(&task));
         index.dir_mtime = self.tasks_dir_mtime();
+        lines::changed(&before.0, before.1, &task);
         Ok(Some(task))
     }
 
@@ -636,27 +640,24 @@ mod tests {
         }
     }
 
-    /// The scheduler reloads the index when this conductor becomes leader, while the API
-    /// may already be creating tasks: a create during a reload must stay in the index.
     #[test]
-    fn create_during_reload_is_not_dropped_from_the_index() {
+    fn a_task_created_during_a_reload_stays_in_the_index() {
         let d = dir();
         let s = std::sync::Arc::new(TaskStore::open(&d, 1000).unwrap());
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let reloader = {
-            let (s, stop) = (s.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    s.reload();
-                }
-            })
-        };
-        for i in 0..100 {
-            s.create(new(&format!("t{i}"), 0, None)).unwrap();
-        }
+        let (s2, stop2) = (s.clone(), stop.clone());
+        let reloader = std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                s2.reload();
+            }
+        });
+        let ids: Vec<String> = (0..100)
+            .map(|i| s.create(new(&format!("t{i}"), 0, None)).unwrap().0.task_id)
+            .collect();
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         reloader.join().unwrap();
-        assert_eq!(s.counts().queued, 100);
+        let missing: Vec<&String> = ids.iter().filter(|id| !s.exists(id)).collect();
+        assert!(missing.is_empty(), "lost from the index: {missing:?}");
         let _ = std::fs::remove_dir_all(&d);
     }
 

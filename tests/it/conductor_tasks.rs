@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::support::codexd::{start_running, with_stub, Dirs};
 use crate::support::daemon::Daemon;
-use crate::support::tasks::{self, runs, TaskConductor};
+use crate::support::tasks::{self, TaskConductor};
 use crate::support::tmp::TempDir;
 
 const T: Duration = Duration::from_secs(30);

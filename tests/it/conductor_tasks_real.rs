@@ -3,7 +3,6 @@
 //! is counted per prompt (`count_prompt_starts`), so "never sent twice" is checked where it
 //! matters: at the model. Replies held on a `Gate` keep a turn in flight for as long as a
 //! test needs, without sleeping.
-#![allow(unused_imports, dead_code)] // helpers for the issue 10 tests still being written (i10-stub, i10-tasks)
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -164,5 +163,308 @@ fn real_three_step_task_runs_in_order_in_one_thread_with_command_and_file_lines(
     assert!(
         has("step 3/3 completed") && has("final message: mock reply: step three"),
         "{msgs:#?}"
+    );
+}
+
+/// The statuses the codexd session recorded for its turns, oldest first.
+fn codexd_turn_statuses(codexd: &Daemon, session_id: &str) -> Vec<(String, String)> {
+    let page = crate::support::codexd::CodexApi::codexd(codexd).turns_page(session_id, 20, None);
+    let mut v: Vec<(String, String)> = page["turns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["turnId"].as_str().unwrap_or_default().to_string(),
+                t["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    v.reverse();
+    v
+}
+
+#[test]
+fn real_codexd_sigkill_mid_task_retries_in_attempt_two_without_resending_completed_steps() {
+    let mut r = rig("tasks-real-cxkill");
+    let gate = Gate::new();
+    r.hold_first("step two", &gate);
+    let c = r.conductor();
+    let id = c.create(json!({"title": "survives codexd", "cwd": r.home.work, "max_attempts": 5, "steps": [
+        {"prompt": "step one: first"}, {"prompt": "step two: killed here"}, {"prompt": "step three: last"}]}));
+    r.wait_model("step two", 1);
+    let port = r.codexd.port();
+    r.codexd.kill9();
+    // launchd restarts codexd (same port, same state: the session and its thread survive);
+    // the turn died with the old child, so the run fails retryable and attempt 2 goes on.
+    r.codexd = start_running(with_mock_codex(&r.dirs, &r.home).env(
+        "BAA_CODEXD_LOCAL_API_BASE",
+        format!("http://127.0.0.1:{port}"),
+    ));
+    gate.release();
+    let t = c.wait_task(&id, "a failed retryable first run", T, |t| {
+        t["runs"].as_array().into_iter().flatten().any(|r| {
+            r["attempt"] == 1 && r["status"] == "failed" && r["error"]["retryable"] == true
+        })
+    });
+    let first = t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["attempt"] == 1)
+        .unwrap();
+    assert_eq!(step_statuses(first)[0], "completed", "{t:#}");
+    let t = c.wait_status(&id, "succeeded", T);
+    let attempts = runs(&t);
+    assert!(attempts.len() >= 2, "{attempts:?}");
+    assert_eq!(attempts.last().unwrap().1, "succeeded", "{attempts:?}");
+    let last = t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "succeeded")
+        .unwrap();
+    // Attempt 2 records only the steps it ran: from the first one not completed.
+    let ran: Vec<(u64, String)> = last["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["index"].as_u64().unwrap_or(99),
+                s["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ran,
+        [(1, "completed".to_string()), (2, "completed".to_string())],
+        "{t:#}"
+    );
+    let first = t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["attempt"] == 1)
+        .unwrap();
+    assert_eq!(
+        first["session_id"], last["session_id"],
+        "the retry left the thread: {t:#}"
+    );
+    assert_eq!(first["thread_id"], last["thread_id"], "{t:#}");
+    // Step one completed in attempt 1 and was never sent again; step two was in flight when
+    // codexd died, so attempt 2 sends it again (once), then step three once.
+    assert_eq!(r.home.mock.count_prompt_starts("step one"), 1);
+    assert_eq!(r.home.mock.count_prompt_starts("step two"), 2);
+    assert_eq!(r.home.mock.count_prompt_starts("step three"), 1);
+    assert_eq!(
+        last["final_message"], "mock reply: step three: last",
+        "{t:#}"
+    );
+}
+
+#[test]
+fn real_conductor_sigkill_mid_step_then_restart_finishes_and_each_prompt_reaches_the_model_once() {
+    conductor_sigkill_mid_step("tasks-real-ckill", false);
+}
+
+/// The same, but the held turn finishes while no conductor runs: the restart records its
+/// outcome from codexd and goes on with the next step.
+#[test]
+fn real_conductor_sigkill_mid_step_turn_finishes_while_down_then_restart_records_it_once() {
+    conductor_sigkill_mid_step("tasks-real-ckill-done", true);
+}
+
+fn conductor_sigkill_mid_step(tag: &str, finish_while_down: bool) {
+    let r = rig(tag);
+    let gate = Gate::new();
+    r.hold_first("step two", &gate);
+    let mut c = r.conductor();
+    let id = c.create(json!({"title": "survives the conductor", "cwd": r.home.work, "steps": [
+        {"prompt": "step one: first"}, {"prompt": "step two: held"}, {"prompt": "step three: last"}]}));
+    r.wait_model("step two", 1);
+    let t = c.task(&id);
+    let run = &t["runs"][0];
+    let held_turn = run["steps"][1]["turn_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !held_turn.is_empty(),
+        "step two's turn id was not persisted: {t:#}"
+    );
+    let sid = run["session_id"].as_str().unwrap().to_string();
+    c.d.kill9();
+    if finish_while_down {
+        gate.release();
+        wait_for(T, || {
+            let turns = codexd_turn_statuses(&r.codexd, &sid);
+            turns
+                .iter()
+                .any(|(id, st)| *id == held_turn && st == "completed")
+                .then_some(())
+        })
+        .unwrap_or_else(|| panic!("turn {held_turn} never completed at codexd"));
+    }
+    let c = TaskConductor {
+        d: tasks::spawn(&r.dir, &r.codexd.base, "mini-main", "primary").start(),
+    };
+    // The restarted conductor resumes the run (following the turn still in flight, or
+    // reading the one that ended); only then does the model answer.
+    c.wait_task(&id, "its run resumed after the restart", T, |_| {
+        c.log_messages(&id)
+            .iter()
+            .any(|m| m.contains("resumed by mini-main"))
+    });
+    gate.release();
+    let t = c.wait_status(&id, "succeeded", T);
+    let succeeded: Vec<&Value> = t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "succeeded")
+        .collect();
+    assert_eq!(succeeded.len(), 1, "{t:#}");
+    assert_eq!(
+        step_statuses(succeeded[0]),
+        ["completed", "completed", "completed"],
+        "{t:#}"
+    );
+    for step in ["step one", "step two", "step three"] {
+        assert_eq!(r.home.mock.count_prompt_starts(step), 1, "{step}: {t:#}");
+    }
+    let sid = succeeded[0]["session_id"].as_str().unwrap();
+    assert_eq!(
+        codexd_turn_statuses(&r.codexd, sid).len(),
+        3,
+        "one codexd turn per step"
+    );
+}
+
+#[test]
+fn real_standby_takes_the_lease_after_leader_sigkill_and_finishes_the_queue() {
+    let r = rig("tasks-real-standby");
+    let gate = Gate::new();
+    r.hold_first("job a", &gate);
+    let mut leader = r.conductor();
+    let standby = TaskConductor {
+        d: tasks::spawn(&r.dir, &r.codexd.base, "mini-standby", "standby").start(),
+    };
+    let ids: Vec<String> = ["job a", "job b", "job c"]
+        .iter()
+        .map(|p| leader.create(json!({"title": p, "prompt": p, "cwd": r.home.work})))
+        .collect();
+    r.wait_model("job a", 1);
+    assert_eq!(standby.runtime()["daemon"]["schedulerEnabled"], false);
+    leader.d.kill9();
+    // The lease TTL is 2 s: the standby takes over, reconciles job a's turn, runs the rest.
+    wait_for(T, || {
+        (standby.runtime()["daemon"]["leaseState"] == "leader").then_some(())
+    })
+    .unwrap_or_else(|| panic!("the standby never took the lease:\n{}", standby.d.log()));
+    gate.release();
+    for id in &ids {
+        standby.wait_status(id, "succeeded", T);
+    }
+    let msgs = standby.log_messages(&ids[0]);
+    assert!(
+        msgs.iter().any(|m| m.contains("resumed by mini-standby")),
+        "job a's run was not resumed by the standby: {msgs:#?}"
+    );
+    for p in ["job a", "job b", "job c"] {
+        assert_eq!(r.home.mock.count_prompt_starts(p), 1, "{p}");
+    }
+    assert_eq!(standby.runtime()["daemon"]["schedulerEnabled"], true);
+}
+
+#[test]
+fn real_step_timeout_interrupts_the_turn_and_fails_the_run_with_step_timeout() {
+    let r = rig("tasks-real-timeout");
+    let gate = Gate::new();
+    r.hold_first("step slowpoke", &gate);
+    let c = r.conductor();
+    let id = c.create(
+        json!({"title": "too slow", "cwd": r.home.work, "timeout_s": 2, "max_attempts": 1,
+        "prompt": "step slowpoke: never answered in time"}),
+    );
+    let t = c.wait_status(&id, "failed", T);
+    let run = &t["runs"][0];
+    assert_eq!(run["status"], "failed", "{t:#}");
+    assert_eq!(run["error"]["code"], "step_timeout", "{t:#}");
+    assert!(
+        run["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timeout of 2 s"),
+        "{t:#}"
+    );
+    let sid = run["session_id"].as_str().unwrap();
+    assert_eq!(
+        codexd_turn_statuses(&r.codexd, sid)
+            .into_iter()
+            .map(|t| t.1)
+            .collect::<Vec<_>>(),
+        ["interrupted"],
+        "codexd's view of the turn"
+    );
+    let msgs = c.log_messages(&id);
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("the step ran past its timeout")),
+        "{msgs:#?}"
+    );
+    // Nothing more goes to the model for it: the next task's turn is the only new request.
+    gate.release();
+    let next = c.create(json!({"title": "after", "prompt": "next job", "cwd": r.home.work}));
+    c.wait_status(&next, "succeeded", T);
+    assert_eq!(
+        r.home.mock.count_prompt("slowpoke"),
+        1,
+        "{:#?}",
+        r.home.mock.requests()
+    );
+}
+
+#[test]
+fn real_cancel_of_a_running_task_interrupts_the_turn_and_the_model_gets_no_more_requests() {
+    let r = rig("tasks-real-cancel");
+    let gate = Gate::new();
+    r.hold_first("step long", &gate);
+    let c = r.conductor();
+    let id = c.create(json!({"title": "to cancel", "cwd": r.home.work, "steps": [
+        {"prompt": "step long: held"}, {"prompt": "step after: never sent"}]}));
+    r.wait_model("step long", 1);
+    c.cancel(&id).expect(200);
+    let t = c.wait_status(&id, "canceled", T);
+    let run = &t["runs"][0];
+    assert_eq!(run["status"], "canceled", "{t:#}");
+    let sid = run["session_id"].as_str().unwrap();
+    assert_eq!(
+        codexd_turn_statuses(&r.codexd, sid)
+            .into_iter()
+            .map(|t| t.1)
+            .collect::<Vec<_>>(),
+        ["interrupted"],
+        "codexd's view of the turn"
+    );
+    gate.release();
+    let next = c.create(json!({"title": "after", "prompt": "next job", "cwd": r.home.work}));
+    c.wait_status(&next, "succeeded", T);
+    assert_eq!(
+        r.home.mock.count_prompt("step long"),
+        1,
+        "{:#?}",
+        r.home.mock.requests()
+    );
+    assert_eq!(
+        r.home.mock.count_prompt("step after"),
+        0,
+        "{:#?}",
+        r.home.mock.requests()
+    );
+    assert_eq!(
+        c.cancel(&id).status,
+        409,
+        "a finished task cannot be canceled again"
     );
 }

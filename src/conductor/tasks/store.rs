@@ -185,7 +185,12 @@ impl TaskStore {
     }
 
     /// Rebuilds the index from the task files. Returns how many tasks it holds.
+    ///
+    /// The index lock is held for the whole rebuild: a create or update that landed
+    /// between the directory listing and the swap would otherwise be dropped from the
+    /// index (its file written, the task then unknown to every route and the scheduler).
     pub fn reload(&self) -> usize {
+        let mut guard = lock(&self.index);
         let mtime = self.tasks_dir_mtime();
         let mut index = Index {
             dir_mtime: mtime,
@@ -195,7 +200,7 @@ impl TaskStore {
             Ok(e) => e,
             Err(e) => {
                 self.warn(format!("cannot list {}: {e}", self.tasks.dir().display()));
-                return 0;
+                return guard.tasks.len();
             }
         };
         for entry in entries.flatten() {
@@ -214,7 +219,7 @@ impl TaskStore {
             }
         }
         let n = index.tasks.len();
-        *lock(&self.index) = index;
+        *guard = index;
         n
     }
 

@@ -348,7 +348,11 @@ fn conductor_tasks_runs_and_logs_read_from_the_store() {
         (json!(20), json!(20))
     );
     assert_eq!(l["tasks"][0]["task_id"], "task_29", "newest first");
-    assert_eq!(l["tasks"][0]["input"], json!({"n": 29}), "the record as it was");
+    assert_eq!(
+        l["tasks"][0]["input"],
+        json!({"n": 29}),
+        "the record as it was"
+    );
     let q = get(&c.url("/v1/tasks?status=queued&limit=100")).expect(200)["data"].clone();
     assert_eq!(q["count"], 10);
     assert!(q["tasks"]
@@ -404,7 +408,10 @@ fn conductor_tasks_runs_and_logs_read_from_the_store() {
     c.terminate(Duration::from_secs(10));
     std::fs::write(dir.join("state/tasks/task_29.json"), b"{\"task_id\": [").unwrap();
     let c = conductor::spawn(&dir, "mini-main", "primary").start();
-    assert_eq!(get(&c.url("/v1/tasks?limit=100")).expect(200)["data"]["count"], 29);
+    assert_eq!(
+        get(&c.url("/v1/tasks?limit=100")).expect(200)["data"]["count"],
+        29
+    );
     get(&c.url("/v1/tasks/task_29")).expect_error(404, "not_found");
     let aside = std::fs::read_dir(dir.join("state/tasks"))
         .unwrap()

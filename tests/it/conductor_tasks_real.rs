@@ -50,7 +50,10 @@ impl Rig {
         let seen = Arc::new(AtomicUsize::new(0));
         let gate = gate.clone();
         self.home.mock.set_script(move |call| {
-            if call.prompt.contains(needle) && call.tool_output().is_none() && seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            if call.prompt.contains(needle)
+                && call.tool_output().is_none()
+                && seen.fetch_add(1, Ordering::SeqCst) == 0
+            {
                 return keywords(call).held(&gate);
             }
             keywords(call)
@@ -59,8 +62,15 @@ impl Rig {
 
     /// Waits until the model received a turn start containing `needle`.
     fn wait_model(&self, needle: &str, n: usize) {
-        wait_for(T, || (self.home.mock.count_prompt_starts(needle) >= n).then_some(()))
-            .unwrap_or_else(|| panic!("the model never got {needle:?} {n} time(s); codexd log:\n{}", self.codexd.log()));
+        wait_for(T, || {
+            (self.home.mock.count_prompt_starts(needle) >= n).then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the model never got {needle:?} {n} time(s); codexd log:\n{}",
+                self.codexd.log()
+            )
+        });
     }
 }
 
@@ -95,28 +105,63 @@ fn real_three_step_task_runs_in_order_in_one_thread_with_command_and_file_lines(
         {"prompt": "step one: run a command"}, {"prompt": "step two: add a file"}, {"prompt": "step three: summarize"}]}));
     let t = c.wait_status(&id, "succeeded", T);
     let run = &t["runs"][0];
-    assert_eq!(step_statuses(run), ["completed", "completed", "completed"], "{t:#}");
-    assert_eq!(run["final_message"], "mock reply: step three: summarize", "{t:#}");
+    assert_eq!(
+        step_statuses(run),
+        ["completed", "completed", "completed"],
+        "{t:#}"
+    );
+    assert_eq!(
+        run["final_message"], "mock reply: step three: summarize",
+        "{t:#}"
+    );
     assert!(target.is_file(), "step two's file was not written");
     // One thread: each step's turn is in the same session, in order.
     let sid = run["session_id"].as_str().unwrap();
     let turns = crate::support::codexd::CodexApi::codexd(&r.codexd).turns_page(sid, 10, None);
-    let turn_ids: Vec<&Value> = turns["turns"].as_array().unwrap().iter().rev().map(|t| &t["turnId"]).collect();
-    let step_turns: Vec<&Value> = run["steps"].as_array().unwrap().iter().map(|s| &s["turn_id"]).collect();
+    let turn_ids: Vec<&Value> = turns["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|t| &t["turnId"])
+        .collect();
+    let step_turns: Vec<&Value> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["turn_id"])
+        .collect();
     assert_eq!(turn_ids, step_turns, "{turns:#}");
-    let order: Vec<String> = r.home.mock.requests().iter()
+    let order: Vec<String> = r
+        .home
+        .mock
+        .requests()
+        .iter()
         .map(baa::common::responses::last_user_text)
         .filter(|p| p.starts_with("step "))
         .collect();
     let mut dedup = order.clone();
     dedup.dedup();
-    assert_eq!(dedup, ["step one: run a command", "step two: add a file", "step three: summarize"]);
+    assert_eq!(
+        dedup,
+        [
+            "step one: run a command",
+            "step two: add a file",
+            "step three: summarize"
+        ]
+    );
     for step in ["step one", "step two", "step three"] {
         assert_eq!(r.home.mock.count_prompt_starts(step), 1, "{step}");
     }
     let msgs = c.log_messages(&id);
     let has = |s: &str| msgs.iter().any(|m| m.contains(s));
-    assert!(has("command `") && has("echo from-step-one") && has("exited 0"), "{msgs:#?}");
+    assert!(
+        has("command `") && has("echo from-step-one") && has("exited 0"),
+        "{msgs:#?}"
+    );
     assert!(has(&format!("file add: {}", target.display())), "{msgs:#?}");
-    assert!(has("step 3/3 completed") && has("final message: mock reply: step three"), "{msgs:#?}");
+    assert!(
+        has("step 3/3 completed") && has("final message: mock reply: step three"),
+        "{msgs:#?}"
+    );
 }

@@ -637,3 +637,87 @@ fn stub_runtime_scheduler_is_enabled_only_on_the_leader_and_a_standby_never_disp
     // The standby still reads the leader's tasks.
     assert_eq!(standby.status(&ids[2]), "succeeded");
 }
+
+/// Runs an example's curl command as a caller would paste it; returns the JSON it printed.
+fn run_curl(curl: &str) -> Value {
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", &format!("{curl} --max-time 10")])
+        .output()
+        .unwrap_or_else(|e| panic!("sh: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{curl} printed no JSON ({e}): {text:?} {:?}", out.stderr))
+}
+
+#[test]
+fn stub_describe_and_capabilities_task_examples_work_as_pasted() {
+    let (_dir, c) = paused_without_codexd("tasks-describe");
+    let biz = get(&c.url("/describe/business")).expect(200)["data"].clone();
+    let ids: Vec<&str> = biz["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    for id in [
+        "tasks.create",
+        "tasks.cancel",
+        "tasks.retry",
+        "tasks.summary",
+    ] {
+        assert!(ids.contains(&id), "business lacks {id}: {ids:?}");
+    }
+    let ctl = get(&c.url("/describe/control")).expect(200)["data"].clone();
+    let ctl_paths: Vec<&str> = ctl["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    assert!(ctl_paths.contains(&"/v1/codex/requests"), "{ctl_paths:?}");
+    let caps = get(&c.url("/v1/capabilities")).expect(200)["data"].clone();
+    for doc in [&biz, &caps] {
+        let curl = |path_end: &str| -> String {
+            doc["examples"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["method"] == "POST" && e["path"].as_str().unwrap().ends_with(path_end))
+                .unwrap_or_else(|| panic!("no POST …{path_end} example: {:#}", doc["examples"]))
+                ["curl"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let created = run_curl(&curl("/v1/tasks"));
+        assert_eq!(created["ok"], true, "{created}");
+        let id = created["data"]["task"]["task_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let canceled = run_curl(&curl("/cancel").replace("<task_id>", &id));
+        assert_eq!(canceled["data"]["task"]["status"], "canceled", "{canceled}");
+        let retried = run_curl(&curl("/retry").replace("<task_id>", &id));
+        assert_eq!(retried["data"]["task"]["status"], "queued", "{retried}");
+    }
+    // The example carries an idempotency key: pasting it twice queued one task.
+    let s = c.summary();
+    assert_eq!(
+        (s["queued"].clone(), s["canceled"].clone()),
+        (json!(1), json!(0)),
+        "{s:#}"
+    );
+    let requests = ctl["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "/v1/codex/requests")
+        .unwrap_or_else(|| panic!("{:#}", ctl["examples"]))["curl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        requests.contains("Authorization: Bearer $BAA_SHARED_TOKEN"),
+        "{requests}"
+    );
+}

@@ -636,6 +636,24 @@ fn stub_runtime_scheduler_is_enabled_only_on_the_leader_and_a_standby_never_disp
     );
     // The standby still reads the leader's tasks.
     assert_eq!(standby.status(&ids[2]), "succeeded");
+    // A task the paused leader keeps queued: the standby counts it and never starts it.
+    leader.system("pause", json!({}));
+    let q = leader.create(json!({"title": "held", "prompt": "p"}));
+    wait_for(T, || (standby.scheduler()["queued"] == 1).then_some(()))
+        .unwrap_or_else(|| panic!("standby never counted it: {:#}", standby.scheduler()));
+    standby.wait_passes(2);
+    let s = standby.scheduler();
+    assert_eq!(
+        (s["in_flight"].clone(), s["last_dispatch_at"].clone()),
+        (json!(0), Value::Null),
+        "{s:#}"
+    );
+    assert_eq!(standby.status(&q), "queued");
+    assert_eq!(
+        codexd_session_ids(&codexd).len(),
+        3,
+        "only the leader's three runs"
+    );
 }
 
 /// Runs an example's curl command as a caller would paste it; returns the JSON it printed.

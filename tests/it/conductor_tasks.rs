@@ -739,3 +739,23 @@ fn stub_describe_and_capabilities_task_examples_work_as_pasted() {
         "{requests}"
     );
 }
+
+#[test]
+fn stub_step_past_its_timeout_is_interrupted_and_fails_the_run() {
+    let (_dir, codexd, c) = stack("tasks-timeout", "normal");
+    // `slow:2000` streams for about 20 s; the step may take 1 s.
+    let id = c
+        .create(json!({"title": "slow", "prompt": "slow:2000", "timeout_s": 1, "max_attempts": 1}));
+    let t = c.wait_status(&id, "failed", T);
+    assert_eq!(t["task"]["error"]["code"], "step_timeout", "{t:#}");
+    let run = &t["runs"][0];
+    assert_eq!(run["status"], "failed", "{t:#}");
+    assert_eq!(run["steps"][0]["status"], "interrupted", "{t:#}");
+    let sid = run["session_id"].as_str().unwrap();
+    let s = get(&codexd.url(&format!("/v1/codexd/sessions/{sid}"))).expect(200)["data"]["session"]
+        .clone();
+    assert_eq!(
+        s["lastTurnStatus"], "interrupted",
+        "the turn was left running: {s:#}"
+    );
+}

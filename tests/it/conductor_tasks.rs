@@ -759,3 +759,26 @@ fn stub_step_past_its_timeout_is_interrupted_and_fails_the_run() {
         "the turn was left running: {s:#}"
     );
 }
+
+/// A migrated `tasks.json` record of another kind marked `running` never ran here: the
+/// scheduler used to requeue it (no run in flight) and `drained` waited on it forever.
+#[test]
+fn stub_a_migrated_running_record_of_another_kind_is_left_alone_and_drain_reports_drained() {
+    let dir = TempDir::new("tasks-legacy-running");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("tasks.json"),
+        json!({"tasks": [{"task_id": "legacy_1", "title": "old", "status": "running",
+            "kind": "shell", "created_at": "2026-01-01T00:00:00.000Z", "current_run_id": "r_old"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let c = tasks::start(&dir, "http://127.0.0.1:9");
+    let st = c.system("drain", json!({}));
+    assert_eq!(st["drained"], true, "{st}");
+    c.wait_passes(2);
+    assert_eq!(c.status("legacy_1"), "running", "{:#}", c.task("legacy_1"));
+    assert_eq!(c.state()["drained"], true);
+    assert_eq!(c.scheduler()["in_flight"], 0, "{:#}", c.scheduler());
+}

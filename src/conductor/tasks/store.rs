@@ -431,6 +431,16 @@ impl TaskStore {
         c
     }
 
+    /// Tasks `running` that worker mode drives (a migrated record of another kind marked
+    /// running is shown as such but never ran here, so it never holds up `drained`).
+    pub fn runnable_running(&self) -> usize {
+        lock(&self.index)
+            .tasks
+            .values()
+            .filter(|e| e.status == Some(Status::Running) && e.runnable)
+            .count()
+    }
+
     /// Ids of the tasks in `status`.
     pub fn ids_with(&self, status: Status) -> Vec<String> {
         lock(&self.index)

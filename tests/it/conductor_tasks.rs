@@ -157,6 +157,8 @@ fn stub_bad_task_bodies_get_400_naming_the_field() {
         assert_eq!(r.json()["error"], "invalid_json", "{}", r.body);
     }
     assert_eq!(c.summary()["queued"], 0, "a bad body queued something");
+    c.cancel("task_0000000000000000")
+        .expect_error(404, "not_found");
     // Edge values that are fine.
     let ok = c.create(t(
         json!({"title": "x".repeat(200), "prompt": "x".repeat(64 * 1024),
@@ -164,6 +166,21 @@ fn stub_bad_task_bodies_get_400_naming_the_field() {
         "priority": -3}),
     ));
     let task = c.task(&ok)["task"].clone();
+    for q in ["since=x", "since=-1", "limit=0", "limit=501"] {
+        let v = get(&c.url(&format!("/v1/tasks/{ok}/logs?{q}"))).expect_error(400, "invalid_query");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(q.split('=').next().unwrap()),
+            "{q}: {v}"
+        );
+    }
+    let lines = c.logs(&ok);
+    let last = lines.last().unwrap()["seq"].as_u64().unwrap();
+    let after =
+        get(&c.url(&format!("/v1/tasks/{ok}/logs?since={}", last - 1))).expect(200)["data"].clone();
+    assert_eq!(after["count"], 1, "{after:#}");
     assert_eq!(
         (task["priority"].clone(), task["max_attempts"].clone()),
         (json!(-3), json!(10)),
@@ -193,8 +210,30 @@ fn stub_idempotency_key_replays_the_same_task_and_queues_one() {
     let other = c.create(json!({"title": "two", "prompt": "p", "idempotency_key": "curl-retry-2"}));
     assert_ne!(json!(other), first["task"]["task_id"]);
     assert_eq!(c.summary()["queued"], 2);
+    // Eight callers racing with one new key: one 201, seven 200s, all the same task.
+    let url = c.url("/v1/tasks");
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let r = crate::support::http::post(
+                    &url,
+                    &json!({"title": format!("racer {i}"), "prompt": "p", "idempotency_key": "race"}),
+                );
+                (r.status, r.json()["data"]["task"]["task_id"].clone())
+            })
+        })
+        .collect();
+    let got: Vec<(u16, Value)> = racers.into_iter().map(|h| h.join().unwrap()).collect();
+    let created = got.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(created, 1, "{got:?}");
+    assert!(
+        got.iter()
+            .all(|(s, id)| (*s == 201 || *s == 200) && *id == got[0].1),
+        "{got:?}"
+    );
     let list = get(&c.url("/v1/tasks")).expect(200)["data"].clone();
-    assert_eq!(list["count"], 2, "{list:#}");
+    assert_eq!(list["count"], 3, "{list:#}");
 }
 
 #[test]

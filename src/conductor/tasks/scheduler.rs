@@ -125,7 +125,11 @@ impl Loop {
         }
         let mut sleep = IDLE_TICK;
         let mut gate_checked = false;
-        while self.threads.len() < self.app.sched.max_running {
+        // Capacity counts the runs still registered, not the threads: a run thread
+        // unregisters and wakes this loop as its last act, and a handle that is not yet
+        // `is_finished` then must not keep its slot until the next tick (a second idle per
+        // task). Its task stays in `busy` until it is reaped, so it is never started twice.
+        while self.app.sched.in_flight() < self.app.sched.max_running {
             let busy: HashSet<String> = self.threads.keys().cloned().collect();
             let Some(task_id) = self.app.tasks.pick_next(now_ms(), &busy) else {
                 self.app.sched.set_held(None);

@@ -125,11 +125,7 @@ impl Loop {
         }
         let mut sleep = IDLE_TICK;
         let mut gate_checked = false;
-        // Capacity counts the runs still registered, not the threads: a run thread
-        // unregisters and wakes this loop as its last act, and a handle that is not yet
-        // `is_finished` then must not keep its slot until the next tick (a second idle per
-        // task). Its task stays in `busy` until it is reaped, so it is never started twice.
-        while self.app.sched.in_flight() < self.app.sched.max_running {
+        while self.busy_slots() < self.app.sched.max_running {
             let busy: HashSet<String> = self.threads.keys().cloned().collect();
             let Some(task_id) = self.app.tasks.pick_next(now_ms(), &busy) else {
                 self.app.sched.set_held(None);
@@ -153,6 +149,17 @@ impl Loop {
             sleep = sleep.min(Duration::from_millis(due.saturating_sub(now_ms()).max(1)));
         }
         sleep
+    }
+
+    /// Run threads that hold a slot: alive and still registered. A run thread unregisters
+    /// and wakes this loop as its last act, so a handle not yet `is_finished` must not keep
+    /// its slot until the next tick (up to a second idle per task); its task stays in
+    /// `busy` until reaped, so it is never started twice meanwhile.
+    fn busy_slots(&self) -> usize {
+        self.threads
+            .iter()
+            .filter(|(task_id, h)| !h.is_finished() && self.app.sched.control(task_id).is_some())
+            .count()
     }
 
     /// Gives each task left `running` without a thread one that reconciles its run.

@@ -80,4 +80,14 @@ grep -q '"accepted":true' "$out" || fail "the turn was not accepted"
 grep -q '"lastTurnStatus":"completed"' "$out" || fail "the turn did not complete"
 grep -q '"finalMessage":"mock reply: Say hello"' "$out" || fail "the answer was not shown"
 grep -q '<title>.*baa status</title>' "$out" || fail "the status page did not answer"
+# The stack's own log (docs/runtime/logs.md): a key=value line per lifecycle event, never the
+# token (only dev.sh's own "dev token (...)" line shows it), no Rust debug formatting.
+for want in 'event=session.created session=cxs_' 'event=turn.accepted session=cxs_' \
+    'event=turn.completed session=cxs_[^ ]* turn=[^ ]* status=completed duration_ms=[0-9]'; do
+  grep -q "$want" "$log" || fail "the stack's log has no line matching: $want"
+done
+token="$(cat "$work/dev/dev-token")"
+[ "$(grep -cF "$token" "$log" || true)" -le "$(grep -c '^dev token (' "$log" || true)" ] \
+  || fail "the shared token appears in the stack's log"
+! grep -qF 'Some(' "$log" || fail "Rust debug formatting (Some(...)) in the stack's log"
 echo "walkthrough: OK"

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use baa::common::cli::{Cli, Command as CliCommand};
+use baa::common::logging;
 use baa::common::netaddr::ListenUrl;
 use baa::common::settings::{Error, Resolver, Result, Setting};
 
@@ -321,6 +322,8 @@ pub const SETTINGS: &[Setting] = &[
     EVENT_LOG_KEEP,
     STUB_MODE,
     RUST_LOG,
+    logging::LOG_FILE,
+    logging::LOG_MAX_BYTES,
 ];
 
 pub const CLI: Cli<Command> = Cli {

@@ -72,12 +72,12 @@ pub fn events(core: &Arc<Core>, req: &Request, _: &Params) -> Result<Reply, ApiE
     Ok(Reply::WebSocket(Box::new(move |mut ws| {
         let opts = SessionOptions::default();
         if let Err(end) = send_replay(&mut ws, &mut replay, &core, &opts) {
-            log::debug!("event stream client left during replay: {end:?}");
+            log::debug!("event stream client left during replay: {end}");
             return;
         }
         let ring = replay.rest();
         let end = run_session(ws, ring, &sub.rx, |_| Vec::new(), &opts);
-        log::debug!("event stream client left: {end:?}");
+        log::debug!("event stream client left: {end}");
         drop(sub);
     })))
 }

@@ -316,6 +316,7 @@ impl Events {
         }
         text.pop();
         self.hub.broadcast(&text);
+        crate::event_lines::log_event(kind, &detail);
         let bytes = text.len();
         let event = json!({
             "seq": seq,

@@ -166,7 +166,10 @@ impl Core {
                 break last;
             }
             if Instant::now() >= deadline {
-                log::warn!("session {session_id}: the compaction turn did not start within {COMPACT_SETTLE:?}");
+                log::warn!(
+                    "session {session_id}: the compaction turn did not start within {} ms",
+                    COMPACT_SETTLE.as_millis()
+                );
                 break None;
             }
             std::thread::sleep(SETTLE_POLL);

@@ -12,6 +12,7 @@ mod config;
 mod core;
 mod demo;
 mod endpoint;
+mod event_lines;
 mod event_log;
 mod event_stream;
 mod events;

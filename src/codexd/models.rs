@@ -233,7 +233,9 @@ impl Core {
             Ok(c) => check(&c, model, effort, current),
             Err(why) => {
                 log::warn!(
-                    "model/list is not available ({why}); model {model:?} and effort {effort:?} of this request are not checked"
+                    "model/list is not available ({why}); model {} and effort {} of this request are not checked",
+                    model.unwrap_or("-"),
+                    effort.unwrap_or("-")
                 );
                 Ok(())
             }

@@ -453,7 +453,10 @@ impl Core {
             },
             Level::Info,
             "child.restart_requested",
-            format!("restart of the codex app-server requested (pid {pid:?}, status {status})"),
+            format!(
+                "restart of the codex app-server requested (pid {}, status {status})",
+                pid.map_or("-".to_string(), |p| p.to_string())
+            ),
             json!({"pid": pid, "status": status}),
         );
         if sent.is_err() {

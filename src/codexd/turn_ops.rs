@@ -213,7 +213,7 @@ impl Core {
             format!("turn {} of session {session_id} {}", r.turn_id, r.status),
             json!({
                 "sessionId": session_id, "turnId": r.turn_id, "status": r.status,
-                "finalMessage": r.final_message, "error": r.error, "usage": r.usage, "source": source,
+                "durationMs": r.duration_ms, "finalMessage": r.final_message, "error": r.error, "usage": r.usage, "source": source,
             }),
         );
     }

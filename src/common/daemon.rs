@@ -70,13 +70,28 @@ where
         Err(e) => return fail(e),
     };
     announce(s.binary, bound);
+    logging::event(
+        "daemon.started",
+        &[
+            ("binary", &s.binary),
+            ("listen", &format!("http://{bound}")),
+            ("version", &env!("CARGO_PKG_VERSION")),
+            ("pid", &std::process::id()),
+        ],
+    );
 
     while !stop.sleep(Duration::from_secs(3600)) {}
-    log::info!("stop requested; stopping (at most {:?})", s.stop_bound);
+    logging::event(
+        "daemon.stopping",
+        &[
+            ("binary", &s.binary),
+            ("bound_ms", &s.stop_bound.as_millis()),
+        ],
+    );
     let watchdog = Watchdog::arm(s.binary, s.stop_bound);
     service.stop();
     watchdog.disarm();
-    log::info!("stopped");
+    logging::event("daemon.stopped", &[("binary", &s.binary)]);
     ExitCode::SUCCESS
 }
 
@@ -103,7 +118,10 @@ impl Watchdog {
             .name("stop-watchdog".into())
             .spawn(move || {
                 if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(bound) {
-                    log::error!("{binary} did not stop within {bound:?}; exiting now");
+                    log::error!(
+                        "{binary} did not stop within {} ms; exiting now",
+                        bound.as_millis()
+                    );
                     std::process::exit(1);
                 }
             })

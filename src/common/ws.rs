@@ -130,6 +130,19 @@ pub enum SessionEnd {
     Error,
 }
 
+/// How a log line says it (`client closed`, `refused with close code 1009`).
+impl std::fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionEnd::ClientClosed => f.write_str("client closed"),
+            SessionEnd::TooSlow => f.write_str("too slow"),
+            SessionEnd::Idle => f.write_str("idle"),
+            SessionEnd::Refused(code) => write!(f, "refused with close code {code}"),
+            SessionEnd::Error => f.write_str("error"),
+        }
+    }
+}
+
 /// Runs one WebSocket session until it ends. `initial` frames go out first (blocking, with
 /// a timeout); then frames from `outbox` are pushed as they arrive, and every inbound
 /// text frame is passed to `on_text`, whose replies are sent back in order.

@@ -11,12 +11,14 @@ use serde_json::Value;
 use baa::common::api_error::{ok_envelope, ApiError};
 use baa::common::http::guard::HostPolicy;
 use baa::common::http::{Reply, Request, Response};
+use baa::common::logging::{self, Opt};
 use baa::common::store::JsonStore;
 
 use crate::codex_hold::HoldGate;
 use crate::codex_proxy::CodexProxy;
 use crate::config::Config;
 use crate::firefox::{self, Bridge};
+use crate::host_ops::audit::Audit;
 use crate::host_ops::exec::ExecSlots;
 use crate::host_ops::protect::Protected;
 use crate::lease::Lease;
@@ -44,6 +46,8 @@ pub struct App {
     pub exec_slots: ExecSlots,
     /// What host ops must never touch (state and logs trees, our own /proc entry).
     pub protected_paths: Protected,
+    /// Where host operations are recorded (`<logs>/conductor/audit.jsonl`).
+    pub audit: Audit,
     /// Tasks, runs and task logs.
     pub tasks: Arc<TaskStore>,
     /// What the scheduler thread, the runs and the routes share.
@@ -62,6 +66,7 @@ impl App {
     ) -> Self {
         let host_policy = HostPolicy::for_listener(bound, &cfg.local_api_allowed_hosts);
         let protected_paths = Protected::new(&[&cfg.state_dir, &cfg.logs_dir]);
+        let audit = Audit::new(&cfg.logs_dir);
         Self {
             tasks,
             sched: SchedulerState::new(cfg.max_running_tasks),
@@ -81,6 +86,7 @@ impl App {
             codex_hold: HoldGate::default(),
             exec_slots: ExecSlots::default(),
             protected_paths,
+            audit,
             cfg,
         }
     }
@@ -163,17 +169,21 @@ impl App {
             .system
             .apply(&self.store, action, req)
             .map_err(|e| ApiError::internal(format!("Cannot persist system state: {e}")))?;
-        log::info!(
-            "system: mode → {} (version {}, by {:?}, reason {:?})",
-            state.mode.as_str(),
-            state.version,
-            state.requested_by,
-            state.reason
+        let interrupted = if req.interrupt {
+            self.sched.stop_all(StopReason::Pause)
+        } else {
+            0
+        };
+        logging::event(
+            "mode.changed",
+            &[
+                ("mode", &state.mode.as_str()),
+                ("version", &state.version),
+                ("by", &Opt(state.requested_by.as_ref())),
+                ("reason", &Opt(state.reason.as_ref())),
+                ("interrupted", &interrupted),
+            ],
         );
-        if req.interrupt {
-            let n = self.sched.stop_all(StopReason::Pause);
-            log::info!("system: pause with interrupt: {n} running task turn(s) interrupted");
-        }
         self.sched.wake();
         let mut json = state.to_json(lease.holder_id.as_deref());
         json["drained"] = Value::Bool(state.mode == Mode::Draining && self.nothing_runs());

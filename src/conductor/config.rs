@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use baa::common::cli::{Cli, Command as CliCommand};
+use baa::common::logging::{LOG_FILE, LOG_MAX_BYTES};
 use baa::common::netaddr::{is_tailscale_ip, ListenUrl};
 use baa::common::secret::is_placeholder_token;
 use baa::common::settings::{Error, Resolver, Result, Setting};
@@ -249,6 +250,8 @@ pub const SETTINGS: &[Setting] = &[
     TASK_BACKOFF_MS,
     TASK_BACKOFF_MAX_MS,
     RUST_LOG,
+    LOG_FILE,
+    LOG_MAX_BYTES,
     // Passed on to /v1/exec commands (and HOME locates the TCC-protected folders).
     pass_on("PATH"),
     pass_on("HOME"),

@@ -141,7 +141,10 @@ impl Service for Running {
             scheduler,
             threads,
         } = *self;
-        log::info!("finishing in-flight requests (up to {STOP_GRACE:?})");
+        log::info!(
+            "finishing in-flight requests (up to {} ms)",
+            STOP_GRACE.as_millis()
+        );
         app.started.store(false, Ordering::SeqCst);
         // Exec'd commands alongside the drain: they get a few seconds to finish, then their
         // process groups are killed (TERM, then KILL), so none outlives the conductor and

@@ -137,7 +137,7 @@ pub fn upgrade<N: Node>(node: &Arc<N>, req: &Request) -> Result<Reply, ApiError>
             |text| vec![handle_frame(&*node, text).to_string()],
             &SessionOptions::default(),
         );
-        log::debug!("firefox bridge client ended: {end:?}");
+        log::debug!("firefox bridge client ended: {end}");
     })))
 }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use baa::common::logging::{self, Opt};
 use baa::common::signals::StopFlag;
 use baa::common::store::JsonStore;
 use baa::common::sync::lock;
@@ -152,12 +153,17 @@ impl Lease {
                 st.renew_failures = 0;
                 st.last_error = None;
                 if st.is_leader != was_leader {
-                    log::info!(
-                        "lease: {} is now {} (holder {:?}, term {})",
-                        self.node_id,
-                        if st.is_leader { "leader" } else { "standby" },
-                        st.holder_id,
-                        st.term
+                    logging::event(
+                        if st.is_leader {
+                            "lease.acquired"
+                        } else {
+                            "lease.lost"
+                        },
+                        &[
+                            ("node", &self.node_id),
+                            ("holder", &Opt(st.holder_id.as_ref())),
+                            ("term", &st.term),
+                        ],
                     );
                 }
             }
@@ -168,7 +174,14 @@ impl Lease {
                 // Our own lease lapses when its recorded expiry passes, renewals or not.
                 if st.is_leader && now_ms() >= st.expires_at_ms {
                     st.is_leader = false;
-                    log::warn!("lease: lost leadership (lease expired without renewal)");
+                    logging::event(
+                        "lease.lost",
+                        &[
+                            ("node", &self.node_id),
+                            ("reason", &"expired without renewal"),
+                            ("term", &st.term),
+                        ],
+                    );
                 }
             }
         }
@@ -227,7 +240,10 @@ impl Lease {
                 r.expires_at_ms = now;
                 r.expires_at = rfc3339_from_ms(now);
                 if store.write(FILE, &r).is_ok() {
-                    log::info!("lease: released");
+                    logging::event(
+                        "lease.released",
+                        &[("node", &self.node_id), ("term", &r.term)],
+                    );
                 }
             }
         }
@@ -294,7 +310,11 @@ impl FileLock {
                 return Ok(Self { file });
             }
             if Instant::now() >= deadline {
-                return Err(format!("{}: lock busy for {wait:?}", path.display()));
+                return Err(format!(
+                    "{}: lock busy for {} ms",
+                    path.display(),
+                    wait.as_millis()
+                ));
             }
             thread::sleep(Duration::from_millis(10));
         }

@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
@@ -513,23 +514,28 @@ fn codex_requests_answer(app: &Ctx, req: &Request, p: &Params) -> Res {
 fn host_exec(app: &Ctx, req: &Request, _: &Params) -> Res {
     host_ops::authorize(req, app.cfg.shared_token.as_deref())?;
     let body = req.json_object()?;
-    Ok(app.ok(req, 200, host_ops::exec::run(&body, &app.exec_slots)))
+    let started = Instant::now();
+    let answer = host_ops::exec::run(&body, &app.exec_slots);
+    app.audit.record(req.remote, started, &answer);
+    Ok(app.ok(req, 200, answer))
 }
 
 fn host_files_read(app: &Ctx, req: &Request, _: &Params) -> Res {
     host_ops::authorize(req, app.cfg.shared_token.as_deref())?;
     let body = req.json_object()?;
-    Ok(app.ok(req, 200, host_ops::files::read(&body, &app.protected_paths)))
+    let started = Instant::now();
+    let answer = host_ops::files::read(&body, &app.protected_paths);
+    app.audit.record(req.remote, started, &answer);
+    Ok(app.ok(req, 200, answer))
 }
 
 fn host_files_write(app: &Ctx, req: &Request, _: &Params) -> Res {
     host_ops::authorize(req, app.cfg.shared_token.as_deref())?;
     let body = req.json_object()?;
-    Ok(app.ok(
-        req,
-        200,
-        host_ops::files::write(&body, &app.protected_paths),
-    ))
+    let started = Instant::now();
+    let answer = host_ops::files::write(&body, &app.protected_paths);
+    app.audit.record(req.remote, started, &answer);
+    Ok(app.ok(req, 200, answer))
 }
 
 fn ws_firefox(app: &Ctx, req: &Request, _: &Params) -> Res {

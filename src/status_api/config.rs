@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use crate::common::cli::{Cli, Command as CliCommand};
+use crate::common::logging::{LOG_FILE, LOG_MAX_BYTES};
 use crate::common::netaddr::is_tailscale_ip;
 use crate::common::settings::{Resolver, Result, Setting};
 
@@ -38,7 +39,15 @@ pub const RUST_LOG: Setting = Setting::env("RUST_LOG")
     .external();
 
 /// Every variable status-api reads.
-pub const SETTINGS: &[Setting] = &[HOST, PORT, CONDUCTOR, CODEXD, RUST_LOG];
+pub const SETTINGS: &[Setting] = &[
+    HOST,
+    PORT,
+    CONDUCTOR,
+    CODEXD,
+    RUST_LOG,
+    LOG_FILE,
+    LOG_MAX_BYTES,
+];
 
 pub const CLI: Cli<Command> = Cli {
     binary: "baa-status-api",

@@ -22,6 +22,7 @@ mod conductor_tasks;
 mod conductor_tasks_real;
 mod docs_drift;
 mod http_layer;
+mod logs;
 mod mock_model;
 mod stack_e2e;
 mod status_api;

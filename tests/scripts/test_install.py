@@ -98,6 +98,8 @@ class InstallTests(ScriptTest):
             self.assertGreaterEqual(data["HardResourceLimits"]["NumberOfFiles"], 8192)
             self.assertEqual(data["StandardOutPath"], "%s/launchd/%s.out.log" % (logs, LABELS[service]))
             self.assertEqual(data["StandardErrorPath"], "%s/launchd/%s.err.log" % (logs, LABELS[service]))
+            # The daemon rotates launchd's err file itself (docs/runtime/logs.md).
+            self.assertEqual(env["BAA_LOG_FILE"], data["StandardErrorPath"], service)
             self.assertEqual(data["ProgramArguments"][0], "%s/%s" % (current, BINARIES[service]))
             self.assertEqual(env["HOME"], str(n.home))
             self.assertNotIn("UserName", data)
@@ -126,6 +128,7 @@ class InstallTests(ScriptTest):
             "BAA_WORKTREES_DIR": root + "/worktrees",
             "BAA_TMP_DIR": root + "/tmp",
             "BAA_CONDUCTOR_REPO_ROOT": repo,
+            "BAA_LOG_FILE": c["StandardErrorPath"],
         })
         # XML specials in values were escaped, not pasted raw.
         self.assertIn("repo &amp; &lt;co&gt;", n.plist_path("conductor").read_text())

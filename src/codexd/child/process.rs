@@ -148,7 +148,10 @@ pub fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
             return Some(status);
         }
         if Instant::now() >= deadline {
-            log::warn!("app-server pid {pid} ignored SIGTERM for {grace:?}; sending SIGKILL");
+            log::warn!(
+                "app-server pid {pid} ignored SIGTERM for {} ms; sending SIGKILL",
+                grace.as_millis()
+            );
             let _ = kill_pid(pid, libc::SIGKILL);
             return child.wait().ok();
         }

@@ -102,8 +102,9 @@ impl Pumps {
         let deadline = Instant::now() + DRAIN;
         if let Err(RecvTimeoutError::Timeout) = self.alive.recv_deadline(deadline) {
             log::warn!(
-                "the app-server's output pipes stayed open {DRAIN:?} after it exited \
-                 (held by a process it started?); no longer reading them"
+                "the app-server's output pipes stayed open {} ms after it exited \
+                 (held by a process it started?); no longer reading them",
+                DRAIN.as_millis()
             );
             self.stop.fire();
         }

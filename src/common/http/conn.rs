@@ -15,6 +15,7 @@ use super::response::{Reply, Response, WsHandler};
 use super::slots::{Slot, Slots};
 use super::socket::{is_timeout, linger_close, Socket};
 use crate::common::api_error::ApiError;
+use crate::common::logging;
 
 /// What every connection of one server shares.
 pub struct Context {
@@ -125,6 +126,7 @@ pub fn serve(slot: &Slot, peer: SocketAddr, cx: &Context) {
         };
         let keep_alive = wants_keep_alive(&head);
         let request = into_request(head, body, peer);
+        let started = Instant::now();
         let reply =
             catch_unwind(AssertUnwindSafe(|| (cx.handler)(&request))).unwrap_or_else(|_| {
                 log::error!("handler panicked on {} {}", request.method, request.path);
@@ -135,6 +137,7 @@ pub fn serve(slot: &Slot, peer: SocketAddr, cx: &Context) {
             });
         match reply {
             Reply::Http(resp) => {
+                access_log(&request, resp.status, started);
                 let keep = keep_alive && !cx.slots.stopping();
                 let bytes = resp.to_bytes(keep, request.method == "HEAD");
                 if (&*tcp).write_all(&bytes).is_err() {
@@ -151,6 +154,7 @@ pub fn serve(slot: &Slot, peer: SocketAddr, cx: &Context) {
                 }
             }
             Reply::Stream(body) => {
+                access_log(&request, 200, started);
                 // A stream is delimited by the close that follows it (see `http::stream`).
                 let head_only = request.method == "HEAD";
                 if let Err(e) = body.write_to(tcp, head_only, &|| cx.slots.stopping()) {
@@ -161,10 +165,28 @@ pub fn serve(slot: &Slot, peer: SocketAddr, cx: &Context) {
                 return;
             }
             Reply::WebSocket(session) => {
+                access_log(&request, 101, started);
                 return upgrade(slot, cx, &request, session, std::mem::take(&mut buf));
             }
         }
     }
+}
+
+/// The access log, at debug: `event=http.request method=GET path=/v1/x status=200
+/// duration_ms=3 remote=… request=…`. The path without its query, and no headers (the
+/// token travels in one).
+fn access_log(request: &Request, status: u16, started: Instant) {
+    logging::debug_event(
+        "http.request",
+        &[
+            ("method", &request.method),
+            ("path", &request.path),
+            ("status", &status),
+            ("duration_ms", &started.elapsed().as_millis()),
+            ("remote", &request.remote),
+            ("request", &request.request_id.as_str()),
+        ],
+    );
 }
 
 /// Moves the parsed head into the request handlers see (no header copies).

@@ -106,9 +106,9 @@ impl ServerHandle {
             }
             if Instant::now() >= deadline {
                 log::warn!(
-                    "stop: {} connection(s) still busy after {:?}",
+                    "stop: {} connection(s) still busy after {} ms",
                     self.cx.slots.open(),
-                    grace
+                    grace.as_millis()
                 );
                 return false;
             }
@@ -180,7 +180,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, cx: &Arc<Context>) {
 /// Every slot is busy: answer on the accept thread with a short write timeout (one small
 /// write into an empty socket buffer, so it cannot stall accepting).
 fn refuse(mut stream: TcpStream, why: Refusal, cx: &Context) {
-    log::debug!("refused a connection: {why:?}");
+    log::debug!("refused a connection: {why}");
     let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
     let err = ApiError::new(
         503,

@@ -114,6 +114,15 @@ pub enum Refusal {
     StillClosing,
 }
 
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::AllBusy => "every slot is busy",
+            Refusal::StillClosing => "evicted connections are still closing",
+        })
+    }
+}
+
 impl Slots {
     pub fn new(cap: usize) -> Self {
         let cap = cap.max(1);

@@ -2,6 +2,7 @@
 //! answered as a structured union `{ok, operation, input, result, error?}` inside the
 //! normal HTTP envelope, so a failed command is data, not a transport error.
 
+pub mod audit;
 pub mod bounded_read;
 pub mod exec;
 pub mod files;

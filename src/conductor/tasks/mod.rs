@@ -14,6 +14,7 @@ pub mod codexd;
 pub mod control;
 pub mod follow;
 pub mod gate;
+pub mod lines;
 pub mod logs;
 pub mod model;
 pub mod reconcile;

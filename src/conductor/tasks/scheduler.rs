@@ -272,7 +272,7 @@ impl Loop {
             self.app.task_changed(t);
         }
         self.app.sched.dispatched(now);
-        log::info!("scheduler: task {task_id} run {run_id} (attempt {attempt}) started");
+        log::debug!("scheduler: task {task_id} run {run_id} (attempt {attempt}) dispatched");
         let ctl = Arc::new(RunControl::new(
             &run_id,
             task_id,

@@ -32,6 +32,7 @@ use baa::common::store::{JsonStore, StoreError};
 use baa::common::sync::lock;
 use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339};
 
+use super::lines;
 use super::logs::TaskLogs;
 use super::model::{Run, RunRef, Status, Task, CODEX_KIND};
 use super::validate::NewTask;
@@ -218,7 +219,7 @@ impl TaskStore {
             };
             match self.tasks.read::<Task>(&name) {
                 Ok(Some(t)) if t.task_id == id => index.insert(id, Entry::of(&t)),
-                Ok(Some(t)) => self.warn(format!("{name} holds task {:?}; skipped", t.task_id)),
+                Ok(Some(t)) => self.warn(format!("{name} holds task {}; skipped", t.task_id)),
                 Ok(None) => {}
                 Err(e) => self.warn(format!("{e}")),
             }
@@ -267,8 +268,8 @@ impl TaskStore {
         for mut t in tasks {
             if !safe_id(&t.task_id) {
                 self.warn(format!(
-                    "{LEGACY_TASKS}: task id {:?} cannot name a file; skipped",
-                    t.task_id
+                    "{LEGACY_TASKS}: task id {} cannot name a file; skipped",
+                    t.task_id.escape_debug()
                 ));
                 continue;
             }
@@ -551,6 +552,7 @@ impl TaskStore {
             .map_err(|e| internal("Cannot persist the task", e))?;
         index.insert(&task.task_id, Entry::of(&task));
         index.dir_mtime = self.tasks_dir_mtime();
+        lines::created(&task);
         Ok((task, true))
     }
 
@@ -568,6 +570,7 @@ impl TaskStore {
         let Some(mut task) = self.tasks.read::<Task>(&file(id))? else {
             return Ok(None);
         };
+        let before = (task.status.clone(), task.steps_done);
         if !f(&mut task) {
             return Ok(Some(task));
         }
@@ -575,6 +578,7 @@ impl TaskStore {
         self.tasks.write(&file(id), &task)?;
         index.insert(id, Entry::of(&task));
         index.dir_mtime = self.tasks_dir_mtime();
+        lines::changed(&before.0, before.1, &task);
         Ok(Some(task))
     }
 

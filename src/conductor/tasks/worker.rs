@@ -1061,7 +1061,22 @@ impl<'a> Worker<'a> {
 
     fn finish(&mut self, end: End) {
         if let End::Left(why) = end {
-            log::info!("task {}: run {} left running ({why:?}); it is reconciled by the next leader or start", self.task_id, self.run.run_id);
+            // Reconciled by the next leader or start.
+            let why = match why {
+                StopReason::None => "none",
+                StopReason::Cancel => "cancel",
+                StopReason::Pause => "pause",
+                StopReason::Shutdown => "shutdown",
+                StopReason::LostLease => "lost_lease",
+            };
+            baa::common::logging::event(
+                "run.left_running",
+                &[
+                    ("task", &self.task_id),
+                    ("run", &self.run.run_id),
+                    ("why", &why),
+                ],
+            );
             self.app.tasks.logs.forget(&self.task_id, false);
             return;
         }

@@ -102,6 +102,9 @@ impl Config {
 pub enum Command {
     Start,
     Config,
+    /// `task …`: a client of a running conductor; handled before this parser (it has
+    /// subcommands), listed here for the usage text.
+    Task,
 }
 
 pub const NODE_ID: Setting = Setting::env("BAA_NODE_ID")
@@ -289,6 +292,12 @@ pub const CLI: Cli<Command> = Cli {
             help: "print the resolved configuration and warnings (never the token)",
             json: true,
             run: Command::Config,
+        },
+        CliCommand {
+            name: "task",
+            help: "queue and watch tasks on a running conductor: task add|list|show|logs|cancel|retry ('task --help')",
+            json: true,
+            run: Command::Task,
         },
     ],
     bare: None,

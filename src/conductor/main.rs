@@ -13,6 +13,7 @@ mod lease;
 mod records;
 mod routes;
 mod system;
+mod task_cli;
 mod tasks;
 
 use std::process::ExitCode;
@@ -23,7 +24,11 @@ use baa::common::settings::Resolver;
 use config::{Command, CLI};
 
 fn main() -> ExitCode {
-    let args = std::env::args_os().skip(1).collect();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // `task` has subcommands and operands the shared parser does not take.
+    if args.first().is_some_and(|a| a == "task") {
+        return task_cli::main(args[1..].to_vec());
+    }
     CLI.main(
         args,
         |inv| routes::command(inv.json),
@@ -36,6 +41,10 @@ fn main() -> ExitCode {
                     Err(e) => return CLI.fail(&e),
                 };
             match command {
+                // Reached only when a flag came before `task`.
+                Command::Task => CLI.fail(&baa::common::settings::Error::Usage(
+                    "put task first: baa-conductor task <SUBCOMMAND> [FLAGS]".into(),
+                )),
                 Command::Start => daemon::run(cfg),
                 Command::Config if inv.json => {
                     cli::print_json(CLI.binary, &config::render_json(&cfg))

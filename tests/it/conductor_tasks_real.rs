@@ -3,8 +3,7 @@
 //! is counted per prompt (`count_prompt_starts`), so "never sent twice" is checked where it
 //! matters: at the model. Replies held on a `Gate` keep a turn in flight for as long as a
 //! test needs, without sleeping.
-// The rig's helpers wait for the tests i10-tasks adds (lint-clean until they land).
-#![allow(dead_code, unused_imports)]
+#![allow(unused_imports, dead_code)] // helpers for the issue 10 tests still being written (i10-stub, i10-tasks)
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -18,6 +18,7 @@ mod conductor_host_ops;
 mod conductor_lease;
 mod conductor_security;
 mod conductor_system_state;
+mod conductor_task_cli;
 mod conductor_tasks;
 mod conductor_tasks_real;
 mod docs_drift;

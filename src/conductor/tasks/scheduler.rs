@@ -100,7 +100,7 @@ impl Loop {
     /// One pass; returns how long to sleep before the next one.
     fn tick(&mut self) -> Duration {
         self.app.sched.passed();
-        self.threads.retain(|_, h| !h.is_finished());
+        self.reap();
         let lease = self.app.lease.status();
         let leader = lease.healthy_leader(self.app.lease.threshold);
         if leader != self.was_leader {
@@ -125,7 +125,7 @@ impl Loop {
         }
         let mut sleep = IDLE_TICK;
         let mut gate_checked = false;
-        while self.busy_slots() < self.app.sched.max_running {
+        while self.threads.len() < self.app.sched.max_running {
             let busy: HashSet<String> = self.threads.keys().cloned().collect();
             let Some(task_id) = self.app.tasks.pick_next(now_ms(), &busy) else {
                 self.app.sched.set_held(None);
@@ -151,15 +151,23 @@ impl Loop {
         sleep
     }
 
-    /// Run threads that hold a slot: alive and still registered. A run thread unregisters
-    /// and wakes this loop as its last act, so a handle not yet `is_finished` must not keep
-    /// its slot until the next tick (up to a second idle per task); its task stays in
-    /// `busy` until reaped, so it is never started twice meanwhile.
-    fn busy_slots(&self) -> usize {
-        self.threads
+    /// Joins the run threads that are done. A run unregisters its control and wakes the
+    /// scheduler as its last acts, a moment before its thread returns: counting it busy
+    /// until `is_finished` would hold its slot until the next idle tick (up to 1 s per
+    /// task, measured by `scripts/bench/tasks.sh`), so an unregistered run counts as done
+    /// and its thread, about to return, is joined here.
+    fn reap(&mut self) {
+        let done: Vec<String> = self
+            .threads
             .iter()
-            .filter(|(task_id, h)| !h.is_finished() && self.app.sched.control(task_id).is_some())
-            .count()
+            .filter(|(id, h)| h.is_finished() || self.app.sched.control(id).is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in done {
+            if let Some(h) = self.threads.remove(&id) {
+                let _ = h.join();
+            }
+        }
     }
 
     /// Gives each task left `running` without a thread one that reconciles its run.
@@ -253,6 +261,11 @@ impl Loop {
             .app
             .tasks
             .update(task_id, |t| {
+                // A cancel may have landed since pick_next (the run file's write takes a
+                // while): only a task still queued is taken.
+                if t.status() != Some(Status::Queued) {
+                    return false;
+                }
                 t.status = Status::Running.as_str().into();
                 t.current_run_id = Some(run_id.clone());
                 t.started_at.get_or_insert_with(|| now.clone());
@@ -268,9 +281,18 @@ impl Loop {
                 true
             })
             .map_err(|e| e.to_string())?;
-        if let Some(t) = &updated {
-            self.app.task_changed(t);
-        }
+        let Some(t) = updated.filter(|t| t.current_run_id.as_deref() == Some(run_id.as_str()))
+        else {
+            log::info!("scheduler: task {task_id} left the queue before its run started");
+            let run = Run {
+                status: "canceled".into(),
+                finished_at: Some(now_rfc3339()),
+                ..run
+            };
+            self.app.tasks.save_run(&run).map_err(|e| e.to_string())?;
+            return Ok(());
+        };
+        self.app.task_changed(&t);
         self.app.sched.dispatched(now);
         log::debug!("scheduler: task {task_id} run {run_id} (attempt {attempt}) dispatched");
         let ctl = Arc::new(RunControl::new(

@@ -191,12 +191,11 @@ impl TaskStore {
     }
 
     /// Rebuilds the index from the task files. Returns how many tasks it holds.
-    ///
-    /// The index lock is held for the whole rebuild: a create or update that landed
-    /// between the directory listing and the swap would otherwise be dropped from the
-    /// index (its file written, the task then unknown to every route and the scheduler).
     pub fn reload(&self) -> usize {
-        let mut guard = lock(&self.index);
+        // Held for the whole rebuild: a create or update between listing the directory and
+        // swapping the index in would otherwise vanish from it (a task queued just as the
+        // scheduler became the leader answered 404 and never ran).
+        let mut current = lock(&self.index);
         let mtime = self.tasks_dir_mtime();
         let mut index = Index {
             dir_mtime: mtime,
@@ -206,7 +205,7 @@ impl TaskStore {
             Ok(e) => e,
             Err(e) => {
                 self.warn(format!("cannot list {}: {e}", self.tasks.dir().display()));
-                return guard.tasks.len();
+                return current.tasks.len();
             }
         };
         for entry in entries.flatten() {
@@ -225,7 +224,7 @@ impl TaskStore {
             }
         }
         let n = index.tasks.len();
-        *guard = index;
+        *current = index;
         n
     }
 
@@ -658,6 +657,27 @@ mod tests {
                 priority,
             },
         }
+    }
+
+    #[test]
+    fn a_task_created_during_a_reload_stays_in_the_index() {
+        let d = dir();
+        let s = std::sync::Arc::new(TaskStore::open(&d, 1000).unwrap());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s2, stop2) = (s.clone(), stop.clone());
+        let reloader = std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                s2.reload();
+            }
+        });
+        let ids: Vec<String> = (0..100)
+            .map(|i| s.create(new(&format!("t{i}"), 0, None)).unwrap().0.task_id)
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        reloader.join().unwrap();
+        let missing: Vec<&String> = ids.iter().filter(|id| !s.exists(id)).collect();
+        assert!(missing.is_empty(), "lost from the index: {missing:?}");
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

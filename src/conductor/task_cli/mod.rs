@@ -1,0 +1,394 @@
+//! `baa-conductor task add|list|show|logs|cancel|retry`: a client of a running
+//! conductor's task routes (`/v1/tasks*`), for an operator at a shell and for scripts
+//! (`--json` prints the API's answer as received). It starts nothing and reads no state
+//! file: everything goes through the local API, so it sees what the daemon sees.
+//!
+//! Same shape as the other commands: a usage error is one line with a hint and exit 2; an
+//! API refusal prints its `error` code and message and exits 1; a closed stdout
+//! (`task list | head -3`) ends quietly. Every request has a total timeout.
+
+mod args;
+mod render;
+
+use std::ffi::OsString;
+use std::io::{self, ErrorKind, Read, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use baa::common::cli::{self, USAGE_EXIT};
+use baa::common::client::local_agent;
+use baa::common::settings::Resolver;
+use baa::common::time::now_ms;
+
+pub use args::SETTINGS;
+use args::{Action, NewTask, Prompt, Sub};
+
+const BINARY: &str = "baa-conductor";
+const CONNECT: Duration = Duration::from_secs(2);
+/// Total time of one request. Cancel waits up to 10 s server-side for a running turn to
+/// stop, so it gets longer.
+const TOTAL: Duration = Duration::from_secs(10);
+const CANCEL_TOTAL: Duration = Duration::from_secs(20);
+/// `logs --follow`: time between polls, and per poll.
+const POLL_EVERY: Duration = Duration::from_millis(500);
+const POLL_TOTAL: Duration = Duration::from_secs(5);
+/// Polls in a row that may fail (a conductor restarting) before `--follow` gives up.
+const POLL_FAILURES: u32 = 20;
+/// The API refuses bodies over 1 MiB; a prompt read from stdin stops just past it.
+const STDIN_CAP: u64 = 1024 * 1024;
+/// Entries per `--follow` poll (the route's maximum).
+const FOLLOW_PAGE: u32 = 500;
+
+/// Runs `baa-conductor task <args>` (the words after `task`).
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let a = match args::parse(args) {
+        Ok(a) => a,
+        Err(e) => return usage_error(&e),
+    };
+    let sub = match a.action {
+        Action::Help => return cli::print(BINARY, &args::usage(BINARY)),
+        Action::Run(sub) => sub,
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let base = match Resolver::new(SETTINGS, &a.flags, &env, &cwd).url(&args::CONDUCTOR_URL) {
+        Ok(u) => u.trim_end_matches('/').to_string(),
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let api = Api { base };
+    let result = match sub {
+        Sub::Add(t) => add(&api, t, a.json),
+        Sub::List { status, limit } => {
+            let mut q = Vec::new();
+            if let Some(s) = status {
+                q.push(format!("status={}", encode(&s)));
+            }
+            if let Some(n) = limit {
+                q.push(format!("limit={n}"));
+            }
+            let path = format!("/v1/tasks?{}", q.join("&"));
+            api.get(&path, TOTAL)
+                .map(|ans| output(&ans, a.json, |d| render::list(d, now_ms())))
+        }
+        Sub::Show { id } => api
+            .get(&format!("/v1/tasks/{}", encode(&id)), TOTAL)
+            .map(|ans| output(&ans, a.json, |d| render::show(d, now_ms()))),
+        Sub::Logs { id, follow, limit } if follow => follow_logs(&api, &id, limit, a.json),
+        Sub::Logs { id, limit, .. } => {
+            let q = limit.map_or(String::new(), |n| format!("?limit={n}"));
+            api.get(&format!("/v1/tasks/{}/logs{q}", encode(&id)), TOTAL)
+                .map(|ans| output(&ans, a.json, log_lines))
+        }
+        Sub::Cancel { id } => api
+            .post(
+                &format!("/v1/tasks/{}/cancel", encode(&id)),
+                &json!({}),
+                CANCEL_TOTAL,
+            )
+            .map(|ans| output(&ans, a.json, |d| status_line(d, "cancel"))),
+        Sub::Retry { id } => api
+            .post(
+                &format!("/v1/tasks/{}/retry", encode(&id)),
+                &json!({}),
+                TOTAL,
+            )
+            .map(|ans| output(&ans, a.json, |d| status_line(d, "retry"))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            cli::error_line(BINARY, &e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    cli::error_line(BINARY, &format!("{message} (try '{BINARY} task --help')"));
+    ExitCode::from(USAGE_EXIT)
+}
+
+/// An answer of the API: its raw text (what `--json` prints) and the parsed envelope.
+struct Answer {
+    text: String,
+    envelope: Value,
+}
+
+impl Answer {
+    fn data(&self) -> &Value {
+        &self.envelope["data"]
+    }
+}
+
+struct Api {
+    base: String,
+}
+
+impl Api {
+    fn get(&self, path: &str, total: Duration) -> Result<Answer, String> {
+        let url = format!("{}{path}", self.base);
+        self.answer(&url, local_agent(CONNECT, total).get(&url).call())
+    }
+
+    fn post(&self, path: &str, body: &Value, total: Duration) -> Result<Answer, String> {
+        let url = format!("{}{path}", self.base);
+        let sent = local_agent(CONNECT, total)
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(body.to_string());
+        self.answer(&url, sent)
+    }
+
+    /// A success envelope, or the API's refusal as `<code>: <message>` (exit 1).
+    fn answer(
+        &self,
+        url: &str,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Answer, String> {
+        let mut resp = sent.map_err(|e| {
+            format!(
+                "cannot reach the conductor at {}: {e} (is it running? set --conductor-url or BAA_CONDUCTOR_LOCAL_API)",
+                self.base
+            )
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| format!("reading the answer of {url}: {e}"))?;
+        let envelope: Value = serde_json::from_str(&text).map_err(|_| {
+            format!(
+                "{url} answered HTTP {status} with no JSON envelope: {}",
+                render::cut(&text, 200)
+            )
+        })?;
+        if envelope["ok"] == true {
+            return Ok(Answer { text, envelope });
+        }
+        Err(format!(
+            "{}: {} (HTTP {status})",
+            envelope["error"].as_str().unwrap_or("error"),
+            envelope["message"].as_str().unwrap_or("no message")
+        ))
+    }
+}
+
+/// Prints the raw answer (`--json`) or its readable form.
+fn output(ans: &Answer, json: bool, human: impl FnOnce(&Value) -> String) -> ExitCode {
+    if json {
+        let mut text = ans.text.clone();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        return cli::print(BINARY, &text);
+    }
+    cli::print(BINARY, &human(ans.data()))
+}
+
+fn log_lines(data: &Value) -> String {
+    data["logs"]
+        .as_array()
+        .map(|ls| ls.iter().map(render::log_line).collect())
+        .unwrap_or_default()
+}
+
+fn status_line(data: &Value, what: &str) -> String {
+    let t = &data["task"];
+    format!(
+        "{} {}: {}\n",
+        t["task_id"].as_str().unwrap_or("-"),
+        what,
+        t["status"].as_str().unwrap_or("-")
+    )
+}
+
+/// The `POST /v1/tasks` body from `task add`'s flags; only given fields are sent, so the
+/// API's defaults apply to the rest.
+fn body(t: NewTask, stdin: &mut dyn Read) -> Result<Value, String> {
+    let mut b = Map::new();
+    b.insert("title".into(), json!(t.title));
+    match t.prompt {
+        Prompt::Text(p) => {
+            b.insert("prompt".into(), json!(p));
+        }
+        Prompt::Stdin => {
+            let mut p = String::new();
+            stdin
+                .take(STDIN_CAP + 1)
+                .read_to_string(&mut p)
+                .map_err(|e| format!("reading the prompt from stdin: {e}"))?;
+            if p.len() as u64 > STDIN_CAP {
+                return Err(format!(
+                    "the prompt on stdin is over {STDIN_CAP} bytes (the API's body limit)"
+                ));
+            }
+            b.insert("prompt".into(), json!(p));
+        }
+        Prompt::Steps(steps) => {
+            let steps: Vec<Value> = steps.into_iter().map(|p| json!({"prompt": p})).collect();
+            b.insert("steps".into(), Value::Array(steps));
+        }
+    }
+    let mut opt = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            b.insert(k.into(), v);
+        }
+    };
+    opt("cwd", t.cwd.map(Value::from));
+    opt("model", t.model.map(Value::from));
+    opt("priority", t.priority.map(Value::from));
+    opt("idempotency_key", t.idempotency_key.map(Value::from));
+    opt("max_attempts", t.max_attempts.map(Value::from));
+    opt("timeout_s", t.timeout_s.map(Value::from));
+    Ok(Value::Object(b))
+}
+
+fn add(api: &Api, t: NewTask, json: bool) -> Result<ExitCode, String> {
+    let body = body(t, &mut io::stdin().lock())?;
+    let ans = api.post("/v1/tasks", &body, TOTAL)?;
+    Ok(output(&ans, json, |d| {
+        let id = d["task"]["task_id"].as_str().unwrap_or("-");
+        if d["created"] == true {
+            format!("{id}\n")
+        } else {
+            // An idempotency replay: say so on stderr, keep stdout the id for scripts.
+            cli::error_line(
+                BINARY,
+                &format!("task {id} already exists for this idempotency key; not queued again"),
+            );
+            format!("{id}\n")
+        }
+    }))
+}
+
+/// `logs --follow`: prints entries as they come (`?since=<seq>`) until the task is
+/// finished, then exits 0 if it succeeded and 1 if not. A closed stdout ends it quietly.
+fn follow_logs(api: &Api, id: &str, limit: Option<u32>, json: bool) -> Result<ExitCode, String> {
+    let logs_path = |since: Option<u64>| {
+        let page = since.map_or(limit.unwrap_or(200), |_| FOLLOW_PAGE);
+        let since = since.map_or(String::new(), |s| format!("&since={s}"));
+        format!("/v1/tasks/{}/logs?limit={page}{since}", encode(id))
+    };
+    let task_path = format!("/v1/tasks/{}", encode(id));
+    let mut since: Option<u64> = None;
+    let mut failures = 0;
+    loop {
+        // Status first, logs second: a task seen finished has all its lines written.
+        let polled = api
+            .get(&task_path, POLL_TOTAL)
+            .and_then(|t| Ok((t, api.get(&logs_path(since), POLL_TOTAL)?)));
+        let (task, logs) = match polled {
+            Ok(x) => {
+                failures = 0;
+                x
+            }
+            // The first poll names an unknown task or a down conductor at once.
+            Err(e) if since.is_none() || failures >= POLL_FAILURES => return Err(e),
+            Err(_) => {
+                failures += 1;
+                std::thread::sleep(POLL_EVERY);
+                continue;
+            }
+        };
+        since.get_or_insert(0);
+        for l in logs.data()["logs"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            since = since.max(l["seq"].as_u64());
+            let line = if json {
+                format!("{l}\n")
+            } else {
+                render::log_line(l)
+            };
+            match write_line(&line) {
+                Ok(true) => {}
+                Ok(false) => return Ok(ExitCode::SUCCESS),
+                Err(e) => return Err(format!("cannot write to stdout: {e}")),
+            }
+        }
+        let t = &task.data()["task"];
+        match t["status"].as_str() {
+            Some("succeeded") => return Ok(ExitCode::SUCCESS),
+            Some(s @ ("failed" | "canceled")) => {
+                let why = match &t["error"] {
+                    Value::Null => String::new(),
+                    e => format!(": {}", render::error(e)),
+                };
+                cli::error_line(BINARY, &format!("task {id} {s}{why}"));
+                return Ok(ExitCode::FAILURE);
+            }
+            _ => std::thread::sleep(POLL_EVERY),
+        }
+    }
+}
+
+/// Writes and flushes one line; `Ok(false)` when the reader went away (EPIPE).
+fn write_line(line: &str) -> io::Result<bool> {
+    let mut out = io::stdout().lock();
+    match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Percent-encodes a path segment or query value (ids are plain, but a typo may not be).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_task(prompt: Prompt) -> NewTask {
+        NewTask {
+            title: "t".into(),
+            prompt,
+            cwd: None,
+            model: None,
+            priority: Some(3),
+            idempotency_key: None,
+            max_attempts: None,
+            timeout_s: None,
+        }
+    }
+
+    #[test]
+    fn the_body_sends_only_given_fields() {
+        let b = body(
+            new_task(Prompt::Steps(vec!["a".into(), "b".into()])),
+            &mut io::empty(),
+        );
+        assert_eq!(
+            b.unwrap(),
+            json!({"title": "t", "steps": [{"prompt": "a"}, {"prompt": "b"}], "priority": 3})
+        );
+        let b = body(new_task(Prompt::Stdin), &mut "from stdin\n".as_bytes()).unwrap();
+        assert_eq!(b["prompt"], "from stdin\n");
+    }
+
+    #[test]
+    fn a_prompt_over_the_body_limit_is_refused_before_sending() {
+        let big = vec![b'x'; STDIN_CAP as usize + 10];
+        let e = body(new_task(Prompt::Stdin), &mut big.as_slice()).unwrap_err();
+        assert!(e.contains("over 1048576 bytes"), "{e}");
+    }
+
+    #[test]
+    fn ids_are_encoded() {
+        assert_eq!(encode("task_01-a.b"), "task_01-a.b");
+        assert_eq!(encode("a/b c"), "a%2Fb%20c");
+    }
+}

@@ -1,122 +1,36 @@
-//! Fetching the upstream status documents and merging them into the `/v1/status` data.
-//!
-//! `fetch_all` is the only part that does I/O: one named thread per upstream call, all in
-//! parallel, each bounded by the agent's connect/total timeouts, and the caller waits no
-//! longer than that bound even if a thread were to hang — a late answer is dropped.
-//! `build` is a pure function from those results to JSON, so the merge rules (which field
-//! names are accepted, what becomes a warning) are unit-tested without sockets.
-
-use std::thread;
-use std::time::{Duration, Instant};
+//! Merging the upstream status documents into the `/v1/status` data: a pure function from
+//! what `fetch` brought back to JSON, so the merge rules (which field names are accepted,
+//! what becomes a warning and what to do about it, which events are shown) are unit-tested
+//! without sockets. The wording of each warning and its fix is `advice`.
 
 use serde_json::{json, Map, Value};
 
-/// Where the upstreams are and how long they may take.
-#[derive(Debug, Clone)]
-pub struct Upstreams {
-    pub conductor_base: String,
-    pub codexd_base: String,
-    pub connect_timeout: Duration,
-    pub total_timeout: Duration,
-}
+use super::advice::{self, Level, Problem, Site};
+use super::fetch::{Fetched, Raw};
+use super::tasks;
 
-/// One upstream call: the envelope's `data`, or a one-line reason it is unavailable.
-pub type Fetched = Result<Value, String>;
-
-/// Everything the aggregate is built from.
-#[derive(Debug, Clone)]
-pub struct Raw {
-    pub runtime: Fetched,
-    pub system_state: Fetched,
-    pub codexd_status: Fetched,
-}
-
-/// Upstream replies larger than this are treated as broken rather than buffered.
-const MAX_REPLY_BYTES: u64 = 4 * 1024 * 1024;
 /// Sessions and events shown; the registry may hold many more.
 const MAX_SESSIONS: usize = 50;
 const MAX_EVENTS: usize = 15;
 /// Long upstream strings (agent messages, errors) are cut so one session cannot flood the page.
 const MAX_TEXT_CHARS: usize = 300;
 
-pub fn fetch_all(up: &Upstreams) -> Raw {
-    let agent = crate::common::client::local_agent(up.connect_timeout, up.total_timeout);
-    let calls = [
-        ("runtime", format!("{}/v1/runtime", up.conductor_base)),
-        ("state", format!("{}/v1/system/state", up.conductor_base)),
-        ("codexd", format!("{}/v1/codexd/status", up.codexd_base)),
-    ];
-    let (tx, rx) = crossbeam_channel::bounded::<(usize, Fetched)>(calls.len());
-    let mut results: Vec<Option<Fetched>> = vec![None; calls.len()];
-    for (i, (name, url)) in calls.iter().enumerate() {
-        let (tx, agent, url) = (tx.clone(), agent.clone(), url.clone());
-        let spawned = thread::Builder::new()
-            .name(format!("status-fetch-{name}"))
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let _ = tx.send((i, fetch_data(&agent, &url)));
-            });
-        if let Err(e) = spawned {
-            results[i] = Some(Err(format!("could not start a fetch thread: {e}")));
-        }
-    }
-    drop(tx);
-    // The agent enforces `total_timeout` per call; the margin covers thread start-up.
-    let deadline = Instant::now() + up.total_timeout + Duration::from_millis(250);
-    while results.iter().any(Option::is_none) {
-        match rx.recv_deadline(deadline) {
-            Ok((i, r)) => results[i] = Some(r),
-            Err(_) => break,
-        }
-    }
-    let mut take = |i: usize| {
-        results[i].take().unwrap_or_else(|| {
-            Err(format!(
-                "no answer within {} ms",
-                up.total_timeout.as_millis()
-            ))
-        })
-    };
-    Raw {
-        runtime: take(0),
-        system_state: take(1),
-        codexd_status: take(2),
-    }
-}
-
-/// GET `url`, expecting our JSON envelope; returns its `data` (or the whole document when
-/// there is no `data`, so a bare object from an older peer still shows).
-fn fetch_data(agent: &ureq::Agent, url: &str) -> Fetched {
-    let mut resp = agent
-        .get(url)
-        .header("Accept", "application/json")
-        .call()
-        .map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(MAX_REPLY_BYTES)
-        .read_to_string()
-        .map_err(|e| format!("reading the reply failed: {e}"))?;
-    let v: Value =
-        serde_json::from_str(&body).map_err(|_| format!("HTTP {status}: the reply is not JSON"))?;
-    if !(200..300).contains(&status) || v.get("ok") == Some(&Value::Bool(false)) {
-        let code = v.get("error").and_then(Value::as_str).unwrap_or("error");
-        let msg = v.get("message").and_then(Value::as_str).unwrap_or("");
-        return Err(clip(&format!("HTTP {status} {code}: {msg}")));
-    }
-    Ok(v.get("data").cloned().unwrap_or(v))
-}
-
 /// Merges the upstream results into the `/v1/status` data object.
-pub fn build(up: &Upstreams, raw: &Raw, generated_at: &str) -> Value {
+pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
     let runtime = raw.runtime.as_ref().ok();
     let state = raw.system_state.as_ref().ok();
     let codexd = raw.codexd_status.as_ref().ok();
     // codexd wraps its state in `snapshot`; accept a bare snapshot too.
     let snapshot = codexd.map(|c| c.get("snapshot").unwrap_or(c));
-    let mut warnings: Vec<String> = Vec::new();
+    // The log paths in the hints: this status-api's own setting, else the conductor's.
+    let site = &Site {
+        logs_dir: site
+            .logs_dir
+            .clone()
+            .or_else(|| runtime.and_then(|r| text_at(r, &["paths.logsDir", "paths.logs_dir"]))),
+        ..site.clone()
+    };
+    let mut problems: Vec<Problem> = Vec::new();
 
     let conductor_error = join_errors(&[
         ("runtime", &raw.runtime),
@@ -124,13 +38,15 @@ pub fn build(up: &Upstreams, raw: &Raw, generated_at: &str) -> Value {
     ]);
     let conductor_reachable = runtime.is_some() || state.is_some();
     if !conductor_reachable {
-        warnings.push(format!(
-            "conductor is unreachable at {}: {}",
-            up.conductor_base,
-            conductor_error.as_deref().unwrap_or("unknown error")
+        let e = conductor_error.as_deref().unwrap_or("unknown error");
+        problems.push(advice::unreachable(
+            site,
+            "conductor",
+            &site.conductor_base,
+            e,
         ));
     } else if let Some(e) = &conductor_error {
-        warnings.push(format!("conductor answered only in part: {e}"));
+        problems.push(advice::conductor_partial(site, e));
     }
     if let Some(list) = runtime
         .and_then(|r| r.get("warnings"))
@@ -142,7 +58,23 @@ pub fn build(up: &Upstreams, raw: &Raw, generated_at: &str) -> Value {
                 .map(str::to_string)
                 .or_else(|| text_at(w, &["message", "text"]))
                 .unwrap_or_else(|| w.to_string());
-            warnings.push(format!("conductor: {}", clip(&text)));
+            problems.push(advice::conductor_warning(site, &clip(&text)));
+        }
+    }
+    if let Some(r) = runtime {
+        match text_at(r, &["daemon.leaseState", "daemon.lease_state"]).as_deref() {
+            Some("standby") => {
+                let holder = text_at(r, &["daemon.leaseHolder", "daemon.lease.holder_id"])
+                    .unwrap_or_else(|| "nobody yet".into());
+                problems.push(advice::standby(site, &holder));
+            }
+            Some("degraded") => {
+                let detail = text_at(r, &["daemon.lease.last_error"])
+                    .map(|e| clip(&e))
+                    .unwrap_or_else(|| "no detail".into());
+                problems.push(advice::lease_degraded(site, &detail));
+            }
+            _ => {}
         }
     }
 
@@ -151,39 +83,75 @@ pub fn build(up: &Upstreams, raw: &Raw, generated_at: &str) -> Value {
         if mode != "running" {
             let by = text_at(&automation, &["requestedBy"]).unwrap_or_else(|| "unknown".into());
             let why = text_at(&automation, &["reason"]).unwrap_or_else(|| "no reason given".into());
-            warnings.push(format!("automation is {mode} (by {by}: {why})"));
+            let drained = automation.get("drained") == Some(&Value::Bool(true));
+            problems.push(advice::automation(site, mode, &by, &why, drained));
         }
     }
 
     let child = snapshot.map(child).unwrap_or(Value::Null);
     if let Some(e) = &raw.codexd_status.as_ref().err() {
-        warnings.push(format!("codexd is unreachable at {}: {e}", up.codexd_base));
+        problems.push(advice::unreachable(site, "codexd", &site.codexd_base, e));
     } else {
+        let last_error = text_at(&child, &["lastError"]);
         match child.get("status").and_then(Value::as_str) {
-            Some("running") => {}
-            Some(other) => warnings.push(format!("codex child is {other}")),
-            None => warnings.push("codexd reports no child status".into()),
-        }
-        if let Some(e) = text_at(&child, &["lastError"]) {
-            warnings.push(format!("codex child last error: {e}"));
+            Some("running") => {
+                if let Some(e) = &last_error {
+                    problems.push(advice::child_last_error(site, e));
+                }
+            }
+            Some(other) => {
+                let restarts = text_at(&child, &["restarts"]).unwrap_or_else(|| "?".into());
+                problems.push(advice::child_not_running(
+                    site,
+                    other,
+                    &restarts,
+                    last_error.as_deref(),
+                ));
+            }
+            None => problems.push(advice::no_child_status(site)),
         }
     }
 
     if let Some(snap) = snapshot {
         let limits = snap.get("limits").unwrap_or(&Value::Null);
         if let Some(until) = text_at(limits, &["blockedUntil"]) {
-            warnings.push(format!(
-                "codex rate limit used up until {until}: new task turns wait"
-            ));
+            problems.push(advice::rate_limited(&until));
         }
         let account = snap.get("account").unwrap_or(&Value::Null);
         if first(account, &["authRequired"]) == Some(Value::Bool(true))
             && first(account, &["loggedIn"]) == Some(Value::Bool(false))
         {
-            warnings.push("codex is logged out: new task turns wait for `codex login`".into());
+            problems.push(advice::logged_out());
         }
     }
 
+    let tasks = tasks::build(&raw.tasks);
+    for t in tasks["running_tasks"].as_array().into_iter().flatten() {
+        let Some(w) = t.get("waiting").filter(|w| w.is_object()) else {
+            continue;
+        };
+        let text = |v: &Value, k: &str| text_at(v, &[k]).unwrap_or_else(|| "?".into());
+        problems.push(advice::approval_waiting(
+            site,
+            &text(t, "title"),
+            &text(w, "kind"),
+            &text(w, "command"),
+            &text(w, "request_id"),
+            text_at(w, &["deadline_at"]).as_deref(),
+        ));
+    }
+
+    // Errors first, then warnings, then notes; the order within a level is the order found.
+    problems.sort_by_key(|p| match p.level {
+        Level::Error => 0,
+        Level::Warn => 1,
+        Level::Info => 2,
+    });
+    let warnings: Vec<&str> = problems
+        .iter()
+        .filter(|p| p.level != Level::Info)
+        .map(|p| p.text.as_str())
+        .collect();
     let node = node(runtime, snapshot);
     let overall = if !conductor_reachable && codexd.is_none() {
         "down"
@@ -200,14 +168,14 @@ pub fn build(up: &Upstreams, raw: &Raw, generated_at: &str) -> Value {
         "automation": automation,
         "conductor": {
             "reachable": conductor_reachable,
-            "baseUrl": up.conductor_base,
+            "baseUrl": site.conductor_base,
             "error": conductor_error,
             "runtime": runtime.cloned(),
             "systemState": state.cloned(),
         },
         "codexd": {
             "reachable": codexd.is_some(),
-            "baseUrl": up.codexd_base,
+            "baseUrl": site.codexd_base,
             "error": raw.codexd_status.as_ref().err(),
             "status": codexd.cloned(),
             "mode": snapshot.and_then(|s| first(s, &["daemon.mode"])),
@@ -218,9 +186,11 @@ pub fn build(up: &Upstreams, raw: &Raw, generated_at: &str) -> Value {
             "account": snapshot.and_then(|s| first(s, &["account"])),
             "limits": snapshot.and_then(|s| first(s, &["limits"])),
             "sessions": snapshot.map(sessions).unwrap_or_else(|| json!({"count": 0, "active": 0, "items": []})),
-            "recentEvents": snapshot.map(events).unwrap_or_else(|| json!({"count": 0, "items": []})),
+            "recentEvents": snapshot.map(events).unwrap_or_else(|| json!({"count": 0, "hidden": 0, "items": []})),
         },
+        "tasks": tasks,
         "warnings": warnings,
+        "advice": problems.iter().map(Problem::to_json).collect::<Vec<_>>(),
     })
 }
 
@@ -273,6 +243,7 @@ fn automation(s: &Value) -> Value {
         "updatedAt": first(s, &["updated_at", "updatedAt"]),
         "holderId": first(s, &["holder_id", "holderId"]),
         "version": first(s, &["version"]),
+        "drained": first(s, &["drained"]),
     })
 }
 
@@ -360,6 +331,11 @@ fn session(s: &Value) -> Value {
     })
 }
 
+/// The newest lifecycle events (daemon, child, session, turn, request, limits: codexd's
+/// own `family.action` types) and anything at warn or error. The child's relayed
+/// notifications (`thread/tokenUsage/updated`, rate-limit updates, deltas, items) are
+/// counted in `hidden`, not listed: they are most of the stream and say nothing an
+/// operator acts on.
 fn events(snapshot: &Value) -> Value {
     let rec = snapshot.get("recentEvents").unwrap_or(&Value::Null);
     let list: &[Value] = rec
@@ -367,9 +343,10 @@ fn events(snapshot: &Value) -> Value {
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    let mut items: Vec<Value> = list
+    let objects: Vec<&Value> = list.iter().filter(|e| e.is_object()).collect();
+    let mut items: Vec<Value> = objects
         .iter()
-        .filter(|e| e.is_object())
+        .filter(|e| is_lifecycle(e))
         .map(|e| {
             json!({
                 "seq": first(e, &["seq"]),
@@ -380,13 +357,26 @@ fn events(snapshot: &Value) -> Value {
             })
         })
         .collect();
+    let hidden = objects.len() - items.len();
     items.sort_by_key(|e| std::cmp::Reverse(e.get("seq").and_then(Value::as_u64).unwrap_or(0)));
     items.truncate(MAX_EVENTS);
     json!({
         "count": list.len(),
+        "hidden": hidden,
         "updatedAt": first(rec, &["updatedAt"]),
         "items": items,
     })
+}
+
+/// codexd names its own events `family.action`; the child's notifications keep their
+/// JSON-RPC method (`thread/tokenUsage/updated`, `item/agentMessage/delta`, `error`).
+pub fn is_lifecycle(e: &Value) -> bool {
+    let level = e.get("level").and_then(Value::as_str).unwrap_or("");
+    if matches!(level, "warn" | "warning" | "error" | "fatal") {
+        return true;
+    }
+    let kind = e.get("type").and_then(Value::as_str).unwrap_or("");
+    kind.contains('.') && !kind.contains('/')
 }
 
 /// The first of the dotted `paths` that is present and not null.
@@ -414,7 +404,7 @@ pub fn text_at(v: &Value, paths: &[&str]) -> Option<String> {
     })
 }
 
-fn clip(s: &str) -> String {
+pub fn clip(s: &str) -> String {
     if s.chars().count() <= MAX_TEXT_CHARS {
         return s.to_string();
     }
@@ -423,7 +413,7 @@ fn clip(s: &str) -> String {
     out
 }
 
-fn clip_value(v: &Value) -> Value {
+pub fn clip_value(v: &Value) -> Value {
     match v {
         Value::String(s) => Value::String(clip(s)),
         other => Value::String(clip(&other.to_string())),
@@ -434,12 +424,21 @@ fn clip_value(v: &Value) -> Value {
 mod tests {
     use super::*;
 
-    fn up() -> Upstreams {
-        Upstreams {
+    fn up() -> Site {
+        Site {
+            logs_dir: Some("/logs".into()),
+            label_prefix: "so.makefile".into(),
             conductor_base: "http://127.0.0.1:4317".into(),
             codexd_base: "http://127.0.0.1:4319".into(),
-            connect_timeout: Duration::from_millis(300),
-            total_timeout: Duration::from_millis(1500),
+        }
+    }
+
+    fn raw(runtime: Fetched, state: Fetched, codexd: Fetched) -> Raw {
+        Raw {
+            runtime,
+            system_state: state,
+            codexd_status: codexd,
+            tasks: Err("not asked".into()),
         }
     }
 
@@ -473,7 +472,11 @@ mod tests {
                 "recentEvents": {"events": [
                     {"seq": 1, "type": "daemon.started", "level": "info", "message": "up"},
                     {"seq": 3, "type": "turn.completed", "level": "info", "message": "done"},
-                    {"seq": 2, "type": "child.spawned", "level": "info"}
+                    {"seq": 2, "type": "child.spawned", "level": "info"},
+                    {"seq": 4, "type": "thread/tokenUsage/updated", "level": "info", "message": "thread/tokenUsage/updated"},
+                    {"seq": 5, "type": "account/rateLimits/updated", "level": "info"},
+                    {"seq": 6, "type": "item/agentMessage/delta", "level": "info"},
+                    {"seq": 7, "type": "error", "level": "error", "message": "stream disconnected"}
                 ]}
             }
         })
@@ -481,13 +484,13 @@ mod tests {
 
     #[test]
     fn merges_healthy_upstreams() {
-        let raw = Raw {
-            runtime: Ok(runtime()),
-            system_state: Ok(
+        let raw = raw(
+            Ok(runtime()),
+            Ok(
                 json!({"mode": "paused", "requested_by": "alice", "reason": "deploy", "updated_at": "t", "holder_id": "mini-main", "version": 3}),
             ),
-            codexd_status: Ok(codexd()),
-        };
+            Ok(codexd()),
+        );
         let d = build(&up(), &raw, "now");
         assert_eq!(d["node"]["identity"], "mini-main@mini(primary)", "{d:#}");
         assert_eq!(d["node"]["leaseState"], "leader");
@@ -514,7 +517,8 @@ mod tests {
             .iter()
             .map(|e| &e["seq"])
             .collect();
-        assert_eq!(seqs, [&json!(3), &json!(2), &json!(1)]);
+        assert_eq!(seqs, [&json!(7), &json!(3), &json!(2), &json!(1)]);
+        assert_eq!(d["codexd"]["recentEvents"]["hidden"], 3, "{d:#}");
         assert_eq!(d["overall"], "degraded");
         let w = d["warnings"].to_string();
         assert!(w.contains("automation is paused (by alice: deploy)"), "{w}");
@@ -530,11 +534,11 @@ mod tests {
 
     #[test]
     fn unreachable_upstreams_are_marked_not_fatal() {
-        let raw = Raw {
-            runtime: Err("connection refused".into()),
-            system_state: Err("connection refused".into()),
-            codexd_status: Err("timeout".into()),
-        };
+        let raw = raw(
+            Err("connection refused".into()),
+            Err("connection refused".into()),
+            Err("timeout".into()),
+        );
         let d = build(&up(), &raw, "now");
         assert_eq!(d["overall"], "down");
         assert_eq!(d["conductor"]["reachable"], false);
@@ -554,11 +558,7 @@ mod tests {
             json!({"snapshot": 5}),
             json!({"snapshot": {"daemon": {"child": []}, "sessionRegistry": {"sessions": {}}, "recentEvents": {"events": "no"}}}),
         ] {
-            let raw = Raw {
-                runtime: Ok(weird.clone()),
-                system_state: Ok(weird.clone()),
-                codexd_status: Ok(weird.clone()),
-            };
+            let raw = raw(Ok(weird.clone()), Ok(weird.clone()), Ok(weird.clone()));
             let d = build(&up(), &raw, "now");
             assert_eq!(d["codexd"]["reachable"], true, "{weird}");
         }
@@ -566,16 +566,100 @@ mod tests {
 
     #[test]
     fn partial_conductor_failure_names_the_part() {
-        let raw = Raw {
-            runtime: Ok(runtime()),
-            system_state: Err("HTTP 500 internal_error: boom".into()),
-            codexd_status: Ok(codexd()),
-        };
+        let raw = raw(
+            Ok(runtime()),
+            Err("HTTP 500 internal_error: boom".into()),
+            Ok(codexd()),
+        );
         let d = build(&up(), &raw, "now");
         assert_eq!(d["conductor"]["reachable"], true);
         assert_eq!(
             d["conductor"]["error"],
             "system state: HTTP 500 internal_error: boom"
         );
+    }
+
+    #[test]
+    fn codexd_down_reads_codexd_unreachable_with_what_to_do() {
+        let raw = raw(
+            Ok(runtime()),
+            Ok(json!({"mode": "running"})),
+            Err("Connection refused".into()),
+        );
+        let d = build(&up(), &raw, "now");
+        assert_eq!(d["overall"], "degraded");
+        let a = d["advice"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| {
+                a["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("codexd unreachable")
+            })
+            .unwrap_or_else(|| panic!("no codexd advice in {d:#}"));
+        assert_eq!(a["level"], "error");
+        assert_eq!(
+            a["commands"][0],
+            "scripts/runtime/status-launchd.sh --service codexd"
+        );
+        assert_eq!(a["log"], "/logs/launchd/so.makefile.baa-codexd.err.log");
+        assert!(!d["warnings"].to_string().contains("child"), "{d:#}");
+    }
+
+    #[test]
+    fn log_paths_fall_back_to_the_conductors_logs_dir() {
+        let mut rt = runtime();
+        rt["paths"] = json!({"logsDir": "/rt/logs"});
+        let site = Site {
+            logs_dir: None,
+            ..up()
+        };
+        let d = build(&site, &raw(Ok(rt), Ok(json!({})), Err("x".into())), "now");
+        assert!(
+            d["advice"]
+                .to_string()
+                .contains("/rt/logs/launchd/so.makefile.baa-codexd.err.log"),
+            "{d:#}"
+        );
+    }
+
+    #[test]
+    fn standby_is_a_note_not_a_degradation() {
+        let mut rt = runtime();
+        rt["warnings"] = json!([]);
+        rt["daemon"]["leaseState"] = json!("standby");
+        rt["daemon"]["leaseHolder"] = json!("mini-other");
+        let mut cx = codexd();
+        cx["snapshot"]["daemon"]["child"]["lastError"] = Value::Null;
+        cx["snapshot"]["limits"] = json!({});
+        cx["snapshot"]["account"] = json!({"loggedIn": true});
+        let d = build(
+            &up(),
+            &raw(Ok(rt), Ok(json!({"mode": "running"})), Ok(cx)),
+            "now",
+        );
+        assert_eq!(d["overall"], "ok", "{d:#}");
+        assert_eq!(d["warnings"], json!([]), "{d:#}");
+        assert_eq!(d["advice"][0]["level"], "info", "{d:#}");
+        assert!(
+            d["advice"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("mini-other"),
+            "{d:#}"
+        );
+    }
+
+    #[test]
+    fn crash_loop_advice_restarts_the_child() {
+        let mut cx = codexd();
+        cx["snapshot"]["daemon"]["child"]["status"] = json!("crash_loop");
+        let d = build(&up(), &raw(Ok(runtime()), Ok(json!({})), Ok(cx)), "now");
+        let all = d["advice"].to_string();
+        assert!(all.contains("crash loop after 2 restarts"), "{all}");
+        assert!(all.contains("/v1/codexd/child/restart"), "{all}");
+        assert_eq!(d["advice"][0]["level"], "error", "errors first: {d:#}");
     }
 }

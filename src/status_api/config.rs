@@ -33,6 +33,13 @@ pub const CODEXD: Setting = Setting::env("BAA_CODEXD_LOCAL_API_BASE")
     .flag("codexd-local-api", "URL")
     .default(DEFAULT_CODEXD)
     .help("codexd base URL to aggregate (/v1/codexd/status)");
+pub const LOGS_DIR: Setting = Setting::env("BAA_LOGS_DIR")
+    .flag("logs-dir", "DIR")
+    .help("the node's logs dir (launchd out/err under launchd/, codexd's under codexd/); the page's hints name those files. Unset: taken from the conductor's /v1/runtime paths");
+pub const LABEL_PREFIX: Setting = Setting::env("BAA_LAUNCHD_LABEL_PREFIX")
+    .flag("label-prefix", "PREFIX")
+    .default("so.makefile")
+    .help("launchd label prefix of the services, for the log file names in the page's hints");
 pub const RUST_LOG: Setting = Setting::env("RUST_LOG")
     .default("info")
     .help("log filter (env_logger); logs go to stderr")
@@ -44,6 +51,8 @@ pub const SETTINGS: &[Setting] = &[
     PORT,
     CONDUCTOR,
     CODEXD,
+    LOGS_DIR,
+    LABEL_PREFIX,
     RUST_LOG,
     LOG_FILE,
     LOG_MAX_BYTES,
@@ -71,6 +80,9 @@ pub struct Config {
     /// Without a trailing slash.
     pub conductor_base: String,
     pub codexd_base: String,
+    /// Where launchd's and codexd's logs are, for the hints; None when not given.
+    pub logs_dir: Option<String>,
+    pub label_prefix: String,
 }
 
 /// Flags + environment → the validated config.
@@ -88,6 +100,8 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         port: r.number(&PORT, 0..=u16::MAX)?,
         conductor_base: base_url(r, &CONDUCTOR)?,
         codexd_base: base_url(r, &CODEXD)?,
+        logs_dir: r.opt_path(&LOGS_DIR).map(|p| p.display().to_string()),
+        label_prefix: label_prefix(r)?,
     })
 }
 
@@ -114,6 +128,19 @@ fn check_listen_host(host: &str) -> std::result::Result<(), &'static str> {
             "the status page may only listen on a loopback or a Tailscale 100.64.0.0/10 address",
         ),
         Err(_) => Err("expected an IP literal (loopback or Tailscale 100.64.0.0/10) or localhost"),
+    }
+}
+
+/// A launchd label prefix is reverse-DNS text; anything else would only garble the hints.
+fn label_prefix(r: &Resolver) -> Result<String> {
+    let p = r.string(&LABEL_PREFIX)?;
+    let ok = !p.is_empty()
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(p)
+    } else {
+        Err(r.invalid(&LABEL_PREFIX, "expected letters, digits, '.', '-' or '_'"))
     }
 }
 
@@ -159,6 +186,22 @@ mod tests {
         assert_eq!(c.bind_addr(), "127.0.0.1:4318");
         assert_eq!(c.conductor_base, "http://127.0.0.1:4317");
         assert_eq!(c.codexd_base, "http://127.0.0.1:4319");
+        assert_eq!(c.logs_dir, None);
+        assert_eq!(c.label_prefix, "so.makefile");
+    }
+
+    #[test]
+    fn logs_dir_and_label_prefix() {
+        let env = |k: &str| match k {
+            "BAA_LOGS_DIR" => Some("/var/log/baa".to_string()),
+            "BAA_LAUNCHD_LABEL_PREFIX" => Some("com.example".to_string()),
+            _ => None,
+        };
+        let c = resolve_with(&[], env).unwrap();
+        assert_eq!(c.logs_dir.as_deref(), Some("/var/log/baa"));
+        assert_eq!(c.label_prefix, "com.example");
+        let e = resolve_with(&["--label-prefix", "a b"], no_env).unwrap_err();
+        assert!(e.to_string().starts_with("--label-prefix"), "{e}");
     }
 
     #[test]

@@ -3,11 +3,17 @@
 //!
 //! This file only dispatches the command line; `serve` runs the daemon.
 
+mod advice;
 mod aggregate;
+mod cards;
 mod config;
+mod fetch;
+mod html;
 mod page;
 mod routes;
 mod serve;
+mod tables;
+mod tasks;
 
 use std::process::ExitCode;
 

@@ -2,13 +2,17 @@
 //! self-contained document (inline CSS, no external assets). It renders fully on the
 //! server; the one small inline script only swaps in a fresh copy every few seconds.
 //!
-//! Every piece of upstream text goes through `esc`: session ids, reasons and event
-//! messages are written by callers we do not control.
+//! Read top down it answers, in order: is the node all right (the overall word, the
+//! biggest thing on the page), what to do about what is not (each warning with its
+//! commands and log), then the detail (cards, sessions, events). Every piece of upstream
+//! text goes through `esc`: session ids, reasons and event messages are written by
+//! callers we do not control.
 
 use serde_json::Value;
 
-use super::aggregate::first;
-use crate::common::time::ms_from_rfc3339;
+use super::cards;
+use super::html::{badge, esc, show, text, DASH};
+use super::tables;
 
 /// How often the inline script re-fetches the page.
 pub const REFRESH_SECS: u64 = 5;
@@ -36,238 +40,132 @@ pub fn render(d: &Value, nonce: &str, now_ms: u64) -> String {
     ));
     h.push_str("</head><body><main id=\"status\">");
 
-    // Header: who this node is and one word for its health.
     h.push_str("<header><div><h1>baa-conductor status</h1>");
     h.push_str(&format!(
         "<div class=\"ident\">{}</div></div>",
         esc(&identity)
     ));
     h.push_str(&format!(
-        "<div class=\"right\">{}<div class=\"muted\">generated {} · refreshes every {REFRESH_SECS} s</div>\
+        "<div class=\"right\"><div class=\"muted\">generated {} · refreshes every {REFRESH_SECS} s</div>\
          <div id=\"stale\" class=\"stale\" hidden>status-api not answering; showing the last page</div></div></header>",
-        badge(&overall),
         esc(&text(d, &["generatedAt"])),
     ));
 
-    if let Some(ws) = d
-        .get("warnings")
-        .and_then(Value::as_array)
-        .filter(|w| !w.is_empty())
-    {
-        h.push_str(&format!(
-            "<section class=\"warnings\"><h2>Warnings ({})</h2><ul>",
-            ws.len()
-        ));
-        for w in ws {
-            h.push_str(&format!("<li>{}</li>", esc(&show(w))));
-        }
-        h.push_str("</ul></section>");
-    }
+    overall_banner(&mut h, d, &overall);
+    advice(&mut h, d);
 
     h.push_str("<div class=\"grid\">");
-    automation_card(&mut h, d, now_ms);
-    node_card(&mut h, d, now_ms);
-    child_card(&mut h, d, now_ms);
-    codex_card(&mut h, d, now_ms);
+    cards::automation_card(&mut h, d, now_ms);
+    cards::tasks_card(&mut h, d, now_ms);
+    cards::codexd_card(&mut h, d, now_ms);
+    cards::codex_card(&mut h, d, now_ms);
+    cards::node_card(&mut h, d, now_ms);
     h.push_str("</div>");
 
-    sessions_table(&mut h, d, now_ms);
-    events_table(&mut h, d, now_ms);
+    tables::sessions_table(&mut h, d, now_ms);
+    tables::events_table(&mut h, d, now_ms);
     upstreams(&mut h, d);
     h.push_str("</main></body></html>\n");
     h
 }
 
-fn automation_card(h: &mut String, d: &Value, now_ms: u64) {
-    let a = d.get("automation").unwrap_or(&Value::Null);
-    // Without the conductor the mode is unknown, which must not look like "no mode".
-    let mode = if d.pointer("/conductor/reachable") == Some(&Value::Bool(false)) {
-        "unreachable".to_string()
-    } else {
-        text(a, &["mode"])
+/// The one word for the node's health, large, with how many things need a look and the
+/// codex version that runs.
+fn overall_banner(h: &mut String, d: &Value, overall: &str) {
+    let class = match overall {
+        "ok" => "ok",
+        "degraded" => "degraded",
+        "down" => "down",
+        _ => "unknown",
     };
-    h.push_str("<section class=\"card\"><h2>Automation</h2>");
-    h.push_str(&format!("<div class=\"big\">{}</div><dl>", badge(&mode)));
-    row(h, "Set by", &text(a, &["requestedBy"]));
-    row(h, "Reason", &text(a, &["reason"]));
-    row_html(h, "Since", &when(a, "updatedAt", now_ms));
-    row(h, "Lease holder", &text(a, &["holderId"]));
-    row(h, "Version", &text(a, &["version"]));
-    h.push_str("</dl></section>");
-}
-
-fn node_card(h: &mut String, d: &Value, now_ms: u64) {
-    let n = d.get("node").unwrap_or(&Value::Null);
-    h.push_str("<section class=\"card\"><h2>Node</h2><dl>");
-    row(h, "Node id", &text(n, &["nodeId"]));
-    row(h, "Host", &text(n, &["host"]));
-    row(h, "Role", &text(n, &["role"]));
+    let warnings: Vec<String> = d
+        .get("warnings")
+        .and_then(Value::as_array)
+        .map(|w| w.iter().map(show).collect())
+        .unwrap_or_default();
+    // The most urgent warning itself (errors come first), so the banner alone says what
+    // is wrong; the list below says what to do.
+    let sum = match (overall, warnings.as_slice()) {
+        ("down", _) => "Neither the conductor nor codexd answers.".to_string(),
+        (_, []) => "Nothing needs attention.".to_string(),
+        (_, [one]) => short(one),
+        (_, [first, rest @ ..]) => format!("{} (and {} more)", short(first), rest.len()),
+    };
+    let codex_down = d.pointer("/codexd/reachable") == Some(&Value::Bool(false));
+    let meta = match text(d, &["codexd.codex.version", "codexd.codex.cliVersion"]) {
+        _ if codex_down => "codex version unknown: codexd unreachable".to_string(),
+        v if v == DASH => "codex version unknown".to_string(),
+        v => format!("codex {v} · codexd {}", text(d, &["node.codexdVersion"])),
+    };
+    let word = if overall == DASH { "unknown" } else { overall };
     h.push_str(&format!(
-        "<dt>Lease</dt><dd>{}</dd>",
-        badge(&text(n, &["leaseState"]))
+        "<section class=\"overall ov-{class}\" id=\"overall\"><div class=\"word\">{}</div>\
+         <div><div class=\"sum\">{}</div><div class=\"meta\">{}</div></div></section>",
+        esc(word),
+        esc(&sum),
+        esc(&meta),
     ));
-    row(h, "Scheduler", &text(n, &["schedulerEnabled"]));
-    row(h, "Conductor pid", &text(n, &["conductorPid"]));
-    row_html(h, "Conductor up", &when(n, "conductorStartedAt", now_ms));
-    h.push_str("</dl></section>");
 }
 
-fn child_card(h: &mut String, d: &Value, now_ms: u64) {
-    let c = d.pointer("/codexd").unwrap_or(&Value::Null);
-    let child = c.get("child").unwrap_or(&Value::Null);
-    let status = if c.get("reachable") == Some(&Value::Bool(false)) {
-        "unreachable".to_string()
-    } else {
-        text(child, &["status"])
-    };
-    h.push_str("<section class=\"card\"><h2>Codex child</h2>");
-    h.push_str(&format!("<div class=\"big\">{}</div><dl>", badge(&status)));
-    row(h, "PID", &text(child, &["pid"]));
-    row(h, "Restarts", &text(child, &["restarts"]));
-    let err = text(child, &["lastError"]);
-    h.push_str(&format!(
-        "<dt>Last error</dt><dd class=\"{}\">{}</dd>",
-        if err == DASH { "" } else { "err" },
-        esc(&err)
-    ));
-    row(h, "Strategy", &text(child, &["strategy"]));
-    row(h, "Endpoint", &text(child, &["endpoint"]));
-    if child.get("nextRestartAt").is_some_and(|v| !v.is_null()) {
-        row(h, "Next try", &text(child, &["nextRestartAt"]));
+/// A warning cut to a banner line.
+fn short(s: &str) -> String {
+    const MAX: usize = 110;
+    if s.chars().count() <= MAX {
+        return s.to_string();
     }
-    row(h, "codexd mode", &text(c, &["mode"]));
-    if c.get("demo") == Some(&Value::Bool(true)) {
-        row(h, "Model", "demo: built-in loopback model (canned replies)");
-    }
-    row_html(h, "codexd up", &when(c, "startedAt", now_ms));
-    row(h, "Daemon id", &text(d, &["node.codexdDaemonId"]));
-    h.push_str("</dl></section>");
+    let mut out: String = s.chars().take(MAX).collect();
+    out.push('…');
+    out
 }
 
-/// The codex version, the account and its rate limits.
-fn codex_card(h: &mut String, d: &Value, now_ms: u64) {
-    let c = d.pointer("/codexd").unwrap_or(&Value::Null);
-    let codex = c.get("codex").unwrap_or(&Value::Null);
-    let account = c.get("account").unwrap_or(&Value::Null);
-    let limits = c.get("limits").unwrap_or(&Value::Null);
-    let blocked = limits.get("blockedUntil").is_some_and(|v| v.is_string());
-    let state = match (
-        first(account, &["loggedIn"]),
-        first(account, &["authRequired"]),
-    ) {
-        _ if blocked => "rate limited",
-        (Some(Value::Bool(false)), Some(Value::Bool(true))) => "logged out",
-        (Some(Value::Bool(_)), _) => "ok",
-        _ => DASH,
-    };
-    h.push_str("<section class=\"card\"><h2>Codex account</h2>");
-    h.push_str(&format!("<div class=\"big\">{}</div><dl>", badge(state)));
-    row(h, "Version", &text(codex, &["version"]));
-    row(h, "Binary", &text(codex, &["cliVersion"]));
-    let who = match (
-        first(account, &["loggedIn"]),
-        first(account, &["authRequired"]),
-    ) {
-        (Some(Value::Bool(true)), _) => format!("logged in ({})", text(account, &["plan"])),
-        (Some(Value::Bool(false)), Some(Value::Bool(false))) => "no login needed (provider)".into(),
-        (Some(Value::Bool(false)), _) => "logged out".into(),
-        _ => text(account, &["error"]),
-    };
-    row(h, "Account", &who);
-    for (label, key) in [
-        ("Primary limit", "primary"),
-        ("Secondary limit", "secondary"),
-    ] {
-        let w = limits.get(key).unwrap_or(&Value::Null);
-        if w.is_object() {
-            row_html(
-                h,
-                label,
-                &format!(
-                    "{}% · resets {}",
-                    esc(&text(w, &["usedPercent"])),
-                    when(w, "resetsAt", now_ms)
-                ),
-            );
-        } else {
-            row(h, label, DASH);
-        }
-    }
-    if blocked {
-        row_html(
-            h,
-            "Blocked until",
-            &format!(
-                "<span class=\"err\">{}</span>",
-                when(limits, "blockedUntil", now_ms)
-            ),
-        );
-    }
-    h.push_str("</dl></section>");
-}
-
-fn sessions_table(h: &mut String, d: &Value, now_ms: u64) {
-    let s = d.pointer("/codexd/sessions").unwrap_or(&Value::Null);
-    let items = s
-        .get("items")
+/// Each warning with what to do: the fix, the commands to copy, the log to open.
+fn advice(h: &mut String, d: &Value) {
+    let items = d
+        .get("advice")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    h.push_str(&format!(
-        "<section><h2>Codex sessions <span class=\"muted\">{} total, {} active</span></h2>",
-        esc(&text(s, &["count"])),
-        esc(&text(s, &["active"]))
-    ));
     if items.is_empty() {
-        h.push_str("<p class=\"muted\">No sessions.</p></section>");
         return;
     }
-    h.push_str("<table><thead><tr><th>Session</th><th>Purpose</th><th>Status</th><th>Last turn</th><th>Model</th><th>Updated</th><th>Last turn detail</th></tr></thead><tbody>");
-    for it in items {
-        let detail = match text(it, &["lastTurnError"]) {
-            e if e != DASH => format!("<span class=\"err\">{}</span>", esc(&e)),
-            _ => esc(&text(it, &["lastTurnMessage"])),
+    h.push_str(&format!(
+        "<section class=\"advice\" id=\"advice\"><h2>What to do ({})</h2><ol>",
+        items.len()
+    ));
+    for a in items {
+        let level = match text(a, &["level"]).as_str() {
+            "error" => "error",
+            "info" => "info",
+            _ => "warn",
+        };
+        let label = match level {
+            "error" => badge("error"),
+            "info" => "<span class=\"badge neutral\">note</span>".to_string(),
+            _ => "<span class=\"badge warn\">warning</span>".to_string(),
         };
         h.push_str(&format!(
-            "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"detail\">{}</td></tr>",
-            esc(&text(it, &["sessionId"])),
-            esc(&text(it, &["purpose"])),
-            badge(&text(it, &["status"])),
-            badge(&text(it, &["lastTurnStatus"])),
-            esc(&text(it, &["model"])),
-            when(it, "updatedAt", now_ms),
-            detail,
+            "<li class=\"adv adv-{level}\"><div class=\"what\">{label} {}</div><div class=\"fix\">{}</div>",
+            esc(&text(a, &["text"])),
+            esc(&text(a, &["fix"])),
         ));
+        for c in a
+            .get("commands")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            h.push_str(&format!("<pre class=\"cmd\">{}</pre>", esc(&show(c))));
+        }
+        let log = text(a, &["log"]);
+        if log != DASH {
+            h.push_str(&format!(
+                "<div class=\"log\">Log: <code>{}</code></div>",
+                esc(&log)
+            ));
+        }
+        h.push_str("</li>");
     }
-    h.push_str("</tbody></table></section>");
-}
-
-fn events_table(h: &mut String, d: &Value, now_ms: u64) {
-    let e = d.pointer("/codexd/recentEvents").unwrap_or(&Value::Null);
-    let items = e
-        .get("items")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    h.push_str("<section><h2>Recent codexd events <span class=\"muted\">newest first</span></h2>");
-    if items.is_empty() {
-        h.push_str("<p class=\"muted\">No events.</p></section>");
-        return;
-    }
-    h.push_str("<table><thead><tr><th>#</th><th>When</th><th>Level</th><th>Type</th><th>Message</th></tr></thead><tbody>");
-    for it in items {
-        let level = text(it, &["level"]);
-        h.push_str(&format!(
-            "<tr><td class=\"mono\">{}</td><td>{}</td><td class=\"lvl-{}\">{}</td><td class=\"mono\">{}</td><td class=\"detail\">{}</td></tr>",
-            esc(&text(it, &["seq"])),
-            when(it, "createdAt", now_ms),
-            level_class(&level),
-            esc(&level),
-            esc(&text(it, &["type"])),
-            esc(&text(it, &["message"])),
-        ));
-    }
-    h.push_str("</tbody></table></section>");
+    h.push_str("</ol></section>");
 }
 
 fn upstreams(h: &mut String, d: &Value) {
@@ -293,106 +191,6 @@ fn upstreams(h: &mut String, d: &Value) {
     h.push_str("</dl><p class=\"muted\">JSON: <a href=\"/v1/status\">/v1/status</a></p></footer>");
 }
 
-const DASH: &str = "—";
-
-/// Display text at the first present path, or "—".
-fn text(v: &Value, paths: &[&str]) -> String {
-    first(v, paths)
-        .map(|x| show(&x))
-        .unwrap_or_else(|| DASH.to_string())
-}
-
-fn show(v: &Value) -> String {
-    match v {
-        Value::Null => DASH.to_string(),
-        Value::String(s) if s.trim().is_empty() => DASH.to_string(),
-        Value::String(s) => s.clone(),
-        Value::Bool(true) => "yes".to_string(),
-        Value::Bool(false) => "no".to_string(),
-        other => other.to_string(),
-    }
-}
-
-/// A timestamp as escaped HTML: compact UTC time plus its age, the exact value in `title`,
-/// e.g. `2026-05-01 10:00:00Z <span class="muted">3 min ago</span>`.
-fn when(v: &Value, key: &str, now_ms: u64) -> String {
-    let t = text(v, &[key]);
-    match ms_from_rfc3339(&t) {
-        Some(ms) => {
-            let short = t.get(..19).unwrap_or(&t).replace('T', " ");
-            let ago = if ms <= now_ms {
-                format!(" <span class=\"muted\">{}</span>", age(now_ms - ms))
-            } else {
-                String::new()
-            };
-            format!("<span title=\"{}\">{}Z</span>{ago}", esc(&t), esc(&short))
-        }
-        None => esc(&t),
-    }
-}
-
-fn age(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..=59 => format!("{s} s ago"),
-        60..=3599 => format!("{} min ago", s / 60),
-        3600..=86_399 => format!("{} h {} min ago", s / 3600, (s % 3600) / 60),
-        _ => format!("{} d {} h ago", s / 86_400, (s % 86_400) / 3600),
-    }
-}
-
-/// A coloured pill; the colour class comes from a fixed list, the text is escaped.
-/// An absent value stays a plain dash rather than an empty pill.
-fn badge(value: &str) -> String {
-    if value == DASH {
-        return DASH.to_string();
-    }
-    let class = match value.to_ascii_lowercase().as_str() {
-        "running" | "active" | "completed" | "succeeded" | "ok" | "leader" | "held"
-        | "reachable" | "idle" | "ready" => "good",
-        "rate limited" | "logged out" => "bad",
-        "paused" | "draining" | "degraded" | "standby" | "starting" | "restarting"
-        | "interrupted" | "inprogress" | "in_progress" | "pending" | "external" => "warn",
-        "failed" | "error" | "errored" | "crashed" | "exited" | "stopped" | "down"
-        | "unreachable" | "dead" | "expired" | "lost" | "backoff" => "bad",
-        _ => "neutral",
-    };
-    format!("<span class=\"badge {class}\">{}</span>", esc(value))
-}
-
-/// `html` must already be escaped.
-fn row_html(h: &mut String, label: &str, html: &str) {
-    h.push_str(&format!("<dt>{label}</dt><dd>{html}</dd>"));
-}
-
-fn level_class(level: &str) -> &'static str {
-    match level.to_ascii_lowercase().as_str() {
-        "error" | "fatal" => "error",
-        "warn" | "warning" => "warn",
-        _ => "info",
-    }
-}
-
-fn row(h: &mut String, label: &str, value: &str) {
-    h.push_str(&format!("<dt>{label}</dt><dd>{}</dd>", esc(value)));
-}
-
-/// HTML-escapes text for element content and double- or single-quoted attributes.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The fresh page carries a new nonce; its <style>/<script> are dropped before parsing so
 /// the parsed copy does not trip this page's CSP (only `<main>` is taken from it anyway).
 const SCRIPT: &str = "setInterval(function(){fetch('/',{cache:'no-store'}).then(function(r){if(!r.ok)throw r.status;return r.text();}).then(function(t){t=t.replace(/<(style|script)[^>]*>[\\s\\S]*?<\\/\\1>/g,'');var d=new DOMParser().parseFromString(t,'text/html');var m=d.getElementById('status');if(m){document.getElementById('status').replaceWith(m);document.title=d.title;}}).catch(function(){var s=document.getElementById('stale');if(s)s.hidden=false;});},REFRESH_MS);";
@@ -412,8 +210,21 @@ h2 .muted{text-transform:none;letter-spacing:0;font-weight:normal;margin-left:6p
 td span[title],dd span[title]{white-space:nowrap}\
 .stale{color:var(--bad);font-size:12px}\
 section,footer{margin-bottom:18px}\
-.warnings{background:var(--warnbg);border:1px solid #f0d48a;border-radius:8px;padding:10px 14px}\
-.warnings h2{color:var(--warn)}.warnings ul{margin:0;padding-left:18px}.warnings li{margin:2px 0;word-break:break-word}\
+.overall{display:flex;align-items:center;gap:22px;border-radius:10px;padding:16px 22px;margin-bottom:16px;border:2px solid}\
+.overall .word{font:800 44px/1 -apple-system,BlinkMacSystemFont,'Segoe UI',Helvetica,Arial,sans-serif;letter-spacing:.02em;text-transform:uppercase}\
+.overall .sum{font-size:17px;font-weight:600}.overall .meta{font-size:13px;color:var(--muted);margin-top:4px}\
+.ov-ok{background:var(--goodbg);border-color:#9fd3ae;color:var(--good)}\
+.ov-degraded{background:var(--warnbg);border-color:#f0d48a;color:var(--warn)}\
+.ov-down,.ov-unknown{background:var(--badbg);border-color:#eba5a5;color:var(--bad)}\
+.advice ol{list-style:none;margin:0;padding:0}\
+.adv{background:var(--card);border:1px solid var(--line);border-left:5px solid var(--muted);border-radius:8px;padding:10px 14px;margin-bottom:8px}\
+.adv-error{border-left-color:var(--bad)}.adv-warn{border-left-color:#d99a00}.adv-info{border-left-color:#7a8699}\
+.adv .what{font-weight:600;font-size:15px;word-break:break-word}.adv .fix{margin:4px 0 6px}\
+pre.cmd{margin:4px 0;padding:6px 10px;background:#1e232b;color:#e8ecf1;border-radius:6px;white-space:pre-wrap;word-break:break-all;font:12.5px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace}\
+.adv .log code,code.path{font:12.5px ui-monospace,SFMono-Regular,Menlo,monospace;background:#eef0f3;padding:1px 5px;border-radius:4px;word-break:break-all}\
+.task{border-top:1px solid var(--line);padding:6px 0}.task .warn{color:var(--warn)}\
+h3{font-size:12px;color:var(--muted);margin:10px 0 4px;font-weight:600}\
+.outcomes{margin:0;padding:0;list-style:none}.outcomes li{margin:3px 0;word-break:break-word}\
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:14px;margin-bottom:18px}\
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:14px 16px;margin:0}\
 .big{margin:0 0 10px}.big .badge{font-size:18px;padding:3px 14px}\
@@ -452,6 +263,14 @@ mod tests {
                 "sessions": {"count": 1, "active": 1, "items": [{"sessionId": "s-1", "status": "active", "lastTurnStatus": "completed"}]},
                 "recentEvents": {"count": 1, "items": [{"seq": 9, "level": "warn", "type": "child.exited", "message": "a & b"}]}},
             "warnings": ["automation is paused (by ops<b>: <script>alert(1)</script>)"],
+            "advice": [{"level": "warn", "text": "automation is paused (by ops<b>: <script>alert(1)</script>)",
+                "fix": "Resume when ready:", "commands": ["curl -s -X POST http://127.0.0.1:4317/v1/system/resume -d '{\"a\":1}'"], "log": "/l/x.err.log"}],
+            "tasks": {"available": true, "queued": 1, "running": 1, "succeeded": 4, "failed": 1, "canceled": 0,
+                "running_tasks": [{"task_id": "task-1", "title": "fix <bug>", "attempt": 2, "step": 2, "steps": 3,
+                    "elapsed_ms": 65000, "step_elapsed_ms": 5000,
+                    "waiting": {"request_id": "req-9", "kind": "command", "command": "rm -rf build"}}],
+                "recent": [{"task_id": "task-0", "title": "old one", "status": "failed", "error": "turn failed: boom",
+                    "steps_done": 1, "steps_total": 2, "finished_at": "2026-05-01T11:59:00.000Z"}]},
         })
     }
 
@@ -475,6 +294,18 @@ mod tests {
             "<span class=\"badge bad\">rate limited</span>",
             "<dt>Primary limit</dt><dd>100% · resets <span title=\"2026-05-01T13:00:00.000Z\">",
             "<dt>Blocked until</dt>",
+            "<div class=\"word\">degraded</div>",
+            "<div class=\"sum\">automation is paused (by ops&lt;b&gt;: &lt;script&gt;alert(1)&lt;/script&gt;)</div>",
+            "codex 0.169.0 · codexd —",
+            "<h2>What to do (1)</h2>",
+            "<pre class=\"cmd\">curl -s -X POST http://127.0.0.1:4317/v1/system/resume -d &#39;{&quot;a&quot;:1}&#39;</pre>",
+            "Log: <code>/l/x.err.log</code>",
+            "<span class=\"badge good\">1 running</span>",
+            "<b>fix &lt;bug&gt;</b>",
+            "step 2 of 3 · running 1 min 5 s (this step 5 s) · attempt 2",
+            "waiting for an approval (command): <span class=\"mono\">rm -rf build</span>",
+            "<span class=\"badge bad\">failed</span> <b>old one</b><div class=\"muted\">1/2 steps · finished ",
+            "turn failed: boom",
         ] {
             assert!(html.contains(want), "missing {want:?} in:\n{html}");
         }
@@ -496,36 +327,23 @@ mod tests {
 
     #[test]
     fn unreachable_codexd_shows_as_such() {
-        let d = json!({"codexd": {"reachable": false, "baseUrl": "http://127.0.0.1:1", "error": "Connection refused"}});
+        let d = json!({"codexd": {"reachable": false, "baseUrl": "http://127.0.0.1:1", "error": "Connection refused"},
+            "conductor": {"reachable": false}});
         let html = render(&d, "n", 0);
         assert!(
-            html.contains("<span class=\"badge bad\">unreachable</span>"),
+            html.contains("<span class=\"badge bad\">codexd unreachable</span>"),
             "{html}"
         );
         assert!(html.contains("Connection refused"), "{html}");
-    }
-
-    #[test]
-    fn parses_timestamps() {
-        assert_eq!(ms_from_rfc3339("1970-01-01T00:00:00.000Z"), Some(0));
-        assert_eq!(
-            ms_from_rfc3339("2000-02-29T00:00:00.123Z"),
-            Some(951_782_400_123)
+        assert!(
+            !html
+                .to_lowercase()
+                .contains("child</h2><div class=\"big\"><span class=\"badge bad\">unreachable"),
+            "{html}"
         );
-        assert_eq!(
-            ms_from_rfc3339("2026-11-18T11:06:40Z"),
-            Some(1_795_000_000_000)
-        );
-        assert_eq!(ms_from_rfc3339("yesterday"), None);
-        assert_eq!(ms_from_rfc3339("2026-13-01T00:00:00Z"), None);
-        assert_eq!(age(3_700_000), "1 h 1 min ago");
-    }
-
-    #[test]
-    fn escapes_all_specials() {
-        assert_eq!(
-            esc("<a href='x'>\"&\"</a>"),
-            "&lt;a href=&#39;x&#39;&gt;&quot;&amp;&quot;&lt;/a&gt;"
+        assert!(
+            html.contains("conductor unreachable: tasks unknown"),
+            "{html}"
         );
     }
 }

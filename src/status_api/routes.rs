@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::aggregate::{self, Upstreams};
+use super::advice::Site;
+use super::aggregate;
+use super::fetch::{self, Upstreams};
 use super::page;
 use crate::common::api_error::{ok_envelope, ApiError};
 use crate::common::http::guard::HostPolicy;
@@ -20,6 +22,8 @@ use crate::common::http::{Reply, Request, Response};
 
 pub struct Ctx {
     pub upstreams: Upstreams,
+    /// Where the node's logs are, for the page's hints.
+    pub site: Site,
     pub policy: HostPolicy,
 }
 
@@ -32,7 +36,7 @@ pub const TOTAL_TIMEOUT: Duration = Duration::from_millis(1500);
 #[rustfmt::skip]
 pub static ROUTES: &[Route<Ctx>] = &[
     Route::probe("probe.healthz", "GET", "/healthz", "Liveness probe: ok", healthz),
-    Route::read("status.json", "GET", "/v1/status", "Aggregated conductor and codexd status, each part marked reachable or not", status_json),
+    Route::read("status.json", "GET", "/v1/status", "Aggregated conductor, codexd and task status, each part marked reachable or not, with what to do about each warning", status_json),
     Route::read("status.page", "GET", "/", "Human-readable status page", status_page),
 ];
 
@@ -73,8 +77,8 @@ fn healthz(_: &Ctx, _: &Request, _: &Params) -> Result<Reply, ApiError> {
 }
 
 fn status_data(ctx: &Ctx) -> Value {
-    let raw = aggregate::fetch_all(&ctx.upstreams);
-    aggregate::build(&ctx.upstreams, &raw, &crate::common::time::now_rfc3339())
+    let raw = fetch::fetch_all(&ctx.upstreams);
+    aggregate::build(&ctx.site, &raw, &crate::common::time::now_rfc3339())
 }
 
 fn status_json(ctx: &Ctx, req: &Request, _: &Params) -> Result<Reply, ApiError> {
@@ -119,6 +123,12 @@ mod tests {
                 codexd_base: "http://127.0.0.1:1".into(),
                 connect_timeout: CONNECT_TIMEOUT,
                 total_timeout: TOTAL_TIMEOUT,
+            },
+            site: Site {
+                logs_dir: None,
+                label_prefix: "so.makefile".into(),
+                conductor_base: "http://127.0.0.1:1".into(),
+                codexd_base: "http://127.0.0.1:1".into(),
             },
             policy: HostPolicy::for_listener("127.0.0.1:4318".parse().unwrap(), &[]),
         }

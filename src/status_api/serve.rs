@@ -10,8 +10,9 @@ use crate::common::daemon::{self, Service, Startup};
 use crate::common::http::guard::HostPolicy;
 use crate::common::http::{Handler, Reply, Server, ServerConfig, ServerHandle};
 
-use crate::aggregate;
+use crate::advice::Site;
 use crate::config::Config;
+use crate::fetch;
 use crate::routes;
 
 /// Requests in flight are bounded by the upstream timeouts, so this grace suffices.
@@ -34,18 +35,24 @@ struct Running {
 
 fn start(cfg: &Config, listener: TcpListener, bound: SocketAddr) -> Result<Running, String> {
     let ctx = Arc::new(routes::Ctx {
-        upstreams: aggregate::Upstreams {
+        upstreams: fetch::Upstreams {
             conductor_base: cfg.conductor_base.clone(),
             codexd_base: cfg.codexd_base.clone(),
             connect_timeout: routes::CONNECT_TIMEOUT,
             total_timeout: routes::TOTAL_TIMEOUT,
+        },
+        site: Site {
+            logs_dir: cfg.logs_dir.clone(),
+            label_prefix: cfg.label_prefix.clone(),
+            conductor_base: cfg.conductor_base.clone(),
+            codexd_base: cfg.codexd_base.clone(),
         },
         policy: HostPolicy::for_listener(bound, &[]),
     });
     let handler: Handler = Arc::new(move |req| Reply::Http(routes::handle(&ctx, req)));
     let server_cfg = ServerConfig {
         name: "status".to_string(),
-        // A person and a few scripts; each page load also starts three short fetch threads.
+        // A person and a few scripts; each page load also starts four short fetch threads.
         max_connections: 64,
         pretty_json: true,
         ..ServerConfig::default()

@@ -27,5 +27,6 @@ mod logs;
 mod mock_model;
 mod stack_e2e;
 mod status_api;
+mod status_page;
 mod support;
 mod torture;

@@ -1,0 +1,150 @@
+//! The `tasks` part of `/v1/status`: the conductor's `GET /v1/tasks/summary`, re-shaped
+//! and bounded. Counts pass through; each running task and each recent outcome keeps only
+//! the fields the page shows, with long text cut, so a summary from a busy or a broken
+//! conductor can neither flood the page nor break it.
+
+use serde_json::{json, Value};
+
+use super::aggregate::{clip_value, first};
+use super::fetch::Fetched;
+
+/// At most this many running tasks are listed (the scheduler's cap is usually 1 or 2).
+const MAX_RUNNING: usize = 20;
+/// The page shows the last five outcomes.
+const MAX_RECENT: usize = 5;
+
+/// `{available, error, queued, running, succeeded, failed, canceled, running_tasks, recent}`.
+/// `available: false` with `error` when the conductor did not answer the summary.
+pub fn build(summary: &Fetched) -> Value {
+    let s = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            return json!({
+                "available": false, "error": e,
+                "queued": null, "running": null, "succeeded": null, "failed": null, "canceled": null,
+                "running_tasks": [], "recent": [],
+            })
+        }
+    };
+    let list = |key: &str, max: usize, f: fn(&Value) -> Value| -> Vec<Value> {
+        s.get(key)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter(|t| t.is_object())
+                    .take(max)
+                    .map(f)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    json!({
+        "available": true,
+        "error": null,
+        "queued": count(s, "queued"),
+        "running": count(s, "running"),
+        "succeeded": count(s, "succeeded"),
+        "failed": count(s, "failed"),
+        "canceled": count(s, "canceled"),
+        "running_tasks": list("running_tasks", MAX_RUNNING, running),
+        "recent": list("recent", MAX_RECENT, recent),
+    })
+}
+
+fn count(s: &Value, key: &str) -> Value {
+    s.get(key)
+        .and_then(Value::as_u64)
+        .map(Value::from)
+        .unwrap_or(Value::Null)
+}
+
+fn text(v: &Value, paths: &[&str]) -> Value {
+    first(v, paths)
+        .map(|x| clip_value(&x))
+        .unwrap_or(Value::Null)
+}
+
+fn number(v: &Value, key: &str) -> Value {
+    v.get(key)
+        .and_then(Value::as_u64)
+        .map(Value::from)
+        .unwrap_or(Value::Null)
+}
+
+fn running(t: &Value) -> Value {
+    let w = t.get("waiting").filter(|w| w.is_object());
+    json!({
+        "task_id": text(t, &["task_id"]),
+        "title": text(t, &["title"]),
+        "attempt": number(t, "attempt"),
+        "step": number(t, "step"),
+        "steps": number(t, "steps"),
+        "started_at": text(t, &["started_at"]),
+        "elapsed_ms": number(t, "elapsed_ms"),
+        "step_elapsed_ms": number(t, "step_elapsed_ms"),
+        "waiting": w.map(|w| json!({
+            "request_id": text(w, &["request_id"]),
+            "kind": text(w, &["kind"]),
+            "command": text(w, &["command", "path"]),
+            "deadline_at": text(w, &["deadline_at"]),
+        })),
+    })
+}
+
+fn recent(t: &Value) -> Value {
+    json!({
+        "task_id": text(t, &["task_id"]),
+        "title": text(t, &["title"]),
+        "status": text(t, &["status"]),
+        "finished_at": text(t, &["finished_at"]),
+        // The conductor's error is `{code, message, retryable}`; a bare string shows too.
+        "error": text(t, &["error.message", "error"]),
+        "steps_done": number(t, "steps_done"),
+        "steps_total": number(t, "steps_total"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_the_summary() {
+        let s = json!({"queued": 2, "running": 1, "succeeded": 7, "failed": 1, "canceled": 0,
+            "running_tasks": [{"task_id": "t-1", "title": "x".repeat(1000), "attempt": 1, "step": 2, "steps": 3,
+                "started_at": "2026-05-01T10:00:00.000Z", "elapsed_ms": 65000, "step_elapsed_ms": 5000,
+                "waiting": {"request_id": "r-1", "kind": "command", "command": "ls"}}, "junk"],
+            "recent": [{"task_id": "t-0", "title": "old", "status": "failed",
+                "error": {"code": "turn_failed", "message": "boom", "retryable": false}}, 1, 2, 3, 4, 5, 6, 7]});
+        let t = build(&Ok(s));
+        assert_eq!(t["available"], true);
+        assert_eq!(t["queued"], 2);
+        let r = &t["running_tasks"];
+        assert_eq!(r.as_array().map(Vec::len), Some(1), "{t:#}");
+        assert_eq!(r[0]["step"], 2);
+        assert_eq!(r[0]["waiting"]["command"], "ls");
+        assert!(
+            r[0]["title"].as_str().unwrap().chars().count() < 400,
+            "{t:#}"
+        );
+        assert_eq!(t["recent"][0]["error"], "boom", "{t:#}");
+        assert_eq!(t["recent"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn unavailable_and_odd_shapes() {
+        let t = build(&Err("connection refused".into()));
+        assert_eq!(t["available"], false);
+        assert_eq!(t["error"], "connection refused");
+        for odd in [
+            json!(null),
+            json!([1]),
+            json!({"running_tasks": {}, "queued": "x"}),
+        ] {
+            let t = build(&Ok(odd.clone()));
+            assert_eq!(t["available"], true, "{odd}");
+            assert_eq!(t["queued"], Value::Null, "{odd}");
+            assert_eq!(t["running_tasks"], json!([]), "{odd}");
+        }
+    }
+}

@@ -109,7 +109,7 @@ impl App {
 
     /// No task is running and no run thread is in flight.
     pub fn nothing_runs(&self) -> bool {
-        self.sched.in_flight() == 0 && self.tasks.counts().running == 0
+        self.sched.in_flight() == 0 && self.tasks.runnable_running() == 0
     }
 
     /// 409 `not_leader` on a standby (only the lease holder changes state or tasks).

@@ -53,6 +53,10 @@ pub const BUSINESS: &[&str] = &[
     "tasks.list",
     "tasks.read",
     "tasks.logs.read",
+    "tasks.create",
+    "tasks.summary",
+    "tasks.cancel",
+    "tasks.retry",
 ];
 
 /// The ids `/describe/control` lists, in order.
@@ -67,11 +71,16 @@ pub const CONTROL: &[&str] = &[
     "host.exec",
     "host.files.read",
     "host.files.write",
+    "codex.requests.list",
+    "codex.requests.answer",
     "probe.healthz",
     "probe.readyz",
     "probe.rolez",
     "probe.runtime",
 ];
+
+/// What callers need to know about tasks, in the business and capabilities notes.
+const TASKS_NOTE: &str = "POST /v1/tasks queues work ({title, prompt | steps}; a 400 names the bad field, unknown fields included) that the lease holder runs as Codex turns through codexd, highest priority then oldest; the same idempotency_key returns the first task with 200 instead of queueing twice. Follow it with GET /v1/tasks/:task_id and /logs; cancel and retry with POST /v1/tasks/:task_id/cancel|retry.";
 
 /// The route with this id. The ids are this file's constants and a unit test checks each
 /// is in the table, so a miss is a bug in this file.
@@ -124,6 +133,13 @@ fn example_body(id: &str, repo_root: &str) -> Option<Value> {
         "codex.review.create" => {
             Some(json!({"cwd": "/Users/george/code/baa-conductor", "target": "uncommittedChanges"}))
         }
+        "tasks.create" => Some(json!({
+            "title": "Summarize pending work",
+            "prompt": "Summarize the pending work in this repository.",
+            "cwd": repo_root,
+            "idempotency_key": "summary-1",
+        })),
+        "codex.requests.answer" => Some(json!({"decision": "accept"})),
         "host.exec" => Some(json!({"command": "uptime", "timeoutMs": 5000})),
         "host.files.read" => Some(json!({"path": "README.md", "cwd": repo_root})),
         "host.files.write" => Some(
@@ -139,14 +155,16 @@ pub fn curl<C>(base: &str, repo_root: &str, r: &Route<C>) -> String {
         .pattern()
         .replace(":task_id", "<task_id>")
         .replace(":session_id", "<sessionId>")
-        .replace(":run_id", "<run_id>");
-    let auth = if r.id().starts_with("host.") {
+        .replace(":run_id", "<run_id>")
+        .replace(":request_id", "<request_id>");
+    // Host operations and answering Codex's requests (as strong as exec) need the token.
+    let auth = if r.id().starts_with("host.") || r.id().starts_with("codex.requests.") {
         " -H \"Authorization: Bearer $BAA_SHARED_TOKEN\""
     } else {
         ""
     };
     match (r.method(), example_body(r.id(), repo_root)) {
-        ("GET", _) => format!("curl -sS '{base}{path}'"),
+        ("GET", _) => format!("curl -sS '{base}{path}'{auth}"),
         (m, Some(body)) => format!(
             "curl -sS -X {m} '{base}{path}'{auth} -H 'Content-Type: application/json' -d '{body}'"
         ),
@@ -266,6 +284,7 @@ pub fn full<C>(f: &Facts<C>) -> Value {
             example(f, "Read the current automation state", "system.state"),
             example(f, "Pause local automation explicitly", "system.pause"),
             example(f, "Create a codex session", "codex.sessions.create"),
+            example(f, "Queue a task (run as Codex turns by the lease holder)", "tasks.create"),
             example(f, "Run a host command (token required)", "host.exec"),
         ],
         "notes": [
@@ -296,6 +315,9 @@ pub fn business<C>(f: &Facts<C>) -> Value {
         "endpoints": by_ids(f.routes, BUSINESS),
         "examples": [
             example(f, "List recent tasks", "tasks.list"),
+            example(f, "Queue a task", "tasks.create"),
+            example(f, "Cancel a task", "tasks.cancel"),
+            example(f, "Retry a failed or canceled task", "tasks.retry"),
             example(f, "Inspect the codex proxy status", "codex.status"),
             example(f, "Create a codex session", "codex.sessions.create"),
             example(f, "Start a turn", "codex.turn.create"),
@@ -306,6 +328,7 @@ pub fn business<C>(f: &Facts<C>) -> Value {
             "All /v1/codex routes proxy the independent codexd daemon instead of an in-process bridge.",
             "If you pivot to /describe/control for /v1/exec or /v1/files/*, those host-ops routes require Authorization: Bearer <BAA_SHARED_TOKEN>.",
             "Control actions and host-level exec/file operations are intentionally excluded; use /describe/control.",
+            TASKS_NOTE,
         ],
     })
 }
@@ -334,6 +357,8 @@ pub fn control<C>(f: &Facts<C>) -> Value {
             example(f, "Resume local automation", "system.resume"),
             example(f, "Drain local automation", "system.drain"),
             example(f, "Run a host command", "host.exec"),
+            example(f, "List the approvals Codex waits on (token required)", "codex.requests.list"),
+            example(f, "Answer one (token required)", "codex.requests.answer"),
         ],
         "notes": [
             "This surface is intended to be enough for control discovery without reading external docs.",
@@ -342,6 +367,8 @@ pub fn control<C>(f: &Facts<C>) -> Value {
             "POST /v1/exec and POST /v1/files/* require Authorization: Bearer <BAA_SHARED_TOKEN>; missing or wrong tokens return 401 JSON.",
             "Host operations return the structured host-ops union inside the outer conductor HTTP envelope.",
             "Only the lease holder accepts pause/resume/drain; a standby answers 409 not_leader.",
+            "Modes govern tasks: paused starts no task turn (POST /v1/system/pause with {\"interrupt\": true} also interrupts running ones, which go back to the queue); draining starts none and GET /v1/system/state says drained: true once none runs.",
+            "GET /v1/codex/requests and POST /v1/codex/requests/:request_id (task turns' approvals included) require Authorization: Bearer <BAA_SHARED_TOKEN>.",
         ],
     })
 }
@@ -359,6 +386,11 @@ pub fn capabilities<C>(f: &Facts<C>, role: &Role) -> Value {
             "started": role.started,
         },
         "system": f.system,
+        "examples": [
+            example(f, "Queue a task", "tasks.create"),
+            example(f, "Cancel a task", "tasks.cancel"),
+            example(f, "Retry a failed or canceled task", "tasks.retry"),
+        ],
         "recommended_flow": [
             "GET /describe",
             "GET /v1/capabilities",
@@ -371,6 +403,7 @@ pub fn capabilities<C>(f: &Facts<C>, role: &Role) -> Value {
         "notes": [
             "Read routes are safe for discovery and inspection.",
             "Write routes change node state or run host operations; host operations need the bearer token.",
+            TASKS_NOTE,
         ],
     })
 }

@@ -194,6 +194,8 @@ pub fn runtime_snapshot(app: &App) -> Value {
 }
 
 fn scheduler_json(app: &App, leader: bool) -> Value {
+    // A standby's counts come from the leader's files, as its task reads do.
+    fresh_tasks(app);
     let c = app.tasks.counts();
     app.sched.to_json(c.queued, c.running, leader)
 }

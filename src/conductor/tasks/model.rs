@@ -156,6 +156,10 @@ pub struct Task {
     /// `runs` before this index were spent before the last manual retry.
     #[serde(default)]
     pub retry_from: usize,
+    /// Creation order in this store (1, 2, …): keeps FIFO among tasks of one priority
+    /// created in the same millisecond. 0 for migrated records (ordered by `created_at`).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl Task {

@@ -180,6 +180,10 @@ impl Loop {
                 Ok(t) => t,
                 Err(_) => continue,
             };
+            // A migrated record of another kind: shown as it was, never touched.
+            if !task.is_runnable() {
+                continue;
+            }
             let run = task
                 .current_run_id
                 .as_deref()
@@ -197,9 +201,6 @@ impl Loop {
                 });
                 continue;
             };
-            if !task.is_runnable() {
-                continue;
-            }
             log::info!(
                 "scheduler: reconciling run {} of task {task_id} (attempt {})",
                 run.run_id,

@@ -48,6 +48,7 @@ struct Entry {
     /// `None`: a migrated record whose status is none of ours (listed, never counted).
     status: Option<Status>,
     created_ms: u64,
+    seq: u64,
     finished_ms: u64,
     priority: i64,
     runnable: bool,
@@ -66,6 +67,7 @@ impl Entry {
         Entry {
             status: t.status(),
             created_ms: ms(Some(&t.created_at)),
+            seq: t.seq,
             finished_ms: ms(t.finished_at.as_deref()).max(ms(t.updated_at.as_deref())),
             priority: t.priority,
             runnable: t.kind.as_deref() == Some(CODEX_KIND),
@@ -86,10 +88,13 @@ struct Index {
     idem: HashMap<Box<str>, Box<str>>,
     /// The tasks dir's mtime when this index was built (a standby's reload check).
     dir_mtime: Option<SystemTime>,
+    /// The highest `seq` seen: the next task gets one more.
+    max_seq: u64,
 }
 
 impl Index {
     fn insert(&mut self, id: &str, e: Entry) {
+        self.max_seq = self.max_seq.max(e.seq);
         if let Some(k) = &e.idempotency_key {
             self.idem.insert(k.clone(), Box::from(id));
         }
@@ -200,7 +205,7 @@ impl TaskStore {
             Ok(e) => e,
             Err(e) => {
                 self.warn(format!("cannot list {}: {e}", self.tasks.dir().display()));
-                return 0;
+                return current.tasks.len();
             }
         };
         for entry in entries.flatten() {
@@ -352,7 +357,9 @@ impl TaskStore {
                 .iter()
                 .filter(|(_, e)| status.is_none() || e.status == status)
                 .collect();
-            picked.sort_by(|a, b| b.1.created_ms.cmp(&a.1.created_ms).then(b.0.cmp(a.0)));
+            picked.sort_by(|a, b| {
+                (b.1.created_ms, b.1.seq, b.0).cmp(&(a.1.created_ms, a.1.seq, a.0))
+            });
             picked
                 .into_iter()
                 .take(limit)
@@ -424,6 +431,16 @@ impl TaskStore {
         c
     }
 
+    /// Tasks `running` that worker mode drives (a migrated record of another kind marked
+    /// running is shown as such but never ran here, so it never holds up `drained`).
+    pub fn runnable_running(&self) -> usize {
+        lock(&self.index)
+            .tasks
+            .values()
+            .filter(|e| e.status == Some(Status::Running) && e.runnable)
+            .count()
+    }
+
     /// Ids of the tasks in `status`.
     pub fn ids_with(&self, status: Status) -> Vec<String> {
         lock(&self.index)
@@ -471,6 +488,7 @@ impl TaskStore {
                 b.1.priority
                     .cmp(&a.1.priority)
                     .then(a.1.created_ms.cmp(&b.1.created_ms))
+                    .then(a.1.seq.cmp(&b.1.seq))
                     .then(a.0.cmp(b.0))
             })
             .map(|(id, _)| id.to_string())
@@ -526,6 +544,7 @@ impl TaskStore {
             runs: Vec::new(),
             cancel_requested: false,
             retry_from: 0,
+            seq: index.max_seq + 1,
         };
         self.tasks
             .write(&file(&task.task_id), &task)
@@ -710,6 +729,30 @@ mod tests {
         assert_eq!(s2.counts().queued, 3);
         let (replayed, created) = s2.create(new("x", 0, Some("k"))).unwrap();
         assert_eq!((replayed.title.as_str(), created), ("a", false));
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn tasks_created_in_one_millisecond_are_picked_in_creation_order() {
+        let d = dir();
+        let s = TaskStore::open(&d, 100).unwrap();
+        // Fast enough that many share a millisecond; random ids must not reorder them.
+        let ids: Vec<String> = (0..50)
+            .map(|i| s.create(new(&format!("t{i}"), 0, None)).unwrap().0.task_id)
+            .collect();
+        let mut picked = Vec::new();
+        let mut skip = HashSet::new();
+        while let Some(id) = s.pick_next(now_ms(), &skip) {
+            skip.insert(id.clone());
+            picked.push(id);
+        }
+        assert_eq!(picked, ids);
+        // The order survives a restart (seq is in the task files).
+        let s2 = TaskStore::open(&d, 100).unwrap();
+        let first = s2.pick_next(now_ms(), &HashSet::new());
+        assert_eq!(first.as_deref(), Some(ids[0].as_str()));
+        let (t, _) = s2.create(new("after", 0, None)).unwrap();
+        assert_eq!(t.seq, 51);
         let _ = std::fs::remove_dir_all(d);
     }
 

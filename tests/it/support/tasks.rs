@@ -177,3 +177,47 @@ pub fn runs(t: &Value) -> Vec<(u64, String)> {
     v.sort();
     v
 }
+
+impl TaskConductor {
+    /// `/v1/runtime` `daemon.scheduler`.
+    pub fn scheduler(&self) -> Value {
+        self.runtime()["daemon"]["scheduler"].clone()
+    }
+
+    /// Waits until the scheduler made `n` more passes than now (each pass looks at the
+    /// whole queue, so "still queued after n passes" means it decided n times not to run).
+    pub fn wait_passes(&self, n: u64) {
+        let start = self.scheduler()["passes"].as_u64().unwrap_or(0);
+        wait_for(Duration::from_secs(30), || {
+            (self.scheduler()["passes"].as_u64().unwrap_or(0) >= start + n).then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the scheduler made fewer than {n} passes: {:#}\n{}",
+                self.scheduler(),
+                self.d.log()
+            )
+        });
+    }
+
+    /// Waits until the task's running turn asks for an approval; returns its request id.
+    pub fn wait_waiting(&self, id: &str, timeout: Duration) -> String {
+        let t = self.wait_task(id, "waiting on an approval", timeout, |t| {
+            t["task"]["waiting"]["request_id"].is_string()
+        });
+        t["task"]["waiting"]["request_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// The sessions codexd holds (ids), asked of codexd itself.
+pub fn codexd_session_ids(codexd: &Daemon) -> Vec<String> {
+    get(&codexd.url("/v1/codexd/sessions")).expect(200)["data"]["sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["sessionId"].as_str().map(str::to_string))
+        .collect()
+}

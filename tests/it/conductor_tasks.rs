@@ -821,3 +821,38 @@ fn stub_a_migrated_running_record_of_another_kind_is_left_alone_and_drain_report
     assert_eq!(c.state()["drained"], true);
     assert_eq!(c.scheduler()["in_flight"], 0, "{:#}", c.scheduler());
 }
+
+/// The Firefox bridge pushes each change of a task as `task_update`: queued, running and
+/// succeeded, with the steps done, so the extension needs no polling.
+#[test]
+fn stub_firefox_bridge_pushes_task_updates_from_queued_to_succeeded() {
+    let (_dir, _codexd, c) = stack("tasks-firefox", "normal");
+    let mut ws = crate::support::ws::connect(&c.d.addr, "/ws/firefox", &[]).expect("ws connect");
+    // The snapshot comes after the subscription: from here on no push is missed.
+    ws.until(T, |v| v["type"] == "state_snapshot")
+        .expect("state_snapshot");
+    let id = c.create(json!({"title": "pushed", "steps": [{"prompt": "one"}, {"prompt": "two"}]}));
+    let mut seen: Vec<String> = Vec::new();
+    let done = ws
+        .until(T, |v| {
+            if v["type"] == "task_update" && v["data"]["task_id"] == id.as_str() {
+                let status = v["data"]["status"].as_str().unwrap_or("?").to_string();
+                if seen.last() != Some(&status) {
+                    seen.push(status);
+                }
+                return v["data"]["status"] == "succeeded";
+            }
+            false
+        })
+        .expect("a task_update with status succeeded");
+    assert_eq!(
+        (
+            done["data"]["steps_done"].clone(),
+            done["data"]["steps_total"].clone()
+        ),
+        (json!(2), json!(2)),
+        "{done}"
+    );
+    assert_eq!(seen, ["queued", "running", "succeeded"], "{seen:?}");
+    ws.close();
+}

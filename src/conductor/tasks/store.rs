@@ -21,7 +21,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -88,6 +88,8 @@ struct Index {
     idem: HashMap<Box<str>, Box<str>>,
     /// The tasks dir's mtime when this index was built (a standby's reload check).
     dir_mtime: Option<SystemTime>,
+    /// When the last full rebuild read the directory.
+    loaded_at: Option<SystemTime>,
     /// The highest `seq` seen: the next task gets one more.
     max_seq: u64,
 }
@@ -199,6 +201,7 @@ impl TaskStore {
         let mtime = self.tasks_dir_mtime();
         let mut index = Index {
             dir_mtime: mtime,
+            loaded_at: Some(SystemTime::now()),
             ..Index::default()
         };
         let entries = match std::fs::read_dir(self.tasks.dir()) {
@@ -228,11 +231,25 @@ impl TaskStore {
         n
     }
 
-    /// A standby's view: reloads when the tasks directory changed since the last load.
-    pub fn sync_if_changed(&self) {
+    /// A standby's view, and a new leader's: reloads when the tasks directory changed
+    /// since the last load. An mtime that was less than `RACY` old when the index was
+    /// built proves nothing (a write in the same clock tick leaves it unchanged, as git's
+    /// "racily clean" index entries), so that case reloads too. Returns the tasks held.
+    pub fn sync_if_changed(&self) -> usize {
+        const RACY: Duration = Duration::from_secs(2);
         let now = self.tasks_dir_mtime();
-        if now != lock(&self.index).dir_mtime {
-            self.reload();
+        let stale = {
+            let index = lock(&self.index);
+            let racy = match (index.dir_mtime, index.loaded_at) {
+                (Some(m), Some(at)) => at.duration_since(m).map_or(true, |d| d < RACY),
+                _ => true,
+            };
+            now.is_none() || now != index.dir_mtime || racy
+        };
+        if stale {
+            self.reload()
+        } else {
+            lock(&self.index).tasks.len()
         }
     }
 
@@ -657,6 +674,35 @@ mod tests {
                 priority,
             },
         }
+    }
+
+    #[test]
+    fn sync_rereads_only_a_changed_or_racily_recent_tasks_dir() {
+        let d = dir();
+        let leader = TaskStore::open(&d, 1000).unwrap();
+        let standby = TaskStore::open(&d, 1000).unwrap();
+        let set_dir_mtime = |t: SystemTime| {
+            std::fs::File::open(d.join(TASKS_DIR))
+                .and_then(|f| f.set_modified(t))
+                .unwrap();
+        };
+        let old = SystemTime::now() - Duration::from_secs(60);
+        let a = leader.create(new("a", 0, None)).unwrap().0.task_id;
+        // Written a moment ago: the mtime is racy, so the standby reads the dir.
+        assert_eq!(standby.sync_if_changed(), 1);
+        assert!(standby.exists(&a));
+        set_dir_mtime(old);
+        standby.reload();
+        // A file added behind an unchanged, old mtime is not looked for: no re-read.
+        let b = leader.create(new("b", 0, None)).unwrap().0.task_id;
+        set_dir_mtime(old);
+        assert_eq!(standby.sync_if_changed(), 1);
+        assert!(!standby.exists(&b));
+        // Once the mtime moves, it is.
+        set_dir_mtime(SystemTime::now());
+        assert_eq!(standby.sync_if_changed(), 2);
+        assert!(standby.exists(&b));
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

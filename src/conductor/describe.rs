@@ -130,9 +130,7 @@ fn example_body(id: &str, repo_root: &str) -> Option<Value> {
         }
         "codex.turn.interrupt" => Some(json!({"sessionId": "<sessionId>"})),
         "codex.sessions.fork" => Some(json!({"purpose": "duplex"})),
-        "codex.review.create" => {
-            Some(json!({"cwd": "/Users/george/code/baa-conductor", "target": "uncommittedChanges"}))
-        }
+        "codex.review.create" => Some(json!({"cwd": repo_root, "target": "uncommittedChanges"})),
         "tasks.create" => Some(json!({
             "title": "Summarize pending work",
             "prompt": "Summarize the pending work in this repository.",

@@ -24,6 +24,8 @@ use super::{queue, Adoptee, ChildEvent, Link, Settings};
 
 /// Bytes of a unix-mode child's log read back to explain a failed start.
 const LOG_TAIL: u64 = 4096;
+/// How long a failed start waits for the child's exit status before naming the failure.
+const EXIT_SETTLE: Duration = Duration::from_millis(250);
 
 /// The process of a generation.
 pub enum Proc {
@@ -174,8 +176,19 @@ impl Generation {
     /// keep the stderr tail.
     pub fn fail(mut self, why: String) -> StartError {
         let mut why = why;
-        if let Some(Some(status)) = self.try_exit() {
-            why = format!("{} before answering initialize", describe_exit(status));
+        // A child that exits closes its pipes a moment before it can be reaped: give the
+        // exit status a short while, so the reason is the exit code rather than the EOF
+        // the handshake saw first.
+        let settle = Instant::now() + EXIT_SETTLE;
+        loop {
+            if let Some(Some(status)) = self.try_exit() {
+                why = format!("{} before answering initialize", describe_exit(status));
+                break;
+            }
+            if Instant::now() >= settle {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
         self.kill(Duration::ZERO);
         StartError::Failed(why, self.finish())

@@ -79,11 +79,15 @@ grep -q '^session: cxs_' "$out" || fail "no session id printed"
 grep -q '"accepted":true' "$out" || fail "the turn was not accepted"
 grep -q '"lastTurnStatus":"completed"' "$out" || fail "the turn did not complete"
 grep -q '"finalMessage":"mock reply: Say hello"' "$out" || fail "the answer was not shown"
+grep -q '^task: task_' "$out" || fail "no task id printed"
+grep -q 'final message: mock reply: Say hello as a task' "$out" || fail "the task's answer was not in its log"
+grep -q 'run run_[^ ]* succeeded' "$out" || fail "the task did not succeed"
 grep -q '<title>.*baa status</title>' "$out" || fail "the status page did not answer"
 # The stack's own log (docs/runtime/logs.md): a key=value line per lifecycle event, never the
 # token (only dev.sh's own "dev token (...)" line shows it), no Rust debug formatting.
 for want in 'event=session.created session=cxs_' 'event=turn.accepted session=cxs_' \
-    'event=turn.completed session=cxs_[^ ]* turn=[^ ]* status=completed duration_ms=[0-9]'; do
+    'event=turn.completed session=cxs_[^ ]* turn=[^ ]* status=completed duration_ms=[0-9]' \
+    'event=task.succeeded task=task_'; do
   grep -q "$want" "$log" || fail "the stack's log has no line matching: $want"
 done
 token="$(cat "$work/dev/dev-token")"

@@ -13,3 +13,16 @@ pub fn local_agent(connect: Duration, total: Duration) -> ureq::Agent {
         .build()
         .into()
 }
+
+/// Everything but RFC 3986 unreserved characters is encoded (a path segment or a query
+/// component).
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes `s` for a path segment or a query component of a URL this node calls.
+pub fn encode_component(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
-use baa::common::client::local_agent;
+use baa::common::client::{encode_component, local_agent};
 use baa::common::codex_fields::{dropped, whitelist, TURN_CREATE};
 
 use crate::config::CODEXD_ENV;
@@ -209,19 +209,6 @@ pub fn forward_query(pairs: &[(String, String)], allowed: &[&str]) -> String {
     } else {
         format!("?{}", kept.join("&"))
     }
-}
-
-/// Everything but RFC 3986 unreserved characters is encoded (a path segment or a query
-/// component).
-const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-/// Percent-encodes `s` for a path segment or a query component of the upstream URL.
-pub fn encode_component(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 fn field<'a>(v: &'a Value, path: &[&str]) -> &'a Value {

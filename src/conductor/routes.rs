@@ -15,9 +15,10 @@ use baa::common::http::router::{self, dispatch, Params, Route};
 use baa::common::http::{Reply, Request, Response};
 
 use crate::app::App;
-use crate::codex_proxy::{encode_component, forward_query, reshape_status, Forwarded};
+use crate::codex_proxy::{forward_query, reshape_status, Forwarded};
 use crate::system::{Action, ChangeRequest};
 use crate::{controllers, describe, firefox, host_ops, records, tasks};
+use baa::common::client::encode_component;
 use baa::common::codex_fields::{FORK_FIELDS, REVIEW_FIELDS, SESSION_CREATE, TURN_INTERRUPT};
 
 type Ctx = Arc<App>;
@@ -394,7 +395,7 @@ fn codex_sessions_read(app: &Ctx, req: &Request, p: &Params) -> Res {
     let id = p.get("session_id").unwrap_or_default();
     let (status, data) = app.codex.call(
         "GET",
-        &format!("/v1/codexd/sessions/{}", encode_segment(id)),
+        &format!("/v1/codexd/sessions/{}", encode_component(id)),
         None,
     )?;
     Ok(app.ok(req, status, data))
@@ -428,7 +429,7 @@ fn codex_models_list(app: &Ctx, req: &Request, _: &Params) -> Res {
         ("refresh", req.query_param("refresh")),
     ]
     .into_iter()
-    .filter_map(|(name, v)| v.map(|v| format!("{name}={}", encode_segment(&v))))
+    .filter_map(|(name, v)| v.map(|v| format!("{name}={}", encode_component(&v))))
     .collect();
     let path = if query.is_empty() {
         "/v1/codexd/models".to_string()
@@ -439,15 +440,10 @@ fn codex_models_list(app: &Ctx, req: &Request, _: &Params) -> Res {
     Ok(app.ok(req, status, data))
 }
 
-/// Percent-encodes a path segment for the upstream URL.
-fn encode_segment(s: &str) -> String {
-    encode_component(s)
-}
-
 /// `/v1/codexd/sessions/<id><rest>` for the request's `:session_id`.
 fn upstream_session_path(p: &Params, rest: &str) -> String {
     let id = p.get("session_id").unwrap_or_default();
-    format!("/v1/codexd/sessions/{}{rest}", encode_segment(id))
+    format!("/v1/codexd/sessions/{}{rest}", encode_component(id))
 }
 
 fn codex_sessions_turns(app: &Ctx, req: &Request, p: &Params) -> Res {
@@ -504,7 +500,7 @@ fn codex_requests_answer(app: &Ctx, req: &Request, p: &Params) -> Res {
     let body = req.json_object()?;
     let path = format!(
         "/v1/codexd/requests/{}",
-        encode_segment(p.get("request_id").unwrap_or_default())
+        encode_component(p.get("request_id").unwrap_or_default())
     );
     let (status, data) =
         Forwarded::new(&body, &[&["decision", "result"]]).send(&app.codex, &path)?;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use baa::common::cli::{self, USAGE_EXIT};
-use baa::common::client::local_agent;
+use baa::common::client::{encode_component, local_agent};
 use baa::common::settings::Resolver;
 use baa::common::time::now_ms;
 
@@ -63,7 +63,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Sub::List { status, limit } => {
             let mut q = Vec::new();
             if let Some(s) = status {
-                q.push(format!("status={}", encode(&s)));
+                q.push(format!("status={}", encode_component(&s)));
             }
             if let Some(n) = limit {
                 q.push(format!("limit={n}"));
@@ -73,24 +73,27 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
                 .map(|ans| output(&ans, a.json, |d| render::list(d, now_ms())))
         }
         Sub::Show { id } => api
-            .get(&format!("/v1/tasks/{}", encode(&id)), TOTAL)
+            .get(&format!("/v1/tasks/{}", encode_component(&id)), TOTAL)
             .map(|ans| output(&ans, a.json, |d| render::show(d, now_ms()))),
         Sub::Logs { id, follow, limit } if follow => follow_logs(&api, &id, limit, a.json),
         Sub::Logs { id, limit, .. } => {
             let q = limit.map_or(String::new(), |n| format!("?limit={n}"));
-            api.get(&format!("/v1/tasks/{}/logs{q}", encode(&id)), TOTAL)
-                .map(|ans| output(&ans, a.json, log_lines))
+            api.get(
+                &format!("/v1/tasks/{}/logs{q}", encode_component(&id)),
+                TOTAL,
+            )
+            .map(|ans| output(&ans, a.json, log_lines))
         }
         Sub::Cancel { id } => api
             .post(
-                &format!("/v1/tasks/{}/cancel", encode(&id)),
+                &format!("/v1/tasks/{}/cancel", encode_component(&id)),
                 &json!({}),
                 CANCEL_TOTAL,
             )
             .map(|ans| output(&ans, a.json, |d| status_line(d, "cancel"))),
         Sub::Retry { id } => api
             .post(
-                &format!("/v1/tasks/{}/retry", encode(&id)),
+                &format!("/v1/tasks/{}/retry", encode_component(&id)),
                 &json!({}),
                 TOTAL,
             )
@@ -269,9 +272,12 @@ fn follow_logs(api: &Api, id: &str, limit: Option<u32>, json: bool) -> Result<Ex
     let logs_path = |since: Option<u64>| {
         let page = since.map_or(limit.unwrap_or(200), |_| FOLLOW_PAGE);
         let since = since.map_or(String::new(), |s| format!("&since={s}"));
-        format!("/v1/tasks/{}/logs?limit={page}{since}", encode(id))
+        format!(
+            "/v1/tasks/{}/logs?limit={page}{since}",
+            encode_component(id)
+        )
     };
-    let task_path = format!("/v1/tasks/{}", encode(id));
+    let task_path = format!("/v1/tasks/{}", encode_component(id));
     let mut since: Option<u64> = None;
     let mut failures = 0;
     loop {
@@ -336,18 +342,6 @@ fn write_line(line: &str) -> io::Result<bool> {
     }
 }
 
-/// Percent-encodes a path segment or query value (ids are plain, but a typo may not be).
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,7 +382,7 @@ mod tests {
 
     #[test]
     fn ids_are_encoded() {
-        assert_eq!(encode("task_01-a.b"), "task_01-a.b");
-        assert_eq!(encode("a/b c"), "a%2Fb%20c");
+        assert_eq!(encode_component("task_01-a.b"), "task_01-a.b");
+        assert_eq!(encode_component("a/b c"), "a%2Fb%20c");
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use baa::common::client::local_agent;
+use baa::common::client::{encode_component, local_agent};
 
 /// Why a call to codexd failed.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,7 +147,7 @@ impl Codexd {
 
     /// `GET /v1/codexd/sessions/:id` → the session (its `lastTurn` in full).
     pub fn session(&self, id: &str) -> Result<Value, CallError> {
-        self.get(&format!("/v1/codexd/sessions/{}", encode(id)))
+        self.get(&format!("/v1/codexd/sessions/{}", encode_component(id)))
             .map(|d| d.get("session").cloned().unwrap_or(Value::Null))
     }
 
@@ -155,7 +155,7 @@ impl Codexd {
     pub fn turn_record(&self, session_id: &str, turn_id: &str) -> Result<Option<Value>, CallError> {
         let d = self.get(&format!(
             "/v1/codexd/sessions/{}/turns?limit=50",
-            encode(session_id)
+            encode_component(session_id)
         ))?;
         Ok(d.get("turns")
             .and_then(Value::as_array)
@@ -221,18 +221,6 @@ fn classify(e: ureq::Error) -> CallError {
         }
         _ => CallError::Unknown(e.to_string()),
     }
-}
-
-/// Percent-encodes a path segment.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

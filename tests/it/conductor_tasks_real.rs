@@ -60,6 +60,14 @@ impl Rig {
         });
     }
 
+    /// Releases `gate` and runs one more task to success: whatever the model was going to
+    /// get for the tasks before has reached it by then, so counting afterwards is final.
+    fn release_and_settle(&self, c: &TaskConductor, gate: &Gate) {
+        gate.release();
+        let next = c.create(json!({"title": "after", "prompt": "next job", "cwd": self.home.work}));
+        c.wait_status(&next, "succeeded", T);
+    }
+
     /// Waits until the model received a turn start containing `needle`.
     fn wait_model(&self, needle: &str, n: usize) {
         wait_for(T, || {
@@ -414,9 +422,7 @@ fn real_step_timeout_interrupts_the_turn_and_fails_the_run_with_step_timeout() {
         "{msgs:#?}"
     );
     // Nothing more goes to the model for it: the next task's turn is the only new request.
-    gate.release();
-    let next = c.create(json!({"title": "after", "prompt": "next job", "cwd": r.home.work}));
-    c.wait_status(&next, "succeeded", T);
+    r.release_and_settle(&c, &gate);
     assert_eq!(
         r.home.mock.count_prompt("slowpoke"),
         1,
@@ -447,9 +453,7 @@ fn real_cancel_of_a_running_task_interrupts_the_turn_and_the_model_gets_no_more_
         ["interrupted"],
         "codexd's view of the turn"
     );
-    gate.release();
-    let next = c.create(json!({"title": "after", "prompt": "next job", "cwd": r.home.work}));
-    c.wait_status(&next, "succeeded", T);
+    r.release_and_settle(&c, &gate);
     assert_eq!(
         r.home.mock.count_prompt("step long"),
         1,

@@ -142,10 +142,15 @@ impl Inner {
         self.ring.front().map(|h| h.seq).unwrap_or(self.seq + 1)
     }
 
-    /// A reader of the events in `(since, front)` from disk, or why there is none.
-    fn disk(&mut self, since: u64, front: u64) -> Result<LogReader, SinceError> {
+    /// A reader of the events after `since` that are older than the ring (None when the
+    /// ring holds them all), or why they are gone.
+    fn disk_before_ring(&mut self, since: u64) -> Result<Option<LogReader>, SinceError> {
+        let front = self.front();
+        if since.saturating_add(1) >= front {
+            return Ok(None);
+        }
         match self.log.sources(since, self.seq + 1) {
-            Ok(sources) => Ok(LogReader::new(sources, since, front)),
+            Ok(sources) => Ok(Some(LogReader::new(sources, since, front))),
             Err(oldest) => Err(SinceError::Expired {
                 since,
                 oldest_seq: oldest.min(front),
@@ -410,12 +415,7 @@ impl Events {
     pub fn since(&self, since: u64, limit: usize) -> Result<Vec<Value>, SinceError> {
         let (disk, ring) = {
             let mut inner = self.lock();
-            let front = inner.front();
-            let disk = if since.saturating_add(1) < front {
-                Some(inner.disk(since, front)?)
-            } else {
-                None
-            };
+            let disk = inner.disk_before_ring(since)?;
             let ring: Vec<Value> = inner
                 .ring
                 .iter()
@@ -458,12 +458,7 @@ impl Events {
             return Ok((self.hub.subscribe(), replay));
         };
         let mut inner = self.lock();
-        let front = inner.front();
-        let disk = if since.saturating_add(1) < front {
-            Some(inner.disk(since, front)?)
-        } else {
-            None
-        };
+        let disk = inner.disk_before_ring(since)?;
         let ring: VecDeque<String> = inner
             .ring
             .iter()

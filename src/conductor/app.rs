@@ -112,8 +112,9 @@ impl App {
         self.sched.in_flight() == 0 && self.tasks.runnable_running() == 0
     }
 
-    /// 409 `not_leader` on a standby (only the lease holder changes state or tasks).
-    pub fn require_leader(&self) -> Result<(), ApiError> {
+    /// 409 `not_leader` on a standby (only the lease holder changes state or tasks);
+    /// `what` names the changes in the message ("changes", "system changes").
+    pub fn require_leader(&self, what: &str) -> Result<(), ApiError> {
         let lease = self.lease.status();
         if lease.is_leader {
             return Ok(());
@@ -122,7 +123,7 @@ impl App {
             409,
             "not_leader",
             format!(
-                "This conductor ({}) is standby; send changes to the lease holder{}.",
+                "This conductor ({}) is standby; send {what} to the lease holder{}.",
                 self.cfg.node_id,
                 lease
                     .holder_id
@@ -148,23 +149,7 @@ impl App {
             )
             .with_details(serde_json::json!({ "field": "interrupt" })));
         }
-        let lease = self.lease.status();
-        if !lease.is_leader {
-            return Err(ApiError::new(
-                409,
-                "not_leader",
-                format!(
-                    "This conductor ({}) is standby; send system changes to the lease holder{}.",
-                    self.cfg.node_id,
-                    lease
-                        .holder_id
-                        .as_deref()
-                        .map(|h| format!(" ({h})"))
-                        .unwrap_or_default()
-                ),
-            )
-            .with_details(serde_json::json!({ "holder_id": lease.holder_id })));
-        }
+        self.require_leader("system changes")?;
         let state = self
             .system
             .apply(&self.store, action, req)
@@ -185,7 +170,7 @@ impl App {
             ],
         );
         self.sched.wake();
-        let mut json = state.to_json(lease.holder_id.as_deref());
+        let mut json = state.to_json(self.lease.holder_id().as_deref());
         json["drained"] = Value::Bool(state.mode == Mode::Draining && self.nothing_runs());
         self.broadcast_state(&json);
         Ok(json)

@@ -30,7 +30,7 @@ fn finished(id: &str, status: &str) -> ApiError {
 
 /// `POST /v1/tasks` → (status, `{task}`): 201 when queued, 200 for an idempotency replay.
 pub fn create(app: &App, body: &Map<String, Value>) -> Result<(u16, Value), ApiError> {
-    app.require_leader()?;
+    app.require_leader("changes")?;
     let new = validate::new_task(body, &|p: &Path| p.is_dir())?;
     let (task, created) = app.tasks.create(new)?;
     if created {
@@ -56,7 +56,7 @@ pub fn create(app: &App, body: &Map<String, Value>) -> Result<(u16, Value), ApiE
 /// `POST /v1/tasks/:id/cancel`: a queued task ends at once; a running one has its turn
 /// interrupted and ends when its run does (this waits up to 10 s for that).
 pub fn cancel(app: &App, id: &str) -> Result<Value, ApiError> {
-    app.require_leader()?;
+    app.require_leader("changes")?;
     let task = app.tasks.task(id)?;
     match task.status() {
         Some(Status::Queued) => {
@@ -120,7 +120,7 @@ fn cancel_running(app: &App, id: &str) -> Result<Value, ApiError> {
 /// `POST /v1/tasks/:id/retry`: a failed or canceled task goes back to the queue; its next
 /// run continues from the first step not completed, with a fresh count of attempts.
 pub fn retry(app: &App, id: &str) -> Result<Value, ApiError> {
-    app.require_leader()?;
+    app.require_leader("changes")?;
     let task = app.tasks.task(id)?;
     match task.status() {
         Some(Status::Failed | Status::Canceled) if task.is_runnable() => {}

@@ -175,7 +175,7 @@ impl Loop {
 
     /// Gives each task left `running` without a thread one that reconciles its run.
     fn resume_orphans(&mut self) {
-        for task_id in self.app.tasks.ids_with(Status::Running) {
+        for task_id in self.app.tasks.runnable_ids_with(Status::Running) {
             if self.threads.contains_key(&task_id) {
                 continue;
             }

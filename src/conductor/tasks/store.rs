@@ -458,12 +458,13 @@ impl TaskStore {
             .count()
     }
 
-    /// Ids of the tasks in `status`.
-    pub fn ids_with(&self, status: Status) -> Vec<String> {
+    /// Ids of the worker-mode tasks in `status` (migrated records of another kind are
+    /// left out by the index, without reading their files).
+    pub fn runnable_ids_with(&self, status: Status) -> Vec<String> {
         lock(&self.index)
             .tasks
             .iter()
-            .filter(|(_, e)| e.status == Some(status))
+            .filter(|(_, e)| e.status == Some(status) && e.runnable)
             .map(|(id, _)| id.to_string())
             .collect()
     }

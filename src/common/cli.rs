@@ -259,10 +259,17 @@ impl<C: Copy + PartialEq> Cli<C> {
 /// Writes `text` to stdout. A closed stdout (EPIPE) is not an error: whoever read it
 /// (`| head`) has what it wanted. Other write errors are returned.
 pub fn write_stdout(text: &str) -> io::Result<()> {
+    write_stdout_while_open(text).map(|_| ())
+}
+
+/// [`write_stdout`] for output that goes on (a follow loop): false once stdout is closed,
+/// so the caller stops producing.
+pub fn write_stdout_while_open(text: &str) -> io::Result<bool> {
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
-        other => other,
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -11,7 +11,7 @@ mod args;
 mod render;
 
 use std::ffi::OsString;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, Read};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -310,7 +310,7 @@ fn follow_logs(api: &Api, id: &str, limit: Option<u32>, json: bool) -> Result<Ex
             } else {
                 render::log_line(l)
             };
-            match write_line(&line) {
+            match cli::write_stdout_while_open(&line) {
                 Ok(true) => {}
                 Ok(false) => return Ok(ExitCode::SUCCESS),
                 Err(e) => return Err(format!("cannot write to stdout: {e}")),
@@ -329,16 +329,6 @@ fn follow_logs(api: &Api, id: &str, limit: Option<u32>, json: bool) -> Result<Ex
             }
             _ => std::thread::sleep(POLL_EVERY),
         }
-    }
-}
-
-/// Writes and flushes one line; `Ok(false)` when the reader went away (EPIPE).
-fn write_line(line: &str) -> io::Result<bool> {
-    let mut out = io::stdout().lock();
-    match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(false),
-        Err(e) => Err(e),
     }
 }
 

@@ -289,7 +289,11 @@ fn sigkill_while_rotating_then_restart_continues_seq_and_every_acknowledged_even
         let seq = a["seq"].as_u64().unwrap() as usize;
         assert_eq!(&all[seq - 1], a, "event {seq} differs on disk");
     }
-    assert!(*s.last().unwrap() > last_before);
+    let last = *s.last().unwrap();
+    assert!(
+        last > last_before,
+        "last seq {last} not after {last_before}"
+    );
     let started = all
         .iter()
         .rev()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::support::check::compare;
 use crate::support::codexd::*;
 use crate::support::daemon::{wait_for, CODEXD};
 use crate::support::http::{get, get_h, post, post_raw, request};
@@ -205,7 +206,8 @@ fn garbage_lines_from_the_child_are_ignored() {
         stdout_log.contains("this is not json"),
         "raw stdout not logged"
     );
-    assert!(dirs.logs.join("stderr.log").exists());
+    let stderr_log = dirs.logs.join("stderr.log");
+    assert!(stderr_log.exists(), "no {}", stderr_log.display());
 }
 
 #[test]
@@ -528,15 +530,14 @@ fn stale_child_is_killed_only_when_pid_and_start_time_match() {
         other.try_wait().unwrap().is_none(),
         "an unrelated process was killed"
     );
-    assert!(d.terminate(T).success());
+    compare("exit code after SIGTERM", d.terminate(T).code(), Some(0));
     // Exact match: killed on start.
     write(stale.id(), &proc_start_time(stale.id()));
     let d = with_stub(&dirs, "normal").start();
     let status = wait_for(T, || stale.try_wait().unwrap());
     assert!(status.is_some(), "stale child survived; log:\n{}", d.log());
-    assert!(get(&d.url("/v1/codexd/events?since=0&limit=1000"))
-        .body
-        .contains("child.stale_killed"));
+    let events = get(&d.url("/v1/codexd/events?since=0&limit=1000")).body;
+    assert!(events.contains("child.stale_killed"), "{events}");
     let _ = other.kill();
     let _ = other.wait();
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::support::check::compare;
 use crate::support::codexd::*;
 use crate::support::daemon::{wait_for, Spawn, CODEXD};
 use crate::support::http::{get, post};
@@ -56,7 +57,11 @@ fn second_codexd_on_one_state_dir_exits_1_and_touches_nothing() {
         child,
         "the first codexd's child was replaced"
     );
-    assert!(baa::common::proc::pid_alive(child));
+    compare(
+        "first child alive",
+        baa::common::proc::pid_alive(child),
+        true,
+    );
     let status = get(&first.url("/v1/codexd/status")).json();
     assert_eq!(
         status["data"]["snapshot"]["daemon"]["lastSeq"], seq_before,

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::support::check::compare;
 use crate::support::codex::MockCodexHome;
 use crate::support::codexd::*;
 use crate::support::daemon::{wait_for, Daemon, Spawn, CODEXD};
@@ -278,7 +279,11 @@ fn real_codex_unix_child_is_restarted_and_stopped_on_purpose() {
         refused.stderr.contains("already runs on the state dir"),
         "{refused:?}"
     );
-    assert!(baa::common::proc::pid_alive(first));
+    compare(
+        "first child alive",
+        baa::common::proc::pid_alive(first),
+        true,
+    );
 
     let r = post(&d.url("/v1/codexd/child/restart"), &json!({})).expect(202);
     assert_eq!(r["data"]["previousPid"], first, "{r}");

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::support::check::compare;
 use crate::support::conductor::{self, TOKEN};
 use crate::support::daemon::wait_for;
 use crate::support::http::{get, post, post_raw, request};
@@ -104,8 +105,12 @@ fn conductor_describe_surfaces_come_from_the_route_table() {
         !text.contains("/v1/runs"),
         "runs must not be advertised: {text}"
     );
-    assert!(!text.contains("/v1/codex/runs"));
-    assert!(paths(&all["codex"]["routes"]).contains(&"/v1/codex/turn/interrupt".to_string()));
+    assert!(!text.contains("/v1/codex/runs"), "{text}");
+    let codex = paths(&all["codex"]["routes"]);
+    assert!(
+        codex.contains(&"/v1/codex/turn/interrupt".to_string()),
+        "{codex:?}"
+    );
 
     let biz = get(&c.url("/describe/business")).expect(200)["data"].clone();
     assert_eq!(biz["surface"], "business");
@@ -173,8 +178,9 @@ fn conductor_describe_surfaces_come_from_the_route_table() {
     ] {
         assert!(!caps[key].is_null(), "capabilities lacks {key}");
     }
-    assert!(!caps.to_string().contains("/v1/runs"));
-    assert!(paths(&caps["read_endpoints"]).contains(&"/v1/codex".to_string()));
+    assert!(!caps.to_string().contains("/v1/runs"), "{caps}");
+    let reads = paths(&caps["read_endpoints"]);
+    assert!(reads.contains(&"/v1/codex".to_string()), "{reads:?}");
 
     // Everything advertised without a path parameter is actually served.
     for list in [&caps["read_endpoints"], &caps["diagnostics"]] {
@@ -355,11 +361,13 @@ fn conductor_tasks_runs_and_logs_read_from_the_store() {
     );
     let q = get(&c.url("/v1/tasks?status=queued&limit=100")).expect(200)["data"].clone();
     assert_eq!(q["count"], 10);
-    assert!(q["tasks"]
+    let statuses: Vec<&Value> = q["tasks"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|t| t["status"] == "queued"));
+        .map(|t| &t["status"])
+        .collect();
+    compare("statuses", statuses, vec![&json!("queued"); 10]);
 
     let t = get(&c.url("/v1/tasks/task_29")).expect(200)["data"].clone();
     assert_eq!(t["task"]["current_run_id"], "run_b");
@@ -400,8 +408,9 @@ fn conductor_tasks_runs_and_logs_read_from_the_store() {
             && !names.contains(&"tasks.json".to_string()),
         "{names:?}"
     );
-    assert!(dir.join("state/tasks/task_29.json").is_file());
-    assert!(dir.join("state/runs/run_b.json").is_file());
+    for file in ["state/tasks/task_29.json", "state/runs/run_b.json"] {
+        assert!(dir.join(file).is_file(), "no {file}");
+    }
 
     // A corrupt task file is moved aside at the next start, not a crash loop or a 500.
     let mut c = c;

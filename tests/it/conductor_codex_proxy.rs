@@ -126,7 +126,7 @@ fn codex_proxy_reshapes_and_whitelists() {
         json!({"used_percent": 100, "resets_at": "2026-11-21T05:00:00.000Z", "window_minutes": 300})
     );
     assert_eq!(s["limits"]["blocked_until"], "2026-11-21T05:00:00.000Z");
-    assert!(!s.to_string().contains("/v1/codex/runs"));
+    assert!(!s.to_string().contains("/v1/codex/runs"), "{s}");
 
     assert_eq!(
         get(&c.url("/v1/codex/sessions")).expect(200)["data"]["sessions"][0]["sessionId"],

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::support::check::compare;
 use crate::support::conductor::{self, Conductor, TOKEN};
 use crate::support::daemon::wait_for;
 use crate::support::http::post_h;
@@ -94,7 +95,11 @@ fn files_read_of_a_fifo_or_device_is_refused_not_hung() {
     // Nothing is left blocked: SIGTERM is prompt.
     // (The bug: a read blocked for ever made SIGTERM wait out the 10 s stop grace.)
     let started = Instant::now();
-    assert!(c.d.terminate(Duration::from_secs(15)).success());
+    compare(
+        "exit code after SIGTERM",
+        c.d.terminate(Duration::from_secs(15)).code(),
+        Some(0),
+    );
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "stop took {:?}",
@@ -236,7 +241,11 @@ fn conductor_sigterm_kills_every_live_exec_group() {
         .collect();
 
     let started = Instant::now();
-    assert!(c.d.terminate(Duration::from_secs(20)).success());
+    compare(
+        "exit code after SIGTERM",
+        c.d.terminate(Duration::from_secs(20)).code(),
+        Some(0),
+    );
     let took = started.elapsed();
     println!("conductor stopped with 2 live exec groups in {took:?}");
     assert!(took < Duration::from_secs(8), "stop took {took:?}");

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::support::check::compare;
 use crate::support::conductor;
 use crate::support::daemon::wait_for;
 use crate::support::http::{get, post};
@@ -100,7 +101,11 @@ fn conductor_graceful_stop_releases_the_lease_at_once() {
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(get(&standby.url("/rolez")).body, "standby\n");
     let stopped = Instant::now();
-    assert!(leader.terminate(Duration::from_secs(15)).success());
+    compare(
+        "leader exit code after SIGTERM",
+        leader.terminate(Duration::from_secs(15)).code(),
+        Some(0),
+    );
     let took = wait_for(Duration::from_secs(8), || {
         (get(&standby.url("/rolez")).body == "leader\n").then(|| stopped.elapsed())
     })

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
+use crate::support::check::compare;
 use crate::support::conductor;
 use crate::support::daemon::{Spawn, STATUS_API};
 use crate::support::http::{get, post};
@@ -32,7 +33,11 @@ fn corrupt_system_state_does_not_unpause_automation() {
         &json!({"requested_by": "ops", "reason": "maintenance"}),
     )
     .expect(200);
-    assert!(c.terminate(Duration::from_secs(15)).success());
+    compare(
+        "exit code after SIGTERM",
+        c.terminate(Duration::from_secs(15)).code(),
+        Some(0),
+    );
 
     // A torn write from outside (or a bad hand edit): the last good copy comes back.
     let file = dir.join("state/system-state.json");
@@ -49,7 +54,11 @@ fn corrupt_system_state_does_not_unpause_automation() {
         warnings.contains("moved aside") && warnings.contains("last good copy"),
         "{warnings}"
     );
-    assert!(c.terminate(Duration::from_secs(15)).success());
+    compare(
+        "exit code after SIGTERM",
+        c.terminate(Duration::from_secs(15)).code(),
+        Some(0),
+    );
 
     // Both copies gone bad: paused by the conductor itself, above every version still
     // legible (here in the torn last-good copy).

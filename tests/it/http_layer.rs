@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::check::compare;
 use crate::support::daemon::{wait_for, Daemon, Spawn, CONDUCTOR};
 use crate::support::http::{post_h, raw, raw_status};
 use crate::support::tmp::TempDir;
@@ -1378,7 +1379,7 @@ fn sigterm_lets_inflight_request_finish_and_exits_0() {
 #[test]
 fn sigint_exits_0() {
     let (_tmp, mut d) = conductor(&[], &[]);
-    assert!(healthz_ok(&d.addr));
+    compare("healthz answered ok", healthz_ok(&d.addr), true);
     let t0 = Instant::now();
     d.signal(libc::SIGINT);
     let status = d.wait_exit(Duration::from_secs(12));

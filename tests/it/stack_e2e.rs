@@ -271,7 +271,10 @@ fn demo_mode_answers_a_turn_from_the_built_in_model() {
     assert_eq!(daemon["demo"], true, "{daemon}");
     let home = dirs.state.join("demo-codex-home");
     assert_eq!(daemon["demoModel"]["codexHome"], home.display().to_string());
-    assert!(home.join("config.toml").is_file());
+    assert!(
+        home.join("config.toml").is_file(),
+        "no config.toml in {home:?}"
+    );
     assert!(
         !tmp.child("caller").join("codex-home").exists(),
         "the caller's CODEX_HOME was used"

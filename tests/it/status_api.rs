@@ -233,9 +233,11 @@ fn status_refuses_public_listen_hosts_with_exit_2() {
 fn status_help_version_and_graceful_stop() {
     let out = Command::new(STATUS_API).arg("--help").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("BAA_STATUS_API_PORT"));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("BAA_STATUS_API_PORT"), "{help}");
     let out = Command::new(STATUS_API).arg("--version").output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("baa-status-api "));
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(version.starts_with("baa-status-api "), "{version}");
     let out = Command::new(STATUS_API).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 

@@ -217,7 +217,11 @@ fn status_tasks_card_says_when_the_conductor_is_unreachable() {
     let st = status_api::start(&closed_port_url(), &closed_port_url());
     let data = status(&st);
     assert_eq!(data["tasks"]["available"], false, "{data:#}");
-    assert!(page(&st).contains("conductor unreachable: tasks unknown"));
+    let html = page(&st);
+    assert!(
+        html.contains("conductor unreachable: tasks unknown"),
+        "{html}"
+    );
 }
 
 #[test]
@@ -285,7 +289,11 @@ fn status_page_crash_loop_offers_the_child_restart_and_the_command_restarts_it()
         format!("curl -s -X POST {}/v1/codexd/child/restart", codexd.base),
         "{a:#}"
     );
-    assert!(page(&st).contains(&format!("<pre class=\"cmd\">{restart}</pre>")));
+    let html = page(&st);
+    assert!(
+        html.contains(&format!("<pre class=\"cmd\">{restart}</pre>")),
+        "{html}"
+    );
 
     // The cause fixed, the printed command brings the child back at once.
     std::fs::remove_file(&broken).unwrap();

@@ -26,9 +26,10 @@ const STDERR_TAIL: usize = 64 * 1024;
 
 /// Absolute path of the native codex binary, installing it (once per test process) with
 /// `scripts/install-codex.sh`. Panics with the script's output if that fails.
+#[track_caller]
 pub fn codex_binary() -> PathBuf {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BINARY
+    let binary = BINARY
         .get_or_init(|| {
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
             let out = Command::new("bash")
@@ -52,8 +53,11 @@ pub fn codex_binary() -> PathBuf {
             }
             Ok(path)
         })
-        .clone()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .clone();
+    match binary {
+        Ok(path) => path,
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// One running `codex app-server` child speaking JSONL over stdio.
@@ -70,6 +74,7 @@ pub struct AppServer {
 
 impl AppServer {
     /// Spawns `codex app-server` with `CODEX_HOME=codex_home` in `cwd`.
+    #[track_caller]
     pub fn spawn(codex_home: &Path, cwd: &Path) -> AppServer {
         let mut cmd = Command::new(codex_binary());
         cmd.arg("app-server")
@@ -85,9 +90,10 @@ impl AppServer {
             .stderr(Stdio::piped())
             // Own process group: Drop kills codex and every command it started in one go.
             .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", codex_binary().display()));
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => panic!("spawn {}: {e}", codex_binary().display()),
+        };
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr_pipe = child.stderr.take().expect("piped stderr");
@@ -152,19 +158,21 @@ impl AppServer {
     }
 
     /// Writes one JSON message as a line.
+    #[track_caller]
     pub fn send(&mut self, msg: &Value) {
         let stdin = self.stdin.as_mut().expect("stdin already closed");
         let mut line = msg.to_string();
         line.push('\n');
-        stdin
+        if let Err(e) = stdin
             .write_all(line.as_bytes())
             .and_then(|()| stdin.flush())
-            .unwrap_or_else(|e| {
-                panic!("write to app-server: {e}\nstderr:\n{}", self.stderr_tail())
-            });
+        {
+            panic!("write to app-server: {e}\nstderr:\n{}", self.stderr_tail())
+        }
     }
 
     /// Sends a request and returns its id without waiting.
+    #[track_caller]
     pub fn send_request(&mut self, method: &str, params: Value) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -174,6 +182,7 @@ impl AppServer {
 
     /// Sends a request and waits for its response: `Ok(result)` or `Err(error object)`.
     /// Notifications that arrive meanwhile stay in the backlog for later waits.
+    #[track_caller]
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         let id = self.send_request(method, params);
         let resp = self.take_where(
@@ -188,6 +197,7 @@ impl AppServer {
     }
 
     /// Like [`call`](Self::call) but panics on an error response.
+    #[track_caller]
     pub fn request(&mut self, method: &str, params: Value) -> Value {
         match self.call(method, params.clone()) {
             Ok(v) => v,
@@ -195,16 +205,19 @@ impl AppServer {
         }
     }
 
+    #[track_caller]
     pub fn notify(&mut self, method: &str, params: Value) {
         self.send(&json!({"method": method, "params": params}));
     }
 
     /// Answers a server→client request.
+    #[track_caller]
     pub fn respond(&mut self, id: &Value, result: Value) {
         self.send(&json!({"id": id, "result": result}));
     }
 
     /// `initialize` + `initialized`; returns the initialize result.
+    #[track_caller]
     pub fn initialize(&mut self) -> Value {
         let result = self.request(
             "initialize",
@@ -218,6 +231,7 @@ impl AppServer {
     }
 
     /// Next message in arrival order (backlog first), or `None` after `timeout`.
+    #[track_caller]
     pub fn next_message(&mut self, timeout: Duration) -> Option<Value> {
         if !self.backlog.is_empty() {
             return Some(self.backlog.remove(0));
@@ -244,6 +258,7 @@ impl AppServer {
 
     /// Reads messages in order until one satisfies `pred`; returns every message read,
     /// the matching one last. Panics (with what was seen) after `timeout`.
+    #[track_caller]
     pub fn read_until(
         &mut self,
         timeout: Duration,
@@ -272,6 +287,7 @@ impl AppServer {
 
     /// Removes and returns the first message satisfying `pred`, leaving the others (in order)
     /// for later reads. Used for responses, which may interleave with notifications.
+    #[track_caller]
     fn take_where(
         &mut self,
         timeout: Duration,
@@ -367,12 +383,14 @@ pub struct MockCodexHome {
 }
 
 impl MockCodexHome {
+    #[track_caller]
     pub fn new(label: &str) -> MockCodexHome {
         let tmp = crate::support::tmp::TempDir::new(label);
         let mock = MockModel::start();
         let home = tmp.child("codex-home");
-        write_codex_home(&home, &mock.base_url())
-            .unwrap_or_else(|e| panic!("write config.toml: {e}"));
+        if let Err(e) = write_codex_home(&home, &mock.base_url()) {
+            panic!("write config.toml: {e}");
+        }
         let work = tmp.child("work");
         MockCodexHome {
             mock,
@@ -383,6 +401,7 @@ impl MockCodexHome {
     }
 
     /// Spawns `codex app-server` on this home and completes the handshake.
+    #[track_caller]
     pub fn app_server(&self) -> AppServer {
         let mut app = AppServer::spawn(&self.home, &self.work);
         app.initialize();

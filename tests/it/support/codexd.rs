@@ -103,31 +103,35 @@ impl Drop for LeftChild {
 }
 
 /// The `child` object of codexd's status.
+#[track_caller]
 pub fn child_status(d: &Daemon) -> Value {
     get(&d.url("/v1/codexd/status")).json()["data"]["snapshot"]["daemon"]["child"].clone()
 }
 
 /// Waits until the child runs with a pid `pred` accepts; returns the child status.
+#[track_caller]
 pub fn wait_child(
     d: &Daemon,
     timeout: Duration,
     what: &str,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
-    wait_for(timeout, || {
+    let found = wait_for(timeout, || {
         let c = child_status(d);
         (c["status"] == "running" && pred(&c)).then_some(c)
-    })
-    .unwrap_or_else(|| {
+    });
+    let Some(c) = found else {
         panic!(
             "child never {what}: {:#}\nlog:\n{}",
             child_status(d),
             d.log()
         )
-    })
+    };
+    c
 }
 
 /// Starts `spawn` and waits until its child answered initialize.
+#[track_caller]
 pub fn start_running(spawn: Spawn) -> Daemon {
     let d = spawn.start();
     wait_child_running(&d, CHILD_START);
@@ -135,20 +139,23 @@ pub fn start_running(spawn: Spawn) -> Daemon {
 }
 
 /// Waits until the child answered initialize; returns the status data.
+#[track_caller]
 pub fn wait_child_running(d: &Daemon, timeout: Duration) -> Value {
-    wait_for(timeout, || {
+    let found = wait_for(timeout, || {
         let v = get(&d.url("/v1/codexd/status")).json();
         (v["data"]["snapshot"]["daemon"]["child"]["status"] == "running").then_some(v)
-    })
-    .unwrap_or_else(|| {
+    });
+    let Some(v) = found else {
         panic!(
             "child never running: {}\nlog:\n{}",
             get(&d.url("/v1/codexd/status")).body,
             d.log()
         )
-    })
+    };
+    v
 }
 
+#[track_caller]
 pub fn child_pid(d: &Daemon) -> u32 {
     get(&d.url("/v1/codexd/status")).json()["data"]["snapshot"]["daemon"]["child"]["pid"]
         .as_u64()
@@ -194,11 +201,13 @@ impl<'a> CodexApi<'a> {
     }
 
     /// Creates a session (asserting 201); returns it.
+    #[track_caller]
     pub fn create_session(&self, body: Value) -> Value {
         let v = self.client.post(&self.url("/sessions"), &body).expect(201);
         v["data"]["session"].clone()
     }
 
+    #[track_caller]
     pub fn start_turn(&self, session_id: &str, input: &str) -> Resp {
         self.client.post(
             &self.url("/turn"),
@@ -207,21 +216,24 @@ impl<'a> CodexApi<'a> {
     }
 
     /// Starts a turn and returns its id (asserting 202).
+    #[track_caller]
     pub fn turn(&self, session_id: &str, input: &str) -> String {
         let v = self.start_turn(session_id, input).expect(202);
         assert_eq!(v["data"]["accepted"], true, "{v}");
-        v["data"]["turnId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no turnId: {v}"))
-            .to_string()
+        let Some(id) = v["data"]["turnId"].as_str() else {
+            panic!("no turnId: {v}")
+        };
+        id.to_string()
     }
 
+    #[track_caller]
     pub fn session(&self, session_id: &str) -> Value {
         let url = self.url(&format!("/sessions/{session_id}"));
         self.client.get(&url).expect(200)["data"]["session"].clone()
     }
 
     /// One page of the session's turn records (`GET …/sessions/:id/turns`), asserting 200.
+    #[track_caller]
     pub fn turns_page(&self, session_id: &str, limit: usize, cursor: Option<&str>) -> Value {
         let mut url = self.url(&format!("/sessions/{session_id}/turns?limit={limit}"));
         if let Some(c) = cursor {
@@ -232,6 +244,7 @@ impl<'a> CodexApi<'a> {
 
     /// Every turn record of the session, newest first, following `nextCursor` page by page
     /// (at most 100 pages); also returns how many pages it took.
+    #[track_caller]
     pub fn all_turns(&self, session_id: &str, limit: usize) -> (Vec<Value>, usize) {
         let mut turns = Vec::new();
         let mut cursor: Option<String> = None;
@@ -248,11 +261,13 @@ impl<'a> CodexApi<'a> {
         panic!("more than 100 pages of turns for {session_id}")
     }
 
+    #[track_caller]
     pub fn delete_session(&self, session_id: &str) -> Resp {
         self.client
             .request("DELETE", &self.url(&format!("/sessions/{session_id}")))
     }
 
+    #[track_caller]
     pub fn compact(&self, session_id: &str) -> Resp {
         self.client.post(
             &self.url(&format!("/sessions/{session_id}/compact")),
@@ -260,16 +275,19 @@ impl<'a> CodexApi<'a> {
         )
     }
 
+    #[track_caller]
     pub fn fork(&self, session_id: &str, body: Value) -> Resp {
         self.client
             .post(&self.url(&format!("/sessions/{session_id}/fork")), &body)
     }
 
+    #[track_caller]
     pub fn review(&self, body: Value) -> Resp {
         self.client.post(&self.url("/review"), &body)
     }
 
     /// `GET …/threads?<query>` data, asserting 200.
+    #[track_caller]
     pub fn threads(&self, query: &str) -> Value {
         self.client
             .get(&self.url(&format!("/threads?{query}")))
@@ -278,6 +296,7 @@ impl<'a> CodexApi<'a> {
     }
 
     /// The session ids of `GET …/sessions` (`?archived=true` with `archived`).
+    #[track_caller]
     pub fn session_ids(&self, archived: bool) -> Vec<String> {
         let url = self.url(if archived {
             "/sessions?archived=true"
@@ -294,52 +313,64 @@ impl<'a> CodexApi<'a> {
     }
 
     /// Waits until the session's last turn is `turn_id` and finished; returns the session.
+    #[track_caller]
     pub fn wait_turn_done(&self, session_id: &str, turn_id: &str, timeout: Duration) -> Value {
-        wait_for_every(timeout, self.poll, || {
+        let done = wait_for_every(timeout, self.poll, || {
             let s = self.session(session_id);
             (s["lastTurnId"] == turn_id && s["currentTurnId"].is_null()).then_some(s)
-        })
-        .unwrap_or_else(|| {
+        });
+        let Some(s) = done else {
             panic!(
                 "turn {turn_id} did not finish within {timeout:?}; session: {:#}\nlog:\n{}",
                 self.session(session_id),
                 self.d.log()
             )
-        })
+        };
+        s
     }
 }
 
 /// [`CodexApi::create_session`] on codexd.
+#[track_caller]
 pub fn create_session(d: &Daemon, body: Value) -> Value {
     CodexApi::codexd(d).create_session(body)
 }
 
+#[track_caller]
 pub fn start_turn(d: &Daemon, session_id: &str, input: &str) -> Resp {
     CodexApi::codexd(d).start_turn(session_id, input)
 }
 
+#[track_caller]
 pub fn turn(d: &Daemon, session_id: &str, input: &str) -> String {
     CodexApi::codexd(d).turn(session_id, input)
 }
 
+#[track_caller]
 pub fn session(d: &Daemon, session_id: &str) -> Value {
     CodexApi::codexd(d).session(session_id)
 }
 
+#[track_caller]
 pub fn wait_turn_done(d: &Daemon, session_id: &str, turn_id: &str, timeout: Duration) -> Value {
     CodexApi::codexd(d).wait_turn_done(session_id, turn_id, timeout)
 }
 
 /// The event stream, optionally replaying after `since`.
+#[track_caller]
 pub fn events_ws(d: &Daemon, since: Option<u64>) -> WsClient {
     let path = match since {
         Some(s) => format!("/v1/codexd/events?since={s}"),
         None => "/v1/codexd/events".to_string(),
     };
-    connect(&d.addr, &path, &[]).unwrap_or_else(|s| panic!("ws connect failed: {s}"))
+    match connect(&d.addr, &path, &[]) {
+        Ok(ws) => ws,
+        Err(s) => panic!("ws connect failed: {s}"),
+    }
 }
 
 /// Reads frames until one matches; returns every frame read (the match last).
+#[track_caller]
 pub fn read_until(
     ws: &mut WsClient,
     timeout: Duration,
@@ -373,6 +404,7 @@ pub fn is_type(e: &Value, t: &str) -> bool {
 }
 
 /// Asserts seqs strictly increase by one.
+#[track_caller]
 pub fn assert_contiguous(events: &[Value]) {
     let seqs: Vec<u64> = events
         .iter()

@@ -45,6 +45,7 @@ pub fn spawn(dir: &TempDir, node_id: &str, role: &str) -> Spawn {
 }
 
 /// A primary conductor with the test token and no codexd configured.
+#[track_caller]
 pub fn start(tag: &str) -> Conductor {
     let dir = TempDir::new(tag);
     let d = spawn(&dir, "mini-main", "primary")

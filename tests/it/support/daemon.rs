@@ -86,11 +86,12 @@ impl Spawn {
 
     /// Runs a command that ends by itself (not a daemon) and collects what it printed;
     /// killed and reported as a failure after 30 s.
+    #[track_caller]
     pub fn output(mut self) -> Ran {
-        let mut child = self
-            .cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", self.cmd));
+        let mut child = match self.cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => panic!("spawn {:?}: {e}", self.cmd),
+        };
         let mut pipes = (child.stdout.take(), child.stderr.take());
         let read = |p: Option<Box<dyn Read + Send>>| {
             thread::spawn(move || {
@@ -116,8 +117,12 @@ impl Spawn {
     }
 
     /// Starts the process and waits for its `listening on` line.
+    #[track_caller]
     pub fn start(self) -> Daemon {
-        self.try_start().unwrap_or_else(|e| panic!("{e}"))
+        match self.try_start() {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// Starts the process; Err carries the exit status and stderr if it never listened.
@@ -198,6 +203,7 @@ impl Daemon {
         format!("{}{}", self.base, path)
     }
 
+    #[track_caller]
     pub fn port(&self) -> u16 {
         self.addr
             .rsplit(':')
@@ -219,11 +225,13 @@ impl Daemon {
     }
 
     /// SIGTERM, then waits up to `timeout` for exit; SIGKILL and panic if it does not.
+    #[track_caller]
     pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
         self.signal(libc::SIGTERM);
         self.wait_exit(timeout)
     }
 
+    #[track_caller]
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {

@@ -15,13 +15,15 @@ pub struct Resp {
 }
 
 impl Resp {
+    #[track_caller]
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| {
-            panic!(
+        match serde_json::from_str(&self.body) {
+            Ok(v) => v,
+            Err(e) => panic!(
                 "body is not JSON ({e}): status {} body {:?}",
                 self.status, self.body
-            )
-        })
+            ),
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -32,6 +34,7 @@ impl Resp {
     }
 
     /// Asserts the status and returns the JSON body, printing both on mismatch.
+    #[track_caller]
     pub fn expect(&self, status: u16) -> Value {
         assert_eq!(
             self.status, status,
@@ -42,6 +45,7 @@ impl Resp {
     }
 
     /// Asserts an error envelope with this status and code; returns the body.
+    #[track_caller]
     pub fn expect_error(&self, status: u16, code: &str) -> Value {
         let v = self.expect(status);
         assert_eq!(v["ok"], Value::Bool(false), "{v}");
@@ -76,22 +80,29 @@ impl Client {
         Client { agent }
     }
 
+    #[track_caller]
     pub fn get(&self, url: &str) -> Resp {
         self.get_h(url, &[])
     }
 
+    #[track_caller]
     pub fn get_h(&self, url: &str, headers: &[(&str, &str)]) -> Resp {
         let mut req = self.agent.get(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        collect(req.call().unwrap_or_else(|e| panic!("GET {url}: {e}")))
+        match req.call() {
+            Ok(r) => collect(r),
+            Err(e) => panic!("GET {url}: {e}"),
+        }
     }
 
+    #[track_caller]
     pub fn post(&self, url: &str, body: &Value) -> Resp {
         self.post_raw(url, &serde_json::to_vec(body).unwrap(), &[])
     }
 
+    #[track_caller]
     pub fn post_raw(&self, url: &str, body: &[u8], headers: &[(&str, &str)]) -> Resp {
         let mut req = self
             .agent
@@ -100,10 +111,14 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        collect(req.send(body).unwrap_or_else(|e| panic!("POST {url}: {e}")))
+        match req.send(body) {
+            Ok(r) => collect(r),
+            Err(e) => panic!("POST {url}: {e}"),
+        }
     }
 
     /// A bodiless request with any method.
+    #[track_caller]
     pub fn request(&self, method: &str, url: &str) -> Resp {
         let agent = &self.agent;
         let r = match method {
@@ -115,7 +130,10 @@ impl Client {
             "POST" => agent.post(url).send_empty(),
             other => panic!("unsupported method {other}"),
         };
-        collect(r.unwrap_or_else(|e| panic!("{method} {url}: {e}")))
+        match r {
+            Ok(r) => collect(r),
+            Err(e) => panic!("{method} {url}: {e}"),
+        }
     }
 }
 
@@ -139,32 +157,39 @@ fn collect(mut r: ureq::http::Response<ureq::Body>) -> Resp {
     }
 }
 
+#[track_caller]
 pub fn get(url: &str) -> Resp {
     Client::new().get(url)
 }
 
+#[track_caller]
 pub fn get_h(url: &str, headers: &[(&str, &str)]) -> Resp {
     Client::new().get_h(url, headers)
 }
 
+#[track_caller]
 pub fn post(url: &str, body: &Value) -> Resp {
     Client::new().post(url, body)
 }
 
+#[track_caller]
 pub fn post_h(url: &str, body: &Value, headers: &[(&str, &str)]) -> Resp {
     Client::new().post_raw(url, &serde_json::to_vec(body).unwrap(), headers)
 }
 
+#[track_caller]
 pub fn post_raw(url: &str, body: &[u8], headers: &[(&str, &str)]) -> Resp {
     Client::new().post_raw(url, body, headers)
 }
 
+#[track_caller]
 pub fn request(method: &str, url: &str) -> Resp {
     Client::new().request(method, url)
 }
 
 /// Sends raw bytes and returns everything the server wrote before closing (or until the
 /// read timeout).
+#[track_caller]
 pub fn raw(addr: &str, bytes: &[u8], timeout: Duration) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(timeout)).unwrap();

@@ -343,11 +343,13 @@ pub struct MockModel {
 
 impl MockModel {
     /// Answers by [`keywords`].
+    #[track_caller]
     pub fn start() -> MockModel {
         MockModel::scripted(keywords)
     }
 
     /// Answers by `script`.
+    #[track_caller]
     pub fn scripted(script: impl Fn(&Call) -> Reply + Send + Sync + 'static) -> MockModel {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -363,8 +365,10 @@ impl MockModel {
             max_body_bytes: MAX_BODY_BYTES,
             ..ServerConfig::default()
         };
-        let server = Server::bind("127.0.0.1:0", cfg, handler)
-            .unwrap_or_else(|e| panic!("mock model: cannot listen: {e}"));
+        let server = match Server::bind("127.0.0.1:0", cfg, handler) {
+            Ok(server) => server,
+            Err(e) => panic!("mock model: cannot listen: {e}"),
+        };
         MockModel {
             server: Some(server),
             shared,

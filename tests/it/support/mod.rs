@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod bench;
+pub mod check;
 pub mod codex;
 pub mod codexd;
 pub mod conductor;

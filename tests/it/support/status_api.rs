@@ -2,6 +2,7 @@
 
 use super::daemon::{Daemon, Spawn, STATUS_API};
 
+#[track_caller]
 pub fn start(conductor: &str, codexd: &str) -> Daemon {
     Spawn::new(STATUS_API)
         .args(["--host", "127.0.0.1", "--port", "0"])

@@ -24,6 +24,7 @@ pub struct Stub {
 
 impl Stub {
     /// Serves `f` on `addr` (use "127.0.0.1:0" for a free port).
+    #[track_caller]
     pub fn start(addr: &str, f: impl Fn(&Request) -> Response + Send + Sync + 'static) -> Stub {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();

@@ -25,6 +25,7 @@ pub fn spawn(dir: &TempDir, codexd_base: &str, node: &str, role: &str) -> Spawn 
         .env("BAA_CONDUCTOR_TASK_BACKOFF_MAX_MS", "2000")
 }
 
+#[track_caller]
 pub fn start(dir: &TempDir, codexd_base: &str) -> TaskConductor {
     TaskConductor {
         d: spawn(dir, codexd_base, "mini-main", "primary").start(),
@@ -37,24 +38,28 @@ impl TaskConductor {
     }
 
     /// `POST /v1/tasks`, returning the response as is.
+    #[track_caller]
     pub fn post_task(&self, body: Value) -> Resp {
         post(&self.url("/v1/tasks"), &body)
     }
 
     /// Creates a task (asserting 201) and returns its id.
+    #[track_caller]
     pub fn create(&self, body: Value) -> String {
         let v = self.post_task(body).expect(201);
-        v["data"]["task"]["task_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no task_id: {v}"))
-            .to_string()
+        let Some(id) = v["data"]["task"]["task_id"].as_str() else {
+            panic!("no task_id: {v}")
+        };
+        id.to_string()
     }
 
     /// `{task, runs}` of a task.
+    #[track_caller]
     pub fn task(&self, id: &str) -> Value {
         get(&self.url(&format!("/v1/tasks/{id}"))).expect(200)["data"].clone()
     }
 
+    #[track_caller]
     pub fn status(&self, id: &str) -> String {
         self.task(id)["task"]["status"]
             .as_str()
@@ -63,6 +68,7 @@ impl TaskConductor {
     }
 
     /// The task's log lines (the last 500).
+    #[track_caller]
     pub fn logs(&self, id: &str) -> Vec<Value> {
         get(&self.url(&format!("/v1/tasks/{id}/logs?limit=500"))).expect(200)["data"]["logs"]
             .as_array()
@@ -70,6 +76,7 @@ impl TaskConductor {
             .unwrap_or_default()
     }
 
+    #[track_caller]
     pub fn log_messages(&self, id: &str) -> Vec<String> {
         self.logs(id)
             .iter()
@@ -88,20 +95,23 @@ impl TaskConductor {
     }
 
     /// Waits until the task's status is `want`; returns `{task, runs}`.
+    #[track_caller]
     pub fn wait_status(&self, id: &str, want: &str, timeout: Duration) -> Value {
-        wait_for(timeout, || {
+        let found = wait_for(timeout, || {
             let t = self.task(id);
             (t["task"]["status"] == want).then_some(t)
-        })
-        .unwrap_or_else(|| {
+        });
+        let Some(t) = found else {
             panic!(
                 "task {id} never {want} within {timeout:?}\n{}",
                 self.explain(id)
             )
-        })
+        };
+        t
     }
 
     /// Waits until `pred` holds for `{task, runs}`.
+    #[track_caller]
     pub fn wait_task(
         &self,
         id: &str,
@@ -109,48 +119,57 @@ impl TaskConductor {
         timeout: Duration,
         pred: impl Fn(&Value) -> bool,
     ) -> Value {
-        wait_for(timeout, || {
+        let found = wait_for(timeout, || {
             let t = self.task(id);
             pred(&t).then_some(t)
-        })
-        .unwrap_or_else(|| {
+        });
+        let Some(t) = found else {
             panic!(
                 "task {id}: never {what} within {timeout:?}\n{}",
                 self.explain(id)
             )
-        })
+        };
+        t
     }
 
+    #[track_caller]
     pub fn cancel(&self, id: &str) -> Resp {
         post(&self.url(&format!("/v1/tasks/{id}/cancel")), &json!({}))
     }
 
+    #[track_caller]
     pub fn retry(&self, id: &str) -> Resp {
         post(&self.url(&format!("/v1/tasks/{id}/retry")), &json!({}))
     }
 
+    #[track_caller]
     pub fn system(&self, action: &str, body: Value) -> Value {
         post(&self.url(&format!("/v1/system/{action}")), &body).expect(200)["data"].clone()
     }
 
+    #[track_caller]
     pub fn state(&self) -> Value {
         get(&self.url("/v1/system/state")).expect(200)["data"].clone()
     }
 
+    #[track_caller]
     pub fn runtime(&self) -> Value {
         get(&self.url("/v1/runtime")).expect(200)["data"].clone()
     }
 
+    #[track_caller]
     pub fn summary(&self) -> Value {
         get(&self.url("/v1/tasks/summary")).expect(200)["data"].clone()
     }
 
+    #[track_caller]
     pub fn requests(&self) -> Value {
         let auth = format!("Bearer {TOKEN}");
         get_h(&self.url("/v1/codex/requests"), &[("Authorization", &auth)]).expect(200)["data"]
             .clone()
     }
 
+    #[track_caller]
     pub fn answer(&self, request_id: &str, decision: &str) -> Resp {
         let auth = format!("Bearer {TOKEN}");
         post_h(
@@ -180,27 +199,30 @@ pub fn runs(t: &Value) -> Vec<(u64, String)> {
 
 impl TaskConductor {
     /// `/v1/runtime` `daemon.scheduler`.
+    #[track_caller]
     pub fn scheduler(&self) -> Value {
         self.runtime()["daemon"]["scheduler"].clone()
     }
 
     /// Waits until the scheduler made `n` more passes than now (each pass looks at the
     /// whole queue, so "still queued after n passes" means it decided n times not to run).
+    #[track_caller]
     pub fn wait_passes(&self, n: u64) {
         let start = self.scheduler()["passes"].as_u64().unwrap_or(0);
-        wait_for(Duration::from_secs(30), || {
+        let passed = wait_for(Duration::from_secs(30), || {
             (self.scheduler()["passes"].as_u64().unwrap_or(0) >= start + n).then_some(())
-        })
-        .unwrap_or_else(|| {
+        });
+        if passed.is_none() {
             panic!(
                 "the scheduler made fewer than {n} passes: {:#}\n{}",
                 self.scheduler(),
                 self.d.log()
             )
-        });
+        }
     }
 
     /// Waits until the task's running turn asks for an approval; returns its request id.
+    #[track_caller]
     pub fn wait_waiting(&self, id: &str, timeout: Duration) -> String {
         let t = self.wait_task(id, "waiting on an approval", timeout, |t| {
             t["task"]["waiting"]["request_id"].is_string()
@@ -213,6 +235,7 @@ impl TaskConductor {
 }
 
 /// The sessions codexd holds (ids), asked of codexd itself.
+#[track_caller]
 pub fn codexd_session_ids(codexd: &Daemon) -> Vec<String> {
     get(&codexd.url("/v1/codexd/sessions")).expect(200)["data"]["sessions"]
         .as_array()

@@ -16,6 +16,7 @@ pub struct TempDir {
 }
 
 impl TempDir {
+    #[track_caller]
     pub fn new(tag: &str) -> Self {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("baa-it-{}-{tag}-{n}", std::process::id()));
@@ -33,9 +34,12 @@ impl TempDir {
     }
 
     /// Creates (if needed) and returns a subdirectory.
+    #[track_caller]
     pub fn child(&self, name: &str) -> PathBuf {
         let p = self.path.join(name);
-        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+        if let Err(e) = std::fs::create_dir_all(&p) {
+            panic!("create {}: {e}", p.display());
+        }
         p
     }
 

@@ -42,6 +42,7 @@ pub fn connect(addr: &str, path: &str, headers: &[(&str, &str)]) -> Result<WsCli
 }
 
 impl WsClient {
+    #[track_caller]
     pub fn send_json(&mut self, v: &Value) {
         self.ws.send(Message::text(v.to_string())).expect("ws send");
     }

@@ -31,6 +31,19 @@ fn second_codexd_on_one_state_dir_exits_1_and_touches_nothing() {
     let dirs = Dirs::under(&tmp.child("root"));
     let first = start_running(with_stub(&dirs, "normal"));
     let child = child_pid(&first);
+    // The child shows `running` a moment before `child.ready` is logged: the first
+    // codexd's own start-up events are all in once that one is.
+    let ready = wait_for(T, || {
+        event_types(&first)
+            .iter()
+            .any(|e| e["type"] == "child.ready")
+            .then_some(())
+    });
+    assert!(
+        ready.is_some(),
+        "no child.ready event: {:?}",
+        event_types(&first)
+    );
     let seq_before = get(&first.url("/v1/codexd/status")).json()["data"]["snapshot"]["daemon"]
         ["lastSeq"]
         .clone();

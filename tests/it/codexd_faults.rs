@@ -151,6 +151,7 @@ fn child_that_exits_at_once_enters_crash_loop_and_daemon_stays_up() {
     let d = with_stub(&dirs, "exit")
         .env("BAA_CODEXD_RESTART_BASE_MS", "20")
         .env("BAA_CODEXD_CRASH_LOOP_MAX", "4")
+        .env("BAA_CODEXD_CRASH_LOOP_COOLDOWN_MS", "1500")
         .start();
     let status = wait_for(T, || {
         let v = get(&d.url("/v1/codexd/status")).json();
@@ -178,13 +179,30 @@ fn child_that_exits_at_once_enters_crash_loop_and_daemon_stays_up() {
     let v =
         post(&d.url("/v1/codexd/sessions"), &json!({})).expect_error(503, "app_server_unavailable");
     assert!(v["message"].as_str().unwrap().contains("crash_loop"), "{v}");
-    // No respawn while in crash_loop.
+    // No respawn while in crash_loop: the next attempt comes once the cooldown is over,
+    // at nextRestartAt, and not before.
     let restarts = status["restarts"].as_u64().unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    let again = get(&d.url("/v1/codexd/status")).json()["data"]["snapshot"]["daemon"]["child"]
-        ["restarts"]
-        .clone();
-    assert_eq!(again, restarts, "respawned during crash_loop");
+    let ms = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(baa::common::time::ms_from_rfc3339)
+            .unwrap_or_else(|| panic!("not a time: {v}"))
+    };
+    let retry_at = ms(&status["nextRestartAt"]);
+    let before = exits.len();
+    let later = wait_for(T, || {
+        let c = child_status(&d);
+        (c["restarts"].as_u64().unwrap_or(0) > restarts).then_some(c)
+    })
+    .unwrap_or_else(|| panic!("no attempt after the cooldown: {:#}", child_status(&d)));
+    let new_exits = &later["recentExits"].as_array().unwrap()[before..];
+    assert!(!new_exits.is_empty(), "{later:#}");
+    for exit in new_exits {
+        assert!(
+            ms(&exit["at"]) >= retry_at,
+            "respawned during crash_loop (before {}): {later:#}",
+            status["nextRestartAt"]
+        );
+    }
 }
 
 #[test]

@@ -17,8 +17,8 @@ fn conductor_standby_stays_standby_then_takes_over_after_leader_sigkill() {
     let standby = conductor::spawn(&dir, "mini-standby", "standby").start();
 
     assert_eq!(get(&leader.url("/rolez")).body, "leader\n");
-    // Give the standby several renew intervals: it must not grab a live lease.
-    std::thread::sleep(Duration::from_millis(800));
+    // Several renew ticks of the standby: it must not grab a live lease.
+    conductor::wait_lease_ticks(&standby, 4);
     assert_eq!(get(&standby.url("/rolez")).body, "standby\n");
     let r = get(&standby.url("/readyz"));
     assert_eq!((r.status, r.body.as_str()), (503, "not ready: standby\n"));
@@ -98,7 +98,7 @@ fn conductor_graceful_stop_releases_the_lease_at_once() {
     let dir = TempDir::new("release");
     let mut leader = conductor::spawn(&dir, "mini-main", "primary").start();
     let standby = conductor::spawn(&dir, "mini-standby", "standby").start();
-    std::thread::sleep(Duration::from_millis(400));
+    conductor::wait_lease_ticks(&standby, 2);
     assert_eq!(get(&standby.url("/rolez")).body, "standby\n");
     let stopped = Instant::now();
     compare(

@@ -327,7 +327,14 @@ fn conductor_file_ops_follow_the_seed_contract() {
 
 #[test]
 fn conductor_never_logs_or_exposes_the_token() {
-    let c = conductor::start("hygiene");
+    // At debug every request is logged (the access log), so the log is known to cover the
+    // requests that carried the token once their lines are in it.
+    let dir = TempDir::new("hygiene");
+    let d = conductor::spawn(&dir, "mini-main", "primary")
+        .env("BAA_SHARED_TOKEN", TOKEN)
+        .env("RUST_LOG", "debug")
+        .start();
+    let c = conductor::Conductor { d, dir };
     let auth = auth_h(&c);
     post_h(
         &c.url("/v1/exec"),
@@ -352,8 +359,21 @@ fn conductor_never_logs_or_exposes_the_token() {
             "{path} shows the token"
         );
     }
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(!c.d.log().contains(TOKEN), "token in the daemon log");
+    let logged = wait_for(Duration::from_secs(10), || {
+        let log = c.d.log();
+        [
+            "method=POST path=/v1/exec status=200",
+            "method=POST path=/v1/exec status=401",
+            "method=GET path=/v1/capabilities status=200",
+        ]
+        .iter()
+        .all(|line| log.contains(line))
+        .then_some(log)
+    });
+    let Some(log) = logged else {
+        panic!("the requests never reached the log:\n{}", c.d.log())
+    };
+    assert!(!log.contains(TOKEN), "token in the daemon log");
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", c.d.pid())).unwrap_or_default();
     assert!(
         !String::from_utf8_lossy(&cmdline).contains(TOKEN),

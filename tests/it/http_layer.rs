@@ -566,7 +566,14 @@ fn body_over_limit_gets_413_without_reading_it() {
     );
     s.write_all(head.as_bytes()).unwrap();
     s.write_all(&[b' '; 1024]).unwrap();
-    thread::sleep(Duration::from_millis(100));
+    // The server has decided once its answer starts to arrive.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut first = [0u8; 1];
+    assert!(
+        matches!(s.peek(&mut first), Ok(1)),
+        "no answer to the over-limit head; log:\n{}",
+        d.log()
+    );
     // More body after the server already decided: must not cost us the 413.
     let _ = s.write_all(&[b' '; 8192]);
     let mut r = BufReader::new(s);
@@ -1308,7 +1315,7 @@ const TOKEN: &str = "it-token-0123456789abcdef0123456789abcdef";
 
 #[test]
 fn sigterm_lets_inflight_request_finish_and_exits_0() {
-    let (_tmp, mut d) = conductor(&[], &[("BAA_SHARED_TOKEN", TOKEN)]);
+    let (tmp, mut d) = conductor(&[], &[("BAA_SHARED_TOKEN", TOKEN)]);
     // An idle keep-alive connection must not hold the stop for its idle timeout.
     let mut idle = BufReader::new(connect(&d.addr));
     idle.get_mut()
@@ -1316,7 +1323,12 @@ fn sigterm_lets_inflight_request_finish_and_exits_0() {
         .unwrap();
     assert_eq!(read_response(&mut idle).expect("idle warm-up").status, 200);
 
-    let body = r#"{"command":"sleep 1; echo done","timeoutMs":5000}"#;
+    let started = tmp.join("started");
+    let body = serde_json::json!({
+        "command": format!("touch '{}'; sleep 1; echo done", started.display()),
+        "timeoutMs": 5000,
+    })
+    .to_string();
     let req = format!(
         "POST /v1/exec HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         d.addr,
@@ -1329,7 +1341,13 @@ fn sigterm_lets_inflight_request_finish_and_exits_0() {
         let (bytes, _) = read_to_eof(&mut s);
         String::from_utf8_lossy(&bytes).into_owned()
     });
-    thread::sleep(Duration::from_millis(300));
+    // In flight: the command has started.
+    let running = wait_for(Duration::from_secs(10), || started.exists().then_some(()));
+    assert!(
+        running.is_some(),
+        "the exec never started; log:\n{}",
+        d.log()
+    );
     let t0 = Instant::now();
     d.signal(libc::SIGTERM);
     // Stop has begun once the listener is gone; from then on nobody new is served.

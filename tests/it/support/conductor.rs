@@ -1,7 +1,10 @@
 //! A real `baa-conductor` on a free loopback port with its own state dirs and fast lease
 //! timing, so lease tests finish in seconds.
 
-use super::daemon::{Daemon, Spawn, CONDUCTOR};
+use std::time::Duration;
+
+use super::daemon::{wait_for, Daemon, Spawn, CONDUCTOR};
+use super::http::get;
 use super::tmp::TempDir;
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
@@ -74,4 +77,27 @@ pub fn dirs_env(root: &std::path::Path) -> [(&'static str, std::path::PathBuf); 
         ("BAA_WORKTREES_DIR", root.join("worktrees")),
         ("BAA_TMP_DIR", root.join("tmp")),
     ]
+}
+
+/// Waits until `d`'s lease loop has ticked `n` more times. Each tick reads the lease file
+/// and decides whether to take it, so "still standby" after this means `n` decisions not
+/// to, not merely that time passed.
+#[track_caller]
+pub fn wait_lease_ticks(d: &Daemon, n: usize) {
+    let tick =
+        || get(&d.url("/v1/runtime")).json()["data"]["daemon"]["lease"]["last_tick_at"].clone();
+    let mut seen = vec![tick()];
+    let ticked = wait_for(Duration::from_secs(10), || {
+        let t = tick();
+        if !seen.contains(&t) {
+            seen.push(t);
+        }
+        (seen.len() > n).then_some(())
+    });
+    if ticked.is_none() {
+        panic!(
+            "the lease ticked fewer than {n} times in 10 s: {seen:?}\nlog:\n{}",
+            d.log()
+        );
+    }
 }

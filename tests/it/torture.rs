@@ -13,7 +13,8 @@
 //!
 //! The child is this test binary itself, re-executed to run the `#[ignore]`d
 //! `writer_process` test, which does nothing unless `BAA_TORTURE_DIR` is set.
-//! Set `BAA_TORTURE_SEED` to replay a failing run.
+//! Set `BAA_TORTURE_SEED` to replay a failing run. The default run makes 50 kills;
+//! `BAA_TORTURE_FULL=1` makes the full 220.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -33,10 +34,14 @@ use crate::support::tmp::TempDir;
 const STATE_FILES: [&str; 3] = ["system.json", "lease.json", "controllers.json"];
 const EVENTS: &str = "events.jsonl";
 const DIR_ENV: &str = "BAA_TORTURE_DIR";
-const KILLS: usize = 220;
-/// Acknowledged rounds wanted before stopping; on a loaded machine the writer starts
-/// slower, so more kills are made (up to `MAX_TIME`) until this much real work was cut.
-const MIN_ACKS: usize = 100;
+/// Kills of the default run and of the full one (`BAA_TORTURE_FULL=1`).
+const KILLS: usize = 50;
+const FULL_KILLS: usize = 220;
+const FULL_ENV: &str = "BAA_TORTURE_FULL";
+/// Acknowledged rounds wanted before stopping, 100 per 220 kills; on a loaded machine the
+/// writer starts slower, so more kills are made (up to `MAX_TIME`) until this much real
+/// work was cut.
+const MIN_ACKS_PER_220_KILLS: usize = 100;
 const MAX_TIME: Duration = Duration::from_secs(30);
 
 /// xorshift64: a tiny PRNG so a failing run can be replayed from its printed seed.
@@ -210,7 +215,13 @@ fn kill9_state_writes() {
                 .unwrap_or(1)
                 | 1
         });
-    println!("torture seed {seed} (replay with BAA_TORTURE_SEED={seed})");
+    let kills = if std::env::var_os(FULL_ENV).is_some_and(|v| v != "0") {
+        FULL_KILLS
+    } else {
+        KILLS
+    };
+    let min_acks = kills * MIN_ACKS_PER_220_KILLS / FULL_KILLS;
+    println!("torture seed {seed} (replay with BAA_TORTURE_SEED={seed}), {kills} kills");
     let mut rng = XorShift(seed);
     let tmp = TempDir::new("torture");
     let dir = tmp.join("state");
@@ -227,7 +238,7 @@ fn kill9_state_writes() {
     let mut seen = LogSeen::default();
     let mut rounds_with_acks = 0;
     let mut round = 0;
-    while round < KILLS || (acked.len() < MIN_ACKS && started.elapsed() < MAX_TIME) {
+    while round < kills || (acked.len() < min_acks && started.elapsed() < MAX_TIME) {
         // Kill 0–50 ms after the writer's k-th acknowledged round (k = 0 counts from the
         // spawn): on a loaded machine a process can take longer than 50 ms to start, and a
         // delay counted from the spawn alone then kills nearly every writer before it
@@ -309,8 +320,8 @@ fn kill9_state_writes() {
     );
     // A run where the writer never got going proves nothing: demand real work.
     assert!(
-        acked.len() >= MIN_ACKS,
-        "expected at least {MIN_ACKS} acknowledged writes, got {} in {round} kills over {:?} (seed {seed})",
+        acked.len() >= min_acks,
+        "expected at least {min_acks} acknowledged writes, got {} in {round} kills over {:?} (seed {seed})",
         acked.len(),
         started.elapsed()
     );

@@ -445,4 +445,61 @@ mod tests {
         assert!(!ka("GET / HTTP/1.0\r\n"));
         assert!(ka("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n"));
     }
+
+    fn context(cfg: ServerConfig) -> Context {
+        let handler: Handler =
+            std::sync::Arc::new(|_: &Request| Response::text(200, "ok\n").into());
+        let slots = Slots::new(cfg.max_connections);
+        Context {
+            cfg,
+            handler,
+            slots,
+        }
+    }
+
+    /// The default deadline for a first request head is 10 s (`ServerConfig::default`,
+    /// which the daemons start from), cut to the 1 s pressure timeout once half the slots
+    /// are taken. Pinned here rather than waited for against a daemon.
+    #[test]
+    fn default_head_timeout_is_10s_and_1s_under_pressure() {
+        let cx = context(ServerConfig {
+            max_connections: 4,
+            ..ServerConfig::default()
+        });
+        assert_eq!(cx.head_timeout(), Duration::from_secs(10));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _clients: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap())
+            .collect();
+        let _held: Vec<_> = (0..2)
+            .map(|_| cx.slots.admit(l.accept().unwrap().0).ok().unwrap())
+            .collect();
+        assert!(cx.slots.under_pressure());
+        assert_eq!(cx.head_timeout(), Duration::from_secs(1));
+    }
+
+    /// A connection that never sends a byte is closed at the head timeout without an
+    /// answer (here 300 ms; the same path the 10 s default takes).
+    #[test]
+    fn a_silent_connection_is_closed_unanswered_at_the_head_timeout() {
+        use std::io::Read;
+        let cfg = ServerConfig {
+            head_timeout: Duration::from_millis(300),
+            ..ServerConfig::default()
+        };
+        let handler = context(ServerConfig::default()).handler;
+        let server = super::super::Server::bind("127.0.0.1:0", cfg, handler).unwrap();
+        let mut c = std::net::TcpStream::connect(server.local_addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let t0 = Instant::now();
+        let mut got = Vec::new();
+        let read = c.read_to_end(&mut got);
+        let took = t0.elapsed();
+        assert!(read.is_ok() && got.is_empty(), "{read:?} {got:?}");
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(5),
+            "closed after {took:?}, expected ~300 ms"
+        );
+        server.stop(Duration::from_secs(1));
+    }
 }

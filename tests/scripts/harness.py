@@ -157,12 +157,13 @@ class Node:
         if ip:
             self.env["FAKE_TAILSCALE_IP"] = ip
 
-    def make_bin_dir(self, target, override=None, flavor=None):
+    def make_bin_dir(self, target, override=None, flavor=None, standin=False):
         """Fill target with the three daemons; override maps service -> script text.
         flavor makes a build whose bytes differ (another version dir) but which behaves
-        the same."""
+        the same. standin puts the python stand-ins there even when BAA_TEST_BIN_DIR
+        names real binaries (for tests that script the stand-in's answers)."""
         target.mkdir(parents=True, exist_ok=True)
-        real = real_bin_dir()
+        real = None if standin else real_bin_dir()
         for service, name in BINARIES.items():
             dest = target / name
             if override and service in override:

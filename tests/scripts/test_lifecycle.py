@@ -50,6 +50,13 @@ class LifecycleTests(ScriptTest):
         return n.run("upgrade.sh", *n.target_args(), *n.config_args(bin_dir), *n.health_args(timeout),
                      "--skip-build", *extra, timeout=300)
 
+    def install_standins(self):
+        """Installs the python stand-ins, whatever BAA_TEST_BIN_DIR says: the drain tests
+        script the stand-in conductor's `drained` answers (standin-drain.json), which a
+        real conductor cannot be made to give."""
+        n = self.node
+        self.bootstrap_and_install(bin_dir=n.make_bin_dir(n.root / "standin", standin=True))
+
     def mode(self):
         status, body = http_get(self.node.url("conductor") + "/v1/system/state")
         self.assertEqual(status, 200, body)
@@ -151,14 +158,12 @@ class LifecycleTests(ScriptTest):
         self.assertIn("install first", proc.stderr)
 
     def test_upgrade_waits_for_drained_and_restores_a_paused_mode(self):
-        if real_bin_dir():
-            self.skipTest("drives the stand-in conductor's drained answers")
         n = self.node
-        self.bootstrap_and_install()
+        self.install_standins()
         self.check(self.reload())
         self.assertEqual(http_post(n.url("conductor") + "/v1/system/pause", {"requested_by": "op"})[0], 200)
         (n.runtime / "state" / "standin-drain.json").write_text('{"report": true, "polls": 3}')
-        proc = self.upgrade(n.make_bin_dir(n.root / "v2", flavor="v2"))
+        proc = self.upgrade(n.make_bin_dir(n.root / "v2", flavor="v2", standin=True))
         self.check(proc)
         self.assertIn("mode before the upgrade: paused", proc.stdout)
         self.assertIn("drained: nothing is running", proc.stdout)
@@ -170,27 +175,23 @@ class LifecycleTests(ScriptTest):
         self.assertEqual(self.mode(), "paused")
 
     def test_upgrade_does_not_wait_for_a_conductor_without_drained(self):
-        if real_bin_dir():
-            self.skipTest("drives the stand-in conductor's drained answers")
         n = self.node
-        self.bootstrap_and_install()
+        self.install_standins()
         self.check(self.reload())
         (n.runtime / "state" / "standin-drain.json").write_text('{"report": false}')
-        proc = self.upgrade(n.make_bin_dir(n.root / "v2", flavor="v2"))
+        proc = self.upgrade(n.make_bin_dir(n.root / "v2", flavor="v2", standin=True))
         self.check(proc)
         self.assertIn('this conductor does not report drained (no "drained" in GET /v1/system/state); not waiting', proc.stdout)
         self.assertEqual(self.mode(), "running")
 
     def test_upgrade_abandons_when_the_drain_does_not_finish(self):
-        if real_bin_dir():
-            self.skipTest("drives the stand-in conductor's drained answers")
         n = self.node
-        self.bootstrap_and_install()
+        self.install_standins()
         self.check(self.reload())
         v1 = n.current_version()
         (n.runtime / "state" / "standin-drain.json").write_text('{"report": true, "polls": 1000000}')
         before = len(n.calls())
-        proc = self.upgrade(n.make_bin_dir(n.root / "v2", flavor="v2"), "--drain-timeout", "1")
+        proc = self.upgrade(n.make_bin_dir(n.root / "v2", flavor="v2", standin=True), "--drain-timeout", "1")
         self.check(proc, 1)
         self.assertIn("not drained after 1s; abandoning the upgrade (nothing was restarted)", proc.stderr)
         self.assertEqual(n.current_version(), v1)

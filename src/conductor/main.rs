@@ -11,6 +11,8 @@ mod firefox;
 mod host_ops;
 mod lease;
 mod records;
+#[cfg(test)]
+mod route_tests;
 mod routes;
 mod system;
 mod task_cli;

@@ -1,5 +1,6 @@
 //! The conductor's read/write API over real HTTP: probes, runtime snapshot,
-//! self-description, automation mode, tasks/runs/logs, controllers, and the error model.
+//! self-description, automation mode, tasks/runs/logs and controllers. The error model
+//! (404/405, bad queries and bodies) is handler tests in src/conductor/route_tests.rs.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use serde_json::{json, Value};
 use crate::support::check::compare;
 use crate::support::conductor::{self, TOKEN};
 use crate::support::daemon::wait_for;
-use crate::support::http::{get, post, post_raw, request};
+use crate::support::http::{get, post, post_raw};
 use crate::support::tmp::TempDir;
 
 fn paths(list: &Value) -> Vec<String> {
@@ -251,19 +252,6 @@ fn conductor_system_mode_changes_persist_across_restart() {
         (json!("running"), json!(3))
     );
 
-    post(&c.url("/v1/system/pause"), &json!({"reason": 5})).expect_error(400, "invalid_request");
-    post_raw(&c.url("/v1/system/pause"), b"{not json", &[]).expect_error(400, "invalid_json");
-    post(
-        &c.url("/v1/system/pause"),
-        &json!({"reason": "x".repeat(5000)}),
-    )
-    .expect_error(400, "invalid_request");
-    assert_eq!(
-        get(&c.url("/v1/system/state")).expect(200)["data"]["version"],
-        3,
-        "rejected writes must not change state"
-    );
-
     post(
         &c.url("/v1/system/pause"),
         &json!({"requested_by": "before-restart"}),
@@ -281,32 +269,6 @@ fn conductor_system_mode_changes_persist_across_restart() {
         ),
         (json!("paused"), json!(4), json!("before-restart"))
     );
-}
-
-#[test]
-fn conductor_error_model_is_json() {
-    let c = conductor::start("errors");
-    let e = get(&c.url("/v1/nope")).expect_error(404, "not_found");
-    assert!(
-        e["request_id"].is_string() && e["details"].is_object(),
-        "{e}"
-    );
-    let r = request("DELETE", &c.url("/v1/system/state"));
-    r.expect_error(405, "method_not_allowed");
-    assert_eq!(r.header("allow"), Some("GET"));
-    let r = get(&c.url("/v1/system/pause"));
-    r.expect_error(405, "method_not_allowed");
-    assert_eq!(r.header("allow"), Some("POST"));
-    let big = vec![b' '; 2 * 1024 * 1024];
-    post_raw(&c.url("/v1/system/pause"), &big, &[]).expect_error(413, "payload_too_large");
-    get(&c.url("/v1/tasks?limit=0")).expect_error(400, "invalid_query");
-    get(&c.url("/v1/tasks?limit=101")).expect_error(400, "invalid_query");
-    get(&c.url("/v1/tasks?limit=ten")).expect_error(400, "invalid_query");
-    get(&c.url("/v1/tasks?status=bogus")).expect_error(400, "invalid_query");
-    get(&c.url("/v1/tasks/missing")).expect_error(404, "not_found");
-    get(&c.url("/v1/runs/missing")).expect_error(404, "not_found");
-    // The daemon is still fine after all of that.
-    assert_eq!(get(&c.url("/healthz")).body, "ok\n");
 }
 
 /// Today's single-file `tasks.json` / `runs.json` are migrated at start to one file per
@@ -387,9 +349,6 @@ fn conductor_tasks_runs_and_logs_read_from_the_store() {
     assert_eq!(logs["count"], 10);
     let logs = get(&c.url("/v1/tasks/task_29/logs?since=255")).expect(200)["data"].clone();
     assert_eq!(logs["count"], 5);
-    get(&c.url("/v1/tasks/task_29/logs?since=x")).expect_error(400, "invalid_query");
-    get(&c.url("/v1/tasks/task_29/logs?limit=501")).expect_error(400, "invalid_query");
-    get(&c.url("/v1/tasks/nope/logs")).expect_error(404, "not_found");
 
     let runs = get(&c.url("/v1/runs")).expect(200)["data"].clone();
     assert_eq!(runs["count"], 2);

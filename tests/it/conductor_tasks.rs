@@ -166,16 +166,6 @@ fn stub_bad_task_bodies_get_400_naming_the_field() {
         "priority": -3}),
     ));
     let task = c.task(&ok)["task"].clone();
-    for q in ["since=x", "since=-1", "limit=0", "limit=501"] {
-        let v = get(&c.url(&format!("/v1/tasks/{ok}/logs?{q}"))).expect_error(400, "invalid_query");
-        assert!(
-            v["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains(q.split('=').next().unwrap()),
-            "{q}: {v}"
-        );
-    }
     let lines = c.logs(&ok);
     let last = lines.last().unwrap()["seq"].as_u64().unwrap();
     let after =

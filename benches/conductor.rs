@@ -61,13 +61,15 @@ fn free_port() -> u16 {
 fn start(dir: &Path) -> (Conductor, Duration) {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let d = |sub: &str| dir.join(sub).display().to_string();
     let t0 = Instant::now();
     let child = Command::new(CONDUCTOR)
         .args(["start", "--local-api", &format!("http://{addr}")])
-        .args(["--state-dir", &d("state"), "--logs-dir", &d("logs")])
-        .args(["--runs-dir", &d("runs"), "--worktrees-dir", &d("wt")])
-        .args(["--tmp-dir", &d("tmp"), "--max-connections", "512"])
+        .args([
+            "--root",
+            &dir.display().to_string(),
+            "--max-connections",
+            "512",
+        ])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -66,8 +66,8 @@ stop_all() {
 }
 trap stop_all INT TERM EXIT
 
-export BAA_STATE_DIR="$local_dir/state" BAA_LOGS_DIR="$local_dir/logs"
-export BAA_RUNS_DIR="$local_dir/runs" BAA_WORKTREES_DIR="$local_dir/worktrees" BAA_TMP_DIR="$local_dir/tmp"
+# One root for all three: state/, logs/, runs/, worktrees/ and tmp/ under it.
+export BAA_RUNTIME_ROOT="$local_dir"
 
 codexd_env=(BAA_CODEXD_LOCAL_API_BASE="http://127.0.0.1:$codexd_port" BAA_CODEXD_REPO_ROOT="$repo" BAA_CODEXD_SERVER_CWD="$repo")
 if [ -n "$codex_cmd" ]; then

@@ -109,8 +109,8 @@ logs="${work}/logs"
 mkdir -p "$logs" "${work}/state"
 
 start_codexd() {
-  BAA_CODEXD_LOCAL_API_BASE="$codexd" BAA_CODEXD_STATE_DIR="${work}/state/codexd" \
-    BAA_CODEXD_LOGS_DIR="${logs}/codexd" BAA_CODEXD_SERVER_COMMAND="${bin}/baa-codexd" \
+  BAA_CODEXD_LOCAL_API_BASE="$codexd" BAA_RUNTIME_ROOT="$work" \
+    BAA_CODEXD_SERVER_COMMAND="${bin}/baa-codexd" \
     BAA_CODEXD_SERVER_ARGS="__stub-app-server" \
     "${bin}/baa-codexd" start >>"${work}/codexd.log" 2>&1 &
   codexd_pid=$!
@@ -127,11 +127,10 @@ token="render-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 start_codexd
 BAA_SHARED_TOKEN="$token" BAA_CODEXD_LOCAL_API_BASE="$codexd" \
   "${bin}/baa-conductor" start --local-api "$conductor" --node-id mini-main --host mini \
-  --state-dir "${work}/state" --logs-dir "$logs" --runs-dir "${work}/runs" \
-  --worktrees-dir "${work}/worktrees" --tmp-dir "${work}/tmp" >"${work}/conductor.log" 2>&1 &
+  --root "$work" >"${work}/conductor.log" 2>&1 &
 pids="$pids $!"
 "${bin}/baa-status-api" --host 127.0.0.1 --port "$sport" --conductor-local-api "$conductor" \
-  --codexd-local-api "$codexd" --logs-dir "$logs" >"${work}/status-api.log" 2>&1 &
+  --codexd-local-api "$codexd" --root "$work" >"${work}/status-api.log" 2>&1 &
 pids="$pids $!"
 wait_until 30 "the conductor" curl -fsS --max-time 2 "${conductor}/healthz"
 wait_until 30 "status-api" curl -fsS --max-time 2 "${status}/healthz"

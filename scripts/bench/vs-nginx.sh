@@ -4,18 +4,28 @@
 # 16 and 64 connections. Prints requests/s and p99 for each and the ratios
 # (conductor / nginx). Numbers only: nothing passes or fails.
 #
+# Fair on a small box: each server is pinned to one core (SERVER_CPU, default 0) and wrk
+# to another (CLIENT_CPU, default 1) with taskset, so the ratio compares two servers on
+# the same single core instead of measuring how the scheduler shares cores between wrk
+# and a server. Both servers run all along but only one is under load at a time.
+#
 # Installs nginx-light and wrk with apt when they are missing (as root). Runs ROUNDS
 # rounds (default 3) of DURATION seconds (default 5) per server and concurrency,
-# alternating the two servers so a noisy neighbour hurts both alike.
+# alternating the two servers (and which goes first) so a noisy neighbour hurts both
+# alike, and prints the load average on every row: other work on the machine shows there.
 #   scripts/bench/vs-nginx.sh              # build, then 3 rounds
 #   ROUNDS=5 DURATION=10 scripts/bench/vs-nginx.sh
+#   SERVER_CPU=2 CLIENT_CPU=3 scripts/bench/vs-nginx.sh
 #   BAA_BENCH_BIN=/path/to/baa-conductor scripts/bench/vs-nginx.sh   # a prebuilt binary
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
-THREADS=${THREADS:-2}
+# One wrk thread per core it is given.
+THREADS=${THREADS:-1}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
 
 need() {
   command -v "$1" >/dev/null 2>&1 && return 0
@@ -30,6 +40,21 @@ need() {
 }
 need wrk wrk
 need nginx nginx-light
+need taskset util-linux
+if [ "$SERVER_CPU" = "$CLIENT_CPU" ]; then
+  echo "vs-nginx: SERVER_CPU and CLIENT_CPU must differ (one core for the server, another for wrk)" >&2
+  exit 2
+fi
+for cpu in "$SERVER_CPU" "$CLIENT_CPU"; do
+  if ! taskset -c "$cpu" true 2>/dev/null; then
+    echo "vs-nginx: cannot pin to cpu $cpu (this machine has $(nproc) cores); set SERVER_CPU and CLIENT_CPU" >&2
+    exit 2
+  fi
+done
+# Pinned: the server side and the client side.
+on_server() { taskset -c "$SERVER_CPU" "$@"; }
+on_client() { taskset -c "$CLIENT_CPU" "$@"; }
+load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime | sed 's/.*load averages*: //'; }
 NGINX=$(command -v nginx)
 
 BIN=${BAA_BENCH_BIN:-}
@@ -62,9 +87,8 @@ wait_http() { # url
 }
 
 CPORT=$(free_port)
-RUST_LOG=warn "$BIN" start --local-api "http://127.0.0.1:$CPORT" \
-  --state-dir "$WORK/state" --logs-dir "$WORK/logs" --runs-dir "$WORK/runs" \
-  --worktrees-dir "$WORK/wt" --tmp-dir "$WORK/tmp" >"$WORK/conductor.log" 2>&1 &
+RUST_LOG=warn on_server "$BIN" start --local-api "http://127.0.0.1:$CPORT" \
+  --root "$WORK/conductor" >"$WORK/conductor.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$CPORT/healthz"
 
@@ -96,17 +120,17 @@ http {
   }
 }
 EOF
-"$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" &
+on_server "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$NPORT/v1/system/state"
 
 BYTES=$(wc -c <"$WORK/www/v1/system/state")
-echo "body: $BYTES bytes of JSON; wrk -t$THREADS, ${DURATION}s per run, $ROUNDS rounds; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime)"
+echo "body: $BYTES bytes of JSON; wrk -t$THREADS, ${DURATION}s per run, $ROUNDS rounds; $(nproc) cores: servers on cpu $SERVER_CPU, wrk on cpu $CLIENT_CPU; load $(load)"
 
 # wrk → "req/s p99_ms"
 measure() { # url conns
   local out rps p99
-  out=$(wrk -t"$THREADS" -c"$2" -d"${DURATION}s" --latency "$1")
+  out=$(on_client wrk -t"$THREADS" -c"$2" -d"${DURATION}s" --latency "$1")
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {v = $2; if (v ~ /us$/) {sub(/us$/, "", v); v /= 1000} else if (v ~ /ms$/) {sub(/ms$/, "", v)} else if (v ~ /s$/) {sub(/s$/, "", v); v *= 1000}; print v}' <<<"$out")
   if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
@@ -115,16 +139,22 @@ measure() { # url conns
   echo "$rps $p99"
 }
 
-printf '\n%-6s %-5s %12s %9s %12s %9s %9s %9s\n' round conns "baa req/s" "baa p99" "nginx req/s" "ngx p99" "req/s x" "p99 x"
+printf '\n%-6s %-5s %12s %9s %12s %9s %9s %9s  %s\n' round conns "baa req/s" "baa p99" "nginx req/s" "ngx p99" "req/s x" "p99 x" "load (1/5/15 min)"
 # One string of samples per connection count (no associative array: bash 3.2 has none).
 SUM_16=""
 SUM_64=""
 for round in $(seq 1 "$ROUNDS"); do
   for c in 16 64; do
-    read -r crps cp99 < <(measure "http://127.0.0.1:$CPORT/v1/system/state" "$c")
-    read -r nrps np99 < <(measure "http://127.0.0.1:$NPORT/v1/system/state" "$c")
+    # Alternate who goes first, so neither always meets a cache or a neighbour first.
+    if [ $((round % 2)) = 1 ]; then
+      read -r crps cp99 < <(measure "http://127.0.0.1:$CPORT/v1/system/state" "$c")
+      read -r nrps np99 < <(measure "http://127.0.0.1:$NPORT/v1/system/state" "$c")
+    else
+      read -r nrps np99 < <(measure "http://127.0.0.1:$NPORT/v1/system/state" "$c")
+      read -r crps cp99 < <(measure "http://127.0.0.1:$CPORT/v1/system/state" "$c")
+    fi
     awk -v r="$round" -v c="$c" -v a="$crps" -v ap="$cp99" -v b="$nrps" -v bp="$np99" \
-      'BEGIN { printf "%-6s %-5s %12.0f %9.3f %12.0f %9.3f %9.3f %9.3f\n", r, c, a, ap, b, bp, a / b, ap / bp }'
+      -v l="$(load)" 'BEGIN { printf "%-6s %-5s %12.0f %9.3f %12.0f %9.3f %9.3f %9.3f  %s\n", r, c, a, ap, b, bp, a / b, ap / bp, l }'
     if [ "$c" = 16 ]; then
       SUM_16="$SUM_16 $crps:$cp99:$nrps:$np99"
     else

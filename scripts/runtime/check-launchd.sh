@@ -170,11 +170,8 @@ check_service() {
       expect_env "$service" BAA_CONDUCTOR_LOCAL_API "$local_api_base"
       expect_env_or_absent "$service" BAA_CONDUCTOR_LOCAL_API_ALLOWED_HOSTS "$local_api_allowed_hosts"
       expect_env "$service" BAA_CODEXD_LOCAL_API_BASE "$codexd_local_api_base"
-      expect_env "$service" BAA_STATE_DIR "${runtime_root}/state"
+      expect_env "$service" BAA_RUNTIME_ROOT "$runtime_root"
       expect_env "$service" BAA_LOGS_DIR "$logs_dir"
-      expect_env "$service" BAA_RUNS_DIR "${runtime_root}/runs"
-      expect_env "$service" BAA_WORKTREES_DIR "${runtime_root}/worktrees"
-      expect_env "$service" BAA_TMP_DIR "${runtime_root}/tmp"
       expect_env "$service" BAA_CONDUCTOR_REPO_ROOT "$repo_dir"
       if pv ":EnvironmentVariables:BAA_SHARED_TOKEN" >/dev/null; then
         fail "${service}: BAA_SHARED_TOKEN must not be set (every exec'd command could read it); use BAA_SHARED_TOKEN_FILE (reinstall with install-launchd.sh)"
@@ -204,11 +201,9 @@ check_service() {
       ;;
     codexd)
       expect_absent "$service" ":EnvironmentVariables:BAA_SHARED_TOKEN"
-      expect_env "$service" BAA_STATE_DIR "${runtime_root}/state"
+      expect_env "$service" BAA_RUNTIME_ROOT "$runtime_root"
       expect_env "$service" BAA_LOGS_DIR "$logs_dir"
       expect_env "$service" BAA_CODEXD_REPO_ROOT "$repo_dir"
-      expect_env "$service" BAA_CODEXD_LOGS_DIR "${logs_dir}/codexd"
-      expect_env "$service" BAA_CODEXD_STATE_DIR "${runtime_root}/state/codexd"
       expect_env "$service" BAA_CODEXD_MODE "$BAA_RUNTIME_DEFAULT_CODEXD_SERVER_MODE"
       expect_env "$service" BAA_CODEXD_LOCAL_API_BASE "$codexd_local_api_base"
       expect_env "$service" BAA_CODEXD_EVENT_STREAM_PATH "$codexd_event_stream_path"
@@ -228,6 +223,8 @@ check_service() {
       expect_env "$service" BAA_STATUS_API_PORT "$status_api_port"
       expect_env "$service" BAA_CONDUCTOR_LOCAL_API "$local_api_base"
       expect_env "$service" BAA_CODEXD_LOCAL_API_BASE "$codexd_local_api_base"
+      expect_env "$service" BAA_RUNTIME_ROOT "$runtime_root"
+      expect_env "$service" BAA_LOGS_DIR "$logs_dir"
       expect_absent "$service" ":EnvironmentVariables:BAA_CONTROL_API_BASE"
       ;;
   esac

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use baa::common::cli::{Cli, Command as CliCommand};
 use baa::common::logging;
 use baa::common::netaddr::ListenUrl;
+use baa::common::runtime_root::{self, RUNTIME_ROOT};
 use baa::common::settings::{Error, Resolver, Result, Setting};
 
 use crate::endpoint::{self, Transport};
@@ -163,12 +164,12 @@ pub const LOCAL_API: Setting = Setting::env("BAA_CODEXD_LOCAL_API_BASE")
     .help("listen URL http://HOST:PORT; loopback only (port 0 picks a free port)");
 pub const STATE_DIR: Setting = Setting::env("BAA_CODEXD_STATE_DIR")
     .flag("state-dir", "DIR")
-    .derived("${BAA_STATE_DIR}/codexd, else <repo root>/state/codexd")
-    .help("the four state files; one of the three must be set (never the current directory)");
+    .derived("${BAA_STATE_DIR}/codexd, else ${BAA_RUNTIME_ROOT}/state/codexd, else <repo root>/state/codexd")
+    .help("the four state files; one of the four must be set (never the current directory)");
 pub const LOGS_DIR: Setting = Setting::env("BAA_CODEXD_LOGS_DIR")
     .flag("logs-dir", "DIR")
-    .derived("${BAA_LOGS_DIR}/codexd, else <repo root>/logs/codexd")
-    .help("events.jsonl, stdout.log, stderr.log; one of the three must be set");
+    .derived("${BAA_LOGS_DIR}/codexd, else ${BAA_RUNTIME_ROOT}/logs/codexd, else <repo root>/logs/codexd")
+    .help("events.jsonl, stdout.log, stderr.log; one of the four must be set");
 pub const SERVER_STRATEGY: Setting = Setting::env("BAA_CODEXD_SERVER_STRATEGY")
     .flag("server-strategy", "S")
     .default("spawn")
@@ -287,6 +288,7 @@ pub const SETTINGS: &[Setting] = &[
     LOCAL_API,
     STATE_DIR,
     LOGS_DIR,
+    RUNTIME_ROOT,
     REPO_ROOT,
     SERVER_STRATEGY,
     SERVER_COMMAND,
@@ -416,13 +418,21 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
     let own_logs = r.opt_path(&LOGS_DIR);
     let shared_state = r.opt_path(&SHARED_STATE_DIR);
     let shared_logs = r.opt_path(&SHARED_LOGS_DIR);
-    let under_root = |sub: &str| repo_root.as_ref().map(|root| root.join(sub).join("codexd"));
-    let state_dir = own_state
-        .or_else(|| shared_state.map(|d| d.join("codexd")))
-        .or_else(|| under_root("state"));
-    let logs_dir = own_logs
-        .or_else(|| shared_logs.map(|d| d.join("codexd")))
-        .or_else(|| under_root("logs"));
+    let runtime_state = runtime_root::under(r, "state");
+    let runtime_logs = runtime_root::under(r, "logs");
+    let under_repo = |sub: &str| repo_root.as_ref().map(|root| root.join(sub));
+    let state_dir = own_state.or_else(|| {
+        shared_state
+            .or(runtime_state)
+            .or_else(|| under_repo("state"))
+            .map(|d| d.join("codexd"))
+    });
+    let logs_dir = own_logs.or_else(|| {
+        shared_logs
+            .or(runtime_logs)
+            .or_else(|| under_repo("logs"))
+            .map(|d| d.join("codexd"))
+    });
 
     let mut cfg = Config {
         local_api_base,
@@ -480,12 +490,11 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
 }
 
 fn missing_dir(own: &Setting, shared: &Setting) -> Error {
-    Error::rule(format!(
-        "{} is not set, nor {} nor {}; codexd's dirs never default to the current directory",
+    runtime_root::not_set(&[
         own.both_names(),
         shared.both_names(),
-        REPO_ROOT.both_names()
-    ))
+        REPO_ROOT.both_names(),
+    ])
 }
 
 impl Config {
@@ -692,20 +701,42 @@ mod tests {
         let e = resolve_all(&[], &[]).0.unwrap_err().to_string();
         assert_eq!(
             e,
-            "BAA_CODEXD_STATE_DIR (or --state-dir) is not set, nor BAA_STATE_DIR nor BAA_CODEXD_REPO_ROOT (or --repo-root); codexd's dirs never default to the current directory"
+            "BAA_RUNTIME_ROOT (or --root) is not set, nor BAA_CODEXD_STATE_DIR (or --state-dir), BAA_STATE_DIR, BAA_CODEXD_REPO_ROOT (or --repo-root); set the root or each of these (runtime dirs never default to the current directory)"
         );
         let e = resolve_all(&[], &[("BAA_STATE_DIR", "/s")])
             .0
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("BAA_CODEXD_LOGS_DIR (or --logs-dir) is not set"),
+            e.starts_with("BAA_RUNTIME_ROOT (or --root) is not set, nor BAA_CODEXD_LOGS_DIR (or --logs-dir), BAA_LOGS_DIR,"),
             "{e}"
         );
         let c = resolve_all(&["--state-dir", "/s", "--logs-dir", "/l"], &[])
             .0
             .unwrap();
         assert_eq!(c.repo_root, PathBuf::from("/cwd"), "a label only");
+    }
+
+    #[test]
+    fn the_runtime_root_implies_the_dirs_and_the_others_override_it() {
+        let root = [("BAA_RUNTIME_ROOT", "/srv/baa")];
+        let c = resolve_all(&[], &root).0.unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/srv/baa/state/codexd"));
+        assert_eq!(c.logs_dir, PathBuf::from("/srv/baa/logs/codexd"));
+        // Over the repo root (a label, the last resort), under the shared and own dirs.
+        let c = resolve_all(
+            &["--repo-root", "/repo", "--logs-dir", "/l"],
+            &[("BAA_STATE_DIR", "/s"), root[0]],
+        )
+        .0
+        .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/s/codexd"));
+        assert_eq!(c.logs_dir, PathBuf::from("/l"));
+        let c = resolve_all(&["--root", "/flag", "--repo-root", "/repo"], &root)
+            .0
+            .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/flag/state/codexd"));
+        assert_eq!(c.logs_dir, PathBuf::from("/flag/logs/codexd"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod netaddr;
 pub mod proc;
 pub mod responses;
+pub mod runtime_root;
 pub mod secret;
 pub mod settings;
 pub mod signals;

@@ -154,6 +154,17 @@ impl JsonStore {
 
     /// Writes `value` as pretty JSON to `name`, atomically and durably.
     pub fn write<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = self.json_bytes(name, value)?;
+        let _guard = lock(&self.write_lock);
+        write_atomic(&self.dir, name, &bytes)
+    }
+
+    /// `value` as pretty JSON and a newline, for the file `name` (checked).
+    fn json_bytes<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<Vec<u8>, StoreError> {
         check_name(name)?;
         let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| {
             io_err(
@@ -162,8 +173,29 @@ impl JsonStore {
             )
         })?;
         bytes.push(b'\n');
+        Ok(bytes)
+    }
+
+    /// Writes `value` to `name` only if no file of that name exists, atomically and
+    /// durably: the synced temp is hard-linked to the name, which fails when it is taken,
+    /// so two processes sharing the directory never overwrite each other's first write.
+    /// Returns false (and writes nothing) when the file already existed.
+    pub fn create<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<bool, StoreError> {
+        let bytes = self.json_bytes(name, value)?;
         let _guard = lock(&self.write_lock);
-        write_atomic(&self.dir, name, &bytes)
+        let tmp = write_temp(&self.dir, name, &bytes, FileMode::Private)?;
+        let target = self.dir.join(name);
+        let linked = fs::hard_link(&tmp, &target);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(io_err(&target, e)),
+        }
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err(&self.dir, e))?;
+        Ok(true)
     }
 
     /// Reads `name`. Missing → `Ok(None)`. Unparsable (and unchanged for 50 ms, so not a
@@ -316,9 +348,22 @@ pub fn write_atomic_with(
     bytes: &[u8],
     mode: FileMode,
 ) -> Result<(), StoreError> {
+    let tmp = write_temp(dir, name, bytes, mode)?;
+    let target = dir.join(name);
+    if let Err(e) = fs::rename(&tmp, &target) {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(&target, e));
+    }
+    // The rename is only durable once the directory entry is.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(dir, e))
+}
+
+/// A synced temp beside `name` holding `bytes`, with its final mode; removed on failure.
+fn write_temp(dir: &Path, name: &str, bytes: &[u8], mode: FileMode) -> Result<PathBuf, StoreError> {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-    let target = dir.join(name);
     let result = (|| {
         let mut opts = OpenOptions::new();
         opts.write(true).create_new(true);
@@ -333,18 +378,15 @@ pub fn write_atomic_with(
                 .map_err(|e| io_err(&tmp, e))?;
         }
         f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
-        f.sync_all().map_err(|e| io_err(&tmp, e))?;
-        drop(f);
-        fs::rename(&tmp, &target).map_err(|e| io_err(&target, e))
+        f.sync_all().map_err(|e| io_err(&tmp, e))
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    // The rename is only durable once the directory entry is.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(dir, e))
 }
 
 #[cfg(test)]
@@ -359,6 +401,25 @@ mod tests {
         ));
         fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn create_writes_only_when_the_file_is_absent() {
+        let dir = tmpdir("create");
+        let store = JsonStore::open(&dir).unwrap();
+        assert!(store.create("a.json", &json!({"n": 1})).unwrap());
+        assert!(!store.create("a.json", &json!({"n": 2})).unwrap());
+        assert_eq!(
+            store.read::<Value>("a.json").unwrap(),
+            Some(json!({"n": 1}))
+        );
+        // No temp is left behind either way.
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.json"]);
+        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]

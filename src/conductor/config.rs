@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use baa::common::cli::{Cli, Command as CliCommand};
 use baa::common::logging::{LOG_FILE, LOG_MAX_BYTES};
 use baa::common::netaddr::{is_tailscale_ip, ListenUrl};
+use baa::common::runtime_root::{self, RUNTIME_ROOT};
 use baa::common::secret::is_placeholder_token;
-use baa::common::settings::{Error, Resolver, Result, Setting};
+use baa::common::settings::{Resolver, Result, Setting};
 
 pub const DEFAULT_LOCAL_API: &str = "http://127.0.0.1:4317";
 pub const CODEXD_ENV: &str = "BAA_CODEXD_LOCAL_API_BASE";
@@ -163,19 +164,24 @@ pub const RENEW_FAILURE_THRESHOLD: Setting = Setting::env("BAA_CONDUCTOR_RENEW_F
     .help("consecutive renew failures after which the leader is degraded (>= 1)");
 pub const STATE_DIR: Setting = Setting::env("BAA_STATE_DIR")
     .flag("state-dir", "DIR")
-    .help("conductor state files; required (never defaults to the current directory)");
+    .derived("${BAA_RUNTIME_ROOT}/state")
+    .help("conductor state files; never the current directory");
 pub const LOGS_DIR: Setting = Setting::env("BAA_LOGS_DIR")
     .flag("logs-dir", "DIR")
-    .help("logs dir, created at start; required");
+    .derived("${BAA_RUNTIME_ROOT}/logs")
+    .help("logs dir, created at start");
 pub const RUNS_DIR: Setting = Setting::env("BAA_RUNS_DIR")
     .flag("runs-dir", "DIR")
-    .help("runs dir, created at start; required");
+    .derived("${BAA_RUNTIME_ROOT}/runs")
+    .help("runs dir, created at start");
 pub const WORKTREES_DIR: Setting = Setting::env("BAA_WORKTREES_DIR")
     .flag("worktrees-dir", "DIR")
-    .help("worktrees dir, created at start; required");
+    .derived("${BAA_RUNTIME_ROOT}/worktrees")
+    .help("worktrees dir, created at start");
 pub const TMP_DIR: Setting = Setting::env("BAA_TMP_DIR")
     .flag("tmp-dir", "DIR")
-    .help("scratch dir, created at start; required");
+    .derived("${BAA_RUNTIME_ROOT}/tmp")
+    .help("scratch dir, created at start");
 pub const REPO_ROOT: Setting = Setting::env("BAA_CONDUCTOR_REPO_ROOT")
     .flag("repo-root", "DIR")
     .help("the checkout callers work in, the cwd of the /describe examples (unset: the working directory)");
@@ -237,6 +243,7 @@ pub const SETTINGS: &[Setting] = &[
     LEASE_TTL_SEC,
     LEASE_RENEW_INTERVAL_MS,
     RENEW_FAILURE_THRESHOLD,
+    RUNTIME_ROOT,
     STATE_DIR,
     LOGS_DIR,
     RUNS_DIR,
@@ -399,18 +406,16 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
 
     // Last, so a wrong value elsewhere is reported first; and all at once, so a person
     // starting it by hand learns every missing one from one try.
-    let dirs = [STATE_DIR, LOGS_DIR, RUNS_DIR, WORKTREES_DIR, TMP_DIR];
-    let missing: Vec<String> = dirs
-        .iter()
-        .filter(|d| !r.is_given(d))
-        .map(Setting::both_names)
-        .collect();
-    if !missing.is_empty() {
-        return Err(Error::rule(format!(
-            "runtime dirs are not set: {}; they never default to the current directory",
-            missing.join(", ")
-        )));
-    }
+    let [state_dir, logs_dir, runs_dir, worktrees_dir, tmp_dir] = runtime_root::dirs(
+        r,
+        [
+            (&STATE_DIR, "state"),
+            (&LOGS_DIR, "logs"),
+            (&RUNS_DIR, "runs"),
+            (&WORKTREES_DIR, "worktrees"),
+            (&TMP_DIR, "tmp"),
+        ],
+    )?;
 
     Ok(Config {
         node_id,
@@ -428,11 +433,11 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         lease_ttl_sec,
         lease_renew_interval_ms,
         renew_failure_threshold,
-        state_dir: r.path(&STATE_DIR)?,
-        logs_dir: r.path(&LOGS_DIR)?,
-        runs_dir: r.path(&RUNS_DIR)?,
-        worktrees_dir: r.path(&WORKTREES_DIR)?,
-        tmp_dir: r.path(&TMP_DIR)?,
+        state_dir,
+        logs_dir,
+        runs_dir,
+        worktrees_dir,
+        tmp_dir,
         // launchd's WorkingDirectory is the checkout, so the cwd is the right fallback;
         // examples never carry a path of the machine they were written on.
         repo_root: r
@@ -681,15 +686,78 @@ mod tests {
         assert_eq!(c.runs_dir, PathBuf::from("/srv/baa/runs"));
     }
 
+    /// Resolves `args` over `env` without the test dirs, in the working directory `/cwd`.
+    fn resolve_bare(args: &[&str], env: &[(&str, &str)]) -> Result<Config> {
+        let f = flags(args);
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = |k: &str| env.get(k).cloned();
+        resolve(&Resolver::new(SETTINGS, &f, &lookup, Path::new("/cwd")))
+    }
+
+    fn dirs_of(c: &Config) -> [&Path; 5] {
+        [
+            &c.state_dir,
+            &c.logs_dir,
+            &c.runs_dir,
+            &c.worktrees_dir,
+            &c.tmp_dir,
+        ]
+        .map(PathBuf::as_path)
+    }
+
     #[test]
-    fn missing_dirs_are_refused_naming_every_variable() {
-        let f = flags(&["--state-dir", "/srv/baa/state"]);
-        let lookup = |k: &str| (k == "BAA_TMP_DIR").then(|| "/srv/baa/tmp".to_string());
-        let r = Resolver::new(SETTINGS, &f, &lookup, Path::new("/cwd"));
-        let e = resolve(&r).unwrap_err().to_string();
+    fn the_runtime_root_implies_each_dir() {
+        let want =
+            ["state", "logs", "runs", "worktrees", "tmp"].map(|d| Path::new("/srv/baa").join(d));
+        let c = resolve_bare(&[], &[("BAA_RUNTIME_ROOT", "/srv/baa/")]).unwrap();
+        assert_eq!(dirs_of(&c), want.each_ref().map(PathBuf::as_path));
+        // The flag wins over the variable; a relative root is anchored at the cwd.
+        let c = resolve_bare(&["--root", "node"], &[("BAA_RUNTIME_ROOT", "/srv/baa")]).unwrap();
+        assert_eq!(c.tmp_dir, PathBuf::from("/cwd/node/tmp"));
+        assert_eq!(c.state_dir, PathBuf::from("/cwd/node/state"));
+    }
+
+    #[test]
+    fn an_explicit_dir_overrides_the_root() {
+        let c = resolve_bare(
+            &["--root", "/srv/baa", "--runs-dir", "/data/runs"],
+            &[("BAA_LOGS_DIR", "/var/log/baa"), ("BAA_STATE_DIR", " ")],
+        )
+        .unwrap();
+        assert_eq!(
+            dirs_of(&c),
+            [
+                Path::new("/srv/baa/state"),
+                Path::new("/var/log/baa"),
+                Path::new("/data/runs"),
+                Path::new("/srv/baa/worktrees"),
+                Path::new("/srv/baa/tmp"),
+            ]
+        );
+        // All five given: no root needed.
+        let c = resolve_with(&[], &[]).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/srv/baa/state"));
+    }
+
+    #[test]
+    fn no_root_and_no_dirs_is_one_line_naming_the_root() {
+        let e = resolve_bare(&[], &[("BAA_STATE_DIR", "")])
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
-            "runtime dirs are not set: BAA_LOGS_DIR (or --logs-dir), BAA_RUNS_DIR (or --runs-dir), BAA_WORKTREES_DIR (or --worktrees-dir); they never default to the current directory"
+            "BAA_RUNTIME_ROOT (or --root) is not set: set it to the directory that holds state/, logs/, runs/, worktrees/ and tmp/ (runtime dirs never default to the current directory)"
+        );
+        // Some dirs but not all: the others are named as well.
+        let e = resolve_bare(&["--state-dir", "/s"], &[("BAA_TMP_DIR", "/t")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "BAA_RUNTIME_ROOT (or --root) is not set, nor BAA_LOGS_DIR (or --logs-dir), BAA_RUNS_DIR (or --runs-dir), BAA_WORKTREES_DIR (or --worktrees-dir); set the root or each of these (runtime dirs never default to the current directory)"
         );
     }
 

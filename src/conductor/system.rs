@@ -207,8 +207,9 @@ impl SystemStore {
         }
     }
 
-    /// The current state. A missing file with no last-good copy reads as the initial
-    /// `running` state (a fresh install); a corrupt or vanished one is recovered.
+    /// The current state. A missing file with no last-good copy is a fresh install: the
+    /// initial `running` state is written then and read back ever after; a corrupt or
+    /// vanished one is recovered.
     pub fn load(&self, store: &JsonStore) -> Result<SystemState, StoreError> {
         if let Some(key) = store.key(FILE)? {
             let cache = lock(&self.cache);
@@ -263,7 +264,7 @@ impl SystemStore {
             }
             Ok(None) => match store.key(LAST_GOOD)? {
                 // Fresh install: nothing was ever written.
-                None => Ok(SystemState::initial()),
+                None => self.first_write(store),
                 Some(_) => self.recover(store, format!("{FILE} was missing"), None),
             },
             Err(StoreError::Corrupt {
@@ -282,6 +283,27 @@ impl SystemStore {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Writes the initial `running` state of a fresh install, so its `updated_at` is the
+    /// time it was first written (the first start: the scheduler reads the mode at once)
+    /// and stays that, not the time of each request. Created only if absent: when another
+    /// conductor sharing the state dir wrote first, its state is read back, never replaced.
+    fn first_write(&self, store: &JsonStore) -> Result<SystemState, StoreError> {
+        let initial = SystemState::initial();
+        if !store.create(FILE, &initial)? {
+            if let Some((theirs, key)) = store.read_keyed::<SystemState>(FILE)? {
+                self.remember(key, &theirs);
+                return Ok(theirs);
+            }
+        }
+        if let Some(key) = store.key(FILE)? {
+            self.remember(key, &initial);
+        }
+        if let Err(e) = store.create(LAST_GOOD, &initial) {
+            log::warn!("system: cannot write the last-good copy: {e}");
+        }
+        Ok(initial)
     }
 
     /// Restores the last good copy, or pauses automation when there is none, and persists
@@ -429,6 +451,57 @@ mod tests {
             (Mode::Draining, 2, None)
         );
         assert_eq!(sys.load(&store).unwrap(), s);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_fresh_install_reports_when_its_state_was_first_written_not_the_request_time() {
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("sys"));
+        let store = JsonStore::open(&dir).unwrap();
+        let sys = SystemStore::new();
+        let first = sys.load(&store).unwrap();
+        assert_eq!((first.mode, first.version), (Mode::Running, 0));
+        // Persisted at once, the last-good copy too.
+        assert_eq!(
+            store.read::<SystemState>(FILE).unwrap(),
+            Some(first.clone())
+        );
+        assert_eq!(
+            store.read::<SystemState>(LAST_GOOD).unwrap(),
+            Some(first.clone())
+        );
+        // Once the clock has moved on, a read (this process's, or a restarted one's)
+        // still says when the state was first written.
+        while now_rfc3339() == first.updated_at {
+            std::thread::yield_now();
+        }
+        assert_eq!(sys.load(&store).unwrap(), first);
+        assert_eq!(SystemStore::new().load(&store).unwrap(), first);
+        // The first change moves it on.
+        let s = sys
+            .apply(&store, Action::Pause, &ChangeRequest::default())
+            .unwrap();
+        assert_ne!(s.updated_at, first.updated_at);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_first_write_never_replaces_another_conductors_state() {
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("sys"));
+        let store = JsonStore::open(&dir).unwrap();
+        let other = SystemStore::new();
+        // The other conductor found no file, and wrote its first change before this one
+        // created the initial state: that change stays.
+        let theirs = other
+            .apply(&store, Action::Pause, &ChangeRequest::default())
+            .unwrap();
+        let sys = SystemStore::new();
+        assert_eq!(sys.first_write(&store).unwrap(), theirs);
+        assert_eq!(
+            store.read::<SystemState>(FILE).unwrap(),
+            Some(theirs.clone())
+        );
+        assert_eq!(store.read::<SystemState>(LAST_GOOD).unwrap(), Some(theirs));
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use crate::common::cli::{Cli, Command as CliCommand};
 use crate::common::logging::{LOG_FILE, LOG_MAX_BYTES};
 use crate::common::netaddr::is_tailscale_ip;
+use crate::common::runtime_root::{self, RUNTIME_ROOT};
 use crate::common::settings::{Resolver, Result, Setting};
 
 pub const DEFAULT_CONDUCTOR: &str = "http://127.0.0.1:4317";
@@ -35,7 +36,8 @@ pub const CODEXD: Setting = Setting::env("BAA_CODEXD_LOCAL_API_BASE")
     .help("codexd base URL to aggregate (/v1/codexd/status)");
 pub const LOGS_DIR: Setting = Setting::env("BAA_LOGS_DIR")
     .flag("logs-dir", "DIR")
-    .help("the node's logs dir (launchd out/err under launchd/, codexd's under codexd/); the page's hints name those files. Unset: taken from the conductor's /v1/runtime paths");
+    .derived("${BAA_RUNTIME_ROOT}/logs, else the conductor's /v1/runtime paths.logsDir")
+    .help("the node's logs dir (launchd out/err under launchd/, codexd's under codexd/); the page's hints name those files");
 pub const LABEL_PREFIX: Setting = Setting::env("BAA_LAUNCHD_LABEL_PREFIX")
     .flag("label-prefix", "PREFIX")
     .default("so.makefile")
@@ -52,6 +54,7 @@ pub const SETTINGS: &[Setting] = &[
     CONDUCTOR,
     CODEXD,
     LOGS_DIR,
+    RUNTIME_ROOT,
     LABEL_PREFIX,
     RUST_LOG,
     LOG_FILE,
@@ -100,7 +103,10 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         port: r.number(&PORT, 0..=u16::MAX)?,
         conductor_base: base_url(r, &CONDUCTOR)?,
         codexd_base: base_url(r, &CODEXD)?,
-        logs_dir: r.opt_path(&LOGS_DIR).map(|p| p.display().to_string()),
+        logs_dir: r
+            .opt_path(&LOGS_DIR)
+            .or(runtime_root::under(r, "logs"))
+            .map(|p| p.display().to_string()),
         label_prefix: label_prefix(r)?,
     })
 }
@@ -202,6 +208,17 @@ mod tests {
         assert_eq!(c.label_prefix, "com.example");
         let e = resolve_with(&["--label-prefix", "a b"], no_env).unwrap_err();
         assert!(e.to_string().starts_with("--label-prefix"), "{e}");
+    }
+
+    #[test]
+    fn the_runtime_root_implies_the_logs_dir_unless_it_is_given() {
+        let env = |k: &str| (k == "BAA_RUNTIME_ROOT").then(|| "/srv/baa".to_string());
+        let c = resolve_with(&[], env).unwrap();
+        assert_eq!(c.logs_dir.as_deref(), Some("/srv/baa/logs"));
+        let c = resolve_with(&["--logs-dir", "/var/log/baa"], env).unwrap();
+        assert_eq!(c.logs_dir.as_deref(), Some("/var/log/baa"));
+        let c = resolve_with(&["--root", "/other"], no_env).unwrap();
+        assert_eq!(c.logs_dir.as_deref(), Some("/other/logs"));
     }
 
     #[test]

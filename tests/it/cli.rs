@@ -5,7 +5,7 @@
 //! the working directory.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -301,21 +301,17 @@ fn entries(dir: &Path) -> Vec<String> {
 #[test]
 fn conductor_start_in_a_scratch_dir_creates_nothing_there() {
     let scratch = TempDir::new("cli-scratch");
-    for (name, path, needle) in [
-        ("baa-conductor", CONDUCTOR, "BAA_STATE_DIR (or --state-dir)"),
-        (
-            "baa-codexd",
-            CODEXD,
-            "BAA_CODEXD_STATE_DIR (or --state-dir)",
-        ),
-    ] {
+    for (name, path) in [("baa-conductor", CONDUCTOR), ("baa-codexd", CODEXD)] {
         for command in ["start", "config"] {
             let out = bin(path, scratch.path())
                 .args([command, "--local-api", "http://127.0.0.1:0"])
                 .output()
                 .unwrap();
             let what = one_line_error(name, &out);
-            assert!(what.contains(needle), "{name} {command}: {what}");
+            assert!(
+                what.starts_with("BAA_RUNTIME_ROOT (or --root) is not set"),
+                "{name} {command}: {what}"
+            );
             assert!(
                 what.contains("never default to the current directory"),
                 "{what}"
@@ -334,6 +330,42 @@ fn conductor_start_in_a_scratch_dir_creates_nothing_there() {
         .start();
     d.terminate(Duration::from_secs(10));
     assert_eq!(entries(scratch.path()), Vec::<String>::new());
+}
+
+#[test]
+fn one_runtime_root_places_the_dirs_of_the_conductor_and_codexd() {
+    let tmp = TempDir::new("cli-root");
+    let root = tmp.join("node");
+    let config = |path: &str, args: &[&str]| -> Value {
+        let out = bin(path, tmp.path())
+            .args(args)
+            .env("BAA_RUNTIME_ROOT", &root)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{path}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let c = config(
+        CONDUCTOR,
+        &["config", "--json", "--logs-dir", "/var/log/baa"],
+    );
+    for (key, want) in [
+        ("stateDir", root.join("state")),
+        ("logsDir", PathBuf::from("/var/log/baa")),
+        ("runsDir", root.join("runs")),
+        ("worktreesDir", root.join("worktrees")),
+        ("tmpDir", root.join("tmp")),
+    ] {
+        assert_eq!(c["paths"][key], want.display().to_string(), "{key}: {c}");
+    }
+    let d = config(CODEXD, &["config", "--json"]);
+    assert_eq!(
+        d["stateDir"],
+        root.join("state/codexd").display().to_string()
+    );
+    assert_eq!(d["logsDir"], root.join("logs/codexd").display().to_string());
+    // `config` creates nothing, under the root or in the cwd.
+    assert_eq!(entries(tmp.path()), Vec::<String>::new());
 }
 
 #[test]

@@ -142,3 +142,29 @@ fn system_state_cache_sees_a_second_conductors_writes() {
         }
     }
 }
+
+#[test]
+fn a_mode_never_changed_reports_when_it_was_first_written_across_restarts() {
+    let dir = TempDir::new("state-first-written");
+    let mut c = conductor::spawn(&dir, "mini-main", "primary").start();
+    let first = state(&c);
+    assert_eq!(
+        mode_version(&first),
+        (json!("running"), json!(0)),
+        "{first}"
+    );
+    let written = first["updated_at"].clone();
+    // Written at the first start, not made up per request: on disk already.
+    let on_disk: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state/system-state.json")).unwrap())
+            .unwrap();
+    assert_eq!(on_disk["updated_at"], written, "{on_disk}");
+    assert!(c.terminate(Duration::from_secs(15)).success());
+    let c = conductor::spawn(&dir, "mini-main", "primary").start();
+    let again = state(&c);
+    assert_eq!(
+        (mode_version(&again), again["updated_at"].clone()),
+        ((json!("running"), json!(0)), written),
+        "{again}"
+    );
+}

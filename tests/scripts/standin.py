@@ -9,9 +9,9 @@ runtime scripts use exactly as the real binaries do: conductor /healthz "ok\\n",
 prints "<name> 0.0.0-standin", `stop-child` that there is no child. SIGTERM stops it
 cleanly.
 
-The conductor keeps its mode in $BAA_STATE_DIR/standin-system.json (it survives restarts,
-as the real one's does) and appends "METHOD PATH" per request to standin-requests.log
-there. $BAA_STATE_DIR/standin-drain.json {"report": bool, "polls": n} shapes `drained`:
+The conductor keeps its mode in <state>/standin-system.json ($BAA_STATE_DIR, else
+$BAA_RUNTIME_ROOT/state, as the real one; it survives restarts, as the real one's does) and
+appends "METHOD PATH" per request to standin-requests.log there. <state>/standin-drain.json {"report": bool, "polls": n} shapes `drained`:
 report false leaves the field out (a conductor from before worker mode); polls n answers
 drained false n times while draining before true.
 """
@@ -24,7 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 SERVICE = os.path.basename(sys.argv[0])
-STATE_DIR = os.environ.get("BAA_STATE_DIR", "")
+STATE_DIR = os.environ.get("BAA_STATE_DIR", "").strip() or (
+    os.path.join(os.environ["BAA_RUNTIME_ROOT"].strip(), "state") if os.environ.get("BAA_RUNTIME_ROOT", "").strip() else "")
 
 
 def listen_address():
@@ -146,7 +147,9 @@ def main():
         print("%s 0.0.0-standin" % SERVICE)
         return
     if sys.argv[1:] == ["stop-child"]:
-        print("no app-server recorded in %s: nothing to stop" % os.environ.get("BAA_CODEXD_STATE_DIR", "?"))
+        print("no app-server recorded in %s: nothing to stop" % (
+            os.environ.get("BAA_CODEXD_STATE_DIR", "").strip()
+            or os.path.join(os.environ.get("BAA_RUNTIME_ROOT", "").strip() or "?", "state", "codexd")))
         return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     Handler.table = routes()

@@ -122,11 +122,8 @@ class InstallTests(ScriptTest):
             "BAA_CONDUCTOR_LOCAL_API": n.url("conductor"),
             "BAA_CODEXD_LOCAL_API_BASE": n.url("codexd"),
             "BAA_SHARED_TOKEN_FILE": str(n.token_file),
-            "BAA_STATE_DIR": root + "/state",
+            "BAA_RUNTIME_ROOT": root,
             "BAA_LOGS_DIR": logs,
-            "BAA_RUNS_DIR": root + "/runs",
-            "BAA_WORKTREES_DIR": root + "/worktrees",
-            "BAA_TMP_DIR": root + "/tmp",
             "BAA_CONDUCTOR_REPO_ROOT": repo,
             "BAA_LOG_FILE": c["StandardErrorPath"],
         })
@@ -138,8 +135,6 @@ class InstallTests(ScriptTest):
         denv = d["EnvironmentVariables"]
         for key, want in {
             "BAA_CODEXD_REPO_ROOT": repo,
-            "BAA_CODEXD_LOGS_DIR": logs + "/codexd",
-            "BAA_CODEXD_STATE_DIR": root + "/state/codexd",
             "BAA_CODEXD_MODE": "app-server",
             "BAA_CODEXD_LOCAL_API_BASE": n.url("codexd"),
             "BAA_CODEXD_EVENT_STREAM_PATH": "/v1/codexd/events",
@@ -148,10 +143,13 @@ class InstallTests(ScriptTest):
             "BAA_CODEXD_SERVER_ARGS": "app-server",
             "BAA_CODEXD_SERVER_CWD": repo,
             "BAA_CODEXD_SERVER_ENDPOINT": "unix://",
-            "BAA_STATE_DIR": root + "/state",
+            "BAA_RUNTIME_ROOT": root,
             "BAA_LOGS_DIR": logs,
         }.items():
             self.assertEqual(denv.get(key), want, key)
+        # codexd finds its dirs under those two; none is named one by one any more.
+        for key in ("BAA_STATE_DIR", "BAA_CODEXD_STATE_DIR", "BAA_CODEXD_LOGS_DIR"):
+            self.assertNotIn(key, denv)
 
         s = n.plist("status-api")
         self.assertEqual(s["ProgramArguments"], ["%s/baa-status-api" % current])
@@ -160,6 +158,7 @@ class InstallTests(ScriptTest):
         self.assertEqual(senv["BAA_STATUS_API_PORT"], str(n.ports["status-api"]))
         self.assertEqual(senv["BAA_CONDUCTOR_LOCAL_API"], n.url("conductor"))
         self.assertEqual(senv["BAA_CODEXD_LOCAL_API_BASE"], n.url("codexd"))
+        self.assertEqual((senv["BAA_RUNTIME_ROOT"], senv["BAA_LOGS_DIR"]), (root, logs))
 
     def test_binaries_are_copied_to_a_version_dir_that_a_rebuild_does_not_touch(self):
         n = self.node
@@ -192,7 +191,7 @@ class InstallTests(ScriptTest):
         self.bootstrap("--repo-layout")
         self.check(n.run("install-launchd.sh", *n.target_args(), *n.config_args(), "--repo-layout"))
         env = n.plist("conductor")["EnvironmentVariables"]
-        self.assertEqual(env["BAA_STATE_DIR"], str(n.repo) + "/state")
+        self.assertEqual(env["BAA_RUNTIME_ROOT"], str(n.repo))
         self.assertEqual(env["BAA_LOGS_DIR"], str(n.repo) + "/logs")
         self.assertEqual(n.plist("codexd")["StandardErrorPath"],
                          "%s/logs/launchd/so.makefile.baa-codexd.err.log" % n.repo)

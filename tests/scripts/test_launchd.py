@@ -276,7 +276,7 @@ class CheckNodeTests(ScriptTest):
         self.check(self.reload())
         env = n.plist("codexd")["EnvironmentVariables"]
         self.assertEqual(env["BAA_CODEXD_SERVER_ENDPOINT"], "unix://")
-        sock = env["BAA_CODEXD_STATE_DIR"] + "/app-server.sock"
+        sock = env["BAA_RUNTIME_ROOT"] + "/state/codexd/app-server.sock"
         # Something on codexd's socket that codexd does not report as its child.
         orphan = subprocess.Popen(
             [sys.executable, "-c", "import time; time.sleep(60)", "app-server", "--listen", "unix://" + sock])
@@ -293,7 +293,9 @@ class CheckNodeTests(ScriptTest):
         self.check(proc)
         self.assertIn("launchctl bootout gui/501/so.makefile.baa-codexd", proc.stdout)
         self.assertIn("/baa-codexd stop-child", proc.stdout)
-        self.assertIn("BAA_CODEXD_STATE_DIR=", proc.stdout)
+        # With the dirs of the installed plist: the root, and the rest given as unset.
+        self.assertIn("BAA_RUNTIME_ROOT=%s " % env["BAA_RUNTIME_ROOT"].replace(" ", "\\ "), proc.stdout)
+        self.assertIn("BAA_CODEXD_STATE_DIR= ", proc.stdout)
 
 
 class InstallMiniTests(ScriptTest):

@@ -258,7 +258,7 @@ class BackupTests(ScriptTest):
         self.bootstrap(*layout)
         self.check(n.run("install-launchd.sh", *n.target_args(), *n.config_args(), *layout))
         self.check(self.reload())
-        self.assertEqual(n.plist("conductor")["EnvironmentVariables"]["BAA_STATE_DIR"], str(root / "state"))
+        self.assertEqual(n.plist("conductor")["EnvironmentVariables"]["BAA_RUNTIME_ROOT"], str(root))
         status, body = http_get(n.url("conductor") + "/v1/system/state")
         self.assertEqual(status, 200, body)
         self.assertEqual(json.loads(body)["data"]["mode"], "paused", body)

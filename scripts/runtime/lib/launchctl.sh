@@ -167,9 +167,11 @@ stop_codexd_child() {
     runtime_error "codexd: no installed plist at ${plist}; cannot find baa-codexd for --with-child"
     return 1
   fi
-  run_cmd env \
-    "BAA_CODEXD_REPO_ROOT=$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_REPO_ROOT" "")" \
-    "BAA_CODEXD_STATE_DIR=$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_STATE_DIR" "")" \
-    "BAA_CODEXD_LOGS_DIR=$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_CODEXD_LOGS_DIR" "")" \
-    "$bin" stop-child
+  # Every variable codexd finds its dirs by; a plist from before BAA_RUNTIME_ROOT names
+  # them one by one, and an empty value counts as unset.
+  local name env_args=()
+  for name in BAA_RUNTIME_ROOT BAA_STATE_DIR BAA_LOGS_DIR BAA_CODEXD_STATE_DIR BAA_CODEXD_LOGS_DIR BAA_CODEXD_REPO_ROOT; do
+    env_args+=("${name}=$(plist_get_or_default "$plist" ":EnvironmentVariables:${name}" "")")
+  done
+  run_cmd env "${env_args[@]}" "$bin" stop-child
 }

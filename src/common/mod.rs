@@ -20,5 +20,6 @@ pub mod settings;
 pub mod signals;
 pub mod store;
 pub mod sync;
+pub mod text;
 pub mod time;
 pub mod ws;

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use baa::common::jsonl::JsonlLog;
 use baa::common::logging;
 use baa::common::sync::lock;
+use baa::common::text::cut;
 use baa::common::time::now_rfc3339;
 
 /// Past this size `audit.jsonl` becomes `audit.jsonl.1`.
@@ -145,18 +146,6 @@ fn log_line(e: &Value) {
         .map(|(k, v)| (*k, v as &dyn std::fmt::Display))
         .collect();
     logging::event(&name, &refs);
-}
-
-/// At most `cap` bytes of `s`, cut at a character boundary, `…` marking a cut.
-fn cut(s: &str, cap: usize) -> String {
-    if s.len() <= cap {
-        return s.to_string();
-    }
-    let mut end = cap;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 #[cfg(test)]

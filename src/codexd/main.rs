@@ -19,7 +19,6 @@ mod events;
 mod experimental;
 mod history_ops;
 mod lifecycle_ops;
-mod logfile;
 mod models;
 mod notifications;
 mod reattach;

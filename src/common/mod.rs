@@ -11,6 +11,7 @@ pub mod dirlock;
 pub mod http;
 pub mod ids;
 pub mod jsonl;
+pub mod logfile;
 pub mod logging;
 pub mod netaddr;
 pub mod proc;

@@ -23,7 +23,7 @@ use baa::common::text;
 
 use super::queue;
 use super::ChildEvent;
-use crate::logfile::RotatingFile;
+use baa::common::logfile::RotatingFile;
 
 /// Longest stdout line passed on (app-server lines of several MB exist; its own WebSocket
 /// transport caps a message at 16 MiB). A longer line is cut.

@@ -17,8 +17,8 @@ use super::generation::{Generation, Io, Proc};
 use super::process::{self, StartError};
 use super::pumps::Pumps;
 use super::{queue, ChildEvent, Link, Settings};
-use crate::logfile::RotatingFile;
 use crate::rpc::{Outbound, Rpc};
+use baa::common::logfile::RotatingFile;
 
 /// Spawns generation `generation` over pipes and completes the handshake.
 pub(super) fn start(

@@ -19,6 +19,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use baa::common::jsonl::JsonlLog;
+use baa::common::logfile;
 use baa::common::logging;
 use baa::common::sync::lock;
 use baa::common::text::cut;
@@ -84,7 +85,7 @@ impl Audit {
         if fs::metadata(&self.path).map_or(0, |m| m.len()) >= self.max_bytes {
             // Closed first: the next append opens a fresh file at the same path.
             *slot = None;
-            logging::rotate_files(&self.path, AUDIT_KEEP)?;
+            logfile::rotate_files(&self.path, AUDIT_KEEP)?;
         }
         Ok(())
     }

@@ -36,6 +36,7 @@ mod state;
 mod status;
 mod stop_child;
 mod stub;
+mod stub_run;
 mod stub_socket;
 mod supervision;
 mod ticker;
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     // Not a command: codexd runs itself as the stub child for `smoke` and the tests.
     if args.first().is_some_and(|a| a == "__stub-app-server") {
-        return exit_code(stub::run());
+        return exit_code(stub_run::run());
     }
     let env = |k: &str| std::env::var(k).ok();
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());

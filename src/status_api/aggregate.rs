@@ -3,17 +3,16 @@
 //! what becomes a warning and what to do about it, which events are shown) are unit-tested
 //! without sockets. The wording of each warning and its fix is `advice`.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::advice::{self, Level, Problem, Site};
 use super::fetch::{Fetched, Raw};
 use super::tasks;
+use super::values::{clip, clip_value, first, text_at};
 
 /// Sessions and events shown; the registry may hold many more.
 const MAX_SESSIONS: usize = 50;
 const MAX_EVENTS: usize = 15;
-/// Long upstream strings (agent messages, errors) are cut so one session cannot flood the page.
-const MAX_TEXT_CHARS: usize = 300;
 
 /// Merges the upstream results into the `/v1/status` data object.
 pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
@@ -377,47 +376,6 @@ pub fn is_lifecycle(e: &Value) -> bool {
     }
     let kind = e.get("type").and_then(Value::as_str).unwrap_or("");
     kind.contains('.') && !kind.contains('/')
-}
-
-/// The first of the dotted `paths` that is present and not null.
-pub fn first(v: &Value, paths: &[&str]) -> Option<Value> {
-    paths.iter().find_map(|p| {
-        let mut cur = v;
-        for key in p.split('.') {
-            cur = cur
-                .as_object()
-                .and_then(|m: &Map<String, Value>| m.get(key))?;
-        }
-        (!cur.is_null()).then(|| cur.clone())
-    })
-}
-
-/// Like `first`, as display text: strings as is, numbers and booleans printed, objects
-/// and arrays as compact JSON; empty strings count as absent.
-pub fn text_at(v: &Value, paths: &[&str]) -> Option<String> {
-    first(v, paths).and_then(|x| {
-        let s = match x {
-            Value::String(s) => s,
-            other => other.to_string(),
-        };
-        (!s.trim().is_empty()).then_some(s)
-    })
-}
-
-pub fn clip(s: &str) -> String {
-    if s.chars().count() <= MAX_TEXT_CHARS {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(MAX_TEXT_CHARS).collect();
-    out.push('…');
-    out
-}
-
-pub fn clip_value(v: &Value) -> Value {
-    match v {
-        Value::String(s) => Value::String(clip(s)),
-        other => Value::String(clip(&other.to_string())),
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::aggregate::clip;
+use super::values::clip;
 
 /// Where the upstreams are and how long they may take.
 #[derive(Debug, Clone)]

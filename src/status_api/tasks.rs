@@ -5,8 +5,8 @@
 
 use serde_json::{json, Value};
 
-use super::aggregate::{clip_value, first};
 use super::fetch::Fetched;
+use super::values::{clip_value, first};
 
 /// At most this many running tasks are listed (the scheduler's cap is usually 1 or 2).
 const MAX_RUNNING: usize = 20;

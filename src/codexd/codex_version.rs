@@ -6,6 +6,7 @@
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use baa::common::proc::kill_group;
 use baa::common::signals::StopFlag;
 use baa::common::sync::lock;
 
-use crate::core::Core;
+use crate::config::ModelCheck;
 
 /// How long `--version` may take (a few ms normally; a wedged binary must not hold the
 /// refresh thread).
@@ -23,9 +24,18 @@ const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
 /// `--version` output read at most.
 const VERSION_MAX_BYTES: u64 = 4096;
 
+/// The codex codexd runs: the binary's command and what it and the running child said.
+pub struct CodexVersion {
+    command: String,
+    /// Shown beside the version (`BAA_CODEXD_EXPERIMENTAL_API`, `BAA_CODEXD_MODEL_CHECK`).
+    experimental_api: bool,
+    model_check: ModelCheck,
+    info: Mutex<CodexInfo>,
+}
+
 /// What is known about the codex binary and the running child.
 #[derive(Debug, Default, Clone)]
-pub struct CodexInfo {
+struct CodexInfo {
     /// The running child's `initialize` userAgent.
     pub user_agent: Option<String>,
     /// Child generation `--version` last ran for (0: never).
@@ -89,31 +99,40 @@ pub fn cli_version(command: &str, stop: &StopFlag) -> Result<String, String> {
     Ok(line)
 }
 
-impl Core {
+impl CodexVersion {
+    pub fn new(command: &str, experimental_api: bool, model_check: ModelCheck) -> CodexVersion {
+        CodexVersion {
+            command: command.to_string(),
+            experimental_api,
+            model_check,
+            info: Mutex::new(CodexInfo::default()),
+        }
+    }
+
     /// Runs `--version` once per child generation (refresh thread).
-    pub(crate) fn refresh_codex_version(&self, generation: u64) {
-        if lock(&self.codex).cli_generation == generation {
+    pub fn refresh_cli(&self, generation: u64, stop: &StopFlag) {
+        if lock(&self.info).cli_generation == generation {
             return;
         }
-        let result = cli_version(&self.cfg.server_command, &self.stop);
-        let mut c = lock(&self.codex);
+        let result = cli_version(&self.command, stop);
+        let mut c = lock(&self.info);
         c.cli_generation = generation;
         match result {
             Ok(line) => {
                 c.cli_version = Some(line);
                 c.cli_error = None;
             }
-            Err(e) => c.cli_error = Some(e),
+            Err(e) => c.cli_error = Some(e.to_string()),
         }
     }
 
-    pub(crate) fn set_user_agent(&self, user_agent: Option<String>) {
-        lock(&self.codex).user_agent = user_agent;
+    pub fn set_user_agent(&self, user_agent: Option<String>) {
+        lock(&self.info).user_agent = user_agent;
     }
 
     /// `snapshot.codex` of the status: `version` is the running child's, else the binary's.
-    pub fn codex_json(&self) -> Value {
-        let c = lock(&self.codex).clone();
+    pub fn json(&self) -> Value {
+        let c = lock(&self.info).clone();
         let running = c.user_agent.as_deref().and_then(version_from_user_agent);
         let cli = c.cli_version.as_deref().and_then(version_from_cli);
         json!({
@@ -122,9 +141,9 @@ impl Core {
             "userAgent": c.user_agent,
             "cliVersion": c.cli_version,
             "cliError": c.cli_error,
-            "command": self.cfg.server_command,
-            "experimentalApi": self.cfg.experimental_api,
-            "modelCheck": self.cfg.model_check.as_str(),
+            "command": self.command,
+            "experimentalApi": self.experimental_api,
+            "modelCheck": self.model_check.as_str(),
         })
     }
 }
@@ -148,6 +167,42 @@ mod tests {
             version_from_cli("codex-cli 0.169.0"),
             Some("0.169.0".into())
         );
+    }
+
+    #[test]
+    fn the_binary_is_asked_once_per_child_and_the_running_version_wins() {
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("codexver"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("codex");
+        let count = dir.join("runs");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho x >> {}\necho codex-cli 1.2.3\n",
+                count.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let v = CodexVersion::new(script.to_str().unwrap(), false, ModelCheck::Catalog);
+        let stop = StopFlag::new();
+        v.refresh_cli(1, &stop);
+        v.refresh_cli(1, &stop);
+        let runs = || std::fs::read_to_string(&count).unwrap().lines().count();
+        assert_eq!(runs(), 1);
+        assert_eq!(
+            (&v.json()["version"], &v.json()["cliVersion"]),
+            (&json!("1.2.3"), &json!("codex-cli 1.2.3"))
+        );
+        v.set_user_agent(Some("codexd/1.3.0 (Linux; x86_64)".into()));
+        assert_eq!(
+            (&v.json()["version"], &v.json()["runningVersion"]),
+            (&json!("1.3.0"), &json!("1.3.0"))
+        );
+        v.refresh_cli(2, &stop);
+        assert_eq!(runs(), 2, "a new child: asked again");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

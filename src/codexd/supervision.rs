@@ -287,7 +287,7 @@ impl Core {
             }
             st.child.attached
         };
-        self.set_user_agent(user_agent.clone());
+        self.codex.set_user_agent(user_agent.clone());
         self.set_link(Some(link.clone()));
         self.mark_daemon_dirty();
         self.mark_sessions_dirty();

@@ -7,6 +7,8 @@
 mod account;
 mod approvals;
 mod child;
+mod child_changes;
+mod child_reports;
 mod codex_version;
 mod config;
 mod core;

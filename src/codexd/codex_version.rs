@@ -3,9 +3,10 @@
 //! (`codex-cli 0.169.0`) — the binary on disk, which differs from the running one after
 //! an upgrade until the child restarts. Shown in `/v1/codexd/status` as `snapshot.codex`.
 
-use std::io::Read;
+use std::fmt;
+use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -57,9 +58,55 @@ pub fn version_from_cli(line: &str) -> Option<String> {
     line.split_whitespace().last().map(str::to_string)
 }
 
+/// Why `<command> --version` gave no version.
+#[derive(Debug)]
+pub enum VersionError {
+    Spawn {
+        command: String,
+        source: io::Error,
+    },
+    Timeout {
+        command: String,
+    },
+    Wait {
+        command: String,
+        source: io::Error,
+    },
+    /// It failed, or printed nothing: its exit status and first line.
+    Failed {
+        command: String,
+        status: ExitStatus,
+        line: String,
+    },
+}
+
+impl fmt::Display for VersionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VersionError::Spawn { command, source } => {
+                write!(f, "cannot run {command} --version: {source}")
+            }
+            VersionError::Timeout { command } => write!(
+                f,
+                "{command} --version did not finish within {} s",
+                VERSION_TIMEOUT.as_secs()
+            ),
+            VersionError::Wait { command, source } => {
+                write!(f, "waiting for {command} --version: {source}")
+            }
+            VersionError::Failed {
+                command,
+                status,
+                line,
+            } => write!(f, "{command} --version: {status}, printed {line:?}"),
+        }
+    }
+}
+
 /// Runs `command --version` (stdin closed, its own process group, killed after
 /// [`VERSION_TIMEOUT`] or once `stop` is set) and returns the first line it printed.
-pub fn cli_version(command: &str, stop: &StopFlag) -> Result<String, String> {
+pub fn cli_version(command: &str, stop: &StopFlag) -> Result<String, VersionError> {
+    let command_name = || command.to_string();
     let mut child = Command::new(command)
         .arg("--version")
         .stdin(Stdio::null())
@@ -67,7 +114,10 @@ pub fn cli_version(command: &str, stop: &StopFlag) -> Result<String, String> {
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run {command} --version: {e}"))?;
+        .map_err(|source| VersionError::Spawn {
+            command: command_name(),
+            source,
+        })?;
     let deadline = Instant::now() + VERSION_TIMEOUT;
     let status = loop {
         match child.try_wait() {
@@ -80,12 +130,16 @@ pub fn cli_version(command: &str, stop: &StopFlag) -> Result<String, String> {
                 let _ = kill_group(child.id(), libc::SIGKILL);
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "{command} --version did not finish within {} s",
-                    VERSION_TIMEOUT.as_secs()
-                ));
+                return Err(VersionError::Timeout {
+                    command: command_name(),
+                });
             }
-            Err(e) => return Err(format!("waiting for {command} --version: {e}")),
+            Err(source) => {
+                return Err(VersionError::Wait {
+                    command: command_name(),
+                    source,
+                })
+            }
         }
     };
     let mut out = String::new();
@@ -94,7 +148,11 @@ pub fn cli_version(command: &str, stop: &StopFlag) -> Result<String, String> {
     }
     let line = out.lines().next().unwrap_or("").trim().to_string();
     if !status.success() || line.is_empty() {
-        return Err(format!("{command} --version: {status}, printed {line:?}"));
+        return Err(VersionError::Failed {
+            command: command_name(),
+            status,
+            line,
+        });
     }
     Ok(line)
 }
@@ -211,10 +269,15 @@ mod tests {
         let sh = cli_version("/bin/sh", &stop);
         // Some shells reject --version; either way the answer is a clear Ok or Err, no hang.
         assert!(
-            sh.is_ok() || sh.as_ref().is_err_and(|e| e.contains("--version")),
+            sh.is_ok()
+                || sh
+                    .as_ref()
+                    .is_err_and(|e| e.to_string().contains("--version")),
             "{sh:?}"
         );
-        let e = cli_version("/nonexistent/codex", &stop).unwrap_err();
+        let e = cli_version("/nonexistent/codex", &stop)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("cannot run /nonexistent/codex --version"),
             "{e}"

@@ -36,6 +36,7 @@ use crate::events::{Events, Level};
 use crate::models::Models;
 use crate::session_store::SessionStore;
 use crate::sessions::{RegistryFile, Session};
+use crate::start_error::StartError;
 use crate::state::{self, ChildInfo, DaemonState, Identity};
 
 pub struct State {
@@ -86,10 +87,12 @@ pub(crate) use crate::rpc_http::rpc_error;
 impl Core {
     /// Creates the dirs, loads the state files and opens the event log. A session whose
     /// turn was running when codexd stopped has that turn marked `interrupted`.
-    pub fn open(cfg: Config, stop: StopFlag) -> Result<Arc<Core>, String> {
-        std::fs::create_dir_all(&cfg.logs_dir)
-            .map_err(|e| format!("cannot create {}: {e}", cfg.logs_dir.display()))?;
-        let store = JsonStore::open(&cfg.state_dir).map_err(|e| e.to_string())?;
+    pub fn open(cfg: Config, stop: StopFlag) -> Result<Arc<Core>, StartError> {
+        std::fs::create_dir_all(&cfg.logs_dir).map_err(|source| StartError::CreateDir {
+            dir: cfg.logs_dir.clone(),
+            source,
+        })?;
+        let store = JsonStore::open(&cfg.state_dir).map_err(StartError::Store)?;
         let identity = Identity::load_or_create(
             &store,
             &cfg.node_id,
@@ -101,7 +104,7 @@ impl Core {
             .read_or_warn(state::SESSION_REGISTRY)
             .unwrap_or(None)
             .unwrap_or_default();
-        let session_files = SessionStore::open(&cfg.state_dir)?;
+        let session_files = SessionStore::open(&cfg.state_dir).map_err(StartError::Sessions)?;
         restore_sessions(&mut registry.sessions, &session_files);
         let recent: Vec<Value> = store
             .read_or_warn::<Value>(state::RECENT_EVENTS)

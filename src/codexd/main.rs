@@ -36,6 +36,7 @@ mod session_ops;
 mod session_store;
 mod sessions;
 mod smoke;
+mod start_error;
 mod state;
 mod status;
 mod stop_child;

@@ -15,6 +15,7 @@ use baa::common::sync::lock;
 use crate::child::{self, queue, ChildEvent, Control, Link, Settings, QUEUE_BYTES};
 use crate::core::Core;
 use crate::events::Level;
+use crate::start_error::StartError;
 use crate::state::ChildStatus;
 
 /// The supervisor and the dispatcher; both end once the stop flag is set.
@@ -25,19 +26,25 @@ pub struct ChildThreads {
 
 impl ChildThreads {
     /// Starts supervising the configured child.
-    pub fn start(core: &Arc<Core>) -> Result<ChildThreads, String> {
+    pub fn start(core: &Arc<Core>) -> Result<ChildThreads, StartError> {
         let (tx, rx) = queue::queue::<ChildEvent>(QUEUE_BYTES);
         let c = core.clone();
         let dispatcher = thread::Builder::new()
             .name("codexd-dispatch".into())
             .spawn(move || dispatch(&c, rx))
-            .map_err(|e| format!("cannot start the dispatcher thread: {e}"))?;
+            .map_err(|source| StartError::Thread {
+                name: "dispatcher",
+                source,
+            })?;
         let (control_tx, control_rx) = crossbeam_channel::bounded::<Control>(4);
         *lock(&core.control) = Some(control_tx);
         let settings = Settings::from_config(&core.cfg, core.take_adoptee());
         // Without a supervisor the dispatcher ends at once: its only sender is dropped.
         let supervisor = child::spawn_supervisor(settings, core.stop.clone(), tx, control_rx)
-            .map_err(|e| format!("cannot start the supervisor thread: {e}"))?;
+            .map_err(|source| StartError::Thread {
+                name: "supervisor",
+                source,
+            })?;
         Ok(ChildThreads {
             supervisor,
             dispatcher,

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::advice::{self, Level, Problem, Site};
-use super::fetch::{Fetched, Raw};
+use super::fetch::{FetchError, Fetched, Raw};
 use super::tasks;
 use super::values::{clip, clip_value, first, text_at};
 
@@ -89,7 +89,12 @@ pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
 
     let child = snapshot.map(child).unwrap_or(Value::Null);
     if let Some(e) = &raw.codexd_status.as_ref().err() {
-        problems.push(advice::unreachable(site, "codexd", &site.codexd_base, e));
+        problems.push(advice::unreachable(
+            site,
+            "codexd",
+            &site.codexd_base,
+            &e.to_string(),
+        ));
     } else {
         let last_error = text_at(&child, &["lastError"]);
         match child.get("status").and_then(Value::as_str) {
@@ -175,7 +180,7 @@ pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
         "codexd": {
             "reachable": codexd.is_some(),
             "baseUrl": site.codexd_base,
-            "error": raw.codexd_status.as_ref().err(),
+            "error": raw.codexd_status.as_ref().err().map(ToString::to_string),
             "status": codexd.cloned(),
             "mode": snapshot.and_then(|s| first(s, &["daemon.mode"])),
             "demo": snapshot.and_then(|s| first(s, &["daemon.demo"])).unwrap_or(Value::Bool(false)),
@@ -194,7 +199,7 @@ pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
 }
 
 fn join_errors(parts: &[(&str, &Fetched)]) -> Option<String> {
-    let errs: Vec<(&str, &String)> = parts
+    let errs: Vec<(&str, &FetchError)> = parts
         .iter()
         .filter_map(|(name, r)| r.as_ref().err().map(|e| (*name, e)))
         .collect();
@@ -202,7 +207,7 @@ fn join_errors(parts: &[(&str, &Fetched)]) -> Option<String> {
         [] => None,
         // Both calls failing the same way (connection refused) reads better once.
         [(_, a), rest @ ..] if rest.iter().all(|(_, e)| e == a) && errs.len() > 1 => {
-            Some((*a).clone())
+            Some(a.to_string())
         }
         _ => Some(
             errs.iter()
@@ -396,7 +401,7 @@ mod tests {
             runtime,
             system_state: state,
             codexd_status: codexd,
-            tasks: Err("not asked".into()),
+            tasks: Err(FetchError::Unreachable("not asked".into())),
         }
     }
 
@@ -493,9 +498,9 @@ mod tests {
     #[test]
     fn unreachable_upstreams_are_marked_not_fatal() {
         let raw = raw(
-            Err("connection refused".into()),
-            Err("connection refused".into()),
-            Err("timeout".into()),
+            Err(FetchError::Unreachable("connection refused".into())),
+            Err(FetchError::Unreachable("connection refused".into())),
+            Err(FetchError::Unreachable("timeout".into())),
         );
         let d = build(&up(), &raw, "now");
         assert_eq!(d["overall"], "down");
@@ -526,7 +531,9 @@ mod tests {
     fn partial_conductor_failure_names_the_part() {
         let raw = raw(
             Ok(runtime()),
-            Err("HTTP 500 internal_error: boom".into()),
+            Err(FetchError::Unreachable(
+                "HTTP 500 internal_error: boom".into(),
+            )),
             Ok(codexd()),
         );
         let d = build(&up(), &raw, "now");
@@ -542,7 +549,7 @@ mod tests {
         let raw = raw(
             Ok(runtime()),
             Ok(json!({"mode": "running"})),
-            Err("Connection refused".into()),
+            Err(FetchError::Unreachable("Connection refused".into())),
         );
         let d = build(&up(), &raw, "now");
         assert_eq!(d["overall"], "degraded");
@@ -574,7 +581,15 @@ mod tests {
             logs_dir: None,
             ..up()
         };
-        let d = build(&site, &raw(Ok(rt), Ok(json!({})), Err("x".into())), "now");
+        let d = build(
+            &site,
+            &raw(
+                Ok(rt),
+                Ok(json!({})),
+                Err(FetchError::Unreachable("x".into())),
+            ),
+            "now",
+        );
         assert!(
             d["advice"]
                 .to_string()

@@ -141,7 +141,7 @@ pub(super) fn spawn(
     }
     let timeout = super::HANDSHAKE_TIMEOUT.min(s.request_timeout);
     if let Err(why) = gen.handshake(s, reports, timeout) {
-        return Err(gen.fail(why));
+        return Err(gen.fail(why.to_string()));
     }
     Ok(gen)
 }

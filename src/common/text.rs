@@ -1,5 +1,6 @@
-//! Cutting text to a byte budget without splitting a character: the one helper behind
-//! every capped message, log value and stored excerpt.
+//! Cutting text short: to a byte budget without splitting a character (every capped
+//! message, log value and stored excerpt), or to a number of characters (text shown to a
+//! person: the status page, the task CLI's columns).
 
 /// The longest prefix of `s` that is at most `max` bytes and ends on a character boundary.
 pub fn prefix(s: &str, max: usize) -> &str {
@@ -31,6 +32,14 @@ pub fn cut(s: &str, max: usize) -> String {
     format!("{}…", prefix(s, max))
 }
 
+/// `s` itself when it has at most `max` characters, else its first `max` with `…` after.
+pub fn cut_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((end, _)) => format!("{}…", &s[..end]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +60,8 @@ mod tests {
         assert_eq!(cut("abc", 3), "abc");
         assert_eq!(cut("abcd", 3), "abc…");
         assert_eq!(cut("ééé", 3), "é…");
+        assert_eq!(cut_chars("ééé", 3), "ééé");
+        assert_eq!(cut_chars("éééé", 3), "ééé…");
+        assert_eq!(cut_chars("ab", 0), "…");
     }
 }

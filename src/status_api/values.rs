@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::common::text;
+
 /// Long upstream strings (agent messages, errors) are cut so one session cannot flood the page.
 const MAX_TEXT_CHARS: usize = 300;
 
@@ -32,12 +34,7 @@ pub fn text_at(v: &Value, paths: &[&str]) -> Option<String> {
 }
 
 pub fn clip(s: &str) -> String {
-    if s.chars().count() <= MAX_TEXT_CHARS {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(MAX_TEXT_CHARS).collect();
-    out.push('…');
-    out
+    text::cut_chars(s, MAX_TEXT_CHARS)
 }
 
 pub fn clip_value(v: &Value) -> Value {

@@ -11,6 +11,7 @@
 //! is logged out where the provider needs one (`authRequired` and not `loggedIn`).
 //! Memory only: a restarted codexd reads them again.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
@@ -18,16 +19,24 @@ use serde_json::{json, Map, Value};
 use baa::common::sync::lock;
 use baa::common::time::{now_ms, now_rfc3339, rfc3339_from_ms};
 
-use crate::core::{str_at, Core};
-use crate::events::Level;
-use crate::rpc::RpcError;
+use crate::events::{Announce, Level};
+use crate::json_path::str_at;
+use crate::rpc::{Ask, RpcError};
 
 /// How often the account and limits are read again while the child runs.
 pub const ACCOUNT_REFRESH: Duration = Duration::from_secs(300);
 
+/// The account and its limits, owned behind one lock that is never held across a call
+/// to the child.
+pub struct Account {
+    state: Mutex<AccountState>,
+    /// How long each read may take (the daemon's request timeout).
+    timeout: Duration,
+}
+
 /// What codexd knows of the account and its limits.
 #[derive(Debug, Default)]
-pub struct AccountState {
+struct AccountState {
     /// Child generation the last refresh ran against (0: none yet).
     generation: u64,
     refreshed: Option<Instant>,
@@ -193,14 +202,22 @@ impl AccountState {
     }
 }
 
-impl Core {
-    /// Ticker: true (and marked as running) when a refresh should start now — a child
-    /// generation not read yet, a stale mark, or [`ACCOUNT_REFRESH`] since the last one.
-    pub fn take_account_refresh(&self) -> bool {
-        let Some(generation) = self.current_link().map(|l| l.generation) else {
+impl Account {
+    pub fn new(timeout: Duration) -> Account {
+        Account {
+            state: Mutex::new(AccountState::default()),
+            timeout,
+        }
+    }
+
+    /// Ticker: true (and marked as running) when a refresh should start now for the child
+    /// of `generation` (`None`: no child) — a generation not read yet, a stale mark, or
+    /// [`ACCOUNT_REFRESH`] since the last one.
+    pub fn take_refresh(&self, generation: Option<u64>) -> bool {
+        let Some(generation) = generation else {
             return false;
         };
-        let mut a = lock(&self.account);
+        let mut a = lock(&self.state);
         let due = a.generation != generation
             || a.stale
             || a.refreshed.is_none_or(|t| t.elapsed() >= ACCOUNT_REFRESH);
@@ -212,29 +229,22 @@ impl Core {
         true
     }
 
-    /// The refresh thread could not be started: let the next tick try again.
-    pub fn account_refresh_failed(&self) {
-        lock(&self.account).refreshing = false;
+    /// The refresh did not run (no thread, no child): let the next tick try again.
+    pub fn refresh_failed(&self) {
+        lock(&self.state).refreshing = false;
     }
 
-    /// Reads the account, the limits and (once per child) `codex --version`. Runs on a
-    /// thread the ticker owns; every call is bounded (request timeout, version timeout).
-    pub fn refresh_account(&self) {
-        let Some(link) = self.current_link() else {
-            lock(&self.account).refreshing = false;
-            return;
-        };
-        self.refresh_codex_version(link.generation);
-        let account = link.rpc.request("account/read", json!({}), self.timeout());
-        let limits = link
-            .rpc
-            .request("account/rateLimits/read", json!({}), self.timeout());
+    /// Reads the account and the limits from `child`, announcing a login or block change.
+    /// Runs on a thread the ticker owns; each read is bounded by the request timeout.
+    pub fn refresh(&self, child: &impl Ask, out: &impl Announce) {
+        let account = child.ask("account/read", json!({}), self.timeout);
+        let limits = child.ask("account/rateLimits/read", json!({}), self.timeout);
         let now_s = (now_ms() / 1000) as i64;
         let (was, is, blocked) = {
-            let mut a = lock(&self.account);
+            let mut a = lock(&self.state);
             let was = login_state(&a.account_json());
             let before = blocked_until(&a.limits, a.usage_allowed, now_s);
-            a.apply_reads(account, limits, link.generation);
+            a.apply_reads(account, limits, child.generation());
             let after = blocked_until(&a.limits, a.usage_allowed, now_s);
             (
                 was,
@@ -243,7 +253,7 @@ impl Core {
             )
         };
         if let Some(after) = blocked {
-            self.emit_blocked(after);
+            announce_blocked(out, after);
         }
         if was != is {
             let message = match &is {
@@ -256,7 +266,7 @@ impl Core {
                 (Some(false), _, _) => "logged out".to_string(),
                 (None, _, _) => "unknown".to_string(),
             };
-            self.emit(
+            out.announce(
                 Level::Info,
                 "account.changed",
                 format!("codex account: {message}"),
@@ -266,14 +276,14 @@ impl Core {
     }
 
     /// Account notifications from the child (dispatcher thread: state only, no waiting).
-    pub(crate) fn on_account_notification(&self, method: &str, params: &Value) {
+    pub fn on_notification(&self, method: &str, params: &Value, out: &impl Announce) {
         match method {
             "account/rateLimits/updated" => {
                 let Some(update) = params.get("rateLimits") else {
                     return;
                 };
                 let (before, after) = {
-                    let mut a = lock(&self.account);
+                    let mut a = lock(&self.state);
                     let now_s = (now_ms() / 1000) as i64;
                     let before = blocked_until(&a.limits, a.usage_allowed, now_s);
                     a.limits = merge_limits(&a.limits, update);
@@ -282,50 +292,157 @@ impl Core {
                     (before, blocked_until(&a.limits, a.usage_allowed, now_s))
                 };
                 if before != after {
-                    self.emit_blocked(after);
+                    announce_blocked(out, after);
                 }
             }
-            "account/updated" | "account/login/completed" => lock(&self.account).stale = true,
+            "account/updated" | "account/login/completed" => lock(&self.state).stale = true,
             // A turn failed on the usage limit: the limits say until when; read them now.
             "error"
                 if str_at(params, &["error", "codexErrorInfo"]) == Some("usageLimitExceeded") =>
             {
-                lock(&self.account).stale = true;
+                lock(&self.state).stale = true;
             }
             _ => {}
         }
     }
 
-    fn emit_blocked(&self, until: Option<i64>) {
-        match until {
-            Some(s) => self.emit(
-                Level::Warn,
-                "limits.blocked",
-                format!(
-                    "codex rate limit used up; new turns should wait until {}",
-                    rfc3339_from_secs(s)
-                ),
-                json!({"blockedUntil": rfc3339_from_secs(s)}),
-            ),
-            None => self.emit(
-                Level::Info,
-                "limits.cleared",
-                "codex rate limits no longer block new turns",
-                json!({"blockedUntil": null}),
-            ),
-        };
-    }
-
     /// `account` and `limits` of the status.
-    pub fn account_status(&self) -> (Value, Value) {
-        let a = lock(&self.account);
+    pub fn status(&self) -> (Value, Value) {
+        let a = lock(&self.state);
         (a.account_json(), a.limits_json((now_ms() / 1000) as i64))
+    }
+}
+
+fn announce_blocked(out: &impl Announce, until: Option<i64>) {
+    match until {
+        Some(s) => out.announce(
+            Level::Warn,
+            "limits.blocked",
+            format!(
+                "codex rate limit used up; new turns should wait until {}",
+                rfc3339_from_secs(s)
+            ),
+            json!({"blockedUntil": rfc3339_from_secs(s)}),
+        ),
+        None => out.announce(
+            Level::Info,
+            "limits.cleared",
+            "codex rate limits no longer block new turns".to_string(),
+            json!({"blockedUntil": null}),
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    /// Announcements as `kind` strings.
+    #[derive(Default)]
+    struct Heard(RefCell<Vec<String>>);
+
+    impl Announce for Heard {
+        fn announce(&self, _: Level, kind: &str, _: String, _: Value) {
+            self.0.borrow_mut().push(kind.to_string());
+        }
+    }
+
+    impl Heard {
+        fn take(&self) -> Vec<String> {
+            self.0.take()
+        }
+    }
+
+    /// A child of generation `.0` answering `account/read` with `.1` and the limits with `.2`.
+    struct Child(u64, Value, Result<Value, RpcError>);
+
+    impl Ask for Child {
+        fn generation(&self) -> u64 {
+            self.0
+        }
+
+        fn ask(&self, method: &str, _: Value, _: Duration) -> Result<Value, RpcError> {
+            match method {
+                "account/read" => Ok(self.1.clone()),
+                _ => self.2.clone(),
+            }
+        }
+    }
+
+    fn account() -> Account {
+        Account::new(Duration::from_secs(1))
+    }
+
+    #[test]
+    fn a_refresh_is_due_once_per_generation_and_again_when_marked_stale() {
+        let a = account();
+        assert!(!a.take_refresh(None), "no child, nothing to read");
+        assert!(a.take_refresh(Some(1)));
+        assert!(!a.take_refresh(Some(1)), "one runs already");
+        a.refresh(&Child(1, json!({}), Ok(json!({}))), &Heard::default());
+        assert!(!a.take_refresh(Some(1)), "read just now");
+        assert!(a.take_refresh(Some(2)), "a new child");
+        a.refresh_failed();
+        a.on_notification("account/updated", &json!({}), &Heard::default());
+        assert!(a.take_refresh(Some(2)));
+        a.refresh_failed();
+        let usage = json!({"error": {"codexErrorInfo": "usageLimitExceeded"}});
+        a.refresh(&Child(2, json!({}), Ok(json!({}))), &Heard::default());
+        a.on_notification("error", &usage, &Heard::default());
+        assert!(
+            a.take_refresh(Some(2)),
+            "a usage-limit error reads them again"
+        );
+    }
+
+    #[test]
+    fn a_refresh_announces_a_login_change_and_keeps_limits_when_their_read_fails() {
+        let a = account();
+        let heard = Heard::default();
+        let logged_in =
+            json!({"account": {"type": "chatgpt", "planType": "plus"}, "requiresOpenaiAuth": true});
+        let limits = json!({"rateLimits": {"primary": {"usedPercent": 10, "resetsAt": 1}}});
+        a.refresh(&Child(1, logged_in.clone(), Ok(limits)), &heard);
+        assert_eq!(heard.take(), ["account.changed"]);
+        let refused = Err(RpcError::Server {
+            code: -32600,
+            message: "authentication required".into(),
+            data: Value::Null,
+        });
+        a.refresh(&Child(1, logged_in, refused), &heard);
+        assert_eq!(heard.take(), Vec::<String>::new(), "nothing changed");
+        let (acc, lim) = a.status();
+        assert_eq!(
+            (&acc["loggedIn"], &acc["plan"]),
+            (&json!(true), &json!("plus"))
+        );
+        assert_eq!(lim["primary"]["usedPercent"], 10, "{lim}");
+        assert_eq!(
+            lim["error"],
+            "app-server error -32600: authentication required"
+        );
+    }
+
+    #[test]
+    fn a_used_up_window_blocks_then_clears() {
+        let a = account();
+        let heard = Heard::default();
+        let far = (now_ms() / 1000) as i64 + 3600;
+        let full = json!({"rateLimits": {"primary": {"usedPercent": 100, "resetsAt": far}}});
+        a.on_notification("account/rateLimits/updated", &full, &heard);
+        assert_eq!(heard.take(), ["limits.blocked"]);
+        a.on_notification("account/rateLimits/updated", &full, &heard);
+        assert_eq!(
+            heard.take(),
+            Vec::<String>::new(),
+            "still blocked: said once"
+        );
+        let eased = json!({"rateLimits": {"primary": {"usedPercent": 20, "resetsAt": far}}});
+        a.on_notification("account/rateLimits/updated", &eased, &heard);
+        assert_eq!(heard.take(), ["limits.cleared"]);
+        assert_eq!(a.status().1["source"], "account/rateLimits/updated");
+    }
 
     #[test]
     fn sparse_updates_keep_what_they_leave_out() {

@@ -3,9 +3,11 @@
 //! (`codex-cli 0.169.0`) — the binary on disk, which differs from the running one after
 //! an upgrade until the child restarts. Shown in `/v1/codexd/status` as `snapshot.codex`.
 
-use std::io::Read;
+use std::fmt;
+use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,7 +17,7 @@ use baa::common::proc::kill_group;
 use baa::common::signals::StopFlag;
 use baa::common::sync::lock;
 
-use crate::core::Core;
+use crate::config::ModelCheck;
 
 /// How long `--version` may take (a few ms normally; a wedged binary must not hold the
 /// refresh thread).
@@ -23,9 +25,18 @@ const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
 /// `--version` output read at most.
 const VERSION_MAX_BYTES: u64 = 4096;
 
+/// The codex codexd runs: the binary's command and what it and the running child said.
+pub struct CodexVersion {
+    command: String,
+    /// Shown beside the version (`BAA_CODEXD_EXPERIMENTAL_API`, `BAA_CODEXD_MODEL_CHECK`).
+    experimental_api: bool,
+    model_check: ModelCheck,
+    info: Mutex<CodexInfo>,
+}
+
 /// What is known about the codex binary and the running child.
 #[derive(Debug, Default, Clone)]
-pub struct CodexInfo {
+struct CodexInfo {
     /// The running child's `initialize` userAgent.
     pub user_agent: Option<String>,
     /// Child generation `--version` last ran for (0: never).
@@ -47,9 +58,55 @@ pub fn version_from_cli(line: &str) -> Option<String> {
     line.split_whitespace().last().map(str::to_string)
 }
 
+/// Why `<command> --version` gave no version.
+#[derive(Debug)]
+pub enum VersionError {
+    Spawn {
+        command: String,
+        source: io::Error,
+    },
+    Timeout {
+        command: String,
+    },
+    Wait {
+        command: String,
+        source: io::Error,
+    },
+    /// It failed, or printed nothing: its exit status and first line.
+    Failed {
+        command: String,
+        status: ExitStatus,
+        line: String,
+    },
+}
+
+impl fmt::Display for VersionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VersionError::Spawn { command, source } => {
+                write!(f, "cannot run {command} --version: {source}")
+            }
+            VersionError::Timeout { command } => write!(
+                f,
+                "{command} --version did not finish within {} s",
+                VERSION_TIMEOUT.as_secs()
+            ),
+            VersionError::Wait { command, source } => {
+                write!(f, "waiting for {command} --version: {source}")
+            }
+            VersionError::Failed {
+                command,
+                status,
+                line,
+            } => write!(f, "{command} --version: {status}, printed {line:?}"),
+        }
+    }
+}
+
 /// Runs `command --version` (stdin closed, its own process group, killed after
 /// [`VERSION_TIMEOUT`] or once `stop` is set) and returns the first line it printed.
-pub fn cli_version(command: &str, stop: &StopFlag) -> Result<String, String> {
+pub fn cli_version(command: &str, stop: &StopFlag) -> Result<String, VersionError> {
+    let command_name = || command.to_string();
     let mut child = Command::new(command)
         .arg("--version")
         .stdin(Stdio::null())
@@ -57,7 +114,10 @@ pub fn cli_version(command: &str, stop: &StopFlag) -> Result<String, String> {
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run {command} --version: {e}"))?;
+        .map_err(|source| VersionError::Spawn {
+            command: command_name(),
+            source,
+        })?;
     let deadline = Instant::now() + VERSION_TIMEOUT;
     let status = loop {
         match child.try_wait() {
@@ -70,12 +130,16 @@ pub fn cli_version(command: &str, stop: &StopFlag) -> Result<String, String> {
                 let _ = kill_group(child.id(), libc::SIGKILL);
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "{command} --version did not finish within {} s",
-                    VERSION_TIMEOUT.as_secs()
-                ));
+                return Err(VersionError::Timeout {
+                    command: command_name(),
+                });
             }
-            Err(e) => return Err(format!("waiting for {command} --version: {e}")),
+            Err(source) => {
+                return Err(VersionError::Wait {
+                    command: command_name(),
+                    source,
+                })
+            }
         }
     };
     let mut out = String::new();
@@ -84,36 +148,49 @@ pub fn cli_version(command: &str, stop: &StopFlag) -> Result<String, String> {
     }
     let line = out.lines().next().unwrap_or("").trim().to_string();
     if !status.success() || line.is_empty() {
-        return Err(format!("{command} --version: {status}, printed {line:?}"));
+        return Err(VersionError::Failed {
+            command: command_name(),
+            status,
+            line,
+        });
     }
     Ok(line)
 }
 
-impl Core {
+impl CodexVersion {
+    pub fn new(command: &str, experimental_api: bool, model_check: ModelCheck) -> CodexVersion {
+        CodexVersion {
+            command: command.to_string(),
+            experimental_api,
+            model_check,
+            info: Mutex::new(CodexInfo::default()),
+        }
+    }
+
     /// Runs `--version` once per child generation (refresh thread).
-    pub(crate) fn refresh_codex_version(&self, generation: u64) {
-        if lock(&self.codex).cli_generation == generation {
+    pub fn refresh_cli(&self, generation: u64, stop: &StopFlag) {
+        if lock(&self.info).cli_generation == generation {
             return;
         }
-        let result = cli_version(&self.cfg.server_command, &self.stop);
-        let mut c = lock(&self.codex);
+        let result = cli_version(&self.command, stop);
+        let mut c = lock(&self.info);
         c.cli_generation = generation;
         match result {
             Ok(line) => {
                 c.cli_version = Some(line);
                 c.cli_error = None;
             }
-            Err(e) => c.cli_error = Some(e),
+            Err(e) => c.cli_error = Some(e.to_string()),
         }
     }
 
-    pub(crate) fn set_user_agent(&self, user_agent: Option<String>) {
-        lock(&self.codex).user_agent = user_agent;
+    pub fn set_user_agent(&self, user_agent: Option<String>) {
+        lock(&self.info).user_agent = user_agent;
     }
 
     /// `snapshot.codex` of the status: `version` is the running child's, else the binary's.
-    pub fn codex_json(&self) -> Value {
-        let c = lock(&self.codex).clone();
+    pub fn json(&self) -> Value {
+        let c = lock(&self.info).clone();
         let running = c.user_agent.as_deref().and_then(version_from_user_agent);
         let cli = c.cli_version.as_deref().and_then(version_from_cli);
         json!({
@@ -122,9 +199,9 @@ impl Core {
             "userAgent": c.user_agent,
             "cliVersion": c.cli_version,
             "cliError": c.cli_error,
-            "command": self.cfg.server_command,
-            "experimentalApi": self.cfg.experimental_api,
-            "modelCheck": self.cfg.model_check.as_str(),
+            "command": self.command,
+            "experimentalApi": self.experimental_api,
+            "modelCheck": self.model_check.as_str(),
         })
     }
 }
@@ -151,15 +228,56 @@ mod tests {
     }
 
     #[test]
+    fn the_binary_is_asked_once_per_child_and_the_running_version_wins() {
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("codexver"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("codex");
+        let count = dir.join("runs");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho x >> {}\necho codex-cli 1.2.3\n",
+                count.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let v = CodexVersion::new(script.to_str().unwrap(), false, ModelCheck::Catalog);
+        let stop = StopFlag::new();
+        v.refresh_cli(1, &stop);
+        v.refresh_cli(1, &stop);
+        let runs = || std::fs::read_to_string(&count).unwrap().lines().count();
+        assert_eq!(runs(), 1);
+        assert_eq!(
+            (&v.json()["version"], &v.json()["cliVersion"]),
+            (&json!("1.2.3"), &json!("codex-cli 1.2.3"))
+        );
+        v.set_user_agent(Some("codexd/1.3.0 (Linux; x86_64)".into()));
+        assert_eq!(
+            (&v.json()["version"], &v.json()["runningVersion"]),
+            (&json!("1.3.0"), &json!("1.3.0"))
+        );
+        v.refresh_cli(2, &stop);
+        assert_eq!(runs(), 2, "a new child: asked again");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn cli_version_of_a_real_and_a_missing_command() {
         let stop = StopFlag::new();
         let sh = cli_version("/bin/sh", &stop);
         // Some shells reject --version; either way the answer is a clear Ok or Err, no hang.
         assert!(
-            sh.is_ok() || sh.as_ref().is_err_and(|e| e.contains("--version")),
+            sh.is_ok()
+                || sh
+                    .as_ref()
+                    .is_err_and(|e| e.to_string().contains("--version")),
             "{sh:?}"
         );
-        let e = cli_version("/nonexistent/codex", &stop).unwrap_err();
+        let e = cli_version("/nonexistent/codex", &stop)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("cannot run /nonexistent/codex --version"),
             "{e}"

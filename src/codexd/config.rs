@@ -482,7 +482,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
     };
     // After the state dir: a bare `unix://` names a socket under it.
     cfg.transport = endpoint::parse(&cfg.server_endpoint, &cfg.state_dir)
-        .map_err(|e| r.invalid(&SERVER_ENDPOINT, &e))?;
+        .map_err(|e| r.invalid(&SERVER_ENDPOINT, e.to_string()))?;
     if let Transport::Unix(path) = &cfg.transport {
         cfg.server_endpoint = format!("unix://{}", path.display());
     }

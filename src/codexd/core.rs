@@ -26,18 +26,17 @@ use baa::common::store::JsonStore;
 use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
-use crate::account::AccountState;
+use crate::account::Account;
 use crate::approvals::Pending;
 use crate::child::{Adoptee, Control, Link};
-use crate::codex_version::CodexInfo;
+use crate::codex_version::CodexVersion;
 use crate::config::{Config, Strategy};
 use crate::event_log::Limits;
 use crate::events::{Events, Level};
-use crate::experimental;
 use crate::models::Models;
-use crate::rpc::RpcError;
 use crate::session_store::SessionStore;
 use crate::sessions::{RegistryFile, Session};
+use crate::start_error::StartError;
 use crate::state::{self, ChildInfo, DaemonState, Identity};
 
 pub struct State {
@@ -70,9 +69,9 @@ pub struct Core {
     /// The `model/list` catalog (`models.rs`).
     pub(crate) models: Models,
     /// Account and rate limits (`account.rs`).
-    pub(crate) account: Mutex<AccountState>,
+    pub(crate) account: Account,
     /// The codex version (`codex_version.rs`).
-    pub(crate) codex: Mutex<CodexInfo>,
+    pub(crate) codex: CodexVersion,
     /// Requests to the supervisor (a restart on request); set once it runs.
     pub(crate) control: Mutex<Option<Sender<Control>>>,
     /// The unix-mode app-server to attach to at start, until the supervisor takes it.
@@ -81,55 +80,19 @@ pub struct Core {
     pub(crate) jobs: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// An RPC failure as an HTTP error.
-pub fn rpc_error(e: RpcError) -> ApiError {
-    match &e {
-        RpcError::Timeout { .. } => ApiError::new(504, "app_server_timeout", e.to_string()),
-        RpcError::ChildGone | RpcError::Backlogged => {
-            ApiError::new(503, "app_server_unavailable", e.to_string())
-        }
-        RpcError::TooLarge { .. } => {
-            ApiError::new(502, "app_server_response_too_large", e.to_string())
-        }
-        // The child refused an experimental field codexd did not catch itself.
-        RpcError::Server { message, .. } if experimental::is_child_rejection(message) => {
-            let field = message
-                .split_whitespace()
-                .next()
-                .and_then(|m| m.rsplit('.').next())
-                .unwrap_or("a field");
-            experimental::disabled(&[field.to_string()])
-        }
-        RpcError::Server {
-            code,
-            message,
-            data,
-        } => ApiError::new(
-            400,
-            "app_server_rejected",
-            format!("The app-server refused the request: {message}"),
-        )
-        .with_details(
-            json!({"upstreamCode": code, "upstreamMessage": message, "upstreamData": data}),
-        ),
-    }
-}
-
-pub(crate) fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(*p)?;
-    }
-    cur.as_str()
-}
+// Re-exported for the session files that still import them from here.
+pub(crate) use crate::json_path::str_at;
+pub(crate) use crate::rpc_http::rpc_error;
 
 impl Core {
     /// Creates the dirs, loads the state files and opens the event log. A session whose
     /// turn was running when codexd stopped has that turn marked `interrupted`.
-    pub fn open(cfg: Config, stop: StopFlag) -> Result<Arc<Core>, String> {
-        std::fs::create_dir_all(&cfg.logs_dir)
-            .map_err(|e| format!("cannot create {}: {e}", cfg.logs_dir.display()))?;
-        let store = JsonStore::open(&cfg.state_dir).map_err(|e| e.to_string())?;
+    pub fn open(cfg: Config, stop: StopFlag) -> Result<Arc<Core>, StartError> {
+        std::fs::create_dir_all(&cfg.logs_dir).map_err(|source| StartError::CreateDir {
+            dir: cfg.logs_dir.clone(),
+            source,
+        })?;
+        let store = JsonStore::open(&cfg.state_dir).map_err(StartError::Store)?;
         let identity = Identity::load_or_create(
             &store,
             &cfg.node_id,
@@ -141,7 +104,7 @@ impl Core {
             .read_or_warn(state::SESSION_REGISTRY)
             .unwrap_or(None)
             .unwrap_or_default();
-        let session_files = SessionStore::open(&cfg.state_dir)?;
+        let session_files = SessionStore::open(&cfg.state_dir).map_err(StartError::Sessions)?;
         restore_sessions(&mut registry.sessions, &session_files);
         let recent: Vec<Value> = store
             .read_or_warn::<Value>(state::RECENT_EVENTS)
@@ -170,6 +133,7 @@ impl Core {
             child.restarts = 0;
             child.recent_exits = prev.child.recent_exits.clone();
         }
+        let request_timeout = Duration::from_millis(cfg.request_timeout_ms);
         let core = Arc::new(Core {
             events,
             store,
@@ -190,9 +154,9 @@ impl Core {
             thread_ops: Mutex::new(()),
             sessions_dirty: AtomicBool::new(true),
             daemon_dirty: AtomicBool::new(true),
-            models: Models::default(),
-            account: Mutex::new(AccountState::default()),
-            codex: Mutex::new(CodexInfo::default()),
+            models: Models::new(cfg.model_check, request_timeout),
+            account: Account::new(request_timeout),
+            codex: CodexVersion::new(&cfg.server_command, cfg.experimental_api, cfg.model_check),
             control: Mutex::new(None),
             adoptee: Mutex::new(None),
             jobs: Mutex::new(Vec::new()),

@@ -6,6 +6,7 @@
 //! and a restarted codexd attaches to it again. A bare `unix://` means
 //! `<state dir>/app-server.sock`, which keeps the launchd template free of paths.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// macOS's `sun_path` is 104 bytes including the terminating NUL; Linux allows 107. A path
@@ -41,15 +42,46 @@ impl Transport {
     }
 }
 
-/// Parses the endpoint. A bare `unix://` resolves under `state_dir`. The error is the
-/// reason only; the caller names the variable.
-pub fn parse(endpoint: &str, state_dir: &Path) -> Result<Transport, String> {
+/// Why an endpoint was refused. The message is the reason only; the caller names the
+/// variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointError {
+    UnknownScheme,
+    /// The path after `unix://`, as written.
+    Relative(String),
+    TooLong(PathBuf),
+}
+
+impl fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndpointError::UnknownScheme => {
+                f.write_str("expected stdio://codex-app-server or unix://<absolute socket path>")
+            }
+            EndpointError::Relative(rest) => write!(
+                f,
+                "the socket path {rest:?} is relative; write unix:///absolute/path (or unix:// for <state dir>/{DEFAULT_SOCKET})"
+            ),
+            EndpointError::TooLong(path) => write!(
+                f,
+                "the socket path {} is {} bytes; macOS allows at most {MAX_SOCKET_PATH} (a Unix socket address holds 104 bytes with its NUL): choose a shorter path",
+                path.display(),
+                path.as_os_str().len()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EndpointError {}
+
+/// Parses the endpoint. A bare `unix://` resolves under `state_dir`.
+pub fn parse(endpoint: &str, state_dir: &Path) -> Result<Transport, EndpointError> {
     let endpoint = endpoint.trim();
     if endpoint.starts_with("stdio://") {
         return Ok(Transport::Stdio);
     }
     let Some(rest) = endpoint.strip_prefix("unix://") else {
-        return Err("expected stdio://codex-app-server or unix://<absolute socket path>".into());
+        return Err(EndpointError::UnknownScheme);
     };
     let path = if rest.is_empty() {
         state_dir.join(DEFAULT_SOCKET)
@@ -57,16 +89,10 @@ pub fn parse(endpoint: &str, state_dir: &Path) -> Result<Transport, String> {
         PathBuf::from(rest)
     };
     if !path.is_absolute() {
-        return Err(format!(
-            "the socket path {rest:?} is relative; write unix:///absolute/path (or unix:// for <state dir>/{DEFAULT_SOCKET})"
-        ));
+        return Err(EndpointError::Relative(rest.to_string()));
     }
-    let len = path.as_os_str().len();
-    if len > MAX_SOCKET_PATH {
-        return Err(format!(
-            "the socket path {} is {len} bytes; macOS allows at most {MAX_SOCKET_PATH} (a Unix socket address holds 104 bytes with its NUL): choose a shorter path",
-            path.display()
-        ));
+    if path.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(EndpointError::TooLong(path));
     }
     Ok(Transport::Unix(path))
 }
@@ -97,17 +123,17 @@ mod tests {
     #[test]
     fn refuses_relative_long_and_unknown_endpoints() {
         let state = Path::new("/s");
-        let e = parse("unix://rel/as.sock", state).unwrap_err();
+        let e = parse("unix://rel/as.sock", state).unwrap_err().to_string();
         assert!(e.contains("relative"), "{e}");
         let long = format!("unix:///{}", "a".repeat(MAX_SOCKET_PATH));
-        let e = parse(&long, state).unwrap_err();
+        let e = parse(&long, state).unwrap_err().to_string();
         assert!(
             e.contains("104 bytes") && e.contains("104 bytes with its NUL"),
             "{e}"
         );
         let fits = format!("unix:///{}", "a".repeat(MAX_SOCKET_PATH - 1));
         assert!(parse(&fits, state).is_ok());
-        let e = parse("ws://127.0.0.1:1", state).unwrap_err();
+        let e = parse("ws://127.0.0.1:1", state).unwrap_err().to_string();
         assert!(e.starts_with("expected stdio://"), "{e}");
     }
 }

@@ -10,6 +10,7 @@
 use serde_json::Value;
 
 use baa::common::logging;
+use baa::common::text;
 
 /// The events that get a line.
 const LOGGED: &[&str] = &[
@@ -92,12 +93,12 @@ pub fn line_fields(kind: &str, detail: &Value) -> Option<Vec<(&'static str, Stri
     let mut out = Vec::new();
     for (from, to) in FIELDS {
         let text = match &detail[*from] {
-            Value::String(s) => cut(s),
+            Value::String(s) => text::cut(s, VALUE_CAP),
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
             // A turn's error may be an object: its message is what a reader needs.
             Value::Object(o) => match o.get("message") {
-                Some(Value::String(s)) => cut(s),
+                Some(Value::String(s)) => text::cut(s, VALUE_CAP),
                 _ => continue,
             },
             _ => continue,
@@ -106,22 +107,11 @@ pub fn line_fields(kind: &str, detail: &Value) -> Option<Vec<(&'static str, Stri
     }
     // An answer's decision, not its whole reply.
     if let Some(d) = detail["reply"]["result"]["decision"].as_str() {
-        out.push(("decision", cut(d)));
+        out.push(("decision", text::cut(d, VALUE_CAP)));
     } else if let Some(code) = detail["reply"]["error"]["code"].as_i64() {
         out.push(("reply_error", code.to_string()));
     }
     Some(out)
-}
-
-fn cut(s: &str) -> String {
-    if s.len() <= VALUE_CAP {
-        return s.to_string();
-    }
-    let mut end = VALUE_CAP;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 #[cfg(test)]

@@ -120,6 +120,18 @@ fn frame(e: &Value) -> String {
     serde_json::to_string(&record).unwrap_or_else(|_| e.to_string())
 }
 
+/// Where a part of the daemon announces what changed: the event stream ([`Events`]), or a
+/// list in unit tests.
+pub trait Announce {
+    fn announce(&self, level: Level, kind: &str, message: String, detail: Value);
+}
+
+impl Announce for Events {
+    fn announce(&self, level: Level, kind: &str, message: String, detail: Value) {
+        self.emit(level, kind, message, detail);
+    }
+}
+
 pub struct Events {
     inner: Mutex<Inner>,
     hub: Hub,

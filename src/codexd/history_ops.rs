@@ -12,8 +12,10 @@ use serde_json::{json, Map, Value};
 use baa::common::api_error::ApiError;
 use baa::common::time::rfc3339_from_ms;
 
-use crate::core::{rpc_error, str_at, Core};
+use crate::core::Core;
+use crate::json_path::str_at;
 use crate::rpc::RpcError;
+use crate::rpc_http::rpc_error;
 use crate::sessions::{Session, TurnRecord};
 use crate::turn_record::cap;
 

@@ -7,6 +7,8 @@
 mod account;
 mod approvals;
 mod child;
+mod child_changes;
+mod child_reports;
 mod codex_version;
 mod config;
 mod core;
@@ -18,8 +20,8 @@ mod event_stream;
 mod events;
 mod experimental;
 mod history_ops;
+mod json_path;
 mod lifecycle_ops;
-mod logfile;
 mod models;
 mod notifications;
 mod reattach;
@@ -27,16 +29,19 @@ mod recent_events;
 mod review_ops;
 mod routes;
 mod rpc;
+mod rpc_http;
 mod serve;
 mod server_requests;
 mod session_ops;
 mod session_store;
 mod sessions;
 mod smoke;
+mod start_error;
 mod state;
 mod status;
 mod stop_child;
 mod stub;
+mod stub_run;
 mod stub_socket;
 mod supervision;
 mod ticker;
@@ -56,7 +61,7 @@ fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     // Not a command: codexd runs itself as the stub child for `smoke` and the tests.
     if args.first().is_some_and(|a| a == "__stub-app-server") {
-        return exit_code(stub::run());
+        return exit_code(stub_run::run());
     }
     let env = |k: &str| std::env::var(k).ok();
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());

@@ -20,7 +20,9 @@ use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
 use crate::config::ModelCheck;
-use crate::core::{rpc_error, str_at, Core};
+use crate::json_path::str_at;
+use crate::rpc::Ask;
+use crate::rpc_http::rpc_error;
 
 /// How long a fetched catalog is served before `model/list` is asked again.
 pub const MODELS_TTL: Duration = Duration::from_secs(300);
@@ -57,8 +59,11 @@ impl Catalog {
 
 /// The cache; the catalog and the last failure are read and replaced under short locks,
 /// and `fetch` serializes the `model/list` calls themselves (never held with the others).
-#[derive(Default)]
 pub struct Models {
+    /// `BAA_CODEXD_MODEL_CHECK`.
+    check: ModelCheck,
+    /// How long each `model/list` page may take (the daemon's request timeout).
+    timeout: Duration,
     catalog: Mutex<Option<Arc<Catalog>>>,
     failure: Mutex<Option<(u64, Instant, String)>>,
     fetch: Mutex<()>,
@@ -123,22 +128,32 @@ pub fn check(
     .with_details(json!({"model": name, "effort": effort, "allowed": allowed})))
 }
 
-impl Core {
+impl Models {
+    pub fn new(check: ModelCheck, timeout: Duration) -> Models {
+        Models {
+            check,
+            timeout,
+            catalog: Mutex::new(None),
+            failure: Mutex::new(None),
+            fetch: Mutex::new(()),
+        }
+    }
+
     /// The catalog of the current child: the cached one while fresh, else `model/list`
     /// now (every page, hidden models included). `refresh` skips the cache.
-    pub(crate) fn catalog(&self, refresh: bool) -> Result<Arc<Catalog>, ApiError> {
-        let link = self.link()?;
+    pub fn catalog(&self, child: &impl Ask, refresh: bool) -> Result<Arc<Catalog>, ApiError> {
+        let generation = child.generation();
         let fresh =
-            |c: &Arc<Catalog>| c.generation == link.generation && c.fetched.elapsed() < MODELS_TTL;
+            |c: &Arc<Catalog>| c.generation == generation && c.fetched.elapsed() < MODELS_TTL;
         if !refresh {
-            if let Some(c) = lock(&self.models.catalog).as_ref().filter(|c| fresh(c)) {
+            if let Some(c) = lock(&self.catalog).as_ref().filter(|c| fresh(c)) {
                 return Ok(c.clone());
             }
         }
         let started = Instant::now();
-        let _one_at_a_time = lock(&self.models.fetch);
+        let _one_at_a_time = lock(&self.fetch);
         // Someone else may have fetched while this one waited.
-        if let Some(c) = lock(&self.models.catalog)
+        if let Some(c) = lock(&self.catalog)
             .as_ref()
             .filter(|c| fresh(c) && (!refresh || c.fetched >= started))
         {
@@ -151,15 +166,11 @@ impl Core {
             if let Some(c) = &cursor {
                 params["cursor"] = json!(c);
             }
-            let page = link
-                .rpc
-                .request("model/list", params, self.timeout())
-                .map_err(|e| {
-                    let e = rpc_error(e);
-                    *lock(&self.models.failure) =
-                        Some((link.generation, Instant::now(), e.message.clone()));
-                    e
-                })?;
+            let page = child.ask("model/list", params, self.timeout).map_err(|e| {
+                let e = rpc_error(e);
+                *lock(&self.failure) = Some((generation, Instant::now(), e.message.clone()));
+                e
+            })?;
             if let Some(data) = page.get("data").and_then(Value::as_array) {
                 models.extend(data.iter().filter(|m| m.is_object()).cloned());
             }
@@ -169,19 +180,24 @@ impl Core {
             }
         }
         let catalog = Arc::new(Catalog {
-            generation: link.generation,
+            generation,
             fetched: Instant::now(),
             fetched_at: now_rfc3339(),
             models,
         });
-        *lock(&self.models.catalog) = Some(catalog.clone());
-        *lock(&self.models.failure) = None;
+        *lock(&self.catalog) = Some(catalog.clone());
+        *lock(&self.failure) = None;
         Ok(catalog)
     }
 
     /// `GET /v1/codexd/models`.
-    pub fn models_json(&self, refresh: bool, include_hidden: bool) -> Result<Value, ApiError> {
-        let catalog = self.catalog(refresh)?;
+    pub fn list_json(
+        &self,
+        child: &impl Ask,
+        refresh: bool,
+        include_hidden: bool,
+    ) -> Result<Value, ApiError> {
+        let catalog = self.catalog(child, refresh)?;
         let models: Vec<Value> = catalog
             .models
             .iter()
@@ -203,31 +219,33 @@ impl Core {
             "defaultModel": default,
             "fetchedAt": catalog.fetched_at,
             "ttlMs": MODELS_TTL.as_millis() as u64,
-            "modelCheck": self.cfg.model_check.as_str(),
+            "modelCheck": self.check.as_str(),
         }))
     }
 
     /// The create check (see the module doc): Err only for a model or effort the catalog
     /// rules out; a catalog that cannot be had lets the request through, with a log line.
-    pub(crate) fn check_model(
+    /// `child` is the current one (`None`: the request fails on its own with a 503).
+    pub fn check_request(
         &self,
+        child: Option<&impl Ask>,
         model: Option<&str>,
         effort: Option<&str>,
         current: Option<&str>,
     ) -> Result<(), ApiError> {
-        if self.cfg.model_check == ModelCheck::Off || (model.is_none() && effort.is_none()) {
+        if self.check == ModelCheck::Off || (model.is_none() && effort.is_none()) {
             return Ok(());
         }
-        // No child: the request fails on its own with a 503; nothing to check against.
-        let Some(generation) = self.current_link().map(|l| l.generation) else {
+        let Some(child) = child else {
             return Ok(());
         };
-        let recent_failure = lock(&self.models.failure)
+        let generation = child.generation();
+        let recent_failure = lock(&self.failure)
             .clone()
             .filter(|(g, at, _)| *g == generation && at.elapsed() < FAILURE_BACKOFF);
         let catalog = match recent_failure {
             Some((_, _, why)) => Err(why),
-            None => self.catalog(false).map_err(|e| e.message),
+            None => self.catalog(child, false).map_err(|e| e.message),
         };
         match catalog {
             Ok(c) => check(&c, model, effort, current),
@@ -246,6 +264,119 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rpc::RpcError;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A child of generation `generation` whose `model/list` answers two pages, or fails.
+    struct Child {
+        generation: u64,
+        fail: bool,
+        calls: AtomicUsize,
+    }
+
+    impl Child {
+        fn new(generation: u64, fail: bool) -> Child {
+            Child {
+                generation,
+                fail,
+                calls: AtomicUsize::new(0),
+            }
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Ask for Child {
+        fn generation(&self) -> u64 {
+            self.generation
+        }
+
+        fn ask(&self, method: &str, params: Value, _: Duration) -> Result<Value, RpcError> {
+            assert_eq!(method, "model/list");
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.fail {
+                return Err(RpcError::ChildGone);
+            }
+            let effort = |e: &str| json!([{"reasoningEffort": e}]);
+            Ok(match params.get("cursor").and_then(Value::as_str) {
+                None => {
+                    json!({"data": [{"id": "gpt-5.5", "isDefault": true, "supportedReasoningEfforts": effort("high")}], "nextCursor": "p2"})
+                }
+                Some(_) => {
+                    json!({"data": [{"id": "hidden-one", "hidden": true}, "not an object"], "nextCursor": null})
+                }
+            })
+        }
+    }
+
+    fn models() -> Models {
+        Models::new(ModelCheck::Catalog, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn the_catalog_reads_every_page_once_per_child_until_refreshed() {
+        let m = models();
+        let one = Child::new(1, false);
+        let list = m.list_json(&one, false, false).unwrap();
+        assert_eq!(
+            (
+                &list["count"],
+                &list["defaultModel"],
+                &list["models"][0]["reasoningEfforts"]
+            ),
+            (&json!(1), &json!("gpt-5.5"), &json!(["high"]))
+        );
+        assert_eq!(m.list_json(&one, false, true).unwrap()["count"], 2);
+        assert_eq!(one.calls(), 2, "two pages, then the cache");
+        m.catalog(&one, true).unwrap();
+        assert_eq!(one.calls(), 4, "refresh reads again");
+        let two = Child::new(2, false);
+        m.catalog(&two, false).unwrap();
+        assert_eq!(two.calls(), 2, "a new child has its own catalog");
+    }
+
+    #[test]
+    fn the_create_check_refuses_only_what_the_catalog_rules_out() {
+        let m = models();
+        let child = Child::new(1, false);
+        let e = m
+            .check_request(Some(&child), Some("gpt-9"), None, None)
+            .unwrap_err();
+        assert_eq!(e.code, "unknown_model");
+        assert_eq!(
+            m.check_request(Some(&child), None, Some("high"), Some("gpt-5.5")),
+            Ok(())
+        );
+        assert_eq!(
+            m.check_request(None::<&Child>, Some("gpt-9"), None, None),
+            Ok(()),
+            "no child"
+        );
+        let off = Models::new(ModelCheck::Off, Duration::from_secs(1));
+        assert_eq!(
+            off.check_request(Some(&child), Some("gpt-9"), None, None),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_failed_catalog_lets_requests_through_and_is_not_asked_again_at_once() {
+        let m = models();
+        let broken = Child::new(1, true);
+        assert_eq!(
+            m.check_request(Some(&broken), Some("gpt-9"), None, None),
+            Ok(())
+        );
+        assert_eq!(
+            m.check_request(Some(&broken), Some("gpt-9"), None, None),
+            Ok(())
+        );
+        assert_eq!(broken.calls(), 1, "the failure is remembered");
+        let e = m.list_json(&broken, false, false).unwrap_err();
+        assert_eq!(e.status, 503, "the route still says why");
+    }
 
     fn catalog() -> Catalog {
         let m = |id: &str, hidden: bool, efforts: &[&str]| {

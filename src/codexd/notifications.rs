@@ -40,7 +40,7 @@ impl Core {
         let turn_id = str_at(&params, &["turnId"])
             .or_else(|| str_at(&params, &["turn", "id"]))
             .map(str::to_string);
-        self.on_account_notification(method, &params);
+        self.account.on_notification(method, &params, &self.events);
         let mut finished: Option<(String, TurnRecord)> = None;
         let session_id = {
             let mut st = self.state();

@@ -7,6 +7,8 @@
 
 use serde_json::{Map, Value};
 
+use baa::common::text;
+
 /// An event's `detail` larger than this (serialized) is cut.
 pub const DETAIL_BYTES: usize = 2048;
 /// A cut detail keeps its top-level fields up to this size each (ids, statuses).
@@ -41,12 +43,7 @@ pub fn slim(mut event: Value) -> Value {
     let mut truncated = false;
     if let Some(Value::String(m)) = obj.get_mut("message") {
         if m.len() > MESSAGE_BYTES {
-            let mut cut = MESSAGE_BYTES;
-            while !m.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            m.truncate(cut);
-            m.push('…');
+            *m = text::cut(m, MESSAGE_BYTES);
             truncated = true;
         }
     }

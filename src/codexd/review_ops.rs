@@ -8,8 +8,9 @@ use serde_json::{json, Map, Value};
 use baa::common::api_error::ApiError;
 use baa::common::codex_fields::{whitelist, REVIEW_FIELDS};
 
-use crate::core::{str_at, Core};
+use crate::core::Core;
 use crate::events::Level;
+use crate::json_path::str_at;
 use crate::rpc::RpcError;
 use crate::sessions::opt_string;
 use crate::turn_ops::begin_turn;

@@ -224,7 +224,11 @@ fn turn_interrupt(core: &Ctx, req: &Request, _: &Params) -> Res {
 fn models_list(core: &Ctx, req: &Request, _: &Params) -> Res {
     let include_hidden = bool_query(req, &["includeHidden", "include_hidden"])?;
     let refresh = bool_query(req, &["refresh"])?;
-    ok(200, core.models_json(refresh, include_hidden)?)
+    ok(
+        200,
+        core.models
+            .list_json(&*core.link()?, refresh, include_hidden)?,
+    )
 }
 
 /// A `true`/`false` (or `1`/`0`) query parameter under any of `names`; absent is false.

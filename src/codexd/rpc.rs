@@ -66,6 +66,13 @@ impl std::fmt::Display for RpcError {
 
 type Waiter = Sender<Result<Value, RpcError>>;
 
+/// Asking the current child something: its [`Link`](crate::child::Link) in the daemon, a
+/// fake in unit tests. `generation` says which child answered, for caches kept per child.
+pub trait Ask {
+    fn generation(&self) -> u64;
+    fn ask(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, RpcError>;
+}
+
 pub struct Rpc {
     out: Sender<Vec<u8>>,
     /// Rung after each queued message when the writer waits in poll(2) rather than on

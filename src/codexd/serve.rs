@@ -25,6 +25,7 @@ use crate::config::{Config, Strategy};
 use crate::core::Core;
 use crate::demo::DemoModel;
 use crate::events::Level;
+use crate::start_error::StartError;
 use crate::supervision::ChildThreads;
 
 /// In-flight HTTP requests get this long on stop; the child then gets its own grace.
@@ -45,21 +46,21 @@ pub struct Running {
 /// The lock file in the state dir.
 pub const LOCK_FILE: &str = "codexd.lock";
 
-/// Takes the state dir's lock (creating the dir if it does not exist yet). The error is
-/// the message for the operator.
-pub fn lock_state_dir(cfg: &Config) -> Result<DirLock, String> {
+/// Takes the state dir's lock (creating the dir if it does not exist yet).
+pub fn lock_state_dir(cfg: &Config) -> Result<DirLock, StartError> {
     let dir = &cfg.state_dir;
     if !dir.is_dir() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| StartError::CreateDir {
+            dir: dir.clone(),
+            source,
+        })?;
     }
     DirLock::acquire(dir, LOCK_FILE).map_err(|e| match e {
-        LockError::Held { pid, .. } => format!(
-            "another baa-codexd{} already runs on the state dir {}; one codexd per state dir (stop that one first)",
-            pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
-            dir.display()
-        ),
-        other => other.to_string(),
+        LockError::Held { pid, .. } => StartError::StateDirHeld {
+            dir: dir.clone(),
+            pid,
+        },
+        other => StartError::Lock(other),
     })
 }
 
@@ -68,7 +69,7 @@ pub fn run(cfg: Config) -> ExitCode {
     let lock = match lock_state_dir(&cfg) {
         Ok(l) => l,
         Err(e) => {
-            cli::error_line("baa-codexd", &e);
+            cli::error_line("baa-codexd", &e.to_string());
             return ExitCode::FAILURE;
         }
     };
@@ -92,10 +93,11 @@ impl Service for Running {
 }
 
 /// Binds the configured address, then [`start_on`] it.
-pub fn start(cfg: Config, stop: StopFlag) -> Result<Running, String> {
+pub fn start(cfg: Config, stop: StopFlag) -> Result<Running, StartError> {
     let lock = lock_state_dir(&cfg)?;
     let bind = cfg.listen.bind_addr();
-    let listener = TcpListener::bind(&bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    let listener =
+        TcpListener::bind(&bind).map_err(|source| StartError::Listen { bind, source })?;
     start_on(listener, cfg, stop, lock)
 }
 
@@ -106,7 +108,7 @@ pub fn start_on(
     cfg: Config,
     stop: StopFlag,
     lock: DirLock,
-) -> Result<Running, String> {
+) -> Result<Running, StartError> {
     let core = Core::open(cfg, stop.clone())?;
     let demo_model = if core.cfg.demo && core.cfg.strategy == Strategy::Spawn {
         Some(start_demo_model(&core)?)
@@ -120,7 +122,7 @@ pub fn start_on(
         ..ServerConfig::default()
     };
     let server = Server::start(listener, server_cfg, crate::routes::handler(core.clone()))
-        .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
+        .map_err(StartError::Http)?;
     let addr = server.local_addr();
     let base = format!("http://{addr}");
     core.set_listening(&base);
@@ -135,8 +137,10 @@ pub fn start_on(
         Strategy::Spawn => Some(ChildThreads::start(&core)?),
         Strategy::External => None,
     };
-    let ticker = crate::ticker::spawn(core.clone())
-        .map_err(|e| format!("cannot start the ticker thread: {e}"))?;
+    let ticker = crate::ticker::spawn(core.clone()).map_err(|source| StartError::Thread {
+        name: "ticker",
+        source,
+    })?;
     Ok(Running {
         core,
         base,
@@ -151,12 +155,13 @@ pub fn start_on(
 /// Demo mode: a loopback Responses-API model owned by this process, and a CODEX_HOME
 /// under the state dir whose config.toml points the child at it (rewritten on every
 /// start because the port changes; the rollouts kept beside it survive restarts).
-fn start_demo_model(core: &Core) -> Result<DemoModel, String> {
-    let model = DemoModel::start()
-        .map_err(|e| format!("demo mode: cannot start the built-in model: {e}"))?;
+fn start_demo_model(core: &Core) -> Result<DemoModel, StartError> {
+    let model = DemoModel::start().map_err(StartError::DemoModel)?;
     let home = core.cfg.demo_codex_home();
-    write_codex_home(&home, model.base_url())
-        .map_err(|e| format!("demo mode: cannot write {}: {e}", home.display()))?;
+    write_codex_home(&home, model.base_url()).map_err(|source| StartError::DemoHome {
+        home: home.clone(),
+        source,
+    })?;
     core.set_demo(model.base_url(), &home);
     core.emit(
         Level::Info,

@@ -12,8 +12,10 @@ use baa::common::time::{now_ms, now_rfc3339};
 use crate::approvals::{self, Answer, Pending};
 use crate::child::Link;
 use crate::config::Decision;
-use crate::core::{rpc_error, str_at, Core};
+use crate::core::Core;
 use crate::events::Level;
+use crate::json_path::str_at;
+use crate::rpc_http::rpc_error;
 
 impl Core {
     pub fn pending_json(&self) -> Vec<Value> {

@@ -182,7 +182,12 @@ impl Core {
                 )
             })?,
         };
-        self.check_model(opt_string(&b, "model")?.as_deref(), None, None)?;
+        self.models.check_request(
+            self.current_link().as_deref(),
+            opt_string(&b, "model")?.as_deref(),
+            None,
+            None,
+        )?;
         let mut thread_params = pick(&b, sessions::THREAD_FIELDS);
         thread_params.extend(pick(&b, SESSION_EXPERIMENTAL));
         let link = self.link()?;

@@ -5,6 +5,7 @@
 //! It uses `<state_dir>/smoke` and `<logs_dir>/smoke`, never the live daemon's files (a
 //! smoke run must not touch the live registry nor mistake the live child for a stale one).
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -100,20 +101,51 @@ fn say(line: &str) {
     let _ = cli::write_stdout(&format!("{line}\n"));
 }
 
+/// Why the smoke turn did not complete.
+#[derive(Debug)]
+enum DriveError {
+    /// A request failed: the method and path, and the client's error or the reply.
+    Request {
+        what: String,
+        why: String,
+    },
+    /// Polling the session failed (the client's error).
+    Poll(String),
+    NotCompleted {
+        session: Value,
+    },
+}
+
+impl fmt::Display for DriveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DriveError::Request { what, why } => write!(f, "{what}: {why}"),
+            DriveError::Poll(why) => f.write_str(why),
+            DriveError::NotCompleted { session } => {
+                write!(f, "turn did not complete: {session}")
+            }
+        }
+    }
+}
+
 /// Creates a session, runs one turn and waits (bounded) for its final message.
-fn drive(base: &str) -> Result<String, String> {
+fn drive(base: &str) -> Result<String, DriveError> {
     let agent = local_agent(Duration::from_secs(2), Duration::from_secs(10));
-    let post = |path: &str, body: Value| -> Result<Value, String> {
+    let failed = |what: String| {
+        move |why: &dyn fmt::Display| DriveError::Request {
+            what: what.clone(),
+            why: why.to_string(),
+        }
+    };
+    let post = |path: &str, body: Value| -> Result<Value, DriveError> {
+        let fail = failed(format!("POST {path}"));
         let mut r = agent
             .post(&format!("{base}{path}"))
             .send_json(&body)
-            .map_err(|e| format!("POST {path}: {e}"))?;
-        let v: Value = r
-            .body_mut()
-            .read_json()
-            .map_err(|e| format!("POST {path}: {e}"))?;
+            .map_err(|e| fail(&e))?;
+        let v: Value = r.body_mut().read_json().map_err(|e| fail(&e))?;
         if v["ok"] != json!(true) {
-            return Err(format!("POST {path}: {v}"));
+            return Err(fail(&v));
         }
         Ok(v)
     };
@@ -133,12 +165,13 @@ fn drive(base: &str) -> Result<String, String> {
         "/v1/codexd/turn",
         json!({"sessionId": sid, "input": "smoke"}),
     )?;
+    let fail = |e: &dyn fmt::Display| DriveError::Poll(e.to_string());
     loop {
         let mut r = agent
             .get(&format!("{base}/v1/codexd/sessions/{sid}"))
             .call()
-            .map_err(|e| e.to_string())?;
-        let v: Value = r.body_mut().read_json().map_err(|e| e.to_string())?;
+            .map_err(|e| fail(&e))?;
+        let v: Value = r.body_mut().read_json().map_err(|e| fail(&e))?;
         let last = &v["data"]["session"]["lastTurn"];
         if last["status"] == "completed" {
             return Ok(last["finalMessage"]
@@ -147,7 +180,9 @@ fn drive(base: &str) -> Result<String, String> {
                 .to_string());
         }
         if Instant::now() > deadline {
-            return Err(format!("turn did not complete: {}", v["data"]["session"]));
+            return Err(DriveError::NotCompleted {
+                session: v["data"]["session"].clone(),
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }

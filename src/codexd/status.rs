@@ -118,7 +118,7 @@ impl Core {
         let resolved = listening
             .clone()
             .unwrap_or_else(|| self.cfg.local_api_base.clone());
-        let (account, limits) = self.account_status();
+        let (account, limits) = self.account.status();
         let (sessions_updated_at, sessions) = {
             let st = self.state();
             (
@@ -151,7 +151,7 @@ impl Core {
                     "demoModel": self.demo_json(),
                     "child": self.child_json(),
                 },
-                "codex": self.codex_json(),
+                "codex": self.codex.json(),
                 "account": account,
                 "limits": limits,
                 "sessionRegistry": {"updatedAt": sessions_updated_at, "sessions": sessions},

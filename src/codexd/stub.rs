@@ -24,7 +24,7 @@
 //! to stdio.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -109,53 +109,19 @@ impl Stub {
     }
 }
 
-/// Runs the stub until stdin closes (or, listening, until it is killed). Returns the
-/// process exit code.
-pub fn run() -> i32 {
-    let args: Vec<String> = std::env::args().collect();
-    let listen = args
-        .iter()
-        .position(|a| a == "--listen")
-        .map(|i| args.get(i + 1).cloned().unwrap_or_default());
-    let mut mode = std::env::var("BAA_CODEXD_STUB_MODE").unwrap_or_else(|_| "normal".into());
-    if listen.is_some() && mode != "listen" {
-        eprintln!(
-            "error: unexpected argument '--listen' found (the stub app-server speaks stdio only)"
-        );
-        return 2;
+impl Stub {
+    /// A stub in `mode` writing to `out`.
+    pub(crate) fn new(mode: String, out: Out) -> Arc<Stub> {
+        Arc::new(Stub {
+            out: Mutex::new(out),
+            mode,
+            resumes: AtomicU64::new(0),
+            active: Mutex::new(HashMap::new()),
+            approvals: Mutex::new(HashMap::new()),
+            completed: Mutex::new(HashMap::new()),
+            next_server_id: AtomicI64::new(0),
+        })
     }
-    if let Some(path) = mode.strip_prefix("exit-while:") {
-        mode = if std::path::Path::new(path).exists() {
-            "exit"
-        } else {
-            "normal"
-        }
-        .into();
-    }
-    if mode == "exit" {
-        eprintln!("stub app-server: exiting at once (BAA_CODEXD_STUB_MODE=exit)");
-        return 3;
-    }
-    eprintln!("stub app-server: mode {mode}");
-    let stub = Arc::new(Stub {
-        out: Mutex::new(Out::Stdout(io::stdout())),
-        mode: mode.clone(),
-        resumes: AtomicU64::new(0),
-        active: Mutex::new(HashMap::new()),
-        approvals: Mutex::new(HashMap::new()),
-        completed: Mutex::new(HashMap::new()),
-        next_server_id: AtomicI64::new(0),
-    });
-    if let Some(endpoint) = listen {
-        let path = endpoint.strip_prefix("unix://").unwrap_or(&endpoint);
-        return crate::stub_socket::serve(&stub, std::path::Path::new(path));
-    }
-    let stdin = io::stdin();
-    for line in stdin.lock().lines() {
-        let Ok(line) = line else { break };
-        handle_line(&stub, &line);
-    }
-    0
 }
 
 /// One JSON-RPC message from codexd (a stdin line or a WebSocket text frame).

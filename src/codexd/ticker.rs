@@ -63,22 +63,34 @@ fn account_tick(core: &Arc<Core>, running: &mut Option<JoinHandle<()>>) {
     }
     if running.take().is_some_and(|h| h.join().is_err()) {
         log::error!("the account refresh thread panicked");
-        core.account_refresh_failed();
+        core.account.refresh_failed();
     }
-    if !core.take_account_refresh() {
+    let generation = core.current_link().map(|l| l.generation);
+    if !core.account.take_refresh(generation) {
         return;
     }
     let c = core.clone();
     match thread::Builder::new()
         .name("codexd-account".into())
-        .spawn(move || c.refresh_account())
+        .spawn(move || refresh_account(&c))
     {
         Ok(h) => *running = Some(h),
         Err(e) => {
             log::error!("cannot start the account refresh thread: {e}");
-            core.account_refresh_failed();
+            core.account.refresh_failed();
         }
     }
+}
+
+/// Reads the account, the limits and (once per child) `codex --version` from the current
+/// child; every call is bounded (request timeout, version timeout).
+fn refresh_account(core: &Core) {
+    let Some(link) = core.current_link() else {
+        core.account.refresh_failed();
+        return;
+    };
+    core.codex.refresh_cli(link.generation, &core.stop);
+    core.account.refresh(&*link, &core.events);
 }
 
 fn join_all(handles: Vec<JoinHandle<()>>) {

@@ -32,7 +32,8 @@ impl Core {
         self.ensure_hot(&session_id)?;
         let session = self.session_json(&session_id)?;
         experimental::check(self.cfg.experimental_api, &b, TURN_EXPERIMENTAL)?;
-        self.check_model(
+        self.models.check_request(
+            self.current_link().as_deref(),
             opt_string(&b, "model")?.as_deref(),
             opt_string(&b, "effort")?.as_deref(),
             session.get("model").and_then(Value::as_str),

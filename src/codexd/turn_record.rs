@@ -14,6 +14,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use baa::common::text;
 use baa::common::time::{now_rfc3339, rfc3339_from_ms};
 
 /// The turn's unified diff is kept up to this many bytes (`diffTruncated` says when cut).
@@ -383,14 +384,7 @@ fn fill<T>(slot: &mut Option<T>, other: Option<T>) {
 
 /// `s` cut to at most `max` bytes on a character boundary.
 pub fn cap(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
+    text::prefix(s, max).to_string()
 }
 
 #[cfg(test)]

@@ -38,9 +38,10 @@ pub struct Startup {
 /// Runs a daemon from bind to exit. `start` gets the bound listener, its address and the
 /// stop flag (set by SIGTERM/SIGINT; a daemon may clone it into its loops). Exit codes:
 /// 0 after a clean stop, 1 when start-up fails.
-pub fn run<F>(s: Startup, start: F) -> ExitCode
+pub fn run<F, E>(s: Startup, start: F) -> ExitCode
 where
-    F: FnOnce(TcpListener, SocketAddr, &StopFlag) -> Result<Box<dyn Service>, String>,
+    F: FnOnce(TcpListener, SocketAddr, &StopFlag) -> Result<Box<dyn Service>, E>,
+    E: std::fmt::Display,
 {
     logging::init();
     let fail = |message: String| {
@@ -67,7 +68,7 @@ where
     };
     let service = match start(listener, bound, &stop) {
         Ok(svc) => svc,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e.to_string()),
     };
     announce(s.binary, bound);
     logging::event(

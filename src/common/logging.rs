@@ -17,6 +17,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::common::logfile;
 use crate::common::settings::Setting;
 
 /// The log target of lifecycle lines.
@@ -174,7 +175,7 @@ impl RotatingStderr {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
-        rotate_files(&self.path, LOG_FILE_KEEP)?;
+        logfile::rotate_files(&self.path, LOG_FILE_KEEP)?;
         let file = open_append(&self.path)?;
         point_stderr_at(&file)
     }
@@ -219,22 +220,6 @@ fn point_stderr_at(file: &File) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// `<path>.{keep-1}` → `<path>.{keep}`, …, `<path>` → `<path>.1`. Missing ones are skipped.
-pub fn rotate_files(path: &Path, keep: u32) -> io::Result<()> {
-    let numbered = |n: u32| {
-        let mut p = path.as_os_str().to_owned();
-        p.push(format!(".{n}"));
-        PathBuf::from(p)
-    };
-    for n in (1..keep).rev() {
-        match fs::rename(numbered(n), numbered(n + 1)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    fs::rename(path, numbered(1))
 }
 
 #[cfg(test)]
@@ -286,37 +271,5 @@ mod tests {
             &[("by", &Opt(who.as_ref())), ("reason", &Opt(none.as_ref()))],
         );
         assert_eq!(line, "event=mode.changed by=newbie reason=-");
-    }
-
-    #[test]
-    fn rotate_files_shifts_and_drops_the_oldest() {
-        let dir = std::env::temp_dir().join(crate::common::ids::new_id("logrot"));
-        fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("x.err.log");
-        for (name, body) in [
-            ("x.err.log", "live"),
-            ("x.err.log.1", "one"),
-            ("x.err.log.2", "two"),
-            ("x.err.log.3", "three"),
-        ] {
-            fs::write(dir.join(name), body).unwrap();
-        }
-        rotate_files(&p, 3).unwrap();
-        let read = |n: &str| fs::read_to_string(dir.join(n)).ok();
-        assert_eq!(
-            (
-                read("x.err.log"),
-                read("x.err.log.1"),
-                read("x.err.log.2"),
-                read("x.err.log.3")
-            ),
-            (
-                None,
-                Some("live".into()),
-                Some("one".into()),
-                Some("two".into())
-            )
-        );
-        let _ = fs::remove_dir_all(dir);
     }
 }

@@ -1,5 +1,6 @@
 //! Listen-URL parsing and the address rules the daemons enforce at startup.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,36 +10,52 @@ pub struct ListenUrl {
     pub port: u16,
 }
 
+/// What a listen URL lacks. The message says what was expected without repeating the
+/// input: the caller names the setting and shows the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenUrlError {
+    NotHttp,
+    HasPath,
+    NoPort,
+    BadPort,
+    NoHost,
+}
+
+impl fmt::Display for ListenUrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ListenUrlError::NotHttp => "expected http://HOST:PORT (plain http)",
+            ListenUrlError::HasPath => "expected http://HOST:PORT with no path",
+            ListenUrlError::NoPort => "expected http://HOST:PORT with a port",
+            ListenUrlError::BadPort => "expected http://HOST:PORT with a port from 0 to 65535",
+            ListenUrlError::NoHost => "expected http://HOST:PORT with a host",
+        })
+    }
+}
+
+impl std::error::Error for ListenUrlError {}
+
 impl ListenUrl {
     /// Parses `http://host:port` (a trailing `/` is ignored). Only `http` is accepted.
-    /// Errors say what was expected without repeating the input: the caller names the
-    /// setting and shows the value.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub fn parse(url: &str) -> Result<Self, ListenUrlError> {
         let url = url.trim().trim_end_matches('/');
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| "expected http://HOST:PORT (plain http)".to_string())?;
+        let rest = url.strip_prefix("http://").ok_or(ListenUrlError::NotHttp)?;
         if rest.contains('/') || rest.contains('?') || rest.contains('@') {
-            return Err("expected http://HOST:PORT with no path".into());
+            return Err(ListenUrlError::HasPath);
         }
-        let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
-            let (h, p) = inner
-                .split_once("]:")
-                .ok_or_else(|| "expected http://HOST:PORT with a port".to_string())?;
-            (h.to_string(), p)
-        } else {
-            let (h, p) = rest
-                .rsplit_once(':')
-                .ok_or_else(|| "expected http://HOST:PORT with a port".to_string())?;
-            (h.to_string(), p)
-        };
-        let port: u16 = port
-            .parse()
-            .map_err(|_| "expected http://HOST:PORT with a port from 0 to 65535".to_string())?;
+        let (host, port) = match rest.strip_prefix('[') {
+            Some(inner) => inner.split_once("]:"),
+            None => rest.rsplit_once(':'),
+        }
+        .ok_or(ListenUrlError::NoPort)?;
+        let port: u16 = port.parse().map_err(|_| ListenUrlError::BadPort)?;
         if host.is_empty() {
-            return Err("expected http://HOST:PORT with a host".into());
+            return Err(ListenUrlError::NoHost);
         }
-        Ok(Self { host, port })
+        Ok(Self {
+            host: host.to_string(),
+            port,
+        })
     }
 
     /// `host:port` suitable for `TcpListener::bind`.
@@ -90,10 +107,16 @@ mod tests {
             ListenUrl::parse("http://[::1]:9").unwrap().bind_addr(),
             "[::1]:9"
         );
-        assert!(ListenUrl::parse("https://127.0.0.1:1").is_err());
-        assert!(ListenUrl::parse("http://127.0.0.1").is_err());
-        assert!(ListenUrl::parse("http://127.0.0.1:99999").is_err());
-        assert!(ListenUrl::parse("http://127.0.0.1:1/x").is_err());
+        let e = |url| ListenUrl::parse(url).unwrap_err();
+        assert_eq!(e("https://127.0.0.1:1"), ListenUrlError::NotHttp);
+        assert_eq!(e("http://127.0.0.1"), ListenUrlError::NoPort);
+        assert_eq!(e("http://127.0.0.1:99999"), ListenUrlError::BadPort);
+        assert_eq!(e("http://127.0.0.1:1/x"), ListenUrlError::HasPath);
+        assert_eq!(e("http://:1"), ListenUrlError::NoHost);
+        assert_eq!(
+            e("http://[::1]").to_string(),
+            "expected http://HOST:PORT with a port"
+        );
     }
 
     #[test]

@@ -24,31 +24,28 @@ pub fn pid_alive(pid: u32) -> bool {
 
 /// Sends `sig` to the process group `pgid`.
 pub fn kill_group(pgid: u32, sig: i32) -> io::Result<()> {
-    if pgid <= 1 || pgid > i32::MAX as u32 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "refusing to signal group 0/1",
-        ));
-    }
+    let pgid = signal_target(pgid, "refusing to signal group 0/1")?;
     // SAFETY: plain syscall with checked arguments.
-    let rc = unsafe { libc::killpg(pgid as libc::pid_t, sig) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    os_result(unsafe { libc::killpg(pgid, sig) })
 }
 
 /// Sends `sig` to one process.
 pub fn kill_pid(pid: u32, sig: i32) -> io::Result<()> {
-    if pid <= 1 || pid > i32::MAX as u32 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "refusing to signal pid 0/1",
-        ));
-    }
+    let pid = signal_target(pid, "refusing to signal pid 0/1")?;
     // SAFETY: plain syscall with checked arguments.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    os_result(unsafe { libc::kill(pid, sig) })
+}
+
+/// `id` as a pid_t, refusing 0 and 1 (the caller's group, everything, init) and anything
+/// that would wrap negative (a group again).
+fn signal_target(id: u32, refusal: &'static str) -> io::Result<libc::pid_t> {
+    if id <= 1 || id > i32::MAX as u32 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, refusal));
+    }
+    Ok(id as libc::pid_t)
+}
+
+fn os_result(rc: libc::c_int) -> io::Result<()> {
     if rc == 0 {
         Ok(())
     } else {

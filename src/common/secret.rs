@@ -1,10 +1,11 @@
 //! Tokens: comparison that does not leak how many leading bytes matched, placeholder
 //! detection, and reading a token file that only its owner may read.
 
+use std::fmt;
 use std::fs::File;
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Compares `given` with `expected` in time that depends only on their lengths.
 pub fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
@@ -29,32 +30,90 @@ pub fn is_placeholder_token(token: &str) -> bool {
 /// Longest token file accepted: a token is one line; anything bigger is the wrong file.
 const MAX_SECRET_FILE: u64 = 4096;
 
+/// Why a token file was not read.
+#[derive(Debug)]
+pub enum TokenFileError {
+    Read {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Stat {
+        path: PathBuf,
+        source: io::Error,
+    },
+    NotAFile {
+        path: PathBuf,
+    },
+    /// Group or others may read or write it.
+    Open {
+        path: PathBuf,
+        mode: u32,
+    },
+    TooLarge {
+        path: PathBuf,
+    },
+}
+
+impl fmt::Display for TokenFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenFileError::Read { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            TokenFileError::Stat { path, source } => {
+                write!(f, "cannot stat {}: {source}", path.display())
+            }
+            TokenFileError::NotAFile { path } => {
+                write!(f, "{} is not a regular file", path.display())
+            }
+            TokenFileError::Open { path, mode } => write!(
+                f,
+                "{shown} has mode {mode:04o}: group or others can read or write it; a token file must be 0600 or stricter (run: chmod 600 {shown})",
+                shown = path.display()
+            ),
+            TokenFileError::TooLarge { path } => write!(
+                f,
+                "{} is larger than {MAX_SECRET_FILE} bytes; a token file holds one line",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TokenFileError {}
+
 /// Reads a token file (trimmed; empty is `None`) after checking, on the opened file itself (no race with a rename),
 /// that it is a regular file with no group or other permission bits.
-pub fn read_token_file(path: &Path) -> Result<Option<String>, String> {
-    let shown = path.display();
-    let f = File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| format!("cannot stat {shown}: {e}"))?;
+pub fn read_token_file(path: &Path) -> Result<Option<String>, TokenFileError> {
+    let path_buf = || path.to_path_buf();
+    let f = File::open(path).map_err(|source| TokenFileError::Read {
+        path: path_buf(),
+        source,
+    })?;
+    let meta = f.metadata().map_err(|source| TokenFileError::Stat {
+        path: path_buf(),
+        source,
+    })?;
     if !meta.is_file() {
-        return Err(format!("{shown} is not a regular file"));
+        return Err(TokenFileError::NotAFile { path: path_buf() });
     }
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 != 0 {
-        return Err(format!(
-            "{shown} has mode {mode:04o}: group or others can read or write it; a token file must be 0600 or stricter (run: chmod 600 {shown})"
-        ));
+        return Err(TokenFileError::Open {
+            path: path_buf(),
+            mode,
+        });
     }
     if meta.len() > MAX_SECRET_FILE {
-        return Err(format!(
-            "{shown} is larger than {MAX_SECRET_FILE} bytes; a token file holds one line"
-        ));
+        return Err(TokenFileError::TooLarge { path: path_buf() });
     }
     let mut raw = String::new();
     f.take(MAX_SECRET_FILE)
         .read_to_string(&mut raw)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        .map_err(|source| TokenFileError::Read {
+            path: path_buf(),
+            source,
+        })?;
     let token = raw.trim();
     Ok((!token.is_empty()).then(|| token.to_string()))
 }

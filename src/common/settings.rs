@@ -488,7 +488,7 @@ impl<'a> Resolver<'a> {
     pub fn listen_url(&self, s: &Setting) -> Result<(String, ListenUrl)> {
         let g = self.required(s)?;
         let text = g.text.trim_end_matches('/').to_string();
-        let url = ListenUrl::parse(&text).map_err(|e| invalid(&g, e))?;
+        let url = ListenUrl::parse(&text).map_err(|e| invalid(&g, e.to_string()))?;
         Ok((text, url))
     }
 
@@ -551,7 +551,7 @@ impl<'a> Resolver<'a> {
         let file = absolute(Path::new(&p.text), self.cwd);
         read_token_file(&file).map_err(|problem| Error::Rule {
             origin: Some(p.origin),
-            message: problem,
+            message: problem.to_string(),
         })
     }
 }

@@ -3,17 +3,16 @@
 //! what becomes a warning and what to do about it, which events are shown) are unit-tested
 //! without sockets. The wording of each warning and its fix is `advice`.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::advice::{self, Level, Problem, Site};
-use super::fetch::{Fetched, Raw};
+use super::fetch::{FetchError, Fetched, Raw};
 use super::tasks;
+use super::values::{clip, clip_value, first, text_at};
 
 /// Sessions and events shown; the registry may hold many more.
 const MAX_SESSIONS: usize = 50;
 const MAX_EVENTS: usize = 15;
-/// Long upstream strings (agent messages, errors) are cut so one session cannot flood the page.
-const MAX_TEXT_CHARS: usize = 300;
 
 /// Merges the upstream results into the `/v1/status` data object.
 pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
@@ -90,7 +89,12 @@ pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
 
     let child = snapshot.map(child).unwrap_or(Value::Null);
     if let Some(e) = &raw.codexd_status.as_ref().err() {
-        problems.push(advice::unreachable(site, "codexd", &site.codexd_base, e));
+        problems.push(advice::unreachable(
+            site,
+            "codexd",
+            &site.codexd_base,
+            &e.to_string(),
+        ));
     } else {
         let last_error = text_at(&child, &["lastError"]);
         match child.get("status").and_then(Value::as_str) {
@@ -176,7 +180,7 @@ pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
         "codexd": {
             "reachable": codexd.is_some(),
             "baseUrl": site.codexd_base,
-            "error": raw.codexd_status.as_ref().err(),
+            "error": raw.codexd_status.as_ref().err().map(ToString::to_string),
             "status": codexd.cloned(),
             "mode": snapshot.and_then(|s| first(s, &["daemon.mode"])),
             "demo": snapshot.and_then(|s| first(s, &["daemon.demo"])).unwrap_or(Value::Bool(false)),
@@ -195,7 +199,7 @@ pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
 }
 
 fn join_errors(parts: &[(&str, &Fetched)]) -> Option<String> {
-    let errs: Vec<(&str, &String)> = parts
+    let errs: Vec<(&str, &FetchError)> = parts
         .iter()
         .filter_map(|(name, r)| r.as_ref().err().map(|e| (*name, e)))
         .collect();
@@ -203,7 +207,7 @@ fn join_errors(parts: &[(&str, &Fetched)]) -> Option<String> {
         [] => None,
         // Both calls failing the same way (connection refused) reads better once.
         [(_, a), rest @ ..] if rest.iter().all(|(_, e)| e == a) && errs.len() > 1 => {
-            Some((*a).clone())
+            Some(a.to_string())
         }
         _ => Some(
             errs.iter()
@@ -379,47 +383,6 @@ pub fn is_lifecycle(e: &Value) -> bool {
     kind.contains('.') && !kind.contains('/')
 }
 
-/// The first of the dotted `paths` that is present and not null.
-pub fn first(v: &Value, paths: &[&str]) -> Option<Value> {
-    paths.iter().find_map(|p| {
-        let mut cur = v;
-        for key in p.split('.') {
-            cur = cur
-                .as_object()
-                .and_then(|m: &Map<String, Value>| m.get(key))?;
-        }
-        (!cur.is_null()).then(|| cur.clone())
-    })
-}
-
-/// Like `first`, as display text: strings as is, numbers and booleans printed, objects
-/// and arrays as compact JSON; empty strings count as absent.
-pub fn text_at(v: &Value, paths: &[&str]) -> Option<String> {
-    first(v, paths).and_then(|x| {
-        let s = match x {
-            Value::String(s) => s,
-            other => other.to_string(),
-        };
-        (!s.trim().is_empty()).then_some(s)
-    })
-}
-
-pub fn clip(s: &str) -> String {
-    if s.chars().count() <= MAX_TEXT_CHARS {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(MAX_TEXT_CHARS).collect();
-    out.push('…');
-    out
-}
-
-pub fn clip_value(v: &Value) -> Value {
-    match v {
-        Value::String(s) => Value::String(clip(s)),
-        other => Value::String(clip(&other.to_string())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,7 +401,7 @@ mod tests {
             runtime,
             system_state: state,
             codexd_status: codexd,
-            tasks: Err("not asked".into()),
+            tasks: Err(FetchError::Unreachable("not asked".into())),
         }
     }
 
@@ -535,9 +498,9 @@ mod tests {
     #[test]
     fn unreachable_upstreams_are_marked_not_fatal() {
         let raw = raw(
-            Err("connection refused".into()),
-            Err("connection refused".into()),
-            Err("timeout".into()),
+            Err(FetchError::Unreachable("connection refused".into())),
+            Err(FetchError::Unreachable("connection refused".into())),
+            Err(FetchError::Unreachable("timeout".into())),
         );
         let d = build(&up(), &raw, "now");
         assert_eq!(d["overall"], "down");
@@ -568,7 +531,9 @@ mod tests {
     fn partial_conductor_failure_names_the_part() {
         let raw = raw(
             Ok(runtime()),
-            Err("HTTP 500 internal_error: boom".into()),
+            Err(FetchError::Unreachable(
+                "HTTP 500 internal_error: boom".into(),
+            )),
             Ok(codexd()),
         );
         let d = build(&up(), &raw, "now");
@@ -584,7 +549,7 @@ mod tests {
         let raw = raw(
             Ok(runtime()),
             Ok(json!({"mode": "running"})),
-            Err("Connection refused".into()),
+            Err(FetchError::Unreachable("Connection refused".into())),
         );
         let d = build(&up(), &raw, "now");
         assert_eq!(d["overall"], "degraded");
@@ -616,7 +581,15 @@ mod tests {
             logs_dir: None,
             ..up()
         };
-        let d = build(&site, &raw(Ok(rt), Ok(json!({})), Err("x".into())), "now");
+        let d = build(
+            &site,
+            &raw(
+                Ok(rt),
+                Ok(json!({})),
+                Err(FetchError::Unreachable("x".into())),
+            ),
+            "now",
+        );
         assert!(
             d["advice"]
                 .to_string()

@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
-use super::aggregate::first;
 use super::html::{badge, duration, esc, row, row_html, text, when, DASH};
+use super::values::first;
 
 pub fn automation_card(h: &mut String, d: &Value, now_ms: u64) {
     let a = d.get("automation").unwrap_or(&Value::Null);

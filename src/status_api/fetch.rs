@@ -5,12 +5,13 @@
 //! were to hang — a late answer is dropped. What comes back is merged by `aggregate::build`,
 //! a pure function.
 
+use std::fmt;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::aggregate::clip;
+use super::values::clip;
 
 /// Where the upstreams are and how long they may take.
 #[derive(Debug, Clone)]
@@ -21,8 +22,47 @@ pub struct Upstreams {
     pub total_timeout: Duration,
 }
 
-/// One upstream call: the envelope's `data`, or a one-line reason it is unavailable.
-pub type Fetched = Result<Value, String>;
+/// One upstream call: the envelope's `data`, or why it is unavailable.
+pub type Fetched = Result<Value, FetchError>;
+
+/// Why an upstream's document is missing; its Display is the one line the page shows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FetchError {
+    /// The HTTP client's reason (connection refused, timeout, …).
+    Unreachable(String),
+    /// The body could not be read (the client's reason).
+    Read(String),
+    NotJson {
+        status: u16,
+    },
+    /// A non-2xx status or `ok: false`, with the envelope's error code and message.
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    NoThread(String),
+    NoAnswer {
+        ms: u128,
+    },
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Unreachable(why) => f.write_str(why),
+            FetchError::Read(why) => write!(f, "reading the reply failed: {why}"),
+            FetchError::NotJson { status } => write!(f, "HTTP {status}: the reply is not JSON"),
+            FetchError::Refused {
+                status,
+                code,
+                message,
+            } => f.write_str(&clip(&format!("HTTP {status} {code}: {message}"))),
+            FetchError::NoThread(why) => write!(f, "could not start a fetch thread: {why}"),
+            FetchError::NoAnswer { ms } => write!(f, "no answer within {ms} ms"),
+        }
+    }
+}
 
 /// Everything the aggregate is built from.
 #[derive(Debug, Clone)]
@@ -56,7 +96,7 @@ pub fn fetch_all(up: &Upstreams) -> Raw {
                 let _ = tx.send((i, fetch_data(&agent, &url)));
             });
         if let Err(e) = spawned {
-            results[i] = Some(Err(format!("could not start a fetch thread: {e}")));
+            results[i] = Some(Err(FetchError::NoThread(e.to_string())));
         }
     }
     drop(tx);
@@ -69,12 +109,9 @@ pub fn fetch_all(up: &Upstreams) -> Raw {
         }
     }
     let mut take = |i: usize| {
-        results[i].take().unwrap_or_else(|| {
-            Err(format!(
-                "no answer within {} ms",
-                up.total_timeout.as_millis()
-            ))
-        })
+        results[i].take().unwrap_or(Err(FetchError::NoAnswer {
+            ms: up.total_timeout.as_millis(),
+        }))
     };
     Raw {
         runtime: take(0),
@@ -91,20 +128,23 @@ fn fetch_data(agent: &ureq::Agent, url: &str) -> Fetched {
         .get(url)
         .header("Accept", "application/json")
         .call()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| FetchError::Unreachable(e.to_string()))?;
     let status = resp.status().as_u16();
     let body = resp
         .body_mut()
         .with_config()
         .limit(MAX_REPLY_BYTES)
         .read_to_string()
-        .map_err(|e| format!("reading the reply failed: {e}"))?;
-    let v: Value =
-        serde_json::from_str(&body).map_err(|_| format!("HTTP {status}: the reply is not JSON"))?;
+        .map_err(|e| FetchError::Read(e.to_string()))?;
+    let v: Value = serde_json::from_str(&body).map_err(|_| FetchError::NotJson { status })?;
     if !(200..300).contains(&status) || v.get("ok") == Some(&Value::Bool(false)) {
-        let code = v.get("error").and_then(Value::as_str).unwrap_or("error");
-        let msg = v.get("message").and_then(Value::as_str).unwrap_or("");
-        return Err(clip(&format!("HTTP {status} {code}: {msg}")));
+        let text =
+            |key: &str, or: &str| v.get(key).and_then(Value::as_str).unwrap_or(or).to_string();
+        return Err(FetchError::Refused {
+            status,
+            code: text("error", "error"),
+            message: text("message", ""),
+        });
     }
     Ok(v.get("data").cloned().unwrap_or(v))
 }

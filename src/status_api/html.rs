@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::aggregate::first;
+use super::values::first;
 use crate::common::time::ms_from_rfc3339;
 
 pub const DASH: &str = "—";

@@ -14,6 +14,7 @@ mod routes;
 mod serve;
 mod tables;
 mod tasks;
+mod values;
 
 use std::process::ExitCode;
 

@@ -33,7 +33,17 @@ struct Running {
     server: ServerHandle,
 }
 
-fn start(cfg: &Config, listener: TcpListener, bound: SocketAddr) -> Result<Running, String> {
+/// Why the server did not start.
+#[derive(Debug)]
+struct ServerError(std::io::Error);
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot start the server: {}", self.0)
+    }
+}
+
+fn start(cfg: &Config, listener: TcpListener, bound: SocketAddr) -> Result<Running, ServerError> {
     let ctx = Arc::new(routes::Ctx {
         upstreams: fetch::Upstreams {
             conductor_base: cfg.conductor_base.clone(),
@@ -57,8 +67,7 @@ fn start(cfg: &Config, listener: TcpListener, bound: SocketAddr) -> Result<Runni
         pretty_json: true,
         ..ServerConfig::default()
     };
-    let server = Server::start(listener, server_cfg, handler)
-        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let server = Server::start(listener, server_cfg, handler).map_err(ServerError)?;
     log::info!(
         "conductor at {}, codexd at {}",
         cfg.conductor_base,

@@ -5,8 +5,8 @@
 
 use serde_json::{json, Value};
 
-use super::aggregate::{clip_value, first};
 use super::fetch::Fetched;
+use super::values::{clip_value, first};
 
 /// At most this many running tasks are listed (the scheduler's cap is usually 1 or 2).
 const MAX_RUNNING: usize = 20;
@@ -20,7 +20,7 @@ pub fn build(summary: &Fetched) -> Value {
         Ok(s) => s,
         Err(e) => {
             return json!({
-                "available": false, "error": e,
+                "available": false, "error": e.to_string(),
                 "queued": null, "running": null, "succeeded": null, "failed": null, "canceled": null,
                 "running_tasks": [], "recent": [],
             })
@@ -107,6 +107,7 @@ fn recent(t: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fetch::FetchError;
 
     #[test]
     fn shapes_the_summary() {
@@ -133,7 +134,7 @@ mod tests {
 
     #[test]
     fn unavailable_and_odd_shapes() {
-        let t = build(&Err("connection refused".into()));
+        let t = build(&Err(FetchError::Unreachable("connection refused".into())));
         assert_eq!(t["available"], false);
         assert_eq!(t["error"], "connection refused");
         for odd in [

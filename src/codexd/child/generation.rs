@@ -21,6 +21,7 @@ use super::process::{self, describe_exit, StartError};
 use super::pumps::Pumps;
 use super::socket::SocketPump;
 use super::{queue, Adoptee, ChildEvent, Link, Settings};
+use crate::rpc::RpcError;
 
 /// Bytes of a unix-mode child's log read back to explain a failed start.
 const LOG_TAIL: u64 = 4096;
@@ -60,6 +61,22 @@ pub struct Generation {
     pub ready_at: Option<Instant>,
 }
 
+/// Which step of the handshake failed; worded to follow "the app-server (pid N) ".
+#[derive(Debug)]
+pub enum HandshakeError {
+    Initialize(RpcError),
+    Initialized(RpcError),
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandshakeError::Initialize(e) => write!(f, "failed the initialize handshake: {e}"),
+            HandshakeError::Initialized(e) => write!(f, "could not send initialized: {e}"),
+        }
+    }
+}
+
 impl Generation {
     pub fn pid(&self) -> u32 {
         self.link.pid
@@ -70,13 +87,13 @@ impl Generation {
         self.ready_at.map(|t| t.elapsed())
     }
 
-    /// `initialize` → response → `initialized`, then `Ready`. The error says what failed.
+    /// `initialize` → response → `initialized`, then `Ready`.
     pub fn handshake(
         &mut self,
         s: &Settings,
         reports: &queue::Sender<ChildEvent>,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), HandshakeError> {
         let init = self
             .link
             .rpc
@@ -88,11 +105,11 @@ impl Generation {
                 }),
                 timeout,
             )
-            .map_err(|e| format!("failed the initialize handshake: {e}"))?;
+            .map_err(HandshakeError::Initialize)?;
         self.link
             .rpc
             .notify("initialized", None)
-            .map_err(|e| format!("could not send initialized: {e}"))?;
+            .map_err(HandshakeError::Initialized)?;
         self.ready_at = Some(Instant::now());
         let user_agent = init
             .get("userAgent")

@@ -31,9 +31,11 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::config::Config;
 use crate::endpoint::Transport;
-use crate::rpc::Rpc;
+use crate::rpc::{Ask, Rpc, RpcError};
 
 pub use pumps::{CutMessage, MAX_LINE};
 pub use supervisor::{spawn_supervisor, Control};
@@ -50,6 +52,16 @@ pub struct Link {
     pub generation: u64,
     pub pid: u32,
     pub rpc: Rpc,
+}
+
+impl Ask for Link {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn ask(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, RpcError> {
+        self.rpc.request(method, params, timeout)
+    }
 }
 
 /// What the child side reports to the core, in the order it happened.

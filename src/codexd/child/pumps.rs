@@ -19,10 +19,11 @@ use serde_json::Value;
 
 use baa::common::proc::{wait_ready, Ready, StopPipe};
 use baa::common::sync::lock;
+use baa::common::text;
 
 use super::queue;
 use super::ChildEvent;
-use crate::logfile::RotatingFile;
+use baa::common::logfile::RotatingFile;
 
 /// Longest stdout line passed on (app-server lines of several MB exist; its own WebSocket
 /// transport caps a message at 16 MiB). A longer line is cut.
@@ -321,10 +322,7 @@ fn stderr_pump(stderr: ChildStderr, stop: &StopPipe, mut log: RotatingFile, tail
         let mut t = lock(tail);
         t.push_str(&String::from_utf8_lossy(&buf[..n]));
         if t.len() > STDERR_TAIL {
-            let mut cut = t.len() - STDERR_TAIL;
-            while !t.is_char_boundary(cut) {
-                cut += 1;
-            }
+            let cut = t.len() - text::suffix(&t, STDERR_TAIL).len();
             t.drain(..cut);
         }
     }

@@ -17,8 +17,8 @@ use super::generation::{Generation, Io, Proc};
 use super::process::{self, StartError};
 use super::pumps::Pumps;
 use super::{queue, ChildEvent, Link, Settings};
-use crate::logfile::RotatingFile;
 use crate::rpc::{Outbound, Rpc};
+use baa::common::logfile::RotatingFile;
 
 /// Spawns generation `generation` over pipes and completes the handshake.
 pub(super) fn start(
@@ -96,7 +96,7 @@ pub(super) fn start(
     }
     let timeout = super::HANDSHAKE_TIMEOUT.min(s.request_timeout);
     if let Err(why) = gen.handshake(s, reports, timeout) {
-        return Err(gen.fail(why));
+        return Err(gen.fail(why.to_string()));
     }
     Ok(gen)
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use baa::common::logfile::rotate_if_over;
 use baa::common::proc::{is_zombie, pid_alive, process_start_time, WakePipe};
 use baa::common::signals::StopFlag;
 
@@ -140,7 +141,7 @@ pub(super) fn spawn(
     }
     let timeout = super::HANDSHAKE_TIMEOUT.min(s.request_timeout);
     if let Err(why) = gen.handshake(s, reports, timeout) {
-        return Err(gen.fail(why));
+        return Err(gen.fail(why.to_string()));
     }
     Ok(gen)
 }
@@ -274,14 +275,4 @@ fn connect_generation(
         },
         ready_at: None,
     })
-}
-
-/// Renames `path` to `<path>.1` when it is over `max` bytes (unix mode rotates the child's
-/// log at each spawn; the child then appends to it for as long as it runs).
-fn rotate_if_over(path: &Path, max: u64) {
-    if std::fs::metadata(path).is_ok_and(|m| m.len() > max.max(1024)) {
-        let mut old = path.as_os_str().to_owned();
-        old.push(".1");
-        let _ = std::fs::rename(path, old);
-    }
 }

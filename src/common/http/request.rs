@@ -151,10 +151,7 @@ impl RequestId {
 
     /// A fixed id (tests, fakes); cut to 24 bytes at a character boundary.
     pub fn from_static(s: &'static str) -> Self {
-        let mut end = s.len().min(ID_MAX);
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = crate::common::text::prefix(s, ID_MAX).len();
         let mut text = [0u8; ID_MAX];
         text[..end].copy_from_slice(&s.as_bytes()[..end]);
         Self {

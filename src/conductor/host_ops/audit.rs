@@ -19,8 +19,10 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use baa::common::jsonl::JsonlLog;
+use baa::common::logfile;
 use baa::common::logging;
 use baa::common::sync::lock;
+use baa::common::text::cut;
 use baa::common::time::now_rfc3339;
 
 /// Past this size `audit.jsonl` becomes `audit.jsonl.1`.
@@ -83,7 +85,7 @@ impl Audit {
         if fs::metadata(&self.path).map_or(0, |m| m.len()) >= self.max_bytes {
             // Closed first: the next append opens a fresh file at the same path.
             *slot = None;
-            logging::rotate_files(&self.path, AUDIT_KEEP)?;
+            logfile::rotate_files(&self.path, AUDIT_KEEP)?;
         }
         Ok(())
     }
@@ -145,18 +147,6 @@ fn log_line(e: &Value) {
         .map(|(k, v)| (*k, v as &dyn std::fmt::Display))
         .collect();
     logging::event(&name, &refs);
-}
-
-/// At most `cap` bytes of `s`, cut at a character boundary, `…` marking a cut.
-fn cut(s: &str, cap: usize) -> String {
-    if s.len() <= cap {
-        return s.to_string();
-    }
-    let mut end = cap;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use baa::common::text;
 use baa::common::time::ms_from_rfc3339;
 
 /// Titles and messages are cut to this many characters in the table.
@@ -28,9 +29,8 @@ pub fn cut(s: &str, width: usize) -> String {
     if flat.chars().count() <= width {
         return flat;
     }
-    let mut out: String = flat.chars().take(width.saturating_sub(1)).collect();
-    out.push('…');
-    out
+    // The `…` takes the last column.
+    text::cut_chars(&flat, width.saturating_sub(1))
 }
 
 /// How long ago an RFC 3339 time was: `42s`, `5m`, `3h`, `2d`; `-` when unreadable.

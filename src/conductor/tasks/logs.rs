@@ -44,11 +44,11 @@ pub fn cut(text: &str, cap: usize) -> String {
     if text.len() <= cap {
         return text.to_string();
     }
-    let mut end = cap;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [cut at {cap} of {} bytes]", &text[..end], text.len())
+    format!(
+        "{}… [cut at {cap} of {} bytes]",
+        baa::common::text::prefix(text, cap),
+        text.len()
+    )
 }
 
 impl TaskLogs {

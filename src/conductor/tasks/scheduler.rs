@@ -101,6 +101,7 @@ impl Loop {
     /// One pass; returns how long to sleep before the next one.
     fn tick(&mut self) -> Duration {
         self.app.sched.passed();
+        let poked = self.app.sched.take_poke();
         self.reap();
         let lease = self.app.lease.status();
         let leader = lease.healthy_leader(self.app.lease.threshold);
@@ -134,6 +135,7 @@ impl Loop {
                 self.app.sched.set_held(None);
                 break;
             };
+            let gate_t0 = Instant::now();
             if !gate_checked {
                 gate_checked = true;
                 if let Some(held) = gate::check(&self.app.codex, &self.app.codex_hold) {
@@ -143,10 +145,18 @@ impl Loop {
                 }
                 self.app.sched.set_held(None);
             }
+            let dispatch_t0 = Instant::now();
             if let Err(e) = self.dispatch(&task_id) {
                 log::error!("scheduler: cannot start task {task_id}: {e}");
                 break;
             }
+            log::debug!(
+                target: "run_timings",
+                "dispatch task={task_id} wake_ms={:.2} gate_ms={:.2} dispatch_ms={:.2}",
+                poked.map_or(0.0, |p| gate_t0.duration_since(p).as_secs_f64() * 1000.0),
+                dispatch_t0.duration_since(gate_t0).as_secs_f64() * 1000.0,
+                dispatch_t0.elapsed().as_secs_f64() * 1000.0,
+            );
         }
         if let Some(due) = self.app.tasks.next_due(now_ms()) {
             sleep = sleep.min(Duration::from_millis(due.saturating_sub(now_ms()).max(1)));
@@ -193,13 +203,21 @@ impl Loop {
                 .and_then(|r| self.app.tasks.run(r).ok())
                 .filter(|r| r.status == "running");
             let Some(run) = run else {
-                // Marked running but no run in flight (a crash between the two writes of a
-                // dispatch): back to the queue; no turn was sent for it.
+                // Marked running but no run in flight (stopped after the dispatch, before the
+                // run's first write): back to the queue; no turn was sent for it. A run that
+                // never reached its file leaves no entry in the task's runs.
                 log::warn!(
                     "scheduler: task {task_id} was running without a run in flight; queued again"
                 );
+                let unwritten: Vec<String> = task
+                    .runs
+                    .iter()
+                    .filter(|r| r.status == "running" && self.app.tasks.run(&r.run_id).is_err())
+                    .map(|r| r.run_id.clone())
+                    .collect();
                 let _ = self.app.tasks.update(&task_id, |t| {
                     t.status = Status::Queued.as_str().into();
+                    t.runs.retain(|r| !unwritten.contains(&r.run_id));
                     true
                 });
                 continue;
@@ -216,13 +234,13 @@ impl Loop {
                 task.steps_total,
                 now_ms(),
             ));
-            self.start_thread(&task_id, ctl);
+            self.start_thread(&task_id, ctl, run);
         }
     }
 
-    fn start_thread(&mut self, task_id: &str, ctl: Arc<RunControl>) {
+    fn start_thread(&mut self, task_id: &str, ctl: Arc<RunControl>, run: Run) {
         self.app.sched.register(ctl.clone());
-        match worker::spawn(self.app.clone(), ctl.clone()) {
+        match worker::spawn(self.app.clone(), ctl.clone(), run) {
             Ok(h) => {
                 self.threads.insert(task_id.to_string(), h);
             }
@@ -258,7 +276,10 @@ impl Loop {
             usage: None,
             duration_ms: None,
         };
-        self.app.tasks.save_run(&run).map_err(|e| e.to_string())?;
+        // The run file is first written by the run itself, with the first step's intent (or
+        // its end): one durable write less before the turn. A conductor stopped before that
+        // leaves the task `running` with no run file, which `resume_orphans` puts back in
+        // the queue (no turn was sent).
         let run_id = run.run_id.clone();
         let updated = self
             .app
@@ -287,12 +308,6 @@ impl Loop {
         let Some(t) = updated.filter(|t| t.current_run_id.as_deref() == Some(run_id.as_str()))
         else {
             log::info!("scheduler: task {task_id} left the queue before its run started");
-            let run = Run {
-                status: "canceled".into(),
-                finished_at: Some(now_rfc3339()),
-                ..run
-            };
-            self.app.tasks.save_run(&run).map_err(|e| e.to_string())?;
             return Ok(());
         };
         self.app.task_changed(&t);
@@ -305,7 +320,7 @@ impl Loop {
             task.steps_total,
             now_ms(),
         ));
-        self.start_thread(task_id, ctl);
+        self.start_thread(task_id, ctl, run);
         Ok(())
     }
 

@@ -23,9 +23,8 @@ pub struct RunBook<'a> {
 }
 
 impl<'a> RunBook<'a> {
-    pub fn load(app: &'a Arc<App>, ctl: &'a RunControl) -> Option<RunBook<'a>> {
+    pub fn load(app: &'a Arc<App>, ctl: &'a RunControl, run: Run) -> Option<RunBook<'a>> {
         let task = app.tasks.task(&ctl.task_id).ok()?;
-        let run = app.tasks.run(&ctl.run_id).ok()?;
         let spec = task.spec()?;
         Some(RunBook {
             app,

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use baa::common::time::{ms_from_rfc3339, now_ms};
 
-use super::super::codexd::CallError;
+use super::super::codexd::{CallError, Codexd};
 use super::super::control::StopReason;
 use super::super::events::EventStream;
 use super::super::logs::cut;
@@ -26,6 +26,8 @@ use super::{failed, session_lost, End, CODEXD_GRACE, INTERRUPT_GRACE, POLL_FAST}
 const TICK: Duration = Duration::from_millis(200);
 /// Session poll while the event stream is up (a safety net).
 const POLL_SLOW: Duration = Duration::from_secs(2);
+/// How long a turn the session shows ended may take to show its end on the stream.
+const CATCH_UP: Duration = Duration::from_millis(300);
 
 /// Why this worker interrupted the turn.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,20 +38,14 @@ pub enum Interrupt {
 }
 
 /// The event stream from codexd's newest event on; `None` (poll only) when it cannot be had.
-pub fn open_stream(book: &mut RunBook) -> Option<EventStream> {
-    let t0 = Instant::now();
-    let opened = book.cx.events_path().and_then(|path| {
-        Ok(EventStream::new(
-            book.cx.base(),
-            &path,
-            book.cx.last_seq(&path)?,
-        ))
-    });
-    book.timings.add(Phase::Stream, t0);
+pub fn open_stream(cx: &Codexd, task_id: &str) -> Option<EventStream> {
+    let opened = cx
+        .events_path()
+        .and_then(|path| Ok(EventStream::new(cx.base(), &path, cx.last_seq(&path)?)));
     match opened {
         Ok(s) => Some(s),
         Err(e) => {
-            log::debug!("task {}: no event stream ({e}); polling", book.task_id);
+            log::debug!("task {task_id}: no event stream ({e}); polling");
             None
         }
     }
@@ -62,15 +58,23 @@ pub struct Follower {
     pub logged: (usize, usize),
     /// The approval the task shows as waiting, if any.
     pub waiting_request: Option<String>,
+    /// Whether codexd's account or rate limits may have changed while this run watched:
+    /// it saw a `limits.*` or `account.*` event, or it did not see every event (no stream,
+    /// or the stream was down at some point).
+    pub hold_may_have_changed: bool,
+    /// The stream showed the end of the turn followed.
+    end_seen: bool,
 }
 
 impl Follower {
     pub fn new(events: Option<EventStream>) -> Follower {
         Follower {
-            events,
             interrupted: None,
             logged: (0, 0),
             waiting_request: None,
+            hold_may_have_changed: events.is_none(),
+            end_seen: false,
+            events,
         }
     }
 
@@ -78,6 +82,29 @@ impl Follower {
     pub fn reset(&mut self) {
         self.interrupted = None;
         self.logged = (0, 0);
+        self.end_seen = false;
+    }
+
+    /// Reads the stream up to the turn's end event, when the session showed the end
+    /// first: what the turn did is then logged live (not from the record), and any
+    /// `limits.*` event before the end is seen. Bounded; a stream that lags past the
+    /// bound counts as not seen in full.
+    fn catch_up(&mut self, book: &mut RunBook, turn_id: &str) {
+        let deadline = Instant::now() + CATCH_UP;
+        while !self.end_seen {
+            let Some(ev) = self.events.as_mut().filter(|e| e.connected()) else {
+                self.hold_may_have_changed = true;
+                return;
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                self.hold_may_have_changed = true;
+                return;
+            }
+            if let Some(e) = ev.next(left) {
+                self.on_event(book, e, turn_id);
+            }
+        }
     }
 
     /// Follows the turn to its end; returns its record.
@@ -154,6 +181,9 @@ impl Follower {
                 continue;
             }
             let connected = self.events.as_ref().is_some_and(EventStream::connected);
+            if !connected {
+                self.hold_may_have_changed = true;
+            }
             next_poll = Instant::now() + if connected { POLL_SLOW } else { POLL_FAST };
             let session = book.cx.session(&book.session_id());
             match &session {
@@ -188,6 +218,7 @@ impl Follower {
                     ))
                 }
                 Decision::Finished(_) => {
+                    self.catch_up(book, turn_id);
                     if let Some(r) = session
                         .ok()
                         .and_then(|s| s.last_turn)
@@ -249,6 +280,10 @@ impl Follower {
 
     /// Handles one event frame; true when it says the turn ended.
     fn on_event(&mut self, book: &mut RunBook, frame: Value, turn_id: &str) -> bool {
+        let kind = frame.get("type").and_then(Value::as_str).unwrap_or("");
+        if kind.starts_with("limits.") || kind.starts_with("account.") {
+            self.hold_may_have_changed = true;
+        }
         let Ok(e) = serde_json::from_value::<EventFrame>(frame) else {
             return false;
         };
@@ -263,8 +298,11 @@ impl Follower {
             "request.answered" | "request.timeout" | "request.refused" | "request.abandoned" => {
                 self.on_request_done(book, &e.kind, d)
             }
-            "turn.completed" | "turn.failed" | "turn.interrupted" => {
-                return d.turn_id.as_deref() == Some(turn_id)
+            "turn.completed" | "turn.failed" | "turn.interrupted"
+                if d.turn_id.as_deref() == Some(turn_id) =>
+            {
+                self.end_seen = true;
+                return true;
             }
             _ => {}
         }

@@ -35,10 +35,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::control::{RunControl, StopReason};
+use super::model::Run;
 use crate::app::App;
 use crate::system::Mode;
 use book::RunBook;
 use follow::Follower;
+use timings::Phase;
 
 /// Session poll while the event stream is down.
 const POLL_FAST: Duration = Duration::from_millis(300);
@@ -82,21 +84,24 @@ fn session_lost() -> End {
     )
 }
 
-/// Starts the run's thread.
-pub fn spawn(app: Arc<App>, ctl: Arc<RunControl>) -> std::io::Result<JoinHandle<()>> {
+/// Starts the run's thread for `run` (as dispatched, or as read back for a resumed run).
+pub fn spawn(app: Arc<App>, ctl: Arc<RunControl>, run: Run) -> std::io::Result<JoinHandle<()>> {
     let n = ctl.run_id.chars().count();
     let short: String = ctl.run_id.chars().skip(n.saturating_sub(8)).collect();
     thread::Builder::new()
         .name(format!("task-run-{short}"))
         .spawn(move || {
-            let outcome = catch_unwind(AssertUnwindSafe(|| run(&app, &ctl)));
+            let first = run.clone();
+            let outcome = catch_unwind(AssertUnwindSafe(|| drive_run(&app, &ctl, run)));
             if outcome.is_err() {
                 log::error!(
                     "task {}: run {} panicked; it is failed so it cannot loop",
                     ctl.task_id,
                     ctl.run_id
                 );
-                if let Some(mut book) = RunBook::load(&app, &ctl) {
+                // The run as last written, or as dispatched when it never was.
+                let run = app.tasks.run(&ctl.run_id).unwrap_or(first);
+                if let Some(mut book) = RunBook::load(&app, &ctl, run) {
                     finish::run(
                         &mut book,
                         failed(
@@ -108,27 +113,55 @@ pub fn spawn(app: Arc<App>, ctl: Arc<RunControl>) -> std::io::Result<JoinHandle<
                 }
             }
             app.sched.unregister(&ctl.task_id, &ctl.run_id);
-            // The turns just run may have used the rate limits up: read them again first.
-            app.codex_hold.invalidate();
+            // The turns just run may have used the rate limits up: read them again first,
+            // unless the run saw every codexd event and none was about limits or the account
+            // (codexd announces a hold's change as `limits.*` / `account.*`). A panicked run
+            // counts as one that may have.
+            if !matches!(outcome, Ok(Watched::EveryEventNoHoldChange)) {
+                app.codex_hold.invalidate();
+            }
             app.sched.wake();
         })
 }
 
-fn run(app: &Arc<App>, ctl: &RunControl) {
-    let Some(mut book) = RunBook::load(app, ctl) else {
+/// What a run saw of codexd's account and limits (whether the dispatch gate must read
+/// them again before the next run).
+enum Watched {
+    EveryEventNoHoldChange,
+    MayHaveChanged,
+}
+
+fn drive_run(app: &Arc<App>, ctl: &RunControl, run: Run) -> Watched {
+    let Some(mut book) = RunBook::load(app, ctl, run) else {
         log::error!(
             "task {}: run {} cannot be loaded; left as is",
             ctl.task_id,
             ctl.run_id
         );
-        return;
+        return Watched::MayHaveChanged;
     };
-    let end = drive(&mut book);
+    let (end, watched) = drive(&mut book);
+    let watched = match end {
+        End::Succeeded => watched,
+        // A failed turn may have failed on the limits, which codexd reads again after it.
+        _ => Watched::MayHaveChanged,
+    };
     finish::run(&mut book, end);
     book.timings.report(&book.task_id, &book.run.run_id);
+    watched
 }
 
-fn drive(book: &mut RunBook) -> End {
+fn drive(book: &mut RunBook) -> (End, Watched) {
+    let mut follower = None;
+    let end = drive_with(book, &mut follower);
+    let watched = match follower {
+        Some(f) if !f.hold_may_have_changed => Watched::EveryEventNoHoldChange,
+        _ => Watched::MayHaveChanged,
+    };
+    (end, watched)
+}
+
+fn drive_with(book: &mut RunBook, follower_slot: &mut Option<Follower>) -> End {
     let task = match book.app.tasks.task(&book.task_id) {
         Ok(t) => t,
         Err(e) => return failed("internal_error", e.message, false),
@@ -159,12 +192,29 @@ fn drive(book: &mut RunBook) -> End {
             Some(json!({"attempt": book.run.attempt, "node_id": book.app.cfg.node_id})),
         );
     }
+    // The event stream's position is read while the session is being made (a new
+    // session's events all come after both): neither waits for the other.
+    let cx = book.cx.clone();
+    let task_id = book.task_id.clone();
+    let t0 = std::time::Instant::now();
+    let (ensured, stream) = thread::scope(|s| {
+        let opening = thread::Builder::new()
+            .name("task-run-stream".into())
+            .spawn_scoped(s, || follow::open_stream(&cx, &task_id));
+        let ensured = session::ensure(book, &task);
+        let stream = match opening {
+            Ok(h) => h.join().ok().flatten(),
+            Err(_) => follow::open_stream(&cx, &task_id),
+        };
+        (ensured, stream)
+    });
+    book.timings.add(Phase::Stream, t0);
     // A session created just now is idle with no turn: its first send needs no poll.
-    let mut idle = match session::ensure(book, &task) {
+    let mut idle = match ensured {
         Ok(fresh) => fresh,
         Err(end) => return end,
     };
-    let mut follower = Follower::new(follow::open_stream(book));
+    let follower = follower_slot.insert(Follower::new(stream));
     let total = book.spec.steps.len();
     loop {
         let next = book.run.completed_through();
@@ -178,7 +228,7 @@ fn drive(book: &mut RunBook) -> End {
                 return end;
             }
         }
-        if let Err(end) = step(book, &mut follower, index, idle.take()) {
+        if let Err(end) = step(book, follower, index, idle.take()) {
             return end;
         }
     }

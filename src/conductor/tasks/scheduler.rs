@@ -18,6 +18,7 @@
 //! tells every run to let go and joins them within a bound.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ use crossbeam_channel::RecvTimeoutError;
 
 use baa::common::ids::new_id;
 use baa::common::signals::StopFlag;
+use baa::common::store::StoreError;
 use baa::common::time::{now_ms, now_rfc3339};
 
 use super::control::{RunControl, StopReason};
@@ -40,6 +42,24 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 /// How long stopping waits for run threads (each checks its stop flag every 200 ms; one in
 /// a blocking codexd call may take longer and is left to finish on its own).
 const JOIN_BOUND: Duration = Duration::from_secs(3);
+
+/// Why a queued task could not be started (it stays queued).
+#[derive(Debug)]
+enum DispatchError {
+    /// The task could not be read.
+    Read(String),
+    /// The task could not be written.
+    Write(StoreError),
+}
+
+impl fmt::Display for DispatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DispatchError::Read(m) => f.write_str(m),
+            DispatchError::Write(e) => e.fmt(f),
+        }
+    }
+}
 
 /// The running scheduler; stop it with [`Scheduler::stop`].
 pub struct Scheduler {
@@ -253,8 +273,12 @@ impl Loop {
 
     /// Starts a new run of `task_id`: the run file, then the task (running, naming it),
     /// then its thread.
-    fn dispatch(&mut self, task_id: &str) -> Result<(), String> {
-        let task = self.app.tasks.task(task_id).map_err(|e| e.message)?;
+    fn dispatch(&mut self, task_id: &str) -> Result<(), DispatchError> {
+        let task = self
+            .app
+            .tasks
+            .task(task_id)
+            .map_err(|e| DispatchError::Read(e.message))?;
         let now = now_rfc3339();
         let attempt = task.next_attempt();
         let run = Run {
@@ -304,7 +328,7 @@ impl Loop {
                 });
                 true
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(DispatchError::Write)?;
         let Some(t) = updated.filter(|t| t.current_run_id.as_deref() == Some(run_id.as_str()))
         else {
             log::info!("scheduler: task {task_id} left the queue before its run started");

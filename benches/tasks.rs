@@ -256,10 +256,10 @@ fn where_time_goes(label: &str, log: &str, post_ms: &[f64], direct: &(Vec<f64>, 
         g(&r, "thread_start_ms"),
     );
     println!(
-        "  the run: session {:.1} (direct {:.1}); session and event-stream set-up side by side {:.1}; idle check {:.1}; send: intent write + POST turn {:.1} (direct POST turn {:.1}); 202 → turn end seen {:.1}; finish {:.1}",
+        "  the run: session {:.1} (direct {:.1}); event-stream set-up {:.1}; idle check {:.1}; send: intent write + POST turn {:.1} (direct POST turn {:.1}); 202 → turn end seen {:.1}; finish {:.1}",
         g(&r, "session_ms"),
         mean(&direct.0),
-        g(&r, "session_and_stream_ms"),
+        g(&r, "stream_ms"),
         g(&r, "idle_ms"),
         g(&r, "send_ms"),
         mean(&direct.1),

@@ -298,7 +298,9 @@ impl Follower {
             "request.answered" | "request.timeout" | "request.refused" | "request.abandoned" => {
                 self.on_request_done(book, &e.kind, d)
             }
-            "turn.completed" | "turn.failed" | "turn.interrupted"
+            // The app-server's own `turn/completed` comes first: codexd has updated the
+            // session by then, and records the turn before its `turn.*` event.
+            "turn/completed" | "turn.completed" | "turn.failed" | "turn.interrupted"
                 if d.turn_id.as_deref() == Some(turn_id) =>
             {
                 self.end_seen = true;

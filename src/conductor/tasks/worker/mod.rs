@@ -192,28 +192,14 @@ fn drive_with(book: &mut RunBook, follower_slot: &mut Option<Follower>) -> End {
             Some(json!({"attempt": book.run.attempt, "node_id": book.app.cfg.node_id})),
         );
     }
-    // The event stream's position is read while the session is being made (a new
-    // session's events all come after both): neither waits for the other.
-    let cx = book.cx.clone();
-    let task_id = book.task_id.clone();
-    let t0 = std::time::Instant::now();
-    let (ensured, stream) = thread::scope(|s| {
-        let opening = thread::Builder::new()
-            .name("task-run-stream".into())
-            .spawn_scoped(s, || follow::open_stream(&cx, &task_id));
-        let ensured = session::ensure(book, &task);
-        let stream = match opening {
-            Ok(h) => h.join().ok().flatten(),
-            Err(_) => follow::open_stream(&cx, &task_id),
-        };
-        (ensured, stream)
-    });
-    book.timings.add(Phase::Stream, t0);
     // A session created just now is idle with no turn: its first send needs no poll.
-    let mut idle = match ensured {
+    let mut idle = match session::ensure(book, &task) {
         Ok(fresh) => fresh,
         Err(end) => return end,
     };
+    let t0 = std::time::Instant::now();
+    let stream = follow::open_stream(&book.cx, &book.task_id);
+    book.timings.add(Phase::Stream, t0);
     let follower = follower_slot.insert(Follower::new(stream));
     let total = book.spec.steps.len();
     loop {

@@ -11,7 +11,7 @@ use baa::common::time::now_ms;
 pub enum Phase {
     /// Creating or adopting the codexd session.
     Session,
-    /// The session and the event stream's position, made side by side.
+    /// Finding the event stream's position (its path is read once per conductor).
     Stream,
     /// Waiting until nothing runs in the session (skipped for a session just made).
     Idle,
@@ -25,7 +25,7 @@ pub enum Phase {
 
 const PHASES: [(Phase, &str); 6] = [
     (Phase::Session, "session_ms"),
-    (Phase::Stream, "session_and_stream_ms"),
+    (Phase::Stream, "stream_ms"),
     (Phase::Idle, "idle_ms"),
     (Phase::Send, "send_ms"),
     (Phase::Turn, "turn_ms"),

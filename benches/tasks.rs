@@ -248,7 +248,7 @@ fn where_time_goes(label: &str, log: &str, post_ms: &[f64], direct: &(Vec<f64>, 
         direct.0.len()
     );
     println!(
-        "  before the run: POST /v1/tasks {:.1}; scheduler wake-up {:.1}; dispatch gate (codexd status read) {:.1}; dispatch writes (run + task) {:.1}; run thread start {:.1}",
+        "  before the run: POST /v1/tasks {:.1}; scheduler wake-up {:.1}; dispatch gate (codexd status read) {:.1}; dispatch write (the task) {:.1}; run thread start {:.1}",
         mean(post_ms),
         g(&d, "wake_ms"),
         g(&d, "gate_ms"),

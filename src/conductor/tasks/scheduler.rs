@@ -271,8 +271,8 @@ impl Loop {
         }
     }
 
-    /// Starts a new run of `task_id`: the run file, then the task (running, naming it),
-    /// then its thread.
+    /// Starts a new run of `task_id`: the task (running, naming the run), then its thread,
+    /// which writes the run file with its first step's intent.
     fn dispatch(&mut self, task_id: &str) -> Result<(), DispatchError> {
         let task = self
             .app

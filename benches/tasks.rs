@@ -8,6 +8,11 @@
 //!   one run at a time) vs the same 200 turns sent straight to codexd one after another
 //!   (new session each), same run, interleaved in blocks of 50 so drift hits both; the
 //!   ratio of the totals is the scheduler's overhead (aim ≤ 1.1×);
+//! - where a task's time goes: the conductor logs each dispatch's and each run's timings
+//!   (`RUST_LOG=…,run_timings=debug`: scheduler wake-up, the dispatch gate's codexd status
+//!   read, the dispatch writes, thread start, session, event-stream set-up, idle check,
+//!   send, turn, finish, and the durable writes among them); printed as means next to the
+//!   same steps of the direct path (session create, turn POST) and `POST /v1/tasks` itself;
 //! - a conductor started on 10 000 stored finished tasks: spawn to first `/healthz` 200,
 //!   RSS after start and after a list and a summary (aim < 300 ms, < 16 MiB), next to an
 //!   empty store.
@@ -78,16 +83,23 @@ fn tasks_dispatch_and_throughput() {
     });
     let tmp = TempDir::new("bench-tasks-dirs");
     let cx = start_running(with_mock_codex(&Dirs::under(&tmp.child("cx")), &home));
-    let c = tasks::start(&tmp, &cx.base);
+    let c = tasks::TaskConductor {
+        d: tasks::spawn(&tmp, &cx.base, "mini-main", "primary")
+            .env("RUST_LOG", "info,run_timings=debug")
+            .start(),
+    };
     let direct = CodexApi::codexd(&cx).polling(POLL);
     let client = Client::new();
     let work = home.work.display().to_string();
 
+    let post_ms: Mutex<Vec<f64>> = Mutex::default();
     let create = |prompt: &str| -> String {
+        let t0 = Instant::now();
         let r = client.post(
             &c.url("/v1/tasks"),
             &json!({"title": "bench", "prompt": prompt, "cwd": work}),
         );
+        post_ms.lock().unwrap().push(ms_since(t0));
         r.expect(201)["data"]["task"]["task_id"]
             .as_str()
             .expect("task_id")
@@ -102,12 +114,20 @@ fn tasks_dispatch_and_throughput() {
         wait_for(T * 5, || (succeeded() >= n).then_some(()))
             .unwrap_or_else(|| panic!("never {n} tasks succeeded\n{}", c.d.log()))
     };
+    let direct_steps: Mutex<(Vec<f64>, Vec<f64>)> = Mutex::default();
     let direct_turn = |prompt: &str| {
+        let t0 = Instant::now();
         let sid = direct.create_session(json!({"cwd": work}))["sessionId"]
             .as_str()
             .expect("sessionId")
             .to_string();
+        let t1 = Instant::now();
         let tid = direct.turn(&sid, prompt);
+        {
+            let mut d = direct_steps.lock().unwrap();
+            d.0.push(t1.duration_since(t0).as_secs_f64() * 1000.0);
+            d.1.push(ms_since(t1));
+        }
         let s = direct.wait_turn_done(&sid, &tid, T);
         assert_eq!(s["lastTurnStatus"], "completed", "{s}");
     };
@@ -117,6 +137,9 @@ fn tasks_dispatch_and_throughput() {
     wait_succeeded(1);
     direct_turn("mark-warm-direct hello");
     let mut done = 1;
+    post_ms.lock().unwrap().clear();
+    *direct_steps.lock().unwrap() = Default::default();
+    let log_mark = c.d.log().len();
 
     let (mut via_ms, mut direct_ms) = (Vec::new(), Vec::new());
     for i in 0..N_DISPATCH {
@@ -140,6 +163,13 @@ fn tasks_dispatch_and_throughput() {
         "dispatch: POST session + turn on codexd → the model receives the turn",
         direct_ms,
     );
+    where_time_goes(
+        "dispatch sample",
+        c.d.log().get(log_mark..).unwrap_or(""),
+        &std::mem::take(&mut *post_ms.lock().unwrap()),
+        &std::mem::take(&mut *direct_steps.lock().unwrap()),
+    );
+    let log_mark = c.d.log().len();
 
     let (mut via_total, mut direct_total) = (0.0, 0.0);
     for block in 0..N / BLOCK {
@@ -164,6 +194,82 @@ fn tasks_dispatch_and_throughput() {
         direct_total,
         direct_total / N as f64,
         via_total / direct_total
+    );
+    where_time_goes(
+        "throughput sample",
+        c.d.log().get(log_mark..).unwrap_or(""),
+        &std::mem::take(&mut *post_ms.lock().unwrap()),
+        &std::mem::take(&mut *direct_steps.lock().unwrap()),
+    );
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// Means of the `key=value` numbers of the conductor's `run_timings` lines that start with
+/// `kind` (`dispatch` or `task`).
+fn timing_means(log: &str, kind: &str) -> (usize, HashMap<String, f64>) {
+    let mut sums: HashMap<String, (f64, usize)> = HashMap::new();
+    let mut n = 0;
+    for line in log.lines() {
+        let Some(rest) = line.split_once("run_timings] ").map(|(_, r)| r) else {
+            continue;
+        };
+        if !rest.starts_with(kind) {
+            continue;
+        }
+        n += 1;
+        for (k, v) in rest.split_whitespace().filter_map(|kv| kv.split_once('=')) {
+            if let Ok(x) = v.parse::<f64>() {
+                let e = sums.entry(k.to_string()).or_default();
+                e.0 += x;
+                e.1 += 1;
+            }
+        }
+    }
+    let means = sums
+        .into_iter()
+        .map(|(k, (s, c))| (k, s / c as f64))
+        .collect();
+    (n, means)
+}
+
+/// Prints where a task's time goes, next to the direct path's own steps.
+fn where_time_goes(label: &str, log: &str, post_ms: &[f64], direct: &(Vec<f64>, Vec<f64>)) {
+    let (nd, d) = timing_means(log, "dispatch ");
+    let (nr, r) = timing_means(log, "task=");
+    let g = |m: &HashMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(f64::NAN);
+    println!(
+        "where the time goes ({label}; means in ms over {nd} dispatches, {nr} runs; direct over {} turns):",
+        direct.0.len()
+    );
+    println!(
+        "  before the run: POST /v1/tasks {:.1}; scheduler wake-up {:.1}; dispatch gate (codexd status read) {:.1}; dispatch write (the task) {:.1}; run thread start {:.1}",
+        mean(post_ms),
+        g(&d, "wake_ms"),
+        g(&d, "gate_ms"),
+        g(&d, "dispatch_ms"),
+        g(&r, "thread_start_ms"),
+    );
+    println!(
+        "  the run: session {:.1} (direct {:.1}); event-stream set-up {:.1}; idle check {:.1}; send: intent write + POST turn {:.1} (direct POST turn {:.1}); 202 → turn end seen {:.1}; finish {:.1}",
+        g(&r, "session_ms"),
+        mean(&direct.0),
+        g(&r, "stream_ms"),
+        g(&r, "idle_ms"),
+        g(&r, "send_ms"),
+        mean(&direct.1),
+        g(&r, "turn_ms"),
+        g(&r, "finish_ms"),
+    );
+    println!(
+        "  durable writes in the run: {:.1} per run, {:.1} ms in all",
+        g(&r, "writes"),
+        g(&r, "write_ms"),
     );
 }
 

@@ -16,6 +16,7 @@ use baa::common::store::JsonStore;
 
 use crate::codex_hold::HoldGate;
 use crate::codex_proxy::CodexProxy;
+use crate::codexd_client::CodexdClient;
 use crate::config::Config;
 use crate::firefox::{self, Bridge};
 use crate::host_ops::audit::Audit;
@@ -67,13 +68,15 @@ impl App {
         let host_policy = HostPolicy::for_listener(bound, &cfg.local_api_allowed_hosts);
         let protected_paths = Protected::new(&[&cfg.state_dir, &cfg.logs_dir]);
         let audit = Audit::new(&cfg.logs_dir);
+        // One client for the proxy and the task runs.
+        let codexd_client = cfg
+            .codexd_local_api_base
+            .as_deref()
+            .map(|b| Arc::new(CodexdClient::new(b)));
         Self {
             tasks,
             sched: SchedulerState::new(cfg.max_running_tasks),
-            codexd: cfg
-                .codexd_local_api_base
-                .as_deref()
-                .map(|b| Arc::new(Codexd::new(b))),
+            codexd: codexd_client.clone().map(|c| Arc::new(Codexd::new(c))),
             base_url: format!("http://{bound}"),
             started_at: baa::common::time::now_rfc3339(),
             started: AtomicBool::new(false),
@@ -82,7 +85,7 @@ impl App {
             lease,
             bridge: Bridge::default(),
             host_policy,
-            codex: CodexProxy::new(cfg.codexd_local_api_base.clone()),
+            codex: CodexProxy::with_client(codexd_client),
             codex_hold: HoldGate::default(),
             exec_slots: ExecSlots::default(),
             protected_paths,

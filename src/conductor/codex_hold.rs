@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use baa::common::api_error::ApiError;
 use baa::common::sync::lock;
 use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339, rfc3339_from_ms};
 
@@ -111,7 +112,7 @@ impl Facts {
 struct Reading {
     at: Instant,
     at_rfc3339: String,
-    facts: Result<Facts, String>,
+    facts: Result<Facts, ApiError>,
 }
 
 /// The gate's cache; see the module doc.
@@ -136,8 +137,7 @@ impl HoldGate {
             // Not under the lock: the call may take the proxy's read timeout.
             let facts = proxy
                 .call("GET", "/v1/codexd/status", None)
-                .map(|(_, data)| Facts::from_status(&data))
-                .map_err(|e| e.message);
+                .map(|(_, data)| Facts::from_status(&data));
             *lock(&self.last) = Some(Reading {
                 at: Instant::now(),
                 at_rfc3339: now_rfc3339(),
@@ -165,7 +165,7 @@ impl HoldGate {
     pub fn error(&self) -> Option<String> {
         lock(&self.last)
             .as_ref()
-            .and_then(|r| r.facts.as_ref().err().cloned())
+            .and_then(|r| r.facts.as_ref().err().map(|e| e.message.clone()))
     }
 
     /// For `/v1/runtime`: `{held, reason, until, message, checkedAt, error}`; `checkedAt`
@@ -182,7 +182,7 @@ impl HoldGate {
             "until": hold.as_ref().and_then(|h| h.until_ms).map(rfc3339_from_ms),
             "message": hold.as_ref().map(|h| h.message.clone()),
             "checkedAt": last.as_ref().map(|r| r.at_rfc3339.clone()),
-            "error": last.as_ref().and_then(|r| r.facts.as_ref().err().cloned()),
+            "error": last.as_ref().and_then(|r| r.facts.as_ref().err().map(|e| e.message.clone())),
         })
     }
 }

@@ -1,37 +1,37 @@
 //! `/v1/codex*`: the conductor holds no Codex state; every call is a bounded local HTTP
-//! call to codexd, with request bodies whitelisted and upstream failures mapped onto the
+//! call to codexd (on the conductor's one codexd client, `codexd_client`), with request bodies whitelisted and upstream failures mapped onto the
 //! conductor's error model. A field the whitelist drops is never dropped silently: a
 //! success lists it in `data.dropped_fields`, an error in `details.dropped_fields`.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
-use baa::common::client::{encode_component, local_agent};
+use baa::common::client::encode_component;
 use baa::common::codex_fields::{dropped, whitelist, TURN_CREATE};
 
+use crate::codexd_client::{CodexdClient, Lane, Method, TransportError};
 use crate::config::CODEXD_ENV;
 
 pub struct CodexProxy {
-    base: Option<String>,
-    /// Reads: status and session lists should answer fast or not at all.
-    read_agent: ureq::Agent,
-    /// Writes: a session create or turn start waits on the app-server child.
-    write_agent: ureq::Agent,
+    client: Option<Arc<CodexdClient>>,
 }
 
 impl CodexProxy {
+    /// A proxy with a client of its own (tests; the app shares one with the task runs).
+    #[cfg(test)]
     pub fn new(base: Option<String>) -> Self {
-        Self {
-            base,
-            read_agent: local_agent(Duration::from_millis(1000), Duration::from_secs(5)),
-            write_agent: local_agent(Duration::from_millis(1000), Duration::from_secs(45)),
-        }
+        Self::with_client(base.map(|b| Arc::new(CodexdClient::new(&b))))
+    }
+
+    /// A proxy on the conductor's one codexd client (shared with the task runs).
+    pub fn with_client(client: Option<Arc<CodexdClient>>) -> Self {
+        Self { client }
     }
 
     pub fn base(&self) -> Option<&str> {
-        self.base.as_deref()
+        self.client.as_deref().map(CodexdClient::base)
     }
 
     /// Calls codexd and returns `(status, data)` of a success envelope.
@@ -41,7 +41,7 @@ impl CodexProxy {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), ApiError> {
-        let Some(base) = self.base.as_deref() else {
+        let Some(client) = self.client.as_deref() else {
             return Err(ApiError::new(
                 503,
                 "codexd_not_configured",
@@ -49,7 +49,7 @@ impl CodexProxy {
             )
             .with_details(json!({ "env_var": CODEXD_ENV })));
         };
-        let url = format!("{base}{path}");
+        let base = client.base();
         let unavailable = |cause: String| {
             ApiError::new(
                 503,
@@ -58,48 +58,29 @@ impl CodexProxy {
             )
             .with_details(json!({ "cause": cause, "target_base_url": base, "upstream_path": path }))
         };
-        let result = match (method, body) {
-            ("GET", _) => self
-                .read_agent
-                .get(&url)
-                .header("Accept", "application/json")
-                .call(),
-            ("DELETE", _) => self
-                .write_agent
-                .delete(&url)
-                .header("Accept", "application/json")
-                .call(),
-            (_, Some(b)) => self
-                .write_agent
-                .post(&url)
-                .header("Accept", "application/json")
-                .header("Content-Type", "application/json")
-                .send(serde_json::to_vec(b).unwrap_or_default().as_slice()),
-            (_, None) => self
-                .write_agent
-                .post(&url)
-                .header("Accept", "application/json")
-                .send_empty(),
+        let m = Method::parse(method);
+        // Reads answer fast or not at all; writes wait on the app-server child.
+        let lane = if m == Method::Get {
+            Lane::Read
+        } else {
+            Lane::Write
         };
-        let mut resp = match result {
-            Ok(r) => r,
-            Err(ureq::Error::Timeout(t)) => {
+        let answer = match client.request(lane, m, path, body) {
+            Ok(a) => a,
+            Err(TransportError::Timeout { phase, .. }) => {
                 return Err(ApiError::new(
                     504,
                     "codexd_timeout",
                     format!("Independent codexd at {base} did not answer {method} {path} in time."),
                 )
-                .with_details(json!({ "cause": format!("timeout: {t:?}"), "target_base_url": base, "upstream_path": path })))
+                .with_details(json!({ "cause": format!("timeout: {phase}"), "target_base_url": base, "upstream_path": path })))
+            }
+            Err(TransportError::Body(e)) => {
+                return Err(unavailable(format!("reading the response failed: {e}")))
             }
             Err(e) => return Err(unavailable(e.to_string())),
         };
-        let status = resp.status().as_u16();
-        let raw = resp
-            .body_mut()
-            .with_config()
-            .limit(32 * 1024 * 1024)
-            .read_to_string()
-            .map_err(|e| unavailable(format!("reading the response failed: {e}")))?;
+        let status = answer.status;
         let invalid = |what: &str| {
             ApiError::new(
                 502,
@@ -108,7 +89,8 @@ impl CodexProxy {
             )
             .with_details(json!({ "target_base_url": base, "upstream_path": path, "upstream_status": status }))
         };
-        let parsed: Value = serde_json::from_str(&raw).map_err(|_| invalid("invalid JSON"))?;
+        let parsed: Value =
+            serde_json::from_str(&answer.body).map_err(|_| invalid("invalid JSON"))?;
         if !(200..300).contains(&status) {
             if let (Some(code), Some(message)) = (
                 parsed.get("error").and_then(Value::as_str),

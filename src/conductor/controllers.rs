@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use baa::common::store::JsonStore;
+use baa::common::store::{JsonStore, StoreError};
 use baa::common::time::{now_ms, now_rfc3339};
 
 pub const DIR: &str = "controllers";
@@ -27,16 +27,16 @@ pub struct Heartbeat {
 }
 
 /// Opens (creating) the controllers directory under the state dir, once at startup.
-pub fn open_dir(state: &JsonStore) -> Result<JsonStore, String> {
-    JsonStore::open(state.dir().join(DIR)).map_err(|e| e.to_string())
+pub fn open_dir(state: &JsonStore) -> Result<JsonStore, StoreError> {
+    JsonStore::open(state.dir().join(DIR))
 }
 
 /// Writes this controller's heartbeat into the controllers directory.
-pub fn beat(dir: &JsonStore, hb: &mut Heartbeat) -> Result<(), String> {
+pub fn beat(dir: &JsonStore, hb: &mut Heartbeat) -> Result<(), StoreError> {
     hb.last_heartbeat_at = now_rfc3339();
     hb.last_heartbeat_ms = now_ms();
     let name = format!("{}.json", safe_name(&hb.node_id));
-    dir.write(&name, hb).map_err(|e| e.to_string())
+    dir.write(&name, hb)
 }
 
 fn safe_name(id: &str) -> String {

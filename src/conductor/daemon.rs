@@ -1,7 +1,9 @@
 //! The conductor's start step (state dirs, store, lease, HTTP server, background loops)
 //! and its graceful stop; the sequence around it is `common::daemon`.
 
+use std::fmt;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use baa::common::daemon::{self, Service, Startup};
 use baa::common::http::{Server, ServerConfig, ServerHandle};
 use baa::common::signals::StopFlag;
-use baa::common::store::JsonStore;
+use baa::common::store::{JsonStore, StoreError};
 
 use crate::app::App;
 use crate::config::Config;
@@ -20,6 +22,26 @@ use crate::lease::{self, Lease};
 use crate::routes;
 use crate::tasks::scheduler::Scheduler;
 use crate::tasks::store::TaskStore;
+
+/// Why the conductor could not start (the one line `common::daemon` prints).
+#[derive(Debug)]
+enum StartError {
+    CreateDir(PathBuf, std::io::Error),
+    StateDir(StoreError),
+    Tasks(StoreError),
+    Server(std::io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::CreateDir(dir, e) => write!(f, "cannot create {}: {e}", dir.display()),
+            StartError::StateDir(e) => write!(f, "state dir: {e}"),
+            StartError::Tasks(e) => write!(f, "tasks: {e}"),
+            StartError::Server(e) => write!(f, "cannot start the HTTP server: {e}"),
+        }
+    }
+}
 
 /// How long in-flight requests get to finish on SIGTERM (launchd's ExitTimeOut is longer).
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -33,7 +55,9 @@ pub fn run(cfg: Config) -> ExitCode {
         stop_bound: STOP_GRACE + Duration::from_secs(10),
     };
     daemon::run(startup, move |listener, bound, stop| {
-        start(cfg, listener, bound, stop).map(|r| Box::new(r) as Box<dyn Service>)
+        start(cfg, listener, bound, stop)
+            .map(|r| Box::new(r) as Box<dyn Service>)
+            .map_err(|e| e.to_string())
     })
 }
 
@@ -50,7 +74,7 @@ fn start(
     listener: TcpListener,
     bound: SocketAddr,
     stop: &StopFlag,
-) -> Result<Running, String> {
+) -> Result<Running, StartError> {
     for w in &cfg.warnings {
         log::warn!("config: {w}");
     }
@@ -61,15 +85,13 @@ fn start(
         &cfg.worktrees_dir,
         &cfg.tmp_dir,
     ] {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| StartError::CreateDir(dir.clone(), e))?;
     }
-    let store = Arc::new(JsonStore::open(&cfg.state_dir).map_err(|e| format!("state dir: {e}"))?);
+    let store = Arc::new(JsonStore::open(&cfg.state_dir).map_err(StartError::StateDir)?);
 
     let loading = std::time::Instant::now();
-    let tasks = Arc::new(
-        TaskStore::open(&cfg.state_dir, cfg.task_retention).map_err(|e| format!("tasks: {e}"))?,
-    );
+    let tasks =
+        Arc::new(TaskStore::open(&cfg.state_dir, cfg.task_retention).map_err(StartError::Tasks)?);
     log::info!(
         "tasks: {} in the store, loaded in {} ms",
         tasks.counts().total(),
@@ -95,7 +117,7 @@ fn start(
         server_cfg,
         Arc::new(move |req| routes::handle(&handler_app, req)),
     )
-    .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
+    .map_err(StartError::Server)?;
     app.started.store(true, Ordering::SeqCst);
     log::info!(
         "{} started (lease: {})",

@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use baa::common::logging::{self, Opt};
 use baa::common::signals::StopFlag;
-use baa::common::store::JsonStore;
+use baa::common::store::{JsonStore, StoreError};
 use baa::common::sync::lock;
 use baa::common::time::{now_ms, rfc3339_from_ms};
 
@@ -170,7 +170,7 @@ impl Lease {
             Err(e) => {
                 st.renew_failures += 1;
                 log::warn!("lease: renew attempt {} failed: {e}", st.renew_failures);
-                st.last_error = Some(e);
+                st.last_error = Some(e.to_string());
                 // Our own lease lapses when its recorded expiry passes, renewals or not.
                 if st.is_leader && now_ms() >= st.expires_at_ms {
                     st.is_leader = false;
@@ -187,9 +187,9 @@ impl Lease {
         }
     }
 
-    fn try_tick(&self, store: &JsonStore) -> Result<Option<LeaseRecord>, String> {
+    fn try_tick(&self, store: &JsonStore) -> Result<Option<LeaseRecord>, TickError> {
         let _lock = FileLock::acquire(&store.path(LOCK_FILE), Duration::from_secs(1))?;
-        let current: Option<LeaseRecord> = store.read_or_warn(FILE).map_err(|e| e.to_string())?;
+        let current: Option<LeaseRecord> = store.read_or_warn(FILE)?;
         let now = now_ms();
         let mine = current
             .as_ref()
@@ -225,7 +225,7 @@ impl Lease {
             expires_at: rfc3339_from_ms(now + self.ttl_ms),
             expires_at_ms: now + self.ttl_ms,
         };
-        store.write(FILE, &record).map_err(|e| e.to_string())?;
+        store.write(FILE, &record)?;
         Ok(Some(record))
     }
 
@@ -287,6 +287,32 @@ pub fn spawn_loop(
     })
 }
 
+/// Why a lease tick could not read or write the lease.
+#[derive(Debug)]
+enum TickError {
+    LockFile(PathBuf, std::io::Error),
+    LockBusy(PathBuf, Duration),
+    Store(StoreError),
+}
+
+impl From<StoreError> for TickError {
+    fn from(e: StoreError) -> Self {
+        TickError::Store(e)
+    }
+}
+
+impl std::fmt::Display for TickError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TickError::LockFile(p, e) => write!(f, "{}: {e}", p.display()),
+            TickError::LockBusy(p, wait) => {
+                write!(f, "{}: lock busy for {} ms", p.display(), wait.as_millis())
+            }
+            TickError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
 /// An exclusive `flock` held until drop. Bounded wait: a wedged holder costs one failed
 /// tick, never a hung thread.
 struct FileLock {
@@ -294,14 +320,14 @@ struct FileLock {
 }
 
 impl FileLock {
-    fn acquire(path: &Path, wait: Duration) -> Result<Self, String> {
+    fn acquire(path: &Path, wait: Duration) -> Result<Self, TickError> {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| TickError::LockFile(path.to_path_buf(), e))?;
         let deadline = Instant::now() + wait;
         loop {
             // SAFETY: flock on an fd we own.
@@ -310,11 +336,7 @@ impl FileLock {
                 return Ok(Self { file });
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "{}: lock busy for {} ms",
-                    path.display(),
-                    wait.as_millis()
-                ));
+                return Err(TickError::LockBusy(path.to_path_buf(), wait));
             }
             thread::sleep(Duration::from_millis(10));
         }

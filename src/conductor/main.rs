@@ -3,6 +3,7 @@
 mod app;
 mod codex_hold;
 mod codex_proxy;
+mod codexd_client;
 mod config;
 mod controllers;
 mod daemon;

@@ -846,3 +846,48 @@ fn stub_firefox_bridge_pushes_task_updates_from_queued_to_succeeded() {
     assert_eq!(seen, ["queued", "running", "succeeded"], "{seen:?}");
     ws.close();
 }
+
+/// A conductor stopped after a dispatch but before its run's first write (the run file is
+/// first written with the first step's intent) leaves the task `running` with no run file:
+/// the next start queues it again (nothing was sent), drops the unwritten run from the
+/// task, and runs it once.
+#[test]
+fn stub_a_dispatch_stopped_before_its_run_file_is_queued_again_and_runs_once() {
+    let dir = TempDir::new("tasks-unwritten-run");
+    let codexd = start_running(with_stub(&Dirs::under(&dir.child("cx")), "normal"));
+    let tasks_dir = dir.join("state").join("tasks");
+    std::fs::create_dir_all(&tasks_dir).unwrap();
+    let at = "2026-01-01T00:00:00.000Z";
+    let id = "task_unwritten00000001";
+    std::fs::write(
+        tasks_dir.join(format!("{id}.json")),
+        json!({
+            "task_id": id, "title": "dispatched, never written", "status": "running",
+            "kind": "codex",
+            "input": {"prompt": "hello", "steps": [{"prompt": "hello"}], "cwd": null,
+                      "timeout_s": 600, "max_attempts": 3, "priority": 0},
+            "created_at": at, "updated_at": at, "started_at": at,
+            "current_run_id": "run_unwritten", "priority": 0, "max_attempts": 3,
+            "steps_total": 1, "steps_done": 0,
+            "runs": [{"run_id": "run_unwritten", "attempt": 1, "status": "running", "started_at": at}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let c = tasks::start(&dir, &codexd.base);
+    let t = c.wait_status(id, "succeeded", T);
+    let refs: Vec<&Value> = t["task"]["runs"].as_array().unwrap().iter().collect();
+    assert_eq!(refs.len(), 1, "{t:#}");
+    assert_ne!(refs[0]["run_id"], "run_unwritten", "{t:#}");
+    assert_eq!(refs[0]["status"], "succeeded", "{t:#}");
+    let runs = t["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{t:#}");
+    assert_eq!(runs[0]["steps"][0]["status"], "completed", "{t:#}");
+    assert!(
+        c.log_messages(id)
+            .iter()
+            .any(|m| m.starts_with("step 1/1 completed")),
+        "{:#?}",
+        c.log_messages(id)
+    );
+}

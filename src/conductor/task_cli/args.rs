@@ -139,8 +139,30 @@ pub fn usage(binary: &str) -> String {
     out
 }
 
+/// A command line that cannot be run as given (exit 2), in the words printed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for UsageError {
+    fn from(s: String) -> Self {
+        UsageError(s)
+    }
+}
+
+impl From<&str> for UsageError {
+    fn from(s: &str) -> Self {
+        UsageError(s.to_string())
+    }
+}
+
 /// Parses the arguments after `task`.
-pub fn parse(args: Vec<OsString>) -> Result<TaskArgs, String> {
+pub fn parse(args: Vec<OsString>) -> Result<TaskArgs, UsageError> {
     use lexopt::prelude::*;
     let mut p = lexopt::Parser::from_args(args);
     let mut sub: Option<String> = None;
@@ -148,7 +170,7 @@ pub fn parse(args: Vec<OsString>) -> Result<TaskArgs, String> {
     let (mut help, mut json, mut follow) = (false, false, false);
     let mut flags = Flags::default();
     let mut values: Vec<(String, String)> = Vec::new();
-    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+    while let Some(arg) = p.next().map_err(|e| UsageError(e.to_string()))? {
         match arg {
             Short('h') | Long("help") => help = true,
             Long("json") => json = true,
@@ -162,18 +184,18 @@ pub fn parse(args: Vec<OsString>) -> Result<TaskArgs, String> {
                     .as_deref()
                     .and_then(|s| value_flags(s).iter().find(|f| **f == name))
                 else {
-                    return Err(match &sub {
+                    return Err(UsageError(match &sub {
                         Some(s) => format!("task {s}: unknown flag --{name}"),
                         None => format!("unknown flag --{name}"),
-                    });
+                    }));
                 };
                 let v = value(&mut p, flag, "VALUE")?;
                 values.push((name, v));
             }
-            Short(c) => return Err(format!("unknown flag -{c}")),
+            Short(c) => return Err(format!("unknown flag -{c}").into()),
             Value(v) if sub.is_none() => sub = Some(v.to_string_lossy().into_owned()),
             Value(v) if id.is_none() => id = Some(v.to_string_lossy().into_owned()),
-            Value(v) => return Err(format!("unexpected argument {:?}", v.to_string_lossy())),
+            Value(v) => return Err(format!("unexpected argument {:?}", v.to_string_lossy()).into()),
         }
     }
     if help || sub.as_deref() == Some("help") {
@@ -184,31 +206,28 @@ pub fn parse(args: Vec<OsString>) -> Result<TaskArgs, String> {
         });
     }
     let Some(name) = sub else {
-        return Err(format!("missing subcommand ({})", names()));
+        return Err(format!("missing subcommand ({})", names()).into());
     };
     if !SUBCOMMANDS.iter().any(|(n, _, _)| *n == name) {
-        return Err(format!(
-            "unknown subcommand {name:?} (expected {})",
-            names()
-        ));
+        return Err(format!("unknown subcommand {name:?} (expected {})", names()).into());
     }
     if follow && name != "logs" {
-        return Err(format!("task {name} takes no --follow"));
+        return Err(format!("task {name} takes no --follow").into());
     }
     let take_id = |id: Option<String>| {
         id.filter(|s| !s.is_empty())
-            .ok_or_else(|| format!("task {name} needs a task ID"))
+            .ok_or_else(|| UsageError(format!("task {name} needs a task ID")))
     };
     let sub = match name.as_str() {
         "add" => {
             if let Some(extra) = id {
-                return Err(format!("unexpected argument {extra:?}"));
+                return Err(format!("unexpected argument {extra:?}").into());
             }
             Sub::Add(new_task(values)?)
         }
         "list" => {
             if let Some(extra) = id {
-                return Err(format!("unexpected argument {extra:?}"));
+                return Err(format!("unexpected argument {extra:?}").into());
             }
             let mut status = None;
             let mut limit = None;
@@ -247,20 +266,20 @@ fn names() -> String {
     names.join(", ")
 }
 
-fn value(p: &mut lexopt::Parser, flag: &str, what: &str) -> Result<String, String> {
+fn value(p: &mut lexopt::Parser, flag: &str, what: &str) -> Result<String, UsageError> {
     p.value()
-        .map_err(|_| format!("--{flag} needs a value ({what})"))?
+        .map_err(|_| UsageError(format!("--{flag} needs a value ({what})")))?
         .into_string()
-        .map_err(|_| format!("--{flag}: the value is not valid UTF-8"))
+        .map_err(|_| UsageError(format!("--{flag}: the value is not valid UTF-8")))
 }
 
-fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, UsageError> {
     v.trim()
         .parse()
-        .map_err(|_| format!("--{flag} must be a number, got {v:?}"))
+        .map_err(|_| UsageError(format!("--{flag} must be a number, got {v:?}")))
 }
 
-fn new_task(values: Vec<(String, String)>) -> Result<NewTask, String> {
+fn new_task(values: Vec<(String, String)>) -> Result<NewTask, UsageError> {
     let mut title = None;
     let mut prompt = None;
     let mut steps = Vec::new();
@@ -302,7 +321,7 @@ fn new_task(values: Vec<(String, String)>) -> Result<NewTask, String> {
 mod tests {
     use super::*;
 
-    fn parse_strs(args: &[&str]) -> Result<TaskArgs, String> {
+    fn parse_strs(args: &[&str]) -> Result<TaskArgs, UsageError> {
         parse(args.iter().map(OsString::from).collect())
     }
 
@@ -405,7 +424,7 @@ mod tests {
             ),
             (&["list", "--limit"][..], "--limit needs a value (VALUE)"),
         ] {
-            assert_eq!(parse_strs(args).unwrap_err(), want, "{args:?}");
+            assert_eq!(parse_strs(args).unwrap_err().0, want, "{args:?}");
         }
     }
 

@@ -11,6 +11,7 @@ mod args;
 mod render;
 
 use std::ffi::OsString;
+use std::fmt;
 use std::io::{self, Read};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -45,7 +46,7 @@ const FOLLOW_PAGE: u32 = 500;
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let a = match args::parse(args) {
         Ok(a) => a,
-        Err(e) => return usage_error(&e),
+        Err(e) => return usage_error(&e.0),
     };
     let sub = match a.action {
         Action::Help => return cli::print(BINARY, &args::usage(BINARY)),
@@ -102,8 +103,64 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            cli::error_line(BINARY, &e);
+            cli::error_line(BINARY, &e.to_string());
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Why a command failed (exit 1), in the words printed.
+#[derive(Debug)]
+enum CliError {
+    /// No answer from the conductor at `base`.
+    Unreachable {
+        base: String,
+        cause: String,
+    },
+    /// The answer's body could not be read.
+    Read {
+        url: String,
+        cause: String,
+    },
+    /// The answer is not the API's JSON envelope.
+    NotJson {
+        url: String,
+        status: u16,
+        start: String,
+    },
+    /// The API refused: its code and message.
+    Refused {
+        code: String,
+        message: String,
+        status: u16,
+    },
+    Stdin(io::Error),
+    StdinTooBig,
+    Stdout(io::Error),
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Unreachable { base, cause } => write!(
+                f,
+                "cannot reach the conductor at {base}: {cause} (is it running? set --conductor-url or BAA_CONDUCTOR_LOCAL_API)"
+            ),
+            CliError::Read { url, cause } => write!(f, "reading the answer of {url}: {cause}"),
+            CliError::NotJson { url, status, start } => {
+                write!(f, "{url} answered HTTP {status} with no JSON envelope: {start}")
+            }
+            CliError::Refused {
+                code,
+                message,
+                status,
+            } => write!(f, "{code}: {message} (HTTP {status})"),
+            CliError::Stdin(e) => write!(f, "reading the prompt from stdin: {e}"),
+            CliError::StdinTooBig => write!(
+                f,
+                "the prompt on stdin is over {STDIN_CAP} bytes (the API's body limit)"
+            ),
+            CliError::Stdout(e) => write!(f, "cannot write to stdout: {e}"),
         }
     }
 }
@@ -130,12 +187,12 @@ struct Api {
 }
 
 impl Api {
-    fn get(&self, path: &str, total: Duration) -> Result<Answer, String> {
+    fn get(&self, path: &str, total: Duration) -> Result<Answer, CliError> {
         let url = format!("{}{path}", self.base);
         self.answer(&url, local_agent(CONNECT, total).get(&url).call())
     }
 
-    fn post(&self, path: &str, body: &Value, total: Duration) -> Result<Answer, String> {
+    fn post(&self, path: &str, body: &Value, total: Duration) -> Result<Answer, CliError> {
         let url = format!("{}{path}", self.base);
         let sent = local_agent(CONNECT, total)
             .post(&url)
@@ -149,32 +206,35 @@ impl Api {
         &self,
         url: &str,
         sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<Answer, String> {
-        let mut resp = sent.map_err(|e| {
-            format!(
-                "cannot reach the conductor at {}: {e} (is it running? set --conductor-url or BAA_CONDUCTOR_LOCAL_API)",
-                self.base
-            )
+    ) -> Result<Answer, CliError> {
+        let mut resp = sent.map_err(|e| CliError::Unreachable {
+            base: self.base.clone(),
+            cause: e.to_string(),
         })?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()
             .read_to_string()
-            .map_err(|e| format!("reading the answer of {url}: {e}"))?;
-        let envelope: Value = serde_json::from_str(&text).map_err(|_| {
-            format!(
-                "{url} answered HTTP {status} with no JSON envelope: {}",
-                render::cut(&text, 200)
-            )
+            .map_err(|e| CliError::Read {
+                url: url.to_string(),
+                cause: e.to_string(),
+            })?;
+        let envelope: Value = serde_json::from_str(&text).map_err(|_| CliError::NotJson {
+            url: url.to_string(),
+            status,
+            start: render::cut(&text, 200),
         })?;
         if envelope["ok"] == true {
             return Ok(Answer { text, envelope });
         }
-        Err(format!(
-            "{}: {} (HTTP {status})",
-            envelope["error"].as_str().unwrap_or("error"),
-            envelope["message"].as_str().unwrap_or("no message")
-        ))
+        Err(CliError::Refused {
+            code: envelope["error"].as_str().unwrap_or("error").to_string(),
+            message: envelope["message"]
+                .as_str()
+                .unwrap_or("no message")
+                .to_string(),
+            status,
+        })
     }
 }
 
@@ -209,7 +269,7 @@ fn status_line(data: &Value, what: &str) -> String {
 
 /// The `POST /v1/tasks` body from `task add`'s flags; only given fields are sent, so the
 /// API's defaults apply to the rest.
-fn body(t: NewTask, stdin: &mut dyn Read) -> Result<Value, String> {
+fn body(t: NewTask, stdin: &mut dyn Read) -> Result<Value, CliError> {
     let mut b = Map::new();
     b.insert("title".into(), json!(t.title));
     match t.prompt {
@@ -221,11 +281,9 @@ fn body(t: NewTask, stdin: &mut dyn Read) -> Result<Value, String> {
             stdin
                 .take(STDIN_CAP + 1)
                 .read_to_string(&mut p)
-                .map_err(|e| format!("reading the prompt from stdin: {e}"))?;
+                .map_err(CliError::Stdin)?;
             if p.len() as u64 > STDIN_CAP {
-                return Err(format!(
-                    "the prompt on stdin is over {STDIN_CAP} bytes (the API's body limit)"
-                ));
+                return Err(CliError::StdinTooBig);
             }
             b.insert("prompt".into(), json!(p));
         }
@@ -248,7 +306,7 @@ fn body(t: NewTask, stdin: &mut dyn Read) -> Result<Value, String> {
     Ok(Value::Object(b))
 }
 
-fn add(api: &Api, t: NewTask, json: bool) -> Result<ExitCode, String> {
+fn add(api: &Api, t: NewTask, json: bool) -> Result<ExitCode, CliError> {
     let body = body(t, &mut io::stdin().lock())?;
     let ans = api.post("/v1/tasks", &body, TOTAL)?;
     Ok(output(&ans, json, |d| {
@@ -268,7 +326,7 @@ fn add(api: &Api, t: NewTask, json: bool) -> Result<ExitCode, String> {
 
 /// `logs --follow`: prints entries as they come (`?since=<seq>`) until the task is
 /// finished, then exits 0 if it succeeded and 1 if not. A closed stdout ends it quietly.
-fn follow_logs(api: &Api, id: &str, limit: Option<u32>, json: bool) -> Result<ExitCode, String> {
+fn follow_logs(api: &Api, id: &str, limit: Option<u32>, json: bool) -> Result<ExitCode, CliError> {
     let logs_path = |since: Option<u64>| {
         let page = since.map_or(limit.unwrap_or(200), |_| FOLLOW_PAGE);
         let since = since.map_or(String::new(), |s| format!("&since={s}"));
@@ -313,7 +371,7 @@ fn follow_logs(api: &Api, id: &str, limit: Option<u32>, json: bool) -> Result<Ex
             match cli::write_stdout_while_open(&line) {
                 Ok(true) => {}
                 Ok(false) => return Ok(ExitCode::SUCCESS),
-                Err(e) => return Err(format!("cannot write to stdout: {e}")),
+                Err(e) => return Err(CliError::Stdout(e)),
             }
         }
         let t = &task.data()["task"];
@@ -367,7 +425,7 @@ mod tests {
     fn a_prompt_over_the_body_limit_is_refused_before_sending() {
         let big = vec![b'x'; STDIN_CAP as usize + 10];
         let e = body(new_task(Prompt::Stdin), &mut big.as_slice()).unwrap_err();
-        assert!(e.contains("over 1048576 bytes"), "{e}");
+        assert!(e.to_string().contains("over 1048576 bytes"), "{e}");
     }
 
     #[test]

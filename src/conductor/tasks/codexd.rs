@@ -1,17 +1,24 @@
-//! The calls a run makes to codexd, each bounded in time, with failures sorted by what they
-//! mean for exactly-once: [`CallError::NotSent`] (the connection was never made, so codexd
-//! cannot have acted), [`CallError::Unknown`] (the request may have reached codexd and the
-//! answer was lost), or [`CallError::Http`] (codexd answered with an error envelope).
+//! The calls a run makes to codexd, on the conductor's one codexd client
+//! ([`CodexdClient`]), each answer parsed into its typed reply (`replies`), with failures
+//! sorted by what they mean for exactly-once: [`CallError::NotSent`] (the connection was
+//! never made, so codexd cannot have acted), [`CallError::Unknown`] (the request may have
+//! reached codexd and the answer was lost), or [`CallError::Http`] (codexd answered with an
+//! error envelope).
 //!
-//! A turn start goes out on a fresh connection every time (no pooled keep-alive socket
-//! that a codexd restart has closed under us): a refused connect is then a clean "not
-//! sent", and only a failure after the connect leaves the outcome unknown.
+//! A turn start goes out on the client's `Fresh` lane: a refused connect is then a clean
+//! "not sent", and only a failure after the connect leaves the outcome unknown.
 
-use std::time::Duration;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use baa::common::client::{encode_component, local_agent};
+use baa::common::client::encode_component;
+
+use super::replies::{SessionReply, TurnAccepted, TurnList, TurnRecord};
+use crate::codexd_client::{CodexdClient, Lane, Method};
 
 /// Why a call to codexd failed.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,19 +35,21 @@ pub enum CallError {
     },
 }
 
-impl CallError {
-    pub fn message(&self) -> String {
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CallError::NotSent(m) => format!("codexd is unreachable: {m}"),
-            CallError::Unknown(m) => format!("codexd's answer was lost: {m}"),
+            CallError::NotSent(m) => write!(f, "codexd is unreachable: {m}"),
+            CallError::Unknown(m) => write!(f, "codexd's answer was lost: {m}"),
             CallError::Http {
                 status,
                 code,
                 message,
-            } => format!("codexd answered {status} {code}: {message}"),
+            } => write!(f, "codexd answered {status} {code}: {message}"),
         }
     }
+}
 
+impl CallError {
     pub fn status(&self) -> Option<u16> {
         match self {
             CallError::Http { status, .. } => Some(*status),
@@ -54,172 +63,151 @@ impl CallError {
     }
 }
 
+/// codexd's `{ok, data}` / `{error, message}` envelope.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    ok: bool,
+    #[serde(default)]
+    data: Value,
+    error: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SessionData {
+    session: SessionReply,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventsPage {
+    #[serde(default)]
+    last_seq: u64,
+}
+
 pub struct Codexd {
-    base: String,
-    read: ureq::Agent,
-    write: ureq::Agent,
-    send: ureq::Agent,
+    client: Arc<CodexdClient>,
+    /// Where codexd serves its event stream, read once from its status.
+    events_path: OnceLock<String>,
 }
 
 impl Codexd {
-    pub fn new(base: &str) -> Codexd {
-        let send = ureq::Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(1)))
-            .timeout_global(Some(Duration::from_secs(45)))
-            .http_status_as_error(false)
-            .proxy(None)
-            .max_idle_connections(0)
-            .max_idle_connections_per_host(0)
-            .build()
-            .into();
+    pub fn new(client: Arc<CodexdClient>) -> Codexd {
         Codexd {
-            base: base.trim_end_matches('/').to_string(),
-            read: local_agent(Duration::from_secs(1), Duration::from_secs(5)),
-            write: local_agent(Duration::from_secs(1), Duration::from_secs(45)),
-            send,
+            client,
+            events_path: OnceLock::new(),
         }
     }
 
     pub fn base(&self) -> &str {
-        &self.base
+        self.client.base()
     }
 
-    fn call(
+    /// The `data` of a success, parsed as `T`.
+    fn call<T: DeserializeOwned>(
         &self,
-        agent: &ureq::Agent,
-        method: &str,
+        lane: Lane,
+        method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, CallError> {
-        let url = format!("{}{path}", self.base);
-        let result = match body {
-            None if method == "GET" => agent.get(&url).header("Accept", "application/json").call(),
-            None => agent
-                .post(&url)
-                .header("Accept", "application/json")
-                .send_empty(),
-            Some(b) => agent
-                .post(&url)
-                .header("Accept", "application/json")
-                .header("Content-Type", "application/json")
-                .send(serde_json::to_vec(b).unwrap_or_default().as_slice()),
-        };
-        let mut resp = result.map_err(classify)?;
-        let status = resp.status().as_u16();
-        let raw = resp
-            .body_mut()
-            .with_config()
-            .limit(32 * 1024 * 1024)
-            .read_to_string()
-            .map_err(|e| CallError::Unknown(format!("reading the answer failed: {e}")))?;
-        let v: Value = serde_json::from_str(&raw).map_err(|_| {
+    ) -> Result<T, CallError> {
+        let answer = self.client.request(lane, method, path, body).map_err(|e| {
+            if e.not_sent() {
+                CallError::NotSent(e.to_string())
+            } else {
+                CallError::Unknown(e.to_string())
+            }
+        })?;
+        let status = answer.status;
+        let v: Envelope = serde_json::from_str(&answer.body).map_err(|_| {
             CallError::Unknown(format!(
-                "{method} {path} answered HTTP {status} that is not JSON"
+                "{} {path} answered HTTP {status} that is not JSON",
+                method.as_str()
             ))
         })?;
-        if (200..300).contains(&status) && v.get("ok") == Some(&Value::Bool(true)) {
-            return Ok(v.get("data").cloned().unwrap_or(Value::Null));
+        if (200..300).contains(&status) && v.ok {
+            return serde_json::from_value(v.data).map_err(|e| {
+                CallError::Unknown(format!("{} {path}: unexpected data: {e}", method.as_str()))
+            });
         }
         Err(CallError::Http {
             status,
-            code: v
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("codexd_error")
-                .to_string(),
-            message: v
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("no message")
-                .to_string(),
+            code: v.error.unwrap_or_else(|| "codexd_error".into()),
+            message: v.message.unwrap_or_else(|| "no message".into()),
         })
     }
 
-    pub fn get(&self, path: &str) -> Result<Value, CallError> {
-        self.call(&self.read, "GET", path, None)
-    }
-
     /// `POST /v1/codexd/sessions` → the session.
-    pub fn create_session(&self, body: &Value) -> Result<Value, CallError> {
-        self.call(&self.write, "POST", "/v1/codexd/sessions", Some(body))
-            .map(|d| d.get("session").cloned().unwrap_or(Value::Null))
+    pub fn create_session(&self, body: &Value) -> Result<SessionReply, CallError> {
+        self.call::<SessionData>(Lane::Write, Method::Post, "/v1/codexd/sessions", Some(body))
+            .map(|d| d.session)
     }
 
     /// `GET /v1/codexd/sessions/:id` → the session (its `lastTurn` in full).
-    pub fn session(&self, id: &str) -> Result<Value, CallError> {
-        self.get(&format!("/v1/codexd/sessions/{}", encode_component(id)))
-            .map(|d| d.get("session").cloned().unwrap_or(Value::Null))
+    pub fn session(&self, id: &str) -> Result<SessionReply, CallError> {
+        let path = format!("/v1/codexd/sessions/{}", encode_component(id));
+        self.call::<SessionData>(Lane::Read, Method::Get, &path, None)
+            .map(|d| d.session)
     }
 
     /// The record of `turn_id` from the session's turn history (newest 50).
-    pub fn turn_record(&self, session_id: &str, turn_id: &str) -> Result<Option<Value>, CallError> {
-        let d = self.get(&format!(
+    pub fn turn_record(
+        &self,
+        session_id: &str,
+        turn_id: &str,
+    ) -> Result<Option<TurnRecord>, CallError> {
+        let path = format!(
             "/v1/codexd/sessions/{}/turns?limit=50",
             encode_component(session_id)
-        ))?;
-        Ok(d.get("turns")
-            .and_then(Value::as_array)
-            .and_then(|ts| ts.iter().find(|t| t["turnId"] == turn_id).cloned()))
+        );
+        let list: TurnList = self.call(Lane::Read, Method::Get, &path, None)?;
+        Ok(list.turns.into_iter().find(|t| t.turn_id == turn_id))
     }
 
     /// `POST /v1/codexd/turn` → the turn id.
     pub fn start_turn(&self, body: &Value) -> Result<String, CallError> {
-        let d = self.call(&self.send, "POST", "/v1/codexd/turn", Some(body))?;
-        d.get("turnId")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| CallError::Unknown(format!("the 202 names no turnId: {d}")))
+        let d: Value = self.call(Lane::Fresh, Method::Post, "/v1/codexd/turn", Some(body))?;
+        serde_json::from_value::<TurnAccepted>(d.clone())
+            .map(|a| a.turn_id)
+            .map_err(|_| CallError::Unknown(format!("the 202 names no turnId: {d}")))
     }
 
     /// `POST /v1/codexd/turn/interrupt`; a turn already over is not an error.
     pub fn interrupt(&self, session_id: &str, turn_id: &str) -> Result<(), CallError> {
-        match self.call(
-            &self.write,
-            "POST",
+        let body = json!({"sessionId": session_id, "turnId": turn_id});
+        match self.call::<Value>(
+            Lane::Write,
+            Method::Post,
             "/v1/codexd/turn/interrupt",
-            Some(&json!({"sessionId": session_id, "turnId": turn_id})),
+            Some(&body),
         ) {
-            Ok(_) => Ok(()),
-            Err(CallError::Http { status: 409, .. }) => Ok(()),
+            Ok(_) | Err(CallError::Http { status: 409, .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
-    /// The newest event's seq and the event stream's path, from the polling form of the
-    /// stream route and the status document.
+    /// The newest event's seq, from the polling form of the stream route.
     pub fn last_seq(&self, events_path: &str) -> Result<u64, CallError> {
-        let d = self.get(&format!("{events_path}?limit=1"))?;
-        Ok(d.get("lastSeq").and_then(Value::as_u64).unwrap_or(0))
+        let path = format!("{events_path}?limit=1");
+        let page: EventsPage = self.call(Lane::Read, Method::Get, &path, None)?;
+        Ok(page.last_seq)
     }
 
-    /// Where codexd serves its event stream (`BAA_CODEXD_EVENT_STREAM_PATH`).
+    /// Where codexd serves its event stream (`BAA_CODEXD_EVENT_STREAM_PATH`), from its
+    /// status the first time, then remembered: it is codexd's configuration, and a wrong
+    /// path would only turn the stream off (the session poll carries a run alone).
     pub fn events_path(&self) -> Result<String, CallError> {
-        let d = self.get("/v1/codexd/status")?;
-        Ok(d.pointer("/service/eventStreamPath")
+        if let Some(p) = self.events_path.get() {
+            return Ok(p.clone());
+        }
+        let d: Value = self.call(Lane::Read, Method::Get, "/v1/codexd/status", None)?;
+        let path = d
+            .pointer("/service/eventStreamPath")
             .and_then(Value::as_str)
             .unwrap_or("/v1/codexd/events")
-            .to_string())
-    }
-}
-
-fn classify(e: ureq::Error) -> CallError {
-    use std::io::ErrorKind;
-    match &e {
-        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
-            CallError::NotSent(e.to_string())
-        }
-        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
-            CallError::NotSent(e.to_string())
-        }
-        ureq::Error::Io(io)
-            if matches!(
-                io.kind(),
-                ErrorKind::ConnectionRefused | ErrorKind::AddrNotAvailable | ErrorKind::NotFound
-            ) =>
-        {
-            CallError::NotSent(e.to_string())
-        }
-        _ => CallError::Unknown(e.to_string()),
+            .to_string();
+        Ok(self.events_path.get_or_init(|| path).clone())
     }
 }
 
@@ -234,7 +222,9 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let c = Codexd::new(&format!("http://127.0.0.1:{port}"));
+        let c = Codexd::new(Arc::new(CodexdClient::new(&format!(
+            "http://127.0.0.1:{port}"
+        ))));
         let e = c
             .start_turn(&json!({"sessionId": "s", "input": "x"}))
             .unwrap_err();

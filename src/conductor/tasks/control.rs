@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde_json::{json, Value};
@@ -110,6 +111,8 @@ pub struct SchedulerState {
     held: Mutex<Option<Value>>,
     /// Scheduler passes so far (a test can wait for a few without sleeping blind).
     passes: AtomicU64,
+    /// The first poke not yet seen by a pass (how long a wake-up takes, for the timings).
+    poked_at: Mutex<Option<Instant>>,
     pub max_running: usize,
 }
 
@@ -124,13 +127,20 @@ impl SchedulerState {
             last_dispatch_at: Mutex::new(None),
             held: Mutex::new(None),
             passes: AtomicU64::new(0),
+            poked_at: Mutex::new(None),
             max_running,
         }
     }
 
     /// Wakes the scheduler (a task changed, the mode or lease changed, a run ended).
     pub fn wake(&self) {
+        lock(&self.poked_at).get_or_insert_with(Instant::now);
         let _ = self.wake_tx.try_send(());
+    }
+
+    /// When the scheduler was first poked since the last pass took the pokes, if it was.
+    pub fn take_poke(&self) -> Option<Instant> {
+        lock(&self.poked_at).take()
     }
 
     pub fn receiver(&self) -> Receiver<()> {

@@ -5,19 +5,21 @@
 //!   `logs`: the per-task JSONL log;
 //! - `scheduler`: the one thread that decides what runs; `gate`: whether new turns may start;
 //!   `control`: what the scheduler, the runs and the routes share;
-//! - `worker`: one run (a session, then a turn per step); `codexd`: its calls to codexd;
-//!   `follow`: codexd's event stream; `reconcile`: exactly-once decisions for a step in flight;
+//! - `worker`: one run (a session, then a turn per step); `codexd`: its calls to codexd, and
+//!   `replies` their typed answers; `events`: codexd's event stream; `reconcile`:
+//!   exactly-once decisions for a step in flight;
 //! - `api`: create, cancel, retry and the summary, for the routes.
 
 pub mod api;
 pub mod codexd;
 pub mod control;
-pub mod follow;
+pub mod events;
 pub mod gate;
 pub mod lines;
 pub mod logs;
 pub mod model;
 pub mod reconcile;
+pub mod replies;
 pub mod scheduler;
 pub mod store;
 pub mod validate;

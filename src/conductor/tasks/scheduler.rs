@@ -18,6 +18,7 @@
 //! tells every run to let go and joins them within a bound.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ use crossbeam_channel::RecvTimeoutError;
 
 use baa::common::ids::new_id;
 use baa::common::signals::StopFlag;
+use baa::common::store::StoreError;
 use baa::common::time::{now_ms, now_rfc3339};
 
 use super::control::{RunControl, StopReason};
@@ -40,6 +42,24 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 /// How long stopping waits for run threads (each checks its stop flag every 200 ms; one in
 /// a blocking codexd call may take longer and is left to finish on its own).
 const JOIN_BOUND: Duration = Duration::from_secs(3);
+
+/// Why a queued task could not be started (it stays queued).
+#[derive(Debug)]
+enum DispatchError {
+    /// The task could not be read.
+    Read(String),
+    /// The task could not be written.
+    Write(StoreError),
+}
+
+impl fmt::Display for DispatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DispatchError::Read(m) => f.write_str(m),
+            DispatchError::Write(e) => e.fmt(f),
+        }
+    }
+}
 
 /// The running scheduler; stop it with [`Scheduler::stop`].
 pub struct Scheduler {
@@ -101,6 +121,7 @@ impl Loop {
     /// One pass; returns how long to sleep before the next one.
     fn tick(&mut self) -> Duration {
         self.app.sched.passed();
+        let poked = self.app.sched.take_poke();
         self.reap();
         let lease = self.app.lease.status();
         let leader = lease.healthy_leader(self.app.lease.threshold);
@@ -134,6 +155,7 @@ impl Loop {
                 self.app.sched.set_held(None);
                 break;
             };
+            let gate_t0 = Instant::now();
             if !gate_checked {
                 gate_checked = true;
                 if let Some(held) = gate::check(&self.app.codex, &self.app.codex_hold) {
@@ -143,10 +165,18 @@ impl Loop {
                 }
                 self.app.sched.set_held(None);
             }
+            let dispatch_t0 = Instant::now();
             if let Err(e) = self.dispatch(&task_id) {
                 log::error!("scheduler: cannot start task {task_id}: {e}");
                 break;
             }
+            log::debug!(
+                target: "run_timings",
+                "dispatch task={task_id} wake_ms={:.2} gate_ms={:.2} dispatch_ms={:.2}",
+                poked.map_or(0.0, |p| gate_t0.duration_since(p).as_secs_f64() * 1000.0),
+                dispatch_t0.duration_since(gate_t0).as_secs_f64() * 1000.0,
+                dispatch_t0.elapsed().as_secs_f64() * 1000.0,
+            );
         }
         if let Some(due) = self.app.tasks.next_due(now_ms()) {
             sleep = sleep.min(Duration::from_millis(due.saturating_sub(now_ms()).max(1)));
@@ -193,13 +223,21 @@ impl Loop {
                 .and_then(|r| self.app.tasks.run(r).ok())
                 .filter(|r| r.status == "running");
             let Some(run) = run else {
-                // Marked running but no run in flight (a crash between the two writes of a
-                // dispatch): back to the queue; no turn was sent for it.
+                // Marked running but no run in flight (stopped after the dispatch, before the
+                // run's first write): back to the queue; no turn was sent for it. A run that
+                // never reached its file leaves no entry in the task's runs.
                 log::warn!(
                     "scheduler: task {task_id} was running without a run in flight; queued again"
                 );
+                let unwritten: Vec<String> = task
+                    .runs
+                    .iter()
+                    .filter(|r| r.status == "running" && self.app.tasks.run(&r.run_id).is_err())
+                    .map(|r| r.run_id.clone())
+                    .collect();
                 let _ = self.app.tasks.update(&task_id, |t| {
                     t.status = Status::Queued.as_str().into();
+                    t.runs.retain(|r| !unwritten.contains(&r.run_id));
                     true
                 });
                 continue;
@@ -216,13 +254,13 @@ impl Loop {
                 task.steps_total,
                 now_ms(),
             ));
-            self.start_thread(&task_id, ctl);
+            self.start_thread(&task_id, ctl, run);
         }
     }
 
-    fn start_thread(&mut self, task_id: &str, ctl: Arc<RunControl>) {
+    fn start_thread(&mut self, task_id: &str, ctl: Arc<RunControl>, run: Run) {
         self.app.sched.register(ctl.clone());
-        match worker::spawn(self.app.clone(), ctl.clone()) {
+        match worker::spawn(self.app.clone(), ctl.clone(), run) {
             Ok(h) => {
                 self.threads.insert(task_id.to_string(), h);
             }
@@ -233,10 +271,14 @@ impl Loop {
         }
     }
 
-    /// Starts a new run of `task_id`: the run file, then the task (running, naming it),
-    /// then its thread.
-    fn dispatch(&mut self, task_id: &str) -> Result<(), String> {
-        let task = self.app.tasks.task(task_id).map_err(|e| e.message)?;
+    /// Starts a new run of `task_id`: the task (running, naming the run), then its thread,
+    /// which writes the run file with its first step's intent.
+    fn dispatch(&mut self, task_id: &str) -> Result<(), DispatchError> {
+        let task = self
+            .app
+            .tasks
+            .task(task_id)
+            .map_err(|e| DispatchError::Read(e.message))?;
         let now = now_rfc3339();
         let attempt = task.next_attempt();
         let run = Run {
@@ -258,7 +300,10 @@ impl Loop {
             usage: None,
             duration_ms: None,
         };
-        self.app.tasks.save_run(&run).map_err(|e| e.to_string())?;
+        // The run file is first written by the run itself, with the first step's intent (or
+        // its end): one durable write less before the turn. A conductor stopped before that
+        // leaves the task `running` with no run file, which `resume_orphans` puts back in
+        // the queue (no turn was sent).
         let run_id = run.run_id.clone();
         let updated = self
             .app
@@ -283,16 +328,10 @@ impl Loop {
                 });
                 true
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(DispatchError::Write)?;
         let Some(t) = updated.filter(|t| t.current_run_id.as_deref() == Some(run_id.as_str()))
         else {
             log::info!("scheduler: task {task_id} left the queue before its run started");
-            let run = Run {
-                status: "canceled".into(),
-                finished_at: Some(now_rfc3339()),
-                ..run
-            };
-            self.app.tasks.save_run(&run).map_err(|e| e.to_string())?;
             return Ok(());
         };
         self.app.task_changed(&t);
@@ -305,7 +344,7 @@ impl Loop {
             task.steps_total,
             now_ms(),
         ));
-        self.start_thread(task_id, ctl);
+        self.start_thread(task_id, ctl, run);
         Ok(())
     }
 

@@ -155,10 +155,8 @@ fn safe_id(id: &str) -> bool {
 
 impl TaskStore {
     /// Opens the store under `state_dir`: migrates legacy files once, then builds the index.
-    pub fn open(state_dir: &Path, retention: usize) -> Result<TaskStore, String> {
-        let open = |name: &str| {
-            JsonStore::open(state_dir.join(name)).map_err(|e| format!("{name} dir: {e}"))
-        };
+    pub fn open(state_dir: &Path, retention: usize) -> Result<TaskStore, StoreError> {
+        let open = |name: &str| JsonStore::open(state_dir.join(name));
         let store = TaskStore {
             tasks: open(TASKS_DIR)?,
             runs: open(RUNS_DIR)?,

@@ -1,0 +1,316 @@
+//! Recording outcomes: a step's (from its turn record) and then the run's (run, task,
+//! retry with backoff, the task log). The last step's outcome and the run's end are one
+//! write of each file: a conductor stopped between the turn's end and that write finds
+//! the step `running` with its turn id and records it from codexd (never sent again).
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339, rfc3339_from_ms};
+
+use super::super::control::StopReason;
+use super::super::logs::MESSAGE_CAP;
+use super::super::model::{error_value, RunRef, Status, Task};
+use super::super::replies::TurnRecord;
+use super::book::RunBook;
+use super::follow::{log_command, log_file, Follower};
+use super::timings::Phase;
+use super::{failed, End};
+use crate::tasks::logs::cut;
+
+/// Records step `index`'s outcome from its turn record; an outcome other than `completed`
+/// ends the run. `last`: the run's end follows at once and writes run and task itself.
+pub fn step(
+    book: &mut RunBook,
+    follower: &mut Follower,
+    index: usize,
+    turn_id: &str,
+    r: &TurnRecord,
+    last: bool,
+) -> Result<(), End> {
+    let t0 = Instant::now();
+    let out = step_inner(book, follower, index, turn_id, r, last);
+    book.timings.add(Phase::Finish, t0);
+    out
+}
+
+fn step_inner(
+    book: &mut RunBook,
+    follower: &mut Follower,
+    index: usize,
+    turn_id: &str,
+    r: &TurnRecord,
+    last: bool,
+) -> Result<(), End> {
+    let total = book.total();
+    // What the stream did not show live (it was down, or the run resumed mid-turn).
+    for c in r.commands.iter().skip(follower.logged.0) {
+        log_command(book, c);
+    }
+    for f in r.file_changes.iter().skip(follower.logged.1) {
+        log_file(
+            book,
+            f.path.as_deref().unwrap_or("?"),
+            f.kind.as_deref().unwrap_or("update"),
+        );
+    }
+    {
+        let s = book.run.step_mut(index);
+        s.turn_id = Some(turn_id.to_string());
+        s.status = r.status.clone();
+        s.finished_at = Some(r.completed_at.clone().unwrap_or_else(now_rfc3339));
+        s.final_message = r.final_message.clone();
+        s.usage = r.usage.clone();
+        s.duration_ms = r.duration_ms;
+        s.error = r.error.clone();
+    }
+    if r.status != "completed" {
+        let waiting = follower.waiting_request.take().is_some();
+        book.save_run()?;
+        if waiting {
+            book.update_task(|t| {
+                t.waiting = None;
+                true
+            });
+        }
+        book.log(
+            "error",
+            &format!(
+                "step {}/{total} {}: {}",
+                index + 1,
+                r.status,
+                r.error_message().unwrap_or("no error given")
+            ),
+            Some(json!({"step": index + 1, "turn_id": turn_id, "status": r.status, "error": r.error})),
+        );
+        return Err(match r.status.as_str() {
+            "interrupted" => follower.interrupted_end(
+                book,
+                r.error_message().unwrap_or("the turn was interrupted"),
+            ),
+            "failed" => failed(
+                "turn_failed",
+                r.error_message().unwrap_or("the turn failed"),
+                true,
+            ),
+            other => failed(
+                "turn_lost",
+                format!("turn {turn_id} ended as {other}"),
+                true,
+            ),
+        });
+    }
+    book.run.final_message = r.final_message.clone();
+    if let Some(u) = &r.usage {
+        book.run.usage = Some(u.clone());
+    }
+    // The run's end writes these with its own (and clears `waiting`).
+    if !last {
+        let waiting = follower.waiting_request.take().is_some();
+        book.save_run()?;
+        let final_message = r.final_message.clone();
+        book.update_task(|t| {
+            t.steps_done = t.steps_done.max(index + 1);
+            t.final_message = final_message;
+            if waiting {
+                t.waiting = None;
+            }
+            true
+        });
+    }
+    book.log(
+        "info",
+        &format!(
+            "step {}/{total} completed (turn {turn_id}, {} ms)",
+            index + 1,
+            r.duration_ms.map_or("?".into(), |d| d.to_string())
+        ),
+        Some(json!({"step": index + 1, "turn_id": turn_id, "usage": r.usage})),
+    );
+    if let Some(m) = &r.final_message {
+        book.log(
+            "info",
+            &format!("final message: {}", cut(m, MESSAGE_CAP)),
+            None,
+        );
+    }
+    // A cancel or pause that raced the turn's completion still stops the run here.
+    Ok(())
+}
+
+/// Writes the run's end to the run, the task and the task log; a run left (stop, lost
+/// lease) writes nothing, for the next leader or start to reconcile.
+pub fn run(book: &mut RunBook, end: End) {
+    let t0 = Instant::now();
+    end_run(book, end);
+    book.timings.add(Phase::Finish, t0);
+}
+
+fn end_run(book: &mut RunBook, end: End) {
+    if let End::Left(why) = end {
+        let why = match why {
+            StopReason::None => "none",
+            StopReason::Cancel => "cancel",
+            StopReason::Pause => "pause",
+            StopReason::Shutdown => "shutdown",
+            StopReason::LostLease => "lost_lease",
+        };
+        baa::common::logging::event(
+            "run.left_running",
+            &[
+                ("task", &book.task_id),
+                ("run", &book.run.run_id),
+                ("why", &why),
+            ],
+        );
+        book.app.tasks.logs.forget(&book.task_id, false);
+        return;
+    }
+    let now = now_rfc3339();
+    let (run_status, task_status, error) = match &end {
+        End::Succeeded => ("succeeded", Status::Succeeded, None),
+        End::Failed {
+            code,
+            message,
+            retryable,
+        } => (
+            "failed",
+            Status::Failed,
+            Some(error_value(code, message, *retryable)),
+        ),
+        End::Canceled => ("canceled", Status::Canceled, None),
+        End::Paused => ("paused", Status::Queued, None),
+        End::Left(_) => unreachable!("returned above"),
+    };
+    let total = book.total();
+    book.run.status = run_status.into();
+    book.run.finished_at = Some(now.clone());
+    book.run.error = error.clone();
+    book.run.duration_ms = book
+        .run
+        .started_at
+        .as_deref()
+        .and_then(ms_from_rfc3339)
+        .map(|s| now_ms().saturating_sub(s));
+    let done = book
+        .run
+        .steps
+        .iter()
+        .filter(|s| s.status == "completed")
+        .count();
+    let completed_through = book.run.completed_through();
+    book.run.exit = Some(
+        json!({"steps_completed": completed_through, "steps_total": total, "completed_in_this_run": done}),
+    );
+    if book.save_run().is_err() {
+        return;
+    }
+    let run_id = book.run.run_id.clone();
+    let (session_id, thread_id) = (book.run.session_id.clone(), book.run.thread_id.clone());
+    let final_message = book.run.final_message.clone();
+    let backoff = (
+        book.app.cfg.task_backoff_ms,
+        book.app.cfg.task_backoff_max_ms,
+    );
+    let mut retry_in: Option<u64> = None;
+    let updated = book.update_task(|t| {
+        if let Some(r) = t.runs.iter_mut().find(|r| r.run_id == run_id) {
+            r.status = run_status.into();
+        } else {
+            t.runs.push(RunRef {
+                run_id: run_id.clone(),
+                attempt: 0,
+                status: run_status.into(),
+                started_at: None,
+            });
+        }
+        // The steps done and the thread, written here for the run's last step.
+        t.steps_done = t.steps_done.max(completed_through);
+        if done > 0 {
+            t.final_message = final_message;
+        }
+        if session_id.is_some() {
+            t.session_id = session_id;
+            t.thread_id = thread_id;
+        }
+        t.waiting = None;
+        t.error = error.clone();
+        let mut status = task_status;
+        if let Some(e) = &error {
+            let failures = t.failures();
+            if e["retryable"] == true && failures < t.max_attempts.max(1) {
+                status = Status::Queued;
+                let delay = backoff_ms(failures, backoff.0, backoff.1);
+                t.next_attempt_at = Some(rfc3339_from_ms(now_ms() + delay));
+                retry_in = Some(delay);
+            }
+        }
+        t.status = status.as_str().into();
+        if status.is_finished() {
+            t.finished_at = Some(now.clone());
+            t.next_attempt_at = None;
+        }
+        if t.cancel_requested && status == Status::Canceled {
+            t.cancel_requested = false;
+        }
+        true
+    });
+    match (&end, retry_in) {
+        (End::Succeeded, _) => book.log(
+            "info",
+            &format!("run {run_id} succeeded: {total} step(s) done"),
+            None,
+        ),
+        (End::Failed { code, message, .. }, Some(delay)) => book.log(
+            "error",
+            &format!(
+                "run {run_id} failed ({code}: {message}); retrying in {} s",
+                delay / 1000
+            ),
+            Some(json!({"error": error, "retry_in_ms": delay})),
+        ),
+        (End::Failed { code, message, .. }, None) => book.log(
+            "error",
+            &format!("run {run_id} failed ({code}: {message}); the task failed"),
+            Some(json!({"error": error})),
+        ),
+        (End::Canceled, _) => book.log("warn", &format!("run {run_id} canceled"), None),
+        (End::Paused, _) => book.log(
+            "warn",
+            &format!("run {run_id} paused; the task waits in the queue for resume"),
+            None,
+        ),
+        (End::Left(_), _) => {}
+    }
+    book.app.tasks.logs.forget(&book.task_id, false);
+    if updated
+        .as_ref()
+        .and_then(Task::status)
+        .is_some_and(Status::is_finished)
+    {
+        book.app.tasks.prune();
+    }
+}
+
+/// The retry delay after `failures` failed runs: `base` doubling, capped at `max`.
+pub fn backoff_ms(failures: u32, base: u64, max: u64) -> u64 {
+    let shift = failures.saturating_sub(1).min(32);
+    base.saturating_mul(1u64 << shift).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap() {
+        let d: Vec<u64> = (1..=7).map(|f| backoff_ms(f, 10_000, 300_000)).collect();
+        assert_eq!(
+            d,
+            [10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000]
+        );
+        assert_eq!(backoff_ms(0, 10, 100), 10);
+        assert_eq!(backoff_ms(99, u64::MAX / 2, u64::MAX), u64::MAX);
+    }
+}

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
-use baa::common::codex_fields::{whitelist, FORK_FIELDS};
+use baa::common::codex_fields::{whitelist, FORK_FIELDS, THREAD_FIELDS};
 use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339};
 
 use crate::core::{rpc_error, Core};
 use crate::events::Level;
 use crate::rpc::RpcError;
 use crate::session_ops::{apply_thread_result, new_session};
-use crate::sessions::{self, opt_string, pick, Session};
+use crate::sessions::{opt_string, pick, Session};
 
 /// How long a compact waits for the app-server to open its compaction turn, so the 202
 /// can name it (the `thread/compact/start` answer comes before the turn starts).
@@ -226,7 +226,7 @@ impl Core {
             }
         };
         let last_turn_id = opt_string(&b, "lastTurnId")?;
-        let overrides = pick(&b, sessions::THREAD_FIELDS);
+        let overrides = pick(&b, THREAD_FIELDS);
         let mut params = overrides.clone();
         params.insert("threadId".into(), json!(thread_id));
         params.insert("excludeTurns".into(), json!(true));

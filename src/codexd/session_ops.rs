@@ -16,9 +16,9 @@ use crate::core::{rpc_error, str_at, Core};
 use crate::events::Level;
 use crate::experimental;
 use crate::rpc::RpcError;
-use baa::common::codex_fields::{whitelist, SESSION_CREATE, SESSION_EXPERIMENTAL};
+use baa::common::codex_fields::{whitelist, SESSION_CREATE, SESSION_EXPERIMENTAL, THREAD_FIELDS};
 
-use crate::sessions::{self, opt_string, pick, ApprovalSettings, Session};
+use crate::sessions::{opt_string, pick, ApprovalSettings, Session};
 
 impl Core {
     pub(crate) fn unknown_session(id: &str) -> ApiError {
@@ -183,7 +183,7 @@ impl Core {
             })?,
         };
         self.check_model(opt_string(&b, "model")?.as_deref(), None, None)?;
-        let mut thread_params = pick(&b, sessions::THREAD_FIELDS);
+        let mut thread_params = pick(&b, THREAD_FIELDS);
         thread_params.extend(pick(&b, SESSION_EXPERIMENTAL));
         let link = self.link()?;
         let (result, resumed) = match &thread_id {

@@ -1,6 +1,6 @@
 //! codexd sessions: one per app-server thread, persisted in session-registry.json (the
-//! hot set; finished and idle ones move to `session_store`'s archive). Also which accepted
-//! request fields (`common::codex_fields`) go to the app-server, and the
+//! hot set; finished and idle ones move to `session_store`'s archive). Also picking the
+//! accepted request fields (`common::codex_fields`) that go to the app-server, and the
 //! normalisation of turn input.
 
 use serde::{Deserialize, Serialize};
@@ -9,35 +9,6 @@ use serde_json::{json, Map, Value};
 use baa::common::api_error::ApiError;
 
 pub use crate::turn_record::{TurnProgress, TurnRecord};
-
-/// Session fields passed through to `thread/start` / `thread/resume`.
-pub const THREAD_FIELDS: &[&str] = &[
-    "approvalPolicy",
-    "baseInstructions",
-    "config",
-    "cwd",
-    "developerInstructions",
-    "ephemeral",
-    "model",
-    "modelProvider",
-    "personality",
-    "sandbox",
-    "serviceTier",
-];
-
-/// Turn fields passed through to `turn/start` as per-turn overrides.
-pub const TURN_OVERRIDES: &[&str] = &[
-    "approvalPolicy",
-    "collaborationMode",
-    "cwd",
-    "effort",
-    "model",
-    "outputSchema",
-    "personality",
-    "sandboxPolicy",
-    "serviceTier",
-    "summary",
-];
 
 /// What codexd answers a session's approvals with when no HTTP caller does in time.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -7,14 +7,16 @@ use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
 
-use baa::common::codex_fields::{whitelist, TURN_CREATE, TURN_EXPERIMENTAL, TURN_INTERRUPT};
+use baa::common::codex_fields::{
+    whitelist, TURN_CREATE, TURN_EXPERIMENTAL, TURN_INTERRUPT, TURN_OVERRIDES,
+};
 
 use crate::approvals::{self, Pending};
 use crate::core::{rpc_error, str_at, Core};
 use crate::events::Level;
 use crate::experimental;
 use crate::rpc::RpcError;
-use crate::sessions::{self, normalize_input, opt_string, pick, Session, TurnProgress, TurnRecord};
+use crate::sessions::{normalize_input, opt_string, pick, Session, TurnProgress, TurnRecord};
 
 /// How long an interrupt keeps retrying while a just-started turn becomes active.
 const INTERRUPT_SETTLE: Duration = Duration::from_secs(3);
@@ -51,7 +53,7 @@ impl Core {
                     )
                     .map(|r| (str_at(&r, &["turnId"]).unwrap_or(exp).to_string(), true)),
                 None => {
-                    let mut p = pick(&b, sessions::TURN_OVERRIDES);
+                    let mut p = pick(&b, TURN_OVERRIDES);
                     p.extend(pick(&b, TURN_EXPERIMENTAL));
                     p.insert("threadId".into(), json!(thread_id));
                     p.insert("input".into(), input.clone());

@@ -41,35 +41,32 @@ impl Core {
             .or_else(|| str_at(&params, &["turn", "id"]))
             .map(str::to_string);
         self.on_account_notification(method, &params);
-        let mut finished: Option<(String, TurnRecord)> = None;
-        let session_id = {
-            let mut st = self.state();
-            let session = thread_id.as_deref().and_then(|t| {
-                st.sessions
-                    .iter_mut()
-                    .find(|s| s.thread_id.as_deref() == Some(t))
-            });
-            match session {
-                None => None,
-                Some(s) => {
-                    let sid = s.session_id.clone();
-                    let changed = apply_notification(s, method, &params, turn_id.as_deref());
+        let session_id = thread_id
+            .as_deref()
+            .and_then(|t| self.sessions.id_of_thread(t));
+        let mut finished: Option<TurnRecord> = None;
+        if let Some(sid) = &session_id {
+            let changed = self.sessions.with_mut(sid, |s| {
+                let changed = apply_notification(s, method, &params, turn_id.as_deref());
+                if changed {
+                    s.updated_at = now_rfc3339();
                     if method == "turn/completed" {
-                        finished = s
-                            .last_turn
-                            .clone()
-                            .filter(|_| changed)
-                            .map(|r| (sid.clone(), r));
+                        finished = s.last_turn.clone();
                     }
-                    if changed {
-                        s.updated_at = now_rfc3339();
-                        st.sessions_updated_at = Some(now_rfc3339());
-                        self.mark_sessions_dirty();
-                    }
-                    Some(sid)
+                }
+                changed
+            });
+            if changed == Some(true) {
+                self.sessions.mark_changed(sid);
+                // A turn that opened or ended is on disk before the event that says so.
+                if matches!(method, "turn/started" | "turn/completed") {
+                    self.persist_or_log(sid);
                 }
             }
-        };
+            if let Some(record) = &finished {
+                self.store_turn(sid, record);
+            }
+        }
         let level = match method {
             "error" => Level::Error,
             "warning" | "configWarning" | "deprecationNotice" => Level::Warn,
@@ -84,8 +81,8 @@ impl Core {
                 "method": method, "params": params, "emittedAtMs": msg.get("emittedAtMs"),
             }),
         );
-        if let Some((sid, record)) = finished {
-            self.turn_finished(&sid, &record, "turn/completed");
+        if let (Some(sid), Some(record)) = (&session_id, finished) {
+            self.emit_turn_finished(sid, &record, "turn/completed");
             // A request of that turn still waiting for its replay will not be asked again.
             self.abandon_replayable(Some(&record.turn_id), "its turn ended");
         }

@@ -72,6 +72,8 @@ impl Core {
                 cur.facts.kind = Some("review");
             }
         });
+        // Durable before the 202, as a turn's (`start_turn`).
+        self.persist(&session_id)?;
         self.emit(
             Level::Info,
             "turn.accepted",

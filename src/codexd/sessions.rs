@@ -1,5 +1,5 @@
-//! codexd sessions: one per app-server thread, persisted in session-registry.json (the
-//! hot set; finished and idle ones move to `session_store`'s archive). Also picking the
+//! codexd sessions: one per app-server thread, held by the hot registry (`registry.rs`,
+//! one file each; finished and idle ones move to `session_store`'s archive). Also picking the
 //! accepted request fields (`common::codex_fields`) that go to the app-server, and the
 //! normalisation of turn input.
 
@@ -108,7 +108,7 @@ impl Session {
         v
     }
 
-    /// The copy written to session-registry.json and archive files: `lastTurn` as a summary
+    /// The copy written to the hot and archive files: `lastTurn` as a summary
     /// (the full record is in the session's turn file).
     pub fn stored_form(&self) -> Session {
         Session {
@@ -176,7 +176,8 @@ pub fn normalize_input(body: &Map<String, Value>) -> Result<Value, ApiError> {
     }
 }
 
-/// The session-registry.json document.
+/// The `session-registry.json` document of codexd before per-session files (read once,
+/// to migrate it: `registry.rs`).
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryFile {

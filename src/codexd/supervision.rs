@@ -282,15 +282,16 @@ impl Core {
             st.child.started_at = Some(now_rfc3339());
             st.child.next_restart_at = None;
             st.child.codex_version = version.clone();
-            for s in st.sessions.iter_mut() {
-                s.child_pid = Some(pid);
-            }
             st.child.attached
         };
+        // Memory only: written with the session's next change.
+        self.sessions.for_each_mut(|s| {
+            s.child_pid = Some(pid);
+            false
+        });
         self.set_user_agent(user_agent.clone());
         self.set_link(Some(link.clone()));
         self.mark_daemon_dirty();
-        self.mark_sessions_dirty();
         self.flush();
         let (kind, what) = if attached {
             ("child.attached", "attached to the running")
@@ -323,14 +324,15 @@ impl Core {
                 .drain(..)
                 .partition(|p| p.generation == generation);
             st.pending = keep;
-            // Threads live in the child: none is loaded until a turn resumes it.
-            for s in st.sessions.iter_mut() {
-                if s.status != "archived" {
-                    s.status = "notLoaded".into();
-                }
-            }
             gone
         };
+        // Threads live in the child: none is loaded until a turn resumes it.
+        self.sessions.for_each_mut(|s| {
+            if s.status != "archived" {
+                s.status = "notLoaded".into();
+            }
+            false
+        });
         for p in abandoned {
             self.emit(
                 Level::Warn,
@@ -354,13 +356,13 @@ impl Core {
                 self.set_link(None);
             }
         }
-        let mut st = self.state();
-        for s in st.sessions.iter_mut() {
+        self.sessions.for_each_mut(|s| {
             if s.loaded_generation == generation {
                 s.loaded_generation = 0;
             }
             s.child_pid = None;
-        }
+            false
+        });
     }
 
     /// Unix mode: the connection of `generation` ended while its app-server runs on:

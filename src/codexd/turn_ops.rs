@@ -105,6 +105,9 @@ impl Core {
             }
             begin_turn(s, &turn_id);
         });
+        // Durable before the 202: a codexd killed right after it still knows the turn
+        // (and, in unix mode, re-attaches to it).
+        self.persist(&session_id)?;
         self.emit(
             Level::Info,
             "turn.accepted",
@@ -127,19 +130,16 @@ impl Core {
         let b = whitelist(body, TURN_INTERRUPT);
         let session_id = opt_string(&b, "sessionId")?
             .ok_or_else(|| ApiError::bad_request("invalid_request", "sessionId is required."))?;
-        let (thread_id, current, loaded) = {
-            let st = self.state();
-            let s = st
-                .sessions
-                .iter()
-                .find(|s| s.session_id == session_id)
-                .ok_or_else(|| Self::unknown_session(&session_id))?;
-            (
-                s.thread_id.clone(),
-                s.current_turn_id.clone(),
-                s.loaded_generation,
-            )
-        };
+        let (thread_id, current, loaded) = self
+            .sessions
+            .read(&session_id, |s| {
+                (
+                    s.thread_id.clone(),
+                    s.current_turn_id.clone(),
+                    s.loaded_generation,
+                )
+            })
+            .ok_or_else(|| Self::unknown_session(&session_id))?;
         let turn_id = opt_string(&b, "turnId")?.or(current).ok_or_else(|| {
             ApiError::new(
                 409,
@@ -170,11 +170,10 @@ impl Core {
                 Err(RpcError::Server { ref message, .. })
                     if message.contains("no active turn") && Instant::now() < deadline =>
                 {
-                    let still_current = self.state().sessions.iter().any(|s| {
-                        s.session_id == session_id
-                            && s.current_turn_id.as_deref() == Some(turn_id.as_str())
+                    let still_current = self.sessions.read(&session_id, |s| {
+                        s.current_turn_id.as_deref() == Some(turn_id.as_str())
                     });
-                    if !still_current {
+                    if still_current != Some(true) {
                         return Err(ApiError::new(
                             409,
                             "no_active_turn",
@@ -197,8 +196,10 @@ impl Core {
 
     // ---- server requests (approvals) --------------------------------------------------
 
-    /// A turn ended: its record goes to the session's turn file, then out as an event.
+    /// A turn ended: the session and the turn's record are written, then it goes out as an
+    /// event.
     pub(crate) fn turn_finished(&self, session_id: &str, r: &TurnRecord, source: &str) {
+        self.persist_or_log(session_id);
         self.store_turn(session_id, r);
         self.emit_turn_finished(session_id, r, source);
     }
@@ -244,28 +245,25 @@ impl Core {
             }
         }
         let idle = Duration::from_millis(self.cfg.reconcile_idle_ms);
-        let due: Vec<Reconcile> = {
-            let mut st = self.state();
-            st.sessions
-                .iter_mut()
-                .filter_map(|s| {
-                    let tid = s.thread_id.clone()?;
-                    let cur = s.current.as_mut()?;
-                    let idle_long_enough = cur
-                        .idle_since
-                        .is_some_and(|t| now.duration_since(t) >= idle);
-                    if cur.reconciling || !idle_long_enough {
-                        return None;
-                    }
-                    cur.reconciling = true;
-                    Some(Reconcile {
-                        session_id: s.session_id.clone(),
-                        thread_id: tid,
-                        turn_id: cur.turn_id.clone(),
-                    })
-                })
-                .collect()
-        };
+        let mut due: Vec<Reconcile> = Vec::new();
+        // Progress only: nothing here is written.
+        self.sessions.for_each_mut(|s| {
+            let (Some(tid), Some(cur)) = (s.thread_id.clone(), s.current.as_mut()) else {
+                return false;
+            };
+            let idle_long_enough = cur
+                .idle_since
+                .is_some_and(|t| now.duration_since(t) >= idle);
+            if !cur.reconciling && idle_long_enough {
+                cur.reconciling = true;
+                due.push(Reconcile {
+                    session_id: s.session_id.clone(),
+                    thread_id: tid,
+                    turn_id: cur.turn_id.clone(),
+                });
+            }
+            false
+        });
         self.flush();
         due
     }
@@ -301,7 +299,7 @@ impl Core {
             .and_then(|t| str_at(t, &["status"]))
             .unwrap_or("inProgress");
         if status == "inProgress" {
-            self.update_session(session_id, |s| {
+            self.sessions.with_mut(session_id, |s| {
                 if let Some(c) = s.current.as_mut() {
                     c.reconciling = false;
                     c.idle_since = None;

@@ -126,7 +126,7 @@ fn real_codex_turn_record_has_commands_with_exit_codes_file_changes_and_the_diff
         );
     }
 
-    // The list and status carry only a summary; the registry file too.
+    // The list and status carry only a summary; the session's hot file too.
     let listed = get(&d.url("/v1/codexd/sessions")).expect(200);
     let summary = &listed["data"]["sessions"][0]["lastTurn"];
     assert_eq!(
@@ -138,8 +138,12 @@ fn real_codex_turn_record_has_commands_with_exit_codes_file_changes_and_the_diff
         (&json!(true), &json!(1), &Value::Null),
         "{summary:#}"
     );
-    let registry = std::fs::read_to_string(dirs.state.join("session-registry.json")).unwrap();
-    assert!(!registry.contains("hello from mock patch"), "{registry}");
+    let hot = dirs.state.join(format!("sessions/hot/{sid}.json"));
+    let stored = std::fs::read_to_string(&hot).unwrap();
+    assert!(
+        stored.contains(r["turnId"].as_str().unwrap()) && !stored.contains("hello from mock patch"),
+        "{stored}"
+    );
 }
 
 #[test]
@@ -473,11 +477,11 @@ fn sessions_idle_beyond_the_retention_leave_the_hot_registry_and_come_back_on_a_
     let sid = sid_of(&api.create_session(json!({"cwd": "/tmp"})));
     let tid = api.turn(&sid, "before the archive");
     api.wait_turn_done(&sid, &tid, T);
-    let registry = dirs.state.join("session-registry.json");
+    let hot = dirs.state.join(format!("sessions/hot/{sid}.json"));
+    assert!(hot.is_file(), "{}", hot.display());
     wait_for(T, || {
         let listed = api.session_ids(false).contains(&sid);
-        let written = std::fs::read_to_string(&registry).unwrap_or_default();
-        (!listed && !written.contains(&sid)).then_some(())
+        (!listed && !hot.exists()).then_some(())
     })
     .unwrap_or_else(|| panic!("session never left the hot registry; log:\n{}", d.log()));
     assert!(dirs.state.join(format!("sessions/{sid}.json")).is_file());

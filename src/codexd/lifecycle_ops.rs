@@ -15,7 +15,7 @@ use crate::core::{rpc_error, Core};
 use crate::events::Level;
 use crate::rpc::RpcError;
 use crate::session_ops::{apply_thread_result, new_session, state_write_failed};
-use crate::sessions::{opt_string, pick, Session};
+use crate::sessions::{opt_string, pick, Session, SessionStatus, ThreadStatus};
 
 /// How long a compact waits for the app-server to open its compaction turn, so the 202
 /// can name it (the `thread/compact/start` answer comes before the turn starts).
@@ -86,7 +86,8 @@ impl Core {
                 }
             }
         }
-        s.status = "archived".into();
+        s.status = SessionStatus::Archived;
+        s.thread_status = ThreadStatus::NotLoaded;
         s.archived_at = Some(now_rfc3339());
         s.archive_reason = Some("deleted".into());
         s.loaded_generation = 0;

@@ -23,7 +23,7 @@ use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
 use crate::session_store::SessionStore;
-use crate::sessions::{RegistryFile, Session};
+use crate::sessions::{RegistryFile, Session, SessionStatus, ThreadStatus};
 
 /// The registry file of codexd before the per-session layout.
 pub const LEGACY_REGISTRY: &str = "session-registry.json";
@@ -262,9 +262,8 @@ fn restore(sessions: Vec<Session>, files: &SessionStore) -> Vec<Session> {
         }
         s.archived_at = None;
         s.archive_reason = None;
-        if s.status != "archived" {
-            s.status = "notLoaded".into();
-        }
+        s.status = SessionStatus::Active;
+        s.thread_status = ThreadStatus::NotLoaded;
         if let Some(last) = s.last_turn.as_mut().filter(|r| r.summary) {
             if let Some(full) = files.turn(&id, &last.turn_id) {
                 *last = full;
@@ -323,7 +322,7 @@ mod tests {
 
     fn session(id: &str, thread: &str) -> Session {
         serde_json::from_value(json!({
-            "sessionId": id, "purpose": "duplex", "threadId": thread, "status": "active",
+            "sessionId": id, "purpose": "duplex", "threadId": thread, "status": "active", "threadStatus": "idle",
             "endpoint": "stdio://x", "createdAt": "2026-01-01T00:00:00.000Z",
             "updatedAt": "2026-01-01T00:00:00.000Z", "turnCount": 0, "metadata": {},
             "approvals": {"default": "decline", "timeoutMs": 1000}, "threadParams": {},

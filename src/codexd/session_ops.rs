@@ -19,7 +19,7 @@ use crate::experimental;
 use crate::rpc::RpcError;
 use baa::common::codex_fields::{whitelist, SESSION_CREATE, SESSION_EXPERIMENTAL, THREAD_FIELDS};
 
-use crate::sessions::{opt_string, pick, ApprovalSettings, Session};
+use crate::sessions::{opt_string, pick, ApprovalSettings, Session, SessionStatus, ThreadStatus};
 
 impl Core {
     pub(crate) fn unknown_session(id: &str) -> ApiError {
@@ -84,7 +84,8 @@ impl Core {
         }
         s.archived_at = None;
         s.archive_reason = None;
-        s.status = "notLoaded".into();
+        s.status = SessionStatus::Active;
+        s.thread_status = ThreadStatus::NotLoaded;
         s.loaded_generation = 0;
         s.updated_at = now_rfc3339();
         self.sessions
@@ -371,7 +372,8 @@ pub(crate) fn new_session(
         session_id: new_id("cxs"),
         purpose,
         thread_id: None,
-        status: "idle".into(),
+        status: SessionStatus::Active,
+        thread_status: ThreadStatus::Idle,
         endpoint: endpoint.to_string(),
         child_pid: Some(link.pid),
         created_at: now.clone(),
@@ -402,15 +404,14 @@ pub(crate) fn new_session(
 }
 
 /// Copies thread facts from a thread/start, thread/resume or thread/fork result into the
-/// session; its status follows the thread's (a running turn keeps it `active`).
+/// session; its `threadStatus` follows the thread's (a running turn keeps it `active`).
 pub(crate) fn apply_thread_result(s: &mut Session, r: &Value) {
     if let Some(id) = str_at(r, &["thread", "id"]) {
         s.thread_id = Some(id.to_string());
     }
-    if let Some(kind) = str_at(r, &["thread", "status", "type"]) {
-        if s.current.is_none() {
-            s.status = kind.to_string();
-        }
+    let kind = str_at(r, &["thread", "status", "type"]).and_then(ThreadStatus::parse);
+    if let (Some(kind), None) = (kind, &s.current) {
+        s.thread_status = kind;
     }
     let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
     if let Some(v) = text("model") {

@@ -102,6 +102,7 @@ impl SessionStore {
                         None
                     })
                     .filter(|s| s.session_id == id)
+                    .map(Session::loaded)
             })
             .collect()
     }
@@ -196,6 +197,7 @@ impl SessionStore {
                 log::warn!("session {session_id}: cannot read its archive file: {e}");
                 None
             })
+            .map(Session::loaded)
     }
 
     /// Removes the archived copy (the session is hot again).

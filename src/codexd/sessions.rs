@@ -18,15 +18,55 @@ pub struct ApprovalSettings {
     pub timeout_ms: u64,
 }
 
+/// Whether the session is open: `active` while it is, whatever its last turn did (the
+/// original contract, which `sessions.active_count` counts); `archived` once deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SessionStatus {
+    Archived,
+    /// Also what a file from before `threadStatus` reads as (its `status` was the thread's).
+    #[default]
+    #[serde(other)]
+    Active,
+}
+
+/// The state of the session's thread in the app-server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ThreadStatus {
+    Idle,
+    /// A turn runs (codexd keeps it `active` until the turn's end is recorded).
+    Active,
+    SystemError,
+    /// Not loaded in the current app-server (after a restart, or closed by it): the next
+    /// turn resumes it first.
+    #[default]
+    #[serde(other)]
+    NotLoaded,
+}
+
+impl ThreadStatus {
+    /// The app-server's `ThreadStatus.type`; None for one codexd does not know.
+    pub fn parse(kind: &str) -> Option<ThreadStatus> {
+        match kind {
+            "idle" => Some(ThreadStatus::Idle),
+            "active" => Some(ThreadStatus::Active),
+            "systemError" => Some(ThreadStatus::SystemError),
+            "notLoaded" => Some(ThreadStatus::NotLoaded),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
     pub session_id: String,
     pub purpose: String,
     pub thread_id: Option<String>,
-    /// Follows the thread: `idle`, `active` (a turn runs), `systemError`, `notLoaded` (not
-    /// loaded in the current app-server), `archived` (deleted).
-    pub status: String,
+    pub status: SessionStatus,
+    #[serde(default)]
+    pub thread_status: ThreadStatus,
     pub endpoint: String,
     pub child_pid: Option<u32>,
     pub created_at: String,
@@ -106,6 +146,17 @@ impl Session {
             m.insert("lastTurn".into(), summary);
         }
         v
+    }
+
+    /// A session as read from a file: `archived` exactly when deleted (an older file held
+    /// the thread's state in `status`).
+    pub fn loaded(mut self) -> Session {
+        self.status = if self.archive_reason.as_deref() == Some("deleted") {
+            SessionStatus::Archived
+        } else {
+            SessionStatus::Active
+        };
+        self
     }
 
     /// The copy written to the hot and archive files: `lastTurn` as a summary

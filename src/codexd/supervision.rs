@@ -328,9 +328,7 @@ impl Core {
         };
         // Threads live in the child: none is loaded until a turn resumes it.
         self.sessions.for_each_mut(|s| {
-            if s.status != "archived" {
-                s.status = "notLoaded".into();
-            }
+            s.thread_status = crate::sessions::ThreadStatus::NotLoaded;
             false
         });
         for p in abandoned {

@@ -16,7 +16,9 @@ use crate::core::{rpc_error, str_at, Core};
 use crate::events::Level;
 use crate::experimental;
 use crate::rpc::RpcError;
-use crate::sessions::{normalize_input, opt_string, pick, Session, TurnProgress, TurnRecord};
+use crate::sessions::{
+    normalize_input, opt_string, pick, Session, ThreadStatus, TurnProgress, TurnRecord,
+};
 
 /// How long an interrupt keeps retrying while a just-started turn becomes active.
 const INTERRUPT_SETTLE: Duration = Duration::from_secs(3);
@@ -350,7 +352,7 @@ pub(crate) fn begin_turn(s: &mut Session, turn_id: &str) {
     s.current_turn_id = Some(turn_id.to_string());
     s.last_turn_id = Some(turn_id.to_string());
     s.last_turn_status = Some("inProgress".into());
-    s.status = "active".into();
+    s.thread_status = ThreadStatus::Active;
     s.turn_count += 1;
     s.current = Some(TurnProgress::new(turn_id));
 }
@@ -375,8 +377,8 @@ pub(crate) fn finish_turn(s: &mut Session, turn: &Value) -> TurnRecord {
     s.current_turn_id = None;
     s.last_turn_id = Some(turn_id);
     s.last_turn_status = Some(record.status.clone());
-    if s.status == "active" {
-        s.status = "idle".into();
+    if s.thread_status == ThreadStatus::Active {
+        s.thread_status = ThreadStatus::Idle;
     }
     s.last_turn = Some(record.clone());
     if record.status == "failed" {

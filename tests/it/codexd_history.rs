@@ -181,12 +181,14 @@ fn last_turn_status_was_null_during_a_first_turn_and_stale_during_later_ones() {
                 &s["lastTurnId"],
                 &s["lastTurnStatus"],
                 &s["lastTurn"]["status"],
-                &s["status"]
+                &s["status"],
+                &s["threadStatus"]
             ),
             (
                 &json!(tid),
                 &json!("inProgress"),
                 &json!("inProgress"),
+                &json!("active"),
                 &json!("active")
             ),
             "{s:#}"
@@ -197,11 +199,13 @@ fn last_turn_status_was_null_during_a_first_turn_and_stale_during_later_ones() {
             (
                 &s["lastTurnStatus"],
                 &s["lastTurn"]["finalMessage"],
-                &s["status"]
+                &s["status"],
+                &s["threadStatus"]
             ),
             (
                 &json!("completed"),
                 &json!(reply_for_prompt(prompt)),
+                &json!("active"),
                 &json!("idle")
             ),
             "{s:#}"
@@ -290,7 +294,11 @@ fn real_codex_sessions_compact_fork_delete_and_threads() {
     let api = CodexApi::codexd(&d);
     let a = api.create_session(json!({"cwd": home.work, "metadata": {"k": "v"}}));
     let a_id = sid_of(&a);
-    assert_eq!(a["status"], "idle", "{a:#}");
+    assert_eq!(
+        (&a["status"], &a["threadStatus"]),
+        (&json!("active"), &json!("idle")),
+        "{a:#}"
+    );
     api.compact(&a_id).expect_error(409, "no_history");
     api.fork(&a_id, json!({})).expect_error(409, "no_history");
     let t1 = api.turn(&a_id, "remember the word walrus");
@@ -333,7 +341,11 @@ fn real_codex_sessions_compact_fork_delete_and_threads() {
     // hot registry, still readable by id.
     let running = api.turn(&b_id, "held in the fork");
     let s = api.session(&b_id);
-    assert_eq!(s["status"], "active", "{s:#}");
+    assert_eq!(
+        (&s["status"], &s["threadStatus"]),
+        (&json!("active"), &json!("active")),
+        "{s:#}"
+    );
     api.delete_session(&b_id).expect_error(409, "turn_running");
     gate.release();
     api.wait_turn_done(&b_id, &running, T);
@@ -487,9 +499,14 @@ fn sessions_idle_beyond_the_retention_leave_the_hot_registry_and_come_back_on_a_
     assert!(dirs.state.join(format!("sessions/{sid}.json")).is_file());
     let s = api.session(&sid);
     assert_eq!(
-        (&s["archiveReason"], &s["lastTurn"]["finalMessage"]),
+        (
+            &s["archiveReason"],
+            &s["status"],
+            &s["lastTurn"]["finalMessage"]
+        ),
         (
             &json!("retention"),
+            &json!("active"),
             &json!("stub reply: before the archive")
         ),
         "{s:#}"

@@ -160,7 +160,7 @@ impl Core {
             match result {
                 Ok(r) => {
                     let status = str_at(&r, &["thread", "status", "type"]).map(str::to_string);
-                    self.update_session(&sid, |s| {
+                    self.sessions.update(&sid, |s| {
                         apply_thread_result(s, &r);
                         s.loaded_generation = link.generation;
                         s.child_pid = Some(link.pid);
@@ -172,6 +172,7 @@ impl Core {
                             }
                         }
                     });
+                    self.persist_or_log(&sid);
                     self.emit(
                         Level::Info,
                         "session.resumed",

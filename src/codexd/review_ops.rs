@@ -64,7 +64,7 @@ impl Core {
                 })
             })?
             .to_string();
-        self.update_session(&session_id, |s| {
+        self.sessions.update(&session_id, |s| {
             s.has_rollout = true;
             s.child_pid = Some(link.pid);
             begin_turn(s, &turn_id);

@@ -61,7 +61,9 @@ impl Core {
                 })?;
             st.pending.remove(idx)
         };
+        // No longer pending on disk before the answer (and its event) goes out.
         self.mark_daemon_dirty();
+        self.flush();
         let answer = match (raw, decision) {
             (Some(r), _) => Answer::Result(r),
             (None, Some(d)) => approvals::answer_for(&pending.method, &pending.params, d),

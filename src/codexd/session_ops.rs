@@ -267,11 +267,12 @@ impl Core {
                 .request("thread/resume", Value::Object(p), self.timeout())
             {
                 Ok(result) => {
-                    self.update_session(session_id, |s| {
+                    self.sessions.update(session_id, |s| {
                         apply_thread_result(s, &result);
                         s.loaded_generation = link.generation;
                         s.child_pid = Some(link.pid);
                     });
+                    self.persist_or_log(session_id);
                     self.emit(
                         Level::Info,
                         "session.resumed",
@@ -293,13 +294,15 @@ impl Core {
             .request("thread/start", params, self.timeout())
             .map_err(rpc_error)?;
         let mut new_tid = String::new();
-        self.update_session(session_id, |s| {
+        self.sessions.update(session_id, |s| {
             apply_thread_result(s, &result);
             s.loaded_generation = link.generation;
             s.child_pid = Some(link.pid);
             s.has_rollout = false;
             new_tid = s.thread_id.clone().unwrap_or_default();
         });
+        // The session's new thread is on disk before anyone hears of it.
+        self.persist_or_log(session_id);
         self.emit(
             Level::Warn,
             "session.thread_recreated",
@@ -333,12 +336,6 @@ impl Core {
                 Err(e) => return Err(rpc_error(e)),
             }
         }
-    }
-
-    /// Changes session `session_id`, to be written on the next flush; what is announced
-    /// must be [`persist`](Core::persist)ed first.
-    pub(crate) fn update_session(&self, session_id: &str, f: impl FnOnce(&mut Session)) {
-        self.sessions.update(session_id, f);
     }
 
     pub(crate) fn mark_unloaded(&self, session_id: &str) {

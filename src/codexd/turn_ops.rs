@@ -87,7 +87,7 @@ impl Core {
             &b,
             &["model", "effort", "serviceTier", "cwd", "approvalPolicy"],
         );
-        self.update_session(&session_id, |s| {
+        self.sessions.update(&session_id, |s| {
             s.has_rollout = true;
             s.child_pid = Some(link.pid);
             if let Some(m) = overrides.get("model").and_then(Value::as_str) {
@@ -238,7 +238,9 @@ impl Core {
             gone
         };
         if !expired.is_empty() {
+            // No longer pending on disk before the answers (and their events) go out.
             self.mark_daemon_dirty();
+            self.flush();
         }
         for p in expired {
             let answer = approvals::answer_for(&p.method, &p.params, p.default_decision);
@@ -311,7 +313,7 @@ impl Core {
         }
         let turn = turn.unwrap_or(Value::Null);
         let mut record = None;
-        self.update_session(session_id, |s| {
+        self.sessions.update(session_id, |s| {
             if s.current_turn_id.as_deref() == Some(turn_id) {
                 record = Some(finish_turn(s, &turn));
             }

@@ -435,13 +435,15 @@ fn registry_size_with_big_turns() {
         t0.elapsed()
     );
     let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let registry = dirs.state.join("session-registry.json");
-    let turn_files: u64 = std::fs::read_dir(dirs.state.join("sessions"))
-        .map(|d| d.filter_map(Result::ok).map(|e| size(&e.path())).sum())
-        .unwrap_or(0);
+    let sum = |dir: std::path::PathBuf| -> u64 {
+        std::fs::read_dir(dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| size(&e.path())).sum())
+            .unwrap_or(0)
+    };
+    let hot_files = sum(dirs.state.join("sessions/hot"));
+    let turn_files = sum(dirs.state.join("sessions"));
     println!(
-        "session-registry.json: {} bytes (the same sessions with their full last-turn records: {full_bytes} bytes); per-session turn files: {turn_files} bytes",
-        size(&registry)
+        "hot session files (sessions/hot/, one written per change of its session): {hot_files} bytes in all (the same sessions with their full last-turn records: {full_bytes} bytes); per-session turn files: {turn_files} bytes"
     );
     // The list serves summaries; one session its full last-turn record and recent events.
     let sid = api.create_session(json!({"cwd": home.work}))["sessionId"]

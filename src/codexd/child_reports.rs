@@ -66,9 +66,6 @@ impl Core {
             .and_then(crate::codex_version::version_from_user_agent);
         let attached = {
             let mut st = self.state();
-            for s in st.sessions.iter_mut() {
-                s.child_pid = Some(pid);
-            }
             let now = now_rfc3339();
             changes::ready(
                 &mut st.child,
@@ -79,10 +76,14 @@ impl Core {
                 now,
             )
         };
+        // Memory only: written with the session's next change.
+        self.sessions.for_each_mut(|s| {
+            s.child_pid = Some(pid);
+            false
+        });
         self.codex.set_user_agent(user_agent.clone());
         self.set_link(Some(link.clone()));
         self.mark_daemon_dirty();
-        self.mark_sessions_dirty();
         self.flush();
         let (kind, what) = if attached {
             ("child.attached", "attached to the running")
@@ -108,15 +109,13 @@ impl Core {
         let abandoned: Vec<Pending> = {
             let mut st = self.state();
             changes::gone(&mut st.child, description);
-            let gone = changes::take_generation(&mut st.pending, generation);
-            // Threads live in the child: none is loaded until a turn resumes it.
-            for s in st.sessions.iter_mut() {
-                if s.status != "archived" {
-                    s.status = "notLoaded".into();
-                }
-            }
-            gone
+            changes::take_generation(&mut st.pending, generation)
         };
+        // Threads live in the child: none is loaded until a turn resumes it.
+        self.sessions.for_each_mut(|s| {
+            s.thread_status = crate::sessions::ThreadStatus::NotLoaded;
+            false
+        });
         for p in abandoned {
             self.emit(
                 Level::Warn,
@@ -140,13 +139,13 @@ impl Core {
                 self.set_link(None);
             }
         }
-        let mut st = self.state();
-        for s in st.sessions.iter_mut() {
+        self.sessions.for_each_mut(|s| {
             if s.loaded_generation == generation {
                 s.loaded_generation = 0;
             }
             s.child_pid = None;
-        }
+            false
+        });
     }
 
     /// Unix mode: the connection of `generation` ended while its app-server runs on:

@@ -263,7 +263,7 @@ pub const RECENT_EVENTS: Setting = Setting::env("BAA_CODEXD_RECENT_EVENTS")
     .help("events kept in memory, in recent-events.json and in status (>= 1)");
 pub const SESSION_RETENTION_MS: Setting = Setting::env("BAA_CODEXD_SESSION_RETENTION_MS")
     .default("604800000")
-    .help("a session finished and idle this long moves from session-registry.json to the archive under <state>/sessions/ (still readable by id; a new turn brings it back); 0 = never");
+    .help("a session finished and idle this long moves from the hot set (<state>/sessions/hot/) to the archive under <state>/sessions/ (still readable by id; a new turn brings it back); 0 = never");
 pub const LOG_MAX_BYTES: Setting = Setting::env("BAA_CODEXD_LOG_MAX_BYTES")
     .default("10485760")
     .help("stdout.log / stderr.log rotate to .1 past this size");

@@ -7,8 +7,12 @@
 //! (turn records and threads), `review_ops` and `lifecycle_ops` (delete, compact, fork,
 //! the archive of idle sessions).
 //!
+//! The hot sessions are their own registry (`registry::Sessions`, with its own lock and
+//! persistence): a change a client is told about is on disk before it is announced.
+//!
 //! Locking: `state` may be held while emitting an event (the events lock is taken inside),
-//! never the other way round, and never across a JSON-RPC call to the child. `thread_ops`
+//! never the other way round, and never across a JSON-RPC call to the child. The sessions'
+//! lock is never held together with `state`, nor across a call out. `thread_ops`
 //! serializes thread loading (start/resume) so two turns cannot race to resume a thread.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,14 +38,12 @@ use crate::config::{Config, Strategy};
 use crate::event_log::Limits;
 use crate::events::{Events, Level};
 use crate::models::Models;
-use crate::session_store::SessionStore;
-use crate::sessions::{RegistryFile, Session};
+use crate::registry::Sessions;
+use crate::sessions::{Session, TurnRecord};
 use crate::start_error::StartError;
 use crate::state::{self, ChildInfo, DaemonState, Identity};
 
 pub struct State {
-    pub sessions: Vec<Session>,
-    pub sessions_updated_at: Option<String>,
     pub child: ChildInfo,
     pub pending: Vec<Pending>,
     /// Requests a previous connection to the same unix-mode app-server left unanswered:
@@ -53,8 +55,8 @@ pub struct Core {
     pub cfg: Config,
     pub events: Events,
     pub store: JsonStore,
-    /// Per-session turn records and archived sessions (`<state>/sessions/`).
-    pub session_files: SessionStore,
+    /// The hot sessions and every session file (`<state>/sessions/`).
+    pub sessions: Sessions,
     pub identity: Identity,
     pub started_at: String,
     pub stop: StopFlag,
@@ -64,7 +66,6 @@ pub struct Core {
     /// Demo mode: the built-in model's base URL and the CODEX_HOME the child gets.
     pub(crate) demo: Mutex<Option<Value>>,
     pub(crate) thread_ops: Mutex<()>,
-    pub(crate) sessions_dirty: AtomicBool,
     pub(crate) daemon_dirty: AtomicBool,
     /// The `model/list` catalog (`models.rs`).
     pub(crate) models: Models,
@@ -100,12 +101,7 @@ impl Core {
             &cfg.version,
         );
         let previous: Option<DaemonState> = store.read_or_warn(state::DAEMON_STATE).unwrap_or(None);
-        let mut registry: RegistryFile = store
-            .read_or_warn(state::SESSION_REGISTRY)
-            .unwrap_or(None)
-            .unwrap_or_default();
-        let session_files = SessionStore::open(&cfg.state_dir).map_err(StartError::Sessions)?;
-        restore_sessions(&mut registry.sessions, &session_files);
+        let sessions = Sessions::open(&store).map_err(StartError::Store)?;
         let recent: Vec<Value> = store
             .read_or_warn::<Value>(state::RECENT_EVENTS)
             .unwrap_or(None)
@@ -137,13 +133,11 @@ impl Core {
         let core = Arc::new(Core {
             events,
             store,
-            session_files,
+            sessions,
             identity,
             started_at: now_rfc3339(),
             stop,
             state: Mutex::new(State {
-                sessions: registry.sessions,
-                sessions_updated_at: registry.updated_at,
                 child,
                 pending: Vec::new(),
                 replayable: Vec::new(),
@@ -152,7 +146,6 @@ impl Core {
             listening: Mutex::new(None),
             demo: Mutex::new(None),
             thread_ops: Mutex::new(()),
-            sessions_dirty: AtomicBool::new(true),
             daemon_dirty: AtomicBool::new(true),
             models: Models::new(cfg.model_check, request_timeout),
             account: Account::new(request_timeout),
@@ -180,10 +173,6 @@ impl Core {
 
     pub fn emit(&self, level: Level, kind: &str, message: impl Into<String>, detail: Value) -> u64 {
         self.events.emit(level, kind, message, detail)
-    }
-
-    pub fn mark_sessions_dirty(&self) {
-        self.sessions_dirty.store(true, Ordering::SeqCst);
     }
 
     pub fn mark_daemon_dirty(&self) {
@@ -245,9 +234,25 @@ impl Core {
         })))
     }
 
+    /// Writes session `id` now if it changed (the persistence rule in `registry.rs`); a
+    /// failure is the 500 the caller answers instead of announcing the change.
+    pub(crate) fn persist(&self, session_id: &str) -> Result<(), ApiError> {
+        self.sessions
+            .persist(session_id)
+            .map_err(|e| crate::session_ops::state_write_failed(session_id, &e))
+    }
+
+    /// [`persist`](Self::persist) where nobody can be answered with an error (the change
+    /// is announced as an event all the same, and written again on the next flush).
+    pub(crate) fn persist_or_log(&self, session_id: &str) {
+        if let Err(e) = self.sessions.persist(session_id) {
+            log::error!("session {session_id}: {e}");
+        }
+    }
+
     /// Appends a finished turn's record to the session's turn file.
     pub(crate) fn store_turn(&self, session_id: &str, record: &crate::sessions::TurnRecord) {
-        if let Err(e) = self.session_files.append_turn(session_id, record) {
+        if let Err(e) = self.sessions.files().append_turn(session_id, record) {
             log::error!(
                 "session {session_id}: cannot store the record of turn {}: {e}",
                 record.turn_id
@@ -262,75 +267,50 @@ impl Core {
     /// Marks every running turn `interrupted` (the child that ran it is gone).
     pub(crate) fn interrupt_orphaned_turns(&self, why: &str) {
         let mut finished = Vec::new();
-        {
-            let mut st = self.state();
-            for s in st.sessions.iter_mut() {
-                let Some(turn_id) = s.current_turn_id.take() else {
-                    continue;
-                };
-                // Progress is memory only: after a codexd restart only the id is known.
-                let seen = s.current.take();
-                let mut record = match &seen {
-                    Some(cur) => cur.to_record("interrupted"),
-                    None => crate::sessions::TurnRecord {
-                        status: "interrupted".into(),
-                        kind: Some("turn".into()),
-                        ..Default::default()
-                    },
-                };
-                record.turn_id = turn_id.clone();
-                record.completed_at = Some(now_rfc3339());
-                record.error = Some(json!({"message": why}));
-                s.last_turn_id = Some(turn_id.clone());
-                s.last_turn_status = Some("interrupted".into());
-                s.last_turn = Some(record.clone());
-                s.updated_at = now_rfc3339();
-                finished.push((s.session_id.clone(), turn_id, record));
-            }
+        self.sessions.for_each_mut(|s| {
+            let Some(record) = interrupt_current(s, why) else {
+                return false;
+            };
+            finished.push((s.session_id.clone(), record));
+            true
+        });
+        for (sid, record) in finished {
+            self.turn_interrupted(&sid, &record, why);
         }
-        if !finished.is_empty() {
-            self.mark_sessions_dirty();
-        }
-        for (sid, tid, record) in finished {
-            self.store_turn(&sid, &record);
-            self.emit(
-                Level::Warn,
-                "turn.interrupted",
-                format!("turn {tid} of session {sid} interrupted: {why}"),
-                json!({"sessionId": sid, "turnId": tid, "reason": why}),
-            );
-        }
+    }
+
+    /// An interrupted turn: written, stored, then announced.
+    pub(crate) fn turn_interrupted(&self, session_id: &str, record: &TurnRecord, why: &str) {
+        self.persist_or_log(session_id);
+        self.store_turn(session_id, record);
+        let tid = &record.turn_id;
+        self.emit(
+            Level::Warn,
+            "turn.interrupted",
+            format!("turn {tid} of session {session_id} interrupted: {why}"),
+            json!({"sessionId": session_id, "turnId": tid, "reason": why}),
+        );
     }
 }
 
-/// The registry as loaded, made whole again: a session that a crash left both here and
-/// deleted in the archive stays deleted; no thread is loaded in a child that has not
-/// started yet; and each last turn gets back the parts the registry keeps out (diff,
-/// commands, …) from the session's turn file.
-fn restore_sessions(sessions: &mut Vec<Session>, files: &SessionStore) {
-    sessions.retain(|s| {
-        let deleted = files
-            .archived(&s.session_id)
-            .is_some_and(|a| a.archive_reason.as_deref() == Some("deleted"));
-        if deleted {
-            log::warn!(
-                "session {} is deleted in the archive; dropped from the hot registry",
-                s.session_id
-            );
-        }
-        !deleted
-    });
-    for s in sessions.iter_mut() {
-        s.archived_at = None;
-        s.archive_reason = None;
-        if s.status != "archived" {
-            s.status = "notLoaded".into();
-        }
-        let Some(last) = s.last_turn.as_mut().filter(|r| r.summary) else {
-            continue;
-        };
-        if let Some(full) = files.turn(&s.session_id, &last.turn_id) {
-            *last = full;
-        }
-    }
+/// Closes the session's running turn as `interrupted` with `why`; None when none runs.
+pub(crate) fn interrupt_current(s: &mut Session, why: &str) -> Option<TurnRecord> {
+    let turn_id = s.current_turn_id.take()?;
+    // Progress is memory only: after a codexd restart only the id is known.
+    let mut record = match s.current.take() {
+        Some(cur) => cur.to_record("interrupted"),
+        None => TurnRecord {
+            status: "interrupted".into(),
+            kind: Some("turn".into()),
+            ..Default::default()
+        },
+    };
+    record.turn_id = turn_id.clone();
+    record.completed_at = Some(now_rfc3339());
+    record.error = Some(json!({"message": why}));
+    s.last_turn_id = Some(turn_id);
+    s.last_turn_status = Some("interrupted".into());
+    s.last_turn = Some(record.clone());
+    s.updated_at = now_rfc3339();
+    Some(record)
 }

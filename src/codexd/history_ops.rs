@@ -42,13 +42,7 @@ pub struct ThreadQuery {
 impl Core {
     /// A hot or archived session, as it is now.
     fn any_session(&self, id: &str) -> Result<Session, ApiError> {
-        let hot = self
-            .state()
-            .sessions
-            .iter()
-            .find(|s| s.session_id == id)
-            .cloned();
-        match hot {
+        match self.sessions.get(id) {
             Some(s) => Ok(s),
             None => self.archived_session(id),
         }
@@ -63,7 +57,13 @@ impl Core {
         cursor: Option<&str>,
     ) -> Result<Value, ApiError> {
         let s = self.any_session(session_id)?;
-        let ours = self.session_files.turns(session_id);
+        let mut ours = self.sessions.files().turns(session_id);
+        // The turn that just ended may be in memory a moment before its record is appended.
+        if let Some(last) = s.last_turn.clone().filter(|r| !r.summary) {
+            if !ours.iter().any(|r| r.turn_id == last.turn_id) {
+                ours.push(last);
+            }
+        }
         let local_cursor = cursor.and_then(|c| c.strip_prefix(LOCAL_CURSOR));
         let thread = s.thread_id.clone().filter(|_| s.has_rollout);
         let (Some(thread_id), None) = (thread, local_cursor) else {
@@ -142,7 +142,7 @@ impl Core {
         chain
             .iter()
             .rev()
-            .flat_map(|id| self.session_files.turns(id))
+            .flat_map(|id| self.sessions.files().turns(id))
             .collect()
     }
 
@@ -169,10 +169,10 @@ impl Core {
             .request("thread/list", Value::Object(params), self.timeout())
             .map_err(rpc_error)?;
         let holders: Vec<(String, String)> = self
-            .state()
             .sessions
-            .iter()
-            .filter_map(|s| Some((s.thread_id.clone()?, s.session_id.clone())))
+            .list(|s| Some((s.thread_id.clone()?, s.session_id.clone())))
+            .into_iter()
+            .flatten()
             .collect();
         let threads: Vec<Value> = page
             .get("data")

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
-use baa::common::codex_fields::{whitelist, FORK_FIELDS};
+use baa::common::codex_fields::{whitelist, FORK_FIELDS, THREAD_FIELDS};
 use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339};
 
 use crate::core::{rpc_error, Core};
 use crate::events::Level;
 use crate::rpc::RpcError;
-use crate::session_ops::{apply_thread_result, new_session};
-use crate::sessions::{self, opt_string, pick, Session};
+use crate::session_ops::{apply_thread_result, new_session, state_write_failed};
+use crate::sessions::{opt_string, pick, Session, SessionStatus, ThreadStatus};
 
 /// How long a compact waits for the app-server to open its compaction turn, so the 202
 /// can name it (the `thread/compact/start` answer comes before the turn starts).
@@ -26,11 +26,9 @@ impl Core {
     /// 409 `turn_running` while the session has a turn open.
     pub(crate) fn refuse_while_running(&self, session_id: &str) -> Result<(), ApiError> {
         let running = self
-            .state()
             .sessions
-            .iter()
-            .find(|s| s.session_id == session_id)
-            .and_then(|s| s.current_turn_id.clone());
+            .read(session_id, |s| s.current_turn_id.clone())
+            .flatten();
         match running {
             None => Ok(()),
             Some(turn_id) => Err(ApiError::new(
@@ -54,13 +52,7 @@ impl Core {
     /// `DELETE /v1/codexd/sessions/:id`: unsubscribes and archives the thread, then moves
     /// the session to the archive with status `archived`. Deleting it again is a no-op.
     pub fn delete_session(&self, session_id: &str) -> Result<Value, ApiError> {
-        let hot = self
-            .state()
-            .sessions
-            .iter()
-            .find(|s| s.session_id == session_id)
-            .cloned();
-        let mut s = match hot {
+        let mut s = match self.sessions.get(session_id) {
             Some(s) => s,
             None => self.archived_session(session_id)?,
         };
@@ -94,7 +86,8 @@ impl Core {
                 }
             }
         }
-        s.status = "archived".into();
+        s.status = SessionStatus::Archived;
+        s.thread_status = ThreadStatus::NotLoaded;
         s.archived_at = Some(now_rfc3339());
         s.archive_reason = Some("deleted".into());
         s.loaded_generation = 0;
@@ -111,7 +104,7 @@ impl Core {
 
     /// Writes the archive file, then takes the session out of the hot registry.
     fn move_to_archive(&self, s: &Session) -> Result<(), ApiError> {
-        self.session_files.archive(s).map_err(|e| {
+        self.sessions.files().archive(s).map_err(|e| {
             ApiError::new(
                 500,
                 "state_write_failed",
@@ -121,13 +114,9 @@ impl Core {
                 ),
             )
         })?;
-        {
-            let mut st = self.state();
-            st.sessions.retain(|x| x.session_id != s.session_id);
-            st.sessions_updated_at = Some(now_rfc3339());
-        }
-        self.mark_sessions_dirty();
-        self.flush();
+        self.sessions
+            .remove_if(&s.session_id, |_| true)
+            .map_err(|e| state_write_failed(&s.session_id, &e))?;
         Ok(())
     }
 
@@ -136,14 +125,10 @@ impl Core {
     pub fn compact_session(&self, session_id: &str) -> Result<Value, ApiError> {
         self.ensure_hot(session_id)?;
         self.refuse_while_running(session_id)?;
-        let (had_rollout, before) = {
-            let st = self.state();
-            let s = st.sessions.iter().find(|s| s.session_id == session_id);
-            (
-                s.is_some_and(|s| s.has_rollout),
-                s.and_then(|s| s.last_turn_id.clone()),
-            )
-        };
+        let (had_rollout, before) = self
+            .sessions
+            .read(session_id, |s| (s.has_rollout, s.last_turn_id.clone()))
+            .unwrap_or((false, None));
         if !had_rollout {
             return Err(Self::no_history(session_id, "compact"));
         }
@@ -157,11 +142,9 @@ impl Core {
         let deadline = Instant::now() + COMPACT_SETTLE;
         let turn_id = loop {
             let last = self
-                .state()
                 .sessions
-                .iter()
-                .find(|s| s.session_id == session_id)
-                .and_then(|s| s.last_turn_id.clone());
+                .read(session_id, |s| s.last_turn_id.clone())
+                .flatten();
             if last.is_some() && last != before {
                 break last;
             }
@@ -174,6 +157,8 @@ impl Core {
             }
             std::thread::sleep(SETTLE_POLL);
         };
+        // The compaction turn was opened by its `turn/started`: on disk before the 202.
+        self.persist(session_id)?;
         self.emit(
             Level::Info,
             "session.compact_requested",
@@ -195,13 +180,7 @@ impl Core {
         body: &Map<String, Value>,
     ) -> Result<Value, ApiError> {
         let b = whitelist(body, &[FORK_FIELDS]);
-        let source = match self
-            .state()
-            .sessions
-            .iter()
-            .find(|s| s.session_id == session_id)
-            .cloned()
-        {
+        let source = match self.sessions.get(session_id) {
             Some(s) => s,
             None => self.archived_session(session_id)?,
         };
@@ -226,7 +205,7 @@ impl Core {
             }
         };
         let last_turn_id = opt_string(&b, "lastTurnId")?;
-        let overrides = pick(&b, sessions::THREAD_FIELDS);
+        let overrides = pick(&b, THREAD_FIELDS);
         let mut params = overrides.clone();
         params.insert("threadId".into(), json!(thread_id));
         params.insert("excludeTurns".into(), json!(true));
@@ -258,7 +237,7 @@ impl Core {
         let created = self.add_session(
             session,
             json!({"forkedFrom": session_id, "fromThreadId": thread_id, "lastTurnId": last_turn_id}),
-        );
+        )?;
         Ok(json!({"session": created}))
     }
 
@@ -270,53 +249,46 @@ impl Core {
             return;
         }
         let now = now_ms();
-        let due: Vec<Session> = {
-            let st = self.state();
-            st.sessions
-                .iter()
-                .filter(|s| s.current_turn_id.is_none())
-                .filter(|s| {
-                    !st.pending
-                        .iter()
-                        .any(|p| p.session_id.as_deref() == Some(s.session_id.as_str()))
-                })
-                .filter(|s| {
-                    ms_from_rfc3339(&s.updated_at)
-                        .is_some_and(|t| now.saturating_sub(t) >= retention)
-                })
-                .cloned()
-                .collect()
-        };
-        let mut archived = 0;
+        let asking: Vec<String> = self
+            .state()
+            .pending
+            .iter()
+            .filter_map(|p| p.session_id.clone())
+            .collect();
+        let due: Vec<Session> = self
+            .sessions
+            .list(|s| {
+                let idle = s.current_turn_id.is_none()
+                    && !asking.contains(&s.session_id)
+                    && ms_from_rfc3339(&s.updated_at)
+                        .is_some_and(|t| now.saturating_sub(t) >= retention);
+                idle.then(|| s.clone())
+            })
+            .into_iter()
+            .flatten()
+            .collect();
         for mut s in due {
             let seen = s.updated_at.clone();
             s.archived_at = Some(now_rfc3339());
             s.archive_reason = Some("retention".into());
-            if let Err(e) = self.session_files.archive(&s) {
+            if let Err(e) = self.sessions.files().archive(&s) {
                 log::error!("cannot archive session {}: {e}", s.session_id);
                 continue;
             }
             // Only if nothing touched it while its file was written.
-            let moved = {
-                let mut st = self.state();
-                let before = st.sessions.len();
-                st.sessions.retain(|x| {
-                    !(x.session_id == s.session_id
-                        && x.updated_at == seen
-                        && x.current_turn_id.is_none())
-                });
-                let moved = st.sessions.len() < before;
-                if moved {
-                    st.sessions_updated_at = Some(now_rfc3339());
+            let moved = self.sessions.remove_if(&s.session_id, |x| {
+                x.updated_at == seen && x.current_turn_id.is_none()
+            });
+            match moved {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    self.sessions.files().unarchive(&s.session_id);
+                    continue;
                 }
-                moved
-            };
-            if !moved {
-                self.session_files.unarchive(&s.session_id);
-                continue;
+                // Out of the registry, archived; its hot file goes on the next flush (and
+                // a restart with both keeps it hot, which loses nothing).
+                Err(e) => log::error!("session {}: {e}", s.session_id),
             }
-            self.mark_sessions_dirty();
-            archived += 1;
             self.emit(
                 Level::Info,
                 "session.archived",
@@ -326,9 +298,6 @@ impl Core {
                 ),
                 json!({"sessionId": s.session_id, "threadId": s.thread_id, "idleSince": seen, "retentionMs": retention}),
             );
-        }
-        if archived > 0 {
-            self.flush();
         }
     }
 }

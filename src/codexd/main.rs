@@ -26,6 +26,7 @@ mod models;
 mod notifications;
 mod reattach;
 mod recent_events;
+mod registry;
 mod review_ops;
 mod routes;
 mod rpc;

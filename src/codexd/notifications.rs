@@ -10,7 +10,7 @@ use baa::common::time::now_rfc3339;
 use crate::child::Link;
 use crate::core::{str_at, Core};
 use crate::events::Level;
-use crate::sessions::{Session, TurnRecord};
+use crate::sessions::{Session, ThreadStatus, TurnRecord};
 use crate::turn_ops::{begin_turn, finish_turn, is_finished};
 
 impl Core {
@@ -41,35 +41,32 @@ impl Core {
             .or_else(|| str_at(&params, &["turn", "id"]))
             .map(str::to_string);
         self.account.on_notification(method, &params, &self.events);
-        let mut finished: Option<(String, TurnRecord)> = None;
-        let session_id = {
-            let mut st = self.state();
-            let session = thread_id.as_deref().and_then(|t| {
-                st.sessions
-                    .iter_mut()
-                    .find(|s| s.thread_id.as_deref() == Some(t))
-            });
-            match session {
-                None => None,
-                Some(s) => {
-                    let sid = s.session_id.clone();
-                    let changed = apply_notification(s, method, &params, turn_id.as_deref());
+        let session_id = thread_id
+            .as_deref()
+            .and_then(|t| self.sessions.id_of_thread(t));
+        let mut finished: Option<TurnRecord> = None;
+        if let Some(sid) = &session_id {
+            let changed = self.sessions.with_mut(sid, |s| {
+                let changed = apply_notification(s, method, &params, turn_id.as_deref());
+                if changed {
+                    s.updated_at = now_rfc3339();
                     if method == "turn/completed" {
-                        finished = s
-                            .last_turn
-                            .clone()
-                            .filter(|_| changed)
-                            .map(|r| (sid.clone(), r));
+                        finished = s.last_turn.clone();
                     }
-                    if changed {
-                        s.updated_at = now_rfc3339();
-                        st.sessions_updated_at = Some(now_rfc3339());
-                        self.mark_sessions_dirty();
-                    }
-                    Some(sid)
+                }
+                changed
+            });
+            if changed == Some(true) {
+                self.sessions.mark_changed(sid);
+                // A turn that opened or ended is on disk before the event that says so.
+                if matches!(method, "turn/started" | "turn/completed") {
+                    self.persist_or_log(sid);
                 }
             }
-        };
+            if let Some(record) = &finished {
+                self.store_turn(sid, record);
+            }
+        }
         let level = match method {
             "error" => Level::Error,
             "warning" | "configWarning" | "deprecationNotice" => Level::Warn,
@@ -84,8 +81,8 @@ impl Core {
                 "method": method, "params": params, "emittedAtMs": msg.get("emittedAtMs"),
             }),
         );
-        if let Some((sid, record)) = finished {
-            self.turn_finished(&sid, &record, "turn/completed");
+        if let (Some(sid), Some(record)) = (&session_id, finished) {
+            self.emit_turn_finished(sid, &record, "turn/completed");
             // A request of that turn still waiting for its replay will not be asked again.
             self.abandon_replayable(Some(&record.turn_id), "its turn ended");
         }
@@ -189,40 +186,42 @@ pub(crate) fn apply_notification(
                     cur.idle_since = None;
                 }
             }
-            // The session's status follows its thread's; while codexd still holds a turn
-            // open it stays `active` (the turn's end, or the watchdog, settles it).
-            let next = match kind {
-                "idle" | "systemError" if s.current.is_some() => "active",
-                "" => return false,
-                k => k,
+            // `threadStatus` follows the thread's; while codexd still holds a turn open it
+            // stays `active` (the turn's end, or the watchdog, settles it).
+            let next = match ThreadStatus::parse(kind) {
+                Some(ThreadStatus::Idle | ThreadStatus::SystemError) if s.current.is_some() => {
+                    ThreadStatus::Active
+                }
+                Some(k) => k,
+                None => return false,
             };
-            set_status(s, next)
+            set_thread_status(s, next)
         }
-        "thread/closed" => {
-            // Unloaded by the app-server: the next turn resumes it first.
+        // Unloaded by the app-server (closed, or archived by another client): the next turn
+        // resumes it first. The session stays open (`status` is codexd's, not the thread's).
+        "thread/closed" | "thread/archived" => {
             s.loaded_generation = 0;
-            set_status(s, "notLoaded")
+            set_thread_status(s, ThreadStatus::NotLoaded)
         }
-        "thread/archived" => set_status(s, "archived"),
         _ => false,
     }
 }
 
-fn set_status(s: &mut Session, status: &str) -> bool {
-    if s.status == status || s.status == "archived" {
-        return false;
-    }
-    s.status = status.to_string();
-    true
+fn set_thread_status(s: &mut Session, status: ThreadStatus) -> bool {
+    let changed = s.thread_status != status;
+    s.thread_status = status;
+    changed
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sessions::SessionStatus;
 
     fn session() -> Session {
         serde_json::from_value(json!({
-            "sessionId": "cxs_t", "purpose": "duplex", "threadId": "th", "status": "idle",
+            "sessionId": "cxs_t", "purpose": "duplex", "threadId": "th", "status": "active",
+            "threadStatus": "idle",
             "endpoint": "stdio://x", "createdAt": "2026-01-01T00:00:00.000Z",
             "updatedAt": "2026-01-01T00:00:00.000Z", "turnCount": 0, "metadata": {},
             "approvals": {"default": "decline", "timeoutMs": 1000}, "threadParams": {},
@@ -251,14 +250,17 @@ mod tests {
             (
                 s.last_turn_id.as_deref(),
                 s.last_turn_status.as_deref(),
-                s.status.as_str()
+                s.thread_status
             ),
-            (Some("t1"), Some("inProgress"), "active")
+            (Some("t1"), Some("inProgress"), ThreadStatus::Active)
         );
         assert_eq!(s.to_json()["lastTurn"]["status"], "inProgress");
         apply(&mut s, "turn/completed", completed("t1"));
         assert_eq!(s.last_turn_status.as_deref(), Some("completed"));
-        assert_eq!(s.status, "idle");
+        assert_eq!(
+            (s.status, s.thread_status),
+            (SessionStatus::Active, ThreadStatus::Idle)
+        );
         begin_turn(&mut s, "t2");
         let v = s.to_json();
         assert_eq!(
@@ -326,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn the_session_status_follows_the_thread() {
+    fn the_thread_status_follows_the_thread_and_the_session_stays_active() {
         let mut s = session();
         let status = |s: &mut Session, kind: &str| {
             apply(
@@ -334,18 +336,49 @@ mod tests {
                 "thread/status/changed",
                 json!({"threadId": "th", "status": {"type": kind}}),
             );
-            s.status.clone()
+            serde_json::to_value(s.thread_status).unwrap()
         };
         assert_eq!(status(&mut s, "active"), "active");
         assert_eq!(status(&mut s, "idle"), "idle");
+        assert_eq!(status(&mut s, "systemError"), "systemError");
+        assert_eq!(status(&mut s, "bogus"), "systemError", "unknown: unchanged");
         begin_turn(&mut s, "t1");
         assert_eq!(status(&mut s, "idle"), "active", "a turn is still open");
         apply(&mut s, "turn/completed", completed("t1"));
-        assert_eq!(s.status, "idle");
+        assert_eq!(s.thread_status, ThreadStatus::Idle);
         apply(&mut s, "thread/closed", json!({"threadId": "th"}));
-        assert_eq!(s.status, "notLoaded");
+        assert_eq!(s.thread_status, ThreadStatus::NotLoaded);
+        status(&mut s, "idle");
         apply(&mut s, "thread/archived", json!({"threadId": "th"}));
-        assert_eq!(status(&mut s, "idle"), "archived");
+        assert_eq!(s.thread_status, ThreadStatus::NotLoaded);
+        let v = s.to_json();
+        assert_eq!(
+            (&v["status"], &v["threadStatus"]),
+            (&json!("active"), &json!("notLoaded")),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn a_file_from_before_thread_status_reads_as_an_open_or_a_deleted_session() {
+        let old = |status: &str, reason: Value| {
+            let mut v = serde_json::to_value(session()).unwrap();
+            v["status"] = json!(status);
+            v["archiveReason"] = reason;
+            v.as_object_mut().unwrap().remove("threadStatus");
+            let s: Session = serde_json::from_value(v).unwrap();
+            let s = s.loaded();
+            (s.status, s.thread_status)
+        };
+        let open = (SessionStatus::Active, ThreadStatus::NotLoaded);
+        for status in ["idle", "active", "notLoaded", "systemError"] {
+            assert_eq!(old(status, Value::Null), open, "{status}");
+            assert_eq!(old(status, json!("retention")), open, "{status}");
+        }
+        assert_eq!(
+            old("archived", json!("deleted")),
+            (SessionStatus::Archived, ThreadStatus::NotLoaded)
+        );
     }
 
     #[test]

@@ -18,17 +18,16 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use baa::common::sync::lock;
-use baa::common::time::now_rfc3339;
 
 use crate::approvals::{Pending, PendingRecord};
 use crate::child::{Adoptee, Link};
 use crate::config::Strategy;
-use crate::core::{str_at, Core};
+use crate::core::{interrupt_current, str_at, Core};
 use crate::endpoint::Transport;
 use crate::events::Level;
 use crate::session_ops::apply_thread_result;
 use crate::state::DaemonState;
-use crate::turn_record::{TurnProgress, TurnRecord};
+use crate::turn_record::TurnProgress;
 
 impl Core {
     /// Start-up: if the previous codexd recorded a unix-mode child on the socket this one
@@ -55,19 +54,19 @@ impl Core {
             socket: sock.clone(),
             child: None,
         });
-        let mut st = self.state();
-        st.replayable = prev
+        self.state().replayable = prev
             .pending_requests
             .iter()
             .map(|r| Pending::from_record(r, self.cfg.default_approval))
             .collect();
         // A running turn's progress lives in memory only; its outcome comes with
         // `turn/completed` (or from `thread/read`), which carries the final message.
-        for s in st.sessions.iter_mut() {
+        self.sessions.for_each_mut(|s| {
             if let (Some(turn_id), None) = (s.current_turn_id.as_deref(), s.current.as_ref()) {
                 s.current = Some(TurnProgress::resumed(turn_id));
             }
-        }
+            false
+        });
         true
     }
 
@@ -143,11 +142,13 @@ impl Core {
     pub(crate) fn resume_after_attach(&self, link: &Link) {
         let _ops = lock(&self.thread_ops);
         let running: Vec<(String, String)> = self
-            .state()
             .sessions
-            .iter()
-            .filter(|s| s.current_turn_id.is_some())
-            .filter_map(|s| Some((s.session_id.clone(), s.thread_id.clone()?)))
+            .list(|s| {
+                let tid = s.thread_id.clone().filter(|_| s.current_turn_id.is_some());
+                Some((s.session_id.clone(), tid?))
+            })
+            .into_iter()
+            .flatten()
             .collect();
         let overdue = Duration::from_millis(self.cfg.reconcile_idle_ms);
         for (sid, tid) in running {
@@ -159,7 +160,7 @@ impl Core {
             match result {
                 Ok(r) => {
                     let status = str_at(&r, &["thread", "status", "type"]).map(str::to_string);
-                    self.update_session(&sid, |s| {
+                    self.sessions.update(&sid, |s| {
                         apply_thread_result(s, &r);
                         s.loaded_generation = link.generation;
                         s.child_pid = Some(link.pid);
@@ -171,6 +172,7 @@ impl Core {
                             }
                         }
                     });
+                    self.persist_or_log(&sid);
                     self.emit(
                         Level::Info,
                         "session.resumed",
@@ -196,35 +198,13 @@ impl Core {
 
     /// Marks the running turn of one session `interrupted` with `why`.
     fn interrupt_turn_of(&self, session_id: &str, why: &str) {
-        let mut done = None;
-        self.update_session(session_id, |s| {
-            if let Some(tid) = s.current_turn_id.take() {
-                let mut record = match s.current.take() {
-                    Some(cur) => cur.to_record("interrupted"),
-                    None => TurnRecord {
-                        status: "interrupted".into(),
-                        kind: Some("turn".into()),
-                        ..Default::default()
-                    },
-                };
-                record.turn_id = tid.clone();
-                record.completed_at = Some(now_rfc3339());
-                record.error = Some(json!({"message": why}));
-                s.last_turn_id = Some(tid.clone());
-                s.last_turn_status = Some("interrupted".into());
-                s.last_turn = Some(record.clone());
-                done = Some((tid, record));
-            }
-        });
-        if let Some((tid, record)) = done {
-            self.store_turn(session_id, &record);
-            self.abandon_replayable(Some(&tid), why);
-            self.emit(
-                Level::Warn,
-                "turn.interrupted",
-                format!("turn {tid} of session {session_id} interrupted: {why}"),
-                json!({"sessionId": session_id, "turnId": tid, "reason": why}),
-            );
+        let record = self
+            .sessions
+            .update(session_id, |s| interrupt_current(s, why))
+            .flatten();
+        if let Some(record) = record {
+            self.abandon_replayable(Some(&record.turn_id), why);
+            self.turn_interrupted(session_id, &record, why);
         }
     }
 

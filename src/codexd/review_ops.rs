@@ -65,7 +65,7 @@ impl Core {
                 })
             })?
             .to_string();
-        self.update_session(&session_id, |s| {
+        self.sessions.update(&session_id, |s| {
             s.has_rollout = true;
             s.child_pid = Some(link.pid);
             begin_turn(s, &turn_id);
@@ -73,6 +73,8 @@ impl Core {
                 cur.facts.kind = Some("review");
             }
         });
+        // Durable before the 202, as a turn's (`start_turn`).
+        self.persist(&session_id)?;
         self.emit(
             Level::Info,
             "turn.accepted",

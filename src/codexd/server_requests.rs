@@ -63,7 +63,9 @@ impl Core {
                 })?;
             st.pending.remove(idx)
         };
+        // No longer pending on disk before the answer (and its event) goes out.
         self.mark_daemon_dirty();
+        self.flush();
         let answer = match (raw, decision) {
             (Some(r), _) => Answer::Result(r),
             (None, Some(d)) => approvals::answer_for(&pending.method, &pending.params, d),
@@ -129,15 +131,13 @@ impl Core {
         let child_id = msg.get("id").cloned().unwrap_or(Value::Null);
         let params = msg.get("params").cloned().unwrap_or(json!({}));
         let thread_id = str_at(&params, &["threadId"]).map(str::to_string);
-        let settings = {
-            let st = self.state();
-            thread_id.as_deref().and_then(|t| {
-                st.sessions
-                    .iter()
-                    .find(|s| s.thread_id.as_deref() == Some(t))
-                    .map(|s| (s.session_id.clone(), s.approvals.clone()))
-            })
-        };
+        let settings = thread_id
+            .as_deref()
+            .and_then(|t| self.sessions.id_of_thread(t))
+            .and_then(|sid| {
+                self.sessions
+                    .read(&sid, |s| (sid.clone(), s.approvals.clone()))
+            });
         let session_id = settings.as_ref().map(|s| s.0.clone());
         let known = approvals::is_decision_request(&method)
             || matches!(

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
 use baa::common::ids::new_id;
+use baa::common::store::StoreError;
 use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
@@ -16,9 +17,9 @@ use crate::core::{rpc_error, str_at, Core};
 use crate::events::Level;
 use crate::experimental;
 use crate::rpc::RpcError;
-use baa::common::codex_fields::{whitelist, SESSION_CREATE, SESSION_EXPERIMENTAL};
+use baa::common::codex_fields::{whitelist, SESSION_CREATE, SESSION_EXPERIMENTAL, THREAD_FIELDS};
 
-use crate::sessions::{self, opt_string, pick, ApprovalSettings, Session};
+use crate::sessions::{opt_string, pick, ApprovalSettings, Session, SessionStatus, ThreadStatus};
 
 impl Core {
     pub(crate) fn unknown_session(id: &str) -> ApiError {
@@ -28,13 +29,7 @@ impl Core {
 
     /// One session, hot or archived.
     pub fn session_json(&self, id: &str) -> Result<Value, ApiError> {
-        let hot = self
-            .state()
-            .sessions
-            .iter()
-            .find(|s| s.session_id == id)
-            .map(Session::to_json);
-        match hot {
+        match self.sessions.read(id, Session::to_json) {
             Some(v) => Ok(v),
             None => self.archived_session(id).map(|s| s.to_json()),
         }
@@ -43,13 +38,14 @@ impl Core {
     /// An archived session with its last turn's full record, or 404.
     pub(crate) fn archived_session(&self, id: &str) -> Result<Session, ApiError> {
         let mut s = self
-            .session_files
+            .sessions
+            .files()
             .archived(id)
             .ok_or_else(|| Self::unknown_session(id))?;
         let full = s
             .last_turn
             .as_ref()
-            .and_then(|r| self.session_files.turn(id, &r.turn_id));
+            .and_then(|r| self.sessions.files().turn(id, &r.turn_id));
         if full.is_some() {
             s.last_turn = full;
         }
@@ -60,29 +56,27 @@ impl Core {
     pub fn sessions_json(&self, archived: bool) -> Vec<Value> {
         if archived {
             return self
-                .session_files
+                .sessions
+                .files()
                 .archived_all()
                 .iter()
                 .map(Session::to_summary_json)
                 .collect();
         }
-        self.state()
-            .sessions
-            .iter()
-            .map(Session::to_summary_json)
-            .collect()
+        self.sessions.list(Session::to_summary_json)
     }
 
     /// Makes sure `id` is in the hot registry and marks it used now, so the archive sweep
     /// leaves it alone while an operation on it is under way. A session archived for
     /// retention comes back; a deleted one is a 409; an unknown one a 404.
     pub(crate) fn ensure_hot(&self, id: &str) -> Result<(), ApiError> {
+        // Memory only: it keeps the sweep away, and a turn's own change is written anyway.
+        if self
+            .sessions
+            .with_mut(id, |s| s.updated_at = now_rfc3339())
+            .is_some()
         {
-            let mut st = self.state();
-            if let Some(s) = st.sessions.iter_mut().find(|s| s.session_id == id) {
-                s.updated_at = now_rfc3339();
-                return Ok(());
-            }
+            return Ok(());
         }
         let mut s = self.archived_session(id)?;
         if s.archive_reason.as_deref() == Some("deleted") {
@@ -90,19 +84,14 @@ impl Core {
         }
         s.archived_at = None;
         s.archive_reason = None;
-        s.status = "notLoaded".into();
+        s.status = SessionStatus::Active;
+        s.thread_status = ThreadStatus::NotLoaded;
         s.loaded_generation = 0;
         s.updated_at = now_rfc3339();
-        {
-            let mut st = self.state();
-            if !st.sessions.iter().any(|x| x.session_id == id) {
-                st.sessions.push(s);
-            }
-            st.sessions_updated_at = Some(now_rfc3339());
-        }
-        self.mark_sessions_dirty();
-        self.flush();
-        self.session_files.unarchive(id);
+        self.sessions
+            .insert(s)
+            .map_err(|e| state_write_failed(id, &e))?;
+        self.sessions.files().unarchive(id);
         self.emit(
             Level::Info,
             "session.restored",
@@ -188,7 +177,7 @@ impl Core {
             None,
             None,
         )?;
-        let mut thread_params = pick(&b, sessions::THREAD_FIELDS);
+        let mut thread_params = pick(&b, THREAD_FIELDS);
         thread_params.extend(pick(&b, SESSION_EXPERIMENTAL));
         let link = self.link()?;
         let (result, resumed) = match &thread_id {
@@ -225,20 +214,16 @@ impl Core {
         );
         session.has_rollout = resumed;
         apply_thread_result(&mut session, &result);
-        Ok(self.add_session(session, json!({"resumed": resumed})))
+        self.add_session(session, json!({"resumed": resumed}))
     }
 
     /// Puts a new session in the hot registry, writes it and says so; returns it as JSON.
-    pub(crate) fn add_session(&self, session: Session, extra: Value) -> Value {
+    pub(crate) fn add_session(&self, session: Session, extra: Value) -> Result<Value, ApiError> {
         let json = session.to_json();
         let (sid, tid) = (session.session_id.clone(), session.thread_id.clone());
-        {
-            let mut st = self.state();
-            st.sessions.push(session);
-            st.sessions_updated_at = Some(now_rfc3339());
-        }
-        self.mark_sessions_dirty();
-        self.flush();
+        self.sessions
+            .insert(session)
+            .map_err(|e| state_write_failed(&sid, &e))?;
         let mut detail = json!({"sessionId": sid, "threadId": tid});
         if let (Some(d), Some(e)) = (detail.as_object_mut(), extra.as_object()) {
             d.extend(e.clone());
@@ -252,7 +237,7 @@ impl Core {
             ),
             detail,
         );
-        json
+        Ok(json)
     }
 
     /// Makes sure the session's thread is loaded in the current child: `thread/resume`
@@ -261,20 +246,17 @@ impl Core {
     pub(crate) fn ensure_loaded(&self, session_id: &str) -> Result<(Arc<Link>, String), ApiError> {
         let _ops = lock(&self.thread_ops);
         let link = self.link()?;
-        let (thread_id, loaded, has_rollout, params) = {
-            let st = self.state();
-            let s = st
-                .sessions
-                .iter()
-                .find(|s| s.session_id == session_id)
-                .ok_or_else(|| Self::unknown_session(session_id))?;
-            (
-                s.thread_id.clone(),
-                s.loaded_generation,
-                s.has_rollout,
-                s.thread_params.clone(),
-            )
-        };
+        let (thread_id, loaded, has_rollout, params) = self
+            .sessions
+            .read(session_id, |s| {
+                (
+                    s.thread_id.clone(),
+                    s.loaded_generation,
+                    s.has_rollout,
+                    s.thread_params.clone(),
+                )
+            })
+            .ok_or_else(|| Self::unknown_session(session_id))?;
         if let (Some(tid), true) = (&thread_id, loaded == link.generation) {
             return Ok((link, tid.clone()));
         }
@@ -290,11 +272,12 @@ impl Core {
                 .request("thread/resume", Value::Object(p), self.timeout())
             {
                 Ok(result) => {
-                    self.update_session(session_id, |s| {
+                    self.sessions.update(session_id, |s| {
                         apply_thread_result(s, &result);
                         s.loaded_generation = link.generation;
                         s.child_pid = Some(link.pid);
                     });
+                    self.persist_or_log(session_id);
                     self.emit(
                         Level::Info,
                         "session.resumed",
@@ -316,13 +299,15 @@ impl Core {
             .request("thread/start", params, self.timeout())
             .map_err(rpc_error)?;
         let mut new_tid = String::new();
-        self.update_session(session_id, |s| {
+        self.sessions.update(session_id, |s| {
             apply_thread_result(s, &result);
             s.loaded_generation = link.generation;
             s.child_pid = Some(link.pid);
             s.has_rollout = false;
             new_tid = s.thread_id.clone().unwrap_or_default();
         });
+        // The session's new thread is on disk before anyone hears of it.
+        self.persist_or_log(session_id);
         self.emit(
             Level::Warn,
             "session.thread_recreated",
@@ -358,20 +343,21 @@ impl Core {
         }
     }
 
-    pub(crate) fn update_session(&self, session_id: &str, f: impl FnOnce(&mut Session)) {
-        let mut st = self.state();
-        if let Some(s) = st.sessions.iter_mut().find(|s| s.session_id == session_id) {
-            f(s);
-            s.updated_at = now_rfc3339();
-        }
-        st.sessions_updated_at = Some(now_rfc3339());
-        drop(st);
-        self.mark_sessions_dirty();
-    }
-
     pub(crate) fn mark_unloaded(&self, session_id: &str) {
-        self.update_session(session_id, |s| s.loaded_generation = 0);
+        // Memory only (`loadedGeneration` is not persisted).
+        self.sessions
+            .with_mut(session_id, |s| s.loaded_generation = 0);
     }
+}
+
+/// The 500 for a session whose state could not be written: the change is not announced.
+pub(crate) fn state_write_failed(session_id: &str, e: &StoreError) -> ApiError {
+    ApiError::new(
+        500,
+        "state_write_failed",
+        format!("Cannot write the state of session \"{session_id}\": {e}"),
+    )
+    .with_details(json!({"sessionId": session_id}))
 }
 
 /// A new session on a thread of `link`'s child, before the thread's facts are applied.
@@ -388,7 +374,8 @@ pub(crate) fn new_session(
         session_id: new_id("cxs"),
         purpose,
         thread_id: None,
-        status: "idle".into(),
+        status: SessionStatus::Active,
+        thread_status: ThreadStatus::Idle,
         endpoint: endpoint.to_string(),
         child_pid: Some(link.pid),
         created_at: now.clone(),
@@ -419,15 +406,14 @@ pub(crate) fn new_session(
 }
 
 /// Copies thread facts from a thread/start, thread/resume or thread/fork result into the
-/// session; its status follows the thread's (a running turn keeps it `active`).
+/// session; its `threadStatus` follows the thread's (a running turn keeps it `active`).
 pub(crate) fn apply_thread_result(s: &mut Session, r: &Value) {
     if let Some(id) = str_at(r, &["thread", "id"]) {
         s.thread_id = Some(id.to_string());
     }
-    if let Some(kind) = str_at(r, &["thread", "status", "type"]) {
-        if s.current.is_none() {
-            s.status = kind.to_string();
-        }
+    let kind = str_at(r, &["thread", "status", "type"]).and_then(ThreadStatus::parse);
+    if let (Some(kind), None) = (kind, &s.current) {
+        s.thread_status = kind;
     }
     let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
     if let Some(v) = text("model") {

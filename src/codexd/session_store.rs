@@ -1,15 +1,15 @@
-//! Per-session files beside the hot registry, under `<state>/sessions/`:
+//! Per-session files, under `<state>/sessions/`:
 //!
+//! - `hot/<sessionId>.json`: an open session (the hot registry, `registry::Sessions`), with
+//!   only a summary of its last turn. One small file per session, rewritten when that
+//!   session changes, so a turn costs one small write however many sessions there are.
 //! - `<sessionId>.turns.jsonl`: the records of the session's finished turns, one per line,
 //!   appended as each turn ends. They hold what the app-server does not keep (token usage,
 //!   the turn's diff) and back `lastTurn` after a restart. Past [`TURN_FILE_MAX_BYTES`] the
 //!   file is rewritten with its last [`TURNS_KEPT`] records; older turns stay readable from
 //!   the app-server's own history.
 //! - `<sessionId>.json`: an archived session (finished and idle beyond the retention, or
-//!   deleted), out of `session-registry.json` but still readable by id.
-//!
-//! This keeps the registry, which is rewritten whole on every flush, small: it holds each
-//! hot session with only a summary of its last turn.
+//!   deleted), out of the hot registry but still readable by id.
 
 use std::fs;
 use std::io;
@@ -31,6 +31,7 @@ pub const TURNS_KEPT: usize = 20;
 pub struct SessionStore {
     dir: PathBuf,
     archive: JsonStore,
+    hot: JsonStore,
     /// Serializes appends and compactions of the turn files.
     turns_lock: Mutex<()>,
 }
@@ -47,14 +48,63 @@ pub fn valid_id(id: &str) -> bool {
 
 impl SessionStore {
     /// Opens (creating) `<state_dir>/sessions`.
-    pub fn open(state_dir: &Path) -> Result<SessionStore, String> {
+    pub fn open(state_dir: &Path) -> Result<SessionStore, StoreError> {
         let dir = state_dir.join("sessions");
-        let archive = JsonStore::open(&dir).map_err(|e| e.to_string())?;
+        let archive = JsonStore::open(&dir)?;
+        let hot = JsonStore::open(dir.join("hot"))?;
         Ok(SessionStore {
             dir,
             archive,
+            hot,
             turns_lock: Mutex::new(()),
         })
+    }
+
+    /// Writes the hot file of `session` (its stored form), atomically and durably.
+    pub fn write_hot(&self, session: &Session) -> Result<(), StoreError> {
+        if !valid_id(&session.session_id) {
+            return Err(StoreError::BadName(session.session_id.clone()));
+        }
+        self.hot.write(
+            &format!("{}.json", session.session_id),
+            &session.stored_form(),
+        )
+    }
+
+    /// Removes the hot file of `session_id` (the session left the hot registry).
+    pub fn remove_hot(&self, session_id: &str) -> Result<(), StoreError> {
+        if !valid_id(session_id) {
+            return Err(StoreError::BadName(session_id.to_string()));
+        }
+        let path = self.hot.path(&format!("{session_id}.json"));
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    /// Every hot session on disk; an unreadable file is logged (a corrupt one moved aside)
+    /// and skipped.
+    pub fn hot_all(&self) -> Vec<Session> {
+        let Ok(entries) = fs::read_dir(self.hot.dir()) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let id = name.strip_suffix(".json").filter(|id| valid_id(id))?;
+                self.hot
+                    .read_or_warn::<Session>(&name)
+                    .unwrap_or_else(|e| {
+                        log::warn!("session {id}: cannot read its hot file: {e}");
+                        None
+                    })
+                    .filter(|s| s.session_id == id)
+                    .map(Session::loaded)
+            })
+            .collect()
     }
 
     fn turns_path(&self, session_id: &str) -> PathBuf {
@@ -147,6 +197,7 @@ impl SessionStore {
                 log::warn!("session {session_id}: cannot read its archive file: {e}");
                 None
             })
+            .map(Session::loaded)
     }
 
     /// Removes the archived copy (the session is hot again).

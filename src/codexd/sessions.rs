@@ -1,6 +1,6 @@
-//! codexd sessions: one per app-server thread, persisted in session-registry.json (the
-//! hot set; finished and idle ones move to `session_store`'s archive). Also which accepted
-//! request fields (`common::codex_fields`) go to the app-server, and the
+//! codexd sessions: one per app-server thread, held by the hot registry (`registry.rs`,
+//! one file each; finished and idle ones move to `session_store`'s archive). Also picking the
+//! accepted request fields (`common::codex_fields`) that go to the app-server, and the
 //! normalisation of turn input.
 
 use serde::{Deserialize, Serialize};
@@ -10,35 +10,6 @@ use baa::common::api_error::ApiError;
 
 pub use crate::turn_record::{TurnProgress, TurnRecord};
 
-/// Session fields passed through to `thread/start` / `thread/resume`.
-pub const THREAD_FIELDS: &[&str] = &[
-    "approvalPolicy",
-    "baseInstructions",
-    "config",
-    "cwd",
-    "developerInstructions",
-    "ephemeral",
-    "model",
-    "modelProvider",
-    "personality",
-    "sandbox",
-    "serviceTier",
-];
-
-/// Turn fields passed through to `turn/start` as per-turn overrides.
-pub const TURN_OVERRIDES: &[&str] = &[
-    "approvalPolicy",
-    "collaborationMode",
-    "cwd",
-    "effort",
-    "model",
-    "outputSchema",
-    "personality",
-    "sandboxPolicy",
-    "serviceTier",
-    "summary",
-];
-
 /// What codexd answers a session's approvals with when no HTTP caller does in time.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -47,15 +18,55 @@ pub struct ApprovalSettings {
     pub timeout_ms: u64,
 }
 
+/// Whether the session is open: `active` while it is, whatever its last turn did (the
+/// original contract, which `sessions.active_count` counts); `archived` once deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SessionStatus {
+    Archived,
+    /// Also what a file from before `threadStatus` reads as (its `status` was the thread's).
+    #[default]
+    #[serde(other)]
+    Active,
+}
+
+/// The state of the session's thread in the app-server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ThreadStatus {
+    Idle,
+    /// A turn runs (codexd keeps it `active` until the turn's end is recorded).
+    Active,
+    SystemError,
+    /// Not loaded in the current app-server (after a restart, or closed by it): the next
+    /// turn resumes it first.
+    #[default]
+    #[serde(other)]
+    NotLoaded,
+}
+
+impl ThreadStatus {
+    /// The app-server's `ThreadStatus.type`; None for one codexd does not know.
+    pub fn parse(kind: &str) -> Option<ThreadStatus> {
+        match kind {
+            "idle" => Some(ThreadStatus::Idle),
+            "active" => Some(ThreadStatus::Active),
+            "systemError" => Some(ThreadStatus::SystemError),
+            "notLoaded" => Some(ThreadStatus::NotLoaded),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
     pub session_id: String,
     pub purpose: String,
     pub thread_id: Option<String>,
-    /// Follows the thread: `idle`, `active` (a turn runs), `systemError`, `notLoaded` (not
-    /// loaded in the current app-server), `archived` (deleted).
-    pub status: String,
+    pub status: SessionStatus,
+    #[serde(default)]
+    pub thread_status: ThreadStatus,
     pub endpoint: String,
     pub child_pid: Option<u32>,
     pub created_at: String,
@@ -137,7 +148,18 @@ impl Session {
         v
     }
 
-    /// The copy written to session-registry.json and archive files: `lastTurn` as a summary
+    /// A session as read from a file: `archived` exactly when deleted (an older file held
+    /// the thread's state in `status`).
+    pub fn loaded(mut self) -> Session {
+        self.status = if self.archive_reason.as_deref() == Some("deleted") {
+            SessionStatus::Archived
+        } else {
+            SessionStatus::Active
+        };
+        self
+    }
+
+    /// The copy written to the hot and archive files: `lastTurn` as a summary
     /// (the full record is in the session's turn file).
     pub fn stored_form(&self) -> Session {
         Session {
@@ -205,7 +227,8 @@ pub fn normalize_input(body: &Map<String, Value>) -> Result<Value, ApiError> {
     }
 }
 
-/// The session-registry.json document.
+/// The `session-registry.json` document of codexd before per-session files (read once,
+/// to migrate it: `registry.rs`).
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryFile {

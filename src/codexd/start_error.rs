@@ -25,8 +25,6 @@ pub enum StartError {
         source: io::Error,
     },
     Store(StoreError),
-    /// The per-session files (`session_store`), as it words it.
-    Sessions(String),
     Http(io::Error),
     Thread {
         name: &'static str,
@@ -54,7 +52,6 @@ impl fmt::Display for StartError {
             StartError::Lock(e) => e.fmt(f),
             StartError::Listen { bind, source } => write!(f, "cannot listen on {bind}: {source}"),
             StartError::Store(e) => e.fmt(f),
-            StartError::Sessions(why) => f.write_str(why),
             StartError::Http(e) => write!(f, "cannot start the HTTP server: {e}"),
             StartError::Thread { name, source } => {
                 write!(f, "cannot start the {name} thread: {source}")

@@ -1,4 +1,4 @@
-//! The four state files under the state dir, and the records codexd keeps about itself
+//! The state files under the state dir, and the records codexd keeps about itself
 //! and its child between restarts.
 
 use std::collections::VecDeque;
@@ -14,9 +14,9 @@ use crate::approvals::PendingRecord;
 
 pub const IDENTITY: &str = "identity.json";
 pub const DAEMON_STATE: &str = "daemon-state.json";
-pub const SESSION_REGISTRY: &str = "session-registry.json";
 pub const RECENT_EVENTS: &str = "recent-events.json";
-pub const ALL_FILES: [&str; 4] = [IDENTITY, DAEMON_STATE, SESSION_REGISTRY, RECENT_EVENTS];
+/// The daemon's own files; the sessions have one each under `sessions/` (`registry.rs`).
+pub const ALL_FILES: [&str; 3] = [IDENTITY, DAEMON_STATE, RECENT_EVENTS];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

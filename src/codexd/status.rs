@@ -7,27 +7,13 @@ use serde_json::{json, Value};
 use baa::common::time::now_rfc3339;
 
 use crate::core::Core;
-use crate::sessions::{RegistryFile, Session};
+use crate::sessions::Session;
 use crate::state::{self, DaemonState};
 
 impl Core {
     /// Writes the state files that changed.
     pub fn flush(&self) {
-        if self.sessions_dirty.swap(false, Ordering::SeqCst) {
-            let doc = {
-                let st = self.state();
-                RegistryFile {
-                    updated_at: st.sessions_updated_at.clone(),
-                    // Only a summary of each last turn: the full records are in the
-                    // per-session turn files, so this whole-file rewrite stays small.
-                    sessions: st.sessions.iter().map(Session::stored_form).collect(),
-                }
-            };
-            if let Err(e) = self.store.write(state::SESSION_REGISTRY, &doc) {
-                log::error!("state: {e}");
-                self.mark_sessions_dirty();
-            }
-        }
+        self.sessions.flush();
         if self.daemon_dirty.swap(false, Ordering::SeqCst) {
             let doc = self.daemon_state();
             if let Err(e) = self.store.write(state::DAEMON_STATE, &doc) {
@@ -49,7 +35,6 @@ impl Core {
         if let Err(e) = self.store.write(state::IDENTITY, &self.identity) {
             log::error!("state: {e}");
         }
-        self.mark_sessions_dirty();
         self.mark_daemon_dirty();
         self.flush();
         if let Err(e) = self
@@ -119,16 +104,8 @@ impl Core {
             .clone()
             .unwrap_or_else(|| self.cfg.local_api_base.clone());
         let (account, limits) = self.account.status();
-        let (sessions_updated_at, sessions) = {
-            let st = self.state();
-            (
-                st.sessions_updated_at.clone(),
-                st.sessions
-                    .iter()
-                    .map(Session::to_summary_json)
-                    .collect::<Vec<_>>(),
-            )
-        };
+        let sessions_updated_at = self.sessions.updated_at();
+        let sessions = self.sessions.list(Session::to_summary_json);
         json!({
             "service": {
                 "configuredBaseUrl": self.cfg.local_api_base,

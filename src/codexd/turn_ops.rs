@@ -7,14 +7,18 @@ use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
 
-use baa::common::codex_fields::{whitelist, TURN_CREATE, TURN_EXPERIMENTAL, TURN_INTERRUPT};
+use baa::common::codex_fields::{
+    whitelist, TURN_CREATE, TURN_EXPERIMENTAL, TURN_INTERRUPT, TURN_OVERRIDES,
+};
 
 use crate::approvals::{self, Pending};
 use crate::core::{rpc_error, str_at, Core};
 use crate::events::Level;
 use crate::experimental;
 use crate::rpc::RpcError;
-use crate::sessions::{self, normalize_input, opt_string, pick, Session, TurnProgress, TurnRecord};
+use crate::sessions::{
+    normalize_input, opt_string, pick, Session, ThreadStatus, TurnProgress, TurnRecord,
+};
 
 /// How long an interrupt keeps retrying while a just-started turn becomes active.
 const INTERRUPT_SETTLE: Duration = Duration::from_secs(3);
@@ -52,7 +56,7 @@ impl Core {
                     )
                     .map(|r| (str_at(&r, &["turnId"]).unwrap_or(exp).to_string(), true)),
                 None => {
-                    let mut p = pick(&b, sessions::TURN_OVERRIDES);
+                    let mut p = pick(&b, TURN_OVERRIDES);
                     p.extend(pick(&b, TURN_EXPERIMENTAL));
                     p.insert("threadId".into(), json!(thread_id));
                     p.insert("input".into(), input.clone());
@@ -84,7 +88,7 @@ impl Core {
             &b,
             &["model", "effort", "serviceTier", "cwd", "approvalPolicy"],
         );
-        self.update_session(&session_id, |s| {
+        self.sessions.update(&session_id, |s| {
             s.has_rollout = true;
             s.child_pid = Some(link.pid);
             if let Some(m) = overrides.get("model").and_then(Value::as_str) {
@@ -104,6 +108,9 @@ impl Core {
             }
             begin_turn(s, &turn_id);
         });
+        // Durable before the 202: a codexd killed right after it still knows the turn
+        // (and, in unix mode, re-attaches to it).
+        self.persist(&session_id)?;
         self.emit(
             Level::Info,
             "turn.accepted",
@@ -126,19 +133,16 @@ impl Core {
         let b = whitelist(body, TURN_INTERRUPT);
         let session_id = opt_string(&b, "sessionId")?
             .ok_or_else(|| ApiError::bad_request("invalid_request", "sessionId is required."))?;
-        let (thread_id, current, loaded) = {
-            let st = self.state();
-            let s = st
-                .sessions
-                .iter()
-                .find(|s| s.session_id == session_id)
-                .ok_or_else(|| Self::unknown_session(&session_id))?;
-            (
-                s.thread_id.clone(),
-                s.current_turn_id.clone(),
-                s.loaded_generation,
-            )
-        };
+        let (thread_id, current, loaded) = self
+            .sessions
+            .read(&session_id, |s| {
+                (
+                    s.thread_id.clone(),
+                    s.current_turn_id.clone(),
+                    s.loaded_generation,
+                )
+            })
+            .ok_or_else(|| Self::unknown_session(&session_id))?;
         let turn_id = opt_string(&b, "turnId")?.or(current).ok_or_else(|| {
             ApiError::new(
                 409,
@@ -169,11 +173,10 @@ impl Core {
                 Err(RpcError::Server { ref message, .. })
                     if message.contains("no active turn") && Instant::now() < deadline =>
                 {
-                    let still_current = self.state().sessions.iter().any(|s| {
-                        s.session_id == session_id
-                            && s.current_turn_id.as_deref() == Some(turn_id.as_str())
+                    let still_current = self.sessions.read(&session_id, |s| {
+                        s.current_turn_id.as_deref() == Some(turn_id.as_str())
                     });
-                    if !still_current {
+                    if still_current != Some(true) {
                         return Err(ApiError::new(
                             409,
                             "no_active_turn",
@@ -196,8 +199,10 @@ impl Core {
 
     // ---- server requests (approvals) --------------------------------------------------
 
-    /// A turn ended: its record goes to the session's turn file, then out as an event.
+    /// A turn ended: the session and the turn's record are written, then it goes out as an
+    /// event.
     pub(crate) fn turn_finished(&self, session_id: &str, r: &TurnRecord, source: &str) {
+        self.persist_or_log(session_id);
         self.store_turn(session_id, r);
         self.emit_turn_finished(session_id, r, source);
     }
@@ -234,7 +239,9 @@ impl Core {
             gone
         };
         if !expired.is_empty() {
+            // No longer pending on disk before the answers (and their events) go out.
             self.mark_daemon_dirty();
+            self.flush();
         }
         for p in expired {
             let answer = approvals::answer_for(&p.method, &p.params, p.default_decision);
@@ -243,28 +250,25 @@ impl Core {
             }
         }
         let idle = Duration::from_millis(self.cfg.reconcile_idle_ms);
-        let due: Vec<Reconcile> = {
-            let mut st = self.state();
-            st.sessions
-                .iter_mut()
-                .filter_map(|s| {
-                    let tid = s.thread_id.clone()?;
-                    let cur = s.current.as_mut()?;
-                    let idle_long_enough = cur
-                        .idle_since
-                        .is_some_and(|t| now.duration_since(t) >= idle);
-                    if cur.reconciling || !idle_long_enough {
-                        return None;
-                    }
-                    cur.reconciling = true;
-                    Some(Reconcile {
-                        session_id: s.session_id.clone(),
-                        thread_id: tid,
-                        turn_id: cur.turn_id.clone(),
-                    })
-                })
-                .collect()
-        };
+        let mut due: Vec<Reconcile> = Vec::new();
+        // Progress only: nothing here is written.
+        self.sessions.for_each_mut(|s| {
+            let (Some(tid), Some(cur)) = (s.thread_id.clone(), s.current.as_mut()) else {
+                return false;
+            };
+            let idle_long_enough = cur
+                .idle_since
+                .is_some_and(|t| now.duration_since(t) >= idle);
+            if !cur.reconciling && idle_long_enough {
+                cur.reconciling = true;
+                due.push(Reconcile {
+                    session_id: s.session_id.clone(),
+                    thread_id: tid,
+                    turn_id: cur.turn_id.clone(),
+                });
+            }
+            false
+        });
         self.flush();
         due
     }
@@ -300,7 +304,7 @@ impl Core {
             .and_then(|t| str_at(t, &["status"]))
             .unwrap_or("inProgress");
         if status == "inProgress" {
-            self.update_session(session_id, |s| {
+            self.sessions.with_mut(session_id, |s| {
                 if let Some(c) = s.current.as_mut() {
                     c.reconciling = false;
                     c.idle_since = None;
@@ -310,7 +314,7 @@ impl Core {
         }
         let turn = turn.unwrap_or(Value::Null);
         let mut record = None;
-        self.update_session(session_id, |s| {
+        self.sessions.update(session_id, |s| {
             if s.current_turn_id.as_deref() == Some(turn_id) {
                 record = Some(finish_turn(s, &turn));
             }
@@ -351,7 +355,7 @@ pub(crate) fn begin_turn(s: &mut Session, turn_id: &str) {
     s.current_turn_id = Some(turn_id.to_string());
     s.last_turn_id = Some(turn_id.to_string());
     s.last_turn_status = Some("inProgress".into());
-    s.status = "active".into();
+    s.thread_status = ThreadStatus::Active;
     s.turn_count += 1;
     s.current = Some(TurnProgress::new(turn_id));
 }
@@ -376,8 +380,8 @@ pub(crate) fn finish_turn(s: &mut Session, turn: &Value) -> TurnRecord {
     s.current_turn_id = None;
     s.last_turn_id = Some(turn_id);
     s.last_turn_status = Some(record.status.clone());
-    if s.status == "active" {
-        s.status = "idle".into();
+    if s.thread_status == ThreadStatus::Active {
+        s.thread_status = ThreadStatus::Idle;
     }
     s.last_turn = Some(record.clone());
     if record.status == "failed" {

@@ -6,23 +6,27 @@
 
 use serde_json::{Map, Value};
 
-/// Fields of a session create.
-pub const SESSION_FIELDS: &[&str] = &[
+/// Session fields codexd passes through to the app-server's `thread/start` and
+/// `thread/resume` (a fork's overrides are a subset of these).
+pub const THREAD_FIELDS: &[&str] = &[
     "approvalPolicy",
     "baseInstructions",
     "config",
     "cwd",
     "developerInstructions",
     "ephemeral",
-    "metadata",
     "model",
     "modelProvider",
     "personality",
-    "purpose",
     "sandbox",
     "serviceTier",
-    "threadId",
 ];
+
+/// Session fields codexd keeps itself (`threadId` picks `thread/resume`).
+pub const SESSION_OWN: &[&str] = &["metadata", "purpose", "threadId"];
+
+/// Fields of a session create (SPEC §4.3): the thread's and codexd's own.
+pub const SESSION_FIELDS: &[&[&str]] = &[THREAD_FIELDS, SESSION_OWN];
 
 /// codexd's own per-session settings, accepted on create beside the SPEC §4.3 fields.
 pub const SESSION_EXTRAS: &[&str] = &["approvalDefault", "approvalTimeoutMs"];
@@ -39,30 +43,38 @@ pub const SESSION_EXPERIMENTAL: &[&str] = &[
 ];
 
 /// Every field a session create accepts.
-pub const SESSION_CREATE: &[&[&str]] = &[SESSION_FIELDS, SESSION_EXTRAS, SESSION_EXPERIMENTAL];
+pub const SESSION_CREATE: &[&[&str]] = &[
+    THREAD_FIELDS,
+    SESSION_OWN,
+    SESSION_EXTRAS,
+    SESSION_EXPERIMENTAL,
+];
 
-/// Fields of a turn create (`prompt` is an accepted alias of `input`).
-pub const TURN_FIELDS: &[&str] = &[
+/// Turn fields codexd passes through to `turn/start` as per-turn overrides.
+pub const TURN_OVERRIDES: &[&str] = &[
     "approvalPolicy",
     "collaborationMode",
     "cwd",
     "effort",
-    "expectedTurnId",
-    "input",
     "model",
     "outputSchema",
     "personality",
     "sandboxPolicy",
     "serviceTier",
-    "sessionId",
     "summary",
 ];
+
+/// Turn fields codexd reads itself (`expectedTurnId` makes the turn a `turn/steer`).
+pub const TURN_OWN: &[&str] = &["expectedTurnId", "input", "sessionId"];
+
+/// Fields of a turn create (SPEC §4.3; `prompt` is an accepted alias of `input`).
+pub const TURN_FIELDS: &[&[&str]] = &[TURN_OVERRIDES, TURN_OWN];
 
 /// Accepted on turn create beside the SPEC §4.3 fields (`prompt` aliases `input`).
 pub const TURN_EXTRAS: &[&str] = &["prompt"];
 
 /// Experimental `turn/start` fields, on the same terms as [`SESSION_EXPERIMENTAL`].
-/// `collaborationMode` is also in [`TURN_FIELDS`] (SPEC §4.3 names it).
+/// `collaborationMode` is also in [`TURN_OVERRIDES`] (SPEC §4.3 names it).
 pub const TURN_EXPERIMENTAL: &[&str] = &[
     "additionalContext",
     "collaborationMode",
@@ -73,7 +85,7 @@ pub const TURN_EXPERIMENTAL: &[&str] = &[
 ];
 
 /// Every field a turn create accepts.
-pub const TURN_CREATE: &[&[&str]] = &[TURN_FIELDS, TURN_EXTRAS, TURN_EXPERIMENTAL];
+pub const TURN_CREATE: &[&[&str]] = &[TURN_OVERRIDES, TURN_OWN, TURN_EXTRAS, TURN_EXPERIMENTAL];
 
 /// Fields of a turn interrupt.
 pub const INTERRUPT_FIELDS: &[&str] = &["sessionId", "turnId"];
@@ -184,7 +196,7 @@ mod tests {
     fn keeps_allowed_accepts_snake_and_camel_wins() {
         let body =
             json!({"session_id": "a", "sessionId": "b", "thread_id": "t", "bogus": 1, "env": {}});
-        let out = whitelist(body.as_object().unwrap(), &[TURN_FIELDS, SESSION_FIELDS]);
+        let out = whitelist(body.as_object().unwrap(), &[TURN_OWN, SESSION_OWN]);
         assert_eq!(
             Value::Object(out),
             json!({"sessionId": "b", "threadId": "t"})
@@ -198,7 +210,7 @@ mod tests {
         let body = json!({"session_id": "a", "sessionId": "b", "approval_timeout_ms": 5, "bogus": 1, "env": {}});
         let b = body.as_object().unwrap();
         assert_eq!(
-            dropped(b, &[TURN_FIELDS, SESSION_CREATE[1]]),
+            dropped(b, &[TURN_OWN, TURN_OVERRIDES, SESSION_EXTRAS]),
             ["bogus", "env", "session_id"]
         );
         assert_eq!(
@@ -215,6 +227,23 @@ mod tests {
         assert_eq!(
             experimental_in(&b, TURN_EXPERIMENTAL),
             ["collaborationMode"]
+        );
+    }
+
+    #[test]
+    fn the_lists_make_up_the_spec_bodies() {
+        let flat = |lists: &[&[&str]]| {
+            let mut all: Vec<&str> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+            all.sort();
+            all.join(", ")
+        };
+        assert_eq!(
+            flat(SESSION_FIELDS),
+            "approvalPolicy, baseInstructions, config, cwd, developerInstructions, ephemeral, metadata, model, modelProvider, personality, purpose, sandbox, serviceTier, threadId"
+        );
+        assert_eq!(
+            flat(TURN_FIELDS),
+            "approvalPolicy, collaborationMode, cwd, effort, expectedTurnId, input, model, outputSchema, personality, sandboxPolicy, serviceTier, sessionId, summary"
         );
     }
 }

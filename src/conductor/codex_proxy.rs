@@ -309,7 +309,7 @@ mod tests {
         );
         let body = json!({"cwd": "/x", "thread_id": "t", "purpose": "duplex", "env": {"A": "b"}});
         assert_eq!(
-            Value::Object(whitelist(body.as_object().unwrap(), &[SESSION_FIELDS])),
+            Value::Object(whitelist(body.as_object().unwrap(), SESSION_FIELDS)),
             json!({"cwd": "/x", "threadId": "t", "purpose": "duplex"})
         );
     }

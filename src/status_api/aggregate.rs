@@ -324,6 +324,7 @@ fn session(s: &Value) -> Value {
         "sessionId": first(s, &["sessionId", "session_id", "id"]),
         "purpose": first(s, &["purpose"]),
         "status": first(s, &["status"]),
+        "threadStatus": first(s, &["threadStatus"]),
         "model": first(s, &["model"]),
         "lastTurnId": first(s, &["lastTurnId", "lastTurn.turnId", "lastTurn.id"]),
         "lastTurnStatus": first(s, &["lastTurnStatus", "lastTurn.status"]),

@@ -20,17 +20,18 @@ pub fn sessions_table(h: &mut String, d: &Value, now_ms: u64) {
         h.push_str("<p class=\"muted\">No sessions.</p></section>");
         return;
     }
-    h.push_str("<table><thead><tr><th>Session</th><th>Purpose</th><th>Status</th><th>Last turn</th><th>Model</th><th>Updated</th><th>Last turn detail</th></tr></thead><tbody>");
+    h.push_str("<table><thead><tr><th>Session</th><th>Purpose</th><th>Status</th><th>Thread</th><th>Last turn</th><th>Model</th><th>Updated</th><th>Last turn detail</th></tr></thead><tbody>");
     for it in items {
         let detail = match text(it, &["lastTurnError"]) {
             e if e != DASH => format!("<span class=\"err\">{}</span>", esc(&e)),
             _ => esc(&text(it, &["lastTurnMessage"])),
         };
         h.push_str(&format!(
-            "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"detail\">{}</td></tr>",
+            "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"detail\">{}</td></tr>",
             esc(&text(it, &["sessionId"])),
             esc(&text(it, &["purpose"])),
             badge(&text(it, &["status"])),
+            esc(&text(it, &["threadStatus"])),
             badge(&text(it, &["lastTurnStatus"])),
             esc(&text(it, &["model"])),
             when(it, "updatedAt", now_ms),

@@ -63,8 +63,12 @@ fn stub_turn_streams_ordered_events_and_session_shows_the_outcome() {
     );
     let sid = s["sessionId"].as_str().unwrap().to_string();
     assert_eq!(s["purpose"], "worker");
-    // The session's status is its thread's: idle until a turn runs.
-    assert_eq!(s["status"], "idle", "{s}");
+    // An open session is `active` (the original contract); its thread idles until a turn runs.
+    assert_eq!(
+        (&s["status"], &s["threadStatus"]),
+        (&json!("active"), &json!("idle")),
+        "{s}"
+    );
     assert!(s["threadId"].is_string(), "{s}");
     let tid = turn(&d, &sid, "hello");
     let seen = read_until(&mut ws, T, "turn.completed", |e| {

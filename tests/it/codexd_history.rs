@@ -127,7 +127,7 @@ fn real_codex_turn_record_has_commands_with_exit_codes_file_changes_and_the_diff
         );
     }
 
-    // The list and status carry only a summary; the registry file too.
+    // The list and status carry only a summary; the session's hot file too.
     let listed = get(&d.url("/v1/codexd/sessions")).expect(200);
     let summary = &listed["data"]["sessions"][0]["lastTurn"];
     assert_eq!(
@@ -139,8 +139,12 @@ fn real_codex_turn_record_has_commands_with_exit_codes_file_changes_and_the_diff
         (&json!(true), &json!(1), &Value::Null),
         "{summary:#}"
     );
-    let registry = std::fs::read_to_string(dirs.state.join("session-registry.json")).unwrap();
-    assert!(!registry.contains("hello from mock patch"), "{registry}");
+    let hot = dirs.state.join(format!("sessions/hot/{sid}.json"));
+    let stored = std::fs::read_to_string(&hot).unwrap();
+    assert!(
+        stored.contains(r["turnId"].as_str().unwrap()) && !stored.contains("hello from mock patch"),
+        "{stored}"
+    );
 }
 
 #[test]
@@ -178,12 +182,14 @@ fn last_turn_status_was_null_during_a_first_turn_and_stale_during_later_ones() {
                 &s["lastTurnId"],
                 &s["lastTurnStatus"],
                 &s["lastTurn"]["status"],
-                &s["status"]
+                &s["status"],
+                &s["threadStatus"]
             ),
             (
                 &json!(tid),
                 &json!("inProgress"),
                 &json!("inProgress"),
+                &json!("active"),
                 &json!("active")
             ),
             "{s:#}"
@@ -194,11 +200,13 @@ fn last_turn_status_was_null_during_a_first_turn_and_stale_during_later_ones() {
             (
                 &s["lastTurnStatus"],
                 &s["lastTurn"]["finalMessage"],
-                &s["status"]
+                &s["status"],
+                &s["threadStatus"]
             ),
             (
                 &json!("completed"),
                 &json!(reply_for_prompt(prompt)),
+                &json!("active"),
                 &json!("idle")
             ),
             "{s:#}"
@@ -287,7 +295,11 @@ fn real_codex_sessions_compact_fork_delete_and_threads() {
     let api = CodexApi::codexd(&d);
     let a = api.create_session(json!({"cwd": home.work, "metadata": {"k": "v"}}));
     let a_id = sid_of(&a);
-    assert_eq!(a["status"], "idle", "{a:#}");
+    assert_eq!(
+        (&a["status"], &a["threadStatus"]),
+        (&json!("active"), &json!("idle")),
+        "{a:#}"
+    );
     api.compact(&a_id).expect_error(409, "no_history");
     api.fork(&a_id, json!({})).expect_error(409, "no_history");
     let t1 = api.turn(&a_id, "remember the word walrus");
@@ -330,7 +342,11 @@ fn real_codex_sessions_compact_fork_delete_and_threads() {
     // hot registry, still readable by id.
     let running = api.turn(&b_id, "held in the fork");
     let s = api.session(&b_id);
-    assert_eq!(s["status"], "active", "{s:#}");
+    assert_eq!(
+        (&s["status"], &s["threadStatus"]),
+        (&json!("active"), &json!("active")),
+        "{s:#}"
+    );
     api.delete_session(&b_id).expect_error(409, "turn_running");
     gate.release();
     api.wait_turn_done(&b_id, &running, T);
@@ -478,20 +494,25 @@ fn sessions_idle_beyond_the_retention_leave_the_hot_registry_and_come_back_on_a_
     let sid = sid_of(&api.create_session(json!({"cwd": "/tmp"})));
     let tid = api.turn(&sid, "before the archive");
     api.wait_turn_done(&sid, &tid, T);
-    let registry = dirs.state.join("session-registry.json");
+    let hot = dirs.state.join(format!("sessions/hot/{sid}.json"));
+    assert!(hot.is_file(), "{}", hot.display());
     wait_for(T, || {
         let listed = api.session_ids(false).contains(&sid);
-        let written = std::fs::read_to_string(&registry).unwrap_or_default();
-        (!listed && !written.contains(&sid)).then_some(())
+        (!listed && !hot.exists()).then_some(())
     })
     .unwrap_or_else(|| panic!("session never left the hot registry; log:\n{}", d.log()));
     let file = dirs.state.join(format!("sessions/{sid}.json"));
     assert!(file.is_file(), "no {}", file.display());
     let s = api.session(&sid);
     assert_eq!(
-        (&s["archiveReason"], &s["lastTurn"]["finalMessage"]),
+        (
+            &s["archiveReason"],
+            &s["status"],
+            &s["lastTurn"]["finalMessage"]
+        ),
         (
             &json!("retention"),
+            &json!("active"),
             &json!("stub reply: before the archive")
         ),
         "{s:#}"

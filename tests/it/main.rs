@@ -4,6 +4,7 @@
 mod cli;
 mod codex_rig;
 mod codexd_child;
+mod codexd_durable;
 mod codexd_event_log;
 mod codexd_faults;
 mod codexd_history;

@@ -88,6 +88,22 @@ fn whole_stack_turns_interrupt_pause_codexd_restart_and_status_page() {
         reply_for_prompt("second question"),
         "{s:#}"
     );
+    // The original contract: an open session is `active` whatever its last turn did, so the
+    // node counts it (the seeds' conductor test asserts `active_count: 1` the same way).
+    let v = get(&c.url("/v1/codex")).expect(200);
+    assert_eq!(
+        (
+            &v["data"]["sessions"]["count"],
+            &v["data"]["sessions"]["active_count"]
+        ),
+        (&json!(1), &json!(1)),
+        "{v:#}"
+    );
+    assert_eq!(
+        (&s["status"], &s["threadStatus"]),
+        (&json!("active"), &json!("idle")),
+        "{s:#}"
+    );
     let list = get(&c.url("/v1/codex/sessions")).expect(200);
     assert!(
         list["data"]["sessions"]
@@ -138,6 +154,8 @@ fn whole_stack_turns_interrupt_pause_codexd_restart_and_status_page() {
         .and_then(|a| a.iter().find(|x| x["sessionId"] == sid.as_str()).cloned())
         .unwrap_or_else(|| panic!("session {sid} missing: {d:#}"));
     assert_eq!(item["lastTurnStatus"], "interrupted", "{item}");
+    assert_eq!(item["status"], "active", "{item}");
+    assert_eq!(d["codexd"]["sessions"]["active"], 1, "{d:#}");
     assert_eq!(item["lastTurnId"], t3.as_str(), "{item}");
     let page = get(&st.url("/"));
     assert_eq!(page.status, 200);

@@ -358,6 +358,62 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_writers_never_leave_an_older_state_on_disk() {
+        let dir = tmp("concurrent");
+        let store = JsonStore::open(&dir).unwrap();
+        let reg = std::sync::Arc::new(Sessions::open(&store).unwrap());
+        reg.insert(session("cxs_a", "th_a")).unwrap();
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let reg = reg.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        reg.update("cxs_a", |s| s.turn_count += 1);
+                        reg.persist("cxs_a").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let again = Sessions::open(&store).unwrap();
+        assert_eq!(again.read("cxs_a", |s| s.turn_count), Some(100));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_crash_between_archive_and_hot_removal_is_settled_at_start() {
+        let dir = tmp("restore");
+        let store = JsonStore::open(&dir).unwrap();
+        let files = SessionStore::open(&dir).unwrap();
+        let mut deleted = session("cxs_del", "th_d");
+        let mut retired = session("cxs_ret", "th_r");
+        files.write_hot(&deleted).unwrap();
+        files.write_hot(&retired).unwrap();
+        deleted.archive_reason = Some("deleted".into());
+        retired.archive_reason = Some("retention".into());
+        files.archive(&deleted).unwrap();
+        files.archive(&retired).unwrap();
+        let reg = Sessions::open(&store).unwrap();
+        assert_eq!(
+            reg.list(|s| (s.session_id.clone(), s.status, s.thread_status)),
+            [(
+                "cxs_ret".to_string(),
+                SessionStatus::Active,
+                ThreadStatus::NotLoaded
+            )]
+        );
+        assert!(!dir.join("sessions/hot/cxs_del.json").exists());
+        assert!(files.archived("cxs_ret").is_none());
+        assert_eq!(
+            files.archived("cxs_del").map(|s| s.status),
+            Some(SessionStatus::Archived)
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_legacy_registry_is_migrated_once_and_wins_over_stray_hot_files() {
         let dir = tmp("migrate");
         let store = JsonStore::open(&dir).unwrap();

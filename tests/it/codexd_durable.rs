@@ -66,3 +66,60 @@ fn a_turn_answered_202_survives_a_sigkill_right_after_it_every_time() {
         gaps[ROUNDS - 1]
     );
 }
+
+/// A state dir from before the per-session files: its `session-registry.json` becomes one
+/// hot file per session at start, and the sessions go on as before.
+#[test]
+fn a_session_registry_from_an_older_codexd_is_migrated_at_start() {
+    let tmp = TempDir::new("codexd-migrate");
+    let dirs = Dirs::under(&tmp.child("root"));
+    let mut d = start_running(with_stub(&dirs, "normal"));
+    let sid = create_session(&d, json!({"metadata": {"k": "v"}}))["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tid = turn(&d, &sid, "before the upgrade");
+    wait_turn_done(&d, &sid, &tid, T);
+    assert!(d.terminate(T).success(), "codexd exit; log:\n{}", d.log());
+
+    // What an older codexd wrote: the whole hot set in one file, `status` the thread's.
+    let hot = dirs.state.join(format!("sessions/hot/{sid}.json"));
+    let mut old: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&hot).unwrap()).unwrap();
+    old["status"] = json!("idle");
+    old.as_object_mut().unwrap().remove("threadStatus");
+    let registry = json!({"updatedAt": old["updatedAt"], "sessions": [old]});
+    std::fs::write(
+        dirs.state.join("session-registry.json"),
+        serde_json::to_vec_pretty(&registry).unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_file(&hot).unwrap();
+
+    let d = start_running(with_stub(&dirs, "normal"));
+    let s = session(&d, &sid);
+    assert_eq!(
+        (
+            &s["status"],
+            &s["threadStatus"],
+            &s["metadata"],
+            &s["lastTurnId"]
+        ),
+        (
+            &json!("active"),
+            &json!("notLoaded"),
+            &json!({"k": "v"}),
+            &json!(tid)
+        ),
+        "{s:#}"
+    );
+    assert!(hot.is_file(), "no hot file after the migration");
+    assert!(!dirs.state.join("session-registry.json").exists());
+    assert!(dirs.state.join("session-registry.json.migrated").is_file());
+    let tid = turn(&d, &sid, "after the upgrade");
+    let s = wait_turn_done(&d, &sid, &tid, T);
+    assert_eq!(
+        s["lastTurn"]["finalMessage"], "stub reply: after the upgrade",
+        "{s:#}"
+    );
+}

@@ -5,9 +5,9 @@
 # tests against the real binaries. Installs what it needs
 # (the pinned @openai/codex into .tools/, shellcheck via apt when run as root).
 #
-# After the build, `cargo test` and the runtime script tests run side by side (the
-# integration tests mostly wait on timers and daemons); the script tests' output is kept
-# in a file and printed when they end. The walk-through follows `cargo test` (it needs the
+# After the build, `cargo test` and the runtime script tests (in two processes) run side
+# by side (both mostly wait on timers, daemons and child scripts); the script tests' output
+# is kept in a file and printed when they end. The walk-through follows `cargo test` (it needs the
 # build lock and the default ports). Each stage's time is printed, and all of them at the
 # end. BAA_TEST_THREADS (default 6) sets the test threads of `cargo test`.
 set -euo pipefail
@@ -83,7 +83,7 @@ step "$scripts_name: started in the background (output at their end)"
 scripts_started=$SECONDS
 (
   rc=0
-  BAA_TEST_BIN_DIR="$PWD/target/debug" tests/scripts/run.sh >"$work/scripts.log" 2>&1 || rc=$?
+  BAA_TEST_BIN_DIR="$PWD/target/debug" tests/scripts/run.sh --jobs 2 >"$work/scripts.log" 2>&1 || rc=$?
   echo "$rc $SECONDS" >"$work/scripts.done"
 ) &
 scripts_pid=$!

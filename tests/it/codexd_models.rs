@@ -271,10 +271,22 @@ fn real_codex_rate_limit_headers_set_blocked_until_and_it_clears() {
     );
     assert_eq!(snap["limits"]["blockedUntil"], Value::Null);
 
-    // The provider says: the 5-hour window is used up for 3 more seconds.
-    let now_s = baa::common::time::now_ms() / 1000;
-    let reset = now_s + 3;
+    // The provider says: the 5-hour window is used up for 10 more seconds, counted from
+    // its first answer (not from here: on a loaded machine the turn may start seconds
+    // later, and a window already over is never reported as blocked).
+    let first_reset = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let script_reset = first_reset.clone();
     home.mock.set_script(move |call| {
+        let now_s = baa::common::time::now_ms() / 1000;
+        let reset = match script_reset.compare_exchange(
+            0,
+            now_s + 10,
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+        ) {
+            Ok(_) => now_s + 10,
+            Err(earlier) => earlier,
+        };
         Reply::text(reply_for_prompt(&call.prompt))
             .header("x-codex-primary-used-percent", "100")
             .header("x-codex-primary-window-minutes", "300")
@@ -288,6 +300,8 @@ fn real_codex_rate_limit_headers_set_blocked_until_and_it_clears() {
     let sid = s["sessionId"].as_str().unwrap().to_string();
     let tid = turn(&d, &sid, "use it up");
     wait_turn_done(&d, &sid, &tid, T);
+    let reset = first_reset.load(std::sync::atomic::Ordering::SeqCst);
+    assert_ne!(reset, 0, "the mock model was never asked");
     let blocked = read_until(&mut ws, T, "limits.blocked", |e| {
         is_type(e, "limits.blocked")
     });
@@ -308,7 +322,7 @@ fn real_codex_rate_limit_headers_set_blocked_until_and_it_clears() {
     if baa::common::time::now_ms() / 1000 < reset {
         assert_eq!(limits["blockedUntil"], want.as_str(), "{limits:#}");
     }
-    wait_for(Duration::from_secs(10), || {
+    wait_for(T, || {
         status_snapshot(&d)["limits"]["blockedUntil"]
             .is_null()
             .then_some(())
@@ -357,7 +371,7 @@ fn stub_rate_limit_update_sets_blocked_until_for_its_window() {
     })
     .unwrap_or_else(|| panic!("never blocked: {:#}", status_snapshot(&d)["limits"]));
     assert_eq!(blocked["primary"]["usedPercent"], 100, "{blocked:#}");
-    wait_for(Duration::from_secs(10), || {
+    wait_for(T, || {
         status_snapshot(&d)["limits"]["blockedUntil"]
             .is_null()
             .then_some(())

@@ -531,7 +531,9 @@ fn stub_200_tasks_at_max_running_2_start_by_priority_then_fifo() {
 #[test]
 fn stub_codex_hold_keeps_a_queued_task_waiting_until_the_limit_resets() {
     let (_dir, _codexd, c) = stack("tasks-hold", "normal");
-    let a = c.create(json!({"title": "uses up the limit", "prompt": "limit:4"}));
+    // A 10 s window: task a's end, b's creation and the held report all fall inside it
+    // even on a loaded machine.
+    let a = c.create(json!({"title": "uses up the limit", "prompt": "limit:10"}));
     c.wait_status(&a, "succeeded", T);
     let b = c.create(json!({"title": "after the limit", "prompt": "after"}));
     let held = wait_for(T, || {

@@ -390,7 +390,13 @@ pub fn read_until(
                 }
             }
             None => panic!(
-                "no event matching {what} within {timeout:?}; saw types: {:?}",
+                "no event matching {what} within {timeout:?} (the stream {} after {:?}); saw types: {:?}",
+                if std::time::Instant::now() < deadline {
+                    "closed or failed"
+                } else {
+                    "was silent"
+                },
+                timeout.saturating_sub(deadline.saturating_duration_since(std::time::Instant::now())),
                 seen.iter()
                     .map(|e| e["type"].as_str().unwrap_or("?").to_string())
                     .collect::<Vec<_>>()

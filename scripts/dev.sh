@@ -66,7 +66,10 @@ stop_all() {
 }
 trap stop_all INT TERM EXIT
 
-# One root for all three: state/, logs/, runs/, worktrees/ and tmp/ under it.
+# One root for all three: state/, logs/, runs/, worktrees/ and tmp/ under it. A dir
+# variable inherited from the shell would win over the root and take the dev stack out
+# of $local_dir, so those are dropped.
+unset BAA_STATE_DIR BAA_LOGS_DIR BAA_RUNS_DIR BAA_WORKTREES_DIR BAA_TMP_DIR BAA_CODEXD_STATE_DIR BAA_CODEXD_LOGS_DIR
 export BAA_RUNTIME_ROOT="$local_dir"
 
 codexd_env=(BAA_CODEXD_LOCAL_API_BASE="http://127.0.0.1:$codexd_port" BAA_CODEXD_REPO_ROOT="$repo" BAA_CODEXD_SERVER_CWD="$repo")

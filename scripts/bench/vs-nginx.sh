@@ -51,8 +51,9 @@ for cpu in "$SERVER_CPU" "$CLIENT_CPU"; do
     exit 2
   fi
 done
-# Pinned: the server side and the client side.
-on_server() { taskset -c "$SERVER_CPU" "$@"; }
+# wrk pinned to the client core. The servers are started with taskset directly (not
+# through a function, which would put a subshell between `$!` and the server): taskset
+# execs the server, so `$!` is the server itself and the cleanup stops it.
 on_client() { taskset -c "$CLIENT_CPU" "$@"; }
 load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime | sed 's/.*load averages*: //'; }
 NGINX=$(command -v nginx)
@@ -87,7 +88,7 @@ wait_http() { # url
 }
 
 CPORT=$(free_port)
-RUST_LOG=warn on_server "$BIN" start --local-api "http://127.0.0.1:$CPORT" \
+RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN" start --local-api "http://127.0.0.1:$CPORT" \
   --root "$WORK/conductor" >"$WORK/conductor.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$CPORT/healthz"
@@ -120,7 +121,8 @@ http {
   }
 }
 EOF
-on_server "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" &
+taskset -c "$SERVER_CPU" "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" \
+  >"$WORK/nginx/stdout.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$NPORT/v1/system/state"
 

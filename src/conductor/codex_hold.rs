@@ -11,6 +11,7 @@
 //!
 //! codexd being unreachable is not a hold here: the dispatch itself fails and says why.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -119,32 +120,48 @@ struct Reading {
 #[derive(Default)]
 pub struct HoldGate {
     last: Mutex<Option<Reading>>,
+    /// Bumped by each invalidation (a reading that raced one is dropped).
+    invalidations: AtomicU64,
 }
 
 impl HoldGate {
     /// The hold now, reading codexd's status first when the last reading is older than
     /// [`MAX_AGE`]. An unreadable status holds nothing (the reading keeps its error).
     pub fn check(&self, proxy: &CodexProxy) -> Option<Hold> {
+        self.read_if_older(proxy, MAX_AGE);
+        self.current()
+    }
+
+    /// Reads codexd's status now if the last reading is older than `age` (a failed one:
+    /// older than [`MAX_AGE_FAILED`]) or was invalidated. A task run calls this while its
+    /// turn runs, so the scheduler's next check finds a fresh reading instead of waiting on
+    /// one between two tasks.
+    pub fn read_if_older(&self, proxy: &CodexProxy, age: Duration) {
         let stale = lock(&self.last).as_ref().is_none_or(|r| {
             let max_age = if r.facts.is_ok() {
-                MAX_AGE
+                age
             } else {
-                MAX_AGE_FAILED
+                MAX_AGE_FAILED.min(age)
             };
             r.at.elapsed() >= max_age
         });
-        if stale {
-            // Not under the lock: the call may take the proxy's read timeout.
-            let facts = proxy
-                .call("GET", "/v1/codexd/status", None)
-                .map(|(_, data)| Facts::from_status(&data));
-            *lock(&self.last) = Some(Reading {
+        if !stale {
+            return;
+        }
+        let generation = self.invalidations.load(Ordering::SeqCst);
+        // Not under the lock: the call may take the proxy's read timeout.
+        let facts = proxy
+            .call("GET", "/v1/codexd/status", None)
+            .map(|(_, data)| Facts::from_status(&data));
+        let mut last = lock(&self.last);
+        // A reading begun before an invalidation may predate what invalidated it.
+        if self.invalidations.load(Ordering::SeqCst) == generation {
+            *last = Some(Reading {
                 at: Instant::now(),
                 at_rfc3339: now_rfc3339(),
                 facts,
             });
         }
-        self.current()
     }
 
     /// The hold by the last reading, without reading again.
@@ -158,7 +175,9 @@ impl HoldGate {
     /// Forgets the last reading, so the next `check` reads codexd's status again: a turn
     /// just ended, and its model responses may have used the limits up.
     pub fn invalidate(&self) {
-        *lock(&self.last) = None;
+        let mut last = lock(&self.last);
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
+        *last = None;
     }
 
     /// Why the last reading of codexd's status failed (codexd unreachable), if it did.

@@ -281,4 +281,53 @@ mod tests {
             "{j}"
         );
     }
+
+    /// A loopback codexd that answers every request with `status` and counts them.
+    fn counting_codexd(status: Value) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        let body = json!({"ok": true, "data": status}).to_string();
+        std::thread::Builder::new()
+            .name("test-codexd".into())
+            .spawn(move || {
+                for mut conn in listener.incoming().flatten() {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                        head.push(byte[0]);
+                    }
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            })
+            .unwrap();
+        (base, count)
+    }
+
+    #[test]
+    fn a_fresh_reading_is_reused_and_an_invalidated_one_is_read_again() {
+        let (base, reads) = counting_codexd(status(json!(null), json!(false), json!(true)));
+        let proxy = CodexProxy::new(Some(base));
+        let gate = HoldGate::default();
+        assert_eq!(gate.check(&proxy), None);
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        // A run's refresh while its turn runs: the reading is younger than the bound.
+        gate.read_if_older(&proxy, Duration::from_secs(60));
+        assert_eq!(gate.check(&proxy), None);
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        // Older than the bound: read again.
+        gate.read_if_older(&proxy, Duration::ZERO);
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        gate.invalidate();
+        assert_eq!(gate.to_json()["checkedAt"], Value::Null);
+        assert_eq!(gate.check(&proxy), None);
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+    }
 }

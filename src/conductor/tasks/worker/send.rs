@@ -21,9 +21,6 @@ use super::session::{record_in_task, Idle};
 use super::timings::Phase;
 use super::{failed, session_lost, End, CODEXD_GRACE, INTERRUPT_GRACE, POLL_FAST, SEND_SETTLE_MS};
 
-/// A run refreshes the dispatch gate's reading of codexd's limits when it is older than this.
-const HOLD_REFRESH: Duration = Duration::from_secs(2);
-
 /// How often an unacknowledged start is checked against the session.
 const SETTLE_POLL: Duration = Duration::from_millis(500);
 
@@ -77,11 +74,6 @@ pub fn send(book: &mut RunBook, index: usize, mut idle: Option<Idle>) -> Result<
                 );
                 // Also pushes the task to the bridge (the step started).
                 record_in_task(book);
-                // While the turn runs: the dispatch gate's next check then has a fresh
-                // reading of codexd's limits (the run invalidates it if they changed).
-                book.app
-                    .codex_hold
-                    .read_if_older(&book.app.codex, HOLD_REFRESH);
                 return Ok(turn_id);
             }
             Err(CallError::Unknown(why)) => {

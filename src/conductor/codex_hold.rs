@@ -11,6 +11,7 @@
 //!
 //! codexd being unreachable is not a hold here: the dispatch itself fails and says why.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -119,32 +120,48 @@ struct Reading {
 #[derive(Default)]
 pub struct HoldGate {
     last: Mutex<Option<Reading>>,
+    /// Bumped by each invalidation (a reading that raced one is dropped).
+    invalidations: AtomicU64,
 }
 
 impl HoldGate {
     /// The hold now, reading codexd's status first when the last reading is older than
     /// [`MAX_AGE`]. An unreadable status holds nothing (the reading keeps its error).
     pub fn check(&self, proxy: &CodexProxy) -> Option<Hold> {
+        self.read_if_older(proxy, MAX_AGE);
+        self.current()
+    }
+
+    /// Reads codexd's status now if the last reading is older than `age` (a failed one:
+    /// older than [`MAX_AGE_FAILED`]) or was invalidated. A task run calls this while its
+    /// turn runs, so the scheduler's next check finds a fresh reading instead of waiting on
+    /// one between two tasks.
+    pub fn read_if_older(&self, proxy: &CodexProxy, age: Duration) {
         let stale = lock(&self.last).as_ref().is_none_or(|r| {
             let max_age = if r.facts.is_ok() {
-                MAX_AGE
+                age
             } else {
-                MAX_AGE_FAILED
+                MAX_AGE_FAILED.min(age)
             };
             r.at.elapsed() >= max_age
         });
-        if stale {
-            // Not under the lock: the call may take the proxy's read timeout.
-            let facts = proxy
-                .call("GET", "/v1/codexd/status", None)
-                .map(|(_, data)| Facts::from_status(&data));
-            *lock(&self.last) = Some(Reading {
+        if !stale {
+            return;
+        }
+        let generation = self.invalidations.load(Ordering::SeqCst);
+        // Not under the lock: the call may take the proxy's read timeout.
+        let facts = proxy
+            .call("GET", "/v1/codexd/status", None)
+            .map(|(_, data)| Facts::from_status(&data));
+        let mut last = lock(&self.last);
+        // A reading begun before an invalidation may predate what invalidated it.
+        if self.invalidations.load(Ordering::SeqCst) == generation {
+            *last = Some(Reading {
                 at: Instant::now(),
                 at_rfc3339: now_rfc3339(),
                 facts,
             });
         }
-        self.current()
     }
 
     /// The hold by the last reading, without reading again.
@@ -158,7 +175,9 @@ impl HoldGate {
     /// Forgets the last reading, so the next `check` reads codexd's status again: a turn
     /// just ended, and its model responses may have used the limits up.
     pub fn invalidate(&self) {
-        *lock(&self.last) = None;
+        let mut last = lock(&self.last);
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
+        *last = None;
     }
 
     /// Why the last reading of codexd's status failed (codexd unreachable), if it did.
@@ -261,5 +280,54 @@ mod tests {
                 .is_some_and(|e| e.contains("unavailable")),
             "{j}"
         );
+    }
+
+    /// A loopback codexd that answers every request with `status` and counts them.
+    fn counting_codexd(status: Value) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        let body = json!({"ok": true, "data": status}).to_string();
+        std::thread::Builder::new()
+            .name("test-codexd".into())
+            .spawn(move || {
+                for mut conn in listener.incoming().flatten() {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                        head.push(byte[0]);
+                    }
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            })
+            .unwrap();
+        (base, count)
+    }
+
+    #[test]
+    fn a_fresh_reading_is_reused_and_an_invalidated_one_is_read_again() {
+        let (base, reads) = counting_codexd(status(json!(null), json!(false), json!(true)));
+        let proxy = CodexProxy::new(Some(base));
+        let gate = HoldGate::default();
+        assert_eq!(gate.check(&proxy), None);
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        // A run's refresh while its turn runs: the reading is younger than the bound.
+        gate.read_if_older(&proxy, Duration::from_secs(60));
+        assert_eq!(gate.check(&proxy), None);
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        // Older than the bound: read again.
+        gate.read_if_older(&proxy, Duration::ZERO);
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        gate.invalidate();
+        assert_eq!(gate.to_json()["checkedAt"], Value::Null);
+        assert_eq!(gate.check(&proxy), None);
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
     }
 }

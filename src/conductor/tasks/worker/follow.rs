@@ -26,6 +26,12 @@ use super::{failed, session_lost, End, CODEXD_GRACE, INTERRUPT_GRACE, POLL_FAST}
 const TICK: Duration = Duration::from_millis(200);
 /// Session poll while the event stream is up (a safety net).
 const POLL_SLOW: Duration = Duration::from_secs(2);
+/// A run refreshes the dispatch gate's reading of codexd's limits when it is older than
+/// this, once its turn has run [`HOLD_REFRESH_AFTER`]: the scheduler's check before the
+/// next task then finds it fresh instead of reading codexd's status between two tasks.
+const HOLD_REFRESH: Duration = Duration::from_secs(2);
+/// Not at once: the turn's start (codexd, the app-server, the model request) goes first.
+const HOLD_REFRESH_AFTER: Duration = Duration::from_millis(100);
 /// How long a turn the session shows ended may take to show its end on the stream.
 const CATCH_UP: Duration = Duration::from_millis(300);
 
@@ -136,7 +142,14 @@ impl Follower {
         let mut gave_up_at: Option<Instant> = None;
         let mut next_poll = Instant::now();
         let mut down_since: Option<Instant> = None;
+        let mut refresh_at = Some(Instant::now() + HOLD_REFRESH_AFTER);
         loop {
+            if refresh_at.is_some_and(|t| Instant::now() >= t) {
+                refresh_at = None;
+                book.app
+                    .codex_hold
+                    .read_if_older(&book.app.codex, HOLD_REFRESH);
+            }
             match book.ctl.stop() {
                 StopReason::None => {}
                 StopReason::Cancel if self.interrupted != Some(Interrupt::Cancel) => {

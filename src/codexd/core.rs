@@ -82,8 +82,6 @@ pub struct Core {
 }
 
 // Re-exported for the session files that still import them from here.
-pub(crate) use crate::json_path::str_at;
-pub(crate) use crate::rpc_http::rpc_error;
 
 impl Core {
     /// Creates the dirs, loads the state files and opens the event log. A session whose
@@ -239,7 +237,7 @@ impl Core {
     pub(crate) fn persist(&self, session_id: &str) -> Result<(), ApiError> {
         self.sessions
             .persist(session_id)
-            .map_err(|e| crate::session_ops::state_write_failed(session_id, &e))
+            .map_err(|e| crate::registry::state_write_failed(session_id, &e))
     }
 
     /// [`persist`](Self::persist) where nobody can be answered with an error (the change

@@ -11,10 +11,12 @@ use baa::common::api_error::ApiError;
 use baa::common::codex_fields::{whitelist, FORK_FIELDS, THREAD_FIELDS};
 use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339};
 
-use crate::core::{rpc_error, Core};
+use crate::core::Core;
 use crate::events::Level;
+use crate::registry::state_write_failed;
 use crate::rpc::RpcError;
-use crate::session_ops::{apply_thread_result, new_session, state_write_failed};
+use crate::rpc_http::rpc_error;
+use crate::session_ops::{apply_thread_result, new_session};
 use crate::sessions::{opt_string, pick, Session, SessionStatus, ThreadStatus};
 
 /// How long a compact waits for the app-server to open its compaction turn, so the 202

@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 use baa::common::time::now_rfc3339;
 
 use crate::child::Link;
-use crate::core::{str_at, Core};
+use crate::core::Core;
 use crate::events::Level;
+use crate::json_path::str_at;
 use crate::sessions::{Session, ThreadStatus, TurnRecord};
 use crate::turn_ops::{begin_turn, finish_turn, is_finished};
 

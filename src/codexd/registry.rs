@@ -18,6 +18,9 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::sync::{Mutex, MutexGuard};
 
+use serde_json::json;
+
+use baa::common::api_error::ApiError;
 use baa::common::store::{JsonStore, StoreError};
 use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
@@ -278,6 +281,16 @@ fn restore(sessions: Vec<Session>, files: &SessionStore) -> Vec<Session> {
 /// per session; hot files it does not list are removed, as the registry is the newer
 /// record when both exist. The file is then renamed `session-registry.json.migrated`.
 /// A crash part way leaves the registry in place, and the next start migrates again.
+/// The 500 for a session whose state could not be written: the change is not announced.
+pub(crate) fn state_write_failed(session_id: &str, e: &StoreError) -> ApiError {
+    ApiError::new(
+        500,
+        "state_write_failed",
+        format!("Cannot write the state of session \"{session_id}\": {e}"),
+    )
+    .with_details(json!({"sessionId": session_id}))
+}
+
 fn migrate(store: &JsonStore, files: &SessionStore) -> Result<(), StoreError> {
     let Some(registry) = store.read_or_warn::<RegistryFile>(LEGACY_REGISTRY)? else {
         return Ok(());

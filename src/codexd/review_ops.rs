@@ -58,7 +58,7 @@ impl Core {
         })?;
         let turn_id = str_at(&result, &["turn", "id"])
             .ok_or_else(|| {
-                crate::core::rpc_error(RpcError::Server {
+                crate::rpc_http::rpc_error(RpcError::Server {
                     code: 0,
                     message: "review/start result has no turn id".into(),
                     data: result.clone(),

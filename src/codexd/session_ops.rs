@@ -5,18 +5,20 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
+use crate::registry::state_write_failed;
 use baa::common::api_error::ApiError;
 use baa::common::ids::new_id;
-use baa::common::store::StoreError;
 use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
 use crate::child::Link;
 use crate::config::Decision;
-use crate::core::{rpc_error, str_at, Core};
+use crate::core::Core;
 use crate::events::Level;
 use crate::experimental;
+use crate::json_path::str_at;
 use crate::rpc::RpcError;
+use crate::rpc_http::rpc_error;
 use baa::common::codex_fields::{whitelist, SESSION_CREATE, SESSION_EXPERIMENTAL, THREAD_FIELDS};
 
 use crate::sessions::{opt_string, pick, ApprovalSettings, Session, SessionStatus, ThreadStatus};
@@ -348,16 +350,6 @@ impl Core {
         self.sessions
             .with_mut(session_id, |s| s.loaded_generation = 0);
     }
-}
-
-/// The 500 for a session whose state could not be written: the change is not announced.
-pub(crate) fn state_write_failed(session_id: &str, e: &StoreError) -> ApiError {
-    ApiError::new(
-        500,
-        "state_write_failed",
-        format!("Cannot write the state of session \"{session_id}\": {e}"),
-    )
-    .with_details(json!({"sessionId": session_id}))
 }
 
 /// A new session on a thread of `link`'s child, before the thread's facts are applied.

@@ -12,10 +12,12 @@ use baa::common::codex_fields::{
 };
 
 use crate::approvals::{self, Pending};
-use crate::core::{rpc_error, str_at, Core};
+use crate::core::Core;
 use crate::events::Level;
 use crate::experimental;
+use crate::json_path::str_at;
 use crate::rpc::RpcError;
+use crate::rpc_http::rpc_error;
 use crate::sessions::{
     normalize_input, opt_string, pick, Session, ThreadStatus, TurnProgress, TurnRecord,
 };

@@ -80,6 +80,15 @@ def write_exe(path, text):
     path.chmod(0o755)
 
 
+def start_time(pid):
+    # Field 22 of /proc/PID/stat: with the pid it names one process across pid reuse.
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def alive(pid):
     if os.path.isdir("/proc/self"):
         try:
@@ -229,13 +238,24 @@ class Node:
         return os.readlink(link) if link.is_symlink() else None
 
     def kill_all(self):
+        """SIGKILLs every job that still runs. Only a pid whose start time is the recorded
+        one: a job that exited leaves its pid file behind, and by teardown the pid may name
+        another process of ours (a daemon of the Rust suite, which runs beside these tests;
+        killing one was a silent flake there)."""
         pids = self.state / "pids"
         if not pids.exists():
             return
-        for path in pids.iterdir():
+        for path in pids.glob("*.pid"):
             try:
-                os.kill(int(path.read_text()), 9)
+                pid = int(path.read_text())
             except (OSError, ValueError):
+                continue
+            recorded = path.with_suffix(".start")
+            if recorded.exists() and start_time(pid) != recorded.read_text().strip():
+                continue
+            try:
+                os.kill(pid, 9)
+            except OSError:
                 pass
 
 

@@ -258,11 +258,17 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
+        // A daemon that died under a failing test (a stray SIGKILL leaves no log line) shows
+        // as an exit status here, not as a stall.
+        let exited = self.child.try_wait();
+        if let Ok(None) = exited {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
         if thread::panicking() {
+            if let Ok(Some(status)) = exited {
+                eprintln!("---- the daemon had already exited: {status} ----");
+            }
             eprintln!("---- daemon log ----\n{}", self.log());
         }
     }

@@ -159,6 +159,18 @@ fn since_older_than_the_kept_log_is_410_since_expired_with_the_oldest_seq() {
         .to_string();
     let tid = turn(&d, &sid, "burst:8000");
     wait_turn_done(&d, &sid, &tid, T);
+    // The session shows the turn done a moment before its last two events (the relayed
+    // `turn/completed`, then `turn.completed`) are appended, and either may rotate the
+    // log: the oldest kept seq is read once the turn's final event is out.
+    wait_for(T, || {
+        let status = get(&d.url("/v1/codexd/status")).expect(200);
+        let events = status["data"]["snapshot"]["recentEvents"]["events"].as_array()?;
+        events
+            .iter()
+            .any(|e| is_type(e, "turn.completed") && e["detail"]["turnId"] == tid.as_str())
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("no turn.completed event for {tid}\nlog:\n{}", d.log()));
 
     let err = get(&d.url("/v1/codexd/events?since=0")).expect_error(410, "since_expired");
     let oldest = err["details"]["oldest_seq"]

@@ -243,6 +243,16 @@ impl Sessions {
     }
 }
 
+/// The 500 for a session whose state could not be written: the change is not announced.
+pub(crate) fn state_write_failed(session_id: &str, e: &StoreError) -> ApiError {
+    ApiError::new(
+        500,
+        "state_write_failed",
+        format!("Cannot write the state of session \"{session_id}\": {e}"),
+    )
+    .with_details(json!({"sessionId": session_id}))
+}
+
 /// The hot sessions as loaded, made whole again: a session that a crash left both hot and
 /// deleted in the archive stays deleted (its hot file goes), one archived for retention
 /// is hot (its archive file goes); no thread is loaded in a child that has not started
@@ -281,16 +291,6 @@ fn restore(sessions: Vec<Session>, files: &SessionStore) -> Vec<Session> {
 /// per session; hot files it does not list are removed, as the registry is the newer
 /// record when both exist. The file is then renamed `session-registry.json.migrated`.
 /// A crash part way leaves the registry in place, and the next start migrates again.
-/// The 500 for a session whose state could not be written: the change is not announced.
-pub(crate) fn state_write_failed(session_id: &str, e: &StoreError) -> ApiError {
-    ApiError::new(
-        500,
-        "state_write_failed",
-        format!("Cannot write the state of session \"{session_id}\": {e}"),
-    )
-    .with_details(json!({"sessionId": session_id}))
-}
-
 fn migrate(store: &JsonStore, files: &SessionStore) -> Result<(), StoreError> {
     let Some(registry) = store.read_or_warn::<RegistryFile>(LEGACY_REGISTRY)? else {
         return Ok(());

@@ -306,7 +306,7 @@ fn migrate(store: &JsonStore, files: &SessionStore) -> Result<(), StoreError> {
         }
     }
     for s in &registry.sessions {
-        files.write_hot(s)?;
+        files.write_hot(&s.stored_form())?;
     }
     let from = store.path(LEGACY_REGISTRY);
     let to = store.path(&format!("{LEGACY_REGISTRY}.migrated"));

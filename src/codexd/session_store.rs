@@ -60,15 +60,14 @@ impl SessionStore {
         })
     }
 
-    /// Writes the hot file of `session` (its stored form), atomically and durably.
-    pub fn write_hot(&self, session: &Session) -> Result<(), StoreError> {
-        if !valid_id(&session.session_id) {
-            return Err(StoreError::BadName(session.session_id.clone()));
+    /// Writes `stored` (a session's [`Session::stored_form`]) as its hot file, atomically
+    /// and durably.
+    pub fn write_hot(&self, stored: &Session) -> Result<(), StoreError> {
+        if !valid_id(&stored.session_id) {
+            return Err(StoreError::BadName(stored.session_id.clone()));
         }
-        self.hot.write(
-            &format!("{}.json", session.session_id),
-            &session.stored_form(),
-        )
+        self.hot
+            .write(&format!("{}.json", stored.session_id), stored)
     }
 
     /// Removes the hot file of `session_id` (the session left the hot registry).

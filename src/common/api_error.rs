@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::common::http::Response;
+use crate::common::strict_json::StrictJsonError;
 
 /// A failure to report to an HTTP caller.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,12 +64,28 @@ impl ApiError {
         .with_header("Allow", allow.join(", "))
     }
 
-    pub fn invalid_json(err: &serde_json::Error) -> Self {
-        Self::new(
-            400,
-            "invalid_json",
-            format!("Request body is not valid JSON: {err}."),
-        )
+    /// A body refused by the strict reader: not JSON, a key given twice, or too deep.
+    /// `details` names the key or limit and the JSON path, for callers that branch on it.
+    pub fn invalid_json(err: &StrictJsonError) -> Self {
+        match err {
+            StrictJsonError::Syntax(e) => Self::new(
+                400,
+                "invalid_json",
+                format!("Request body is not valid JSON: {e}."),
+            ),
+            StrictJsonError::DuplicateKey { key, path } => Self::new(
+                400,
+                "invalid_json",
+                format!("Request body gives the key \"{key}\" more than once (at {path}); send each key once."),
+            )
+            .with_details(json!({ "duplicate_key": key, "path": path })),
+            StrictJsonError::TooDeep { limit, path } => Self::new(
+                400,
+                "invalid_json",
+                format!("Request body nests objects and arrays deeper than the limit of {limit} levels (at {path})."),
+            )
+            .with_details(json!({ "max_depth": limit, "path": path })),
+        }
     }
 
     pub fn payload_too_large(limit: usize) -> Self {

@@ -21,6 +21,7 @@ pub mod secret;
 pub mod settings;
 pub mod signals;
 pub mod store;
+pub mod strict_json;
 pub mod sync;
 pub mod text;
 pub mod time;

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use baa::common::api_error::ApiError;
 use baa::common::http::{Reply, Request};
+use baa::common::strict_json;
 use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 use baa::common::ws::{run_session, Hub, SessionOptions};
@@ -179,9 +180,15 @@ fn error_frame(code: &str, message: &str, request_id: Option<&Value>) -> Value {
 
 /// Answers one client frame. Bad frames get an `error` frame; the connection stays.
 pub fn handle_frame(node: &impl Node, text: &str) -> Value {
-    let msg: Value = match serde_json::from_str(text) {
+    // Read as strictly as an HTTP body: a frame naming `action` twice is refused, not
+    // settled by whichever comes last.
+    let msg: Value = match strict_json::from_slice(text.as_bytes()) {
         Ok(v @ Value::Object(_)) => v,
-        _ => return error_frame("invalid_json", "Frames must be JSON objects.", None),
+        Ok(_) => return error_frame("invalid_json", "Frames must be JSON objects.", None),
+        Err(e) => {
+            let message = format!("Frames must be JSON objects: {e}.");
+            return error_frame("invalid_json", &message, None);
+        }
     };
     let request_id = msg.get("requestId").or_else(|| msg.get("request_id"));
     match msg.get("type").and_then(Value::as_str) {

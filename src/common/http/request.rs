@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::common::api_error::ApiError;
+use crate::common::strict_json;
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -73,11 +74,13 @@ impl Request {
     }
 
     /// The body as a JSON object. An empty body counts as `{}` so bodiless POSTs work.
+    /// Every JSON body of the conductor and codexd is read here, strictly: a key given
+    /// twice or nesting past [`strict_json::MAX_DEPTH`] is a 400 `invalid_json`.
     pub fn json_object(&self) -> Result<serde_json::Map<String, Value>, ApiError> {
         if self.body.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(serde_json::Map::new());
         }
-        match serde_json::from_slice::<Value>(&self.body) {
+        match strict_json::from_slice(&self.body) {
             Ok(Value::Object(m)) => Ok(m),
             Ok(_) => Err(ApiError::bad_request(
                 "invalid_json",
@@ -256,5 +259,10 @@ mod tests {
         assert_eq!(r.json_object().unwrap_err().code, "invalid_json");
         let r = Request::fake("POST", "/", &[], b"");
         assert!(r.json_object().unwrap().is_empty());
+        let r = Request::fake("POST", "/", &[], br#"{"title": "a", "title": "b"}"#);
+        let err = r.json_object().unwrap_err();
+        assert_eq!((err.status, err.code.as_str()), (400, "invalid_json"));
+        assert!(err.message.contains("\"title\""), "{}", err.message);
+        assert_eq!(err.details.unwrap()["duplicate_key"], "title");
     }
 }

@@ -12,6 +12,7 @@ mod child_reports;
 mod codex_version;
 mod config;
 mod core;
+mod cwd_field;
 mod demo;
 mod endpoint;
 mod event_lines;

@@ -27,13 +27,8 @@ impl Core {
                 self.ensure_hot(&id)?;
                 id
             }
-            (None, Some(cwd)) => {
-                if !cwd.starts_with('/') {
-                    return Err(ApiError::bad_request(
-                        "invalid_request",
-                        "cwd must be an absolute path.",
-                    ));
-                }
+            // The route refused a relative cwd already (`cwd_field`).
+            (None, Some(_)) => {
                 let mut create = b.clone();
                 create.remove("target");
                 let session = self.create_session(&create)?;

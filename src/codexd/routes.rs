@@ -14,6 +14,7 @@ use baa::common::http::{Handler, Reply, Request, Response};
 
 use crate::config::DEFAULT_EVENT_STREAM_PATH;
 use crate::core::Core;
+use crate::cwd_field;
 use crate::event_stream::events;
 use crate::history_ops::{ThreadQuery, DEFAULT_LIMIT, MAX_LIMIT};
 
@@ -174,6 +175,7 @@ fn session_compact(core: &Ctx, _: &Request, p: &Params) -> Res {
 
 fn session_fork(core: &Ctx, req: &Request, p: &Params) -> Res {
     let body = req.json_object()?;
+    cwd_field::check_body(&body)?;
     ok(
         201,
         core.fork_session(p.get("session_id").unwrap_or_default(), &body)?,
@@ -181,8 +183,10 @@ fn session_fork(core: &Ctx, req: &Request, p: &Params) -> Res {
 }
 
 fn threads_list(core: &Ctx, req: &Request, _: &Params) -> Res {
+    let cwd = text_query(req, "cwd");
+    cwd_field::check_query(cwd.as_deref())?;
     let q = ThreadQuery {
-        cwd: text_query(req, "cwd"),
+        cwd,
         search: text_query(req, "search"),
         limit: limit_query(req)?,
         cursor: text_query(req, "cursor"),
@@ -193,6 +197,7 @@ fn threads_list(core: &Ctx, req: &Request, _: &Params) -> Res {
 
 fn review_create(core: &Ctx, req: &Request, _: &Params) -> Res {
     let body = req.json_object()?;
+    cwd_field::check_body(&body)?;
     ok(202, core.start_review(&body)?)
 }
 
@@ -207,12 +212,14 @@ fn session_read(core: &Ctx, _: &Request, p: &Params) -> Res {
 
 fn session_create(core: &Ctx, req: &Request, _: &Params) -> Res {
     let body = req.json_object()?;
+    cwd_field::check_body(&body)?;
     let session = core.create_session(&body)?;
     ok(201, json!({"session": session}))
 }
 
 fn turn_create(core: &Ctx, req: &Request, _: &Params) -> Res {
     let body = req.json_object()?;
+    cwd_field::check_body(&body)?;
     ok(202, core.start_turn(&body)?)
 }
 

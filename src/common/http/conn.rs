@@ -14,6 +14,7 @@ use super::request::{split_target_owned, Request, RequestId};
 use super::response::{Reply, Response, WsHandler};
 use super::slots::{Slot, Slots};
 use super::socket::{is_timeout, linger_close, Socket};
+use super::status_line::status_and_headers;
 use crate::common::api_error::ApiError;
 use crate::common::logging;
 
@@ -229,10 +230,18 @@ fn upgrade(slot: &Slot, cx: &Context, request: &Request, session: WsHandler, lef
             ),
         );
     };
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    let mut response = Vec::with_capacity(160);
+    status_and_headers(
+        &mut response,
+        101,
+        &[
+            ("Upgrade".into(), "websocket".into()),
+            ("Connection".into(), "Upgrade".into()),
+            ("Sec-WebSocket-Accept".into(), accept),
+        ],
     );
-    if (&*tcp).write_all(response.as_bytes()).is_err() || !cx.slots.begin_websocket(slot) {
+    response.extend_from_slice(b"\r\n");
+    if (&*tcp).write_all(&response).is_err() || !cx.slots.begin_websocket(slot) {
         return;
     }
     let max = cx.cfg.max_ws_message_bytes;
@@ -310,10 +319,7 @@ fn read_body(
         && head
             .header("expect")
             .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-        && socket
-            .tcp()
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .is_err()
+        && socket.tcp().write_all(&interim(100)).is_err()
     {
         return Err(None);
     }
@@ -343,6 +349,14 @@ fn read_body(
         }
     }
     Ok(body)
+}
+
+/// An interim (1xx) response head without headers, e.g. `100 Continue`.
+fn interim(status: u16) -> Vec<u8> {
+    let mut head = Vec::with_capacity(32);
+    status_and_headers(&mut head, status, &[]);
+    head.extend_from_slice(b"\r\n");
+    head
 }
 
 fn wants_keep_alive(head: &Head) -> bool {

@@ -29,5 +29,6 @@ mod mock_model;
 mod stack_e2e;
 mod status_api;
 mod status_page;
+mod strict_bodies;
 mod support;
 mod torture;

@@ -1,5 +1,5 @@
 //! What the conductor and codexd refuse at the door, and how they say so: a JSON key given
-//! twice, nesting too deep to be a real request (through the conductor's `/v1/codex*`
+//! twice (in a body or a Firefox bridge frame), nesting too deep to be a real request (through the conductor's `/v1/codex*`
 //! proxy and on codexd itself), a relative `cwd`, and the reason phrase on the raw status
 //! line of a refused WebSocket upgrade (410 `since_expired`).
 
@@ -13,6 +13,7 @@ use crate::support::daemon::{wait_for, Daemon};
 use crate::support::http::{get, post, post_raw, raw, Resp};
 use crate::support::tasks::{self, TaskConductor};
 use crate::support::tmp::TempDir;
+use crate::support::ws::connect;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -96,6 +97,21 @@ fn duplicate_json_keys_get_a_400_naming_the_key_instead_of_the_last_one_winning(
         "reason",
         "$.reason",
     );
+    // A Firefox bridge frame naming its action twice is refused, not run as the last one.
+    let mut ws = connect(&c.d.addr, "/ws/firefox", &[]).expect("ws connect");
+    ws.ws
+        .send(tungstenite::Message::text(
+            r#"{"type": "action_request", "requestId": "r1", "action": "resume", "action": "pause"}"#,
+        ))
+        .unwrap();
+    let err = ws
+        .until(T, |v| v["type"] == "error")
+        .expect("an error frame");
+    assert_eq!(err["error"], "invalid_json", "{err}");
+    let msg = err["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("\"action\""), "{err}");
+    let state = get(&c.url("/v1/system/state")).expect(200);
+    assert_eq!(state["data"]["mode"], "running", "{state}");
     // codexd, directly and through the proxy: nothing is created.
     let body = r#"{"purpose": "duplex", "metadata": {"owner": "a", "owner": "b"}}"#;
     expect_duplicate(

@@ -46,7 +46,16 @@ pub struct Loaded {
 
 /// Reads daemon-state.json, falling back to the last-good copy when it is damaged.
 pub fn load(store: &JsonStore) -> Loaded {
-    let (what, moved_to, unusable) = match store.read::<Value>(DAEMON_STATE) {
+    let read = match not_a_file(store) {
+        Some(what) => Err(what),
+        None => store.read::<Value>(DAEMON_STATE).map_err(|e| match e {
+            StoreError::Corrupt {
+                source, moved_to, ..
+            } => (format!("not JSON ({source})"), moved_to, false),
+            e => (format!("unreadable ({e})"), None, true),
+        }),
+    };
+    let (what, moved_to, unusable) = match read {
         Ok(Some(v)) => match usable(v) {
             Ok(state) => {
                 return Loaded {
@@ -67,10 +76,7 @@ pub fn load(store: &JsonStore) -> Loaded {
             };
         }
         Ok(None) => ("missing".to_string(), None, false),
-        Err(StoreError::Corrupt {
-            source, moved_to, ..
-        }) => (format!("not JSON ({source})"), moved_to, false),
-        Err(e) => (format!("unreadable ({e})"), None, true),
+        Err(damage) => damage,
     };
     let last_good = match store.read::<Value>(LAST_GOOD) {
         Ok(Some(v)) => usable(v).ok(),
@@ -98,6 +104,25 @@ pub fn load(store: &JsonStore) -> Loaded {
             unusable,
         }),
     }
+}
+
+/// JOIN(h2): the store's read will refuse a non-regular file without blocking. Until then
+/// this looks first (`stat` does not open, so a FIFO there cannot block codexd's start).
+fn not_a_file(store: &JsonStore) -> Option<(String, Option<PathBuf>, bool)> {
+    let path = store.path(DAEMON_STATE);
+    let meta = fs::metadata(&path).ok()?;
+    (!meta.is_file()).then(|| {
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        (
+            format!("unreadable ({}: {kind})", path.display()),
+            None,
+            true,
+        )
+    })
 }
 
 /// Writes the last-good copy of a daemon state that was just written successfully.
@@ -222,10 +247,17 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_in_its_place_is_unusable_not_missing() {
+    fn a_directory_or_a_fifo_in_its_place_is_unusable_not_missing_and_never_blocks() {
         let s = store("dir");
         fs::create_dir_all(s.path(DAEMON_STATE)).unwrap();
         let d = load(&s).damage.expect("damage");
         assert!(d.unusable && !d.used_last_good, "{d:?}");
+        assert!(d.what.contains("a directory"), "{d:?}");
+        fs::remove_dir(s.path(DAEMON_STATE)).unwrap();
+        let c = std::ffi::CString::new(s.path(DAEMON_STATE).to_string_lossy().as_bytes()).unwrap();
+        // SAFETY: a path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let d = load(&s).damage.expect("damage");
+        assert!(d.unusable && d.what.contains("not a regular file"), "{d:?}");
     }
 }

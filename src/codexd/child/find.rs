@@ -1,8 +1,8 @@
 //! Unix mode: the app-server running on codexd's socket, found from the outside — from the
-//! pid file beside the socket, else from the socket itself (the kernel names the process
-//! listening on it: `SO_PEERCRED` on Linux, `LOCAL_PEERPID` on macOS) when that process's
-//! command line says it listens on exactly this socket. Either way the process is named by
-//! pid and OS start time, so nothing that merely reuses the pid is ever adopted or killed.
+//! socket itself (the kernel names the process listening on it: `SO_PEERCRED` on Linux,
+//! `LOCAL_PEERPID` on macOS) when that process's command line says it listens on exactly
+//! this socket, else from the pid file beside the socket. Either way the process is named
+//! by pid and OS start time, so nothing that merely reuses the pid is adopted or killed.
 //!
 //! codexd uses it when `daemon-state.json` does not name the app-server (lost, emptied,
 //! garbage, or an older copy), and before it spawns one: there is never a second
@@ -19,9 +19,11 @@ use super::pid_file;
 /// How an app-server was recognised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum How {
-    /// The pid file names it, and that process (pid and start time) still runs.
+    /// The pid file names it and that process (pid and start time) still runs; when
+    /// something listens on the socket, it is this process.
     PidFile,
-    /// It listens on the socket and its command line says `--listen unix://<socket>`.
+    /// It listens on the socket and its command line says `--listen unix://<socket>`
+    /// (the pid file is missing, stale, or names another process).
     SocketPeer,
 }
 
@@ -42,21 +44,42 @@ pub struct Found {
     pub how: How,
 }
 
-/// The app-server codexd left on `sock`, if one runs: the pid file's process if it still
-/// runs, else the socket's listener if it is an app-server on this very socket.
+/// The app-server codexd left on `sock`, if one runs. The socket's listener comes first
+/// when it is an app-server of this socket: that is the process codexd would talk to, so
+/// the one that must not get a twin. Else the pid file's process while it runs (it may
+/// not answer: the attach then fails and that exact process is stopped).
 pub fn find(sock: &Path) -> Option<Found> {
-    match pid_file::read(sock) {
-        Ok(Some(r)) if same_process(r.pid, &r.start_time) => {
-            return Some(Found {
-                pid: r.pid,
-                start_time: r.start_time,
-                how: How::PidFile,
-            })
+    let recorded = match pid_file::read(sock) {
+        Ok(r) => r.filter(|r| same_process(r.pid, &r.start_time)),
+        Err(e) => {
+            log::warn!("{e}; looking at the socket only");
+            None
         }
-        Ok(_) => {}
-        Err(e) => log::warn!("{e}; looking at the socket instead"),
+    };
+    match (listener(sock), recorded) {
+        (Some(l), Some(r)) if l.pid == r.pid => Some(Found {
+            how: How::PidFile,
+            ..l
+        }),
+        (Some(l), r) => {
+            if let Some(r) = r {
+                // A wrapper script's native child listens for it, for one.
+                log::info!(
+                    "the pid file names pid {}, but pid {} listens on {}; taking the listener",
+                    r.pid,
+                    l.pid,
+                    sock.display()
+                );
+            }
+            Some(l)
+        }
+        (None, Some(r)) => Some(Found {
+            pid: r.pid,
+            start_time: r.start_time,
+            how: How::PidFile,
+        }),
+        (None, None) => None,
     }
-    listener(sock)
 }
 
 /// The process listening on `sock`, if it is an app-server started on this socket.

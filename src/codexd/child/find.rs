@@ -110,23 +110,34 @@ pub fn same_process(pid: u32, start_time: &str) -> bool {
 /// True if `pid`'s command line has `--listen unix://<sock>` (or `--listen=unix://…`).
 fn listens_on(pid: u32, sock: &Path) -> bool {
     let want = format!("unix://{}", sock.display());
-    let joined = format!("--listen={want}");
-    let Some(args) = cmdline(pid) else {
-        return false;
-    };
-    args.windows(2).any(|w| w[0] == "--listen" && w[1] == want) || args.contains(&joined)
+    match cmdline(pid) {
+        Some(Cmdline::Args(args)) => {
+            let joined = format!("--listen={want}");
+            args.windows(2).any(|w| w[0] == "--listen" && w[1] == want) || args.contains(&joined)
+        }
+        Some(Cmdline::Joined(line)) => [format!("--listen {want}"), format!("--listen={want}")]
+            .iter()
+            .any(|needle| contains_word(&line, needle)),
+        None => false,
+    }
 }
 
-/// The process's arguments: `/proc/<pid>/cmdline` on Linux, else `ps` (whose output
-/// splits on blanks, which a socket path under codexd's state dir does not contain).
-fn cmdline(pid: u32) -> Option<Vec<String>> {
+/// A process's command line: its exact arguments, or (from `ps`) one line joined with
+/// blanks, which a path with a blank in it (`Application Support`) cannot be split from.
+enum Cmdline {
+    Args(Vec<String>),
+    Joined(String),
+}
+
+/// `/proc/<pid>/cmdline` on Linux, else `ps -o command=`.
+fn cmdline(pid: u32) -> Option<Cmdline> {
     if let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-        return Some(
+        return Some(Cmdline::Args(
             raw.split(|b| *b == 0)
                 .filter(|a| !a.is_empty())
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect(),
-        );
+        ));
     }
     let out = std::process::Command::new("ps")
         .args(["-ww", "-o", "command=", "-p", &pid.to_string()])
@@ -134,11 +145,18 @@ fn cmdline(pid: u32) -> Option<Vec<String>> {
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
-    out.status.success().then(|| {
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_string)
-            .collect()
+    out.status
+        .success()
+        .then(|| Cmdline::Joined(String::from_utf8_lossy(&out.stdout).trim().to_string()))
+}
+
+/// True if `needle` occurs in `line` as whole words: nothing but a blank or the line's
+/// ends around it (so `…/as.sock` does not match `…/as.sock2`).
+fn contains_word(line: &str, needle: &str) -> bool {
+    line.match_indices(needle).any(|(i, _)| {
+        let before = line[..i].chars().next_back();
+        let after = line[i + needle.len()..].chars().next();
+        before.is_none_or(char::is_whitespace) && after.is_none_or(char::is_whitespace)
     })
 }
 
@@ -196,6 +214,19 @@ fn peer_pid(_stream: &UnixStream) -> Option<u32> {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn a_joined_command_line_matches_only_the_whole_socket_path() {
+        let line = "/opt/codex app-server --listen unix:///Users/me/Library/Application Support/baa/as.sock";
+        let want = "--listen unix:///Users/me/Library/Application Support/baa/as.sock";
+        assert!(contains_word(line, want));
+        assert!(!contains_word(&format!("{line}2"), want));
+        assert!(contains_word(&format!("{line} --verbose"), want));
+        assert!(!contains_word(
+            line,
+            "--listen unix:///Users/me/Library/App"
+        ));
+    }
 
     #[test]
     fn the_socket_names_its_listener_and_a_stranger_is_not_adopted() {

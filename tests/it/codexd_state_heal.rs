@@ -293,3 +293,53 @@ fn daemon_state_path_unusable_makes_codexd_not_ready_until_it_is_written_again()
         "{ready}"
     );
 }
+
+/// The seq never goes backwards even when the event log is lost with daemon-state.json:
+/// the last-good copy still knows the highest seq.
+#[test]
+fn daemon_state_emptied_and_event_log_lost_continues_the_seq_from_the_last_good_copy() {
+    let tmp = TempDir::new("codexd-heal-seq");
+    let dirs = Dirs::under(&tmp.child("root"));
+    let mut d = start_running(with_stub(&dirs, "normal"));
+    let sid = create_session(&d, json!({}))["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tid = turn(&d, &sid, "before the damage");
+    wait_turn_done(&d, &sid, &tid, T);
+    assert!(d.terminate(T).success(), "codexd exit; log:\n{}", d.log());
+    let on_disk: Value = serde_json::from_str(
+        &std::fs::read_to_string(dirs.state.join("daemon-state.json")).unwrap(),
+    )
+    .unwrap();
+    let old_max = on_disk["lastSeq"].as_u64().unwrap();
+    assert!(old_max > 5, "{on_disk}");
+
+    std::fs::write(dirs.state.join("daemon-state.json"), b"{}").unwrap();
+    std::fs::remove_file(dirs.state.join("recent-events.json")).unwrap();
+    for entry in std::fs::read_dir(&dirs.logs).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("events") {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+
+    let d = start_running(with_stub(&dirs, "normal"));
+    assert!(last_seq(&d) > old_max, "seq went back: {}", last_seq(&d));
+    // (A `since` before the oldest event kept is refused, so read from the old maximum.)
+    let page = get(&d.url(&format!("/v1/codexd/events?since={old_max}&limit=1000"))).json();
+    let events = page["data"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let first = events
+        .first()
+        .unwrap_or_else(|| panic!("no events: {page}"));
+    assert_eq!(first["seq"].as_u64(), Some(old_max + 1), "{first}");
+    let damaged = events
+        .iter()
+        .find(|e| is_type(e, "state.damaged"))
+        .unwrap_or_else(|| panic!("no state.damaged event: {events:?}"));
+    assert_eq!(damaged["detail"]["lastGood"], true, "{damaged}");
+    assert_eq!(damaged["detail"]["seqContinuesAfter"], old_max, "{damaged}");
+}

@@ -343,3 +343,58 @@ fn daemon_state_emptied_and_event_log_lost_continues_the_seq_from_the_last_good_
     assert_eq!(damaged["detail"]["lastGood"], true, "{damaged}");
     assert_eq!(damaged["detail"]["seqContinuesAfter"], old_max, "{damaged}");
 }
+
+/// The command codexd runs is a wrapper script whose child listens on the socket (as the
+/// npm `codex` launcher does): the pid file names the wrapper, the socket names its child.
+/// With daemon-state.json emptied and no last-good copy, codexd attaches to the listener
+/// (the process it talks to), and a turn on the existing session completes.
+#[test]
+fn unix_wrapper_command_daemon_state_emptied_attaches_to_the_process_listening_on_the_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new("codexd-heal-wrapper");
+    let dirs = Dirs::under(&tmp.child("root"));
+    let sock = socket_of(&dirs);
+    let _listeners = Listeners(sock.clone());
+    let wrapper = tmp.join("codex-wrapper.sh");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\n\"{}\" \"$@\"\n", crate::support::daemon::CODEXD),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let spawn = || {
+        with_stub(&dirs, "listen")
+            .env("BAA_CODEXD_SERVER_COMMAND", &wrapper)
+            .env("BAA_CODEXD_SERVER_ENDPOINT", "unix://")
+    };
+    let mut d = start_running(spawn());
+    let wrapper_pid = child_pid(&d);
+    let sid = create_session(&d, json!({}))["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tid = turn(&d, &sid, "before");
+    wait_turn_done(&d, &sid, &tid, T);
+    d.kill9();
+    std::fs::write(dirs.state.join("daemon-state.json"), b"{}").unwrap();
+    std::fs::remove_file(dirs.state.join("daemon-state.last-good.json")).unwrap();
+
+    let d = start_running(spawn());
+    let c = child_status(&d);
+    let pid = c["pid"].as_u64().unwrap() as u32;
+    assert_eq!(c["attached"], true, "{c}\nlog:\n{}", d.log());
+    assert_ne!(
+        pid, wrapper_pid,
+        "attached to the wrapper, not the listener: {c}"
+    );
+    assert!(listeners_on(&sock).contains(&pid), "{c}");
+    let tid = turn(&d, &sid, "after");
+    let s = wait_turn_done(&d, &sid, &tid, T);
+    assert_eq!(s["lastTurnStatus"], "completed", "{s}");
+    let events = all_events(&d);
+    let found = events
+        .iter()
+        .find(|e| is_type(e, "child.found"))
+        .unwrap_or_else(|| panic!("no child.found: {events:?}"));
+    assert_eq!(found["detail"]["how"], "socket peer", "{found}");
+}

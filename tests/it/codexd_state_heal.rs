@@ -127,6 +127,16 @@ fn daemon_state_damaged_in_unix_mode(label: &str, damage: Damage, from: &str) {
     }
 
     let d = start_running(with_mock_codex_unix(&dirs, &home));
+    // A turn on the existing session: the thread has exactly one writer.
+    let tid = turn(&d, &sid, "after the damage");
+    let s = wait_turn_done(&d, &sid, &tid, T);
+    assert_eq!(s["lastTurnStatus"], "completed", "{s}\nlog:\n{}", d.log());
+    assert_eq!(
+        s["lastTurn"]["finalMessage"], "mock reply: after the damage",
+        "{s}"
+    );
+
+    // … because it runs in the same app-server, the only one on the socket.
     let c = child_status(&d);
     assert_eq!(
         (&c["transport"], &c["pid"], &c["attached"]),
@@ -148,15 +158,6 @@ fn daemon_state_damaged_in_unix_mode(label: &str, damage: Damage, from: &str) {
         damaged["detail"]["appServer"],
         json!({"pid": app_pid, "from": from}),
         "{damaged}"
-    );
-
-    // A turn on the existing session: the thread has exactly one writer.
-    let tid = turn(&d, &sid, "after the damage");
-    let s = wait_turn_done(&d, &sid, &tid, T);
-    assert_eq!(s["lastTurnStatus"], "completed", "{s}\nlog:\n{}", d.log());
-    assert_eq!(
-        s["lastTurn"]["finalMessage"], "mock reply: after the damage",
-        "{s}"
     );
 
     // The seq went on from the old maximum: no event of this codexd is numbered at or

@@ -2,7 +2,7 @@
 //! connection): what the core keeps for it at start, and what it does once attached.
 //!
 //! At start ([`Core::prepare_attach`]) the app-server running on the configured socket
-//! (found by its pid file or as the socket's listener, so a lost or damaged
+//! (found as the socket's listener or by its pid file, so a lost or damaged
 //! daemon-state.json does not hide it), else the recorded unix-mode child (pid, start time
 //! and socket), becomes the supervisor's first target, and the state that an attach
 //! can carry over is kept instead of reconciled away: running turns stay running (their
@@ -52,7 +52,7 @@ impl AttachFrom {
 
 impl Core {
     /// Start-up in unix mode: the app-server to attach to first — the one running on the
-    /// socket (its pid file, else the socket's listener), else the one the previous codexd
+    /// socket (its listener, else the pid file's process), else the one the previous codexd
     /// recorded (an attach to it fails if it is gone, and its turns are interrupted with
     /// that reason). The turns and requests an attach carries over are kept. None:
     /// nothing to attach to.

@@ -1,10 +1,11 @@
 //! `baa-codexd stop-child`: stops, on purpose, the app-server a stopped codexd left
 //! running (in unix mode codexd's own stop leaves it up, so that the next codexd attaches
-//! to it). Only the exact process found on the socket (the pid file beside it, else the
-//! socket's listener when its command line names the socket) or recorded in
-//! `daemon-state.json` is signalled (pid and OS start time; SIGTERM, SIGKILL after
-//! `BAA_CODEXD_STOP_GRACE_MS`), never one found by name. It takes the state dir's lock first: with a codexd running it refuses, because
-//! that codexd supervises the child (restart it with `POST /v1/codexd/child/restart`).
+//! to it). Only the exact process found on the socket (its listener when the command line
+//! names the socket, else the pid file's process) or recorded in `daemon-state.json` is
+//! signalled (pid and OS start time; SIGTERM, SIGKILL after `BAA_CODEXD_STOP_GRACE_MS`),
+//! never one found by name. It takes the state dir's lock first: with a codexd running it
+//! refuses, because that codexd supervises the child (restart it with
+//! `POST /v1/codexd/child/restart`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -50,8 +51,8 @@ pub fn run(cfg: &Config) -> ExitCode {
     let recorded = state
         .as_ref()
         .and_then(|s| Some((s.child.pid?, s.child.start_time.clone()?)));
-    // The app-server on the socket (its pid file, else the socket's listener) outranks the
-    // record, which may be lost, emptied or older than the last spawn.
+    // The app-server on the socket (`child::find`) outranks the record, which may be lost,
+    // emptied or older than the last spawn.
     let sock = cfg.transport.socket();
     let found = sock.and_then(child::find).map(|f| (f.pid, f.start_time));
     let Some((pid, start)) = found.or(recorded) else {

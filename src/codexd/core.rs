@@ -42,6 +42,7 @@ use crate::registry::Sessions;
 use crate::sessions::{Session, TurnRecord};
 use crate::start_error::StartError;
 use crate::state::{self, ChildInfo, DaemonState, Identity};
+use crate::state_health::StateHealth;
 
 pub struct State {
     pub child: ChildInfo,
@@ -79,6 +80,8 @@ pub struct Core {
     pub(crate) adoptee: Mutex<Option<Adoptee>>,
     /// Background jobs (resuming threads after an attach), joined by the ticker.
     pub(crate) jobs: Mutex<Vec<JoinHandle<()>>>,
+    /// Whether daemon-state.json is usable (`/readyz`, status `warnings`).
+    pub(crate) health: StateHealth,
 }
 
 // Re-exported for the session files that still import them from here.
@@ -98,7 +101,10 @@ impl Core {
             &cfg.repo_root.display().to_string(),
             &cfg.version,
         );
-        let previous: Option<DaemonState> = store.read_or_warn(state::DAEMON_STATE).unwrap_or(None);
+        // A damaged daemon-state.json is healed below (the app-server from its socket,
+        // the seq from the event log) and reported once the event stream is open.
+        let loaded = crate::state_file::load(&store);
+        let previous: Option<DaemonState> = loaded.state;
         let sessions = Sessions::open(&store).map_err(StartError::Store)?;
         let recent: Vec<Value> = store
             .read_or_warn::<Value>(state::RECENT_EVENTS)
@@ -151,16 +157,21 @@ impl Core {
             control: Mutex::new(None),
             adoptee: Mutex::new(None),
             jobs: Mutex::new(Vec::new()),
+            health: StateHealth::default(),
             cfg,
         });
         // A unix-mode app-server the previous codexd left running keeps its turns and
         // approvals: the supervisor attaches to it first. Otherwise today's reconciliation.
-        if !core.prepare_attach(previous.as_ref()) {
+        let attach = core.prepare_attach(previous.as_ref());
+        if attach.is_none() {
             core.interrupt_orphaned_turns("codexd restarted while the turn was running");
-            if let Some(prev) = previous {
+            if let Some(prev) = &previous {
                 core.abandon_records(&prev.pending_requests, "codexd restarted");
                 core.kill_stale_child(&prev.child);
             }
+        }
+        if let Some(damage) = loaded.damage {
+            core.report_state_damage(&damage, attach);
         }
         Ok(core)
     }

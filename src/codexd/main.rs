@@ -40,6 +40,8 @@ mod sessions;
 mod smoke;
 mod start_error;
 mod state;
+mod state_file;
+mod state_health;
 mod status;
 mod stop_child;
 mod stub;

@@ -1,8 +1,10 @@
 //! Picking up a unix-mode app-server that outlived the previous codexd (or the previous
 //! connection): what the core keeps for it at start, and what it does once attached.
 //!
-//! At start ([`Core::prepare_attach`]) a recorded unix-mode child (pid, start time and the
-//! configured socket) becomes the supervisor's first target, and the state that an attach
+//! At start ([`Core::prepare_attach`]) the app-server running on the configured socket
+//! (found as the socket's listener or by its pid file, so a lost or damaged
+//! daemon-state.json does not hide it), else the recorded unix-mode child (pid, start time
+//! and socket), becomes the supervisor's first target, and the state that an attach
 //! can carry over is kept instead of reconciled away: running turns stay running (their
 //! progress restored), unanswered requests wait to be replayed. Once attached
 //! ([`Core::resume_after_attach`], on a job thread) every session with a running turn has
@@ -20,7 +22,7 @@ use serde_json::{json, Value};
 use baa::common::sync::lock;
 
 use crate::approvals::{Pending, PendingRecord};
-use crate::child::{Adoptee, Link};
+use crate::child::{self, Adoptee, How, Link};
 use crate::config::Strategy;
 use crate::core::{interrupt_current, Core};
 use crate::endpoint::Transport;
@@ -30,33 +32,88 @@ use crate::session_ops::apply_thread_result;
 use crate::state::DaemonState;
 use crate::turn_record::TurnProgress;
 
-impl Core {
-    /// Start-up: if the previous codexd recorded a unix-mode child on the socket this one
-    /// is configured with, hands it to the supervisor to attach to and keeps the turns and
-    /// requests an attach carries over. False: nothing to attach to.
-    pub(crate) fn prepare_attach(&self, previous: Option<&DaemonState>) -> bool {
-        let Some(prev) = previous else {
-            return false;
-        };
-        let Transport::Unix(sock) = &self.cfg.transport else {
-            return false;
-        };
-        let c = &prev.child;
-        let same_socket = c.socket.as_deref() == Some(&*sock.to_string_lossy());
-        let (Some(pid), Some(start_time)) = (c.pid, c.start_time.clone()) else {
-            return false;
-        };
-        if self.cfg.strategy != Strategy::Spawn || c.transport != "unix" || !same_socket {
-            return false;
+/// Where the app-server to attach to at start was learnt from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AttachFrom {
+    /// The child recorded in daemon-state.json (or its last-good copy).
+    Recorded,
+    /// Found on the socket ([`child::find`]): the state file did not name it.
+    Found(How),
+}
+
+impl AttachFrom {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            AttachFrom::Recorded => "daemon-state.json",
+            AttachFrom::Found(how) => how.as_str(),
         }
+    }
+}
+
+impl Core {
+    /// Start-up in unix mode: the app-server to attach to first — the one running on the
+    /// socket (its listener, else the pid file's process), else the one the previous codexd
+    /// recorded (an attach to it fails if it is gone, and its turns are interrupted with
+    /// that reason). The turns and requests an attach carries over are kept. None:
+    /// nothing to attach to.
+    pub(crate) fn prepare_attach(
+        &self,
+        previous: Option<&DaemonState>,
+    ) -> Option<(u32, AttachFrom)> {
+        let Transport::Unix(sock) = &self.cfg.transport else {
+            return None;
+        };
+        if self.cfg.strategy != Strategy::Spawn {
+            return None;
+        }
+        let recorded = previous.and_then(|p| {
+            let c = &p.child;
+            let same_socket = c.socket.as_deref() == Some(&*sock.to_string_lossy());
+            (c.transport == "unix" && same_socket)
+                .then(|| Some((c.pid?, c.start_time.clone()?)))
+                .flatten()
+        });
+        // The socket outranks the record: a lost, emptied or older daemon-state.json must
+        // not make codexd start a second app-server beside the one that runs.
+        let found = child::find(sock);
+        let (pid, start_time, from) = match (found, recorded) {
+            (Some(f), Some((pid, start))) if f.pid == pid && f.start_time == start => {
+                (pid, start, AttachFrom::Recorded)
+            }
+            (Some(f), recorded) => {
+                if let Some((pid, _)) = recorded {
+                    log::warn!(
+                        "daemon-state.json names the app-server pid {pid}, but pid {} runs on {} ({}); attaching to that one",
+                        f.pid,
+                        sock.display(),
+                        f.how.as_str()
+                    );
+                }
+                self.emit(
+                    Level::Info,
+                    "child.found",
+                    format!(
+                        "found the app-server pid {} on {} by its {}",
+                        f.pid,
+                        sock.display(),
+                        f.how.as_str()
+                    ),
+                    json!({"pid": f.pid, "startTime": f.start_time, "socket": sock, "how": f.how.as_str(), "recordedPid": recorded.map(|r| r.0)}),
+                );
+                (f.pid, f.start_time, AttachFrom::Found(f.how))
+            }
+            (None, Some((pid, start))) => (pid, start, AttachFrom::Recorded),
+            (None, None) => return None,
+        };
         *lock(&self.adoptee) = Some(Adoptee {
             pid,
             start_time,
             socket: sock.clone(),
             child: None,
         });
-        self.state().replayable = prev
-            .pending_requests
+        self.state().replayable = previous
+            .map(|p| p.pending_requests.as_slice())
+            .unwrap_or_default()
             .iter()
             .map(|r| Pending::from_record(r, self.cfg.default_approval))
             .collect();
@@ -68,7 +125,7 @@ impl Core {
             }
             false
         });
-        true
+        Some((pid, from))
     }
 
     /// The app-server to attach to, once, for the supervisor.

@@ -31,6 +31,7 @@ fn ok(status: u16, data: Value) -> Res {
 #[rustfmt::skip]
 pub static ROUTES: &[Route<Ctx>] = &[
     Route::probe("probe.healthz", "GET", "/healthz", "Liveness: {status: ok} and the child's status.", healthz),
+    Route::probe("probe.readyz", "GET", "/readyz", "Readiness: 200 {ready: true, warnings} while the child runs and daemon-state.json is usable; else 503 not_ready (details.reasons).", readyz),
     Route::read("codexd.status", "GET", "/v1/codexd/status", "Service, identity, daemon/child, sessions and recent events.", status),
     Route::read("codexd.sessions.list", "GET", "/v1/codexd/sessions", "Every session.", sessions_list),
     Route::read("codexd.sessions.read", "GET", "/v1/codexd/sessions/:session_id", "One session with its recent events.", session_read),
@@ -112,6 +113,20 @@ fn healthz(core: &Ctx, _: &Request, _: &Params) -> Res {
             "child": {"status": child["status"], "pid": child["pid"], "strategy": child["strategy"], "lastError": child["lastError"]},
         }),
     )
+}
+
+fn readyz(core: &Ctx, _: &Request, _: &Params) -> Res {
+    let reasons = core.not_ready();
+    let warnings = core.health.warnings();
+    if reasons.is_empty() {
+        return ok(200, json!({"ready": true, "warnings": warnings}));
+    }
+    Err(ApiError::new(
+        503,
+        "not_ready",
+        format!("codexd is not ready: {}.", reasons.join("; ")),
+    )
+    .with_details(json!({"reasons": reasons, "warnings": warnings})))
 }
 
 fn status(core: &Ctx, _: &Request, _: &Params) -> Res {

@@ -6,20 +6,20 @@ use serde_json::{json, Value};
 
 use baa::common::time::now_rfc3339;
 
+use crate::config::Strategy;
 use crate::core::Core;
+use crate::events::Level;
+use crate::reattach::AttachFrom;
 use crate::sessions::Session;
-use crate::state::{self, DaemonState};
+use crate::state::{self, ChildStatus, DaemonState};
+use crate::state_file::{self, Damage};
 
 impl Core {
     /// Writes the state files that changed.
     pub fn flush(&self) {
         self.sessions.flush();
-        if self.daemon_dirty.swap(false, Ordering::SeqCst) {
-            let doc = self.daemon_state();
-            if let Err(e) = self.store.write(state::DAEMON_STATE, &doc) {
-                log::error!("state: {e}");
-                self.mark_daemon_dirty();
-            }
+        if self.daemon_dirty.swap(false, Ordering::SeqCst) && !self.write_daemon_state() {
+            self.mark_daemon_dirty();
         }
         if let Some(doc) = self.events.take_dirty() {
             if let Err(e) = self.store.write(state::RECENT_EVENTS, &doc) {
@@ -43,10 +43,92 @@ impl Core {
         {
             log::error!("state: {e}");
         }
+        self.write_daemon_state();
+    }
+
+    /// Writes daemon-state.json (and its last-good copy) now; false if it failed. Its
+    /// outcome is what `/readyz` says about the file.
+    fn write_daemon_state(&self) -> bool {
         let doc = self.daemon_state();
-        if let Err(e) = self.store.write(state::DAEMON_STATE, &doc) {
-            log::error!("state: {e}");
+        let settled = doc.child.status != ChildStatus::Starting;
+        match self.store.write(state::DAEMON_STATE, &doc) {
+            Ok(()) => {
+                state_file::keep_last_good(&self.store, &doc);
+                self.health.wrote(None, settled);
+                true
+            }
+            Err(e) => {
+                log::error!("state: {e}");
+                self.health.wrote(Some(e.to_string()), settled);
+                false
+            }
         }
+    }
+
+    /// daemon-state.json was damaged at start: one warning event and a status warning
+    /// saying what was wrong and how codexd healed it; not ready until it is rewritten.
+    pub(crate) fn report_state_damage(&self, d: &Damage, attach: Option<(u32, AttachFrom)>) {
+        let seq = self.events.last_seq();
+        let mut said = format!("{} was {}", state::DAEMON_STATE, d.what);
+        if let Some(to) = &d.moved_to {
+            said.push_str(&format!(", moved aside to {}", to.display()));
+        }
+        said.push_str(if d.used_last_good {
+            "; started from its last-good copy"
+        } else {
+            "; no last-good copy"
+        });
+        // The record an attach came from is the last-good copy when that was read.
+        let from = |from: AttachFrom| match from {
+            AttachFrom::Recorded if d.used_last_good => "last-good copy",
+            other => other.as_str(),
+        };
+        match attach {
+            Some((pid, f)) => said.push_str(&format!(
+                "; the app-server pid {pid} is taken from its {}",
+                from(f)
+            )),
+            None if self.cfg.transport.socket().is_some() => {
+                said.push_str("; no app-server runs on the socket")
+            }
+            None => {}
+        }
+        said.push_str(&format!(
+            "; events continue after seq {seq} (the highest on disk)"
+        ));
+        self.health.damaged(said.clone());
+        self.emit(
+            Level::Warn,
+            "state.damaged",
+            said,
+            json!({
+                "file": state::DAEMON_STATE,
+                "what": d.what,
+                "movedTo": d.moved_to,
+                "lastGood": d.used_last_good,
+                "unusable": d.unusable,
+                "appServer": attach.map(|(pid, f)| json!({"pid": pid, "from": from(f)})),
+                "seqContinuesAfter": seq,
+            }),
+        );
+    }
+
+    /// Why codexd cannot take a turn now (empty: ready): its state file, its child.
+    pub fn not_ready(&self) -> Vec<String> {
+        let mut out = self.health.not_ready();
+        let st = self.state();
+        if self.cfg.strategy == Strategy::Spawn && st.child.status != ChildStatus::Running {
+            out.push(format!(
+                "the app-server child is {}{}",
+                st.child.status,
+                st.child
+                    .last_error
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ));
+        }
+        out
     }
 
     pub(crate) fn daemon_state(&self) -> DaemonState {
@@ -107,6 +189,8 @@ impl Core {
         let sessions_updated_at = self.sessions.updated_at();
         let sessions = self.sessions.list(Session::to_summary_json);
         json!({
+            "ready": self.not_ready().is_empty(),
+            "warnings": self.health.warnings(),
             "service": {
                 "configuredBaseUrl": self.cfg.local_api_base,
                 "eventStreamPath": self.cfg.event_stream_path,

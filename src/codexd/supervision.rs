@@ -155,6 +155,14 @@ impl Dispatcher {
             ChildEvent::Detached { generation, pid } => core.on_child_detached(generation, pid),
             ChildEvent::AttachFailed { pid, why } => core.on_attach_failed(pid, &why),
             ChildEvent::TransportFallback { why } => core.on_transport_fallback(&why),
+            ChildEvent::LeftBehindStopped { pid, how } => {
+                core.emit(
+                    Level::Warn,
+                    "child.stale_killed",
+                    format!("stopped the app-server pid {pid} left running on the socket without codexd attached (found by its {how})"),
+                    json!({"pid": pid, "how": how}),
+                );
+            }
             ChildEvent::Unavailable { why, retry_at } => core.mark_unavailable(&why, retry_at),
             ChildEvent::Restarting {
                 delay_ms,

@@ -238,6 +238,16 @@ pub fn no_child_status(site: &Site) -> Problem {
 }
 
 /// The child runs again, but it failed before.
+/// One of codexd's own status `warnings` (its state file damaged or unusable).
+pub fn codexd_warning(site: &Site, text: &str) -> Problem {
+    Problem::new(
+        Level::Warn,
+        format!("codexd: {text}"),
+        "codexd heals its state file by itself and says here what it found; while it cannot write the file its /readyz is 503. If this repeats, its error log has the cause (disk, permissions, something else writing its state dir); the warning clears at codexd's next start.",
+    )
+    .log(site.err_log("codexd"))
+}
+
 pub fn child_last_error(site: &Site, error: &str) -> Problem {
     Problem::new(
         Level::Warn,

@@ -116,6 +116,20 @@ pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
         }
     }
 
+    // codexd's own: its state file damaged or unusable, and how it healed.
+    for w in codexd
+        .and_then(|c| c.get("warnings"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let text = w
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| w.to_string());
+        problems.push(advice::codexd_warning(site, &clip(&text)));
+    }
+
     if let Some(snap) = snapshot {
         let limits = snap.get("limits").unwrap_or(&Value::Null);
         if let Some(until) = text_at(limits, &["blockedUntil"]) {
@@ -595,6 +609,28 @@ mod tests {
             d["advice"]
                 .to_string()
                 .contains("/rt/logs/launchd/so.makefile.baa-codexd.err.log"),
+            "{d:#}"
+        );
+    }
+
+    #[test]
+    fn codexd_warnings_are_shown_with_its_log() {
+        let mut cx = codexd();
+        cx["warnings"] = json!(["daemon-state.json was an empty object; the app-server pid 9 is taken from its pid file"]);
+        let d = build(
+            &up(),
+            &raw(Ok(runtime()), Ok(json!({"mode": "running"})), Ok(cx)),
+            "now",
+        );
+        let w = d["warnings"].to_string();
+        assert!(
+            w.contains("codexd: daemon-state.json was an empty object"),
+            "{d:#}"
+        );
+        assert!(
+            d["advice"]
+                .to_string()
+                .contains("so.makefile.baa-codexd.err.log"),
             "{d:#}"
         );
     }

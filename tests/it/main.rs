@@ -12,6 +12,7 @@ mod codexd_lifecycle;
 mod codexd_models;
 mod codexd_real;
 mod codexd_socket;
+mod codexd_state_heal;
 mod conductor_api;
 mod conductor_codex_proxy;
 mod conductor_firefox;

@@ -4,7 +4,9 @@
 //! command, spawn, stop), and the two transports behind the one [`Rpc`]: `stdio` (the
 //! stdin writer; `pumps`, the threads on stdout and stderr) and `unix` (spawning a child
 //! that listens on a socket, or attaching to one that already runs; `socket`, the
-//! WebSocket connection and its thread); `queue` is the byte-bounded channel to the core.
+//! WebSocket connection and its thread; `pid_file`, the record beside the socket of the
+//! app-server spawned there; `find`, which app-server runs on the socket, told from the
+//! outside); `queue` is the byte-bounded channel to the core.
 //!
 //! A generation is one connection: in stdio mode one process, in unix mode possibly one of
 //! several connections to the same long-lived process (codexd restarted, or the
@@ -16,7 +18,9 @@
 //! (`supervision.rs`). One channel keeps the order that matters: every line of a
 //! generation reaches the core before that generation's exit.
 
+mod find;
 mod generation;
+pub mod pid_file;
 mod policy;
 mod process;
 mod pumps;
@@ -37,6 +41,7 @@ use crate::config::Config;
 use crate::endpoint::Transport;
 use crate::rpc::{Ask, Rpc, RpcError};
 
+pub use find::{find, How};
 pub use pumps::{CutMessage, MAX_LINE};
 pub use supervisor::{spawn_supervisor, Control};
 
@@ -122,6 +127,9 @@ pub enum ChildEvent {
     /// (`why`); what was left of it is stopped and a fresh one spawned, so its in-flight
     /// turns are lost.
     AttachFailed { pid: u32, why: String },
+    /// Unix mode: an app-server already listened on the socket without codexd attached to
+    /// it (recognised by its `how`); it was stopped before a new one was spawned.
+    LeftBehindStopped { pid: u32, how: &'static str },
     /// The unix transport cannot start (`why`): codexd talks stdio from now on.
     TransportFallback { why: String },
     /// The command cannot be run at all; looked for again at `retry_at`.

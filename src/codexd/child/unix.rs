@@ -4,6 +4,8 @@
 //! Either way the connection is `socket`'s WebSocket and the handshake is the one every
 //! generation does.
 //!
+//! A spawn records the new process in the pid file beside the socket (`pid_file`), and
+//! first stops an app-server of this socket that runs without codexd attached to it.
 //! A spawn that cannot get a socket to answer at all is a [`StartError::Transport`]:
 //! codexd then falls back to stdio instead of staying down. An attach that fails is an
 //! [`AttachError`]: the supervisor stops what is left of that process and spawns afresh.
@@ -15,13 +17,16 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use baa::common::logfile::rotate_if_over;
-use baa::common::proc::{is_zombie, pid_alive, process_start_time, WakePipe};
+use baa::common::proc::{
+    is_zombie, kill_if_same, pid_alive, process_start_time, KillOutcome, WakePipe,
+};
 use baa::common::signals::StopFlag;
 
+use super::find::{self, Found};
 use super::generation::{log_tail, Generation, Io, Proc};
 use super::process::{self, describe_exit, StartError};
 use super::socket::{self, ConnectError, SocketPump};
-use super::{queue, Adoptee, ChildEvent, Link, Settings};
+use super::{pid_file, queue, Adoptee, ChildEvent, Link, Settings};
 use crate::rpc::Rpc;
 
 /// How long a freshly spawned child may take until its socket answers (~0.1 s measured
@@ -33,6 +38,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ATTACH_INIT: Duration = Duration::from_secs(10);
 /// How often a spawn looks for its socket.
 const SOCKET_POLL: Duration = Duration::from_millis(20);
+/// How long a left-behind app-server may take to die after SIGKILL.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// The child's stdout and stderr, under the logs dir (unix mode writes it directly).
 fn log_path(s: &Settings) -> std::path::PathBuf {
@@ -47,17 +54,23 @@ pub(super) fn spawn(
     reports: &queue::Sender<ChildEvent>,
     stop: &StopFlag,
 ) -> Result<Generation, StartError> {
-    // Something already answering there is not ours to talk to (codexd knows nothing of
-    // it): say so instead of racing it.
+    // Something already answering there: an app-server started on this very socket that
+    // codexd lost track of is stopped first, so no thread ever has two writers; anything
+    // else is not ours to talk to or to kill: say so instead of racing it.
     if let Ok(ws) = socket::connect(sock, CONNECT_TIMEOUT) {
         drop(ws);
-        return Err(StartError::Transport(
-            format!(
-                "another process already listens on {}; codexd did not start it and will not use it",
-                sock.display()
-            ),
-            String::new(),
-        ));
+        match find::listener(sock) {
+            Some(left) => stop_left_behind(s, sock, &left, reports),
+            None => {
+                return Err(StartError::Transport(
+                    format!(
+                        "another process already listens on {}; codexd did not start it and will not use it",
+                        sock.display()
+                    ),
+                    String::new(),
+                ))
+            }
+        }
     }
     if let Some(dir) = sock.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -76,6 +89,13 @@ pub(super) fn spawn(
     drop(file);
     let pid = child.id();
     let start_time = process_start_time(pid);
+    // Recorded before anything else can fail: a codexd killed from here on (or one whose
+    // daemon-state.json is lost) still finds this process.
+    if let Some(st) = &start_time {
+        if let Err(e) = pid_file::write(sock, pid, st) {
+            log::warn!("cannot record the app-server pid {pid}: {e}");
+        }
+    }
     let deadline = Instant::now() + SOCKET_WAIT.min(s.request_timeout);
     let ws = loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -218,7 +238,40 @@ pub(super) fn attach(
         let adoptee = gen.into_adoptee().unwrap_or(a);
         return Err(AttachError { why, adoptee });
     }
+    // An app-server spawned before pid files existed, or whose file was lost: record it.
+    let recorded = pid_file::read(&a.socket).ok().flatten();
+    if recorded.is_none_or(|r| r.pid != a.pid || r.start_time != a.start_time) {
+        if let Err(e) = pid_file::write(&a.socket, a.pid, &a.start_time) {
+            log::warn!("cannot record the app-server pid {}: {e}", a.pid);
+        }
+    }
     Ok(gen)
+}
+
+/// Stops an app-server found on the socket that codexd is not attached to (that exact
+/// process: pid and start time), and waits until it is gone so the new one can listen.
+fn stop_left_behind(s: &Settings, sock: &Path, left: &Found, reports: &queue::Sender<ChildEvent>) {
+    let Found {
+        pid, start_time, ..
+    } = left;
+    log::warn!(
+        "an app-server (pid {pid}) already listens on {} without codexd attached to it; stopping it before starting another",
+        sock.display()
+    );
+    let outcome = kill_if_same(*pid, start_time, s.stop_grace);
+    // SIGKILL is not waited for by kill_if_same; the socket is free only once it is gone.
+    let deadline = Instant::now() + STOP_WAIT;
+    while find::same_process(*pid, start_time) && Instant::now() < deadline {
+        thread::sleep(SOCKET_POLL);
+    }
+    if outcome == KillOutcome::Killed {
+        let ev = ChildEvent::LeftBehindStopped {
+            pid: *pid,
+            how: left.how.as_str(),
+        };
+        let weight = ev.weight();
+        let _ = reports.send(ev, weight);
+    }
 }
 
 /// The Rpc, the socket thread and the link over an upgraded connection; reports

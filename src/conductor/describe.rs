@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use baa::common::http::router::{self, Route, RouteKind};
 
 use crate::config::{Config, CODEXD_ENV};
-use crate::host_ops::exec;
+use crate::host_ops::{exec, files};
 
 /// What the documents are built from; the routes fill it in for each request.
 pub struct Facts<'a, C> {
@@ -233,6 +233,10 @@ fn host_ops_block<C>(f: &Facts<C>) -> Value {
             "max_timeout_ms": exec::MAX_TIMEOUT_MS,
             "output_cap_bytes_per_stream": exec::OUTPUT_CAP,
             "max_concurrent": exec::MAX_CONCURRENT,
+        },
+        "files": {
+            "read_cap_bytes": files::READ_CAP,
+            "max_concurrent": f.cfg.max_file_ops,
         },
         "examples": [
             example(f, "Run a command", "host.exec"),

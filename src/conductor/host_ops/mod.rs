@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod bounded_read;
 pub mod exec;
+pub mod file_slots;
 pub mod files;
 pub mod group;
 pub mod protect;

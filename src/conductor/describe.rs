@@ -226,7 +226,7 @@ fn host_ops_block<C>(f: &Facts<C>) -> Value {
             "unconfigured_status": 503,
         },
         "routes": by_ids(f.routes, &["host.exec", "host.files.read", "host.files.write"]),
-        "result_shape": "HTTP 200 with data = {ok, operation, input, result, error?}; error.code such as INVALID_INPUT, EXEC_TIMEOUT, EXEC_FAILED, FILE_ALREADY_EXISTS, FILE_NOT_FOUND",
+        "result_shape": "HTTP 200 with data = {ok, operation, input, result, error?}; error.code such as INVALID_INPUT, EXEC_TIMEOUT, EXEC_FAILED, EXEC_BUSY, FILES_BUSY, FILE_ALREADY_EXISTS, FILE_NOT_FOUND",
         "exec": {
             "shell": "/bin/sh -c",
             "default_timeout_ms": exec::DEFAULT_TIMEOUT_MS,

@@ -456,3 +456,39 @@ fn files_read_dir_symlink_swap_race_never_returns_the_conductors_environ() {
         "decoys {decoys}, refused {refused}"
     );
 }
+
+/// The defect: children that call `setpgid`/`setpgrp` left the exec's process group and
+/// outlived the exec. Each exec is a session now and the whole session is killed when the
+/// shell exits (a child that calls `setsid` still escapes, as documented).
+#[cfg(target_os = "linux")]
+#[test]
+fn exec_setpgid_child_is_killed_with_the_exec_session() {
+    let c = conductor::start("exec-setpgid");
+    let out = c.dir.join("child");
+    let command = format!(
+        "perl -e 'setpgrp(0,0); open(my $f, \">\", $ARGV[0]) or die; print $f \"$$ \" . getpgrp(); close $f; sleep 1007' {p} >/dev/null 2>&1 &
+         while [ ! -s {p} ]; do sleep 0.01; done; cat {p}",
+        p = out.display()
+    );
+    let r = op(
+        &c,
+        "/v1/exec",
+        json!({"command": command, "timeoutMs": 10_000}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let seen = r["result"]["stdout"].as_str().unwrap_or_default();
+    let ids: Vec<u32> = seen
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [pid, pgid] = ids[..] else {
+        panic!("no pid and group in {r}")
+    };
+    // A positive sign first: the child really had left the shell's group.
+    assert_eq!(pid, pgid, "{seen}");
+    let gone = wait_for(Duration::from_secs(5), || process_gone(pid).then_some(()));
+    if gone.is_none() {
+        let _ = baa::common::proc::kill_pid(pid, libc::SIGKILL);
+    }
+    assert!(gone.is_some(), "the setpgid child {pid} outlived its exec");
+}

@@ -9,6 +9,7 @@ pub mod file_slots;
 pub mod files;
 pub mod group;
 pub mod protect;
+pub mod session;
 pub mod slots;
 
 use serde_json::{json, Map, Value};

@@ -12,6 +12,8 @@
 //!
 //! The session id must name this exec's session: callers signal only while the leader is
 //! registered and unreaped (its pid, the session id, cannot be reused until it is reaped).
+//! Each member is pinned with a pidfd and checked again before its signal, so a member's
+//! pid reused between the scan and the signal is not hit.
 
 /// Sends `sig` to every live process in session `sid` except this one; returns how many
 /// were signalled. A no-op without `/proc`.
@@ -20,8 +22,54 @@ pub fn signal_session(sid: u32, sig: i32) -> usize {
     members(sid)
         .into_iter()
         .filter(|pid| *pid != me)
-        .filter(|pid| baa::common::proc::kill_pid(*pid, sig).is_ok())
+        .filter(|pid| signal_member(*pid, sid, sig))
         .count()
+}
+
+/// Signals `pid` if it is still a live member of `sid` once pinned by a pidfd (which names
+/// one process): a member that exited after the scan and whose pid was reused is left
+/// alone. Without pidfds (Linux before 5.3, or a seccomp filter) a plain `kill` after the
+/// same check.
+#[cfg(target_os = "linux")]
+fn signal_member(pid: u32, sid: u32, sig: i32) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: pidfd_open(pid, 0) returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
+    if fd < 0 {
+        let gone = std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        return !gone
+            && session_of(pid) == Some(sid)
+            && baa::common::proc::kill_pid(pid, sig).is_ok();
+    }
+    // SAFETY: a descriptor pidfd_open just returned, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    if session_of(pid) != Some(sid) {
+        return false;
+    }
+    // SAFETY: pidfd_send_signal(pidfd, sig, NULL info, 0 flags) on our descriptor.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    rc == 0
+}
+
+/// No `/proc`, so no members were listed.
+#[cfg(not(target_os = "linux"))]
+fn signal_member(_pid: u32, _sid: u32, _sig: i32) -> bool {
+    false
+}
+
+fn session_of(pid: u32) -> Option<u32> {
+    live_session(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// SIGKILLs the session until no live member is left (a member may fork between a scan and
@@ -46,12 +94,7 @@ fn members(sid: u32) -> Vec<u32> {
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| live_session(&stat))
-                == Some(sid)
-        })
+        .filter(|pid| session_of(*pid) == Some(sid))
         .collect()
 }
 

@@ -278,6 +278,10 @@ pub const SETTINGS: &[Setting] = &[
     pass_on("LC_ALL"),
     pass_on("TMPDIR"),
     pass_on("SHELL"),
+    Setting::env("MALLOC_ARENA_MAX")
+        .help("glibc: when set, the conductor keeps glibc's arena handling (else it caps arenas at 2 at start)")
+        .external()
+        .hidden(),
     Setting::env("XPC_SERVICE_NAME")
         .help("set by launchd on macOS; /v1/exec then refuses a cwd in a TCC-protected folder")
         .external()

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod jsonl;
 pub mod logfile;
 pub mod logging;
+pub mod malloc;
 pub mod netaddr;
 pub mod proc;
 pub mod responses;

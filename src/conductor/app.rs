@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::firefox::{self, Bridge};
 use crate::host_ops::audit::Audit;
 use crate::host_ops::exec::ExecSlots;
+use crate::host_ops::file_slots::FileSlots;
 use crate::host_ops::protect::Protected;
 use crate::lease::Lease;
 use crate::system::{Action, ChangeRequest, Mode, SystemStore};
@@ -45,6 +46,8 @@ pub struct App {
     /// Whether codexd's account or rate limits hold new task turns (the scheduler asks).
     pub codex_hold: HoldGate,
     pub exec_slots: ExecSlots,
+    /// The cap on concurrent `files/read` and `files/write`.
+    pub file_slots: FileSlots,
     /// What host ops must never touch (state and logs trees, our own /proc entry).
     pub protected_paths: Protected,
     /// Where host operations are recorded (`<logs>/conductor/audit.jsonl`).
@@ -88,6 +91,7 @@ impl App {
             codex: CodexProxy::with_client(codexd_client),
             codex_hold: HoldGate::default(),
             exec_slots: ExecSlots::default(),
+            file_slots: FileSlots::new(cfg.max_file_ops),
             protected_paths,
             audit,
             cfg,

@@ -66,6 +66,8 @@ pub struct Config {
     pub idle_timeout_ms: u64,
     /// Task runs (Codex turns through codexd) the scheduler keeps in flight at once.
     pub max_running_tasks: usize,
+    /// Host `files/read` and `files/write` running at once; more answer `FILES_BUSY`.
+    pub max_file_ops: usize,
     /// Finished tasks kept (with their runs and logs); older ones are pruned.
     pub task_retention: usize,
     /// First retry delay of a task whose run failed retryably; doubles per failure.
@@ -208,6 +210,10 @@ pub const MAX_RUNNING_TASKS: Setting = Setting::env("BAA_CONDUCTOR_MAX_RUNNING_T
     .flag("max-running-tasks", "N")
     .default("1")
     .help("task runs (Codex turns through codexd) in flight at once on the leader (1-64)");
+pub const MAX_FILE_OPS: Setting = Setting::env("BAA_CONDUCTOR_MAX_FILE_OPS")
+    .flag("max-file-ops", "N")
+    .default("4")
+    .help("host files/read and files/write running at once (1-64); more answer FILES_BUSY");
 pub const TASK_RETENTION: Setting = Setting::env("BAA_CONDUCTOR_TASK_RETENTION")
     .flag("task-retention", "N")
     .default("5000")
@@ -256,6 +262,7 @@ pub const SETTINGS: &[Setting] = &[
     HEAD_TIMEOUT_MS,
     IDLE_TIMEOUT_MS,
     MAX_RUNNING_TASKS,
+    MAX_FILE_OPS,
     TASK_RETENTION,
     TASK_BACKOFF_MS,
     TASK_BACKOFF_MAX_MS,
@@ -271,6 +278,10 @@ pub const SETTINGS: &[Setting] = &[
     pass_on("LC_ALL"),
     pass_on("TMPDIR"),
     pass_on("SHELL"),
+    Setting::env("MALLOC_ARENA_MAX")
+        .help("glibc: when set, the conductor keeps glibc's arena handling (else it caps arenas at 2 at start)")
+        .external()
+        .hidden(),
     Setting::env("XPC_SERVICE_NAME")
         .help("set by launchd on macOS; /v1/exec then refuses a cwd in a TCC-protected folder")
         .external()
@@ -400,6 +411,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
     let head_timeout_ms = r.number(&HEAD_TIMEOUT_MS, 100..=u64::MAX)?;
     let idle_timeout_ms = r.number(&IDLE_TIMEOUT_MS, 100..=u64::MAX)?;
     let max_running_tasks = r.number(&MAX_RUNNING_TASKS, 1..=64)?;
+    let max_file_ops = r.number(&MAX_FILE_OPS, 1..=64)?;
     let task_retention = r.number(&TASK_RETENTION, 1..=usize::MAX)?;
     let task_backoff_ms = r.number(&TASK_BACKOFF_MS, 1..=u64::MAX)?;
     let task_backoff_max_ms = r.number(&TASK_BACKOFF_MAX_MS, 1..=u64::MAX)?;
@@ -449,6 +461,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         head_timeout_ms,
         idle_timeout_ms,
         max_running_tasks,
+        max_file_ops,
         task_retention,
         task_backoff_ms,
         task_backoff_max_ms,
@@ -535,6 +548,7 @@ pub fn render_text(c: &Config) -> String {
         format!("lease_renew_interval_ms: {}", c.lease_renew_interval_ms),
         format!("renew_failure_threshold: {}", c.renew_failure_threshold),
         format!("max_running_tasks: {}", c.max_running_tasks),
+        format!("max_file_ops: {}", c.max_file_ops),
         format!("task_retention: {}", c.task_retention),
         format!("state_dir: {}", c.state_dir.display()),
         format!("logs_dir: {}", c.logs_dir.display()),
@@ -581,6 +595,7 @@ pub fn render_json(c: &Config) -> serde_json::Value {
         "leaseRenewIntervalMs": c.lease_renew_interval_ms,
         "renewFailureThreshold": c.renew_failure_threshold,
         "maxRunningTasks": c.max_running_tasks,
+        "maxFileOps": c.max_file_ops,
         "taskRetention": c.task_retention,
         "taskBackoffMs": c.task_backoff_ms,
         "taskBackoffMaxMs": c.task_backoff_max_ms,

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use baa::common::http::router::{self, Route, RouteKind};
 
 use crate::config::{Config, CODEXD_ENV};
-use crate::host_ops::exec;
+use crate::host_ops::{exec, files};
 
 /// What the documents are built from; the routes fill it in for each request.
 pub struct Facts<'a, C> {
@@ -226,13 +226,17 @@ fn host_ops_block<C>(f: &Facts<C>) -> Value {
             "unconfigured_status": 503,
         },
         "routes": by_ids(f.routes, &["host.exec", "host.files.read", "host.files.write"]),
-        "result_shape": "HTTP 200 with data = {ok, operation, input, result, error?}; error.code such as INVALID_INPUT, EXEC_TIMEOUT, EXEC_FAILED, FILE_ALREADY_EXISTS, FILE_NOT_FOUND",
+        "result_shape": "HTTP 200 with data = {ok, operation, input, result, error?}; error.code such as INVALID_INPUT, EXEC_TIMEOUT, EXEC_FAILED, EXEC_BUSY, FILES_BUSY, FILE_ALREADY_EXISTS, FILE_NOT_FOUND",
         "exec": {
             "shell": "/bin/sh -c",
             "default_timeout_ms": exec::DEFAULT_TIMEOUT_MS,
             "max_timeout_ms": exec::MAX_TIMEOUT_MS,
             "output_cap_bytes_per_stream": exec::OUTPUT_CAP,
             "max_concurrent": exec::MAX_CONCURRENT,
+        },
+        "files": {
+            "read_cap_bytes": files::READ_CAP,
+            "max_concurrent": f.cfg.max_file_ops,
         },
         "examples": [
             example(f, "Run a command", "host.exec"),

@@ -520,16 +520,29 @@ fn host_files_read(app: &Ctx, req: &Request, _: &Params) -> Res {
     host_ops::authorize(req, app.cfg.shared_token.as_deref())?;
     let body = req.json_object()?;
     let started = Instant::now();
-    let answer = host_ops::files::read(&body, &app.protected_paths);
+    // Held until the answer is serialized: the large copies of a read are all made under
+    // the cap.
+    let slot = app.file_slots.take();
+    let answer = match &slot {
+        Ok(_) => host_ops::files::read(&body, &app.protected_paths),
+        Err(e) => host_ops::files::read_refused(&body, e.clone()),
+    };
     app.audit.record(req.remote, started, &answer);
-    Ok(app.ok(req, 200, answer))
+    let reply = app.ok(req, 200, answer);
+    drop(slot);
+    Ok(reply)
 }
 
 fn host_files_write(app: &Ctx, req: &Request, _: &Params) -> Res {
     host_ops::authorize(req, app.cfg.shared_token.as_deref())?;
     let body = req.json_object()?;
     let started = Instant::now();
-    let answer = host_ops::files::write(&body, &app.protected_paths);
+    let slot = app.file_slots.take();
+    let answer = match &slot {
+        Ok(_) => host_ops::files::write(&body, &app.protected_paths),
+        Err(e) => host_ops::files::write_refused(&body, e.clone()),
+    };
+    drop(slot);
     app.audit.record(req.remote, started, &answer);
     Ok(app.ok(req, 200, answer))
 }

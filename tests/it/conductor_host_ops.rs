@@ -324,3 +324,171 @@ fn files_write_overwrite_keeps_the_old_mode_and_state_files_are_private() {
         assert_eq!(mode(&p), 0o600, "{f}: {:o}", mode(&p));
     }
 }
+
+/// `VmHWM` (peak RSS) in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The defect: 64 parallel 8 MiB reads took the conductor to 2.2 GB of RSS. With the cap
+/// (a setting, 2 here) the reads beyond it answer `FILES_BUSY` at once and the peak stays
+/// near the cap's worth.
+#[cfg(target_os = "linux")]
+#[test]
+fn files_parallel_8mib_reads_beyond_the_cap_are_busy() {
+    let dir = TempDir::new("files-cap");
+    let d = conductor::spawn(&dir, "mini-main", "primary")
+        .env("BAA_SHARED_TOKEN", TOKEN)
+        .env("BAA_CONDUCTOR_MAX_FILE_OPS", "2")
+        .start();
+    let c = Conductor { d, dir };
+    let big = c.dir.join("big.bin");
+    std::fs::write(&big, vec![b'a'; 8 * 1024 * 1024]).unwrap();
+    let url = c.url("/v1/files/read");
+    let body = json!({"path": big.display().to_string(), "encoding": "base64"});
+    let auth = format!("Bearer {TOKEN}");
+    let readers: Vec<_> = (0..32)
+        .map(|_| {
+            let (url, body, auth) = (url.clone(), body.clone(), auth.clone());
+            std::thread::spawn(move || {
+                let v = post_h(&url, &body, &[("Authorization", auth.as_str())]).expect(200);
+                v["data"].clone()
+            })
+        })
+        .collect();
+    let (mut ok, mut busy) = (0, 0);
+    for r in readers {
+        let v = r.join().unwrap();
+        if v["ok"] == true {
+            assert_eq!(
+                v["result"]["size"],
+                8 * 1024 * 1024,
+                "{}",
+                v["result"]["size"]
+            );
+            ok += 1;
+        } else {
+            assert_eq!(code(&v), json!("FILES_BUSY"), "{}", v["error"]);
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("2 file operations")),
+                "{}",
+                v["error"]
+            );
+            busy += 1;
+        }
+    }
+    let peak = peak_kib(c.d.pid());
+    println!("32 parallel 8 MiB reads, cap 2: {ok} ok, {busy} busy; conductor peak RSS {peak} KiB");
+    assert!(ok > 0 && busy > 0, "ok {ok}, busy {busy}");
+    // Uncapped, 32 such reads peak above 1 GiB.
+    assert!(peak < 400 * 1024, "conductor peaked at {peak} KiB");
+    // The cap is reported, and a write shares it (a free slot answers normally).
+    let w = op(
+        &c,
+        "/v1/files/write",
+        json!({"path": c.dir.join("small.txt").display().to_string(), "content": "x"}),
+    );
+    assert_eq!(w["ok"], true, "{w}");
+    let describe = crate::support::http::get(&c.url("/describe")).expect(200);
+    assert_eq!(
+        describe["data"]["host_operations"]["files"]["max_concurrent"], 2,
+        "{}",
+        describe["data"]["host_operations"]
+    );
+}
+
+/// The defect: a directory ↔ symlink-to-`/proc/<conductor pid>` swap raced past the path
+/// check once in 600 reads and returned the conductor's environ (its token included). The
+/// file actually opened is checked now; a few seconds of racing reads never see the token.
+#[cfg(target_os = "linux")]
+#[test]
+fn files_read_dir_symlink_swap_race_never_returns_the_conductors_environ() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let c = conductor::start("files-race");
+    let real = c.dir.join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::write(real.join("environ"), b"decoy").unwrap();
+    let swapped = c.dir.join("d");
+    let own = format!("/proc/{}", c.d.pid());
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, real, swapped) = (stop.clone(), real.clone(), swapped.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::fs::rename(&real, &swapped).unwrap();
+                std::fs::rename(&swapped, &real).unwrap();
+                std::os::unix::fs::symlink(&own, &swapped).unwrap();
+                std::fs::remove_file(&swapped).unwrap();
+            }
+        })
+    };
+    let path = swapped.join("environ").display().to_string();
+    let (mut reads, mut decoys, mut refused) = (0, 0, 0);
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        let v = op(&c, "/v1/files/read", json!({"path": path}));
+        reads += 1;
+        if v["ok"] == true {
+            let got = v["result"]["content"].as_str().unwrap_or_default();
+            assert!(!got.contains(TOKEN), "the conductor's environ came back");
+            assert_eq!(got, "decoy", "read past the guard: {got:.40}…");
+            decoys += 1;
+        } else if code(&v) == json!("PROTECTED_PATH") {
+            refused += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    println!("{reads} racing reads: {decoys} decoys, {refused} refused");
+    assert!(
+        decoys > 0 && refused > 0,
+        "decoys {decoys}, refused {refused}"
+    );
+}
+
+/// The defect: children that call `setpgid`/`setpgrp` left the exec's process group and
+/// outlived the exec. Each exec is a session now and the whole session is killed when the
+/// shell exits (a child that calls `setsid` still escapes, as documented).
+#[cfg(target_os = "linux")]
+#[test]
+fn exec_setpgid_child_is_killed_with_the_exec_session() {
+    let c = conductor::start("exec-setpgid");
+    let out = c.dir.join("child");
+    let command = format!(
+        "perl -e 'setpgrp(0,0); open(my $f, \">\", $ARGV[0]) or die; print $f \"$$ \" . getpgrp(); close $f; sleep 1007' {p} >/dev/null 2>&1 &
+         while [ ! -s {p} ]; do sleep 0.01; done; cat {p}",
+        p = out.display()
+    );
+    let r = op(
+        &c,
+        "/v1/exec",
+        json!({"command": command, "timeoutMs": 10_000}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let seen = r["result"]["stdout"].as_str().unwrap_or_default();
+    let ids: Vec<u32> = seen
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [pid, pgid] = ids[..] else {
+        panic!("no pid and group in {r}")
+    };
+    // A positive sign first: the child really had left the shell's group.
+    assert_eq!(pid, pgid, "{seen}");
+    let gone = wait_for(Duration::from_secs(5), || process_gone(pid).then_some(()));
+    if gone.is_none() {
+        let _ = baa::common::proc::kill_pid(pid, libc::SIGKILL);
+    }
+    assert!(gone.is_some(), "the setpgid child {pid} outlived its exec");
+}

@@ -47,19 +47,12 @@ impl From<io::Error> for ReadError {
 /// Longest `poll` between two reads: a stream that trickles still meets the deadline.
 const POLL_SLICE: Duration = Duration::from_millis(100);
 
-/// Reads the regular file at `path`: at most `cap` bytes, within `deadline`.
-/// Returns the bytes and the metadata of the file actually opened.
-pub fn read_regular(
-    path: &Path,
-    cap: u64,
-    deadline: Duration,
-) -> Result<(Vec<u8>, Metadata), ReadError> {
-    let started = Instant::now();
+/// Opens the regular file at `path` without blocking and without reading it, so the caller
+/// can check what was actually opened (`Protected::check_opened`) before [`read_opened`].
+/// Returns the file and its metadata (of the file opened, not of the path).
+pub fn open_regular(path: &Path) -> Result<(File, Metadata), ReadError> {
     let before = fs::metadata(path)?;
     check_type(&before)?;
-    if before.len() > cap {
-        return Err(ReadError::TooLarge);
-    }
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -71,8 +64,20 @@ pub fn read_regular(
             "the file was replaced while it was being opened; retry",
         )));
     }
-    let bytes = read_capped(file, cap, started + deadline)?;
-    Ok((bytes, meta))
+    Ok((file, meta))
+}
+
+/// Reads a file from [`open_regular`]: at most `cap` bytes, until `deadline`.
+pub fn read_opened(
+    file: File,
+    meta: &Metadata,
+    cap: u64,
+    deadline: Instant,
+) -> Result<Vec<u8>, ReadError> {
+    if meta.len() > cap {
+        return Err(ReadError::TooLarge);
+    }
+    read_capped(file, cap, deadline)
 }
 
 fn check_type(meta: &Metadata) -> Result<(), ReadError> {
@@ -190,13 +195,13 @@ mod tests {
             ("/dev/zero", "a character device"),
             ("/dev/null", "a character device"),
         ] {
-            let e = read_regular(Path::new(path), 10, Duration::from_secs(1));
+            let e = open_regular(Path::new(path));
             assert!(
                 matches!(e, Err(ReadError::Special(w)) if w == what),
                 "{path}: {e:?}"
             );
         }
-        let e = read_regular(Path::new("/"), 10, Duration::from_secs(1));
+        let e = open_regular(Path::new("/"));
         assert!(matches!(e, Err(ReadError::Directory)), "{e:?}");
     }
 }

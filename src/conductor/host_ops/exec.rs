@@ -1,7 +1,7 @@
-//! `/v1/exec`: `/bin/sh -c <command>` in its own process group, with a scrubbed
-//! environment, capped output, a timeout that kills the whole group, the group killed when
-//! the shell exits (nothing outlives its request) and when the conductor stops, and the
-//! shell always reaped. Input parsing and the result shape live here; the run loop in
+//! `/v1/exec`: `/bin/sh -c <command>` in its own session, with a scrubbed environment,
+//! capped output, a timeout that kills the whole session, the session killed when the shell
+//! exits (nothing outlives its request but a child that starts a session of its own) and
+//! when the conductor stops, and the shell always reaped. Input parsing and the result shape live here; the run loop in
 //! `group.rs`, the slots and live groups in `slots.rs`.
 
 use std::path::Path;
@@ -198,7 +198,9 @@ fn execute(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // Its own session (and so its own process group): children that leave the group with
+    // setpgid stay in the session, and the whole session is killed when the exec ends.
+    baa::common::proc::set_new_session(&mut cmd);
     if let Some(c) = cwd {
         cmd.current_dir(c);
     }
@@ -329,6 +331,51 @@ mod tests {
             !v["result"]["stdout"].as_str().unwrap().contains("leak"),
             "{v}"
         );
+    }
+
+    /// The defect: a child that left the shell's process group with `setpgid` outlived its
+    /// exec (only the group was killed). It stays in the exec's session, which is killed.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn setpgid_child_does_not_outlive_its_exec() {
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("exec-setpgid"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("child");
+        // The child writes its pid and group once it has left the shell's group.
+        let command = format!(
+            "perl -e 'setpgrp(0,0); open(my $f, \">\", $ARGV[0]) or die; print $f \"$$ \" . getpgrp(); close $f; sleep 30' {p} >/dev/null 2>&1 &
+             while [ ! -s {p} ]; do sleep 0.01; done; cat {p}",
+            p = out.display()
+        );
+        let v = run(
+            &body(json!({"command": command, "timeoutMs": 10_000})),
+            &ExecSlots::default(),
+        );
+        assert_eq!(v["ok"], true, "{v}");
+        let seen = v["result"]["stdout"].as_str().unwrap_or_default();
+        let ids: Vec<u32> = seen
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let [pid, pgid] = ids[..] else {
+            panic!("no pid and group in {v}")
+        };
+        assert_eq!(
+            pid, pgid,
+            "the child did not leave the shell's group: {seen}"
+        );
+        let gone = (0..250).any(|_| {
+            let gone = !baa::common::proc::pid_alive(pid) || baa::common::proc::is_zombie(pid);
+            if !gone {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            gone
+        });
+        if !gone {
+            let _ = baa::common::proc::kill_pid(pid, libc::SIGKILL);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(gone, "the setpgid child {pid} outlived its exec");
     }
 
     #[test]

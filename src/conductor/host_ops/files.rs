@@ -5,14 +5,14 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, Engine as _, GeneralPurpose, GeneralPurposeConfig};
 
-use super::bounded_read::{read_regular, ReadError};
+use super::bounded_read::{open_regular, read_opened, ReadError};
 use super::protect::Protected;
 use super::{opt_bool, opt_str, resolve_path, union, OpError};
 use baa::common::store::{write_atomic_with, FileMode};
@@ -57,12 +57,35 @@ fn echo(body: &Map<String, Value>, keys: &[&str]) -> Value {
     Value::Object(m)
 }
 
+const READ_INPUT: &[&str] = &["path", "cwd", "encoding"];
+const WRITE_INPUT: &[&str] = &["path", "cwd", "encoding", "overwrite", "createParents"];
+
 pub fn read(body: &Map<String, Value>, protected: &Protected) -> Value {
-    let input = echo(body, &["path", "cwd", "encoding"]);
+    let input = echo(body, READ_INPUT);
     match do_read(body, protected) {
         Ok(result) => union("files/read", input, result, None),
         Err(e) => union("files/read", input, read_result_empty(), Some(e)),
     }
+}
+
+/// The answer of a read refused before it started (no slot free).
+pub fn read_refused(body: &Map<String, Value>, e: OpError) -> Value {
+    union(
+        "files/read",
+        echo(body, READ_INPUT),
+        read_result_empty(),
+        Some(e),
+    )
+}
+
+/// The answer of a write refused before it started (no slot free).
+pub fn write_refused(body: &Map<String, Value>, e: OpError) -> Value {
+    union(
+        "files/write",
+        echo(body, WRITE_INPUT),
+        write_result_empty(),
+        Some(e),
+    )
 }
 
 fn do_read(body: &Map<String, Value>, protected: &Protected) -> Result<Value, OpError> {
@@ -70,11 +93,17 @@ fn do_read(body: &Map<String, Value>, protected: &Protected) -> Result<Value, Op
     let cwd = opt_str(body, &["cwd"])?;
     let enc = encoding(body)?;
     let full = resolve_path(&path, cwd.as_deref())?;
+    let started = Instant::now();
     // The real path (symlinks, `..`, /proc/self resolved) is what gets checked and read.
     let real = fs::canonicalize(&full).map_err(|e| read_error(&full, e.into()))?;
     protected.check_read(&real)?;
-    let (bytes, meta) =
-        read_regular(&real, READ_CAP, READ_DEADLINE).map_err(|e| read_error(&full, e))?;
+    let (file, meta) = open_regular(&real).map_err(|e| read_error(&full, e))?;
+    // A directory on the path swapped for a symlink between the check and the open leads
+    // the open somewhere else (into /proc/<our pid>, once in 600 racing reads): the file
+    // actually opened is checked again before a byte is read.
+    protected.check_opened(&file, &full)?;
+    let bytes = read_opened(file, &meta, READ_CAP, started + READ_DEADLINE)
+        .map_err(|e| read_error(&full, e))?;
     let size = bytes.len();
     let content = match enc {
         Encoding::Utf8 => String::from_utf8(bytes).map_err(|_| {
@@ -131,10 +160,7 @@ fn read_error(shown: &Path, e: ReadError) -> OpError {
 }
 
 pub fn write(body: &Map<String, Value>, protected: &Protected) -> Value {
-    let input = echo(
-        body,
-        &["path", "cwd", "encoding", "overwrite", "createParents"],
-    );
+    let input = echo(body, WRITE_INPUT);
     match do_write(body, protected) {
         Ok(result) => union("files/write", input, result, None),
         Err(e) => union("files/write", input, write_result_empty(), Some(e)),
@@ -406,6 +432,61 @@ mod tests {
         );
         assert_eq!(v["error"]["code"], "INVALID_INPUT", "{v}");
         assert!(!dir.join("missing").exists());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    /// The defect: a directory on the path swapped for a symlink to `/proc/<our pid>`
+    /// between the path check and the open returned the conductor's own environ.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn dir_symlink_swap_race_never_reaches_own_proc() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("files-race"));
+        let real = dir.join("real");
+        fs::create_dir_all(&real).unwrap();
+        fs::write(real.join("environ"), b"decoy").unwrap();
+        let swapped = dir.join("d");
+        let own = format!("/proc/{}", std::process::id());
+        let stop = Arc::new(AtomicBool::new(false));
+        let swaps = Arc::new(AtomicUsize::new(0));
+        let swapper = {
+            let (stop, swaps, real, swapped) =
+                (stop.clone(), swaps.clone(), real.clone(), swapped.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    // `d` a real directory holding the decoy, then a symlink to our /proc.
+                    fs::rename(&real, &swapped).unwrap();
+                    fs::rename(&swapped, &real).unwrap();
+                    std::os::unix::fs::symlink(&own, &swapped).unwrap();
+                    fs::remove_file(&swapped).unwrap();
+                    swaps.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let protected = Protected::new(&[]);
+        let path = swapped.join("environ").display().to_string();
+        let (mut decoys, mut refused) = (0, 0);
+        let until = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < until {
+            let v = read(&body(json!({"path": path})), &protected);
+            if v["ok"] == true {
+                let got = v["result"]["content"].as_str().unwrap_or_default();
+                // Not the whole content in the message: it would be our environment.
+                assert_eq!(got, "decoy", "read past the guard: {:.40}…", got);
+                decoys += 1;
+            } else if v["error"]["code"] == "PROTECTED_PATH" {
+                refused += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+        // Positive signs that both sides of the race were hit.
+        assert!(
+            decoys > 0 && refused > 0,
+            "decoys {decoys}, refused {refused}"
+        );
+        assert!(swaps.load(Ordering::Relaxed) > 0);
         let _ = fs::remove_dir_all(dir);
     }
 

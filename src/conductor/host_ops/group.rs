@@ -1,11 +1,13 @@
-//! Runs one exec'd shell in its own process group on the request's own thread: no
+//! Runs one exec'd shell, leader of its own session, on the request's own thread: no
 //! helper threads to own or leak. One loop `poll`s the two output pipes, notices the
-//! shell's exit without reaping it (`waitid(WNOWAIT)`, so its pid, the group id, stays
-//! reserved), escalates a timeout (SIGTERM, then SIGKILL), and when the shell is gone
-//! kills whatever it left in its group (`nohup cmd &` included) before reaping it.
+//! shell's exit without reaping it (`waitid(WNOWAIT)`, so its pid, the session and group
+//! id, stays reserved), escalates a timeout (SIGTERM, then SIGKILL), and when the shell is
+//! gone kills whatever it left in its group and session (`nohup cmd &` and `setpgid`
+//! children included, see `session`) before reaping it.
 //!
-//! A process that calls `setsid` leaves the group and escapes all of this: exec is not a
-//! sandbox.
+//! A process that calls `setsid` starts a session of its own and escapes all of this (and
+//! on macOS, with no `/proc` to find a session's members, so does a `setpgid` one): exec
+//! is not a sandbox.
 
 use std::io::{self, Read};
 use std::os::unix::io::AsRawFd;
@@ -43,7 +45,7 @@ pub struct Outcome {
     pub aborted: bool,
 }
 
-/// Spawns `cmd` (already set up with piped stdout/stderr and `process_group(0)`) and runs
+/// Spawns `cmd` (already set up with piped stdout/stderr and a new session) and runs
 /// it to the end under `timeout`.
 pub fn run(cmd: &mut Command, timeout: Duration, slot: &mut Slot) -> io::Result<Outcome> {
     let started = Instant::now();

@@ -5,9 +5,11 @@
 pub mod audit;
 pub mod bounded_read;
 pub mod exec;
+pub mod file_slots;
 pub mod files;
 pub mod group;
 pub mod protect;
+pub mod session;
 pub mod slots;
 
 use serde_json::{json, Map, Value};

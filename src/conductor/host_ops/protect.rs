@@ -3,10 +3,15 @@
 //! and the conductor's own `/proc` entry. Reads: the conductor's own `/proc` entry, whose
 //! `environ`, `mem` and `fd/` would hand out the token and every open file.
 //!
-//! Every check takes a path already resolved by `canonicalize` (symlinks and `..` gone),
-//! so `/proc/self`, `/proc/thread-self` and a symlink into a protected tree all land on
-//! the real path checked here.
+//! Every path check takes a path already resolved by `canonicalize` (symlinks and `..`
+//! gone), so `/proc/self`, `/proc/thread-self` and a symlink into a protected tree all land
+//! on the real path checked here. A path can change between its check and its open, so a
+//! read also checks the file it opened (`check_opened`).
 
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+#[cfg(target_os = "linux")]
+use std::os::unix::io::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 
 use super::OpError;
@@ -37,6 +42,20 @@ impl Protected {
             return Err(own_proc_error(real));
         }
         Ok(())
+    }
+
+    /// For a file already opened for a read of `shown`: refused if it is in fact our own
+    /// `/proc` entry, whatever path led there (the path may have changed since it was
+    /// checked). On Linux the kernel's name for the descriptor (`/proc/self/fd/N`) is
+    /// checked like a path; if it cannot be read, a file on procfs is refused outright.
+    /// Elsewhere there is no procfs to reach.
+    pub fn check_opened(&self, file: &File, shown: &Path) -> Result<(), OpError> {
+        match opened_path(file) {
+            Some(real) if self.is_own_proc(&real) => Err(own_proc_error(shown)),
+            Some(_) => Ok(()),
+            None if on_procfs(file) => Err(own_proc_error(shown)),
+            None => Ok(()),
+        }
     }
 
     /// For a write whose canonical parent directory is `real_parent` (it may not exist
@@ -81,6 +100,25 @@ impl Protected {
             Ok(id) => Path::new("/proc/self/task").join(id.to_string()).exists(),
             Err(_) => false,
         }
+    }
+}
+
+/// The path the kernel has for an open file (Linux).
+#[cfg(target_os = "linux")]
+fn opened_path(file: &File) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn opened_path(_file: &File) -> Option<PathBuf> {
+    None
+}
+
+/// True if `file` lives on the filesystem mounted at `/proc` (same device).
+fn on_procfs(file: &File) -> bool {
+    match (file.metadata(), std::fs::metadata("/proc/self")) {
+        (Ok(f), Ok(p)) => f.dev() == p.dev(),
+        _ => false,
     }
 }
 

@@ -1,9 +1,12 @@
 //! The running-exec slots: a cap on concurrent commands (a burst cannot fork-bomb the
-//! node) and the process group of every live one, so a conductor stop can end them all.
+//! node) and the session of every live one, so a conductor stop can end them all.
 //!
-//! A group id is only signalled while it is registered here, and a command unregisters
-//! its group *before* its shell is reaped: while the leader is unreaped its pid (= the
-//! group id) cannot be reused, so a stop never signals an unrelated process group.
+//! Each shell leads its own session, so its pid is the id of both its session and its
+//! process group. Signals go to the group and to every member of the session (`session`:
+//! that reaches children that left the group with `setpgid`). An id is only signalled while
+//! it is registered here, and a command unregisters it *before* its shell is reaped: while
+//! the leader is unreaped its pid cannot be reused, so a stop never signals an unrelated
+//! group or session.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -11,7 +14,18 @@ use std::time::{Duration, Instant};
 use baa::common::proc::kill_group;
 use baa::common::sync::{lock, wait_timeout};
 
+use super::session::{kill_session, signal_session};
 use super::OpError;
+
+/// Sends `sig` to the exec whose shell (session and group leader) is `leader`.
+fn signal_exec(leader: u32, sig: i32) {
+    let _ = kill_group(leader, sig);
+    if sig == libc::SIGKILL {
+        kill_session(leader);
+    } else {
+        signal_session(leader, sig);
+    }
+}
 
 /// From SIGTERM to SIGKILL when a command times out.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -81,11 +95,11 @@ impl ExecSlots {
         st.killing = true;
         let signalled = st.groups.len();
         for &g in &st.groups {
-            let _ = kill_group(g, libc::SIGTERM);
+            signal_exec(g, libc::SIGTERM);
         }
         st = self.wait_until_empty(st, grace);
         for &g in &st.groups {
-            let _ = kill_group(g, libc::SIGKILL);
+            signal_exec(g, libc::SIGKILL);
         }
         st = self.wait_until_empty(st, grace);
         if !st.groups.is_empty() {
@@ -121,14 +135,14 @@ pub struct Slot<'a> {
 }
 
 impl Slot<'_> {
-    /// Registers the command's process group. If a stop is already killing groups, this
+    /// Registers the command's shell (its session and process group leader). If a stop is already killing groups, this
     /// one is killed at once (the stop's signals may have gone out before it existed).
     pub fn register(&mut self, group: u32) {
         let mut st = self.slots.lock();
         st.groups.push(group);
         self.group = Some(group);
         if st.killing {
-            let _ = kill_group(group, libc::SIGKILL);
+            signal_exec(group, libc::SIGKILL);
         }
     }
 
@@ -142,15 +156,16 @@ impl Slot<'_> {
     pub fn signal(&self, sig: i32) {
         let st = self.slots.lock();
         if let Some(g) = self.group.filter(|g| st.groups.contains(g)) {
-            let _ = kill_group(g, sig);
+            signal_exec(g, sig);
         }
     }
 
-    /// Kills what is left of the group and unregisters it. Call before reaping the shell.
+    /// Kills what is left of the group and the session and unregisters them. Call before
+    /// reaping the shell.
     pub fn finish_group(&mut self) {
         let mut st = self.slots.lock();
         if let Some(g) = self.group.take() {
-            let _ = kill_group(g, libc::SIGKILL);
+            signal_exec(g, libc::SIGKILL);
             st.groups.retain(|x| *x != g);
             self.slots.changed.notify_all();
         }

@@ -20,6 +20,7 @@ pub mod runtime_root;
 pub mod secret;
 pub mod settings;
 pub mod signals;
+pub mod state_health;
 pub mod store;
 pub mod sync;
 pub mod text;

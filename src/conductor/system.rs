@@ -199,6 +199,11 @@ pub struct SystemStore {
     warning: Mutex<Option<String>>,
     /// How many times the file was opened and parsed (the cache's misses).
     parses: AtomicU64,
+    /// A recovered state that could not be written (a directory in the way): served as is,
+    /// and written when it can be, not recomputed with a new version on every read.
+    unpersisted: Mutex<Option<SystemState>>,
+    /// The highest version this process appended to the history.
+    recorded: AtomicU64,
 }
 
 impl Default for SystemStore {
@@ -215,6 +220,8 @@ impl SystemStore {
             high_water: AtomicU64::new(0),
             warning: Mutex::new(None),
             parses: AtomicU64::new(0),
+            unpersisted: Mutex::new(None),
+            recorded: AtomicU64::new(0),
         }
     }
 
@@ -284,7 +291,9 @@ impl SystemStore {
                 recovered: Some(r),
             })) => {
                 let floor = self.floor(store, None);
-                if value.version >= floor && r.write_back_failed.is_none() {
+                if value.version >= floor && lock(&self.unpersisted).is_none() {
+                    // Written back by the store, or (when it could not be) served from
+                    // the copy until the file can be used again.
                     self.remember(key, &value);
                     let outcome = format!(
                         "automation is {} (version {})",
@@ -379,6 +388,13 @@ impl SystemStore {
         good: Option<SystemState>,
         floor: u64,
     ) -> Result<SystemState, StoreError> {
+        let pending = lock(&self.unpersisted).clone();
+        if let Some(state) = pending {
+            if self.persist(store, &state).is_ok() {
+                log::info!("system state: the recovered state is written now");
+            }
+            return Ok(state);
+        }
         let (state, outcome) = match good {
             Some(g) if g.version >= floor => {
                 let outcome = format!(
@@ -422,6 +438,9 @@ impl SystemStore {
         };
         let warning = format!("system state: {what}; {outcome}.");
         let persisted = self.persist(store, &state);
+        if persisted.is_err() {
+            *lock(&self.unpersisted) = Some(state.clone());
+        }
         self.set_warning(match &persisted {
             Ok(()) => warning,
             Err(e) => format!("{warning} Writing it back failed: {e}."),
@@ -443,8 +462,12 @@ impl SystemStore {
     /// Records `state` in the history, then writes it (the store refreshes its last-good
     /// copy in the same step) and caches it.
     fn persist(&self, store: &JsonStore, state: &SystemState) -> Result<(), StoreError> {
-        append_history(store, state);
+        // Once per version, however often a write of it is retried.
+        if self.recorded.fetch_max(state.version, Ordering::SeqCst) < state.version {
+            append_history(store, state);
+        }
         store.write(FILE, state)?;
+        *lock(&self.unpersisted) = None;
         if let Some(key) = store.key(FILE)? {
             self.remember(key, state);
         }
@@ -742,6 +765,37 @@ mod tests {
             std::fs::symlink_metadata(dir.join(FILE)).unwrap().is_file(),
             "healed"
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn directory_at_system_state_with_no_copy_is_served_from_memory_without_new_versions() {
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("sys"));
+        let store = JsonStore::open(&dir).unwrap();
+        paused_at(&store, 3);
+        std::fs::remove_file(store.path(FILE)).unwrap();
+        std::fs::remove_file(store.last_good_path(FILE)).unwrap();
+        std::fs::create_dir(store.path(FILE)).unwrap();
+        let sys = SystemStore::new();
+        let first = sys.load(&store).unwrap();
+        assert_eq!((first.mode, first.version), (Mode::Paused, 4));
+        let history = std::fs::metadata(store.path(HISTORY)).unwrap().len();
+        for _ in 0..5 {
+            assert_eq!(sys.load(&store).unwrap(), first);
+        }
+        assert_eq!(
+            std::fs::metadata(store.path(HISTORY)).unwrap().len(),
+            history
+        );
+        assert!(
+            sys.warnings()[0].contains("is a directory"),
+            "{:?}",
+            sys.warnings()
+        );
+        // Removed: the state served all along is the one written.
+        std::fs::remove_dir(store.path(FILE)).unwrap();
+        assert_eq!(sys.load(&store).unwrap(), first);
+        assert_eq!(store.read::<SystemState>(FILE).unwrap(), Some(first));
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -71,9 +71,16 @@ pub fn readable(path: &Path) {
     }
 }
 
-/// The conditions of the files under `dir`, in path order.
+/// The conditions of the files under `dir`, in path order. An unusable file that is gone
+/// since (the operator removed it, nothing reads that path again) is over.
 pub fn under(dir: &Path) -> Vec<Problem> {
-    lock(&PROBLEMS)
+    let mut problems = lock(&PROBLEMS);
+    problems.retain(|path, p| {
+        p.level != Level::Unusable
+            || !path.starts_with(dir)
+            || std::fs::symlink_metadata(path).is_ok()
+    });
+    problems
         .values()
         .filter(|p| p.path.starts_with(dir))
         .cloned()

@@ -433,22 +433,24 @@ impl JsonStore {
                 }));
             }
         }
+        // A corrupt file moved aside leaves the path free: what it held may be lost, but
+        // the file can be written again.
+        let level = match &problem {
+            StoreError::Corrupt {
+                moved_to: Some(_), ..
+            } => Level::Warning,
+            _ => Level::Unusable,
+        };
         let (value, bytes, copy_key) = match self.parse_copy::<T>(name) {
             Ok(Some(found)) => found,
             Ok(None) => {
-                state_health::report(
-                    &path,
-                    Level::Unusable,
-                    format!("{problem}; there is no last good copy"),
-                );
+                let message = format!("{problem}; there is no last good copy");
+                state_health::report(&path, level, message);
                 return Err(problem);
             }
             Err(e) => {
-                state_health::report(
-                    &path,
-                    Level::Unusable,
-                    format!("{problem}; its last good copy is unusable too ({e})"),
-                );
+                let message = format!("{problem}; its last good copy is unusable too ({e})");
+                state_health::report(&path, level, message);
                 return Err(problem);
             }
         };
@@ -1064,16 +1066,23 @@ mod tests {
             .set_len(5)
             .unwrap();
         assert_eq!(s.read::<Rec>("s.json").unwrap(), Some(Rec { seq: 9 }));
-        // Both gone: the error, and the file is unusable until written.
+        // Both gone: the error. Moved aside, so the path is free again: a warning until the
+        // file is written, not unusable.
         fs::write(d.join("s.json"), b"garbage").unwrap();
         fs::write(s.last_good_path("s.json"), b"").unwrap();
         assert!(matches!(
             s.read::<Rec>("s.json"),
             Err(StoreError::Corrupt { .. })
         ));
-        assert!(state_health::first_unusable(&d).is_some());
+        let p = problems(&d);
+        assert!(
+            p.len() == 1
+                && p[0].0 == state_health::Level::Warning
+                && p[0].1.contains("last good copy is unusable too"),
+            "{p:?}"
+        );
         s.write("s.json", &json!({"seq": 10})).unwrap();
-        assert!(state_health::first_unusable(&d).is_none());
+        assert_eq!(problems(&d), vec![]);
     }
 
     #[test]

@@ -388,8 +388,9 @@ impl SystemStore {
         good: Option<SystemState>,
         floor: u64,
     ) -> Result<SystemState, StoreError> {
+        // (Unless a version was recorded above it since: a change that failed to write.)
         let pending = lock(&self.unpersisted).clone();
-        if let Some(state) = pending {
+        if let Some(state) = pending.filter(|s| s.version >= floor) {
             if self.persist(store, &state).is_ok() {
                 log::info!("system state: the recovered state is written now");
             }

@@ -187,10 +187,28 @@ fn promptly<T>(what: &str, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// Puts a FIFO at `path` in one step (made beside it, renamed over it): the running
+/// conductor never sees the path missing in between, which it would restore.
 fn mkfifo(path: &std::path::Path) {
-    let _ = std::fs::remove_file(path);
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let beside = path.with_extension("fifo-tmp");
+    let c = std::ffi::CString::new(beside.as_os_str().as_encoded_bytes()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    std::fs::rename(&beside, path).unwrap();
+}
+
+/// Replaces the file at `path` by a directory. A directory cannot be renamed over a file,
+/// so the running conductor may restore the file in between: try again until it sticks.
+#[track_caller]
+fn plant_dir(path: &std::path::Path) {
+    let planted = wait_for(Duration::from_secs(10), || {
+        let _ = std::fs::remove_file(path);
+        std::fs::create_dir(path).ok()
+    });
+    assert!(
+        planted.is_some(),
+        "could not put a directory at {}",
+        path.display()
+    );
 }
 
 fn readyz(c: &Daemon) -> (u16, String) {
@@ -287,8 +305,7 @@ fn directory_at_system_state_gave_500s_while_ready() {
     ready(&c);
     post(&c.url("/v1/system/drain"), &json!({})).expect(200);
 
-    std::fs::remove_file(&file).unwrap();
-    std::fs::create_dir(&file).unwrap();
+    plant_dir(&file);
     // Not ready, and saying why.
     let (status, body) = promptly("GET /readyz", || readyz(&c));
     assert_eq!(status, 503, "{body}");
@@ -312,7 +329,12 @@ fn directory_at_system_state_gave_500s_while_ready() {
     std::fs::remove_dir(&file).unwrap();
     ready(&c);
     let s = state(&c);
-    assert_eq!(mode_version(&s), (json!("draining"), json!(3)), "{s}");
+    assert_eq!(
+        mode_version(&s),
+        (json!("draining"), json!(3)),
+        "{s}\n{}",
+        c.log()
+    );
     let r = post(&c.url("/v1/system/resume"), &json!({})).expect(200)["data"].clone();
     assert_eq!(mode_version(&r), (json!("running"), json!(4)));
     assert!(!runtime_warnings(&c).contains("is a directory"));

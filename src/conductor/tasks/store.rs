@@ -626,10 +626,10 @@ impl TaskStore {
         };
         for (id, e) in &victims {
             for (run, _) in &e.runs {
-                let _ = std::fs::remove_file(self.runs.path(&file(run)));
+                let _ = self.runs.remove(&file(run));
             }
             self.logs.forget(id, true);
-            let _ = std::fs::remove_file(self.tasks.path(&file(id)));
+            let _ = self.tasks.remove(&file(id));
         }
         if !victims.is_empty() {
             log::info!(

@@ -4,8 +4,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::support::codexd::{with_stub, Dirs};
-use crate::support::http::get;
+use crate::support::conductor;
+use crate::support::http::{get, post};
 use crate::support::tmp::TempDir;
 
 /// Far below the defects' hangs (forever), generous for a loaded machine.
@@ -60,5 +63,33 @@ fn fifo_at_session_registry_hung_codexd() {
         "SIGTERM: {status:?} after {:?}; log:\n{}",
         t.elapsed(),
         d.log()
+    );
+}
+
+/// A record damaged in place while the conductor was down (`echo {} >`, here in a task
+/// file) comes back from its last-good copy at the next start, and `warnings` says so.
+#[test]
+fn garbage_in_a_task_file_is_healed_from_its_copy() {
+    let dir = TempDir::new("task-heal");
+    let mut c = conductor::spawn(&dir, "mini-main", "primary").start();
+    // Paused, so the task stays queued (no codexd here).
+    post(&c.url("/v1/system/pause"), &json!({})).expect(200);
+    let t = post(
+        &c.url("/v1/tasks"),
+        &json!({"title": "keep me", "prompt": "p"}),
+    )
+    .expect(201)["data"]
+        .clone();
+    let id = t["task"]["task_id"].as_str().unwrap().to_string();
+    assert!(c.terminate(Duration::from_secs(15)).success());
+    std::fs::write(dir.join(&format!("state/tasks/{id}.json")), b"{}\n").unwrap();
+    let c = conductor::spawn(&dir, "mini-main", "primary").start();
+    let got = get(&c.url(&format!("/v1/tasks/{id}"))).expect(200)["data"].clone();
+    assert_eq!(got["task"]["title"], "keep me", "{got}");
+    let w = get(&c.url("/v1/runtime")).expect(200)["data"]["warnings"].to_string();
+    assert!(
+        w.contains(&format!("{id}.json is corrupt"))
+            && w.contains("restored from its last good copy"),
+        "{w}"
     );
 }

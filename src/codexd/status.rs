@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
+use baa::common::state_health;
 use baa::common::time::now_rfc3339;
 
 use crate::core::Core;
@@ -133,6 +134,11 @@ impl Core {
                 "limits": limits,
                 "sessionRegistry": {"updatedAt": sessions_updated_at, "sessions": sessions},
                 "recentEvents": self.events.recent_snapshot(),
+                // Damaged or unusable state files (common::store), for the status page.
+                "warnings": state_health::under(&self.cfg.state_dir)
+                    .into_iter()
+                    .map(|p| p.message)
+                    .collect::<Vec<_>>(),
             },
         })
     }

@@ -1,11 +1,12 @@
 //! The automation mode (running / paused / draining): who set it, why, when, and a version
 //! that goes up by one on every change. Persisted before a write is acknowledged.
 //!
-//! Fail safe: every write also refreshes a last-good copy beside the file. A state file
-//! that does not parse is moved aside and the last-good copy restored; with no good copy
-//! automation starts `paused` (never `running`, which is what the mode would silently
-//! become if a corrupt file read as "no state"). The version never goes backwards, and
-//! the recovery shows in `/v1/runtime` `warnings`.
+//! Fail safe: the store keeps a last-good copy of the file and restores it when the file
+//! is damaged or is not a regular file (`common::store`); with no good copy automation
+//! starts `paused` (never `running`, which is what the mode would silently become if a
+//! corrupt file read as "no state"). The version never goes backwards: every version
+//! written is also appended to a small history, so it survives the loss of both copies.
+//! The recovery shows in `/v1/runtime` `warnings`.
 //!
 //! Reads are served from a cache keyed on the file's (device, inode, size, mtime), so a
 //! `GET /v1/system/state` costs one `stat`, and a write by another conductor sharing the

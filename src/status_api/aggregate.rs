@@ -117,6 +117,15 @@ pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
     }
 
     if let Some(snap) = snapshot {
+        for w in snap
+            .get("warnings")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            problems.push(advice::codexd_state_file(site, &clip(w)));
+        }
         let limits = snap.get("limits").unwrap_or(&Value::Null);
         if let Some(until) = text_at(limits, &["blockedUntil"]) {
             problems.push(advice::rate_limited(&until));
@@ -597,6 +606,27 @@ mod tests {
                 .contains("/rt/logs/launchd/so.makefile.baa-codexd.err.log"),
             "{d:#}"
         );
+    }
+
+    #[test]
+    fn state_file_warnings_of_both_daemons_are_shown() {
+        let mut rt = runtime();
+        rt["warnings"] = json!(["state file: /s/tasks/t.json is a FIFO, not a regular file; restored from its last good copy"]);
+        let mut cx = codexd();
+        cx["snapshot"]["warnings"] =
+            json!(["/s/codexd/daemon-state.json is a directory, not a regular file; there is no last good copy"]);
+        let d = build(
+            &up(),
+            &raw(Ok(rt), Ok(json!({"mode": "running"})), Ok(cx)),
+            "now",
+        );
+        let w = d["warnings"].to_string();
+        assert!(
+            w.contains("conductor: state file: /s/tasks/t.json is a FIFO")
+                && w.contains("codexd: state file: /s/codexd/daemon-state.json is a directory"),
+            "{d:#}"
+        );
+        assert!(d["advice"].to_string().contains("regular file"), "{d:#}");
     }
 
     #[test]

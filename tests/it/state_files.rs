@@ -56,6 +56,12 @@ fn fifo_at_session_registry_hung_codexd() {
         "the log names the FIFO:\n{}",
         d.log()
     );
+    let warnings =
+        get(&d.url("/v1/codexd/status")).expect(200)["data"]["snapshot"]["warnings"].to_string();
+    assert!(
+        warnings.contains("session-registry.json is a FIFO"),
+        "status warnings name it: {warnings}"
+    );
     let t = Instant::now();
     let status = d.terminate(PROMPT);
     assert!(

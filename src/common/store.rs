@@ -297,7 +297,12 @@ impl JsonStore {
             if let Ok(t) = copy_tmp {
                 let _ = fs::remove_file(t);
             }
-            return Err(rename_err(&target, e));
+            let e = rename_err(&target, e);
+            if let StoreError::NotRegular { .. } = e {
+                // Nothing can be written there until it is removed.
+                state_health::report(&target, Level::Unusable, format!("cannot write: {e}"));
+            }
+            return Err(e);
         }
         let copy_path = self.dir.join(&copy_name);
         let copied = copy_tmp.and_then(|t| {
@@ -1010,7 +1015,22 @@ mod tests {
             "{}",
             bad.message
         );
-        // A write says what is in the way, not just EISDIR.
+        // A write says what is in the way, not just EISDIR (and so does a write to a path
+        // never read).
+        s.write("w.json", &json!(1)).unwrap();
+        fs::remove_file(d.join("w.json")).unwrap();
+        fs::create_dir(d.join("w.json")).unwrap();
+        assert!(s.write("w.json", &json!(2)).is_err());
+        assert!(
+            problems(&d)
+                .iter()
+                .any(|(l, m)| *l == state_health::Level::Unusable
+                    && m.contains("cannot write")
+                    && m.contains("w.json is a directory")),
+            "{:?}",
+            problems(&d)
+        );
+        fs::remove_dir(d.join("w.json")).unwrap();
         match s.write("s.json", &json!({"v": 4})) {
             Err(
                 e @ StoreError::NotRegular {

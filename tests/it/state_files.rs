@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::codexd::{with_stub, Dirs};
+use crate::support::codexd::{create_session, session, start_running, turn, with_stub, Dirs};
 use crate::support::conductor;
 use crate::support::http::{get, post};
 use crate::support::tmp::TempDir;
@@ -97,5 +97,54 @@ fn garbage_in_a_task_file_is_healed_from_its_copy() {
         w.contains(&format!("{id}.json is corrupt"))
             && w.contains("restored from its last good copy"),
         "{w}"
+    );
+}
+
+/// The defect: a truncated or garbage session record was moved aside and the session was
+/// gone, with no last-good copy. Now each hot session file has one: damage in place while
+/// codexd is down (truncation, `echo {} >`) and the session comes back as it was.
+#[test]
+fn truncated_session_file_lost_the_session_with_no_last_good_copy() {
+    let tmp = TempDir::new("codexd-session-heal");
+    let dirs = Dirs::under(&tmp.child("root"));
+    let mut d = start_running(with_stub(&dirs, "normal"));
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let sid = create_session(&d, json!({"metadata": {"keep": "me"}}))["sessionId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        ids.push(sid);
+    }
+    let tid = turn(&d, &ids[0], "before the damage");
+    assert!(
+        d.terminate(PROMPT).success(),
+        "codexd exit; log:\n{}",
+        d.log()
+    );
+
+    let hot = |sid: &str| dirs.state.join(format!("sessions/hot/{sid}.json"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(hot(&ids[0]))
+        .unwrap()
+        .set_len(20)
+        .unwrap();
+    std::fs::write(hot(&ids[1]), b"{}\n").unwrap();
+
+    let d = start_running(with_stub(&dirs, "normal"));
+    let s = session(&d, &ids[0]);
+    assert_eq!(
+        (&s["metadata"], &s["lastTurnId"]),
+        (&json!({"keep": "me"}), &json!(tid)),
+        "{s:#}"
+    );
+    assert_eq!(session(&d, &ids[1])["metadata"], json!({"keep": "me"}));
+    let warnings =
+        get(&d.url("/v1/codexd/status")).expect(200)["data"]["snapshot"]["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!("{}.json is corrupt", ids[0]))
+            && warnings.contains("restored from its last good copy"),
+        "{warnings}"
     );
 }

@@ -338,7 +338,10 @@ impl SystemStore {
                     other => (format!("{other}"), None),
                 };
                 let floor = self.floor(store, moved_aside.as_deref());
-                self.recover(store, what, None, floor)
+                // The store had no usable copy; an older version's copy is the latest
+                // state while it exists (the first write after an upgrade removes it).
+                let legacy = store.read::<SystemState>(LEGACY_LAST_GOOD).ok().flatten();
+                self.recover(store, what, legacy, floor)
             }
             Err(e) => Err(e),
         }
@@ -798,6 +801,29 @@ mod tests {
         std::fs::remove_dir(store.path(FILE)).unwrap();
         assert_eq!(sys.load(&store).unwrap(), first);
         assert_eq!(store.read::<SystemState>(FILE).unwrap(), Some(first));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_copy_an_older_version_kept_is_restored_until_the_first_write() {
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("sys"));
+        let store = JsonStore::open(&dir).unwrap();
+        paused_at(&store, 6);
+        // What an older conductor left: its copy under the old name, none of the store's.
+        let state = store.read::<SystemState>(FILE).unwrap().unwrap();
+        std::fs::remove_file(store.last_good_path(FILE)).unwrap();
+        std::fs::remove_file(store.path(HISTORY)).unwrap();
+        std::fs::write(
+            store.path(LEGACY_LAST_GOOD),
+            serde_json::to_vec(&state).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(store.path(FILE), b"garbage").unwrap();
+        let s = SystemStore::new().load(&store).unwrap();
+        assert_eq!((s.mode, s.version), (Mode::Paused, 6), "{s:?}");
+        // Written back with the store's copy; the old one is gone.
+        assert_eq!(store.read_last_good::<SystemState>(FILE).unwrap(), Some(s));
+        assert!(!store.path(LEGACY_LAST_GOOD).exists());
         let _ = std::fs::remove_dir_all(dir);
     }
 

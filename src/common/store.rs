@@ -235,6 +235,13 @@ impl Recovery {
     }
 }
 
+/// A parsed last-good copy, with the bytes to write back and its key.
+struct LastGood<T> {
+    value: T,
+    bytes: Vec<u8>,
+    key: FileKey,
+}
+
 /// A directory of JSON state files.
 pub struct JsonStore {
     dir: PathBuf,
@@ -446,7 +453,11 @@ impl JsonStore {
             } => Level::Warning,
             _ => Level::Unusable,
         };
-        let (value, bytes, copy_key) = match self.parse_copy::<T>(name) {
+        let LastGood {
+            value,
+            bytes,
+            key: copy_key,
+        } = match self.parse_copy::<T>(name) {
             Ok(Some(found)) => found,
             Ok(None) => {
                 let message = format!("{problem}; there is no last good copy");
@@ -487,7 +498,7 @@ impl JsonStore {
     /// The last-good copy of `name` alone (a caller deciding what a missing file means).
     pub fn read_last_good<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
         check_name(name)?;
-        Ok(self.parse_copy(name)?.map(|(v, _, _)| v))
+        Ok(self.parse_copy(name)?.map(|c| c.value))
     }
 
     /// Parses the file itself; an unparsable one that stays so is moved aside.
@@ -528,17 +539,16 @@ impl JsonStore {
 
     /// The parsed last-good copy of `name`, its bytes and key. A bad copy is left in place
     /// (the next write replaces it).
-    #[allow(clippy::type_complexity)]
     fn parse_copy<T: DeserializeOwned>(
         &self,
         name: &str,
-    ) -> Result<Option<(T, Vec<u8>, FileKey)>, StoreError> {
+    ) -> Result<Option<LastGood<T>>, StoreError> {
         let path = self.last_good_path(name);
         let Some((bytes, key)) = read_regular(&path)? else {
             return Ok(None);
         };
         match serde_json::from_slice(&bytes) {
-            Ok(v) => Ok(Some((v, bytes, key))),
+            Ok(value) => Ok(Some(LastGood { value, bytes, key })),
             Err(source) => Err(StoreError::Corrupt {
                 path,
                 moved_to: None,

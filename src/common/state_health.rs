@@ -48,6 +48,17 @@ pub fn report(path: &Path, level: Level, message: String) {
     );
 }
 
+/// Like [`report`], unless `path` is noted as unusable already (a failed write after a
+/// failed read says nothing new, and alternating messages would log on every request).
+pub fn report_unless_unusable(path: &Path, level: Level, message: String) {
+    let noted = lock(&PROBLEMS)
+        .get(path)
+        .is_some_and(|p| p.level == Level::Unusable);
+    if !noted {
+        report(path, level, message);
+    }
+}
+
 /// `path` was written: whatever was wrong with it is over.
 pub fn written(path: &Path) {
     let mut problems = lock(&PROBLEMS);

@@ -307,7 +307,8 @@ impl JsonStore {
             let e = rename_err(&target, e);
             if let StoreError::NotRegular { .. } = e {
                 // Nothing can be written there until it is removed.
-                state_health::report(&target, Level::Unusable, format!("cannot write: {e}"));
+                let message = format!("cannot write: {e}");
+                state_health::report_unless_unusable(&target, Level::Unusable, message);
             }
             return Err(e);
         }

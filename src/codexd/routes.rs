@@ -117,7 +117,7 @@ fn healthz(core: &Ctx, _: &Request, _: &Params) -> Res {
 
 fn readyz(core: &Ctx, _: &Request, _: &Params) -> Res {
     let reasons = core.not_ready();
-    let warnings = core.health.warnings();
+    let warnings = core.warnings();
     if reasons.is_empty() {
         return ok(200, json!({"ready": true, "warnings": warnings}));
     }

@@ -75,12 +75,8 @@ impl SessionStore {
         if !valid_id(session_id) {
             return Err(StoreError::BadName(session_id.to_string()));
         }
-        let path = self.hot.path(&format!("{session_id}.json"));
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StoreError::Io { path, source }),
-        }
+        // With its last-good copy (common::store keeps one per file).
+        self.hot.remove(&format!("{session_id}.json"))
     }
 
     /// Every hot session on disk; an unreadable file is logged (a corrupt one moved aside)
@@ -204,11 +200,8 @@ impl SessionStore {
         if !valid_id(session_id) {
             return;
         }
-        let path = self.dir.join(format!("{session_id}.json"));
-        if let Err(e) = fs::remove_file(&path) {
-            if e.kind() != io::ErrorKind::NotFound {
-                log::warn!("cannot remove {}: {e}", path.display());
-            }
+        if let Err(e) = self.archive.remove(&format!("{session_id}.json")) {
+            log::warn!("{e}");
         }
     }
 

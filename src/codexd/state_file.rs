@@ -4,12 +4,9 @@
 //! falls back to the last-good copy, and the caller heals the rest from other records (the
 //! app-server from its socket and pid file, the seq from the event log) and says so.
 //!
-//! JOIN(h2): `common::store` is getting a generic last-good copy and a non-blocking
-//! regular-file check for every state file (issue 17, item 2). Until that lands, this file
-//! keeps daemon-state's own last-good copy ([`LAST_GOOD`], written by [`keep_last_good`]
-//! after each good write) and its own "was it damaged / did it fall back" answer
-//! ([`load`]). At the merge, `load` should take both from the store's read and
-//! `keep_last_good` should go.
+//! The store keeps the last-good copy and refuses a non-regular file without blocking
+//! (`common::store`); this file adds what only daemon-state knows: that `{}` or another
+//! file's content is damage too, and that a missing file after the first start is.
 
 use std::fs;
 use std::path::PathBuf;
@@ -20,9 +17,6 @@ use baa::common::store::{JsonStore, StoreError};
 use baa::common::time::now_ms;
 
 use crate::state::{DaemonState, DAEMON_STATE, IDENTITY};
-
-/// The copy of the last daemon state codexd wrote successfully.
-pub const LAST_GOOD: &str = "daemon-state.last-good.json";
 
 /// What was wrong with daemon-state.json at start, and what codexd used instead.
 #[derive(Debug, Clone)]
@@ -46,24 +40,34 @@ pub struct Loaded {
 
 /// Reads daemon-state.json, falling back to the last-good copy when it is damaged.
 pub fn load(store: &JsonStore) -> Loaded {
-    let read = match not_a_file(store) {
-        Some(what) => Err(what),
-        None => store.read::<Value>(DAEMON_STATE).map_err(|e| match e {
-            StoreError::Corrupt {
-                source, moved_to, ..
-            } => (format!("not JSON ({source})"), moved_to, false),
-            e => (format!("unreadable ({e})"), None, true),
-        }),
-    };
-    let (what, moved_to, unusable) = match read {
-        Ok(Some(v)) => match usable(v) {
-            Ok(state) => {
+    let (what, moved_to, unusable) = match store.load::<Value>(DAEMON_STATE) {
+        Ok(Some(loaded)) => match (usable(loaded.value), loaded.recovered) {
+            (Ok(state), None) => {
                 return Loaded {
                     state: Some(state),
                     damage: None,
                 }
             }
-            Err(what) => {
+            // The store served the copy: the file was not JSON, not a regular file, …
+            (Ok(state), Some(recovery)) => {
+                log::warn!("state: {}", recovery.message());
+                let (what, moved_to) = match &recovery.problem {
+                    StoreError::Corrupt {
+                        source, moved_to, ..
+                    } => (format!("not JSON ({source})"), moved_to.clone()),
+                    e => (format!("unreadable ({e})"), None),
+                };
+                return Loaded {
+                    state: Some(state),
+                    damage: Some(Damage {
+                        what,
+                        moved_to,
+                        used_last_good: true,
+                        unusable: recovery.write_back_failed.is_some(),
+                    }),
+                };
+            }
+            (Err(what), _) => {
                 let moved = move_aside(store, DAEMON_STATE);
                 (what, moved, false)
             }
@@ -76,9 +80,12 @@ pub fn load(store: &JsonStore) -> Loaded {
             };
         }
         Ok(None) => ("missing".to_string(), None, false),
-        Err(damage) => damage,
+        Err(StoreError::Corrupt {
+            source, moved_to, ..
+        }) => (format!("not JSON ({source})"), moved_to, false),
+        Err(e) => (format!("unreadable ({e})"), None, true),
     };
-    let last_good = match store.read::<Value>(LAST_GOOD) {
+    let last_good = match store.read_last_good::<Value>(DAEMON_STATE) {
         Ok(Some(v)) => usable(v).ok(),
         Ok(None) => None,
         Err(e) => {
@@ -103,32 +110,6 @@ pub fn load(store: &JsonStore) -> Loaded {
             used_last_good,
             unusable,
         }),
-    }
-}
-
-/// JOIN(h2): the store's read will refuse a non-regular file without blocking. Until then
-/// this looks first (`stat` does not open, so a FIFO there cannot block codexd's start).
-fn not_a_file(store: &JsonStore) -> Option<(String, Option<PathBuf>, bool)> {
-    let path = store.path(DAEMON_STATE);
-    let meta = fs::metadata(&path).ok()?;
-    (!meta.is_file()).then(|| {
-        let kind = if meta.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file"
-        };
-        (
-            format!("unreadable ({}: {kind})", path.display()),
-            None,
-            true,
-        )
-    })
-}
-
-/// Writes the last-good copy of a daemon state that was just written successfully.
-pub fn keep_last_good(store: &JsonStore, doc: &DaemonState) {
-    if let Err(e) = store.write(LAST_GOOD, doc) {
-        log::warn!("state: cannot keep the last-good copy: {e}");
     }
 }
 
@@ -225,7 +206,6 @@ mod tests {
     fn an_empty_object_or_garbage_is_damage_and_the_last_good_copy_is_used() {
         let s = store("damage");
         s.write(DAEMON_STATE, &good(509)).unwrap();
-        keep_last_good(&s, &good(509));
         assert_eq!(load(&s).state.unwrap().last_seq, 509);
         assert!(load(&s).damage.is_none());
         for (bytes, what) in [
@@ -233,7 +213,6 @@ mod tests {
             (&b"[1]"[..], "not an object"),
             (&b"{\"mode\": 3}"[..], "not a daemon state"),
             (&b"{\"sessions\": []}"[..], "an object without"),
-            (&b"\x00garbage"[..], "not JSON"),
         ] {
             fs::write(s.path(DAEMON_STATE), bytes).unwrap();
             let l = load(&s);
@@ -244,6 +223,14 @@ mod tests {
             assert!(!s.path(DAEMON_STATE).exists(), "{what} was left in place");
             assert_eq!(l.state.unwrap().last_seq, 509);
         }
+        // Not JSON: the store itself moves it aside and writes the copy back.
+        fs::write(s.path(DAEMON_STATE), b"\x00garbage").unwrap();
+        let l = load(&s);
+        let d = l.damage.expect("damage");
+        assert!(d.used_last_good && !d.unusable, "{d:?}");
+        assert!(d.moved_to.as_ref().is_some_and(|p| p.exists()), "{d:?}");
+        assert_eq!(l.state.unwrap().last_seq, 509);
+        assert!(load(&s).damage.is_none(), "the copy was not written back");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
+use baa::common::state_health;
 use baa::common::time::now_rfc3339;
 
 use crate::config::Strategy;
@@ -12,7 +13,7 @@ use crate::events::Level;
 use crate::reattach::AttachFrom;
 use crate::sessions::Session;
 use crate::state::{self, ChildStatus, DaemonState};
-use crate::state_file::{self, Damage};
+use crate::state_file::Damage;
 
 impl Core {
     /// Writes the state files that changed.
@@ -46,14 +47,13 @@ impl Core {
         self.write_daemon_state();
     }
 
-    /// Writes daemon-state.json (and its last-good copy) now; false if it failed. Its
+    /// Writes daemon-state.json (the store keeps its last-good copy) now; false if it failed. Its
     /// outcome is what `/readyz` says about the file.
     fn write_daemon_state(&self) -> bool {
         let doc = self.daemon_state();
         let settled = doc.child.status != ChildStatus::Starting;
         match self.store.write(state::DAEMON_STATE, &doc) {
             Ok(()) => {
-                state_file::keep_last_good(&self.store, &doc);
                 self.health.wrote(None, settled);
                 true
             }
@@ -116,6 +116,13 @@ impl Core {
     /// Why codexd cannot take a turn now (empty: ready): its state file, its child.
     pub fn not_ready(&self) -> Vec<String> {
         let mut out = self.health.not_ready();
+        // Any other state file (sessions, events) that common::store cannot use now.
+        out.extend(
+            state_health::under(&self.cfg.state_dir)
+                .into_iter()
+                .filter(|p| p.level == state_health::Level::Unusable)
+                .map(|p| format!("state file: {}", p.message)),
+        );
         let st = self.state();
         if self.cfg.strategy == Strategy::Spawn && st.child.status != ChildStatus::Running {
             out.push(format!(
@@ -128,6 +135,19 @@ impl Core {
                     .unwrap_or_default()
             ));
         }
+        out
+    }
+
+    /// Every state-file warning, for `/readyz` and the status: daemon-state.json's own (what
+    /// was found at start and how it healed), then any other file common::store repaired
+    /// from its last-good copy or cannot use.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = self.health.warnings();
+        out.extend(
+            state_health::under(&self.cfg.state_dir)
+                .into_iter()
+                .map(|p| format!("state file: {}", p.message)),
+        );
         out
     }
 
@@ -190,7 +210,7 @@ impl Core {
         let sessions = self.sessions.list(Session::to_summary_json);
         json!({
             "ready": self.not_ready().is_empty(),
-            "warnings": self.health.warnings(),
+            "warnings": self.warnings(),
             "service": {
                 "configuredBaseUrl": self.cfg.local_api_base,
                 "eventStreamPath": self.cfg.event_stream_path,

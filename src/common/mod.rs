@@ -21,6 +21,7 @@ pub mod runtime_root;
 pub mod secret;
 pub mod settings;
 pub mod signals;
+pub mod state_health;
 pub mod store;
 pub mod strict_json;
 pub mod sync;

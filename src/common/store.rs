@@ -1,11 +1,29 @@
-//! Crash-safe JSON state files: every write goes to a unique temp file in the same
-//! directory, is fsynced, renamed over the target, and the directory is fsynced. A reader
-//! therefore sees the old or the new file, never a torn one, even after SIGKILL.
+//! Crash-safe JSON state files that heal. Every write goes to a unique temp file in the
+//! same directory, is fsynced, renamed over the target, and the directory is fsynced: a
+//! reader sees the old or the new file, never a torn one, even after SIGKILL.
+//!
+//! The rule for every state file of the three daemons:
+//! - only a regular file is read, and looking never blocks: the file is opened with
+//!   `O_NONBLOCK | O_NOFOLLOW` and checked with `fstat` on the open descriptor, so a FIFO,
+//!   socket, device, directory or symlink at a state path is an error that names the path
+//!   and what is there (a FIFO opened for reading would otherwise block until a writer
+//!   came, and hang whichever thread looked);
+//! - each write also refreshes a last-good copy, `.<name>.last-good` beside the file: a
+//!   separate inode written and synced like the file, so damage in place (`echo {} >`,
+//!   truncation) never reaches it, and listings of `*.json` never see it;
+//! - a bad read (garbage, truncated, the wrong type, not a regular file, an I/O error)
+//!   falls back to the copy and writes it back; what happened is logged and kept in
+//!   [`state_health`] for the daemon's `warnings`, and a file that cannot be written back
+//!   (a directory in its place) is `Unusable` there, so `/readyz` says 503 until it is
+//!   fixed or rewritten.
+//!
+//! Versions and seqs are the owners' business (they know their records), but they build
+//! on this: a copy is never behind an acknowledged write.
 //! State files hold prompts and answers, so they are created 0600 whatever the umask.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -15,6 +33,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::common::proc::pid_alive;
+use crate::common::state_health::{self, Level};
 use crate::common::sync::lock;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -65,6 +84,50 @@ impl FileKey {
     }
 }
 
+/// What sits at a state path that is not a regular file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Directory,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+    Symlink,
+    Other,
+}
+
+impl FileKind {
+    fn of(t: fs::FileType) -> Self {
+        if t.is_dir() {
+            FileKind::Directory
+        } else if t.is_fifo() {
+            FileKind::Fifo
+        } else if t.is_socket() {
+            FileKind::Socket
+        } else if t.is_char_device() {
+            FileKind::CharDevice
+        } else if t.is_block_device() {
+            FileKind::BlockDevice
+        } else if t.is_symlink() {
+            FileKind::Symlink
+        } else {
+            FileKind::Other
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            FileKind::Directory => "a directory",
+            FileKind::Fifo => "a FIFO",
+            FileKind::Socket => "a socket",
+            FileKind::CharDevice => "a character device",
+            FileKind::BlockDevice => "a block device",
+            FileKind::Symlink => "a symbolic link",
+            FileKind::Other => "something else",
+        }
+    }
+}
+
 /// Errors from the state store. Each names the file involved.
 #[derive(Debug)]
 pub enum StoreError {
@@ -77,8 +140,17 @@ pub enum StoreError {
         moved_to: Option<PathBuf>,
         source: serde_json::Error,
     },
+    /// Something other than a regular file is at the path; it was not read.
+    NotRegular { path: PathBuf, kind: FileKind },
     /// A state file name that is not a single plain path component.
     BadName(String),
+}
+
+impl StoreError {
+    /// True when the file simply does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
 }
 
 impl std::fmt::Display for StoreError {
@@ -102,6 +174,12 @@ impl std::fmt::Display for StoreError {
                     path.display()
                 ),
             },
+            StoreError::NotRegular { path, kind } => write!(
+                f,
+                "{} is {}, not a regular file",
+                path.display(),
+                kind.describe()
+            ),
             StoreError::BadName(name) => write!(f, "invalid state file name {name:?}"),
         }
     }
@@ -112,7 +190,7 @@ impl std::error::Error for StoreError {
         match self {
             StoreError::Io { source, .. } => Some(source),
             StoreError::Corrupt { source, .. } => Some(source),
-            StoreError::BadName(_) => None,
+            StoreError::NotRegular { .. } | StoreError::BadName(_) => None,
         }
     }
 }
@@ -122,6 +200,46 @@ fn io_err(path: &Path, source: io::Error) -> StoreError {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// A state file as read, and how.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub value: T,
+    /// The key of the file now at the path (or of the copy, when it could not be written
+    /// back): never equal to a damaged file's, so a cache keyed on it re-reads.
+    pub key: FileKey,
+    /// Set when the file was bad and `value` is its last-good copy.
+    pub recovered: Option<Recovery>,
+}
+
+/// A read served from the last-good copy.
+#[derive(Debug)]
+pub struct Recovery {
+    /// What was wrong with the file (the message names it).
+    pub problem: StoreError,
+    /// `None`: the copy was written back over the file. Else why it could not be.
+    pub write_back_failed: Option<StoreError>,
+}
+
+impl Recovery {
+    /// One line for logs and `warnings`.
+    pub fn message(&self) -> String {
+        match &self.write_back_failed {
+            None => format!("{}; restored from its last good copy", self.problem),
+            Some(e) => format!(
+                "{}; serving its last good copy, which could not be written back ({e})",
+                self.problem
+            ),
+        }
+    }
+}
+
+/// A parsed last-good copy, with the bytes to write back and its key.
+struct LastGood<T> {
+    value: T,
+    bytes: Vec<u8>,
+    key: FileKey,
 }
 
 /// A directory of JSON state files.
@@ -152,11 +270,69 @@ impl JsonStore {
         self.dir.join(name)
     }
 
-    /// Writes `value` as pretty JSON to `name`, atomically and durably.
+    /// Where the last-good copy of `name` is kept.
+    pub fn last_good_path(&self, name: &str) -> PathBuf {
+        self.dir.join(last_good_name(name))
+    }
+
+    /// Writes `value` as pretty JSON to `name`, atomically and durably, and its last-good
+    /// copy with it (one directory sync for both).
     pub fn write<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), StoreError> {
         let bytes = self.json_bytes(name, value)?;
         let _guard = lock(&self.write_lock);
-        write_atomic(&self.dir, name, &bytes)
+        self.write_locked(name, &bytes)
+    }
+
+    /// The file and its copy: both temps synced, then both renamed, then the directory
+    /// synced, so an acknowledged write is in both. A copy that cannot be kept is a
+    /// warning, never a failed write (the file itself is durable).
+    fn write_locked(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let copy_name = last_good_name(name);
+        let copy_tmp = write_temp(&self.dir, &copy_name, bytes, FileMode::Private);
+        let tmp = match write_temp(&self.dir, name, bytes, FileMode::Private) {
+            Ok(t) => t,
+            Err(e) => {
+                if let Ok(t) = copy_tmp {
+                    let _ = fs::remove_file(t);
+                }
+                return Err(e);
+            }
+        };
+        let target = self.dir.join(name);
+        if let Err(e) = fs::rename(&tmp, &target) {
+            let _ = fs::remove_file(&tmp);
+            if let Ok(t) = copy_tmp {
+                let _ = fs::remove_file(t);
+            }
+            let e = rename_err(&target, e);
+            if let StoreError::NotRegular { .. } = e {
+                // Nothing can be written there until it is removed.
+                let message = format!("cannot write: {e}");
+                state_health::report_unless_unusable(&target, Level::Unusable, message);
+            }
+            return Err(e);
+        }
+        let copy_path = self.dir.join(&copy_name);
+        let copied = copy_tmp.and_then(|t| {
+            fs::rename(&t, &copy_path).map_err(|e| {
+                let _ = fs::remove_file(&t);
+                rename_err(&copy_path, e)
+            })
+        });
+        sync_dir(&self.dir)?;
+        state_health::written(&target);
+        match copied {
+            Ok(()) => state_health::written(&copy_path),
+            Err(e) => state_health::report(
+                &copy_path,
+                Level::Warning,
+                format!(
+                    "cannot keep the last good copy of {}: {e}",
+                    target.display()
+                ),
+            ),
+        }
+        Ok(())
     }
 
     /// `value` as pretty JSON and a newline, for the file `name` (checked).
@@ -192,17 +368,44 @@ impl JsonStore {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(io_err(&target, e)),
         }
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io_err(&self.dir, e))?;
+        // The copy is written as by `write` (the file now holds exactly these bytes).
+        if let Err(e) = write_atomic(&self.dir, &last_good_name(name), &bytes) {
+            state_health::report(
+                &self.last_good_path(name),
+                Level::Warning,
+                format!(
+                    "cannot keep the last good copy of {}: {e}",
+                    target.display()
+                ),
+            );
+        }
+        sync_dir(&self.dir)?;
+        state_health::written(&target);
         Ok(true)
     }
 
-    /// Reads `name`. Missing → `Ok(None)`. Unparsable (and unchanged for 50 ms, so not a
-    /// hand edit caught mid-write) → the file is moved aside to `<name>.corrupt-<ms>` and
-    /// `Err(Corrupt)` is returned so the caller can warn and fall back.
+    /// Removes `name` and its last-good copy (a record that is gone for good). Missing is
+    /// fine.
+    pub fn remove(&self, name: &str) -> Result<(), StoreError> {
+        check_name(name)?;
+        let _guard = lock(&self.write_lock);
+        for path in [self.last_good_path(name), self.path(name)] {
+            match fs::remove_file(&path) {
+                Ok(()) => state_health::written(&path),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `name`. Missing → `Ok(None)`. A bad file is replaced by its last-good copy
+    /// (see the module doc); with no usable copy the error is returned: a file that does
+    /// not parse (and stayed unchanged for 50 ms, so not a hand edit caught mid-write) has
+    /// been moved aside to `<name>.corrupt-<ms>` (`Err(Corrupt)`), anything else is left
+    /// where it is.
     pub fn read<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
-        Ok(self.read_keyed(name)?.map(|(v, _)| v))
+        Ok(self.load(name)?.map(|l| l.value))
     }
 
     /// Like `read`, with the key of the version that was parsed (taken from the open file,
@@ -211,14 +414,104 @@ impl JsonStore {
         &self,
         name: &str,
     ) -> Result<Option<(T, FileKey)>, StoreError> {
+        Ok(self.load(name)?.map(|l| (l.value, l.key)))
+    }
+
+    /// Like `read`, saying whether the value came from the last-good copy.
+    pub fn load<T: DeserializeOwned>(&self, name: &str) -> Result<Option<Loaded<T>>, StoreError> {
         check_name(name)?;
+        let path = self.path(name);
+        let problem = match self.parse_file(name) {
+            Ok(found) => {
+                state_health::readable(&path);
+                return Ok(found.map(|(value, key)| Loaded {
+                    value,
+                    key,
+                    recovered: None,
+                }));
+            }
+            Err(e @ StoreError::BadName(_)) => return Err(e),
+            Err(e) => e,
+        };
+        let _guard = lock(&self.write_lock);
+        // Rewritten meanwhile (by this process, another writer or the operator)? Then that
+        // is the file; only what is still bad is replaced.
+        if let Ok(Some((bytes, key))) = read_regular(&path) {
+            if let Ok(value) = serde_json::from_slice(&bytes) {
+                state_health::readable(&path);
+                return Ok(Some(Loaded {
+                    value,
+                    key,
+                    recovered: None,
+                }));
+            }
+        }
+        // A corrupt file moved aside leaves the path free: what it held may be lost, but
+        // the file can be written again.
+        let level = match &problem {
+            StoreError::Corrupt {
+                moved_to: Some(_), ..
+            } => Level::Warning,
+            _ => Level::Unusable,
+        };
+        let LastGood {
+            value,
+            bytes,
+            key: copy_key,
+        } = match self.parse_copy::<T>(name) {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                let message = format!("{problem}; there is no last good copy");
+                state_health::report(&path, level, message);
+                return Err(problem);
+            }
+            Err(e) => {
+                let message = format!("{problem}; its last good copy is unusable too ({e})");
+                state_health::report(&path, level, message);
+                return Err(problem);
+            }
+        };
+        let written = write_atomic(&self.dir, name, &bytes).and_then(|()| {
+            fs::metadata(&path)
+                .map(|m| FileKey::of(&m))
+                .map_err(|e| io_err(&path, e))
+        });
+        let (key, write_back_failed) = match written {
+            Ok(key) => (key, None),
+            Err(e) => (copy_key, Some(e)),
+        };
+        let recovery = Recovery {
+            problem,
+            write_back_failed,
+        };
+        let level = match recovery.write_back_failed {
+            None => Level::Warning,
+            Some(_) => Level::Unusable,
+        };
+        state_health::report(&path, level, recovery.message());
+        Ok(Some(Loaded {
+            value,
+            key,
+            recovered: Some(recovery),
+        }))
+    }
+
+    /// The last-good copy of `name` alone (a caller deciding what a missing file means).
+    pub fn read_last_good<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        check_name(name)?;
+        Ok(self.parse_copy(name)?.map(|c| c.value))
+    }
+
+    /// Parses the file itself; an unparsable one that stays so is moved aside.
+    fn parse_file<T: DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<(T, FileKey)>, StoreError> {
         let path = self.path(name);
         let mut rereads = 0;
         loop {
-            let (bytes, key) = match read_with_key(&path) {
-                Ok(v) => v,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(io_err(&path, e)),
+            let Some((bytes, key)) = read_regular(&path)? else {
+                return Ok(None);
             };
             let source = match serde_json::from_slice(&bytes) {
                 Ok(v) => return Ok(Some((v, key))),
@@ -228,7 +521,7 @@ impl JsonStore {
             // only a file that stays the same for a moment and still does not parse is
             // corrupt. A changed one is read again.
             std::thread::sleep(SETTLE_WAIT);
-            let now = fs::metadata(&path).ok().map(|m| FileKey::of(&m));
+            let now = fs::symlink_metadata(&path).ok().map(|m| FileKey::of(&m));
             if now.is_some_and(|k| k != key) && rereads < MAX_REREADS {
                 rereads += 1;
                 continue;
@@ -245,21 +538,44 @@ impl JsonStore {
         }
     }
 
-    /// The key of `name` as it is now (one `stat`), `None` when it does not exist.
+    /// The parsed last-good copy of `name`, its bytes and key. A bad copy is left in place
+    /// (the next write replaces it).
+    fn parse_copy<T: DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<LastGood<T>>, StoreError> {
+        let path = self.last_good_path(name);
+        let Some((bytes, key)) = read_regular(&path)? else {
+            return Ok(None);
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(value) => Ok(Some(LastGood { value, bytes, key })),
+            Err(source) => Err(StoreError::Corrupt {
+                path,
+                moved_to: None,
+                source,
+            }),
+        }
+    }
+
+    /// The key of `name` as it is now (one `lstat`), `None` when it does not exist. A
+    /// non-regular file has a key too (that differs from any regular file's), so a cache
+    /// keyed on it re-reads and finds out.
     pub fn key(&self, name: &str) -> Result<Option<FileKey>, StoreError> {
         check_name(name)?;
         let path = self.path(name);
-        match fs::metadata(&path) {
+        match fs::symlink_metadata(&path) {
             Ok(m) => Ok(Some(FileKey::of(&m))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(&path, e)),
         }
     }
 
-    /// Like `read`, but a corrupt file is logged (and moved aside) and treated as missing.
+    /// Like `read`, but a file that is bad with no usable copy is logged (a corrupt one
+    /// moved aside) and treated as missing.
     pub fn read_or_warn<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
         match self.read(name) {
-            Err(e @ StoreError::Corrupt { .. }) => {
+            Err(e @ (StoreError::Corrupt { .. } | StoreError::NotRegular { .. })) => {
                 log::warn!("state: {e}");
                 Ok(None)
             }
@@ -297,19 +613,72 @@ impl JsonStore {
     }
 }
 
-/// Reads a whole file and the key of exactly the inode that was read.
-fn read_with_key(path: &Path) -> io::Result<(Vec<u8>, FileKey)> {
-    let mut f = File::open(path)?;
-    let meta = f.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
+/// The name of `name`'s last-good copy: hidden, and not ending in `.json`, so a listing of
+/// a directory of records skips it.
+fn last_good_name(name: &str) -> String {
+    format!(".{name}.last-good")
+}
+
+/// Opens `path` with `opts` without ever blocking on what is there: `O_NONBLOCK` (a FIFO
+/// opens at once instead of waiting for its other end) and `O_NOFOLLOW` (a state file is
+/// never a symlink: writes replace the name, so reads do not follow one either), then
+/// `fstat` on the open descriptor. Anything but a regular file is `NotRegular`.
+/// `O_NONBLOCK` changes nothing for a regular file's reads and writes.
+pub fn open_regular(path: &Path, opts: &mut OpenOptions) -> Result<File, StoreError> {
+    opts.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    match opts.open(path) {
+        Ok(f) => {
+            let meta = f.metadata().map_err(|e| io_err(path, e))?;
+            if meta.file_type().is_file() {
+                Ok(f)
+            } else {
+                Err(StoreError::NotRegular {
+                    path: path.to_path_buf(),
+                    kind: FileKind::of(meta.file_type()),
+                })
+            }
+        }
+        Err(e) => {
+            // O_NOFOLLOW refuses a symlink (ELOOP); a socket cannot be opened (ENXIO), nor
+            // a FIFO for writing with no reader: say what is there rather than the errno.
+            if e.kind() != io::ErrorKind::NotFound {
+                if let Ok(m) = fs::symlink_metadata(path) {
+                    if !m.file_type().is_file() {
+                        return Err(StoreError::NotRegular {
+                            path: path.to_path_buf(),
+                            kind: FileKind::of(m.file_type()),
+                        });
+                    }
+                }
+            }
+            Err(io_err(path, e))
+        }
     }
+}
+
+/// A whole regular file and the key of exactly the inode that was read; `None` when it
+/// does not exist.
+pub fn read_regular(path: &Path) -> Result<Option<(Vec<u8>, FileKey)>, StoreError> {
+    let mut f = match open_regular(path, OpenOptions::new().read(true)) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata().map_err(|e| io_err(path, e))?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    f.read_to_end(&mut bytes)?;
-    Ok((bytes, FileKey::of(&meta)))
+    f.read_to_end(&mut bytes).map_err(|e| io_err(path, e))?;
+    Ok(Some((bytes, FileKey::of(&meta))))
+}
+
+/// A rename onto `target` failed: a directory in the way is named as such.
+fn rename_err(target: &Path, e: io::Error) -> StoreError {
+    match fs::symlink_metadata(target) {
+        Ok(m) if m.is_dir() => StoreError::NotRegular {
+            path: target.to_path_buf(),
+            kind: FileKind::Directory,
+        },
+        _ => io_err(target, e),
+    }
 }
 
 /// The pid embedded in one of our temp file names, if `name` is one.
@@ -352,9 +721,13 @@ pub fn write_atomic_with(
     let target = dir.join(name);
     if let Err(e) = fs::rename(&tmp, &target) {
         let _ = fs::remove_file(&tmp);
-        return Err(io_err(&target, e));
+        return Err(rename_err(&target, e));
     }
-    // The rename is only durable once the directory entry is.
+    sync_dir(dir)
+}
+
+/// A rename is only durable once the directory entry is.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_err(dir, e))
@@ -418,7 +791,9 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["a.json"]);
+        let mut names = names;
+        names.sort();
+        assert_eq!(names, [".a.json.last-good", "a.json"]);
         let _ = fs::remove_dir_all(dir);
     }
 
@@ -434,7 +809,8 @@ mod tests {
             .flatten()
             .map(|e| e.file_name())
             .collect();
-        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+        // The file and its last-good copy, no temp.
+        assert_eq!(leftovers.len(), 2, "{leftovers:?}");
     }
 
     #[test]
@@ -515,6 +891,291 @@ mod tests {
                 matches!(s.write(bad, &json!(1)), Err(StoreError::BadName(_))),
                 "{bad}"
             );
+        }
+    }
+
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::sync::mpsc;
+
+    use crate::common::state_health;
+
+    fn mkfifo(path: &Path) {
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+
+    /// `f` on another thread, failing the test if it has not returned within 5 s (the
+    /// defect: an open of a FIFO for reading waits for a writer forever).
+    #[track_caller]
+    fn promptly<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("blocked on a state path")
+    }
+
+    fn problems(d: &Path) -> Vec<(state_health::Level, String)> {
+        state_health::under(d)
+            .into_iter()
+            .map(|p| (p.level, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn fifo_at_a_state_path_blocked_the_reader() {
+        // No copy: refused at once, naming the path and what it is.
+        let d = tmpdir("fifo");
+        mkfifo(&d.join("s.json"));
+        let dd = d.clone();
+        let got = promptly(move || JsonStore::open(&dd).unwrap().read::<Value>("s.json"));
+        match got {
+            Err(
+                e @ StoreError::NotRegular {
+                    kind: FileKind::Fifo,
+                    ..
+                },
+            ) => assert!(e.to_string().contains("s.json is a FIFO"), "{e}"),
+            other => panic!("expected NotRegular(Fifo), got {other:?}"),
+        }
+        assert_eq!(
+            state_health::first_unusable(&d).map(|p| p.level),
+            Some(state_health::Level::Unusable)
+        );
+        // read_or_warn (codexd's legacy registry migration) treats it as absent.
+        let dd = d.clone();
+        assert_eq!(
+            promptly(move || JsonStore::open(&dd)
+                .unwrap()
+                .read_or_warn::<Value>("s.json"))
+            .unwrap(),
+            None
+        );
+        // With a copy: served from it, and the FIFO is replaced by the file.
+        let s = JsonStore::open(&d).unwrap();
+        fs::remove_file(d.join("s.json")).unwrap();
+        s.write("s.json", &json!({"seq": 7})).unwrap();
+        assert!(state_health::first_unusable(&d).is_none(), "a write heals");
+        fs::remove_file(d.join("s.json")).unwrap();
+        mkfifo(&d.join("s.json"));
+        let dd = d.clone();
+        let l = promptly(move || JsonStore::open(&dd).unwrap().load::<Value>("s.json"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(l.value, json!({"seq": 7}));
+        let r = l.recovered.expect("served from the copy");
+        assert!(
+            r.write_back_failed.is_none() && r.message().contains("is a FIFO"),
+            "{}",
+            r.message()
+        );
+        assert!(fs::symlink_metadata(d.join("s.json")).unwrap().is_file());
+        let p = problems(&d);
+        assert!(
+            p.len() == 1 && p[0].0 == state_health::Level::Warning && p[0].1.contains("restored"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn fifo_at_a_state_path_does_not_block_a_write() {
+        let d = tmpdir("fifo-write");
+        mkfifo(&d.join("s.json"));
+        let dd = d.clone();
+        promptly(move || JsonStore::open(&dd).unwrap().write("s.json", &json!(1))).unwrap();
+        assert_eq!(s_read(&d, "s.json"), json!(1));
+        // A FIFO where the copy goes does not block either: the rename replaces it.
+        mkfifo(&d.join(".t.json.last-good"));
+        let dd = d.clone();
+        promptly(move || JsonStore::open(&dd).unwrap().write("t.json", &json!(2))).unwrap();
+        let dd = d.clone();
+        assert_eq!(
+            promptly(move || JsonStore::open(&dd)
+                .unwrap()
+                .read_last_good::<Value>("t.json"))
+            .unwrap(),
+            Some(json!(2))
+        );
+    }
+
+    fn s_read(d: &Path, name: &str) -> Value {
+        JsonStore::open(d)
+            .unwrap()
+            .read::<Value>(name)
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn directory_at_a_state_path_gave_500s_while_ready() {
+        let d = tmpdir("dir");
+        let s = JsonStore::open(&d).unwrap();
+        s.write("s.json", &json!({"v": 3})).unwrap();
+        fs::remove_file(d.join("s.json")).unwrap();
+        fs::create_dir(d.join("s.json")).unwrap();
+        // Served from the copy, which cannot be written back: unusable until fixed.
+        let l = s.load::<Value>("s.json").unwrap().unwrap();
+        assert_eq!(l.value, json!({"v": 3}));
+        let r = l.recovered.unwrap();
+        assert!(r.write_back_failed.is_some(), "{}", r.message());
+        let bad = state_health::first_unusable(&d).expect("unusable");
+        assert!(
+            bad.message.contains("s.json is a directory"),
+            "{}",
+            bad.message
+        );
+        // A write says what is in the way, not just EISDIR (and so does a write to a path
+        // never read).
+        s.write("w.json", &json!(1)).unwrap();
+        fs::remove_file(d.join("w.json")).unwrap();
+        fs::create_dir(d.join("w.json")).unwrap();
+        assert!(s.write("w.json", &json!(2)).is_err());
+        assert!(
+            problems(&d)
+                .iter()
+                .any(|(l, m)| *l == state_health::Level::Unusable
+                    && m.contains("cannot write")
+                    && m.contains("w.json is a directory")),
+            "{:?}",
+            problems(&d)
+        );
+        fs::remove_dir(d.join("w.json")).unwrap();
+        match s.write("s.json", &json!({"v": 4})) {
+            Err(
+                e @ StoreError::NotRegular {
+                    kind: FileKind::Directory,
+                    ..
+                },
+            ) => {
+                assert!(e.to_string().contains("is a directory"), "{e}")
+            }
+            other => panic!("expected NotRegular(Directory), got {other:?}"),
+        }
+        // The operator removes it: the next read restores the copy and it is usable again.
+        fs::remove_dir(d.join("s.json")).unwrap();
+        assert_eq!(
+            s.read::<Value>("s.json").unwrap(),
+            None,
+            "missing is missing"
+        );
+        assert!(state_health::first_unusable(&d).is_none());
+        s.write("s.json", &json!({"v": 5})).unwrap();
+        assert_eq!(s.read::<Value>("s.json").unwrap(), Some(json!({"v": 5})));
+        assert_eq!(problems(&d), vec![]);
+    }
+
+    #[test]
+    fn damage_in_place_does_not_reach_the_last_good_copy() {
+        let d = tmpdir("inplace");
+        let s = JsonStore::open(&d).unwrap();
+        s.write("s.json", &json!({"seq": 9, "items": [1, 2, 3]}))
+            .unwrap();
+        let main = fs::metadata(d.join("s.json")).unwrap();
+        let copy = fs::metadata(s.last_good_path("s.json")).unwrap();
+        assert_ne!(main.ino(), copy.ino(), "the copy is a separate inode");
+        // `echo {} > file`: parses, but as the wrong type.
+        fs::write(d.join("s.json"), b"{}\n").unwrap();
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Rec {
+            seq: u64,
+        }
+        let l = s.load::<Rec>("s.json").unwrap().unwrap();
+        assert_eq!(l.value, Rec { seq: 9 });
+        assert!(l.recovered.unwrap().message().contains("moved aside"));
+        assert_eq!(
+            s.read::<Rec>("s.json").unwrap(),
+            Some(Rec { seq: 9 }),
+            "written back"
+        );
+        // Truncation in place.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(d.join("s.json"))
+            .unwrap()
+            .set_len(5)
+            .unwrap();
+        assert_eq!(s.read::<Rec>("s.json").unwrap(), Some(Rec { seq: 9 }));
+        // Both gone: the error. Moved aside, so the path is free again: a warning until the
+        // file is written, not unusable.
+        fs::write(d.join("s.json"), b"garbage").unwrap();
+        fs::write(s.last_good_path("s.json"), b"").unwrap();
+        assert!(matches!(
+            s.read::<Rec>("s.json"),
+            Err(StoreError::Corrupt { .. })
+        ));
+        let p = problems(&d);
+        assert!(
+            p.len() == 1
+                && p[0].0 == state_health::Level::Warning
+                && p[0].1.contains("last good copy is unusable too"),
+            "{p:?}"
+        );
+        s.write("s.json", &json!({"seq": 10})).unwrap();
+        assert_eq!(problems(&d), vec![]);
+    }
+
+    #[test]
+    fn symlink_socket_and_device_at_a_state_path_are_refused() {
+        let d = tmpdir("kinds");
+        let target = d.join("elsewhere.json");
+        fs::write(&target, b"{}").unwrap();
+        std::os::unix::fs::symlink(&target, d.join("link.json")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", d.join("zero.json")).unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(d.join("sock.json")).unwrap();
+        let s = JsonStore::open(&d).unwrap();
+        for (name, kind) in [
+            ("link.json", FileKind::Symlink),
+            ("zero.json", FileKind::Symlink),
+            ("sock.json", FileKind::Socket),
+        ] {
+            match s.read::<Value>(name) {
+                Err(StoreError::NotRegular { kind: k, .. }) => assert_eq!(k, kind, "{name}"),
+                other => panic!("{name}: expected NotRegular, got {other:?}"),
+            }
+        }
+        match read_regular(Path::new("/dev/null")) {
+            Err(StoreError::NotRegular {
+                kind: FileKind::CharDevice,
+                ..
+            }) => {}
+            other => panic!("expected a character device, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn remove_takes_the_last_good_copy_too() {
+        let d = tmpdir("remove");
+        let s = JsonStore::open(&d).unwrap();
+        s.write("r.json", &json!(1)).unwrap();
+        s.remove("r.json").unwrap();
+        s.remove("r.json").unwrap();
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
+    }
+
+    /// Not a check: prints what the last-good copy costs per write here
+    /// (`cargo test --lib write_cost -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn write_cost_of_the_last_good_copy() {
+        let d = tmpdir("cost");
+        let s = JsonStore::open(&d).unwrap();
+        for size in [200usize, 2_000, 20_000] {
+            let doc = json!({"text": "x".repeat(size)});
+            let bytes = serde_json::to_vec_pretty(&doc).unwrap();
+            let n = 200;
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                write_atomic(&d, "plain.json", &bytes).unwrap();
+            }
+            let plain = t.elapsed() / n;
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                s.write("kept.json", &doc).unwrap();
+            }
+            let kept = t.elapsed() / n;
+            println!("{size:>6} B: file only {plain:?}/write, with last-good copy {kept:?}/write");
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use baa::common::store::{JsonStore, StoreError};
+use baa::common::store::{read_regular, JsonStore, StoreError};
 use baa::common::time::{now_ms, now_rfc3339};
 
 pub const DIR: &str = "controllers";
@@ -62,7 +62,8 @@ pub fn list(state_dir: &Path, holder_id: Option<&str>) -> Vec<Value> {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
         .filter_map(|e| {
-            let bytes = std::fs::read(e.path()).ok()?;
+            // Never blocks on a FIFO or reads a directory planted among the heartbeats.
+            let (bytes, _) = read_regular(&e.path()).ok()??;
             serde_json::from_slice::<Heartbeat>(&bytes).ok()
         })
         .collect();

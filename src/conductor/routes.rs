@@ -13,6 +13,7 @@ use baa::common::api_error::ApiError;
 use baa::common::cli;
 use baa::common::http::router::{self, dispatch, Params, Route};
 use baa::common::http::{Reply, Request, Response};
+use baa::common::state_health;
 
 use crate::app::App;
 use crate::codex_proxy::{forward_query, reshape_status, Forwarded};
@@ -28,7 +29,7 @@ type Res = Result<Reply, ApiError>;
 #[rustfmt::skip]
 pub static ROUTES: &[Route<Ctx>] = &[
     Route::probe("probe.healthz", "GET", "/healthz", "Liveness probe: plain text ok.", healthz),
-    Route::probe("probe.readyz", "GET", "/readyz", "Readiness: 200 ready only for a started leader with a healthy lease.", readyz),
+    Route::probe("probe.readyz", "GET", "/readyz", "Readiness: 200 ready only for a started leader with a healthy lease and usable state files.", readyz),
     Route::probe("probe.rolez", "GET", "/rolez", "Current role: leader or standby (plain text).", rolez),
     Route::probe("probe.runtime", "GET", "/v1/runtime", "Runtime snapshot: identity, control API, codexd target, lease, warnings.", runtime),
     Route::read("service.describe", "GET", "/describe", "Self-description of this API for AI callers: start here.", describe_all),
@@ -118,14 +119,20 @@ fn healthz(_: &Ctx, _: &Request, _: &Params) -> Res {
 
 fn readyz(app: &Ctx, _: &Request, _: &Params) -> Res {
     let st = app.lease.status();
+    // Looking at the mode (one `stat` while the file is unchanged) is what notices a state
+    // file damaged since the last request.
+    let system = app.system.load(&app.store);
     let reason = if !app.is_started() {
-        Some("starting")
+        Some("starting".to_string())
     } else if !st.is_leader {
-        Some("standby")
+        Some("standby".to_string())
     } else if !st.healthy_leader(app.lease.threshold) {
-        Some("lease unhealthy")
+        Some("lease unhealthy".to_string())
+    } else if let Err(e) = system {
+        Some(format!("cannot read the system state: {e}"))
     } else {
-        None
+        state_health::first_unusable(&app.cfg.state_dir)
+            .map(|p| format!("state file unusable: {}", p.message))
     };
     Ok(match reason {
         None => Response::text(200, "ready\n"),
@@ -190,8 +197,31 @@ pub fn runtime_snapshot(app: &App) -> Value {
             "worktreesDir": c.worktrees_dir, "tmpDir": c.tmp_dir,
         },
         // Start-up config warnings, then conditions found while running (a recovered state file).
-        "warnings": c.warnings.iter().cloned().chain(app.system.warnings()).chain(app.tasks.warnings()).collect::<Vec<_>>(),
+        "warnings": c.warnings.iter().cloned().chain(app.system.warnings()).chain(app.tasks.warnings()).chain(state_file_warnings(app)).collect::<Vec<_>>(),
     })
+}
+
+/// Damaged or unusable state files under the state dir (the system state's own recovery
+/// is in `app.system.warnings()`, in its words), at most [`MAX_STATE_WARNINGS`].
+fn state_file_warnings(app: &App) -> Vec<String> {
+    const MAX_STATE_WARNINGS: usize = 20;
+    let system_file = app.store.path(crate::system::FILE);
+    let problems: Vec<_> = state_health::under(&app.cfg.state_dir)
+        .into_iter()
+        .filter(|p| p.path != system_file)
+        .collect();
+    let more = problems.len().saturating_sub(MAX_STATE_WARNINGS);
+    let mut out: Vec<String> = problems
+        .into_iter()
+        .take(MAX_STATE_WARNINGS)
+        .map(|p| format!("state file: {}", p.message))
+        .collect();
+    if more > 0 {
+        out.push(format!(
+            "state file: {more} more damaged state files (see the log)"
+        ));
+    }
+    out
 }
 
 fn scheduler_json(app: &App, leader: bool) -> Value {

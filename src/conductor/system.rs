@@ -1,16 +1,19 @@
 //! The automation mode (running / paused / draining): who set it, why, when, and a version
 //! that goes up by one on every change. Persisted before a write is acknowledged.
 //!
-//! Fail safe: every write also refreshes a last-good copy beside the file. A state file
-//! that does not parse is moved aside and the last-good copy restored; with no good copy
-//! automation starts `paused` (never `running`, which is what the mode would silently
-//! become if a corrupt file read as "no state"). The version never goes backwards, and
-//! the recovery shows in `/v1/runtime` `warnings`.
+//! Fail safe: the store keeps a last-good copy of the file and restores it when the file
+//! is damaged or is not a regular file (`common::store`); with no good copy automation
+//! starts `paused` (never `running`, which is what the mode would silently become if a
+//! corrupt file read as "no state"). The version never goes backwards: every version
+//! written is also appended to a small history, so it survives the loss of both copies.
+//! The recovery shows in `/v1/runtime` `warnings`.
 //!
 //! Reads are served from a cache keyed on the file's (device, inode, size, mtime), so a
 //! `GET /v1/system/state` costs one `stat`, and a write by another conductor sharing the
 //! state dir (a new inode: writes are atomic renames) is seen on the next read.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,13 +23,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use baa::common::api_error::ApiError;
-use baa::common::store::{FileKey, JsonStore, StoreError};
+use baa::common::state_health::{self, Level};
+use baa::common::store::{
+    open_regular, read_regular, write_atomic, FileKey, JsonStore, Loaded, StoreError,
+};
 use baa::common::sync::lock;
 use baa::common::time::now_rfc3339;
 
 pub const FILE: &str = "system-state.json";
-/// The last state written, kept beside [`FILE`] to fall back to.
-pub const LAST_GOOD: &str = "system-state.last-good.json";
+/// Where an older version kept the last-good copy (the store keeps it now, as for every
+/// state file); read when the store has none, removed by the next write.
+pub const LEGACY_LAST_GOOD: &str = "system-state.last-good.json";
+/// One line per state written: the version survives when both copies are lost, so a
+/// recovery never hands out a version again. Mode changes are rare; the file is cut to
+/// its last line past [`HISTORY_MAX_BYTES`].
+pub const HISTORY: &str = "system-state.history.jsonl";
+const HISTORY_MAX_BYTES: u64 = 64 * 1024;
 /// `requested_by` of a state the conductor set itself (a recovery).
 pub const SELF_REQUESTER: &str = "baa-conductor";
 /// A file modified this recently may be replaced without its key changing (coarse mtime
@@ -188,6 +200,11 @@ pub struct SystemStore {
     warning: Mutex<Option<String>>,
     /// How many times the file was opened and parsed (the cache's misses).
     parses: AtomicU64,
+    /// A recovered state that could not be written (a directory in the way): served as is,
+    /// and written when it can be, not recomputed with a new version on every read.
+    unpersisted: Mutex<Option<SystemState>>,
+    /// The highest version this process appended to the history.
+    recorded: AtomicU64,
 }
 
 impl Default for SystemStore {
@@ -204,6 +221,8 @@ impl SystemStore {
             high_water: AtomicU64::new(0),
             warning: Mutex::new(None),
             parses: AtomicU64::new(0),
+            unpersisted: Mutex::new(None),
+            recorded: AtomicU64::new(0),
         }
     }
 
@@ -257,38 +276,99 @@ impl SystemStore {
     /// Reads the file (the lock is held), recovering it when it is unusable.
     fn load_locked(&self, store: &JsonStore) -> Result<SystemState, StoreError> {
         self.parses.fetch_add(1, Ordering::Relaxed);
-        match store.read_keyed::<SystemState>(FILE) {
-            Ok(Some((state, key))) => {
-                self.remember(key, &state);
-                Ok(state)
+        match store.load::<SystemState>(FILE) {
+            Ok(Some(Loaded {
+                value,
+                key,
+                recovered: None,
+            })) => {
+                self.remember(key, &value);
+                Ok(value)
             }
-            Ok(None) => match store.key(LAST_GOOD)? {
-                // Fresh install: nothing was ever written.
-                None => self.first_write(store),
-                Some(_) => self.recover(store, format!("{FILE} was missing"), None),
-            },
-            Err(StoreError::Corrupt {
-                moved_to, source, ..
-            }) => {
-                let what = match &moved_to {
-                    Some(to) => format!(
-                        "{FILE} was unreadable ({source}) and was moved aside to {}",
-                        to.display()
-                    ),
-                    None => {
-                        format!("{FILE} was unreadable ({source}) and could not be moved aside")
-                    }
+            // The store put the last-good copy back (or serves it, when it could not).
+            Ok(Some(Loaded {
+                value,
+                key,
+                recovered: Some(r),
+            })) => {
+                let floor = self.floor(store, None);
+                if value.version >= floor && lock(&self.unpersisted).is_none() {
+                    // Written back by the store, or (when it could not be) served from
+                    // the copy until the file can be used again.
+                    self.remember(key, &value);
+                    let outcome = format!(
+                        "automation is {} (version {})",
+                        value.mode.as_str(),
+                        value.version
+                    );
+                    self.set_warning(format!("system state: {}; {outcome}.", r.message()));
+                    return Ok(value);
+                }
+                self.recover(store, r.problem.to_string(), Some(value), floor)
+            }
+            Ok(None) => {
+                let good = match store.read_last_good::<SystemState>(FILE) {
+                    Ok(Some(g)) => Some(g),
+                    _ => store.read::<SystemState>(LEGACY_LAST_GOOD).ok().flatten(),
                 };
-                self.recover(store, what, moved_to.as_deref())
+                let floor = self.floor(store, None);
+                if good.is_none() && floor == 0 && history_max(store).is_none() {
+                    // Fresh install: nothing was ever written.
+                    return self.first_write(store);
+                }
+                self.recover(store, format!("{FILE} was missing"), good, floor)
+            }
+            Err(e @ (StoreError::Corrupt { .. } | StoreError::NotRegular { .. })) => {
+                let (what, moved_aside) = match e {
+                    StoreError::Corrupt {
+                        moved_to: Some(to),
+                        source,
+                        ..
+                    } => (
+                        format!(
+                            "{FILE} was unreadable ({source}) and was moved aside to {}",
+                            to.display()
+                        ),
+                        Some(to),
+                    ),
+                    StoreError::Corrupt { source, .. } => (
+                        format!("{FILE} was unreadable ({source}) and could not be moved aside"),
+                        None,
+                    ),
+                    other => (format!("{other}"), None),
+                };
+                let floor = self.floor(store, moved_aside.as_deref());
+                // The store had no usable copy; an older version's copy is the latest
+                // state while it exists (the first write after an upgrade removes it).
+                let legacy = store.read::<SystemState>(LEGACY_LAST_GOOD).ok().flatten();
+                self.recover(store, what, legacy, floor)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The version a recovered state must not go below: the highest this process has seen,
+    /// recorded in the history, or still legible in a damaged file (a truncated or
+    /// hand-edited one usually keeps its `"version"`).
+    fn floor(&self, store: &JsonStore, moved_aside: Option<&Path>) -> u64 {
+        let legible = [
+            moved_aside.map(Path::to_path_buf),
+            Some(store.last_good_path(FILE)),
+            Some(store.path(LEGACY_LAST_GOOD)),
+        ];
+        legible
+            .iter()
+            .flatten()
+            .filter_map(|p| scan_version(p))
+            .chain(history_max(store))
+            .fold(self.high_water.load(Ordering::SeqCst), u64::max)
     }
 
     /// Writes the initial `running` state of a fresh install, so its `updated_at` is the
     /// time it was first written (the first start: the scheduler reads the mode at once)
     /// and stays that, not the time of each request. Created only if absent: when another
     /// conductor sharing the state dir wrote first, its state is read back, never replaced.
+    /// (The store keeps the last-good copy of a created file too.)
     fn first_write(&self, store: &JsonStore) -> Result<SystemState, StoreError> {
         let initial = SystemState::initial();
         if !store.create(FILE, &initial)? {
@@ -300,38 +380,26 @@ impl SystemStore {
         if let Some(key) = store.key(FILE)? {
             self.remember(key, &initial);
         }
-        if let Err(e) = store.create(LAST_GOOD, &initial) {
-            log::warn!("system: cannot write the last-good copy: {e}");
-        }
         Ok(initial)
     }
 
-    /// Restores the last good copy, or pauses automation when there is none, and persists
-    /// the result. The version stays above everything seen: this process's high-water
-    /// mark, the good copy, and any version still legible in the moved-aside file.
+    /// Restores `good` (the last good copy), or pauses automation when there is none, and
+    /// persists the result. The version stays above `floor`.
     fn recover(
         &self,
         store: &JsonStore,
         what: String,
-        moved_aside: Option<&Path>,
+        good: Option<SystemState>,
+        floor: u64,
     ) -> Result<SystemState, StoreError> {
-        let mut floor = self
-            .high_water
-            .load(Ordering::SeqCst)
-            .max(moved_aside.and_then(scan_version).unwrap_or(0));
-        let good = match store.read::<SystemState>(LAST_GOOD) {
-            Ok(g) => g,
-            Err(e) => {
-                log::warn!("system: the last-good copy is unusable too: {e}");
-                if let StoreError::Corrupt {
-                    moved_to: Some(to), ..
-                } = &e
-                {
-                    floor = floor.max(scan_version(to).unwrap_or(0));
-                }
-                None
+        // (Unless a version was recorded above it since: a change that failed to write.)
+        let pending = lock(&self.unpersisted).clone();
+        if let Some(state) = pending.filter(|s| s.version >= floor) {
+            if self.persist(store, &state).is_ok() {
+                log::info!("system state: the recovered state is written now");
             }
-        };
+            return Ok(state);
+        }
         let (state, outcome) = match good {
             Some(g) if g.version >= floor => {
                 let outcome = format!(
@@ -375,26 +443,42 @@ impl SystemStore {
         };
         let warning = format!("system state: {what}; {outcome}.");
         let persisted = self.persist(store, &state);
+        if persisted.is_err() {
+            *lock(&self.unpersisted) = Some(state.clone());
+        }
+        self.set_warning(match &persisted {
+            Ok(()) => warning,
+            Err(e) => format!("{warning} Writing it back failed: {e}."),
+        });
+        // Served from memory while the file cannot be written: never above what is
+        // handed out next.
+        self.high_water.fetch_max(state.version, Ordering::SeqCst);
+        Ok(state)
+    }
+
+    fn set_warning(&self, warning: String) {
         let mut slot = lock(&self.warning);
         if slot.as_deref() != Some(warning.as_str()) {
             log::warn!("{warning}");
         }
-        *slot = Some(match &persisted {
-            Ok(()) => warning,
-            Err(e) => format!("{warning} Writing it back failed: {e}."),
-        });
-        Ok(state)
+        *slot = Some(warning);
     }
 
-    /// Writes `state` and then its last-good copy (so the copy is never ahead of an
-    /// acknowledged write), and caches it.
+    /// Records `state` in the history, then writes it (the store refreshes its last-good
+    /// copy in the same step) and caches it.
     fn persist(&self, store: &JsonStore, state: &SystemState) -> Result<(), StoreError> {
+        // Once per version, however often a write of it is retried.
+        if self.recorded.fetch_max(state.version, Ordering::SeqCst) < state.version {
+            append_history(store, state);
+        }
         store.write(FILE, state)?;
+        *lock(&self.unpersisted) = None;
         if let Some(key) = store.key(FILE)? {
             self.remember(key, state);
         }
-        if let Err(e) = store.write(LAST_GOOD, state) {
-            log::warn!("system: cannot refresh the last-good copy: {e}");
+        // An older version's copy beside the file; the store's copy replaces it.
+        if let Err(e) = store.remove(LEGACY_LAST_GOOD) {
+            log::warn!("system: cannot remove {LEGACY_LAST_GOOD}: {e}");
         }
         Ok(())
     }
@@ -414,8 +498,9 @@ impl SystemStore {
 
 /// The `"version": N` still legible in a corrupt file, if any (a truncated or hand-edited
 /// file usually keeps it), so a recovery does not reuse a version already handed out.
+/// Only a regular file is read (never blocking on a FIFO).
 fn scan_version(path: &Path) -> Option<u64> {
-    let text = std::fs::read(path).ok()?;
+    let (text, _) = read_regular(path).ok()??;
     let text = String::from_utf8_lossy(&text);
     let after = &text[text.find("\"version\"")? + "\"version\"".len()..];
     let digits: String = after
@@ -424,6 +509,56 @@ fn scan_version(path: &Path) -> Option<u64> {
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().ok()
+}
+
+/// The highest version in the history, `None` when there is none to read.
+fn history_max(store: &JsonStore) -> Option<u64> {
+    let (bytes, _) = read_regular(&store.path(HISTORY)).ok()??;
+    bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<Value>(line).ok())
+        .filter_map(|v| v.get("version").and_then(Value::as_u64))
+        .max()
+}
+
+/// Appends `state` to the history, synced (a mode change is rare; the line is what keeps
+/// the version when both copies are lost). Past [`HISTORY_MAX_BYTES`] the file is replaced
+/// by this one line: versions only grow, so the last one is all a recovery needs. A
+/// failure is a warning: the state file itself is what is acknowledged.
+fn append_history(store: &JsonStore, state: &SystemState) {
+    let path = store.path(HISTORY);
+    let mut line = match serde_json::to_vec(state) {
+        Ok(l) => l,
+        Err(_) => return,
+    };
+    line.push(b'\n');
+    let appended = open_regular(
+        &path,
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600),
+    )
+    .and_then(|mut f| {
+        let io = |e| StoreError::Io {
+            path: path.clone(),
+            source: e,
+        };
+        let len = f.metadata().map_err(io)?.len();
+        if len >= HISTORY_MAX_BYTES {
+            return write_atomic(store.dir(), HISTORY, &line);
+        }
+        f.write_all(&line).map_err(io)?;
+        f.sync_data().map_err(io)
+    });
+    match appended {
+        Ok(()) => state_health::written(&path),
+        Err(e) => state_health::report(
+            &path,
+            Level::Warning,
+            format!("cannot record the system state history: {e}"),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -467,7 +602,7 @@ mod tests {
             Some(first.clone())
         );
         assert_eq!(
-            store.read::<SystemState>(LAST_GOOD).unwrap(),
+            store.read_last_good::<SystemState>(FILE).unwrap(),
             Some(first.clone())
         );
         // Once the clock has moved on, a read (this process's, or a restarted one's)
@@ -501,7 +636,10 @@ mod tests {
             store.read::<SystemState>(FILE).unwrap(),
             Some(theirs.clone())
         );
-        assert_eq!(store.read::<SystemState>(LAST_GOOD).unwrap(), Some(theirs));
+        assert_eq!(
+            store.read_last_good::<SystemState>(FILE).unwrap(),
+            Some(theirs)
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -545,7 +683,7 @@ mod tests {
         let dir = std::env::temp_dir().join(baa::common::ids::new_id("sys"));
         let store = JsonStore::open(&dir).unwrap();
         paused_at(&store, 41);
-        std::fs::remove_file(store.path(LAST_GOOD)).unwrap();
+        std::fs::remove_file(store.last_good_path(FILE)).unwrap();
         std::fs::write(store.path(FILE), b"{\"mode\":\"running\",\"version\": 41,").unwrap();
         let sys = SystemStore::new();
         let s = sys.load(&store).unwrap();
@@ -562,6 +700,130 @@ mod tests {
         assert_eq!(sys.warnings().len(), 1);
         // Both files are back: a restart reads the paused state as is.
         assert_eq!(SystemStore::new().load(&store).unwrap(), s);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn version_went_backwards_when_no_copy_was_readable() {
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("sys"));
+        let store = JsonStore::open(&dir).unwrap();
+        paused_at(&store, 7);
+        // Both copies destroyed, nothing legible in either: the history keeps the version.
+        std::fs::write(store.path(FILE), b"{}").unwrap();
+        std::fs::write(store.last_good_path(FILE), b"{}").unwrap();
+        let s = SystemStore::new().load(&store).unwrap();
+        assert_eq!(
+            (s.mode, s.version, s.requested_by.as_deref()),
+            (Mode::Paused, 8, Some(SELF_REQUESTER)),
+            "{s:?}"
+        );
+        // Both deleted: not a fresh install (the history says so), so paused, above 8.
+        std::fs::remove_file(store.path(FILE)).unwrap();
+        std::fs::remove_file(store.last_good_path(FILE)).unwrap();
+        let s = SystemStore::new().load(&store).unwrap();
+        assert_eq!((s.mode, s.version), (Mode::Paused, 9), "{s:?}");
+        // And the next change goes on from there.
+        let s = SystemStore::new()
+            .apply(&store, Action::Resume, &ChangeRequest::default())
+            .unwrap();
+        assert_eq!((s.mode, s.version), (Mode::Running, 10));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn history_is_cut_to_its_last_line_when_it_grows() {
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("sys"));
+        let store = JsonStore::open(&dir).unwrap();
+        let big = "x".repeat(MAX_REASON);
+        let sys = SystemStore::new();
+        let req = ChangeRequest {
+            reason: Some(big),
+            ..ChangeRequest::default()
+        };
+        for _ in 0..40 {
+            sys.apply(&store, Action::Pause, &req).unwrap();
+        }
+        let len = std::fs::metadata(store.path(HISTORY)).unwrap().len();
+        assert!(len < HISTORY_MAX_BYTES + 4096, "{len}");
+        assert_eq!(history_max(&store), Some(40));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn fifo_at_system_state_blocked_the_main_thread() {
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("sys"));
+        let store = JsonStore::open(&dir).unwrap();
+        paused_at(&store, 5);
+        std::fs::remove_file(store.path(FILE)).unwrap();
+        let c =
+            std::ffi::CString::new(store.path(FILE).into_os_string().into_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(SystemStore::new().load(&store).map(|s| (s.mode, s.version)));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("load blocked on the FIFO");
+        assert_eq!(got.unwrap(), (Mode::Paused, 5));
+        assert!(
+            std::fs::symlink_metadata(dir.join(FILE)).unwrap().is_file(),
+            "healed"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn directory_at_system_state_with_no_copy_is_served_from_memory_without_new_versions() {
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("sys"));
+        let store = JsonStore::open(&dir).unwrap();
+        paused_at(&store, 3);
+        std::fs::remove_file(store.path(FILE)).unwrap();
+        std::fs::remove_file(store.last_good_path(FILE)).unwrap();
+        std::fs::create_dir(store.path(FILE)).unwrap();
+        let sys = SystemStore::new();
+        let first = sys.load(&store).unwrap();
+        assert_eq!((first.mode, first.version), (Mode::Paused, 4));
+        let history = std::fs::metadata(store.path(HISTORY)).unwrap().len();
+        for _ in 0..5 {
+            assert_eq!(sys.load(&store).unwrap(), first);
+        }
+        assert_eq!(
+            std::fs::metadata(store.path(HISTORY)).unwrap().len(),
+            history
+        );
+        assert!(
+            sys.warnings()[0].contains("is a directory"),
+            "{:?}",
+            sys.warnings()
+        );
+        // Removed: the state served all along is the one written.
+        std::fs::remove_dir(store.path(FILE)).unwrap();
+        assert_eq!(sys.load(&store).unwrap(), first);
+        assert_eq!(store.read::<SystemState>(FILE).unwrap(), Some(first));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_copy_an_older_version_kept_is_restored_until_the_first_write() {
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("sys"));
+        let store = JsonStore::open(&dir).unwrap();
+        paused_at(&store, 6);
+        // What an older conductor left: its copy under the old name, none of the store's.
+        let state = store.read::<SystemState>(FILE).unwrap().unwrap();
+        std::fs::remove_file(store.last_good_path(FILE)).unwrap();
+        std::fs::remove_file(store.path(HISTORY)).unwrap();
+        std::fs::write(
+            store.path(LEGACY_LAST_GOOD),
+            serde_json::to_vec(&state).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(store.path(FILE), b"garbage").unwrap();
+        let s = SystemStore::new().load(&store).unwrap();
+        assert_eq!((s.mode, s.version), (Mode::Paused, 6), "{s:?}");
+        // Written back with the store's copy; the old one is gone.
+        assert_eq!(store.read_last_good::<SystemState>(FILE).unwrap(), Some(s));
+        assert!(!store.path(LEGACY_LAST_GOOD).exists());
         let _ = std::fs::remove_dir_all(dir);
     }
 

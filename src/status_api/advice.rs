@@ -144,6 +144,20 @@ pub fn conductor_partial(site: &Site, error: &str) -> Problem {
     .log(site.err_log("conductor"))
 }
 
+/// A state file that was damaged (healed from its last-good copy) or cannot be used.
+fn state_file(line: String) -> Problem {
+    Problem::new(
+        Level::Warn,
+        line,
+        "A state file was damaged or something other than a regular file sits at its path. A healed file needs nothing; otherwise remove what is in the way (the message names it), and readiness returns by itself.",
+    )
+}
+
+/// One of codexd's state-file warnings (its status `snapshot.warnings`).
+pub fn codexd_state_file(site: &Site, text: &str) -> Problem {
+    state_file(format!("codexd: state file: {text}")).log(site.err_log("codexd"))
+}
+
 /// One of the conductor's own `/v1/runtime` warnings.
 pub fn conductor_warning(site: &Site, text: &str) -> Problem {
     let line = format!("conductor: {text}");
@@ -155,6 +169,9 @@ pub fn conductor_warning(site: &Site, text: &str) -> Problem {
         )
         .run("(umask 077; openssl rand -hex 32 > ~/.config/baa-conductor/shared-token.txt)".into())
         .run(restart_script("conductor"));
+    }
+    if text.starts_with("state file:") {
+        return state_file(line).log(site.err_log("conductor"));
     }
     if text.starts_with("system state:") {
         return Problem::new(

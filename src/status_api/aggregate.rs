@@ -127,7 +127,11 @@ pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| w.to_string());
-        problems.push(advice::codexd_warning(site, &clip(&text)));
+        // A file common::store repaired or cannot use gets the state-file advice.
+        problems.push(match text.strip_prefix("state file: ") {
+            Some(rest) => advice::codexd_state_file(site, &clip(rest)),
+            None => advice::codexd_warning(site, &clip(&text)),
+        });
     }
 
     if let Some(snap) = snapshot {
@@ -633,6 +637,27 @@ mod tests {
                 .contains("so.makefile.baa-codexd.err.log"),
             "{d:#}"
         );
+    }
+
+    #[test]
+    fn state_file_warnings_of_both_daemons_are_shown() {
+        let mut rt = runtime();
+        rt["warnings"] = json!(["state file: /s/tasks/t.json is a FIFO, not a regular file; restored from its last good copy"]);
+        let mut cx = codexd();
+        cx["warnings"] =
+            json!(["state file: /s/codexd/daemon-state.json is a directory, not a regular file; there is no last good copy"]);
+        let d = build(
+            &up(),
+            &raw(Ok(rt), Ok(json!({"mode": "running"})), Ok(cx)),
+            "now",
+        );
+        let w = d["warnings"].to_string();
+        assert!(
+            w.contains("conductor: state file: /s/tasks/t.json is a FIFO")
+                && w.contains("codexd: state file: /s/codexd/daemon-state.json is a directory"),
+            "{d:#}"
+        );
+        assert!(d["advice"].to_string().contains("regular file"), "{d:#}");
     }
 
     #[test]

@@ -111,7 +111,7 @@ fn daemon_state_damaged_in_unix_mode(label: &str, damage: Damage, from: &str) {
 
     d.kill9();
     let file = dirs.state.join("daemon-state.json");
-    let last_good = dirs.state.join("daemon-state.last-good.json");
+    let last_good = dirs.state.join(".daemon-state.json.last-good");
     assert!(last_good.is_file(), "no last-good copy was kept");
     match damage {
         Damage::Replace(bytes) => std::fs::write(&file, bytes).unwrap(),
@@ -378,7 +378,7 @@ fn unix_wrapper_command_daemon_state_emptied_attaches_to_the_process_listening_o
     wait_turn_done(&d, &sid, &tid, T);
     d.kill9();
     std::fs::write(dirs.state.join("daemon-state.json"), b"{}").unwrap();
-    std::fs::remove_file(dirs.state.join("daemon-state.last-good.json")).unwrap();
+    std::fs::remove_file(dirs.state.join(".daemon-state.json.last-good")).unwrap();
 
     let d = start_running(spawn());
     let c = child_status(&d);

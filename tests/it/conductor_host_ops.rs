@@ -317,8 +317,10 @@ fn files_write_overwrite_keeps_the_old_mode_and_state_files_are_private() {
     crate::support::http::post(&c.url("/v1/system/pause"), &json!({})).expect(200);
     for f in [
         "system-state.json",
-        "system-state.last-good.json",
+        ".system-state.json.last-good",
+        "system-state.history.jsonl",
         "lease.json",
+        ".lease.json.last-good",
     ] {
         let p = c.dir.join("state").join(f);
         assert_eq!(mode(&p), 0o600, "{f}: {:o}", mode(&p));

@@ -28,6 +28,7 @@ mod http_layer;
 mod logs;
 mod mock_model;
 mod stack_e2e;
+mod state_files;
 mod status_api;
 mod status_page;
 mod strict_bodies;

@@ -626,10 +626,10 @@ impl TaskStore {
         };
         for (id, e) in &victims {
             for (run, _) in &e.runs {
-                let _ = std::fs::remove_file(self.runs.path(&file(run)));
+                let _ = self.runs.remove(&file(run));
             }
             self.logs.forget(id, true);
-            let _ = std::fs::remove_file(self.tasks.path(&file(id)));
+            let _ = self.tasks.remove(&file(id));
         }
         if !victims.is_empty() {
             log::info!(
@@ -839,6 +839,8 @@ mod tests {
             "{:?}",
             s.warnings()
         );
+        // Without its last-good copy (with one, the store puts the copy back).
+        std::fs::remove_file(d.join(TASKS_DIR).join(".t2.json.last-good")).unwrap();
         std::fs::write(d.join(TASKS_DIR).join("t2.json"), b"{\"task_id\": ").unwrap();
         let s = TaskStore::open(&d, 100).unwrap();
         assert_eq!(s.counts().queued, 0);

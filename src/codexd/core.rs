@@ -99,7 +99,7 @@ impl Core {
             &cfg.version,
         );
         let previous: Option<DaemonState> = store.read_or_warn(state::DAEMON_STATE).unwrap_or(None);
-        let sessions = Sessions::open(&store).map_err(StartError::Store)?;
+        let sessions = Sessions::open(&store, cfg.hot_sessions).map_err(StartError::Store)?;
         let recent: Vec<Value> = store
             .read_or_warn::<Value>(state::RECENT_EVENTS)
             .unwrap_or(None)
@@ -248,7 +248,9 @@ impl Core {
         }
     }
 
-    /// Appends a finished turn's record to the session's turn file.
+    /// Appends a finished turn's record to the session's turn file. Called before the
+    /// session that says the turn ended is written: the session holds only a summary of it
+    /// (`registry.rs`), and a read of the session finds the full record in the file.
     pub(crate) fn store_turn(&self, session_id: &str, record: &crate::sessions::TurnRecord) {
         if let Err(e) = self.sessions.files().append_turn(session_id, record) {
             log::error!(
@@ -277,10 +279,10 @@ impl Core {
         }
     }
 
-    /// An interrupted turn: written, stored, then announced.
+    /// An interrupted turn: its record stored, the session written, then announced.
     pub(crate) fn turn_interrupted(&self, session_id: &str, record: &TurnRecord, why: &str) {
-        self.persist_or_log(session_id);
         self.store_turn(session_id, record);
+        self.persist_or_log(session_id);
         let tid = &record.turn_id;
         self.emit(
             Level::Warn,

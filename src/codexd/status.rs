@@ -106,6 +106,7 @@ impl Core {
         let (account, limits) = self.account.status();
         let sessions_updated_at = self.sessions.updated_at();
         let sessions = self.sessions.list(Session::to_summary_json);
+        let (open, in_memory) = self.sessions.counts();
         json!({
             "service": {
                 "configuredBaseUrl": self.cfg.local_api_base,
@@ -131,7 +132,7 @@ impl Core {
                 "codex": self.codex.json(),
                 "account": account,
                 "limits": limits,
-                "sessionRegistry": {"updatedAt": sessions_updated_at, "sessions": sessions},
+                "sessionRegistry": {"updatedAt": sessions_updated_at, "count": open, "inMemory": in_memory, "sessions": sessions},
                 "recentEvents": self.events.recent_snapshot(),
             },
         })

@@ -19,6 +19,7 @@ mod event_log;
 mod event_stream;
 mod events;
 mod experimental;
+mod heap;
 mod history_ops;
 mod json_path;
 mod lifecycle_ops;

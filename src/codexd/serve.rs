@@ -66,6 +66,7 @@ pub fn lock_state_dir(cfg: &Config) -> Result<DirLock, StartError> {
 
 /// `baa-codexd start`: the daemon in the foreground until SIGTERM/SIGINT.
 pub fn run(cfg: Config) -> ExitCode {
+    crate::heap::tune();
     let lock = match lock_state_dir(&cfg) {
         Ok(l) => l,
         Err(e) => {

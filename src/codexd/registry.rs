@@ -261,7 +261,7 @@ impl Sessions {
                 }
                 g.index.get(id)?.stamp
             };
-            let read = self.files.hot_one(id);
+            let read = self.files.hot_read(id);
             let mut g = self.inner();
             if g.loaded.contains_key(id) {
                 g.touch(id);
@@ -271,10 +271,20 @@ impl Sessions {
             if e.stamp != stamp {
                 continue; // changed (so read, written and dropped again) while we read
             }
-            let Some(s) = read else {
-                log::error!("session {id}: its file is gone or unreadable; it leaves the registry");
-                g.index.remove(id);
-                return None;
+            let s = match read {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    log::error!(
+                        "session {id}: its file is gone or corrupt; it leaves the registry"
+                    );
+                    g.index.remove(id);
+                    return None;
+                }
+                // Kept in the index: the next use reads again.
+                Err(e) => {
+                    log::error!("session {id}: cannot read its file: {e}");
+                    return None;
+                }
             };
             let s = g.revive(s, &e);
             g.loaded.insert(id.to_string(), s);

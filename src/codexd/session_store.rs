@@ -98,20 +98,25 @@ impl SessionStore {
             .collect()
     }
 
-    /// The hot session `session_id` from its file; an unreadable file is logged (a corrupt
-    /// one moved aside) and read as None.
-    pub fn hot_one(&self, session_id: &str) -> Option<Session> {
+    /// The hot session `session_id` from its file: None when there is none (a corrupt one
+    /// is logged and moved aside), an error when it could not be read (and may be later).
+    pub fn hot_read(&self, session_id: &str) -> Result<Option<Session>, StoreError> {
         if !valid_id(session_id) {
-            return None;
+            return Ok(None);
         }
-        self.hot
-            .read_or_warn::<Session>(&format!("{session_id}.json"))
-            .unwrap_or_else(|e| {
-                log::warn!("session {session_id}: cannot read its hot file: {e}");
-                None
-            })
-            .filter(|s| s.session_id == session_id)
-            .map(Session::loaded)
+        let s = self
+            .hot
+            .read_or_warn::<Session>(&format!("{session_id}.json"))?;
+        Ok(s.filter(|s| s.session_id == session_id)
+            .map(Session::loaded))
+    }
+
+    /// [`hot_read`](Self::hot_read), with a failed read logged and taken as None.
+    pub fn hot_one(&self, session_id: &str) -> Option<Session> {
+        self.hot_read(session_id).unwrap_or_else(|e| {
+            log::warn!("session {session_id}: cannot read its hot file: {e}");
+            None
+        })
     }
 
     fn turns_path(&self, session_id: &str) -> PathBuf {

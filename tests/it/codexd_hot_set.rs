@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::codexd::*;
+use crate::support::conductor;
 use crate::support::daemon::Daemon;
 use crate::support::http::get;
 use crate::support::tmp::TempDir;
@@ -90,6 +91,17 @@ fn sessions_evicted_from_the_hot_set_are_listed_read_and_take_a_turn_before_and_
         (&s["turnCount"], &s["metadata"], &s["threadStatus"]),
         (&json!(2), &json!({"n": 0}), &json!("notLoaded")),
         "{s:#}"
+    );
+    // The conductor counts them from codexd's status: every open session, `active`.
+    let cdir = TempDir::new("hot-set-conductor");
+    let c = conductor::spawn(&cdir, "mini-main", "primary")
+        .env("BAA_CODEXD_LOCAL_API_BASE", &d.base)
+        .start();
+    let v = get(&c.url("/v1/codex")).expect(200);
+    assert_eq!(
+        v["data"]["sessions"],
+        json!({"active_count": SESSIONS, "count": SESSIONS, "updated_at": v["data"]["sessions"]["updated_at"]}),
+        "{v:#}"
     );
     for sid in &ids[2..4] {
         let tid = api.turn(sid, "after the restart");

@@ -105,7 +105,7 @@ fn rss_with_2000_sessions() {
         );
     }
     println!("created in {:?}", t0.elapsed());
-    // codexd trims the heap on its next tick (1 s) after a large listing.
+    // codexd trims its heap a second after a large listing.
     let client = Client::new();
     let after_tick = || {
         std::thread::sleep(Duration::from_millis(1500));
@@ -123,7 +123,7 @@ fn rss_with_2000_sessions() {
                 .map_or(0, Vec::len);
             let right_after = rss_kib(&d);
             println!(
-                "GET {path} #{round}: {listed} sessions in {took:.1} ms; VmRSS right after {right_after} KiB, a tick later {} KiB",
+                "GET {path} #{round}: {listed} sessions in {took:.1} ms; VmRSS right after {right_after} KiB, 1.5 s later {} KiB",
                 after_tick()
             );
         }

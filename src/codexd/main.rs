@@ -21,6 +21,7 @@ mod events;
 mod experimental;
 mod heap;
 mod history_ops;
+mod hot_set;
 mod json_path;
 mod lifecycle_ops;
 mod models;

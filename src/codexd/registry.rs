@@ -18,6 +18,7 @@
 //! file of its own: one would be rewritten with every turn or go stale, and the session
 //! files are the record either way. A last turn is held in its summary form; the full
 //! record is in the session's turn file, written before the session says the turn ended.
+//! The memory side (entries, the sessions held, eviction) is `hot_set`.
 //!
 //! Locking: `inner` is held only to read or change the maps, never across a write or a
 //! call out (a session's file is read outside it, and the read is retried if the session
@@ -44,7 +45,8 @@ pub const LEGACY_REGISTRY: &str = "session-registry.json";
 
 pub struct Sessions {
     files: SessionStore,
-    /// Whole sessions held in memory beyond those that must stay.
+    /// Whole sessions held in memory; more only while more than this must stay (a running
+    /// turn, an unwritten change).
     hot_max: usize,
     inner: Mutex<Inner>,
     writes: Mutex<()>,

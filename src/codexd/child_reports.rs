@@ -77,10 +77,7 @@ impl Core {
             )
         };
         // Memory only: written with the session's next change.
-        self.sessions.for_each_mut(|s| {
-            s.child_pid = Some(pid);
-            false
-        });
+        self.sessions.child_ready(Some(pid));
         self.codex.set_user_agent(user_agent.clone());
         self.set_link(Some(link.clone()));
         self.mark_daemon_dirty();
@@ -139,13 +136,7 @@ impl Core {
                 self.set_link(None);
             }
         }
-        self.sessions.for_each_mut(|s| {
-            if s.loaded_generation == generation {
-                s.loaded_generation = 0;
-            }
-            s.child_pid = None;
-            false
-        });
+        self.sessions.generation_closed(generation);
     }
 
     /// Unix mode: the connection of `generation` ended while its app-server runs on:

@@ -109,6 +109,9 @@ pub struct Config {
     /// A session finished and idle this long leaves the hot registry for the archive
     /// (still readable by id); 0 keeps every session hot.
     pub session_retention_ms: u64,
+    /// Open sessions held whole in memory, the most recently used; the others are read
+    /// from their files when used (one with a running turn is always held).
+    pub hot_sessions: usize,
     /// Size at which stdout.log / stderr.log rotate (one `.1` generation kept).
     pub log_max_bytes: u64,
     /// Size at which events.jsonl rotates to `events.<first>-<last>.jsonl`.
@@ -264,6 +267,9 @@ pub const RECENT_EVENTS: Setting = Setting::env("BAA_CODEXD_RECENT_EVENTS")
 pub const SESSION_RETENTION_MS: Setting = Setting::env("BAA_CODEXD_SESSION_RETENTION_MS")
     .default("604800000")
     .help("a session finished and idle this long moves from the hot set (<state>/sessions/hot/) to the archive under <state>/sessions/ (still readable by id; a new turn brings it back); 0 = never");
+pub const HOT_SESSIONS: Setting = Setting::env("BAA_CODEXD_HOT_SESSIONS")
+    .default("128")
+    .help("open sessions held whole in memory, the most recently used; the others stay on disk (<state>/sessions/hot/) and are read when used (>= 1)");
 pub const LOG_MAX_BYTES: Setting = Setting::env("BAA_CODEXD_LOG_MAX_BYTES")
     .default("10485760")
     .help("stdout.log / stderr.log rotate to .1 past this size");
@@ -319,6 +325,7 @@ pub const SETTINGS: &[Setting] = &[
     RECONCILE_IDLE_MS,
     RECENT_EVENTS,
     SESSION_RETENTION_MS,
+    HOT_SESSIONS,
     LOG_MAX_BYTES,
     EVENT_LOG_MAX_BYTES,
     EVENT_LOG_KEEP,
@@ -466,6 +473,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         reconcile_idle_ms: r.number(&RECONCILE_IDLE_MS, 0..=u64::MAX)?,
         recent_events: r.number(&RECENT_EVENTS, 1..=usize::MAX)?,
         session_retention_ms: r.number(&SESSION_RETENTION_MS, 0..=u64::MAX)?,
+        hot_sessions: r.number(&HOT_SESSIONS, 1..=usize::MAX)?,
         log_max_bytes: r.number(&LOG_MAX_BYTES, 0..=u64::MAX)?,
         event_log_max_bytes: r.number(&EVENT_LOG_MAX_BYTES, 4096..=u64::MAX)?,
         event_log_keep: r.number(&EVENT_LOG_KEEP, 0..=100_000)?,
@@ -552,6 +560,7 @@ impl Config {
             },
             "smokeLifetimeMs": self.smoke_lifetime_ms,
             "sessionRetentionMs": self.session_retention_ms,
+            "hotSessions": self.hot_sessions,
             "demo": self.demo,
             "experimentalApi": self.experimental_api,
             "modelCheck": self.model_check.as_str(),

@@ -105,7 +105,7 @@ impl Core {
         // the seq from the event log) and reported once the event stream is open.
         let loaded = crate::state_file::load(&store);
         let previous: Option<DaemonState> = loaded.state;
-        let sessions = Sessions::open(&store).map_err(StartError::Store)?;
+        let sessions = Sessions::open(&store, cfg.hot_sessions).map_err(StartError::Store)?;
         let recent: Vec<Value> = store
             .read_or_warn::<Value>(state::RECENT_EVENTS)
             .unwrap_or(None)
@@ -259,7 +259,9 @@ impl Core {
         }
     }
 
-    /// Appends a finished turn's record to the session's turn file.
+    /// Appends a finished turn's record to the session's turn file. Called before the
+    /// session that says the turn ended is written: the session holds only a summary of it
+    /// (`registry.rs`), and a read of the session finds the full record in the file.
     pub(crate) fn store_turn(&self, session_id: &str, record: &crate::sessions::TurnRecord) {
         if let Err(e) = self.sessions.files().append_turn(session_id, record) {
             log::error!(
@@ -288,10 +290,10 @@ impl Core {
         }
     }
 
-    /// An interrupted turn: written, stored, then announced.
+    /// An interrupted turn: its record stored, the session written, then announced.
     pub(crate) fn turn_interrupted(&self, session_id: &str, record: &TurnRecord, why: &str) {
-        self.persist_or_log(session_id);
         self.store_turn(session_id, record);
+        self.persist_or_log(session_id);
         let tid = &record.turn_id;
         self.emit(
             Level::Warn,

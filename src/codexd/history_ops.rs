@@ -57,13 +57,8 @@ impl Core {
         cursor: Option<&str>,
     ) -> Result<Value, ApiError> {
         let s = self.any_session(session_id)?;
-        let mut ours = self.sessions.files().turns(session_id);
-        // The turn that just ended may be in memory a moment before its record is appended.
-        if let Some(last) = s.last_turn.clone().filter(|r| !r.summary) {
-            if !ours.iter().any(|r| r.turn_id == last.turn_id) {
-                ours.push(last);
-            }
-        }
+        // A finished turn's record is appended before its session says it ended.
+        let ours = self.sessions.files().turns(session_id);
         let local_cursor = cursor.and_then(|c| c.strip_prefix(LOCAL_CURSOR));
         let thread = s.thread_id.clone().filter(|_| s.has_rollout);
         let (Some(thread_id), None) = (thread, local_cursor) else {

@@ -257,17 +257,18 @@ impl Core {
             .iter()
             .filter_map(|p| p.session_id.clone())
             .collect();
+        // From the registry's index: the sweep reads no session file until one is due.
         let due: Vec<Session> = self
             .sessions
-            .list(|s| {
-                let idle = s.current_turn_id.is_none()
-                    && !asking.contains(&s.session_id)
-                    && ms_from_rfc3339(&s.updated_at)
-                        .is_some_and(|t| now.saturating_sub(t) >= retention);
-                idle.then(|| s.clone())
-            })
+            .idle_since_before(now.saturating_sub(retention))
             .into_iter()
-            .flatten()
+            .filter(|id| !asking.contains(id))
+            .filter_map(|id| self.sessions.get(&id))
+            .filter(|s| {
+                s.current_turn_id.is_none()
+                    && ms_from_rfc3339(&s.updated_at)
+                        .is_some_and(|t| now.saturating_sub(t) >= retention)
+            })
             .collect();
         for mut s in due {
             let seen = s.updated_at.clone();

@@ -57,15 +57,16 @@ impl Core {
                 }
                 changed
             });
+            // The full record first: the session keeps only its summary.
+            if let Some(record) = &finished {
+                self.store_turn(sid, record);
+            }
             if changed == Some(true) {
                 self.sessions.mark_changed(sid);
                 // A turn that opened or ended is on disk before the event that says so.
                 if matches!(method, "turn/started" | "turn/completed") {
                     self.persist_or_log(sid);
                 }
-            }
-            if let Some(record) = &finished {
-                self.store_turn(sid, record);
             }
         }
         let level = match method {

@@ -16,6 +16,7 @@ use crate::config::DEFAULT_EVENT_STREAM_PATH;
 use crate::core::Core;
 use crate::cwd_field;
 use crate::event_stream::events;
+use crate::heap;
 use crate::history_ops::{ThreadQuery, DEFAULT_LIMIT, MAX_LIMIT};
 
 type Ctx = Arc<Core>;
@@ -137,12 +138,18 @@ fn status(core: &Ctx, _: &Request, _: &Params) -> Res {
         .map(Route::describe)
         .collect();
     data["routes"] = Value::Array(routes);
+    let listed = data
+        .pointer("/snapshot/sessionRegistry/sessions")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    heap::listed(listed);
     ok(200, data)
 }
 
 fn sessions_list(core: &Ctx, req: &Request, _: &Params) -> Res {
     let archived = bool_query(req, &["archived"])?;
     let sessions = core.sessions_json(archived);
+    heap::listed(sessions.len());
     ok(
         200,
         json!({"count": sessions.len(), "archived": archived, "sessions": sessions}),

@@ -66,6 +66,10 @@ pub fn lock_state_dir(cfg: &Config) -> Result<DirLock, StartError> {
 
 /// `baa-codexd start`: the daemon in the foreground until SIGTERM/SIGINT.
 pub fn run(cfg: Config) -> ExitCode {
+    // Few arenas and a fixed mmap threshold (see common::malloc); large listings are
+    // trimmed after they are sent (heap.rs).
+    let tuning = baa::common::malloc::tune();
+    log::debug!("malloc tuning: {tuning:?}");
     let lock = match lock_state_dir(&cfg) {
         Ok(l) => l,
         Err(e) => {

@@ -29,11 +29,27 @@ impl Core {
             .with_details(json!({"sessionId": id}))
     }
 
-    /// One session, hot or archived.
+    /// One session, hot or archived, with its last turn's full record.
     pub fn session_json(&self, id: &str) -> Result<Value, ApiError> {
-        match self.sessions.read(id, Session::to_json) {
-            Some(v) => Ok(v),
-            None => self.archived_session(id).map(|s| s.to_json()),
+        let Some(mut s) = self.sessions.get(id) else {
+            return self.archived_session(id).map(|s| s.to_json());
+        };
+        // The registry holds a summary; a running turn is shown from memory instead.
+        if s.current.is_none() {
+            self.fill_last_turn(&mut s);
+        }
+        Ok(s.to_json())
+    }
+
+    /// `s.lastTurn` as its full record from the turn file, when that has it.
+    fn fill_last_turn(&self, s: &mut Session) {
+        let full = s
+            .last_turn
+            .as_ref()
+            .filter(|r| r.summary)
+            .and_then(|r| self.sessions.files().turn(&s.session_id, &r.turn_id));
+        if full.is_some() {
+            s.last_turn = full;
         }
     }
 
@@ -44,13 +60,7 @@ impl Core {
             .files()
             .archived(id)
             .ok_or_else(|| Self::unknown_session(id))?;
-        let full = s
-            .last_turn
-            .as_ref()
-            .and_then(|r| self.sessions.files().turn(id, &r.turn_id));
-        if full.is_some() {
-            s.last_turn = full;
-        }
+        self.fill_last_turn(&mut s);
         Ok(s)
     }
 

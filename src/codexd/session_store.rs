@@ -79,9 +79,8 @@ impl SessionStore {
         self.hot.remove(&format!("{session_id}.json"))
     }
 
-    /// Every hot session on disk; an unreadable file is logged (a corrupt one moved aside)
-    /// and skipped.
-    pub fn hot_all(&self) -> Vec<Session> {
+    /// The ids of the hot files on disk.
+    pub fn hot_ids(&self) -> Vec<String> {
         let Ok(entries) = fs::read_dir(self.hot.dir()) else {
             return Vec::new();
         };
@@ -90,16 +89,30 @@ impl SessionStore {
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
                 let id = name.strip_suffix(".json").filter(|id| valid_id(id))?;
-                self.hot
-                    .read_or_warn::<Session>(&name)
-                    .unwrap_or_else(|e| {
-                        log::warn!("session {id}: cannot read its hot file: {e}");
-                        None
-                    })
-                    .filter(|s| s.session_id == id)
-                    .map(Session::loaded)
+                Some(id.to_string())
             })
             .collect()
+    }
+
+    /// The hot session `session_id` from its file: None when there is none (a corrupt one
+    /// is logged and moved aside), an error when it could not be read (and may be later).
+    pub fn hot_read(&self, session_id: &str) -> Result<Option<Session>, StoreError> {
+        if !valid_id(session_id) {
+            return Ok(None);
+        }
+        let s = self
+            .hot
+            .read_or_warn::<Session>(&format!("{session_id}.json"))?;
+        Ok(s.filter(|s| s.session_id == session_id)
+            .map(Session::loaded))
+    }
+
+    /// [`hot_read`](Self::hot_read), with a failed read logged and taken as None.
+    pub fn hot_one(&self, session_id: &str) -> Option<Session> {
+        self.hot_read(session_id).unwrap_or_else(|e| {
+            log::warn!("session {session_id}: cannot read its hot file: {e}");
+            None
+        })
     }
 
     fn turns_path(&self, session_id: &str) -> PathBuf {
@@ -165,11 +178,26 @@ impl SessionStore {
             .collect()
     }
 
-    /// The stored record of one turn (the last one written wins).
+    /// The stored record of one turn (the last one written wins). Read from the end of the
+    /// file, parsing only the line that holds it: this backs every read of a session's
+    /// last turn.
     pub fn turn(&self, session_id: &str, turn_id: &str) -> Option<TurnRecord> {
-        self.turns(session_id)
-            .into_iter()
-            .rev()
+        if !valid_id(session_id) {
+            return None;
+        }
+        let bytes = match fs::read(self.turns_path(session_id)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                log::warn!("session {session_id}: cannot read its turn records: {e}");
+                return None;
+            }
+        };
+        let key = serde_json::to_string(turn_id).ok()?;
+        bytes
+            .rsplit(|b| *b == b'\n')
+            .filter(|line| contains(line, key.as_bytes()))
+            .filter_map(|line| serde_json::from_slice::<TurnRecord>(line).ok())
             .find(|r| r.turn_id == turn_id)
     }
 
@@ -223,6 +251,10 @@ impl SessionStore {
     }
 }
 
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +302,12 @@ mod tests {
             store.turn("cxs_a", "t2").map(|r| r.turn_id),
             Some("t2".into())
         );
+        assert_eq!(
+            store.turn("cxs_a", "t1").map(|r| r.turn_id),
+            Some("t1".into())
+        );
+        assert!(store.turn("cxs_a", "t3").is_none());
+        assert!(store.turn("cxs_none", "t1").is_none());
         assert!(store.append_turn("../evil", &record("t", 1)).is_err());
 
         let big = (TURN_FILE_MAX_BYTES as usize) / 8;

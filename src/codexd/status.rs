@@ -208,6 +208,7 @@ impl Core {
         let (account, limits) = self.account.status();
         let sessions_updated_at = self.sessions.updated_at();
         let sessions = self.sessions.list(Session::to_summary_json);
+        let (open, in_memory) = self.sessions.counts();
         json!({
             "ready": self.not_ready().is_empty(),
             "warnings": self.warnings(),
@@ -235,7 +236,7 @@ impl Core {
                 "codex": self.codex.json(),
                 "account": account,
                 "limits": limits,
-                "sessionRegistry": {"updatedAt": sessions_updated_at, "sessions": sessions},
+                "sessionRegistry": {"updatedAt": sessions_updated_at, "count": open, "inMemory": in_memory, "sessions": sessions},
                 "recentEvents": self.events.recent_snapshot(),
             },
         })

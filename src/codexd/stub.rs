@@ -14,7 +14,8 @@
 //! `write-file` (creates `stub-written-file` in its cwd, to check the umask it runs with),
 //! `limit:SECS` (an `account/rateLimits/updated` whose primary window is used up for SECS
 //! seconds, as the real child sends from a provider's rate-limit headers),
-//! `fail` (a failed turn); anything else is echoed.
+//! `diff:N` (a turn that ran a command and changed a file, with an N-byte unified diff, as
+//! a real coding turn reports), `fail` (a failed turn); anything else is echoed.
 //!
 //! It speaks stdio, except in mode `listen`, where `--listen unix://PATH` makes it serve
 //! WebSocket on that socket instead (`stub_socket`; the turn keyword `drop-connection`
@@ -349,6 +350,16 @@ fn run_turn(
         let n: usize = n.trim().parse().unwrap_or(1 << 20);
         stub.notify("stub/huge", with(json!({"pad": "x".repeat(n)})));
         message = format!("sent a {n}-byte line");
+    } else if let Some(n) = text.trim().strip_prefix("diff:") {
+        let n: usize = n.trim().parse().unwrap_or(64 * 1024);
+        let command = json!({"type": "commandExecution", "id": new_id("cmd"), "command": "/bin/bash -lc 'make edit'", "exitCode": 0, "durationMs": 3, "status": "completed"});
+        stub.notify("item/completed", with(json!({"item": command})));
+        let change = json!({"type": "fileChange", "id": new_id("patch"), "status": "completed", "changes": [{"path": "/work/edited.txt", "kind": {"type": "update"}, "diff": "+x"}]});
+        stub.notify("item/completed", with(json!({"item": change})));
+        let body = "+".to_string() + &"x".repeat(n.saturating_sub(60));
+        let diff = format!("diff --git a/edited.txt b/edited.txt\n--- a/edited.txt\n{body}\n");
+        stub.notify("turn/diff/updated", with(json!({"diff": diff})));
+        message = format!("changed a file ({n}-byte diff)");
     } else if let Some(secs) = text.trim().strip_prefix("limit:") {
         let secs: u64 = secs.trim().parse().unwrap_or(60);
         let resets_at = now_ms() / 1000 + secs;

@@ -35,6 +35,7 @@ fn run(core: &Arc<Core>) {
             core.archive_idle();
         }
         account_tick(core, &mut account);
+        crate::heap::trim_if_due();
         for job in core.tick() {
             let c = core.clone();
             let spawned = thread::Builder::new()

@@ -201,11 +201,11 @@ impl Core {
 
     // ---- server requests (approvals) --------------------------------------------------
 
-    /// A turn ended: the session and the turn's record are written, then it goes out as an
+    /// A turn ended: the turn's record and the session are written, then it goes out as an
     /// event.
     pub(crate) fn turn_finished(&self, session_id: &str, r: &TurnRecord, source: &str) {
-        self.persist_or_log(session_id);
         self.store_turn(session_id, r);
+        self.persist_or_log(session_id);
         self.emit_turn_finished(session_id, r, source);
     }
 

@@ -8,6 +8,7 @@ mod codexd_durable;
 mod codexd_event_log;
 mod codexd_faults;
 mod codexd_history;
+mod codexd_hot_set;
 mod codexd_lifecycle;
 mod codexd_models;
 mod codexd_real;

@@ -40,8 +40,25 @@ fn listeners_on(sock: &Path) -> Vec<u32> {
         })
         .filter(|pid| !baa::common::proc::is_zombie(*pid))
         .collect();
+    // The app-server forks to run things (git, shells); until that child execs it has the
+    // same command line and binary as its parent. It is not a second app-server, and is
+    // left out. (A wrapper script's child has the command line but not the binary.)
+    let exe = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let forks: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|pid| parent_of(*pid).is_some_and(|pp| pids.contains(&pp) && exe(pp) == exe(*pid)))
+        .collect();
+    pids.retain(|pid| !forks.contains(pid));
     pids.sort_unstable();
     pids
+}
+
+/// The parent pid from `/proc/<pid>/stat` (the field after the parenthesized name).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Kills, on drop, every app-server listening on the socket (the test replaces the file

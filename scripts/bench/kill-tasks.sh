@@ -147,7 +147,12 @@ summary() { curl -s --max-time 5 "$conductor/v1/tasks/summary" | jq -c '.data | 
 # start (while the conductor resumes its runs); the others once a random number of further
 # tasks (up to an even share) finished (at most 30 s), then 0-300 ms later.
 finished() { jq '.succeeded + .failed + .canceled' <<<"$(summary)" 2>/dev/null || echo 0; }
+killed=0
 for ((k = 1; k <= kills; k++)); do
+    if (($(finished) >= n)); then
+        echo "every task finished after $killed kill(s); no more kills"
+        break
+    fi
     if ((RANDOM % 4 == 0)); then
         sleep "$(printf '0.%03d' $((RANDOM % 1000)))"
     else
@@ -160,6 +165,7 @@ for ((k = 1; k <= kills; k++)); do
     fi
     kill -9 "$conductor_pid"
     wait "$conductor_pid" 2>/dev/null || true
+    killed=$k
     start_conductor
     echo "kill $k/$kills: $(summary)"
 done
@@ -237,6 +243,6 @@ mism=$(count mismatch)
 lost=$(count lost)
 stuck=$(count stuck)
 dup=$(count duplicated)
-echo "tasks: $n kills: $kills conductor starts: $starts mismatches: $mism lost: $lost stuck: $stuck duplicated: $dup"
+echo "tasks: $n kills: $killed conductor starts: $starts mismatches: $mism lost: $lost stuck: $stuck duplicated: $dup"
 echo "mismatches: $mism"
 [[ $mism == 0 && $lost == 0 && $stuck == 0 && $dup == 0 ]]

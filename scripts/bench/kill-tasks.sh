@@ -131,7 +131,13 @@ start_conductor() {
 }
 start_conductor
 
-# Queue the tasks (all before the first kill, so a kill can land anywhere in their life).
+# Queue the tasks while paused (all before the first kill, so the kills spread over the
+# whole run), then resume.
+system() {
+    curl -s -o /dev/null -w '%{http_code}' -X POST "$conductor/v1/system/$1" \
+        -H 'Content-Type: application/json' -d '{"requested_by": "kill-tasks.sh", "reason": "queueing"}'
+}
+[[ $(system pause) == 200 ]] || echo "warning: the pause was refused; tasks start while queued" >&2
 for ((i = 1; i <= n; i++)); do
     body=$(jq -cn --arg i "$i" --argjson s "$steps" --arg ms "$step_ms" \
         '{title: ("kill " + $i), max_attempts: 10,
@@ -140,12 +146,14 @@ for ((i = 1; i <= n; i++)); do
     curl -s -o /dev/null -w '%{http_code}\n' -X POST "$conductor/v1/tasks" \
         -H 'Content-Type: application/json' -d "$body"
 done | sort | uniq -c | sed 's/^/created (http status): /'
+[[ $(system resume) == 200 ]] || echo "warning: the resume was refused" >&2
 
 summary() { curl -s --max-time 5 "$conductor/v1/tasks/summary" | jq -c '.data | {queued, running, succeeded, failed, canceled}' 2>/dev/null || echo null; }
 
 # Kill at random moments spread over the whole run: one kill in four lands 0-1 s after a
 # start (while the conductor resumes its runs); the others once a random number of further
-# tasks (up to an even share) finished (at most 30 s), then 0-300 ms later.
+# tasks (up to half an even share: kills outlast the tasks) finished (at most 30 s), then
+# 0-300 ms later.
 finished() { jq '.succeeded + .failed + .canceled' <<<"$(summary)" 2>/dev/null || echo 0; }
 killed=0
 for ((k = 1; k <= kills; k++)); do
@@ -156,7 +164,7 @@ for ((k = 1; k <= kills; k++)); do
     if ((RANDOM % 4 == 0)); then
         sleep "$(printf '0.%03d' $((RANDOM % 1000)))"
     else
-        target=$(($(finished) + 1 + RANDOM % (n / kills + 1)))
+        target=$(($(finished) + 1 + RANDOM % (n / kills / 2 + 1)))
         until_s=$((SECONDS + 30))
         while (($(finished) < target && SECONDS < until_s)); do
             sleep 0.05

@@ -1,7 +1,10 @@
 //! Whether new Codex task turns must wait, from codexd's status: the account's rate
-//! limits are used up (`snapshot.limits.blockedUntil` in the future), or the account is
+//! limits are used up (`snapshot.limits.blockedUntil` in the future), the account is
 //! logged out where the provider needs one (`snapshot.account.authRequired` and not
-//! `loggedIn`). Waiting beats starting a turn that fails mid-way and burns an attempt.
+//! `loggedIn`), or codexd's app-server child is not ready (`snapshot.daemon.child.status`
+//! other than `running`: starting, restarting, crash_loop, …; a codexd just started
+//! answers before its child does). Waiting beats starting a turn that fails mid-way and
+//! burns an attempt.
 //!
 //! The scheduler's dispatch gate asks [`HoldGate::check`] before it dispatches; that reads
 //! codexd's status at most every [`MAX_AGE`] (a loopback call with the proxy's bounded
@@ -35,6 +38,8 @@ pub enum HoldReason {
     RateLimited,
     /// The provider needs an OpenAI login and there is none.
     LoggedOut,
+    /// codexd's app-server child is not running (yet): no session or turn can start.
+    ChildNotReady,
 }
 
 impl HoldReason {
@@ -42,6 +47,7 @@ impl HoldReason {
         match self {
             HoldReason::RateLimited => "rate_limited",
             HoldReason::LoggedOut => "logged_out",
+            HoldReason::ChildNotReady => "codexd_child_not_ready",
         }
     }
 }
@@ -70,6 +76,8 @@ impl Hold {
 pub struct Facts {
     pub blocked_until_ms: Option<u64>,
     pub logged_out: bool,
+    /// The child's status when it is not `running` (nor `external`: no child to wait for).
+    pub child_not_ready: Option<String>,
 }
 
 impl Facts {
@@ -82,14 +90,33 @@ impl Facts {
             .and_then(ms_from_rfc3339);
         let logged_out = at(&["account", "authRequired"]).and_then(Value::as_bool) == Some(true)
             && at(&["account", "loggedIn"]).and_then(Value::as_bool) == Some(false);
+        let child_not_ready = at(&["daemon", "child", "status"])
+            .and_then(Value::as_str)
+            .filter(|s| !matches!(*s, "running" | "external"))
+            .map(str::to_string);
         Facts {
             blocked_until_ms,
             logged_out,
+            child_not_ready,
         }
     }
 
-    /// The hold at `now_ms`, if any; being logged out wins (it does not end by itself).
+    /// Whether the reading describes a state that ends by itself soon (a child starting):
+    /// reused no longer than a failed reading, so the queue starts soon after it ends.
+    fn settles_soon(&self) -> bool {
+        self.child_not_ready.is_some()
+    }
+
+    /// The hold at `now_ms`, if any; a child not ready wins (nothing can start), then
+    /// being logged out (it does not end by itself).
     pub fn hold(&self, now_ms: u64) -> Option<Hold> {
+        if let Some(status) = &self.child_not_ready {
+            return Some(Hold {
+                reason: HoldReason::ChildNotReady,
+                until_ms: None,
+                message: format!("codexd's app-server child is {status}, not ready; new task turns wait until it runs (no attempt is spent)"),
+            });
+        }
         if self.logged_out {
             return Some(Hold {
                 reason: HoldReason::LoggedOut,
@@ -138,10 +165,9 @@ impl HoldGate {
     /// one between two tasks.
     pub fn read_if_older(&self, proxy: &CodexProxy, age: Duration) {
         let stale = lock(&self.last).as_ref().is_none_or(|r| {
-            let max_age = if r.facts.is_ok() {
-                age
-            } else {
-                MAX_AGE_FAILED.min(age)
+            let max_age = match &r.facts {
+                Ok(f) if !f.settles_soon() => age,
+                _ => MAX_AGE_FAILED.min(age),
             };
             r.at.elapsed() >= max_age
         });
@@ -245,6 +271,29 @@ mod tests {
         // Not known yet (codexd has not read the account): no hold.
         let f = Facts::from_status(&status(json!(null), json!(null), json!(null)));
         assert_eq!(f.hold(0), None);
+    }
+
+    #[test]
+    fn a_child_not_ready_holds_until_it_runs() {
+        let with_child = |st: Value| {
+            Facts::from_status(&json!({"snapshot": {"daemon": {"child": {"status": st}}}}))
+        };
+        for st in [
+            "starting",
+            "restarting",
+            "crash_loop",
+            "unavailable",
+            "stopped",
+        ] {
+            let h = with_child(json!(st)).hold(0).unwrap();
+            assert_eq!(h.reason, HoldReason::ChildNotReady, "{st}");
+            assert!(h.message.contains(st), "{}", h.message);
+            assert_eq!(h.to_json()["reason"], "codexd_child_not_ready");
+        }
+        for st in [json!("running"), json!("external"), json!(null)] {
+            assert_eq!(with_child(st.clone()).hold(0), None, "{st}");
+        }
+        assert!(with_child(json!("starting")).settles_soon());
     }
 
     #[test]

@@ -558,6 +558,45 @@ fn stub_codex_hold_keeps_a_queued_task_waiting_until_the_limit_resets() {
     assert!(c.scheduler()["held"].is_null(), "{:#}", c.scheduler());
 }
 
+/// Issue 17: at start-up the scheduler dispatched before codexd's child was ready and spent
+/// an attempt (`codexd_unavailable … status starting`). A child that is not running holds
+/// the queue like a used-up limit: the task stays queued with no run, and runs once the
+/// child is up, in attempt 1 of its only one.
+#[test]
+fn stub_scheduler_waits_for_codexd_child_ready_without_spending_an_attempt() {
+    let dir = TempDir::new("tasks-child-not-ready");
+    let broken = dir.join("child-not-ready");
+    std::fs::write(
+        &broken,
+        "while this file exists the stub child exits at once",
+    )
+    .unwrap();
+    // Not start_running: codexd answers while its child keeps failing to start.
+    let codexd = with_stub(
+        &Dirs::under(&dir.child("cx")),
+        &format!("exit-while:{}", broken.display()),
+    )
+    .env("BAA_CODEXD_CRASH_LOOP_MAX", "1000")
+    .start();
+    let c = tasks::start(&dir, &codexd.base);
+    let id =
+        c.create(json!({"title": "waits for the child", "prompt": "hello", "max_attempts": 1}));
+    let held = wait_for(T, || {
+        let s = c.scheduler();
+        (s["held"]["reason"] == "codexd_child_not_ready").then_some(s)
+    })
+    .unwrap_or_else(|| panic!("never held: {:#}\n{}", c.runtime(), c.explain(&id)));
+    // Decided several times not to run it.
+    c.wait_passes(3);
+    let t = c.task(&id);
+    assert_eq!(t["task"]["status"], "queued", "{held:#}\n{t:#}");
+    assert_eq!(t["runs"], json!([]), "{t:#}");
+    std::fs::remove_file(&broken).unwrap();
+    let t = c.wait_status(&id, "succeeded", T);
+    assert_eq!(runs(&t), [(1, "succeeded".to_string())], "{t:#}");
+    assert!(c.scheduler()["held"].is_null(), "{:#}", c.scheduler());
+}
+
 #[test]
 fn stub_finished_tasks_beyond_the_retention_are_pruned_oldest_first() {
     let dir = TempDir::new("tasks-retention");

@@ -23,6 +23,7 @@ mod conductor_security;
 mod conductor_system_state;
 mod conductor_task_cli;
 mod conductor_tasks;
+mod conductor_tasks_kill;
 mod conductor_tasks_real;
 mod docs_drift;
 mod http_layer;

@@ -2,9 +2,10 @@
 //! turns must wait, or lets them go. A held queue stays queued (no attempt is spent on a
 //! turn that would fail at once), and the reason shows in `/v1/runtime` `scheduler.held`.
 //!
-//! Reasons, in the order they are checked: codexd not configured; codexd's account or rate
-//! limits hold new turns (`codex_hold`: used-up limit until `blockedUntil`, or logged out
-//! where a login is needed); codexd unreachable (its status could not be read). Each is
+//! Reasons, in the order they are checked: codexd not configured; codexd's child is not
+//! ready, or its account or rate limits hold new turns (`codex_hold`: a child starting or
+//! restarting, used-up limit until `blockedUntil`, or logged out where a login is needed);
+//! codexd unreachable (its status could not be read). Each is
 //! re-checked on the scheduler's next tick, so the queue starts by itself once it clears.
 
 use serde_json::{json, Value};

@@ -129,6 +129,15 @@ impl TaskLogs {
         Ok(())
     }
 
+    /// Every line of the task's log (a resumed run looks for the lines a killed conductor
+    /// did not write); unreadable lines are skipped, an unreadable file reads as empty.
+    pub fn read(&self, task_id: &str) -> Vec<Value> {
+        JsonlLog::read_all(&self.path(task_id)).unwrap_or_else(|e| {
+            log::warn!("task {task_id}: cannot read its log: {e}");
+            Vec::new()
+        })
+    }
+
     /// Closes the task's handle (its run ended) and, with `delete`, removes its file.
     pub fn forget(&self, task_id: &str, delete: bool) {
         lock(&self.open).0.remove(task_id);

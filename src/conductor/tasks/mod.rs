@@ -2,7 +2,8 @@
 //!
 //! - `model`: the task and run records; `validate`: `POST /v1/tasks` bodies;
 //! - `store`: one JSON file per task and per run, the in-memory index, migration, pruning;
-//!   `logs`: the per-task JSONL log;
+//!   `logs`: the per-task JSONL log; `progress`: the task fields and log lines derived
+//!   from a run's step records;
 //! - `scheduler`: the one thread that decides what runs; `gate`: whether new turns may start;
 //!   `control`: what the scheduler, the runs and the routes share;
 //! - `worker`: one run (a session, then a turn per step); `codexd`: its calls to codexd, and
@@ -18,6 +19,7 @@ pub mod gate;
 pub mod lines;
 pub mod logs;
 pub mod model;
+pub mod progress;
 pub mod reconcile;
 pub mod replies;
 pub mod scheduler;

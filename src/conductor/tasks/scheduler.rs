@@ -9,7 +9,8 @@
 //!    it, every run is told to let go;
 //! 3. on the leader, gives every task left `running` without a run thread (a restart, a
 //!    takeover) a thread that reconciles it first — whatever the mode, since its turn is
-//!    already in flight;
+//!    already in flight — or, when its run's end is already on disk, settles the task
+//!    from the run;
 //! 4. when the mode is `running`, starts queued tasks, highest priority then oldest, while
 //!    fewer than `max_running` run, after asking the dispatch gate (`gate`).
 //!
@@ -217,11 +218,13 @@ impl Loop {
             if !task.is_runnable() {
                 continue;
             }
+            // A run in flight is resumed; one whose end is on disk (the conductor was
+            // killed between the run's last write and the task's) is closed from it.
             let run = task
                 .current_run_id
                 .as_deref()
                 .and_then(|r| self.app.tasks.run(r).ok())
-                .filter(|r| r.status == "running");
+                .filter(|r| r.status == "running" || worker::has_ended(r));
             let Some(run) = run else {
                 // Marked running but no run in flight (stopped after the dispatch, before the
                 // run's first write): back to the queue; no turn was sent for it. A run that

@@ -1,5 +1,7 @@
 //! The run as its worker holds it: the task's spec, the run record, and the writes every
-//! part of the worker makes (the run file, the task, the task log).
+//! part of the worker makes (the run file, the task, the task log). The run file is
+//! written first; the task's progress and the step lines follow from it
+//! ([`RunBook::publish_steps`], the one place they are written).
 
 use std::sync::Arc;
 
@@ -8,6 +10,7 @@ use serde_json::Value;
 use super::super::codexd::Codexd;
 use super::super::control::{RunControl, StopReason};
 use super::super::model::{Run, Task, TaskSpec};
+use super::super::progress::{completed_lines, LoggedSteps, Progress};
 use super::timings::Timings;
 use super::End;
 use crate::app::App;
@@ -20,12 +23,21 @@ pub struct RunBook<'a> {
     pub spec: TaskSpec,
     pub run: Run,
     pub timings: Timings,
+    /// Steps whose "completed" line is in the task log.
+    logged: LoggedSteps,
 }
 
 impl<'a> RunBook<'a> {
     pub fn load(app: &'a Arc<App>, ctl: &'a RunControl, run: Run) -> Option<RunBook<'a>> {
         let task = app.tasks.task(&ctl.task_id).ok()?;
         let spec = task.spec()?;
+        // A run read back after a restart may have completed steps whose lines the
+        // killed conductor never wrote; a new one has none.
+        let logged = if run.steps.is_empty() {
+            LoggedSteps::default()
+        } else {
+            LoggedSteps::from_log(&app.tasks.logs.read(&task.task_id), &run.run_id)
+        };
         Some(RunBook {
             app,
             ctl,
@@ -34,6 +46,7 @@ impl<'a> RunBook<'a> {
             spec,
             run,
             timings: Timings::new(ctl.started_ms),
+            logged,
         })
     }
 
@@ -76,6 +89,30 @@ impl<'a> RunBook<'a> {
             Err(e) => {
                 log::error!("task {}: cannot persist it: {e}", self.task_id);
                 None
+            }
+        }
+    }
+
+    /// What follows a write of the run file: the "step k/N completed" lines of its
+    /// completed steps not yet in the task log, then the task's progress derived from the
+    /// run (a live finish, a resumed run, and the run's end all come here). `clear_waiting`:
+    /// the approval the task showed is over. Idempotent, so a conductor killed anywhere
+    /// after the run's write leaves the next start the same writes to make.
+    pub fn publish_steps(&mut self, clear_waiting: bool) -> Option<Task> {
+        self.log_completed_steps();
+        let progress = Progress::of(&self.run);
+        self.update_task(|t| {
+            let waited = clear_waiting && t.waiting.take().is_some();
+            progress.apply(t) | waited
+        })
+    }
+
+    /// The lines of the run's completed steps that the task log lacks.
+    pub fn log_completed_steps(&mut self) {
+        let total = self.total();
+        for step in self.logged.take_missing(&self.run) {
+            for (level, message, detail) in completed_lines(step, total) {
+                self.log(level, &message, detail);
             }
         }
     }

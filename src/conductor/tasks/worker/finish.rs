@@ -1,7 +1,12 @@
 //! Recording outcomes: a step's (from its turn record) and then the run's (run, task,
-//! retry with backoff, the task log). The last step's outcome and the run's end are one
-//! write of each file: a conductor stopped between the turn's end and that write finds
-//! the step `running` with its turn id and records it from codexd (never sent again).
+//! retry with backoff, the task log). The run file is always written first; the step
+//! lines and the task's progress follow from it (`RunBook::publish_steps`, `close`), so
+//! a conductor killed between the writes leaves the next start the same writes to make:
+//! a run still in flight is resumed and publishes what it had recorded, a run whose end
+//! is on disk is closed from it (`recorded_end`). The last step's outcome and the run's
+//! end are one write of the run: a conductor stopped between the turn's end and that
+//! write finds the step `running` with its turn id and records it from codexd (never
+//! sent again).
 
 use std::time::Instant;
 
@@ -10,14 +15,13 @@ use serde_json::json;
 use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339, rfc3339_from_ms};
 
 use super::super::control::StopReason;
-use super::super::logs::MESSAGE_CAP;
-use super::super::model::{error_value, RunRef, Status, Task};
+use super::super::model::{error_value, Run, RunRef, Status, Task};
+use super::super::progress::Progress;
 use super::super::replies::TurnRecord;
 use super::book::RunBook;
 use super::follow::{log_command, log_file, Follower};
 use super::timings::Phase;
 use super::{failed, End};
-use crate::tasks::logs::cut;
 
 /// Records step `index`'s outcome from its turn record; an outcome other than `completed`
 /// ends the run. `last`: the run's end follows at once and writes run and task itself.
@@ -105,36 +109,14 @@ fn step_inner(
     if let Some(u) = &r.usage {
         book.run.usage = Some(u.clone());
     }
-    // The run's end writes these with its own (and clears `waiting`).
-    if !last {
-        let waiting = follower.waiting_request.take().is_some();
-        book.save_run()?;
-        let final_message = r.final_message.clone();
-        book.update_task(|t| {
-            t.steps_done = t.steps_done.max(index + 1);
-            t.final_message = final_message;
-            if waiting {
-                t.waiting = None;
-            }
-            true
-        });
+    // The last step's record is written with the run's end (`end_run`), one write of
+    // the run; its lines and the task follow that write the same way.
+    if last {
+        return Ok(());
     }
-    book.log(
-        "info",
-        &format!(
-            "step {}/{total} completed (turn {turn_id}, {} ms)",
-            index + 1,
-            r.duration_ms.map_or("?".into(), |d| d.to_string())
-        ),
-        Some(json!({"step": index + 1, "turn_id": turn_id, "usage": r.usage})),
-    );
-    if let Some(m) = &r.final_message {
-        book.log(
-            "info",
-            &format!("final message: {}", cut(m, MESSAGE_CAP)),
-            None,
-        );
-    }
+    let waiting = follower.waiting_request.take().is_some();
+    book.save_run()?;
+    book.publish_steps(waiting);
     // A cancel or pause that raced the turn's completion still stops the run here.
     Ok(())
 }
@@ -168,25 +150,21 @@ fn end_run(book: &mut RunBook, end: End) {
         return;
     }
     let now = now_rfc3339();
-    let (run_status, task_status, error) = match &end {
-        End::Succeeded => ("succeeded", Status::Succeeded, None),
+    let (run_status, error) = match &end {
+        End::Succeeded => ("succeeded", None),
         End::Failed {
             code,
             message,
             retryable,
-        } => (
-            "failed",
-            Status::Failed,
-            Some(error_value(code, message, *retryable)),
-        ),
-        End::Canceled => ("canceled", Status::Canceled, None),
-        End::Paused => ("paused", Status::Queued, None),
+        } => ("failed", Some(error_value(code, message, *retryable))),
+        End::Canceled => ("canceled", None),
+        End::Paused => ("paused", None),
         End::Left(_) => unreachable!("returned above"),
     };
     let total = book.total();
     book.run.status = run_status.into();
     book.run.finished_at = Some(now.clone());
-    book.run.error = error.clone();
+    book.run.error = error;
     book.run.duration_ms = book
         .run
         .started_at
@@ -206,9 +184,50 @@ fn end_run(book: &mut RunBook, end: End) {
     if book.save_run().is_err() {
         return;
     }
+    close(book, &end);
+}
+
+/// The end of a run whose file says it ended, found at start with its task still
+/// `running` (the conductor was killed between the run's last write and the task's):
+/// `None` while the run is in flight.
+pub fn recorded_end(run: &Run) -> Option<End> {
+    let e = run.error.as_ref();
+    let text = |k: &str| {
+        e.and_then(|e| e[k].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    Some(match run.status.as_str() {
+        "succeeded" => End::Succeeded,
+        "failed" => End::Failed {
+            code: text("code"),
+            message: text("message"),
+            retryable: e.is_some_and(|e| e["retryable"] == true),
+        },
+        "canceled" => End::Canceled,
+        "paused" => End::Paused,
+        _ => return None,
+    })
+}
+
+/// What follows the run's end on disk, the same after a live end and after a restart:
+/// the step lines, the task (its progress from the run, its status, a retry's backoff)
+/// and the run's end line.
+pub fn close(book: &mut RunBook, end: &End) {
+    let total = book.total();
+    let now = now_rfc3339();
+    let (run_status, task_status) = match end {
+        End::Succeeded => ("succeeded", Status::Succeeded),
+        End::Failed { .. } => ("failed", Status::Failed),
+        End::Canceled => ("canceled", Status::Canceled),
+        End::Paused => ("paused", Status::Queued),
+        End::Left(_) => return,
+    };
+    let error = book.run.error.clone();
+    book.log_completed_steps();
+    let progress = Progress::of(&book.run);
     let run_id = book.run.run_id.clone();
     let (session_id, thread_id) = (book.run.session_id.clone(), book.run.thread_id.clone());
-    let final_message = book.run.final_message.clone();
     let backoff = (
         book.app.cfg.task_backoff_ms,
         book.app.cfg.task_backoff_max_ms,
@@ -225,11 +244,7 @@ fn end_run(book: &mut RunBook, end: End) {
                 started_at: None,
             });
         }
-        // The steps done and the thread, written here for the run's last step.
-        t.steps_done = t.steps_done.max(completed_through);
-        if done > 0 {
-            t.final_message = final_message;
-        }
+        progress.apply(t);
         if session_id.is_some() {
             t.session_id = session_id;
             t.thread_id = thread_id;
@@ -256,7 +271,7 @@ fn end_run(book: &mut RunBook, end: End) {
         }
         true
     });
-    match (&end, retry_in) {
+    match (end, retry_in) {
         (End::Succeeded, _) => book.log(
             "info",
             &format!("run {run_id} succeeded: {total} step(s) done"),

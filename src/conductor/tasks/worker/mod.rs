@@ -7,6 +7,11 @@
 //! `session` (the run's codexd session), `send` (a step's turn, exactly once), `follow`
 //! (the turn to its end) and `finish` (a step's outcome, then the run's).
 //!
+//! One place for a step's outcome: the run's step record is written first, and the task's
+//! `steps_done`, `final_message` and the "step k/N completed" lines are derived from it
+//! (`RunBook::publish_steps`, `finish::close`, on `progress`), the same after a live
+//! finish, on resumption, and for a run found ended at start with its task still running.
+//!
 //! Exactly once: before a turn is sent, the step's intent is persisted (with the session
 //! and thread it goes to); after the 202, its turn id. A run found mid-step (after a
 //! conductor restart or a lease takeover) is settled by `reconcile::decide` against the
@@ -84,6 +89,11 @@ fn session_lost() -> End {
     )
 }
 
+/// Whether the run's file says it ended (a thread given it settles its task from it).
+pub fn has_ended(run: &Run) -> bool {
+    finish::recorded_end(run).is_some()
+}
+
 /// Starts the run's thread for `run` (as dispatched, or as read back for a resumed run).
 pub fn spawn(app: Arc<App>, ctl: Arc<RunControl>, run: Run) -> std::io::Result<JoinHandle<()>> {
     let n = ctl.run_id.chars().count();
@@ -140,6 +150,19 @@ fn drive_run(app: &Arc<App>, ctl: &RunControl, run: Run) -> Watched {
         );
         return Watched::MayHaveChanged;
     };
+    if let Some(end) = finish::recorded_end(&book.run) {
+        // The run's end is on disk and its task never learned it (the conductor was
+        // killed between the two writes): the task and the log follow from the run now,
+        // as they would have then. Nothing is sent.
+        log::info!(
+            "task {}: run {} had ended ({}); settling the task from it",
+            book.task_id,
+            book.run.run_id,
+            book.run.status
+        );
+        finish::close(&mut book, &end);
+        return Watched::MayHaveChanged;
+    }
     let (end, watched) = drive(&mut book);
     let watched = match end {
         End::Succeeded => watched,
@@ -191,6 +214,11 @@ fn drive_with(book: &mut RunBook, follower_slot: &mut Option<Follower>) -> End {
             ),
             Some(json!({"attempt": book.run.attempt, "node_id": book.app.cfg.node_id})),
         );
+    }
+    if resumed {
+        // Steps the run recorded before the conductor stopped, whose lines or task
+        // progress it may not have written.
+        book.publish_steps(false);
     }
     // A session created just now is idle with no turn: its first send needs no poll.
     let mut idle = match session::ensure(book, &task) {

@@ -1,0 +1,193 @@
+//! A task's progress is what its runs recorded: `steps_done`, `final_message` and the
+//! "step k/N completed" log lines are derived here from a run's step records, and nowhere
+//! else. The run file is written first and is the truth; the task and its log follow
+//! from it, so a conductor killed between the two writes leaves nothing to disagree
+//! about: the next start derives the same fields and writes the lines still missing
+//! ([`LoggedSteps`] says which), the same way a live finish does.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Value};
+
+use super::logs::{cut, MESSAGE_CAP};
+use super::model::{Run, StepRecord, Task};
+
+/// The task fields a run's step records decide.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Steps completed over all runs: this run's first step plus the prefix it completed.
+    pub steps_done: usize,
+    /// The last completed step's message; `None` when this run completed no step (the
+    /// task keeps the one an earlier run left).
+    pub final_message: Option<Option<String>>,
+}
+
+impl Progress {
+    pub fn of(run: &Run) -> Progress {
+        let steps_done = run.completed_through();
+        let final_message = (steps_done > run.first_step)
+            .then(|| run.step(steps_done - 1))
+            .flatten()
+            .map(|s| s.final_message.clone());
+        Progress {
+            steps_done,
+            final_message,
+        }
+    }
+
+    /// Writes the progress into `task`; true when it changed. `steps_done` never goes
+    /// back (a run starts at the task's count, so it can only add to it).
+    pub fn apply(&self, task: &mut Task) -> bool {
+        let before = (task.steps_done, task.final_message.clone());
+        task.steps_done = task.steps_done.max(self.steps_done);
+        if let Some(m) = &self.final_message {
+            task.final_message = m.clone();
+        }
+        before != (task.steps_done, task.final_message.clone())
+    }
+}
+
+/// One log line: level, message, detail.
+pub type Line = (&'static str, String, Option<Value>);
+
+/// The lines of a completed step: "step k/N completed (turn …, … ms)" and its final
+/// message. The same lines whether the step finished live or was settled after a restart.
+pub fn completed_lines(step: &StepRecord, total: usize) -> Vec<Line> {
+    let turn = step.turn_id.as_deref().unwrap_or("?");
+    let mut lines = vec![(
+        "info",
+        format!(
+            "step {}/{total} completed (turn {turn}, {} ms)",
+            step.index + 1,
+            step.duration_ms.map_or("?".into(), |d| d.to_string())
+        ),
+        Some(json!({"step": step.index + 1, "turn_id": step.turn_id, "usage": step.usage})),
+    )];
+    if let Some(m) = &step.final_message {
+        lines.push((
+            "info",
+            format!("final message: {}", cut(m, MESSAGE_CAP)),
+            None,
+        ));
+    }
+    lines
+}
+
+/// Which steps of one run have their "completed" line in the task log.
+#[derive(Debug, Default)]
+pub struct LoggedSteps(HashSet<usize>);
+
+impl LoggedSteps {
+    /// From the task log's lines (a resumed run: lines a killed conductor wrote).
+    pub fn from_log(lines: &[Value], run_id: &str) -> LoggedSteps {
+        LoggedSteps(
+            lines
+                .iter()
+                .filter(|l| l["run_id"] == run_id)
+                .filter(|l| {
+                    l["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("step ") && m.contains(" completed"))
+                })
+                .filter_map(|l| l["detail"]["step"].as_u64())
+                .filter_map(|n| usize::try_from(n).ok()?.checked_sub(1))
+                .collect(),
+        )
+    }
+
+    /// The completed steps of `run` whose line is missing, in order; each is counted as
+    /// logged from now on.
+    pub fn take_missing<'r>(&mut self, run: &'r Run) -> Vec<&'r StepRecord> {
+        let mut steps: Vec<&StepRecord> = run
+            .steps
+            .iter()
+            .filter(|s| s.status == "completed" && !self.0.contains(&s.index))
+            .collect();
+        steps.sort_by_key(|s| s.index);
+        self.0.extend(steps.iter().map(|s| s.index));
+        steps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(first: usize, done: &[(usize, &str)]) -> Run {
+        let mut r: Run = serde_json::from_value(json!({
+            "run_id": "r1", "task_id": "t1", "status": "running", "first_step": first
+        }))
+        .unwrap();
+        for (i, m) in done {
+            let s = r.step_mut(*i);
+            s.status = "completed".into();
+            s.turn_id = Some(format!("turn-{i}"));
+            s.final_message = Some(m.to_string());
+        }
+        r
+    }
+
+    fn task(steps_done: usize, final_message: Option<&str>) -> Task {
+        serde_json::from_value(json!({
+            "task_id": "t1", "status": "running", "created_at": "2026-01-01T00:00:00.000Z",
+            "steps_done": steps_done, "final_message": final_message,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_task_takes_steps_done_and_final_message_from_the_run() {
+        let r = run(0, &[(0, "one"), (1, "two"), (2, "three"), (3, "four")]);
+        // The task lagging one step behind (killed between the run's write and its own).
+        let mut t = task(3, Some("three"));
+        assert!(Progress::of(&r).apply(&mut t));
+        assert_eq!(
+            (t.steps_done, t.final_message.as_deref()),
+            (4, Some("four"))
+        );
+        assert!(
+            !Progress::of(&r).apply(&mut t),
+            "applying again changes nothing"
+        );
+    }
+
+    #[test]
+    fn a_run_that_completed_nothing_keeps_the_earlier_runs_message() {
+        let mut r = run(2, &[]);
+        r.step_mut(2).status = "failed".into();
+        let mut t = task(2, Some("two"));
+        assert!(!Progress::of(&r).apply(&mut t));
+        assert_eq!((t.steps_done, t.final_message.as_deref()), (2, Some("two")));
+        // A retry that completed the rest.
+        let r = run(2, &[(2, "three"), (3, "four")]);
+        Progress::of(&r).apply(&mut t);
+        assert_eq!(
+            (t.steps_done, t.final_message.as_deref()),
+            (4, Some("four"))
+        );
+    }
+
+    #[test]
+    fn missing_step_lines_are_found_in_the_log_and_written_once() {
+        let r = run(0, &[(0, "one"), (1, "two"), (2, "three")]);
+        let lines: Vec<Value> = completed_lines(r.step(0).unwrap(), 3)
+            .into_iter()
+            .map(|(_, m, d)| json!({"run_id": "r1", "message": m, "detail": d}))
+            .chain([
+                // Another run's line for step 2 does not count for this one.
+                json!({"run_id": "r0", "message": "step 2/3 completed (turn x, 1 ms)", "detail": {"step": 2}}),
+                json!({"run_id": "r1", "message": "step 3/3 failed: boom", "detail": {"step": 3}}),
+            ])
+            .collect();
+        let mut logged = LoggedSteps::from_log(&lines, "r1");
+        let missing: Vec<usize> = logged.take_missing(&r).iter().map(|s| s.index).collect();
+        assert_eq!(missing, [1, 2]);
+        assert!(logged.take_missing(&r).is_empty());
+        let l = completed_lines(r.step(2).unwrap(), 3);
+        assert!(
+            l[0].1.starts_with("step 3/3 completed (turn turn-2, "),
+            "{l:?}"
+        );
+        assert_eq!(l[1].1, "final message: three");
+    }
+}

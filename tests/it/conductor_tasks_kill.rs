@@ -69,6 +69,24 @@ fn assert_agree(c: &TaskConductor, id: &str, last_message: &str) {
         "one completed line per step:\n{}",
         c.log_messages(id).join("\n")
     );
+    let run_id = run["run_id"].as_str().unwrap();
+    assert_eq!(
+        end_line_count(c, id, run_id),
+        1,
+        "one end line for the run:\n{}",
+        c.log_messages(id).join("\n")
+    );
+}
+
+/// How many end lines ("run <id> succeeded…", "… failed …", canceled, paused) the
+/// task's log has for one run.
+#[track_caller]
+fn end_line_count(c: &TaskConductor, id: &str, run_id: &str) -> usize {
+    let ends = ["succeeded", "failed", "canceled", "paused"].map(|e| format!("run {run_id} {e}"));
+    c.log_messages(id)
+        .iter()
+        .filter(|m| ends.iter().any(|e| m.starts_with(e.as_str())))
+        .count()
 }
 
 /// The regression test the issue asks for: for each step of a four-step task, that
@@ -223,4 +241,61 @@ fn stub_step_recorded_in_the_run_before_its_task_write_gets_its_line_and_progres
     let c = restart(&dir, &codexd);
     c.wait_status(id, "succeeded", T);
     assert_agree(&c, id, "stub reply: four");
+}
+
+/// The end line a kill could lose: it was written after the task's write, so a conductor
+/// killed between the two left a settled task (nothing to settle at the next start) and a
+/// log without "run … succeeded" or "run … failed …; retrying in …" for good. The line is
+/// now written before the task's write; a kill between them leaves the line and a task
+/// still `running`, which the next start settles from the run without writing the line a
+/// second time. Both ends: a run that succeeded, and one that failed and is retried.
+#[test]
+fn stub_run_end_line_lost_when_killed_after_the_task_write_is_written_once_before_it() {
+    let dir = TempDir::new("tasks-kill-end-line");
+    let codexd = start_running(with_stub(&Dirs::under(&dir.child("cx")), "normal"));
+    let cases = [
+        ("task_endlinesucceeded01", "run_endlinesucc01", 4),
+        ("task_endlineretried0001", "run_endlineretr01", 2),
+    ];
+    for (id, run_id, done) in cases {
+        let (task, mut run) = records(id, run_id, "cxs_none", "succeeded", done);
+        let end = if done == 4 {
+            json!({"level": "info", "message": format!("run {run_id} succeeded: 4 step(s) done"),
+                   "detail": {"end": "succeeded"}})
+        } else {
+            let error = json!({"code": "turn_failed", "message": "boom", "retryable": true});
+            run["status"] = json!("failed");
+            run["error"] = error.clone();
+            run["steps"].as_array_mut().unwrap().push(json!({
+                "index": done, "status": "failed", "turn_id": "turn-x", "error": error.clone()}));
+            json!({"level": "error", "message": format!("run {run_id} failed (turn_failed: boom); retrying in 0 s"),
+                   "detail": {"end": "failed", "error": error, "retry_in_ms": 300}})
+        };
+        // Killed between the end line and the task's write: every step line and the end
+        // line are in the log, the task still says running one step behind.
+        write_records(&dir, &task, &run, done + 1);
+        let mut end = end;
+        end["seq"] = json!(done + 1);
+        end["task_id"] = json!(id);
+        end["run_id"] = json!(run_id);
+        end["created_at"] = json!("2026-01-01T00:00:00.000Z");
+        let log = dir.join("state").join(format!("task-logs/{id}.jsonl"));
+        let mut text = std::fs::read_to_string(&log).unwrap();
+        text.push_str(&format!("{end}\n"));
+        std::fs::write(&log, text).unwrap();
+    }
+    let c = restart(&dir, &codexd);
+    c.wait_status(cases[0].0, "succeeded", T);
+    assert_agree(&c, cases[0].0, "stub reply: four");
+    let (id, run_id, done) = cases[1];
+    let t = c.wait_task(id, "settled from its failed run", T, |t| {
+        t["runs"][0]["status"] == "failed"
+    });
+    assert_eq!(t["task"]["steps_done"], done, "{t:#}");
+    assert_eq!(
+        end_line_count(&c, id, run_id),
+        1,
+        "one end line for the run:\n{}",
+        c.log_messages(id).join("\n")
+    );
 }

@@ -3,7 +3,7 @@
 //! else. The run file is written first and is the truth; the task and its log follow
 //! from it, so a conductor killed between the two writes leaves nothing to disagree
 //! about: the next start derives the same fields and writes the lines still missing
-//! ([`LoggedSteps`] says which), the same way a live finish does.
+//! ([`Logged`] says which), the same way a live finish does.
 
 use std::collections::HashSet;
 
@@ -73,17 +73,20 @@ pub fn completed_lines(step: &StepRecord, total: usize) -> Vec<Line> {
     lines
 }
 
-/// Which steps of one run have their "completed" line in the task log.
+/// Which of one run's lines the task log holds: its steps' "completed" lines and its end
+/// line (the one line carrying `detail.end`, written by `worker::finish::close`).
 #[derive(Debug, Default)]
-pub struct LoggedSteps(HashSet<usize>);
+pub struct Logged {
+    steps: HashSet<usize>,
+    end: bool,
+}
 
-impl LoggedSteps {
-    /// From the task log's lines (a resumed run: lines a killed conductor wrote).
-    pub fn from_log(lines: &[Value], run_id: &str) -> LoggedSteps {
-        LoggedSteps(
-            lines
-                .iter()
-                .filter(|l| l["run_id"] == run_id)
+impl Logged {
+    /// From the task log's lines (a resumed or settled run: lines a killed conductor wrote).
+    pub fn from_log(lines: &[Value], run_id: &str) -> Logged {
+        let ours = || lines.iter().filter(|l| l["run_id"] == run_id);
+        Logged {
+            steps: ours()
                 .filter(|l| {
                     l["message"]
                         .as_str()
@@ -92,7 +95,8 @@ impl LoggedSteps {
                 .filter_map(|l| l["detail"]["step"].as_u64())
                 .filter_map(|n| usize::try_from(n).ok()?.checked_sub(1))
                 .collect(),
-        )
+            end: ours().any(|l| l["detail"]["end"].is_string()),
+        }
     }
 
     /// The completed steps of `run` whose line is missing, in order; each is counted as
@@ -101,11 +105,16 @@ impl LoggedSteps {
         let mut steps: Vec<&StepRecord> = run
             .steps
             .iter()
-            .filter(|s| s.status == "completed" && !self.0.contains(&s.index))
+            .filter(|s| s.status == "completed" && !self.steps.contains(&s.index))
             .collect();
         steps.sort_by_key(|s| s.index);
-        self.0.extend(steps.iter().map(|s| s.index));
+        self.steps.extend(steps.iter().map(|s| s.index));
         steps
+    }
+
+    /// True when the run's end line is missing; it counts as logged from now on.
+    pub fn take_end(&mut self) -> bool {
+        !std::mem::replace(&mut self.end, true)
     }
 }
 
@@ -179,7 +188,7 @@ mod tests {
                 json!({"run_id": "r1", "message": "step 3/3 failed: boom", "detail": {"step": 3}}),
             ])
             .collect();
-        let mut logged = LoggedSteps::from_log(&lines, "r1");
+        let mut logged = Logged::from_log(&lines, "r1");
         let missing: Vec<usize> = logged.take_missing(&r).iter().map(|s| s.index).collect();
         assert_eq!(missing, [1, 2]);
         assert!(logged.take_missing(&r).is_empty());
@@ -189,5 +198,17 @@ mod tests {
             "{l:?}"
         );
         assert_eq!(l[1].1, "final message: three");
+    }
+
+    #[test]
+    fn the_end_line_is_found_in_the_log_and_written_once() {
+        let lines = [
+            json!({"run_id": "r0", "message": "run r0 succeeded: 3 step(s) done", "detail": {"end": "succeeded"}}),
+            json!({"run_id": "r1", "message": "run r1 started (attempt 2, step 1 of 3)", "detail": {"attempt": 2}}),
+        ];
+        let mut logged = Logged::from_log(&lines, "r1");
+        assert!(logged.take_end(), "another run's end line does not count");
+        assert!(!logged.take_end());
+        assert!(!Logged::from_log(&lines, "r0").take_end());
     }
 }

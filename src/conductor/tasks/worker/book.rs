@@ -1,7 +1,8 @@
 //! The run as its worker holds it: the task's spec, the run record, and the writes every
 //! part of the worker makes (the run file, the task, the task log). The run file is
 //! written first; the task's progress and the step lines follow from it
-//! ([`RunBook::publish_steps`], the one place they are written).
+//! ([`RunBook::publish_steps`], the one place they are written), and its end line
+//! ([`RunBook::take_end_line`]).
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use serde_json::Value;
 use super::super::codexd::Codexd;
 use super::super::control::{RunControl, StopReason};
 use super::super::model::{Run, Task, TaskSpec};
-use super::super::progress::{completed_lines, LoggedSteps, Progress};
+use super::super::progress::{completed_lines, Logged, Progress};
 use super::timings::Timings;
 use super::End;
 use crate::app::App;
@@ -23,20 +24,21 @@ pub struct RunBook<'a> {
     pub spec: TaskSpec,
     pub run: Run,
     pub timings: Timings,
-    /// Steps whose "completed" line is in the task log.
-    logged: LoggedSteps,
+    /// The run's lines the task log holds (its steps' "completed" lines, its end line).
+    logged: Logged,
 }
 
 impl<'a> RunBook<'a> {
     pub fn load(app: &'a Arc<App>, ctl: &'a RunControl, run: Run) -> Option<RunBook<'a>> {
         let task = app.tasks.task(&ctl.task_id).ok()?;
         let spec = task.spec()?;
-        // A run read back after a restart may have completed steps whose lines the
-        // killed conductor never wrote; a new one has none.
-        let logged = if run.steps.is_empty() {
-            LoggedSteps::default()
+        // A run read back after a restart may have completed steps, or ended, with lines
+        // the killed conductor did or did not write; a new one has none.
+        let fresh = run.steps.is_empty() && run.status == "running";
+        let logged = if fresh {
+            Logged::default()
         } else {
-            LoggedSteps::from_log(&app.tasks.logs.read(&task.task_id), &run.run_id)
+            Logged::from_log(&app.tasks.logs.read(&task.task_id), &run.run_id)
         };
         Some(RunBook {
             app,
@@ -115,6 +117,11 @@ impl<'a> RunBook<'a> {
                 self.log(level, &message, detail);
             }
         }
+    }
+
+    /// True when the run's end line is still to be written (once: it counts as written).
+    pub fn take_end_line(&mut self) -> bool {
+        self.logged.take_end()
     }
 
     pub fn is_leader(&self) -> bool {

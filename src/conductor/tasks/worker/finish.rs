@@ -10,13 +10,13 @@
 
 use std::time::Instant;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339, rfc3339_from_ms};
 
 use super::super::control::StopReason;
 use super::super::model::{error_value, Run, RunRef, Status, Task};
-use super::super::progress::Progress;
+use super::super::progress::{Line, Progress};
 use super::super::replies::TurnRecord;
 use super::book::RunBook;
 use super::follow::{log_command, log_file, Follower};
@@ -211,10 +211,12 @@ pub fn recorded_end(run: &Run) -> Option<End> {
 }
 
 /// What follows the run's end on disk, the same after a live end and after a restart:
-/// the step lines, the task (its progress from the run, its status, a retry's backoff)
-/// and the run's end line.
+/// the step lines, the run's end line, then the task (its progress from the run, its
+/// status, a retry's backoff). The end line goes before the task's write: once the task no
+/// longer says `running` nothing settles the run again, so a line written after it would
+/// be lost to a kill between the two; a line already there (killed after it) is not
+/// written again.
 pub fn close(book: &mut RunBook, end: &End) {
-    let total = book.total();
     let now = now_rfc3339();
     let (run_status, task_status) = match end {
         End::Succeeded => ("succeeded", Status::Succeeded),
@@ -232,7 +234,18 @@ pub fn close(book: &mut RunBook, end: &End) {
         book.app.cfg.task_backoff_ms,
         book.app.cfg.task_backoff_max_ms,
     );
-    let mut retry_in: Option<u64> = None;
+    // Decided once, before both writes, so the line and the task say the same.
+    let retry_in = book
+        .app
+        .tasks
+        .task(&book.task_id)
+        .ok()
+        .and_then(|t| retry_delay(&t, &run_id, end, backoff));
+    if book.take_end_line() {
+        let (level, message, detail) =
+            end_line(&run_id, book.total(), end, error.as_ref(), retry_in);
+        book.log(level, &message, detail);
+    }
     let updated = book.update_task(|t| {
         if let Some(r) = t.runs.iter_mut().find(|r| r.run_id == run_id) {
             r.status = run_status.into();
@@ -252,14 +265,9 @@ pub fn close(book: &mut RunBook, end: &End) {
         t.waiting = None;
         t.error = error.clone();
         let mut status = task_status;
-        if let Some(e) = &error {
-            let failures = t.failures();
-            if e["retryable"] == true && failures < t.max_attempts.max(1) {
-                status = Status::Queued;
-                let delay = backoff_ms(failures, backoff.0, backoff.1);
-                t.next_attempt_at = Some(rfc3339_from_ms(now_ms() + delay));
-                retry_in = Some(delay);
-            }
+        if let Some(delay) = retry_in {
+            status = Status::Queued;
+            t.next_attempt_at = Some(rfc3339_from_ms(now_ms() + delay));
         }
         t.status = status.as_str().into();
         if status.is_finished() {
@@ -271,33 +279,6 @@ pub fn close(book: &mut RunBook, end: &End) {
         }
         true
     });
-    match (end, retry_in) {
-        (End::Succeeded, _) => book.log(
-            "info",
-            &format!("run {run_id} succeeded: {total} step(s) done"),
-            None,
-        ),
-        (End::Failed { code, message, .. }, Some(delay)) => book.log(
-            "error",
-            &format!(
-                "run {run_id} failed ({code}: {message}); retrying in {} s",
-                delay / 1000
-            ),
-            Some(json!({"error": error, "retry_in_ms": delay})),
-        ),
-        (End::Failed { code, message, .. }, None) => book.log(
-            "error",
-            &format!("run {run_id} failed ({code}: {message}); the task failed"),
-            Some(json!({"error": error})),
-        ),
-        (End::Canceled, _) => book.log("warn", &format!("run {run_id} canceled"), None),
-        (End::Paused, _) => book.log(
-            "warn",
-            &format!("run {run_id} paused; the task waits in the queue for resume"),
-            None,
-        ),
-        (End::Left(_), _) => {}
-    }
     book.app.tasks.logs.forget(&book.task_id, false);
     if updated
         .as_ref()
@@ -305,6 +286,67 @@ pub fn close(book: &mut RunBook, end: &End) {
         .is_some_and(Status::is_finished)
     {
         book.app.tasks.prune();
+    }
+}
+
+/// The delay before the task runs again after its run `run_id` ended with `end`: a
+/// retryable failure with attempts left; `None` otherwise.
+fn retry_delay(t: &Task, run_id: &str, end: &End, (base, max): (u64, u64)) -> Option<u64> {
+    let End::Failed {
+        retryable: true, ..
+    } = end
+    else {
+        return None;
+    };
+    // This run counts as failed whether or not the task's record says so yet.
+    let counted = t
+        .runs
+        .iter()
+        .skip(t.retry_from)
+        .any(|r| r.run_id == run_id && r.status == "failed");
+    let failures = t.failures() + u32::from(!counted);
+    (failures < t.max_attempts.max(1)).then(|| backoff_ms(failures, base, max))
+}
+
+/// The run's end line, the same live and after a restart; `detail.end` (the run's status)
+/// marks it, so a restart finds it already written (`progress::Logged`).
+fn end_line(
+    run_id: &str,
+    total: usize,
+    end: &End,
+    error: Option<&Value>,
+    retry_in: Option<u64>,
+) -> Line {
+    match (end, retry_in) {
+        (End::Succeeded, _) => (
+            "info",
+            format!("run {run_id} succeeded: {total} step(s) done"),
+            Some(json!({"end": "succeeded"})),
+        ),
+        (End::Failed { code, message, .. }, Some(delay)) => (
+            "error",
+            format!(
+                "run {run_id} failed ({code}: {message}); retrying in {} s",
+                delay / 1000
+            ),
+            Some(json!({"end": "failed", "error": error, "retry_in_ms": delay})),
+        ),
+        (End::Failed { code, message, .. }, None) => (
+            "error",
+            format!("run {run_id} failed ({code}: {message}); the task failed"),
+            Some(json!({"end": "failed", "error": error})),
+        ),
+        (End::Canceled, _) => (
+            "warn",
+            format!("run {run_id} canceled"),
+            Some(json!({"end": "canceled"})),
+        ),
+        (End::Paused, _) => (
+            "warn",
+            format!("run {run_id} paused; the task waits in the queue for resume"),
+            Some(json!({"end": "paused"})),
+        ),
+        (End::Left(_), _) => unreachable!("a run left has no end line (close returns first)"),
     }
 }
 

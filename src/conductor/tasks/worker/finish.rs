@@ -1,5 +1,5 @@
-//! Recording outcomes: a step's (from its turn record) and then the run's (run, task,
-//! retry with backoff, the task log). The run file is always written first; the step
+//! Recording outcomes: a step's (from its turn record) and then the run's (the run, its
+//! end line in the task log, the task with a retry's backoff). The run file is always written first; the step
 //! lines and the task's progress follow from it (`RunBook::publish_steps`, `close`), so
 //! a conductor killed between the writes leaves the next start the same writes to make:
 //! a run still in flight is resumed and publishes what it had recorded, a run whose end

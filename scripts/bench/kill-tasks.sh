@@ -8,7 +8,8 @@
 #   completed when the task succeeded);
 # - final_message is the last step's (the stub echoes the last step's prompt, unique per
 #   task; the steps before it answer "slow reply");
-# - the task log has a "step k/N completed" line for every step completed;
+# - the task log has a "step k/N completed" line for every step completed, and one end
+#   line for every ended run;
 # - no task lost (every created task is there), stuck (not terminal after the wait) or
 #   sent twice (codexd ran more turns for it than it has steps).
 #
@@ -244,6 +245,18 @@ comm -23 "$root/steps-done.tsv" "$root/steps-logged.tsv" |
     while IFS=$'\t' read -r tid step; do
         echo "mismatch $tid: no \"step $step/… completed\" line in its log"
     done >>"$root/problems.txt"
+
+# Every ended run has exactly one end line ("run … succeeded/failed/canceled/paused",
+# marked by detail.end) in its task's log.
+jq -r 'select(.status | IN("succeeded", "failed", "canceled", "paused")) | .run_id' \
+    "$state"/runs/*.json 2>/dev/null | sort >"$root/runs-ended.txt"
+cat "$state"/task-logs/*.jsonl 2>/dev/null |
+    jq -r 'select(.detail.end? != null) | .run_id' | sort >"$root/end-lines.txt"
+{
+    comm -23 "$root/runs-ended.txt" <(sort -u "$root/end-lines.txt") |
+        sed 's/^\(.*\)$/mismatch run \1: no end line in its task log/'
+    uniq -d "$root/end-lines.txt" | sed 's/^\(.*\)$/mismatch run \1: its end line is logged more than once/'
+} >>"$root/problems.txt"
 
 cat "$root/problems.txt"
 count() { grep -c "^$1" "$root/problems.txt" || true; }

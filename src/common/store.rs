@@ -946,6 +946,49 @@ mod tests {
         assert_eq!(mode, 0o755, "{mode:o}");
     }
 
+    /// The defect `write_atomic_at` exists for: a write by path after a check of the path
+    /// followed a directory swapped for a symlink. Through the descriptor the write lands
+    /// in the directory that was opened, wherever the path points now.
+    #[test]
+    fn write_at_lands_in_the_opened_dir_after_a_dir_symlink_swap() {
+        let d = tmpdir("at");
+        let (opened, moved, elsewhere) = (d.join("dir"), d.join("moved"), d.join("protected"));
+        fs::create_dir_all(&opened).unwrap();
+        fs::create_dir_all(&elsewhere).unwrap();
+        let dir = File::open(&opened).unwrap();
+        fs::rename(&opened, &moved).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &opened).unwrap();
+        write_atomic_at(&dir, &opened, "x.sh", b"new", FileMode::Exact(0o750)).unwrap();
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+        let names: Vec<_> = fs::read_dir(&moved)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["x.sh"], "only the file, no temp left behind");
+        let meta = fs::metadata(moved.join("x.sh")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o750);
+        assert_eq!(fs::read(moved.join("x.sh")).unwrap(), b"new");
+        // A directory in the way is named as such; its temp is removed.
+        fs::create_dir(moved.join("sub")).unwrap();
+        let e = write_atomic_at(&dir, &opened, "sub", b"x", FileMode::UmaskDefault).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::NotRegular {
+                    kind: FileKind::Directory,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(fs::read_dir(&moved).unwrap().count(), 2);
+        assert!(matches!(
+            write_atomic_at(&dir, &opened, "../x", b"x", FileMode::Private),
+            Err(StoreError::BadName(_))
+        ));
+        let _ = fs::remove_dir_all(d);
+    }
+
     #[test]
     fn key_changes_on_every_rewrite_and_matches_what_was_read() {
         let d = tmpdir("key");

@@ -553,8 +553,11 @@ mod tests {
         let protected = Protected::new(&[&state]);
         let path = swapped.join("x.txt").display().to_string();
         let (mut written, mut refused) = (0, 0);
-        let until = std::time::Instant::now() + Duration::from_secs(3);
-        while std::time::Instant::now() < until {
+        // At least 3 s, and until both sides of the race were seen (at most 30 s).
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(3)
+            || ((written == 0 || refused == 0) && started.elapsed() < Duration::from_secs(30))
+        {
             let v = write(
                 &body(json!({"path": path, "content": "w", "overwrite": true})),
                 &protected,

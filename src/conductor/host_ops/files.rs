@@ -541,25 +541,44 @@ mod tests {
             let (stop, real, swapped, state) =
                 (stop.clone(), real.clone(), swapped.clone(), state.clone());
             std::thread::spawn(move || {
+                // A `createParents` write makes `d` itself when it finds it missing: that
+                // directory is removed (only this thread makes symlinks, so it stays one).
+                let clear = |d: &Path| {
+                    if fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()) {
+                        let _ = fs::remove_dir_all(d);
+                    }
+                };
                 while !stop.load(Ordering::Relaxed) {
                     // `d` a real directory, then a symlink to the protected one.
-                    fs::rename(&real, &swapped).unwrap();
+                    if fs::rename(&real, &swapped).is_err() {
+                        clear(&swapped);
+                        continue;
+                    }
                     fs::rename(&swapped, &real).unwrap();
-                    std::os::unix::fs::symlink(&state, &swapped).unwrap();
+                    if std::os::unix::fs::symlink(&state, &swapped).is_err() {
+                        clear(&swapped);
+                        continue;
+                    }
                     fs::remove_file(&swapped).unwrap();
                 }
             })
         };
         let protected = Protected::new(&[&state]);
-        let path = swapped.join("x.txt").display().to_string();
+        // Into `d` itself, and through a parent `createParents` makes inside `d`.
+        let paths = [swapped.join("x.txt"), swapped.join("sub/x.txt")];
         let (mut written, mut refused) = (0, 0);
         // At least 3 s, and until both sides of the race were seen (at most 30 s).
         let started = std::time::Instant::now();
-        while started.elapsed() < Duration::from_secs(3)
-            || ((written == 0 || refused == 0) && started.elapsed() < Duration::from_secs(30))
-        {
+        for path in paths.iter().cycle() {
+            if started.elapsed() >= Duration::from_secs(3)
+                && ((written > 0 && refused > 0) || started.elapsed() >= Duration::from_secs(30))
+            {
+                break;
+            }
             let v = write(
-                &body(json!({"path": path, "content": "w", "overwrite": true})),
+                &body(
+                    json!({"path": path, "content": "w", "overwrite": true, "createParents": true}),
+                ),
                 &protected,
             );
             if v["ok"] == true {

@@ -24,6 +24,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -726,6 +727,82 @@ pub fn write_atomic_with(
     sync_dir(dir)
 }
 
+/// [`write_atomic_with`] relative to the open directory `dir` (`shown` names it in errors):
+/// the temp is created, renamed and synced through the descriptor, never by path, so a
+/// directory on the path swapped for a symlink after the caller checked what `dir` is
+/// cannot move the write elsewhere. `name` is a single path component.
+pub fn write_atomic_at(
+    dir: &File,
+    shown: &Path,
+    name: &str,
+    bytes: &[u8],
+    mode: FileMode,
+) -> Result<(), StoreError> {
+    let target = shown.join(name);
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(StoreError::BadName(name.to_string()));
+    }
+    let c_target = c_name(name).map_err(|e| io_err(&target, e))?;
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp_name = format!(".{name}.{}.{n}.tmp", std::process::id());
+    let tmp = shown.join(&tmp_name);
+    let c_tmp = c_name(&tmp_name).map_err(|e| io_err(&tmp, e))?;
+    let created = match mode {
+        FileMode::Private | FileMode::Exact(_) => 0o600,
+        FileMode::UmaskDefault => 0o666,
+    };
+    let fd = dir.as_raw_fd();
+    // SAFETY: `fd` is open for the call; `c_tmp` is a NUL-terminated name. O_EXCL with
+    // O_NOFOLLOW: never an existing file, never through a symlink planted at the name.
+    let raw = unsafe {
+        libc::openat(
+            fd,
+            c_tmp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            created as libc::c_uint,
+        )
+    };
+    if raw < 0 {
+        return Err(io_err(&tmp, io::Error::last_os_error()));
+    }
+    // SAFETY: `raw` is a descriptor just opened and owned by nothing else.
+    let mut f = unsafe { File::from_raw_fd(raw) };
+    let written = (|| {
+        if let FileMode::Exact(bits) = mode {
+            f.set_permissions(fs::Permissions::from_mode(bits & 0o7777))?;
+        }
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    drop(f);
+    let unlink_tmp = || {
+        // SAFETY: as above; a failed unlink leaves a temp the stale sweep removes.
+        unsafe { libc::unlinkat(fd, c_tmp.as_ptr(), 0) };
+    };
+    if let Err(e) = written {
+        unlink_tmp();
+        return Err(io_err(&tmp, e));
+    }
+    // SAFETY: both names are NUL-terminated and relative to the same open directory.
+    if unsafe { libc::renameat(fd, c_tmp.as_ptr(), fd, c_target.as_ptr()) } != 0 {
+        let e = io::Error::last_os_error();
+        unlink_tmp();
+        return Err(match e.raw_os_error() {
+            Some(libc::EISDIR) => StoreError::NotRegular {
+                path: target,
+                kind: FileKind::Directory,
+            },
+            _ => io_err(&target, e),
+        });
+    }
+    dir.sync_all().map_err(|e| io_err(shown, e))
+}
+
+fn c_name(name: &str) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a name with a NUL byte"))
+}
+
 /// A rename is only durable once the directory entry is.
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
@@ -867,6 +944,49 @@ mod tests {
         write_atomic_with(&d, "b.sh", b"#!/bin/sh\n", FileMode::Exact(0o755)).unwrap();
         let mode = fs::metadata(d.join("b.sh")).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o755, "{mode:o}");
+    }
+
+    /// The defect `write_atomic_at` exists for: a write by path after a check of the path
+    /// followed a directory swapped for a symlink. Through the descriptor the write lands
+    /// in the directory that was opened, wherever the path points now.
+    #[test]
+    fn write_at_lands_in_the_opened_dir_after_a_dir_symlink_swap() {
+        let d = tmpdir("at");
+        let (opened, moved, elsewhere) = (d.join("dir"), d.join("moved"), d.join("protected"));
+        fs::create_dir_all(&opened).unwrap();
+        fs::create_dir_all(&elsewhere).unwrap();
+        let dir = File::open(&opened).unwrap();
+        fs::rename(&opened, &moved).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &opened).unwrap();
+        write_atomic_at(&dir, &opened, "x.sh", b"new", FileMode::Exact(0o750)).unwrap();
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+        let names: Vec<_> = fs::read_dir(&moved)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["x.sh"], "only the file, no temp left behind");
+        let meta = fs::metadata(moved.join("x.sh")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o750);
+        assert_eq!(fs::read(moved.join("x.sh")).unwrap(), b"new");
+        // A directory in the way is named as such; its temp is removed.
+        fs::create_dir(moved.join("sub")).unwrap();
+        let e = write_atomic_at(&dir, &opened, "sub", b"x", FileMode::UmaskDefault).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::NotRegular {
+                    kind: FileKind::Directory,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(fs::read_dir(&moved).unwrap().count(), 2);
+        assert!(matches!(
+            write_atomic_at(&dir, &opened, "../x", b"x", FileMode::Private),
+            Err(StoreError::BadName(_))
+        ));
+        let _ = fs::remove_dir_all(d);
     }
 
     #[test]

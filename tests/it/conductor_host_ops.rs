@@ -459,6 +459,96 @@ fn files_read_dir_symlink_swap_race_never_returns_the_conductors_environ() {
     );
 }
 
+/// The defect: `files/write` checked its parent's path and then wrote by path, so a
+/// directory ↔ symlink-to-the-state-dir swap in between landed writes in the conductor's
+/// own state. The directory actually opened is checked and written through now; a few
+/// seconds of racing writes leave nothing in the state dir.
+#[test]
+fn files_write_dir_symlink_swap_race_never_writes_into_the_conductors_state() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let c = conductor::start("files-wrace");
+    let state = c.dir.join("state");
+    let real = c.dir.join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    let swapped = c.dir.join("d");
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, real, swapped, state) =
+            (stop.clone(), real.clone(), swapped.clone(), state.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::fs::rename(&real, &swapped).unwrap();
+                std::fs::rename(&swapped, &real).unwrap();
+                std::os::unix::fs::symlink(&state, &swapped).unwrap();
+                std::fs::remove_file(&swapped).unwrap();
+            }
+        })
+    };
+    let probe = "race-probe.json";
+    let path = swapped.join(probe).display().to_string();
+    // Three writers at once (the file-ops cap is 4): the more writes overlap the swaps,
+    // the more often the old path check lost the race. Each runs at least 4 s and until
+    // it has seen both sides of the race (a write done, a write refused), at most 30 s.
+    let writers: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, path) = (c.url("/v1/files/write"), path.clone());
+            std::thread::spawn(move || {
+                let auth = format!("Bearer {TOKEN}");
+                let body = json!({"path": path, "content": "{}", "overwrite": true});
+                let started = Instant::now();
+                let (mut writes, mut written, mut refused) = (0u32, 0u32, 0u32);
+                while started.elapsed() < Duration::from_secs(4)
+                    || ((written == 0 || refused == 0)
+                        && started.elapsed() < Duration::from_secs(30))
+                {
+                    let v = post_h(&url, &body, &[("Authorization", auth.as_str())]).expect(200)
+                        ["data"]
+                        .clone();
+                    writes += 1;
+                    if v["ok"] == true {
+                        written += 1;
+                    } else if code(&v) == json!("PROTECTED_PATH") {
+                        refused += 1;
+                    }
+                }
+                (writes, written, refused)
+            })
+        })
+        .collect();
+    let (mut writes, mut written, mut refused) = (0, 0, 0);
+    for w in writers {
+        let (n, done, refusals) = w.join().unwrap();
+        (writes, written, refused) = (writes + n, written + done, refused + refusals);
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    println!("{writes} racing writes: {written} written, {refused} refused");
+    // The probe, or a temp of it (`.race-probe.json.<pid>.<n>.tmp`), anywhere in the state.
+    let mut landed = Vec::new();
+    let mut dirs = vec![state.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            } else if entry.file_name().to_string_lossy().contains(probe) {
+                landed.push(entry.path());
+            }
+        }
+    }
+    assert_eq!(
+        landed,
+        Vec::<std::path::PathBuf>::new(),
+        "written into the state"
+    );
+    assert!(
+        written > 0 && refused > 0,
+        "written {written}, refused {refused}"
+    );
+    assert!(real.join(probe).is_file());
+}
+
 /// The defect: children that call `setpgid`/`setpgrp` left the exec's process group and
 /// outlived the exec. Each exec is a session now and the whole session is killed when the
 /// shell exits (a child that calls `setsid` still escapes, as documented).

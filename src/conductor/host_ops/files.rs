@@ -2,8 +2,8 @@
 //! regular files only; writes go through the atomic-write protocol and never land in the
 //! daemons' state or logs trees. Both refuse the conductor's own `/proc` entry.
 
+use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -13,9 +13,10 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, Engine as _, GeneralPurpose, GeneralPurposeConfig};
 
 use super::bounded_read::{open_regular, read_opened, ReadError};
+use super::dir_fd::{entry_at, make_dir_at, open_dir};
 use super::protect::Protected;
 use super::{opt_bool, opt_str, resolve_path, union, OpError};
-use baa::common::store::{write_atomic_with, FileMode};
+use baa::common::store::{write_atomic_at, FileMode};
 use baa::common::time::rfc3339_from_ms;
 
 /// Largest file `files/read` returns.
@@ -195,29 +196,41 @@ fn do_write(body: &Map<String, Value>, protected: &Protected) -> Result<Value, O
         .ok_or_else(|| OpError::invalid("path has no parent directory."))?;
     // Where the file would really land, decided (and refused) before any directory is
     // created: `createParents` must not leave `state/newdir/a/b` behind a refusal.
-    let (real_parent, missing) = real_parent(&parent)?;
+    let (base, missing) = real_parent(&parent)?;
+    let real_parent = missing.iter().fold(base.clone(), |p, part| p.join(part));
     protected.check_write(&real_parent, &full)?;
-    if missing {
-        if !create_parents {
-            return Err(OpError::new(
-                "PARENT_NOT_FOUND",
-                format!(
-                    "{} does not exist; pass \"createParents\": true to create it.",
-                    parent.display()
-                ),
-            ));
-        }
-        fs::create_dir_all(&real_parent).map_err(|e| {
+    if !missing.is_empty() && !create_parents {
+        return Err(OpError::new(
+            "PARENT_NOT_FOUND",
+            format!(
+                "{} does not exist; pass \"createParents\": true to create it.",
+                parent.display()
+            ),
+        ));
+    }
+    // The path may change from here on (a directory swapped for a symlink into a protected
+    // tree): the directory is opened once, what was opened is checked, and the parents,
+    // the temp and the rename all go through descriptors, never through the path again.
+    let mut dir = open_dir(&base).map_err(|e| parent_error(&parent, e))?;
+    protected.check_write_opened(&dir, &full)?;
+    for part in &missing {
+        dir = make_dir_at(&dir, part).map_err(|e| {
             OpError::new(
                 "WRITE_FAILED",
                 format!("cannot create {}: {e}.", parent.display()),
             )
         })?;
     }
+    if !missing.is_empty() {
+        // Each part was opened without following a symlink, below a directory checked
+        // above; the one written in is checked all the same.
+        protected.check_write_opened(&dir, &full)?;
+    }
     let target = real_parent.join(&name);
-    let existing = fs::symlink_metadata(&target).ok();
-    if let Some(meta) = &existing {
-        if meta.is_dir() {
+    let existing = entry_at(&dir, name.as_ref())
+        .map_err(|e| OpError::new("WRITE_FAILED", format!("{}: {e}.", target.display())))?;
+    if let Some(entry) = &existing {
+        if entry.is_dir {
             return Err(OpError::new(
                 "NOT_A_FILE",
                 format!("{} is a directory.", target.display()),
@@ -236,11 +249,11 @@ fn do_write(body: &Map<String, Value>, protected: &Protected) -> Result<Value, O
     // An overwrite keeps the old file's mode (set on the temp, before the rename, so the
     // file is never visible with other bits); a new file gets what a plain create gives.
     let mode = match &existing {
-        Some(m) if m.is_file() => FileMode::Exact(m.permissions().mode() & 0o7777),
+        Some(e) if e.is_file => FileMode::Exact(e.mode),
         _ => FileMode::UmaskDefault,
     };
     // Atomic replace: the old file stays whole until the new one is on disk.
-    write_atomic_with(&real_parent, &name, &bytes, mode)
+    write_atomic_at(&dir, &real_parent, &name, &bytes, mode)
         .map_err(|e| OpError::new("WRITE_FAILED", e.to_string()))?;
     let existed = existing.is_some();
     Ok(json!({
@@ -251,13 +264,13 @@ fn do_write(body: &Map<String, Value>, protected: &Protected) -> Result<Value, O
     }))
 }
 
-/// The canonical form of `parent` and whether it is missing: its deepest existing
-/// ancestor is canonicalized (symlinks, `..`) and the missing components are appended,
-/// which cannot hide a symlink since they do not exist. `.`/`..` among the missing
-/// components are refused: their meaning depends on directories not yet created.
-fn real_parent(parent: &Path) -> Result<(PathBuf, bool), OpError> {
+/// The canonical form of `parent`'s deepest existing ancestor (symlinks, `..` resolved)
+/// and the components below it that do not exist yet, top down: they cannot hide a
+/// symlink since they do not exist. `.`/`..` among the missing components are refused:
+/// their meaning depends on directories not yet created.
+fn real_parent(parent: &Path) -> Result<(PathBuf, Vec<OsString>), OpError> {
     let mut base = parent;
-    let mut missing: Vec<&std::ffi::OsStr> = Vec::new();
+    let mut missing: Vec<OsString> = Vec::new();
     loop {
         match fs::symlink_metadata(base) {
             Ok(_) => break,
@@ -270,7 +283,7 @@ fn real_parent(parent: &Path) -> Result<(PathBuf, bool), OpError> {
             }
         }
         match base.components().next_back() {
-            Some(Component::Normal(n)) => missing.push(n),
+            Some(Component::Normal(n)) => missing.push(n.to_os_string()),
             _ => {
                 return Err(OpError::invalid(format!(
                     "{} uses . or .. below a directory that does not exist.",
@@ -282,19 +295,39 @@ fn real_parent(parent: &Path) -> Result<(PathBuf, bool), OpError> {
             .parent()
             .ok_or_else(|| OpError::invalid("path has no existing ancestor."))?;
     }
-    let mut real = fs::canonicalize(base)
+    let real = fs::canonicalize(base)
         .map_err(|e| OpError::new("WRITE_FAILED", format!("{}: {e}.", base.display())))?;
     if missing.is_empty() && !real.is_dir() {
-        return Err(OpError::new(
+        return Err(not_a_directory(parent));
+    }
+    missing.reverse();
+    Ok((real, missing))
+}
+
+/// The error for a parent directory that could not be opened.
+fn parent_error(parent: &Path, e: std::io::Error) -> OpError {
+    match e.raw_os_error() {
+        Some(libc::ENOTDIR) => not_a_directory(parent),
+        Some(libc::ENOENT) => OpError::new(
             "PARENT_NOT_FOUND",
-            format!("{} is not a directory.", parent.display()),
-        ));
+            format!("{} does not exist.", parent.display()),
+        ),
+        Some(libc::ELOOP) => OpError::new(
+            "WRITE_FAILED",
+            format!(
+                "{} was replaced by a symbolic link while it was being opened; retry.",
+                parent.display()
+            ),
+        ),
+        _ => OpError::new("WRITE_FAILED", format!("{}: {e}.", parent.display())),
     }
-    let created = !missing.is_empty();
-    for part in missing.into_iter().rev() {
-        real.push(part);
-    }
-    Ok((real, created))
+}
+
+fn not_a_directory(parent: &Path) -> OpError {
+    OpError::new(
+        "PARENT_NOT_FOUND",
+        format!("{} is not a directory.", parent.display()),
+    )
 }
 
 /// The standard alphabet with `=` padding required, as the hand-written codec it replaced
@@ -321,6 +354,7 @@ pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn body(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
@@ -488,6 +522,89 @@ mod tests {
         );
         assert!(swaps.load(Ordering::Relaxed) > 0);
         let _ = fs::remove_dir_all(dir);
+    }
+
+    /// The defect: `files/write` checked the parent's path, then wrote by path; a directory
+    /// swapped for a symlink to a protected tree in between landed the write in it.
+    #[test]
+    fn write_dir_symlink_swap_race_never_writes_into_a_protected_dir() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let dir = std::env::temp_dir().join(baa::common::ids::new_id("files-wrace"));
+        let real = dir.join("real");
+        let state = dir.join("state");
+        fs::create_dir_all(&real).unwrap();
+        fs::create_dir_all(&state).unwrap();
+        let swapped = dir.join("d");
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let (stop, real, swapped, state) =
+                (stop.clone(), real.clone(), swapped.clone(), state.clone());
+            std::thread::spawn(move || {
+                // A `createParents` write makes `d` itself when it finds it missing: that
+                // directory is removed (only this thread makes symlinks, so it stays one).
+                let clear = |d: &Path| {
+                    if fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()) {
+                        let _ = fs::remove_dir_all(d);
+                    }
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    // `d` a real directory, then a symlink to the protected one.
+                    if fs::rename(&real, &swapped).is_err() {
+                        clear(&swapped);
+                        continue;
+                    }
+                    fs::rename(&swapped, &real).unwrap();
+                    if std::os::unix::fs::symlink(&state, &swapped).is_err() {
+                        clear(&swapped);
+                        continue;
+                    }
+                    fs::remove_file(&swapped).unwrap();
+                }
+            })
+        };
+        let protected = Protected::new(&[&state]);
+        // Into `d` itself, and through a parent `createParents` makes inside `d`.
+        let paths = [swapped.join("x.txt"), swapped.join("sub/x.txt")];
+        let (mut written, mut refused) = (0, 0);
+        // At least 3 s, and until both sides of the race were seen (at most 30 s).
+        let started = std::time::Instant::now();
+        for path in paths.iter().cycle() {
+            if started.elapsed() >= Duration::from_secs(3)
+                && ((written > 0 && refused > 0) || started.elapsed() >= Duration::from_secs(30))
+            {
+                break;
+            }
+            let v = write(
+                &body(
+                    json!({"path": path, "content": "w", "overwrite": true, "createParents": true}),
+                ),
+                &protected,
+            );
+            if v["ok"] == true {
+                written += 1;
+            } else if v["error"]["code"] == "PROTECTED_PATH" {
+                refused += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+        let inside: Vec<_> = fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let _ = fs::remove_dir_all(&dir);
+        println!("racing writes: {written} written, {refused} refused");
+        assert_eq!(
+            inside,
+            Vec::<std::ffi::OsString>::new(),
+            "written {written}, refused {refused}"
+        );
+        // Positive signs that both sides of the race were hit.
+        assert!(
+            written > 0 && refused > 0,
+            "written {written}, refused {refused}"
+        );
     }
 
     #[test]

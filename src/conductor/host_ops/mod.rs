@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod bounded_read;
+pub mod dir_fd;
 pub mod exec;
 pub mod file_slots;
 pub mod files;

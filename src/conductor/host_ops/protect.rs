@@ -6,11 +6,12 @@
 //! Every path check takes a path already resolved by `canonicalize` (symlinks and `..`
 //! gone), so `/proc/self`, `/proc/thread-self` and a symlink into a protected tree all land
 //! on the real path checked here. A path can change between its check and its open, so a
-//! read also checks the file it opened (`check_opened`).
+//! read also checks the file it opened (`check_opened`) and a write the directory it
+//! opened to write in (`check_write_opened`).
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 use std::os::unix::io::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 
@@ -77,6 +78,23 @@ impl Protected {
         Ok(())
     }
 
+    /// For a write through the directory `dir`, already opened: the path checked by
+    /// [`Self::check_write`] may have changed before the open, so the kernel's name for the
+    /// directory actually opened is checked the same way. A directory whose name cannot be
+    /// learnt is refused: there is no telling whether it is under a protected root.
+    pub fn check_write_opened(&self, dir: &File, shown: &Path) -> Result<(), OpError> {
+        match opened_path(dir) {
+            Some(real) => self.check_write(&real, shown),
+            None => Err(OpError::new(
+                "WRITE_FAILED",
+                format!(
+                    "cannot tell where the directory of {} really is; nothing was written.",
+                    shown.display()
+                ),
+            )),
+        }
+    }
+
     /// `/proc/<our pid>/…` or `/proc/<one of our thread ids>/…` (thread ids are valid
     /// `/proc` entries too, though not listed).
     fn is_own_proc(&self, real: &Path) -> bool {
@@ -109,7 +127,21 @@ fn opened_path(file: &File) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
 }
 
-#[cfg(not(target_os = "linux"))]
+/// The path the kernel has for an open file (macOS: `F_GETPATH`).
+#[cfg(target_os = "macos")]
+fn opened_path(file: &File) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: F_GETPATH writes at most PATH_MAX bytes, NUL included, into `buf`.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETPATH, buf.as_mut_ptr()) } == -1 {
+        return None;
+    }
+    let len = buf.iter().position(|&b| b == 0)?;
+    buf.truncate(len);
+    Some(PathBuf::from(std::ffi::OsString::from_vec(buf)))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn opened_path(_file: &File) -> Option<PathBuf> {
     None
 }

@@ -263,11 +263,12 @@ impl Core {
     /// session that says the turn ended is written: the session holds only a summary of it
     /// (`registry.rs`), and a read of the session finds the full record in the file.
     pub(crate) fn store_turn(&self, session_id: &str, record: &crate::sessions::TurnRecord) {
-        if let Err(e) = self.sessions.files().append_turn(session_id, record) {
-            log::error!(
+        match self.sessions.files().append_turn(session_id, record) {
+            Ok(()) => self.sessions.turn_stored(session_id, &record.turn_id),
+            Err(e) => log::error!(
                 "session {session_id}: cannot store the record of turn {}: {e}",
                 record.turn_id
-            );
+            ),
         }
     }
 

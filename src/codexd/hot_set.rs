@@ -95,16 +95,20 @@ impl Inner {
         }
     }
 
-    /// After session `id` was changed in memory: its entry and thread follow it, and a
-    /// finished turn's full record (written to the turn file already) gives way to its
-    /// summary.
+    /// A finished turn's full record is in the session's turn file now: the session keeps
+    /// its summary. Until then the full record stays, so a read in between still sees it.
+    pub(crate) fn summarise(&mut self, id: &str, turn_id: &str) {
+        let last = self.loaded.get_mut(id).and_then(|s| s.last_turn.as_mut());
+        if let Some(r) = last.filter(|r| !r.summary && r.turn_id == turn_id) {
+            *r = r.summary();
+        }
+    }
+
+    /// After session `id` was changed in memory: its entry and thread follow it.
     pub(crate) fn sync(&mut self, id: &str) {
         let Some(s) = self.loaded.get_mut(id) else {
             return;
         };
-        if let Some(r) = s.last_turn.as_mut().filter(|r| !r.summary) {
-            *r = r.summary();
-        }
         if let Some(e) = self.index.get_mut(id) {
             e.sync(s);
         }

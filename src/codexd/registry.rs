@@ -16,8 +16,9 @@
 //! most recently used; the rest are read from their file when used. A session with a
 //! running turn, or a change not yet written, always stays in memory. The index is not a
 //! file of its own: one would be rewritten with every turn or go stale, and the session
-//! files are the record either way. A last turn is held in its summary form; the full
-//! record is in the session's turn file, written before the session says the turn ended.
+//! files are the record either way. A last turn is held in its summary form once its full
+//! record is in the session's turn file ([`Sessions::turn_stored`]); until then the full
+//! record stays in memory, so a read between the two still sees it.
 //! The memory side (entries, the sessions held, eviction) is `hot_set`.
 //!
 //! Locking: `inner` is held only to read or change the maps, never across a write or a
@@ -254,6 +255,13 @@ impl Sessions {
         g.sync(id);
         g.changed(id);
         Some(out)
+    }
+
+    /// The full record of `turn_id` was appended to session `id`'s turn file: from now on
+    /// the session in memory holds only its summary, and a read takes the record from the
+    /// file.
+    pub fn turn_stored(&self, id: &str, turn_id: &str) {
+        self.inner().summarise(id, turn_id);
     }
 
     /// Marks session `id` to be written (its `updatedAt` was set by the caller).
@@ -692,15 +700,17 @@ mod tests {
             diff_bytes: 256 * 1024,
             ..TurnRecord::default()
         };
-        // The caller sees the full record it set (to store it), the registry keeps less.
-        let seen = reg.update("cxs_a", |s| {
-            s.last_turn = Some(full.clone());
-            s.last_turn.clone()
-        });
+        // The full record stays until it is in the turn file (a read in between sees it),
+        // then the registry keeps less.
+        reg.update("cxs_a", |s| s.last_turn = Some(full.clone()));
+        let before = reg.read("cxs_a", |s| s.last_turn.clone()).flatten();
         assert_eq!(
-            seen.flatten().and_then(|r| r.diff).map(|d| d.len()),
+            before.and_then(|r| r.diff).map(|d| d.len()),
             Some(256 * 1024)
         );
+        reg.turn_stored("cxs_a", "t0");
+        assert!(reg.read("cxs_a", |s| s.last_turn.as_ref().unwrap().summary) == Some(false));
+        reg.turn_stored("cxs_a", "t1");
         let held = reg
             .read("cxs_a", |s| s.last_turn.clone())
             .flatten()

@@ -9,6 +9,7 @@ BAA_TEST_BIN_DIR=<dir with the three binaries> drives the real daemons (harness.
 import re
 import subprocess
 import sys
+import time
 import unittest
 from pathlib import Path
 
@@ -60,6 +61,24 @@ def run_sharded(jobs, names):
     return 1 if failed or passed == 0 else 0
 
 
+class TimedResult(unittest.TextTestResult):
+    """Keeps each test's wall time, so the slowest can be named at the end (the script
+    tests are the suite's critical path; this is where to look when it grows)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.times = []
+        self._started = 0.0
+
+    def startTest(self, test):
+        self._started = time.monotonic()
+        super().startTest(test)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        self.times.append((time.monotonic() - self._started, test.id()))
+
+
 def main():
     args = sys.argv[1:]
     jobs = 1
@@ -75,7 +94,9 @@ def main():
     print("daemons: %s" % ("real binaries in %s" % real if real else "python stand-ins (set BAA_TEST_BIN_DIR for the real ones)"))
     if jobs > 1:
         return run_sharded(jobs, args)
-    result = unittest.TextTestRunner(verbosity=2).run(load(args))
+    result = unittest.TextTestRunner(verbosity=2, resultclass=TimedResult).run(load(args))
+    for took, name in sorted(result.times, reverse=True)[:6]:
+        print("slowest: %5.1f s  %s" % (took, name))
     failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
     skipped = len(result.skipped)
     passed = result.testsRun - failed - skipped

@@ -201,6 +201,17 @@ fn real_codexd_sigkill_mid_task_retries_in_attempt_two_without_resending_complet
     let id = c.create(json!({"title": "survives codexd", "cwd": r.home.work, "max_attempts": 5, "steps": [
         {"prompt": "step one: first"}, {"prompt": "step two: killed here"}, {"prompt": "step three: last"}]}));
     r.wait_model("step two", 1);
+    // Killed once codexd has answered the turn's 202 (so the turn is on its disk): a kill
+    // before that answer is a lost acknowledgement, which the conductor settles by waiting
+    // SEND_SETTLE_MS for the turn to show up before it sends again — another path. Under
+    // load the model can see the turn while codexd is still writing it.
+    wait_for(T, || {
+        let msgs = c.log_messages(&id);
+        msgs.iter()
+            .any(|m| m.starts_with("step 2/3 started"))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("step 2 never started: {:#?}", c.log_messages(&id)));
     let port = r.codexd.port();
     r.codexd.kill9();
     // launchd restarts codexd (same port, same state: the session and its thread survive);
@@ -291,16 +302,17 @@ fn conductor_sigkill_mid_step(tag: &str, finish_while_down: bool) {
     let id = c.create(json!({"title": "survives the conductor", "cwd": r.home.work, "steps": [
         {"prompt": "step one: first"}, {"prompt": "step two: held"}, {"prompt": "step three: last"}]}));
     r.wait_model("step two", 1);
-    let t = c.task(&id);
+    // The model can see the turn a moment before the conductor has codexd's 202 for it.
+    let t = wait_for(T, || {
+        let t = c.task(&id);
+        t["runs"][0]["steps"][1]["turn_id"].is_string().then_some(t)
+    })
+    .unwrap_or_else(|| panic!("step two's turn id was never persisted: {:#}", c.task(&id)));
     let run = &t["runs"][0];
     let held_turn = run["steps"][1]["turn_id"]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    assert!(
-        !held_turn.is_empty(),
-        "step two's turn id was not persisted: {t:#}"
-    );
     let sid = run["session_id"].as_str().unwrap().to_string();
     c.d.kill9();
     if finish_while_down {

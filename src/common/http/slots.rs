@@ -46,6 +46,9 @@ const CLOSING_WAIT: Duration = Duration::from_secs(1);
 const MIN_AGE: Duration = Duration::from_millis(20);
 /// Waiting connections with queued input passed over before the oldest is evicted anyway.
 const PENDING_SKIPS: usize = 16;
+/// How much of a waiting connection's queued input is looked at for a whole request head
+/// (a health probe's head is a few dozen bytes; a longer one counts as partial).
+const PEEK_BYTES: usize = 2048;
 /// At most one "table full" warning per this interval.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -103,7 +106,22 @@ enum Eviction {
     NoneWaiting,
     /// The best victim arrived less than `MIN_AGE` ago; it will be old enough after this.
     TooYoung(Duration),
+    /// The victim started a request between the scan and the eviction: scan again.
+    Raced,
 }
+
+/// What a waiting connection has in its receive queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    Nothing,
+    /// Some bytes, not yet a whole request head.
+    Partial,
+    /// A whole request head (ends with an empty line): a request about to be read.
+    WholeHead,
+}
+
+/// Lost races in a row before any waiting connection is evicted (so the scan cannot spin).
+const MAX_RACES: u32 = 8;
 
 /// Why a newcomer got no slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,11 +190,22 @@ impl Slots {
     pub fn admit(&self, stream: TcpStream) -> Result<Arc<Slot>, (TcpStream, Refusal)> {
         let mut t = self.lock();
         let give_up = Instant::now() + CLOSING_WAIT;
+        let mut races = 0;
         loop {
             if t.slots.len() - t.evicting >= self.cap {
                 let patient = Instant::now() < give_up;
                 match self.evict_longest_waiting(&mut t, patient) {
                     Eviction::Done => continue,
+                    Eviction::Raced if races < MAX_RACES => {
+                        races += 1;
+                        continue;
+                    }
+                    Eviction::Raced => {
+                        if !self.evict_any_waiting(&mut t) {
+                            return Err((stream, Refusal::AllBusy));
+                        }
+                        continue;
+                    }
                     Eviction::NoneWaiting => return Err((stream, Refusal::AllBusy)),
                     Eviction::TooYoung(wait) => {
                         // Churn faster than new threads get to read their heads: give the
@@ -294,16 +323,37 @@ impl Slots {
         candidates.sort_unstable_by_key(|(since, s)| (*since, s.id));
         // A waiting connection with input already queued is a request about to be read
         // (a fresh client whose thread has not run yet, a keep-alive client's next
-        // request): pass over a few of those before falling back to the oldest.
-        let pick = candidates
+        // request): pass over a few of those before falling back to the oldest. One whose
+        // whole request head is queued is never the fallback: under load its thread may
+        // not have run for tens of ms, and closing it would drop a complete request (a
+        // trickling attacker never has a whole head queued).
+        let queued: Vec<Queued> = candidates
             .iter()
             .take(PENDING_SKIPS)
-            .find(|(_, s)| !has_pending_input(&s.stream))
-            .or(candidates.first())
-            .map(|(_, s)| Arc::clone(s));
+            .map(|(_, s)| queued_input(&s.stream))
+            .collect();
+        let first_idle = queued.iter().position(|q| *q == Queued::Nothing);
+        let first_partial = || {
+            let beyond = candidates
+                .iter()
+                .skip(PENDING_SKIPS)
+                .position(|(_, s)| queued_input(&s.stream) != Queued::WholeHead)
+                .map(|i| i + PENDING_SKIPS);
+            queued.iter().position(|q| *q == Queued::Partial).or(beyond)
+        };
+        let pick = first_idle
+            .or_else(first_partial)
+            .map(|i| Arc::clone(candidates[i].1));
+        let all_arriving = pick.is_none() && !candidates.is_empty();
         drop(candidates);
         let Some(victim) = pick else {
-            return Eviction::NoneWaiting;
+            // Every waiting connection has a whole request queued: they are about to be
+            // busy; the newcomer waits for one of them to finish rather than close one.
+            return if all_arriving && patient {
+                Eviction::TooYoung(MIN_AGE)
+            } else {
+                Eviction::NoneWaiting
+            };
         };
         let age = Duration::from_micros(
             self.now_us()
@@ -315,11 +365,7 @@ impl Slots {
         let state = victim.state.load(Ordering::Acquire);
         // It may have started a request since the scan; the caller then looks again.
         if !(matches!(state, WAITING | LINGERING) && victim.enter(state, EVICTED)) {
-            return if self.evict_any_waiting(t) {
-                Eviction::Done
-            } else {
-                Eviction::NoneWaiting
-            };
+            return Eviction::Raced;
         }
         let _ = victim.stream.shutdown(Shutdown::Both);
         t.evicting += 1;
@@ -373,19 +419,28 @@ impl Slots {
 /// Whether the peer has sent bytes the connection's thread has not read yet. Asked
 /// without blocking and without touching the socket's own (blocking) mode, which its
 /// thread relies on.
-fn has_pending_input(stream: &TcpStream) -> bool {
+fn queued_input(stream: &TcpStream) -> Queued {
     use std::os::fd::AsRawFd;
-    let mut byte = 0u8;
-    // SAFETY: recv into one byte we own, on a descriptor the Arc'd slot keeps open.
+    let mut buf = [0u8; PEEK_BYTES];
+    // SAFETY: recv into a buffer we own, on a descriptor the Arc'd slot keeps open.
     let n = unsafe {
         libc::recv(
             stream.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
         )
     };
-    n > 0
+    let Ok(n) = usize::try_from(n) else {
+        return Queued::Nothing;
+    };
+    if n == 0 {
+        Queued::Nothing
+    } else if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+        Queued::WholeHead
+    } else {
+        Queued::Partial
+    }
 }
 
 /// The soft open-files limit, or None when unlimited or unknown.
@@ -504,9 +559,35 @@ mod tests {
         clients[0].write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
         let queued = (0..200).any(|_| {
             std::thread::sleep(Duration::from_millis(5));
-            has_pending_input(&a.stream)
+            queued_input(&a.stream) == Queued::WholeHead
         });
         assert!(queued, "the request never showed as queued input");
+        let _c = slots.admit(servers.next().unwrap()).unwrap();
+        assert_eq!((a.evicted(), b.evicted()), (false, true));
+    }
+
+    /// A fresh probe whose thread had not run yet was closed under a trickle attack (every
+    /// waiting connection had bytes queued, so the oldest went: the probe).
+    #[test]
+    fn a_whole_request_head_queued_is_never_the_fallback_victim() {
+        use std::io::Write;
+        let (mut clients, servers) = streams(3);
+        let slots = Slots::new(2);
+        let mut servers = servers.into_iter();
+        let a = slots.admit(servers.next().unwrap()).unwrap();
+        tick(&slots);
+        let b = slots.admit(servers.next().unwrap()).unwrap();
+        // `a` (oldest) has its whole head queued, `b` a trickled part of one.
+        clients[0]
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        clients[1].write_all(b"GET /healthz HT").unwrap();
+        let queued = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            queued_input(&a.stream) == Queued::WholeHead
+                && queued_input(&b.stream) == Queued::Partial
+        });
+        assert!(queued, "the input never showed as queued");
         let _c = slots.admit(servers.next().unwrap()).unwrap();
         assert_eq!((a.evicted(), b.evicted()), (false, true));
     }

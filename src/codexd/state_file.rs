@@ -8,13 +8,11 @@
 //! (`common::store`); this file adds what only daemon-state knows: that `{}` or another
 //! file's content is damage too, and that a missing file after the first start is.
 
-use std::fs;
 use std::path::PathBuf;
 
 use serde_json::Value;
 
 use baa::common::store::{JsonStore, StoreError};
-use baa::common::time::now_ms;
 
 use crate::state::{DaemonState, DAEMON_STATE, IDENTITY};
 
@@ -68,7 +66,10 @@ pub fn load(store: &JsonStore) -> Loaded {
                 };
             }
             (Err(what), _) => {
-                let moved = move_aside(store, DAEMON_STATE);
+                let moved = store
+                    .move_aside(DAEMON_STATE)
+                    .map_err(|e| log::warn!("state: cannot move it aside: {e}"))
+                    .ok();
                 (what, moved, false)
             }
         },
@@ -152,24 +153,11 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-/// Moves a damaged file to `<name>.corrupt-<ms>` (as the store does with one that does
-/// not parse), so it is kept for a look and the next write starts clean.
-fn move_aside(store: &JsonStore, name: &str) -> Option<PathBuf> {
-    let from = store.path(name);
-    let to = store.dir().join(format!("{name}.corrupt-{}", now_ms()));
-    match fs::rename(&from, &to) {
-        Ok(()) => Some(to),
-        Err(e) => {
-            log::warn!("state: cannot move {} aside: {e}", from.display());
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::fs;
 
     fn store(tag: &str) -> JsonStore {
         let d = std::env::temp_dir().join(format!(

@@ -1,6 +1,7 @@
 //! Reading a state file, and healing a bad one from its last-good copy.
 
 use std::fs;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -185,16 +186,26 @@ impl JsonStore {
                 rereads += 1;
                 continue;
             }
-            let to = self
-                .dir
-                .join(format!("{name}.corrupt-{}", crate::common::time::now_ms()));
-            let moved_to = fs::rename(&path, &to).ok().map(|_| to);
+            let moved_to = self.move_aside(name).ok();
             return Err(StoreError::Corrupt {
                 path,
                 moved_to,
                 source,
             });
         }
+    }
+
+    /// Moves a damaged `name` to `<name>.corrupt-<ms>`, kept for a look, so the next
+    /// write starts clean. Also for a caller that finds a file damaged by its own rules
+    /// (valid JSON that is not what it should be).
+    pub fn move_aside(&self, name: &str) -> Result<PathBuf, StoreError> {
+        check_name(name)?;
+        let from = self.path(name);
+        let to = self
+            .dir
+            .join(format!("{name}.corrupt-{}", crate::common::time::now_ms()));
+        fs::rename(&from, &to).map_err(|e| io_err(&from, e))?;
+        Ok(to)
     }
 
     /// The parsed last-good copy of `name`, its bytes and key. A bad copy is left in place

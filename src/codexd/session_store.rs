@@ -27,6 +27,9 @@ use crate::sessions::{Session, TurnRecord};
 /// A turn file past this size is compacted to its newest records (see `compact`).
 pub const TURN_FILE_MAX_BYTES: u64 = 8 * 1024 * 1024;
 pub const TURNS_KEPT: usize = 20;
+/// How much of a turn file's end is read first when one record is looked up (a record with
+/// a full 256 KiB diff fits, with its commands and messages).
+const TURN_TAIL_BYTES: u64 = 1024 * 1024;
 
 pub struct SessionStore {
     dir: PathBuf,
@@ -185,20 +188,30 @@ impl SessionStore {
         if !valid_id(session_id) {
             return None;
         }
-        let bytes = match fs::read(self.turns_path(session_id)) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        let key = serde_json::to_string(turn_id).ok()?;
+        let find = |bytes: &[u8]| {
+            bytes
+                .rsplit(|b| *b == b'\n')
+                .filter(|line| contains(line, key.as_bytes()))
+                .filter_map(|line| serde_json::from_slice::<TurnRecord>(line).ok())
+                .find(|r| r.turn_id == turn_id)
+        };
+        // The record asked for is nearly always the newest: its tail first, the whole
+        // file (up to TURN_FILE_MAX_BYTES) only when the tail does not have it.
+        let path = self.turns_path(session_id);
+        let read = tail(&path, TURN_TAIL_BYTES).and_then(|(bytes, whole)| match find(&bytes) {
+            Some(r) => Ok(Some(r)),
+            None if whole => Ok(None),
+            None => fs::read(&path).map(|all| find(&all)),
+        });
+        match read {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => {
                 log::warn!("session {session_id}: cannot read its turn records: {e}");
-                return None;
+                None
             }
-        };
-        let key = serde_json::to_string(turn_id).ok()?;
-        bytes
-            .rsplit(|b| *b == b'\n')
-            .filter(|line| contains(line, key.as_bytes()))
-            .filter_map(|line| serde_json::from_slice::<TurnRecord>(line).ok())
-            .find(|r| r.turn_id == turn_id)
+        }
     }
 
     /// Writes the archived copy of `session` (its stored form).
@@ -249,6 +262,19 @@ impl SessionStore {
         out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
         out
     }
+}
+
+/// The last `n` bytes of `path` (a line cut at the start does not parse and is skipped),
+/// and whether that is the whole file.
+fn tail(path: &Path, n: u64) -> io::Result<(Vec<u8>, bool)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let from = len.saturating_sub(n);
+    f.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::with_capacity(usize::try_from(len - from).unwrap_or(0));
+    f.read_to_end(&mut bytes)?;
+    Ok((bytes, from == 0))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -323,6 +349,11 @@ mod tests {
             .unwrap()
             .len();
         assert!(size <= TURN_FILE_MAX_BYTES, "{size}");
+        // Records bigger than the tail read: found through the whole file.
+        for r in &kept {
+            let found = store.turn("cxs_b", &r.turn_id).map(|f| f.turn_id);
+            assert_eq!(found.as_deref(), Some(r.turn_id.as_str()));
+        }
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -80,15 +80,43 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// What this project reads from a `/proc/<pid>/stat` line (Linux).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// `R`, `S`, `Z` (zombie), `X` (dead), …
+    pub state: char,
+    pub ppid: u32,
+    pub session: u32,
+    /// Field 22, in clock ticks since boot.
+    pub start_time: String,
+}
+
+impl Stat {
+    /// `pid`'s stat line, None without `/proc` or once the process is gone.
+    pub fn of(pid: u32) -> Option<Stat> {
+        Stat::parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
+
+    /// The command name may hold spaces and parentheses, so the fields are counted from
+    /// the last `)`.
+    pub fn parse(line: &str) -> Option<Stat> {
+        let fields: Vec<&str> = line.rsplit_once(')')?.1.split_whitespace().collect();
+        Some(Stat {
+            state: fields.first()?.chars().next()?,
+            ppid: fields.get(1)?.parse().ok()?,
+            session: fields.get(3)?.parse().ok()?,
+            start_time: fields.get(19).map_or_else(String::new, |s| s.to_string()),
+        })
+    }
+}
+
 /// The OS start time of `pid`: `/proc/<pid>/stat` field 22 on Linux, `ps -o lstart=`
 /// elsewhere. With the pid it identifies a process across pid reuse.
 pub fn process_start_time(pid: u32) -> Option<String> {
-    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        let after = stat.rsplit_once(')')?.1;
-        return after
-            .split_whitespace()
-            .nth(19)
-            .map(|s| format!("proc:{s}"));
+    if std::path::Path::new("/proc/self/stat").exists() {
+        return Stat::of(pid)
+            .filter(|s| !s.start_time.is_empty())
+            .map(|s| format!("proc:{}", s.start_time));
     }
     let out = Command::new("ps")
         .args(["-o", "lstart=", "-p", &pid.to_string()])
@@ -103,13 +131,7 @@ pub fn process_start_time(pid: u32) -> Option<String> {
 /// True if `pid` has exited but is not reaped yet (Linux; elsewhere always false, and a
 /// zombie then simply reads as alive until its parent reaps it).
 pub fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, a)| a.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    Stat::of(pid).is_some_and(|s| s.state == 'Z')
 }
 
 /// What [`kill_if_same`] found.

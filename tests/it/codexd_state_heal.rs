@@ -47,18 +47,15 @@ fn listeners_on(sock: &Path) -> Vec<u32> {
     let forks: Vec<u32> = pids
         .iter()
         .copied()
-        .filter(|pid| parent_of(*pid).is_some_and(|pp| pids.contains(&pp) && exe(pp) == exe(*pid)))
+        .filter(|pid| {
+            baa::common::proc::Stat::of(*pid)
+                .map(|s| s.ppid)
+                .is_some_and(|pp| pids.contains(&pp) && exe(pp) == exe(*pid))
+        })
         .collect();
     pids.retain(|pid| !forks.contains(pid));
     pids.sort_unstable();
     pids
-}
-
-/// The parent pid from `/proc/<pid>/stat` (the field after the parenthesized name).
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Kills, on drop, every app-server listening on the socket (the test replaces the file

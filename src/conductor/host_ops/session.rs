@@ -15,6 +15,8 @@
 //! Each member is pinned with a pidfd and checked again before its signal, so a member's
 //! pid reused between the scan and the signal is not hit.
 
+use baa::common::proc::Stat;
+
 /// Sends `sig` to every live process in session `sid` except this one; returns how many
 /// were signalled. A no-op without `/proc`.
 pub fn signal_session(sid: u32, sig: i32) -> usize {
@@ -69,7 +71,7 @@ fn signal_member(_pid: u32, _sid: u32, _sig: i32) -> bool {
 }
 
 fn session_of(pid: u32) -> Option<u32> {
-    live_session(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    Stat::of(pid).and_then(live)
 }
 
 /// SIGKILLs the session until no live member is left (a member may fork between a scan and
@@ -99,16 +101,15 @@ fn members(sid: u32) -> Vec<u32> {
 }
 
 /// The session id in a `/proc/<pid>/stat` line, None for a zombie or a dead process (or a
-/// line that does not parse). The command name may hold spaces and parentheses, so the
-/// fields are counted from the last `)`.
+/// line that does not parse).
+#[cfg(test)]
 fn live_session(stat: &str) -> Option<u32> {
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    // ppid, pgrp, then session.
-    fields.nth(2)?.parse().ok()
+    Stat::parse(stat).and_then(live)
+}
+
+/// The session id of a process that is not a zombie or dead.
+fn live(stat: Stat) -> Option<u32> {
+    (!matches!(stat.state, 'Z' | 'X')).then_some(stat.session)
 }
 
 #[cfg(test)]

@@ -46,6 +46,8 @@ pub struct App {
     /// Whether codexd's account or rate limits hold new task turns (the scheduler asks).
     pub codex_hold: HoldGate,
     pub exec_slots: ExecSlots,
+    /// Every git call of the task workspaces (stopped with the conductor).
+    pub git: crate::workspace::git::Git,
     /// The cap on concurrent `files/read` and `files/write`.
     pub file_slots: FileSlots,
     /// What host ops must never touch (state and logs trees, our own /proc entry).
@@ -91,6 +93,7 @@ impl App {
             codex: CodexProxy::with_client(codexd_client),
             codex_hold: HoldGate::default(),
             exec_slots: ExecSlots::default(),
+            git: crate::workspace::git::Git::default(),
             file_slots: FileSlots::new(cfg.max_file_ops),
             protected_paths,
             audit,

@@ -74,6 +74,9 @@ pub struct Config {
     pub task_backoff_ms: u64,
     /// Cap of that delay.
     pub task_backoff_max_ms: u64,
+    /// Task workspaces: the allowed roots, the branch prefix, the commit author, how long
+    /// a finished task's worktree is kept.
+    pub workspaces: WorkspaceConfig,
     pub version: String,
     pub warnings: Vec<String>,
 }
@@ -98,6 +101,23 @@ impl Config {
             .as_deref()
             .is_some_and(is_placeholder_token)
     }
+}
+
+/// How tasks get their workspaces (`BAA_CONDUCTOR_TASK_ROOTS` and the rest).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkspaceConfig {
+    /// A task's `cwd` must lie under one of these (canonical paths). Empty: no task may
+    /// run until one is set.
+    pub task_roots: Vec<PathBuf>,
+    /// Whether `task_roots` was set (else it is the repo root, unless that is `/` or $HOME).
+    pub task_roots_configured: bool,
+    /// `baa/`: a task's branch is this plus its id.
+    pub branch_prefix: String,
+    /// `Name <email>` of the result commits.
+    pub author_name: String,
+    pub author_email: String,
+    /// A finished task's worktree is removed this long after it finished (its branch stays).
+    pub retention_s: u64,
 }
 
 /// The conductor's own commands; `help`, `settings` and `routes` are built in.
@@ -228,6 +248,21 @@ pub const TASK_BACKOFF_MAX_MS: Setting = Setting::env("BAA_CONDUCTOR_TASK_BACKOF
     .flag("task-backoff-max-ms", "MS")
     .default("300000")
     .help("cap of that delay (>= 1)");
+pub const TASK_ROOTS: Setting = Setting::env("BAA_CONDUCTOR_TASK_ROOTS")
+    .flag("task-roots", "DIRS")
+    .help("comma-separated absolute dirs a task's cwd must lie under (unset: the repo root; / and $HOME only when listed)");
+pub const BRANCH_PREFIX: Setting = Setting::env("BAA_CONDUCTOR_BRANCH_PREFIX")
+    .flag("branch-prefix", "PREFIX")
+    .default("baa/")
+    .help("a worktree task's branch is this prefix plus the task id");
+pub const GIT_AUTHOR: Setting = Setting::env("BAA_CONDUCTOR_GIT_AUTHOR")
+    .flag("git-author", "NAME <EMAIL>")
+    .default("baa-conductor <baa-conductor@localhost>")
+    .help("author and committer of a task's result commit");
+pub const WORKTREE_RETENTION: Setting = Setting::env("BAA_CONDUCTOR_WORKTREE_RETENTION")
+    .flag("worktree-retention", "DURATION")
+    .default("7d")
+    .help("how long a finished task's worktree is kept (seconds, or 30m, 12h, 7d); its branch stays until merged or discarded");
 pub const RUST_LOG: Setting = Setting::env("RUST_LOG")
     .default("info")
     .help("log filter (env_logger); logs go to stderr")
@@ -266,6 +301,10 @@ pub const SETTINGS: &[Setting] = &[
     TASK_RETENTION,
     TASK_BACKOFF_MS,
     TASK_BACKOFF_MAX_MS,
+    TASK_ROOTS,
+    BRANCH_PREFIX,
+    GIT_AUTHOR,
+    WORKTREE_RETENTION,
     RUST_LOG,
     LOG_FILE,
     LOG_MAX_BYTES,
@@ -415,6 +454,10 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
     let task_retention = r.number(&TASK_RETENTION, 1..=usize::MAX)?;
     let task_backoff_ms = r.number(&TASK_BACKOFF_MS, 1..=u64::MAX)?;
     let task_backoff_max_ms = r.number(&TASK_BACKOFF_MAX_MS, 1..=u64::MAX)?;
+    let repo_root = r
+        .opt_path(&REPO_ROOT)
+        .unwrap_or_else(|| r.cwd().to_path_buf());
+    let workspaces = workspace_config(r, &repo_root, &mut warnings)?;
 
     // Last, so a wrong value elsewhere is reported first; and all at once, so a person
     // starting it by hand learns every missing one from one try.
@@ -452,9 +495,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         tmp_dir,
         // launchd's WorkingDirectory is the checkout, so the cwd is the right fallback;
         // examples never carry a path of the machine they were written on.
-        repo_root: r
-            .opt_path(&REPO_ROOT)
-            .unwrap_or_else(|| r.cwd().to_path_buf()),
+        repo_root,
         firefox_origins,
         max_connections,
         max_body_bytes,
@@ -465,9 +506,121 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         task_retention,
         task_backoff_ms,
         task_backoff_max_ms,
+        workspaces,
         version: env!("CARGO_PKG_VERSION").to_string(),
         warnings,
     })
+}
+
+fn workspace_config(
+    r: &Resolver,
+    repo_root: &std::path::Path,
+    warnings: &mut Vec<String>,
+) -> Result<WorkspaceConfig> {
+    let listed = r.list(&TASK_ROOTS);
+    let task_roots_configured = !listed.is_empty();
+    let mut task_roots = Vec::new();
+    for item in &listed {
+        let p = std::path::Path::new(item);
+        if !p.is_absolute() {
+            return Err(r.rule(
+                &TASK_ROOTS,
+                format!("entry {item:?} must be an absolute directory"),
+            ));
+        }
+        match std::fs::canonicalize(p) {
+            Ok(c) => task_roots.push(c),
+            Err(e) => warnings.push(format!(
+                "task root {item} cannot be resolved ({e}); tasks under it are refused"
+            )),
+        }
+    }
+    if !task_roots_configured {
+        // The repo root by default, but never `/` or the home directory by accident: a
+        // daemon started from there would let a task write anywhere.
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        match std::fs::canonicalize(repo_root) {
+            Ok(c) if c.parent().is_none() || home.as_deref().is_some_and(|h| {
+                std::fs::canonicalize(h).is_ok_and(|h| h == c)
+            }) => warnings.push(format!(
+                "no task may run: the repo root {} is / or $HOME, which is a task root only when BAA_CONDUCTOR_TASK_ROOTS lists it",
+                repo_root.display()
+            )),
+            Ok(c) => task_roots.push(c),
+            Err(e) => warnings.push(format!(
+                "the repo root {} cannot be resolved ({e}); set BAA_CONDUCTOR_TASK_ROOTS",
+                repo_root.display()
+            )),
+        }
+    }
+    let branch_prefix = r.string(&BRANCH_PREFIX)?;
+    if !valid_branch_prefix(&branch_prefix) {
+        return Err(r.rule(
+            &BRANCH_PREFIX,
+            format!("{branch_prefix:?} must be letters, digits, '.', '_', '-' and '/' segments, ending in '/' or '-'"),
+        ));
+    }
+    let author = r.string(&GIT_AUTHOR)?;
+    let Some((author_name, author_email)) = parse_author(&author) else {
+        return Err(r.rule(&GIT_AUTHOR, format!("{author:?} must read `Name <email>`")));
+    };
+    let retention = r.string(&WORKTREE_RETENTION)?;
+    let Some(retention_s) = parse_duration_s(&retention) else {
+        return Err(r.rule(
+            &WORKTREE_RETENTION,
+            format!("{retention:?} must be seconds or a number with s, m, h or d (7d)"),
+        ));
+    };
+    Ok(WorkspaceConfig {
+        task_roots,
+        task_roots_configured,
+        branch_prefix,
+        author_name,
+        author_email,
+        retention_s,
+    })
+}
+
+/// `baa/`, `tasks/baa-`: segments git accepts in a branch name, so `<prefix><task_id>`
+/// is one.
+fn valid_branch_prefix(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 100
+        && (p.ends_with('/') || p.ends_with('-'))
+        && !p.starts_with(['/', '-', '.'])
+        && !p.contains("..")
+        && !p.contains("//")
+        && !p.contains("/.")
+        && !p.contains(".lock/")
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+}
+
+/// `Name <email>` → (name, email).
+fn parse_author(s: &str) -> Option<(String, String)> {
+    let (name, rest) = s.trim().split_once('<')?;
+    let email = rest.strip_suffix('>')?.trim();
+    let name = name.trim();
+    let bad = |t: &str| t.is_empty() || t.contains(['<', '>', '\n', '\0']);
+    (!bad(name) && !bad(email)).then(|| (name.to_string(), email.to_string()))
+}
+
+/// `3600`, `90s`, `30m`, `12h`, `7d` → seconds.
+pub fn parse_duration_s(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: u64 = num.trim().parse().ok()?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 /// The local API may bind loopback, or a host that is both listed in the allowed hosts

@@ -179,7 +179,7 @@ impl Service for Running {
         let exec_app = app.clone();
         let exec_stop = thread::Builder::new()
             .name("exec-stop".into())
-            .spawn(move || exec_app.exec_slots.stop_all())
+            .spawn(move || exec_app.exec_slots.stop_all() + exec_app.git.stop_all())
             .map_err(|e| log::error!("cannot start the exec-stop thread: {e}"))
             .ok();
         if !server.stop(STOP_GRACE) {
@@ -188,7 +188,7 @@ impl Service for Running {
         let groups = match exec_stop {
             Some(h) => h.join().unwrap_or(0),
             // No thread: still make sure nothing outlives us.
-            None => app.exec_slots.stop_all(),
+            None => app.exec_slots.stop_all() + app.git.stop_all(),
         };
         if groups > 0 {
             log::info!("killed {groups} exec process group(s) still running at the stop");

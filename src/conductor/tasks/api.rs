@@ -31,7 +31,13 @@ fn finished(id: &str, status: &str) -> ApiError {
 /// `POST /v1/tasks` → (status, `{task}`): 201 when queued, 200 for an idempotency replay.
 pub fn create(app: &App, body: &Map<String, Value>) -> Result<(u16, Value), ApiError> {
     app.require_leader("changes")?;
-    let new = validate::new_task(body, &|p: &Path| p.is_dir())?;
+    let mut new = validate::new_task(body, &|p: &Path| p.is_dir())?;
+    new.workspace = crate::workspace::plan::plan(
+        &app.cfg.workspaces,
+        &app.cfg.repo_root,
+        &app.git,
+        &mut new.spec,
+    )?;
     let (task, created) = app.tasks.create(new)?;
     if created {
         app.tasks.logs.append(

@@ -82,6 +82,13 @@ pub struct TaskSpec {
     pub timeout_s: u64,
     pub max_attempts: u32,
     pub priority: i64,
+    /// `worktree` or `in_place` as asked (absent: the default for the cwd, see
+    /// `Task::workspace` for what was decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    /// The base ref as asked (absent: the repo's `HEAD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 impl TaskSpec {
@@ -160,6 +167,82 @@ pub struct Task {
     /// created in the same millisecond. 0 for migrated records (ordered by `created_at`).
     #[serde(default)]
     pub seq: u64,
+    /// Where the task's turns run, decided when it was queued (absent on records from
+    /// before workspaces: in place).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<Workspace>,
+    /// What a succeeded run left on the task's branch (worktree tasks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
+}
+
+/// `workspace.mode`.
+pub const WORKTREE: &str = "worktree";
+pub const IN_PLACE: &str = "in_place";
+
+/// A task's workspace. `in_place`: the turns run in `cwd` itself. `worktree`: they run in
+/// a git worktree of `repo` on `branch`, made from the commit `base` on the first run
+/// (`path` and `branch` are written before the worktree is made, so a conductor killed
+/// while making it finds what it was making).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Workspace {
+    /// `worktree` or `in_place`.
+    pub mode: String,
+    /// The repo's top-level directory (the work tree `cwd` lies in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// `cwd` relative to `repo` (empty: the top level); the turns run there in the worktree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdir: Option<String>,
+    /// The base as asked (`HEAD`, `main`, a commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_ref: Option<String>,
+    /// The commit id it resolved to when the task was queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// The branch the base came from (`main`), the default target of a merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_branch: Option<String>,
+    /// The worktree's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The task's branch (`baa/<task_id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// When the worktree was removed (retention, merge or discard); the branch may stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_at: Option<String>,
+}
+
+impl Workspace {
+    #[allow(dead_code)] // used by the worker (this issue)
+    pub fn is_worktree(&self) -> bool {
+        self.mode == WORKTREE
+    }
+}
+
+/// `result`: the task's branch against its base after a succeeded run. `changes` is
+/// `committed` (the counts say what) or `none` (the turns changed nothing).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TaskResult {
+    pub changes: String,
+    pub branch: String,
+    pub base: String,
+    pub head: String,
+    #[serde(default)]
+    pub files_changed: u64,
+    #[serde(default)]
+    pub insertions: u64,
+    #[serde(default)]
+    pub deletions: u64,
+    #[serde(default)]
+    pub diff_bytes: u64,
+    /// `{into, commit, fast_forward, at}` once merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Value>,
+    /// When the worktree and branch were discarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded_at: Option<String>,
 }
 
 impl Task {
@@ -256,6 +339,10 @@ pub struct Run {
     pub usage: Option<Value>,
     #[serde(default)]
     pub duration_ms: Option<u64>,
+    /// A succeeded worktree run's result, written with its end so the task gets it from
+    /// the run (also when the conductor was killed between the two writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
 }
 
 fn one() -> u32 {

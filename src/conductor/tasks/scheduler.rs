@@ -302,6 +302,7 @@ impl Loop {
             final_message: None,
             usage: None,
             duration_ms: None,
+            result: None,
         };
         // The run file is first written by the run itself, with the first step's intent (or
         // its end): one durable write less before the turn. A conductor stopped before that

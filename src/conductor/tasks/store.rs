@@ -561,6 +561,8 @@ impl TaskStore {
             cancel_requested: false,
             retry_from: 0,
             seq: index.max_seq + 1,
+            workspace: Some(new.workspace),
+            result: None,
         };
         self.tasks
             .write(&file(&task.task_id), &task)
@@ -671,7 +673,10 @@ mod tests {
                 timeout_s: 60,
                 max_attempts: 2,
                 priority,
+                workspace: None,
+                base: None,
             },
+            workspace: Default::default(),
         }
     }
 

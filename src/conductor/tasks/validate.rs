@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
 
-use super::model::{StepSpec, TaskSpec};
+use super::model::{StepSpec, TaskSpec, Workspace, IN_PLACE, WORKTREE};
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_PROMPT_BYTES: usize = 64 * 1024;
@@ -25,6 +25,8 @@ const MAX_NAME_CHARS: usize = 200;
 const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = -1_000_000..=1_000_000;
 pub const SANDBOXES: &[&str] = &["read-only", "workspace-write", "danger-full-access"];
 pub const APPROVAL_POLICIES: &[&str] = &["untrusted", "on-failure", "on-request", "never"];
+pub const WORKSPACES: &[&str] = &[WORKTREE, IN_PLACE];
+const MAX_REF_CHARS: usize = 200;
 
 /// A validated create request.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +34,8 @@ pub struct NewTask {
     pub title: String,
     pub spec: TaskSpec,
     pub idempotency_key: Option<String>,
+    /// Decided after validation (`workspace::plan`); in place until then.
+    pub workspace: Workspace,
 }
 
 /// The accepted fields: (canonical name, aliases).
@@ -48,6 +52,8 @@ const FIELDS: &[(&str, &[&str])] = &[
     ("max_attempts", &["maxAttempts"]),
     ("priority", &[]),
     ("idempotency_key", &["idempotencyKey"]),
+    ("workspace", &[]),
+    ("base", &[]),
 ];
 
 fn bad(field: &str, message: impl Into<String>) -> ApiError {
@@ -219,6 +225,25 @@ fn steps(v: &Value) -> Result<Vec<StepSpec>, ApiError> {
         .collect()
 }
 
+/// `base`: a ref as a person would type it (`main`, `HEAD~2`, `v1.4`, a commit id). Only
+/// its shape is checked here (no option-like or control characters, so it can never be
+/// read as a git flag); whether it names a commit is checked against the repo.
+fn base_ref(body: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    let Some(b) = string(body, "base", MAX_REF_CHARS)? else {
+        return Ok(None);
+    };
+    let bad_char = b
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '\\' | '*' | '?' | '[' | ':'));
+    if b.starts_with('-') || bad_char.is_some() || b.contains("..") {
+        return Err(bad(
+            "base",
+            format!("base must be a branch, tag or commit (no spaces, '..' or a leading '-'), got {b:?}."),
+        ));
+    }
+    Ok(Some(b))
+}
+
 /// Validates a create body. `dir_exists` is the filesystem check of `cwd` (a parameter so
 /// the rules are tested without touching the disk).
 pub fn new_task(
@@ -291,6 +316,10 @@ pub fn new_task(
     Ok(NewTask {
         title,
         idempotency_key: string(body, "idempotency_key", MAX_NAME_CHARS)?,
+        workspace: Workspace {
+            mode: IN_PLACE.into(),
+            ..Workspace::default()
+        },
         spec: TaskSpec {
             prompt: single,
             steps,
@@ -302,6 +331,8 @@ pub fn new_task(
             timeout_s,
             max_attempts,
             priority: integer(body, "priority", PRIORITY_RANGE)?.unwrap_or(0),
+            workspace: one_of(body, "workspace", WORKSPACES)?,
+            base: base_ref(body)?,
         },
     })
 }
@@ -434,6 +465,14 @@ mod tests {
                 json!({"title": "t", "prompt": "a", "promt": "typo"}),
                 "promt",
             ),
+            (
+                json!({"title": "t", "prompt": "a", "workspace": "copy"}),
+                "workspace",
+            ),
+            (json!({"title": "t", "prompt": "a", "base": "-x"}), "base"),
+            (json!({"title": "t", "prompt": "a", "base": "a b"}), "base"),
+            (json!({"title": "t", "prompt": "a", "base": "a..b"}), "base"),
+            (json!({"title": "t", "prompt": "a", "base": 1}), "base"),
         ] {
             assert_eq!(field_of(body.clone()), field, "{body}");
         }

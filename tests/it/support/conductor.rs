@@ -36,6 +36,8 @@ pub fn spawn(dir: &TempDir, node_id: &str, role: &str) -> Spawn {
             &dir.join("worktrees").display().to_string(),
         ])
         .args(["--tmp-dir", &dir.join("tmp").display().to_string()])
+        // Tests put their task dirs (and repos) under the system temp dir.
+        .args(["--task-roots", &std::env::temp_dir().display().to_string()])
         .args([
             "--lease-ttl-sec",
             "2",

@@ -1,0 +1,12 @@
+//! Task workspaces: each worktree task runs in its own git worktree on its own branch,
+//! and what it did is a commit there that can be diffed, merged or discarded.
+//!
+//! - `git`: the one place git is run (timeouts, a clean environment, clear errors);
+//! - `layout`: where a task's worktree lives and what its branch is called;
+//! - `plan`: where a new task runs, decided when it is queued (roots, mode, base commit).
+
+pub mod git;
+pub mod layout;
+pub mod plan;
+#[cfg(test)]
+pub mod test_repo;

@@ -254,7 +254,7 @@ fn websocket_block<C>(f: &Facts<C>) -> Value {
         "url": format!("ws://{}/ws/firefox", f.base_url.trim_start_matches("http://")),
         "purpose": "local Firefox extension bridge (not a public channel)",
         "allowed_origins": f.cfg.firefox_origins,
-        "server_messages": ["hello", "state_snapshot", "task_update {task_id, status, steps_done, steps_total, waiting, error, …}", "action_result", "pong", "error"],
+        "server_messages": ["hello", "state_snapshot", "task_update {task_id, status, steps_done, steps_total, waiting, error, branch, result, …}", "action_result", "pong", "error"],
         "client_messages": ["action_request {requestId, action: pause|resume|drain, requested_by?, reason?, interrupt? (pause)}", "ping"],
     })
 }

@@ -91,6 +91,8 @@ impl Bridge {
                 "error": t.error,
                 "next_attempt_at": t.next_attempt_at,
                 "updated_at": t.updated_at,
+                "branch": t.workspace.as_ref().and_then(|w| w.branch.clone()),
+                "result": t.result,
             },
         });
         self.hub.broadcast(&frame.to_string());

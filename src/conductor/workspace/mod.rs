@@ -3,10 +3,12 @@
 //!
 //! - `git`: the one place git is run (timeouts, a clean environment, clear errors);
 //! - `layout`: where a task's worktree lives and what its branch is called;
-//! - `plan`: where a new task runs, decided when it is queued (roots, mode, base commit).
+//! - `plan`: where a new task runs, decided when it is queued (roots, mode, base commit);
+//! - `remove`: a worktree or branch taken away, idempotently.
 
 pub mod git;
 pub mod layout;
 pub mod plan;
+pub mod remove;
 #[cfg(test)]
 pub mod test_repo;

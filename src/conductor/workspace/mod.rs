@@ -4,10 +4,15 @@
 //! - `git`: the one place git is run (timeouts, a clean environment, clear errors);
 //! - `layout`: where a task's worktree lives and what its branch is called;
 //! - `plan`: where a new task runs, decided when it is queued (roots, mode, base commit);
-//! - `remove`: a worktree or branch taken away, idempotently.
+//! - `remove`: a worktree or branch taken away, idempotently;
+//! - `diff`, `merge`, `discard`: a task's result reviewed, merged into a branch, or
+//!   thrown away.
 
+pub mod diff;
+pub mod discard;
 pub mod git;
 pub mod layout;
+pub mod merge;
 pub mod plan;
 pub mod remove;
 #[cfg(test)]

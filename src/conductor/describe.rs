@@ -57,6 +57,9 @@ pub const BUSINESS: &[&str] = &[
     "tasks.summary",
     "tasks.cancel",
     "tasks.retry",
+    "tasks.diff",
+    "tasks.merge",
+    "tasks.discard",
 ];
 
 /// The ids `/describe/control` lists, in order.
@@ -80,7 +83,7 @@ pub const CONTROL: &[&str] = &[
 ];
 
 /// What callers need to know about tasks, in the business and capabilities notes.
-const TASKS_NOTE: &str = "POST /v1/tasks queues work ({title, prompt | steps}; a 400 names the bad field, unknown fields included) that the lease holder runs as Codex turns through codexd, highest priority then oldest; the same idempotency_key returns the first task with 200 instead of queueing twice. Follow it with GET /v1/tasks/:task_id and /logs; cancel and retry with POST /v1/tasks/:task_id/cancel|retry.";
+const TASKS_NOTE: &str = "POST /v1/tasks queues work ({title, prompt | steps}; a 400 names the bad field, unknown fields included) that the lease holder runs as Codex turns through codexd, highest priority then oldest; the same idempotency_key returns the first task with 200 instead of queueing twice. Follow it with GET /v1/tasks/:task_id and /logs; cancel and retry with POST /v1/tasks/:task_id/cancel|retry. A task in a git work tree runs in a worktree of its own on branch baa/<task_id>; GET /v1/tasks/:task_id/diff shows what it changed, POST /v1/tasks/:task_id/merge ({into}, default the base's branch) and /discard (both need Authorization: Bearer <BAA_SHARED_TOKEN>) take it in or throw it away; a refusal is a 409 whose code says why (merge_conflict, target_checkout_dirty, task_not_succeeded, no_changes, discarded, task_in_place).";
 
 /// The route with this id. The ids are this file's constants and a unit test checks each
 /// is in the table, so a miss is a bug in this file.
@@ -138,6 +141,7 @@ fn example_body(id: &str, repo_root: &str) -> Option<Value> {
             "idempotency_key": "summary-1",
         })),
         "codex.requests.answer" => Some(json!({"decision": "accept"})),
+        "tasks.merge" => Some(json!({"into": "main"})),
         "host.exec" => Some(json!({"command": "uptime", "timeoutMs": 5000})),
         "host.files.read" => Some(json!({"path": "README.md", "cwd": repo_root})),
         "host.files.write" => Some(
@@ -155,8 +159,12 @@ pub fn curl<C>(base: &str, repo_root: &str, r: &Route<C>) -> String {
         .replace(":session_id", "<sessionId>")
         .replace(":run_id", "<run_id>")
         .replace(":request_id", "<request_id>");
-    // Host operations and answering Codex's requests (as strong as exec) need the token.
-    let auth = if r.id().starts_with("host.") || r.id().starts_with("codex.requests.") {
+    // Host operations, answering Codex's requests (as strong as exec), and merging or
+    // discarding a task's branch need the token.
+    let auth = if r.id().starts_with("host.")
+        || r.id().starts_with("codex.requests.")
+        || matches!(r.id(), "tasks.merge" | "tasks.discard")
+    {
         " -H \"Authorization: Bearer $BAA_SHARED_TOKEN\""
     } else {
         ""
@@ -320,6 +328,9 @@ pub fn business<C>(f: &Facts<C>) -> Value {
             example(f, "Queue a task", "tasks.create"),
             example(f, "Cancel a task", "tasks.cancel"),
             example(f, "Retry a failed or canceled task", "tasks.retry"),
+            example(f, "Show what a task changed (its diff against its base)", "tasks.diff"),
+            example(f, "Merge a task's branch (token required)", "tasks.merge"),
+            example(f, "Discard a task's worktree and branch (token required)", "tasks.discard"),
             example(f, "Inspect the codex proxy status", "codex.status"),
             example(f, "Create a codex session", "codex.sessions.create"),
             example(f, "Start a turn", "codex.turn.create"),

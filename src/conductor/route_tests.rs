@@ -17,6 +17,8 @@ use crate::lease::Lease;
 use crate::routes;
 use crate::tasks::store::TaskStore;
 
+mod review;
+
 const TOKEN: &str = "unit-token-0123456789abcdef";
 const HOST: &str = "127.0.0.1:4317";
 

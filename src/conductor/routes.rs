@@ -49,6 +49,9 @@ pub static ROUTES: &[Route<Ctx>] = &[
     Route::read("tasks.read", "GET", "/v1/tasks/:task_id", "One task with its runs.", tasks_read),
     Route::write("tasks.cancel", "POST", "/v1/tasks/:task_id/cancel", "Cancel a task: a queued one at once, a running one by interrupting its turn.", tasks_cancel),
     Route::write("tasks.retry", "POST", "/v1/tasks/:task_id/retry", "Queue a failed or canceled task again; it continues at its first step not completed.", tasks_retry),
+    Route::read("tasks.diff", "GET", "/v1/tasks/:task_id/diff", "A worktree task's unified diff against its base (capped, with truncated and the stat); before a result, its worktree's uncommitted diff. Query: max_bytes.", tasks_diff),
+    Route::write("tasks.merge", "POST", "/v1/tasks/:task_id/merge", "Merge a succeeded task's branch into a branch (fast-forward, else a merge commit). Bearer token. Body: {into} (default: the branch its base came from).", tasks_merge),
+    Route::write("tasks.discard", "POST", "/v1/tasks/:task_id/discard", "Remove a finished task's worktree and branch. Bearer token.", tasks_discard),
     Route::read("tasks.logs.read", "GET", "/v1/tasks/:task_id/logs", "A task's log lines. Query: limit (default 200, max 500), run_id, since (seq).", tasks_logs),
     Route::read("runs.list", "GET", "/v1/runs", "Runs, newest first. Query: task_id, limit.", runs_list).hidden(),
     Route::read("runs.read", "GET", "/v1/runs/:run_id", "One run.", runs_read).hidden(),
@@ -362,6 +365,40 @@ fn tasks_cancel(app: &Ctx, req: &Request, p: &Params) -> Res {
 
 fn tasks_retry(app: &Ctx, req: &Request, p: &Params) -> Res {
     let data = tasks::api::retry(app, p.get("task_id").unwrap_or_default())?;
+    Ok(app.ok(req, 200, data))
+}
+
+/// What the bearer token guards on the task result routes.
+const TASK_CHANGES: host_ops::Guarded = host_ops::Guarded {
+    what: "Task merges and discards",
+    disabled_code: "token_not_configured",
+};
+
+fn tasks_diff(app: &Ctx, req: &Request, p: &Params) -> Res {
+    let max = tasks::review::parse_max_bytes(req.query_param("max_bytes"))?;
+    fresh_tasks(app);
+    let data = tasks::review::diff(app, p.get("task_id").unwrap_or_default(), max)?;
+    Ok(app.ok(req, 200, data))
+}
+
+fn tasks_merge(app: &Ctx, req: &Request, p: &Params) -> Res {
+    host_ops::authorize_for(req, app.cfg.shared_token.as_deref(), &TASK_CHANGES)?;
+    let body = req.json_object()?;
+    let data = tasks::review::merge(app, p.get("task_id").unwrap_or_default(), &body)?;
+    Ok(app.ok(req, 200, data))
+}
+
+fn tasks_discard(app: &Ctx, req: &Request, p: &Params) -> Res {
+    host_ops::authorize_for(req, app.cfg.shared_token.as_deref(), &TASK_CHANGES)?;
+    let body = req.json_object()?;
+    if let Some(k) = body.keys().next() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("Unknown field {k:?}; a discard takes no body."),
+        )
+        .with_details(json!({ "field": k })));
+    }
+    let data = tasks::review::discard(app, p.get("task_id").unwrap_or_default())?;
     Ok(app.ok(req, 200, data))
 }
 

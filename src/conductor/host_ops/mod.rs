@@ -21,22 +21,46 @@ use baa::common::secret::{constant_time_eq, is_placeholder_token};
 
 pub const REALM: &str = "Bearer realm=\"baa-conductor-host-ops\"";
 
+/// What a bearer-token check guards, in the words of its refusals.
+pub struct Guarded {
+    /// "Host operations", "Merging or discarding a task's branch".
+    pub what: &'static str,
+    /// The code when no usable token is configured.
+    pub disabled_code: &'static str,
+}
+
+pub const HOST_OPS: Guarded = Guarded {
+    what: "Host operations",
+    disabled_code: "host_ops_disabled",
+};
+
 /// Checks `Authorization: Bearer <token>`. No token configured (or only the placeholder)
 /// → 503: host ops never run open.
 pub fn authorize(req: &Request, token: Option<&str>) -> Result<(), ApiError> {
+    authorize_for(req, token, &HOST_OPS)
+}
+
+/// [`authorize`] for another guarded route, its refusals naming what it guards.
+pub fn authorize_for(req: &Request, token: Option<&str>, g: &Guarded) -> Result<(), ApiError> {
     let token = match token {
         None => {
             return Err(ApiError::new(
                 503,
-                "host_ops_disabled",
-                "Host operations are disabled: BAA_SHARED_TOKEN is not configured.",
+                g.disabled_code,
+                format!(
+                    "{} are disabled: BAA_SHARED_TOKEN is not configured.",
+                    g.what
+                ),
             ))
         }
         Some(t) if t.is_empty() || is_placeholder_token(t) => {
             return Err(ApiError::new(
                 503,
-                "host_ops_disabled",
-                "Host operations are disabled: BAA_SHARED_TOKEN is still a placeholder value.",
+                g.disabled_code,
+                format!(
+                    "{} are disabled: BAA_SHARED_TOKEN is still a placeholder value.",
+                    g.what
+                ),
             ))
         }
         Some(t) => t,
@@ -54,7 +78,10 @@ pub fn authorize(req: &Request, token: Option<&str>) -> Result<(), ApiError> {
     Err(ApiError::new(
         401,
         "unauthorized",
-        "Host operations require Authorization: Bearer <BAA_SHARED_TOKEN>.",
+        format!(
+            "{} require Authorization: Bearer <BAA_SHARED_TOKEN>.",
+            g.what
+        ),
     )
     .with_header("WWW-Authenticate", REALM))
 }

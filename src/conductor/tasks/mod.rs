@@ -9,7 +9,8 @@
 //! - `worker`: one run (a session, then a turn per step); `codexd`: its calls to codexd, and
 //!   `replies` their typed answers; `events`: codexd's event stream; `reconcile`:
 //!   exactly-once decisions for a step in flight;
-//! - `api`: create, cancel, retry and the summary, for the routes.
+//! - `api`: create, cancel, retry and the summary, for the routes; `review`: a worktree
+//!   task's diff, merge and discard.
 
 pub mod api;
 pub mod codexd;
@@ -22,6 +23,7 @@ pub mod model;
 pub mod progress;
 pub mod reconcile;
 pub mod replies;
+pub mod review;
 pub mod scheduler;
 pub mod store;
 pub mod validate;

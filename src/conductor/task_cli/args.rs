@@ -6,7 +6,7 @@ use std::ffi::OsString;
 
 use baa::common::settings::{Flags, Setting};
 
-use crate::config::DEFAULT_LOCAL_API;
+use crate::config::{DEFAULT_LOCAL_API, SHARED_TOKEN, SHARED_TOKEN_FILE};
 
 /// Where the running conductor is: the same variable the daemon listens on, so a shell
 /// with the daemon's environment finds it; `--conductor-url` points elsewhere.
@@ -15,8 +15,9 @@ pub const CONDUCTOR_URL: Setting = Setting::env("BAA_CONDUCTOR_LOCAL_API")
     .default(DEFAULT_LOCAL_API)
     .help("the running conductor's local API (http://HOST:PORT)");
 
-/// The settings the task commands read (through `common::settings::Resolver`).
-pub const SETTINGS: &[Setting] = &[CONDUCTOR_URL];
+/// The settings the task commands read (through `common::settings::Resolver`); the
+/// token (from the environment only: argv is visible to `ps`) for merge and discard.
+pub const SETTINGS: &[Setting] = &[CONDUCTOR_URL, SHARED_TOKEN, SHARED_TOKEN_FILE];
 
 /// One `task` subcommand.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,17 @@ pub enum Sub {
         id: String,
     },
     Retry {
+        id: String,
+    },
+    Diff {
+        id: String,
+        max_bytes: Option<u64>,
+    },
+    Merge {
+        id: String,
+        into: Option<String>,
+    },
+    Discard {
         id: String,
     },
 }
@@ -103,6 +115,21 @@ pub const SUBCOMMANDS: &[(&str, &str, &str)] = &[
         "cancel a queued task, or interrupt a running one",
     ),
     ("retry", "ID", "queue a failed or canceled task again"),
+    (
+        "diff",
+        "ID [--max-bytes N]",
+        "what a worktree task changed: the diff of its branch against its base on stdout (before a result, its worktree's uncommitted diff), the stat on stderr",
+    ),
+    (
+        "merge",
+        "ID [--into BRANCH]",
+        "merge a succeeded task's branch into BRANCH (default: the branch its base came from); needs BAA_SHARED_TOKEN or BAA_SHARED_TOKEN_FILE",
+    ),
+    (
+        "discard",
+        "ID",
+        "remove a finished task's worktree and branch; needs BAA_SHARED_TOKEN or BAA_SHARED_TOKEN_FILE",
+    ),
 ];
 
 /// Value flags per subcommand (switches are `--json`, `--follow`, `--help`).
@@ -121,6 +148,8 @@ fn value_flags(sub: &str) -> &'static [&'static str] {
         ],
         "list" => &["status", "limit"],
         "logs" => &["limit"],
+        "diff" => &["max-bytes"],
+        "merge" => &["into"],
         _ => &[],
     }
 }
@@ -252,6 +281,21 @@ pub fn parse(args: Vec<OsString>) -> Result<TaskArgs, UsageError> {
         }
         "show" => Sub::Show { id: take_id(id)? },
         "cancel" => Sub::Cancel { id: take_id(id)? },
+        "diff" => {
+            let mut max_bytes = None;
+            for (k, v) in values {
+                max_bytes = Some(number(&k, &v)?);
+            }
+            Sub::Diff {
+                id: take_id(id)?,
+                max_bytes,
+            }
+        }
+        "merge" => Sub::Merge {
+            id: take_id(id)?,
+            into: values.into_iter().map(|(_, v)| v).next_back(),
+        },
+        "discard" => Sub::Discard { id: take_id(id)? },
         _ => Sub::Retry { id: take_id(id)? },
     };
     Ok(TaskArgs {
@@ -381,6 +425,21 @@ mod tests {
         assert!(a.json);
         assert_eq!(a.flags.get("conductor-url"), Some("http://x:1"));
         assert_eq!(parse_strs(&["help"]).unwrap().action, Action::Help);
+        assert_eq!(
+            run(&["merge", "t1", "--into", "release"]),
+            Sub::Merge {
+                id: "t1".into(),
+                into: Some("release".into())
+            }
+        );
+        assert_eq!(
+            run(&["diff", "t1", "--max-bytes", "100"]),
+            Sub::Diff {
+                id: "t1".into(),
+                max_bytes: Some(100)
+            }
+        );
+        assert_eq!(run(&["discard", "t1"]), Sub::Discard { id: "t1".into() });
         assert_eq!(parse_strs(&["add", "--help"]).unwrap().action, Action::Help);
     }
 
@@ -389,11 +448,11 @@ mod tests {
         for (args, want) in [
             (
                 &[][..],
-                "missing subcommand (add, list, show, logs, cancel, retry)",
+                "missing subcommand (add, list, show, logs, cancel, retry, diff, merge, discard)",
             ),
             (
                 &["frob"][..],
-                "unknown subcommand \"frob\" (expected add, list, show, logs, cancel, retry)",
+                "unknown subcommand \"frob\" (expected add, list, show, logs, cancel, retry, diff, merge, discard)",
             ),
             (&["show"][..], "task show needs a task ID"),
             (&["show", "a", "b"][..], "unexpected argument \"b\""),
@@ -423,6 +482,15 @@ mod tests {
                 "task cancel takes no --follow",
             ),
             (&["list", "--limit"][..], "--limit needs a value (VALUE)"),
+            (&["merge"][..], "task merge needs a task ID"),
+            (
+                &["diff", "t", "--max-bytes", "lots"][..],
+                "--max-bytes must be a number, got \"lots\"",
+            ),
+            (
+                &["discard", "t", "--into", "main"][..],
+                "task discard: unknown flag --into",
+            ),
         ] {
             assert_eq!(parse_strs(args).unwrap_err().0, want, "{args:?}");
         }

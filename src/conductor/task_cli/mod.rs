@@ -1,4 +1,4 @@
-//! `baa-conductor task add|list|show|logs|cancel|retry`: a client of a running
+//! `baa-conductor task add|list|show|logs|cancel|retry|diff|merge|discard`: a client of a running
 //! conductor's task routes (`/v1/tasks*`), for an operator at a shell and for scripts
 //! (`--json` prints the API's answer as received). It starts nothing and reads no state
 //! file: everything goes through the local API, so it sees what the daemon sees.
@@ -23,6 +23,7 @@ use baa::common::client::{encode_component, local_agent};
 use baa::common::settings::Resolver;
 use baa::common::time::now_ms;
 
+use crate::config::{SHARED_TOKEN, SHARED_TOKEN_FILE};
 pub use args::SETTINGS;
 use args::{Action, NewTask, Prompt, Sub};
 
@@ -32,6 +33,8 @@ const CONNECT: Duration = Duration::from_secs(2);
 /// stop, so it gets longer.
 const TOTAL: Duration = Duration::from_secs(10);
 const CANCEL_TOTAL: Duration = Duration::from_secs(20);
+/// A merge or discard runs git server-side (each call up to 120 s on a huge repo).
+const MERGE_TOTAL: Duration = Duration::from_secs(300);
 /// `logs --follow`: time between polls, and per poll.
 const POLL_EVERY: Duration = Duration::from_millis(500);
 const POLL_TOTAL: Duration = Duration::from_secs(5);
@@ -54,11 +57,23 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     };
     let env = |k: &str| std::env::var(k).ok();
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let base = match Resolver::new(SETTINGS, &a.flags, &env, &cwd).url(&args::CONDUCTOR_URL) {
+    let resolver = Resolver::new(SETTINGS, &a.flags, &env, &cwd);
+    let base = match resolver.url(&args::CONDUCTOR_URL) {
         Ok(u) => u.trim_end_matches('/').to_string(),
         Err(e) => return usage_error(&e.to_string()),
     };
-    let api = Api { base };
+    // Only the commands that change the repo read the token (a bad token file does not
+    // stop a `list`).
+    let token = match &sub {
+        Sub::Merge { .. } | Sub::Discard { .. } => {
+            match resolver.secret(&SHARED_TOKEN, &SHARED_TOKEN_FILE) {
+                Ok(t) => t,
+                Err(e) => return usage_error(&e.to_string()),
+            }
+        }
+        _ => None,
+    };
+    let api = Api { base, token };
     let result = match sub {
         Sub::Add(t) => add(&api, t, a.json),
         Sub::List { status, limit } => {
@@ -99,6 +114,37 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
                 TOTAL,
             )
             .map(|ans| output(&ans, a.json, |d| status_line(d, "retry"))),
+        Sub::Diff { id, max_bytes } => {
+            let q = max_bytes.map_or(String::new(), |n| format!("?max_bytes={n}"));
+            api.get(
+                &format!("/v1/tasks/{}/diff{q}", encode_component(&id)),
+                TOTAL,
+            )
+            .map(|ans| {
+                if !a.json {
+                    cli::error_line(BINARY, &render::diff_summary(ans.data()));
+                }
+                output(&ans, a.json, |d| {
+                    d["diff"].as_str().unwrap_or_default().to_string()
+                })
+            })
+        }
+        Sub::Merge { id, into } => {
+            let body = into.map_or(json!({}), |b| json!({ "into": b }));
+            api.post_auth(
+                &format!("/v1/tasks/{}/merge", encode_component(&id)),
+                &body,
+                MERGE_TOTAL,
+            )
+            .map(|ans| output(&ans, a.json, render::merged))
+        }
+        Sub::Discard { id } => api
+            .post_auth(
+                &format!("/v1/tasks/{}/discard", encode_component(&id)),
+                &json!({}),
+                MERGE_TOTAL,
+            )
+            .map(|ans| output(&ans, a.json, render::discarded)),
     };
     match result {
         Ok(code) => code,
@@ -134,6 +180,8 @@ enum CliError {
         message: String,
         status: u16,
     },
+    /// Merge or discard without a token to send.
+    NoToken,
     Stdin(io::Error),
     StdinTooBig,
     Stdout(io::Error),
@@ -155,6 +203,10 @@ impl fmt::Display for CliError {
                 message,
                 status,
             } => write!(f, "{code}: {message} (HTTP {status})"),
+            CliError::NoToken => write!(
+                f,
+                "merge and discard need the bearer token: set BAA_SHARED_TOKEN or BAA_SHARED_TOKEN_FILE"
+            ),
             CliError::Stdin(e) => write!(f, "reading the prompt from stdin: {e}"),
             CliError::StdinTooBig => write!(
                 f,
@@ -184,6 +236,8 @@ impl Answer {
 
 struct Api {
     base: String,
+    /// Sent only by [`Api::post_auth`].
+    token: Option<String>,
 }
 
 impl Api {
@@ -197,6 +251,18 @@ impl Api {
         let sent = local_agent(CONNECT, total)
             .post(&url)
             .header("Content-Type", "application/json")
+            .send(body.to_string());
+        self.answer(&url, sent)
+    }
+
+    /// A POST with `Authorization: Bearer <token>`.
+    fn post_auth(&self, path: &str, body: &Value, total: Duration) -> Result<Answer, CliError> {
+        let token = self.token.as_deref().ok_or(CliError::NoToken)?;
+        let url = format!("{}{path}", self.base);
+        let sent = local_agent(CONNECT, total)
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("Authorization", &format!("Bearer {token}"))
             .send(body.to_string());
         self.answer(&url, sent)
     }

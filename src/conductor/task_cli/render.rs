@@ -1,5 +1,6 @@
 //! The readable forms of the task API's answers: a table for `list`, the task with its
-//! runs and steps for `show`, one line per log entry for `logs`. Pure (JSON and the current
+//! runs and steps for `show`, one line per log entry for `logs`, one line for a diff's
+//! stat, a merge and a discard. Pure (JSON and the current
 //! time in, text out), so every shape is unit-tested; a field the API leaves out prints
 //! as `-`, never a panic.
 
@@ -153,6 +154,37 @@ pub fn show(data: &Value, now_ms: u64) -> String {
     if !t["session_id"].is_null() {
         field("session", text(&t["session_id"]));
     }
+    let ws = &t["workspace"];
+    if ws["mode"] == "worktree" {
+        let place = match (&ws["removed_at"], &ws["path"]) {
+            (Value::Null, Value::Null) => String::new(),
+            (Value::Null, p) => format!(" (worktree {})", text(p)),
+            (at, _) => format!(" (worktree removed {})", text(at)),
+        };
+        field("branch", format!("{}{place}", text(&ws["branch"])));
+    } else if ws["mode"] == "in_place" {
+        field("workspace", "in place".into());
+    }
+    let r = &t["result"];
+    if r.is_object() {
+        field("changes", changes(r));
+        if r["merged"].is_object() {
+            let m = &r["merged"];
+            field(
+                "merged",
+                format!(
+                    "into {} ({}) at {}, {}",
+                    text(&m["into"]),
+                    merge_words(m),
+                    text(&m["commit"]),
+                    text(&m["at"])
+                ),
+            );
+        }
+        if !r["discarded_at"].is_null() {
+            field("discarded", text(&r["discarded_at"]));
+        }
+    }
     if let Some(w) = t["waiting"].as_object() {
         field(
             "waiting",
@@ -207,6 +239,119 @@ pub fn show(data: &Value, now_ms: u64) -> String {
         out.push_str(&table(&rows));
     }
     out
+}
+
+/// A task's `result` as `+N −M in K files`, `no changes`, or `-` without one.
+pub fn changes(result: &Value) -> String {
+    match result["changes"].as_str() {
+        Some("committed") => counts(
+            &result["insertions"],
+            &result["deletions"],
+            &result["files_changed"],
+        ),
+        Some("none") => "no changes".into(),
+        _ => "-".into(),
+    }
+}
+
+/// `+N −M in K files` (one file: `in 1 file`).
+pub fn counts(ins: &Value, del: &Value, files: &Value) -> String {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let k = n(files);
+    format!(
+        "+{} \u{2212}{} in {k} file{}",
+        n(ins),
+        n(del),
+        if k == 1 { "" } else { "s" }
+    )
+}
+
+/// The first 12 characters of a commit id.
+fn short(v: &Value) -> String {
+    text(v).chars().take(12).collect()
+}
+
+/// `task diff`'s stat line (on stderr, so stdout is the patch alone).
+pub fn diff_summary(d: &Value) -> String {
+    let st = &d["stat"];
+    let untracked = d["untracked"].as_array().filter(|u| !u.is_empty());
+    let stat = if st["files_changed"].as_u64() == Some(0) && untracked.is_none() {
+        "no changes".to_string()
+    } else {
+        counts(&st["insertions"], &st["deletions"], &st["files_changed"])
+    };
+    let mut out = if d["uncommitted"] == true {
+        format!(
+            "{}: uncommitted changes in its worktree against {}: {stat}",
+            text(&d["branch"]),
+            short(&d["base"])
+        )
+    } else {
+        format!(
+            "{} {}..{}: {stat}",
+            text(&d["branch"]),
+            short(&d["base"]),
+            short(&d["head"])
+        )
+    };
+    if let Some(u) = untracked {
+        let names: Vec<String> = u.iter().map(text).collect();
+        out.push_str(&format!(
+            "; untracked (not in the diff): {}",
+            names.join(", ")
+        ));
+    }
+    if d["truncated"] == true {
+        out.push_str(&format!(
+            "; the diff is cut at {} bytes (--max-bytes shows more)",
+            text(&d["max_bytes"])
+        ));
+    }
+    out
+}
+
+fn merge_words(m: &Value) -> &'static str {
+    if m["already_contained"] == true {
+        "it already contained the branch"
+    } else if m["fast_forward"] == true {
+        "fast-forward"
+    } else {
+        "merge commit"
+    }
+}
+
+/// `task merge`: `merged baa/task_x into main (fast-forward) at <commit>`.
+pub fn merged(d: &Value) -> String {
+    let m = &d["merged"];
+    format!(
+        "{}merged {} into {} ({}) at {}\n",
+        if d["already_merged"] == true {
+            "already "
+        } else {
+            ""
+        },
+        text(&d["task"]["result"]["branch"]),
+        text(&m["into"]),
+        merge_words(m),
+        text(&m["commit"])
+    )
+}
+
+/// `task discard`.
+pub fn discarded(d: &Value) -> String {
+    let t = &d["task"];
+    if d["already_discarded"] == true {
+        return format!(
+            "{} was already discarded at {}\n",
+            text(&t["task_id"]),
+            text(&t["result"]["discarded_at"])
+        );
+    }
+    format!(
+        "discarded {}: its worktree and branch {} are removed\n",
+        text(&t["task_id"]),
+        text(&t["workspace"]["branch"])
+    )
 }
 
 /// One log entry `{seq, run_id, level, message, created_at}` as one line.
@@ -284,6 +429,35 @@ mod tests {
         }
         // A missing field is `-`, not a panic.
         assert!(show(&json!({}), NOW).contains("task       -\n"));
+    }
+
+    #[test]
+    fn show_has_the_branch_and_its_changes_and_merge_says_how() {
+        let data = json!({"task": {"task_id": "t1", "status": "succeeded",
+            "workspace": {"mode": "worktree", "branch": "baa/t1", "path": "/w/t1"},
+            "result": {"changes": "committed", "branch": "baa/t1", "insertions": 12, "deletions": 3,
+                       "files_changed": 2,
+                       "merged": {"into": "main", "commit": "abc", "fast_forward": true, "at": "T"}}}});
+        let out = show(&data, NOW);
+        for want in [
+            "branch     baa/t1 (worktree /w/t1)\n",
+            "changes    +12 \u{2212}3 in 2 files\n",
+            "merged     into main (fast-forward) at abc, T\n",
+        ] {
+            assert!(out.contains(want), "no {want:?} in:\n{out}");
+        }
+        assert_eq!(changes(&json!({"changes": "none"})), "no changes");
+        assert_eq!(
+            merged(&json!({"task": data["task"], "merged": data["task"]["result"]["merged"]})),
+            "merged baa/t1 into main (fast-forward) at abc\n"
+        );
+        let d = json!({"branch": "baa/t1", "base": "0123456789abcdef", "uncommitted": true,
+            "stat": {"files_changed": 1, "insertions": 1, "deletions": 0}, "untracked": ["n.txt"],
+            "truncated": true, "max_bytes": 10});
+        assert_eq!(
+            diff_summary(&d),
+            "baa/t1: uncommitted changes in its worktree against 0123456789ab: +1 \u{2212}0 in 1 file; untracked (not in the diff): n.txt; the diff is cut at 10 bytes (--max-bytes shows more)"
+        );
     }
 
     #[test]

@@ -192,10 +192,11 @@ pub fn tasks_card(h: &mut String, d: &Value, now_ms: u64) {
     for r in running {
         let ms = |k: &str| r.get(k).and_then(Value::as_u64).map(duration);
         h.push_str(&format!(
-            "<div class=\"task\"><div><b>{}</b> <span class=\"mono muted\">{}</span></div>\
+            "<div class=\"task\"><div><b>{}</b> <span class=\"mono muted\">{}</span>{}</div>\
              <div>step {} of {} · running {}{} · attempt {}</div>",
             esc(&text(r, &["title"])),
             esc(&text(r, &["task_id"])),
+            branch_html(r),
             esc(&text(r, &["step"])),
             esc(&text(r, &["steps"])),
             esc(&ms("elapsed_ms").unwrap_or_else(|| DASH.into())),
@@ -227,12 +228,14 @@ pub fn tasks_card(h: &mut String, d: &Value, now_ms: u64) {
     for r in recent {
         let err = text(r, &["error"]);
         h.push_str(&format!(
-            "<li>{} <b>{}</b><div class=\"muted\">{}/{} steps · finished {}{}</div></li>",
+            "<li>{} <b>{}</b>{}<div class=\"muted\">{}/{} steps · finished {}{}{}</div></li>",
             badge(&text(r, &["status"])),
             esc(&text(r, &["title"])),
+            branch_html(r),
             esc(&text(r, &["steps_done"])),
             esc(&text(r, &["steps_total"])),
             when(r, "finished_at", now_ms),
+            result_html(r),
             if err == DASH {
                 String::new()
             } else {
@@ -241,4 +244,43 @@ pub fn tasks_card(h: &mut String, d: &Value, now_ms: u64) {
         ));
     }
     h.push_str("</ul></section>");
+}
+
+/// ` on <branch>` for a worktree task; nothing for one in place.
+fn branch_html(r: &Value) -> String {
+    let b = text(r, &["branch"]);
+    if b == DASH {
+        return String::new();
+    }
+    format!(" on <span class=\"mono\">{}</span>", esc(&b))
+}
+
+/// ` · +N −M in K files` (or `no changes`), then where the result went.
+fn result_html(r: &Value) -> String {
+    let Some(res) = r.get("result").filter(|x| x.is_object()) else {
+        return String::new();
+    };
+    let n = |k: &str| res.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let mut out = match text(res, &["changes"]).as_str() {
+        "committed" => format!(
+            " · +{} \u{2212}{} in {} file{}",
+            n("insertions"),
+            n("deletions"),
+            n("files_changed"),
+            if n("files_changed") == 1 { "" } else { "s" }
+        ),
+        "none" => " · no changes".to_string(),
+        _ => String::new(),
+    };
+    let into = text(res, &["merged_into"]);
+    if into != DASH {
+        out.push_str(&format!(
+            " · merged into <span class=\"mono\">{}</span>",
+            esc(&into)
+        ));
+    }
+    if res.get("discarded") == Some(&Value::Bool(true)) {
+        out.push_str(" · discarded");
+    }
+    out
 }

@@ -266,11 +266,16 @@ mod tests {
             "advice": [{"level": "warn", "text": "automation is paused (by ops<b>: <script>alert(1)</script>)",
                 "fix": "Resume when ready:", "commands": ["curl -s -X POST http://127.0.0.1:4317/v1/system/resume -d '{\"a\":1}'"], "log": "/l/x.err.log"}],
             "tasks": {"available": true, "queued": 1, "running": 1, "succeeded": 4, "failed": 1, "canceled": 0,
-                "running_tasks": [{"task_id": "task-1", "title": "fix <bug>", "attempt": 2, "step": 2, "steps": 3,
+                "running_tasks": [{"task_id": "task-1", "title": "fix <bug>", "attempt": 2, "step": 2, "steps": 3, "branch": "baa/task-1",
                     "elapsed_ms": 65000, "step_elapsed_ms": 5000,
                     "waiting": {"request_id": "req-9", "kind": "command", "command": "rm -rf build"}}],
                 "recent": [{"task_id": "task-0", "title": "old one", "status": "failed", "error": "turn failed: boom",
-                    "steps_done": 1, "steps_total": 2, "finished_at": "2026-05-01T11:59:00.000Z"}]},
+                    "steps_done": 1, "steps_total": 2, "finished_at": "2026-05-01T11:59:00.000Z"},
+                    {"task_id": "task-2", "title": "done", "status": "succeeded", "branch": "baa/task-2",
+                    "steps_done": 1, "steps_total": 1, "finished_at": "2026-05-01T11:59:00.000Z",
+                    "result": {"changes": "committed", "files_changed": 3, "insertions": 10, "deletions": 2, "merged_into": "main", "discarded": false}},
+                    {"task_id": "task-3", "title": "idle", "status": "succeeded", "branch": "baa/task-3",
+                    "result": {"changes": "none", "files_changed": 0, "insertions": 0, "deletions": 0, "merged_into": null, "discarded": true}}]},
         })
     }
 
@@ -306,6 +311,10 @@ mod tests {
             "waiting for an approval (command): <span class=\"mono\">rm -rf build</span>",
             "<span class=\"badge bad\">failed</span> <b>old one</b><div class=\"muted\">1/2 steps · finished ",
             "turn failed: boom",
+            "<b>fix &lt;bug&gt;</b> <span class=\"mono muted\">task-1</span> on <span class=\"mono\">baa/task-1</span>",
+            " · +10 \u{2212}2 in 3 files · merged into <span class=\"mono\">main</span>",
+            "<b>idle</b> on <span class=\"mono\">baa/task-3</span>",
+            " · no changes · discarded",
         ] {
             assert!(html.contains(want), "missing {want:?} in:\n{html}");
         }

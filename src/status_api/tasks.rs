@@ -76,6 +76,7 @@ fn running(t: &Value) -> Value {
     json!({
         "task_id": text(t, &["task_id"]),
         "title": text(t, &["title"]),
+        "branch": text(t, &["branch"]),
         "attempt": number(t, "attempt"),
         "step": number(t, "step"),
         "steps": number(t, "steps"),
@@ -101,6 +102,24 @@ fn recent(t: &Value) -> Value {
         "error": text(t, &["error.message", "error"]),
         "steps_done": number(t, "steps_done"),
         "steps_total": number(t, "steps_total"),
+        "branch": text(t, &["branch"]),
+        "result": result(t.get("result").unwrap_or(&Value::Null)),
+    })
+}
+
+/// A worktree task's result, as the page shows it: `changes` (`committed` or `none`), the
+/// counts, and where it went (`merged_into`, `discarded`); null without one.
+fn result(r: &Value) -> Value {
+    if !r.is_object() {
+        return Value::Null;
+    }
+    json!({
+        "changes": text(r, &["changes"]),
+        "files_changed": number(r, "files_changed"),
+        "insertions": number(r, "insertions"),
+        "deletions": number(r, "deletions"),
+        "merged_into": text(r, &["merged.into"]),
+        "discarded": r.get("discarded_at").is_some_and(Value::is_string),
     })
 }
 
@@ -117,6 +136,10 @@ mod tests {
                 "waiting": {"request_id": "r-1", "kind": "command", "command": "ls"}}, "junk"],
             "recent": [{"task_id": "t-0", "title": "old", "status": "failed",
                 "error": {"code": "turn_failed", "message": "boom", "retryable": false}}, 1, 2, 3, 4, 5, 6, 7]});
+        let mut s = s;
+        s["recent"][1] = json!({"task_id": "t-9", "status": "succeeded", "branch": "baa/t-9",
+            "result": {"changes": "committed", "files_changed": 2, "insertions": 5, "deletions": 1,
+                       "merged": {"into": "main", "commit": "c"}}});
         let t = build(&Ok(s));
         assert_eq!(t["available"], true);
         assert_eq!(t["queued"], 2);
@@ -129,7 +152,16 @@ mod tests {
             "{t:#}"
         );
         assert_eq!(t["recent"][0]["error"], "boom", "{t:#}");
-        assert_eq!(t["recent"].as_array().map(Vec::len), Some(1));
+        assert_eq!(t["recent"][0]["result"], Value::Null, "{t:#}");
+        assert_eq!(t["recent"].as_array().map(Vec::len), Some(2));
+        let r = &t["recent"][1];
+        assert_eq!(r["branch"], "baa/t-9", "{t:#}");
+        assert_eq!(
+            r["result"],
+            json!({"changes": "committed", "files_changed": 2, "insertions": 5, "deletions": 1,
+                   "merged_into": "main", "discarded": false}),
+            "{t:#}"
+        );
     }
 
     #[test]

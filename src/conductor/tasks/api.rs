@@ -181,7 +181,13 @@ pub fn retry(app: &App, id: &str) -> Result<Value, ApiError> {
     Ok(json!({ "task": t }))
 }
 
-/// `GET /v1/tasks/summary`: counts, what runs now, and the last five outcomes.
+/// A worktree task's branch (what the status page shows with its changes).
+fn branch(t: &super::model::Task) -> Option<String> {
+    t.workspace.as_ref().and_then(|w| w.branch.clone())
+}
+
+/// `GET /v1/tasks/summary`: counts, what runs now, and the last five outcomes (with a
+/// worktree task's branch and result).
 pub fn summary(app: &App) -> Value {
     let c = app.tasks.counts();
     let now = now_ms();
@@ -192,6 +198,7 @@ pub fn summary(app: &App) -> Value {
         .map(|mut r| {
             if let Ok(t) = app.tasks.task(r["task_id"].as_str().unwrap_or_default()) {
                 r["title"] = json!(t.title);
+                r["branch"] = json!(branch(&t));
                 r["waiting"] = t.waiting.unwrap_or(Value::Null);
             }
             r
@@ -206,6 +213,7 @@ pub fn summary(app: &App) -> Value {
                 "task_id": t.task_id, "title": t.title, "status": t.status,
                 "finished_at": t.finished_at, "error": t.error,
                 "steps_done": t.steps_done, "steps_total": t.steps_total,
+                "branch": branch(&t), "result": t.result,
             })
         })
         .collect();

@@ -22,6 +22,7 @@ mod conductor_lease;
 mod conductor_security;
 mod conductor_system_state;
 mod conductor_task_cli;
+mod conductor_task_review;
 mod conductor_tasks;
 mod conductor_tasks_kill;
 mod conductor_tasks_real;

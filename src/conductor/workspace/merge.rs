@@ -81,7 +81,8 @@ impl From<GitError> for MergeError {
     }
 }
 
-/// Merges `r.head` into `r.into`.
+/// Merges `r.head` into `r.into`. `head` is the commit the task's result names (what its
+/// diff showed), not whatever its branch points at now.
 pub fn merge(git: &Git, r: &Request) -> Result<Merged, MergeError> {
     let full = format!("refs/heads/{}", r.into);
     let old = resolve(git, r.repo, &full)?.ok_or(MergeError::UnknownTarget)?;
@@ -477,5 +478,16 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code(), "git_failed");
         assert_ne!(r.git(&["rev-parse", "release"]).trim(), head);
+    }
+
+    #[test]
+    fn a_checkout_that_moved_since_it_was_read_is_not_brought_along() {
+        let r = TestRepo::new("merge-moved-co");
+        let head = task_commit(&r, "t1", &[("a.txt", "a\n")]);
+        let before = r.head();
+        let e = bring_along(&Git::default(), &r.repo, &head, &head, &[]).unwrap_err();
+        assert_eq!(e, MergeError::TargetMoved);
+        assert_eq!(r.head(), before);
+        assert!(!r.repo.join("a.txt").exists());
     }
 }

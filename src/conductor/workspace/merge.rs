@@ -302,6 +302,11 @@ mod tests {
     use super::*;
     use crate::workspace::test_repo::{git_in, TestRepo};
 
+    /// Paths as git prints them may be the real ones (macOS's `/var` is `/private/var`).
+    fn real(p: impl AsRef<Path>) -> PathBuf {
+        std::fs::canonicalize(p).unwrap()
+    }
+
     /// A task worktree on `baa/<id>` from main's tip with `files` committed; its head.
     fn task_commit(r: &TestRepo, id: &str, files: &[(&str, &str)]) -> String {
         let wt = r.root.join(id);
@@ -369,7 +374,7 @@ mod tests {
         let head = task_commit(&r, "t1", &[("a.txt", "a\n")]);
         let m = merge(&Git::default(), &req(&r, "t1", &head, "main")).unwrap();
         assert!(m.fast_forward, "{m:?}");
-        assert_eq!(m.checkout.as_deref(), Some(r.repo.as_path()));
+        assert_eq!(m.checkout.map(real), Some(real(&r.repo)));
         assert_eq!(r.head(), head);
         assert_eq!(
             std::fs::read_to_string(r.repo.join("a.txt")).unwrap(),
@@ -380,6 +385,29 @@ mod tests {
             "mine\n"
         );
         assert_eq!(r.git(&["status", "--porcelain"]), "?? notes.txt\n");
+    }
+
+    #[test]
+    fn a_target_checked_out_in_a_linked_worktree_is_brought_along_there() {
+        let r = TestRepo::new("merge-linked");
+        let head = task_commit(&r, "t1", &[("a.txt", "a\n")]);
+        let rel = r.root.join("rel");
+        r.git(&[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "release",
+            &rel.display().to_string(),
+            "main",
+        ]);
+        let main_before = r.head();
+        let m = merge(&Git::default(), &req(&r, "t1", &head, "release")).unwrap();
+        assert_eq!(m.checkout.map(real), Some(real(&rel)));
+        assert_eq!(git_in(&rel, &["rev-parse", "HEAD"]).trim(), head);
+        assert!(rel.join("a.txt").exists());
+        assert_eq!(git_in(&rel, &["status", "--porcelain"]), "");
+        assert_eq!(r.head(), main_before, "main is not touched");
     }
 
     #[test]
@@ -424,12 +452,12 @@ mod tests {
         std::fs::write(r.repo.join("README.md"), "edited\n").unwrap();
         let before = snapshot(&r);
         let e = merge(&Git::default(), &req(&r, "t1", &head, "main")).unwrap_err();
+        let MergeError::CheckoutDirty { path, files } = e else {
+            panic!("{e:?}")
+        };
         assert_eq!(
-            e,
-            MergeError::CheckoutDirty {
-                path: r.repo.clone(),
-                files: vec!["README.md".into()]
-            }
+            (real(path), files),
+            (real(&r.repo), vec!["README.md".into()])
         );
         assert_eq!(snapshot(&r), before);
         assert_eq!(
@@ -445,13 +473,10 @@ mod tests {
         std::fs::write(r.repo.join("a.txt"), "the operator's\n").unwrap();
         let before = snapshot(&r);
         let e = merge(&Git::default(), &req(&r, "t1", &head, "main")).unwrap_err();
-        assert_eq!(
-            e,
-            MergeError::UntrackedInTheWay {
-                path: r.repo.clone(),
-                files: vec!["a.txt".into()]
-            }
-        );
+        let MergeError::UntrackedInTheWay { path, files } = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!((real(path), files), (real(&r.repo), vec!["a.txt".into()]));
         assert_eq!(snapshot(&r), before);
         assert_eq!(
             std::fs::read_to_string(r.repo.join("a.txt")).unwrap(),

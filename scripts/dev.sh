@@ -8,7 +8,9 @@
 # (mode 600) and printed once.
 #
 #   scripts/dev.sh            use the codex binary from BAA_CODEXD_SERVER_COMMAND or .tools/
-#   scripts/dev.sh --demo     also answer turns from a built-in loopback model (no credentials)
+#   scripts/dev.sh --demo     also answer turns from a built-in loopback model (no credentials);
+#                             tasks without a cwd then run in worktrees of a scratch repo,
+#                             <dev dir>/demo-repo, instead of this checkout
 #
 # Ctrl-C stops all three.
 set -euo pipefail
@@ -19,7 +21,7 @@ demo=0
 for arg in "$@"; do
   case "$arg" in
     --demo) demo=1 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "dev.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -84,8 +86,25 @@ codexd_args=(start)
 env "${codexd_env[@]}" "$bin/baa-codexd" "${codexd_args[@]}" &
 pids+=($!)
 
+# Demo tasks get a repo of their own: a task without a cwd runs in a worktree of the
+# conductor's repo root, and a demo run should leave its branches there, not here.
+conductor_env=()
+if [ "$demo" = 1 ]; then
+  demo_repo="$local_dir/demo-repo"
+  if [ ! -d "$demo_repo/.git" ]; then
+    mkdir -p "$demo_repo"
+    git -C "$demo_repo" init -q -b main
+    printf '# demo repo\n\nTasks of scripts/dev.sh --demo run in worktrees of this repo.\n' >"$demo_repo/README.md"
+    git -C "$demo_repo" add README.md
+    git -C "$demo_repo" -c user.name=baa-dev -c user.email=baa-dev@localhost commit -q -m "demo repo"
+  fi
+  conductor_env+=(BAA_CONDUCTOR_REPO_ROOT="$demo_repo")
+  echo "dev.sh: demo tasks without a cwd run in worktrees of $demo_repo"
+fi
+
 # The token goes by file, as in production: an exec'd command can read the conductor's
 # environment (/proc/$PPID/environ), not a 0600 file it is not told about.
+env ${conductor_env[@]+"${conductor_env[@]}"} \
 BAA_SHARED_TOKEN_FILE="$token_file" \
 BAA_CONDUCTOR_LOCAL_API="http://127.0.0.1:$conductor_port" \
 BAA_CODEXD_LOCAL_API_BASE="http://127.0.0.1:$codexd_port" \

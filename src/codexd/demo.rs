@@ -1,7 +1,9 @@
 //! Demo mode's model: a loopback stand-in for an OpenAI Responses-API provider, served by
 //! the common HTTP layer inside codexd, so a first run completes turns with no credentials
 //! and no network. Every prompt is answered `mock reply: <prompt>`, streamed as a few
-//! deltas; a prompt containing `slow` streams for about ten seconds (to try an interrupt).
+//! deltas; a prompt containing `slow` streams for about ten seconds (to try an interrupt);
+//! a prompt asking to "create the file NAME" makes codex add NAME (one line) in the turn's
+//! cwd with `apply_patch`, so a task leaves a change to review.
 //!
 //! It remembers only a short summary of its last requests (`GET <modelBaseUrl>/requests`):
 //! codex sends the whole conversation with every turn, and a model that kept every request
@@ -128,20 +130,60 @@ fn answer(req: &Request, log: &SharedLog) -> Reply {
         bytes: req.body.len(),
         prompt: prompt.chars().take(PROMPT_CHARS).collect(),
     });
+    let model = responses::model_of(&body);
+    let after_tool = last_input_type(&body) == Some("custom_tool_call_output");
+    if let Some(name) = file_to_create(&prompt).filter(|_| !after_tool) {
+        let patch =
+            format!("*** Begin Patch\n*** Add File: {name}\n+{CREATED_LINE}\n*** End Patch\n");
+        return Reply::Stream(Stream::events(move |w| {
+            let id = format!("resp_demo_{n}");
+            responses::send_created(w, &id, &model)?;
+            responses::send_item(
+                w,
+                &json!({"type": "custom_tool_call", "id": format!("ctc_demo_{n}"), "call_id": format!("call_demo_{n}"),
+                        "name": "apply_patch", "input": patch, "status": "completed"}),
+            )?;
+            responses::send_completed(w, &id, &model)
+        }));
+    }
     let (chunks, gap) = if prompt.contains("slow") {
         let ticks = (1..=SLOW_DELTAS).map(|i| format!("tick {i} ")).collect();
         (ticks, SLOW_GAP)
+    } else if let Some(name) = file_to_create(&prompt) {
+        let text = format!("mock reply: created {name}");
+        (responses::split_for_deltas(&text), Duration::ZERO)
     } else {
         let text = format!("mock reply: {prompt}");
         (responses::split_for_deltas(&text), Duration::ZERO)
     };
-    let model = responses::model_of(&body);
     Reply::Stream(Stream::events(move |w| {
         let id = format!("resp_demo_{n}");
         responses::send_created(w, &id, &model)?;
         responses::send_message(w, &format!("msg_demo_{n}"), &chunks, gap)?;
         responses::send_completed(w, &id, &model)
     }))
+}
+
+/// The line a created file holds.
+pub const CREATED_LINE: &str = "hello from the demo model";
+
+/// `NAME` of a prompt that says "create the file NAME" (any case): a plain file name of
+/// letters, digits, `.`, `_` and `-`, so the patch can only add a file in the turn's cwd.
+fn file_to_create(prompt: &str) -> Option<String> {
+    const ASK: &str = "create the file ";
+    let lower = prompt.to_ascii_lowercase();
+    let at = lower.find(ASK)? + ASK.len();
+    let name: String = prompt[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .collect();
+    let name = name.trim_end_matches('.');
+    (!name.is_empty() && !name.starts_with('.') && name.len() <= 100).then(|| name.to_string())
+}
+
+/// The `type` of the request's last input item (a tool's output after a tool call).
+fn last_input_type(body: &Value) -> Option<&str> {
+    body.get("input")?.as_array()?.last()?.get("type")?.as_str()
 }
 
 fn error(status: u16, message: &str, kind: &str) -> Reply {
@@ -183,6 +225,39 @@ mod tests {
         ]})
         .to_string()
         .into_bytes()
+    }
+
+    #[test]
+    fn create_the_file_asks_codex_to_add_it_then_says_so() {
+        assert_eq!(
+            file_to_create("Create the file hello.txt, please").as_deref(),
+            Some("hello.txt")
+        );
+        assert_eq!(file_to_create("create the file ../x"), None);
+        assert_eq!(file_to_create("create the file .env"), None);
+        assert_eq!(file_to_create("say hello"), None);
+        let model = DemoModel::start().expect("start");
+        let out = exchange(
+            &model,
+            "POST",
+            "/v1/responses",
+            &turn_body(0, "Create the file hello.txt"),
+        );
+        assert!(
+            out.contains("\"custom_tool_call\"") && out.contains("*** Add File: hello.txt"),
+            "{out}"
+        );
+        let after: Vec<u8> = json!({"model": "m", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "Create the file hello.txt"}]},
+            {"type": "custom_tool_call", "call_id": "c", "name": "apply_patch", "input": "…"},
+            {"type": "custom_tool_call_output", "call_id": "c", "output": "Success."},
+        ]})
+        .to_string()
+        .into_bytes();
+        let out = exchange(&model, "POST", "/v1/responses", &after);
+        assert!(!out.contains("custom_tool_call\""), "{out}");
+        assert!(out.contains("created hello.txt"), "{out}");
+        model.stop();
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! reports the decision), `huge:N` (one notification line of about N bytes),
 //! `huge-request:N` (an approval request of about N bytes, reporting the answer),
 //! `write-file` (creates `stub-written-file` in its cwd, to check the umask it runs with),
+//! `write-file:NAME` (writes NAME, a plain file name, in the thread's cwd: a turn that
+//! changed a file where its session runs),
 //! `limit:SECS` (an `account/rateLimits/updated` whose primary window is used up for SECS
 //! seconds, as the real child sends from a provider's rate-limit headers),
 //! `diff:N` (a turn that ran a command and changed a file, with an N-byte unified diff, as
@@ -51,6 +53,8 @@ pub(crate) struct Stub {
     active: Mutex<HashMap<String, Active>>,
     approvals: Mutex<HashMap<i64, Sender<Value>>>,
     completed: Mutex<HashMap<String, Vec<Value>>>,
+    /// Each thread's cwd (from thread/start or resume), where `write-file:NAME` writes.
+    cwds: Mutex<HashMap<String, String>>,
     next_server_id: AtomicI64,
 }
 
@@ -120,6 +124,7 @@ impl Stub {
             active: Mutex::new(HashMap::new()),
             approvals: Mutex::new(HashMap::new()),
             completed: Mutex::new(HashMap::new()),
+            cwds: Mutex::new(HashMap::new()),
             next_server_id: AtomicI64::new(0),
         })
     }
@@ -183,6 +188,9 @@ fn handle_request(stub: &Arc<Stub>, method: &str, id: Value, params: Value) {
             } else {
                 thread_id.clone()
             };
+            if let Some(cwd) = params.get("cwd").and_then(Value::as_str) {
+                lock(&stub.cwds).insert(tid.clone(), cwd.to_string());
+            }
             let thread = json!({"id": tid, "status": {"type": "idle"}, "turns": [], "cwd": params.get("cwd")});
             reply(json!({
                 "thread": thread, "model": params.get("model").cloned().unwrap_or(json!("stub-model")),
@@ -289,6 +297,24 @@ fn input_text(params: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// `write-file:NAME`: NAME (one path component, nothing that climbs out) in the
+/// thread's cwd, holding a line that names it.
+fn write_in_thread_cwd(stub: &Stub, thread_id: &str, name: &str) -> String {
+    let plain = !name.is_empty() && !name.contains('/') && name != "." && name != "..";
+    let cwd = lock(&stub.cwds).get(thread_id).cloned();
+    match (plain, cwd) {
+        (false, _) => format!("write-file:{name}: not a plain file name"),
+        (true, None) => format!("write-file:{name}: the thread has no cwd"),
+        (true, Some(cwd)) => {
+            let path = std::path::Path::new(&cwd).join(name);
+            match std::fs::write(&path, format!("{name} written by the stub\n")) {
+                Ok(()) => format!("wrote {}", path.display()),
+                Err(e) => format!("could not write {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
 fn run_turn(
     stub: &Stub,
     thread_id: &str,
@@ -388,6 +414,8 @@ fn run_turn(
             Ok(()) => "wrote stub-written-file".into(),
             Err(e) => format!("could not write stub-written-file: {e}"),
         };
+    } else if let Some(name) = text.trim().strip_prefix("write-file:") {
+        message = write_in_thread_cwd(stub, thread_id, name.trim());
     } else if text.contains("approval") {
         match ask_approval(stub, thread_id, &with, String::new(), interrupted) {
             Some(answer) => message = describe_answer(&answer),

@@ -43,8 +43,8 @@ pub static ROUTES: &[Route<Ctx>] = &[
     Route::write("system.resume", "POST", "/v1/system/resume", "Resume local automation. Body: {requested_by, reason}.", resume),
     Route::write("system.drain", "POST", "/v1/system/drain", "Drain: finish running work, start nothing new. Body: {requested_by, reason}.", drain),
     Route::read("controllers.list", "GET", "/v1/controllers", "Conductor instances with last heartbeat, role, priority and lease holder.", controllers_list),
-    Route::read("tasks.list", "GET", "/v1/tasks", "Tasks, newest first. Query: status, limit (default 20, max 100).", tasks_list),
-    Route::write("tasks.create", "POST", "/v1/tasks", "Queue a task run as Codex turns. Body: {title, prompt | steps, cwd, model, effort, sandbox, approval_policy, timeout_s, max_attempts, priority, idempotency_key}.", tasks_create),
+    Route::read("tasks.list", "GET", "/v1/tasks", "Tasks, newest first. Query: status, limit (default 20, max 100), before (a task id: the page after it; each full page gives next_before).", tasks_list),
+    Route::write("tasks.create", "POST", "/v1/tasks", "Queue a task run as Codex turns. Body: {title, prompt | steps, cwd, workspace (worktree|in_place), base, model, effort, sandbox, approval_policy, timeout_s, max_attempts, priority, idempotency_key}.", tasks_create),
     Route::read("tasks.summary", "GET", "/v1/tasks/summary", "Task counts by status, the tasks running now (step, elapsed) and the last five outcomes.", tasks_summary),
     Route::read("tasks.read", "GET", "/v1/tasks/:task_id", "One task with its runs.", tasks_read),
     Route::write("tasks.cancel", "POST", "/v1/tasks/:task_id/cancel", "Cancel a task: a queued one at once, a running one by interrupting its turn.", tasks_cancel),
@@ -332,11 +332,16 @@ fn tasks_list(app: &Ctx, req: &Request, _: &Params) -> Res {
     let limit = records::parse_limit(req.query_param("limit"), 20, 100)?;
     let status = records::parse_status(req.query_param("status"))?;
     fresh_tasks(app);
-    let tasks = app.tasks.list(status, limit)?;
+    let before = req.query_param("before");
+    let tasks = app.tasks.list(status, limit, before.as_deref())?;
+    // The next page's cursor while this one is full.
+    let next = (tasks.len() == limit)
+        .then(|| tasks.last().map(|t| t.task_id.clone()))
+        .flatten();
     Ok(app.ok(
         req,
         200,
-        json!({ "count": tasks.len(), "tasks": tasks, "limit": limit }),
+        json!({ "count": tasks.len(), "tasks": tasks, "limit": limit, "next_before": next }),
     ))
 }
 

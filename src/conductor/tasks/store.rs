@@ -363,14 +363,33 @@ impl TaskStore {
         lock(&self.index).tasks.contains_key(id)
     }
 
-    /// Tasks newest first, optionally of one status.
-    pub fn list(&self, status: Option<Status>, limit: usize) -> Result<Vec<Task>, ApiError> {
+    /// Tasks newest first, optionally of one status; `before`: only those listed after
+    /// that task (the cursor of the next page), 404 when it is unknown.
+    pub fn list(
+        &self,
+        status: Option<Status>,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<Task>, ApiError> {
         let ids: Vec<String> = {
             let index = lock(&self.index);
+            let key = |id: &str, e: &Entry| (e.created_ms, e.seq, id.to_string());
+            let cursor = match before {
+                None => None,
+                Some(b) => match index.tasks.get_key_value(b) {
+                    Some((id, e)) => Some(key(id, e)),
+                    None => {
+                        return Err(ApiError::not_found(format!(
+                            "Unknown task \"{b}\" in before= (the cursor of a listing)."
+                        )))
+                    }
+                },
+            };
             let mut picked: Vec<(&Box<str>, &Entry)> = index
                 .tasks
                 .iter()
                 .filter(|(_, e)| status.is_none() || e.status == status)
+                .filter(|(id, e)| cursor.as_ref().is_none_or(|c| key(id, e) < *c))
                 .collect();
             picked.sort_by(|a, b| {
                 (b.1.created_ms, b.1.seq, b.0).cmp(&(a.1.created_ms, a.1.seq, a.0))
@@ -768,12 +787,22 @@ mod tests {
         );
         assert!(s.next_due(now_ms()).is_some());
         let listed: Vec<String> = s
-            .list(None, 10)
+            .list(None, 10, None)
             .unwrap()
             .into_iter()
             .map(|t| t.title)
             .collect();
         assert_eq!(listed, ["c", "b", "a"]);
+        // Pages: the cursor is the last task of the page before.
+        let page = |before: Option<&str>| -> Vec<Task> { s.list(None, 2, before).unwrap() };
+        let first = page(None);
+        let second = page(Some(&first[1].task_id));
+        let titles = |v: &[Task]| v.iter().map(|t| t.title.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            (titles(&first), titles(&second)),
+            (vec!["c".to_string(), "b".into()], vec!["a".to_string()])
+        );
+        assert_eq!(s.list(None, 2, Some("task_nope")).unwrap_err().status, 404);
         // A second store on the same dir (a restart) sees the same.
         let s2 = TaskStore::open(&d, 100).unwrap();
         assert_eq!(s2.counts().queued, 3);

@@ -124,6 +124,8 @@ pub struct Output {
     pub stderr: String,
     /// stdout was cut at the cap (1 MiB).
     pub truncated: bool,
+    /// How long stdout was, cut or not.
+    pub stdout_len: u64,
     /// The exit code (0 unless the call allowed others, see [`Git::run_status`]).
     pub code: i32,
 }
@@ -220,6 +222,7 @@ impl Git {
                 stdout: String::from_utf8_lossy(&outcome.stdout).into_owned(),
                 stderr,
                 truncated: outcome.truncated,
+                stdout_len: outcome.stdout_len,
                 code: c,
             }),
             _ => Err(classify(shown, code, stderr)),

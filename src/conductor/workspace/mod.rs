@@ -4,11 +4,17 @@
 //! - `git`: the one place git is run (timeouts, a clean environment, clear errors);
 //! - `layout`: where a task's worktree lives and what its branch is called;
 //! - `plan`: where a new task runs, decided when it is queued (roots, mode, base commit);
+//! - `create`: the worktree made, reused or repaired, idempotently across a kill;
+//! - `commit`: a succeeded run's changes committed, and the task's `result`;
+//! - `stat`: the size of a branch's change against its base;
 //! - `remove`: a worktree or branch taken away, idempotently.
 
+pub mod commit;
+pub mod create;
 pub mod git;
 pub mod layout;
 pub mod plan;
 pub mod remove;
+pub mod stat;
 #[cfg(test)]
 pub mod test_repo;

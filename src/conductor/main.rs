@@ -18,7 +18,8 @@ mod routes;
 mod system;
 mod task_cli;
 mod tasks;
-#[allow(dead_code)] // until the worker and the review routes use all of it (this issue)
+// Until the review routes use remove::branch, GitError::stderr, Output::{stderr, truncated}.
+#[allow(dead_code)]
 mod workspace;
 
 use std::process::ExitCode;

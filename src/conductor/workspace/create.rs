@@ -98,12 +98,13 @@ pub fn target(
     prefix: &str,
     task_id: &str,
 ) -> Result<(PathBuf, String), CreateError> {
-    let dir = layout::repo_dir(worktrees_dir, repo);
-    std::fs::create_dir_all(&dir).map_err(|err| CreateError::Io {
+    let path = layout::path(worktrees_dir, repo, task_id);
+    let dir = path.parent().unwrap_or(worktrees_dir);
+    std::fs::create_dir_all(dir).map_err(|err| CreateError::Io {
         what: format!("create {}", dir.display()),
         err,
     })?;
-    let dir = std::fs::canonicalize(&dir).map_err(|err| CreateError::Io {
+    let dir = std::fs::canonicalize(dir).map_err(|err| CreateError::Io {
         what: format!("resolve {}", dir.display()),
         err,
     })?;
@@ -316,9 +317,15 @@ fn valid_checkout(git: &Git, repo: &Path, path: &Path) -> Result<Result<(), Stri
 /// it is read back from a file).
 pub fn workdir(path: &Path, subdir: &str) -> Option<PathBuf> {
     let sub = Path::new(subdir);
-    sub.components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-        .then(|| path.join(sub))
+    let mut out = path.to_path_buf();
+    for c in sub.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -476,6 +483,11 @@ mod tests {
     fn workdir_refuses_a_subdir_leaving_the_worktree() {
         let p = Path::new("/w/t1");
         assert_eq!(workdir(p, ""), Some(PathBuf::from("/w/t1")));
+        assert_eq!(
+            workdir(p, "").unwrap().to_str(),
+            Some("/w/t1"),
+            "no trailing slash"
+        );
         assert_eq!(workdir(p, "src/a"), Some(PathBuf::from("/w/t1/src/a")));
         assert_eq!(workdir(p, "../x"), None);
         assert_eq!(workdir(p, "/etc"), None);

@@ -568,3 +568,47 @@ fn kill9_mid_worktree_creation_and_mid_commit_recovers_to_one_worktree_and_one_c
         drop(c);
     }
 }
+
+/// The window between the run's end (written with its result) and the task's write: a
+/// conductor killed there leaves the task `running` without a result; the next start
+/// settles it from the run, result included, without a second run or commit.
+#[test]
+fn a_task_settled_from_its_ended_run_after_a_kill_gets_the_runs_result() {
+    let s = stack("ws-settle");
+    let base = git(&s.repo, &["rev-parse", "HEAD"]);
+    let id = s.c.create(
+        json!({"title": "settled later", "prompt": "approval please",
+        "cwd": s.repo.display().to_string()}),
+    );
+    let rid = s.c.wait_waiting(&id, T);
+    std::fs::write(s.worktree_of(&id).join("late.txt"), "x\n").unwrap();
+    s.c.answer(&rid, "accept").expect(200);
+    let done = s.c.wait_status(&id, "succeeded", T);
+    let result = done["task"]["result"].clone();
+    assert_eq!(result["changes"], "committed", "{done:#}");
+    let Stack {
+        dir,
+        codexd,
+        mut c,
+        repo,
+    } = s;
+    c.d.kill9();
+    // The task as it was before its last write.
+    let file = dir.join("state").join("tasks").join(format!("{id}.json"));
+    let mut task: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let obj = task.as_object_mut().unwrap();
+    obj.remove("result");
+    obj.insert("status".into(), json!("running"));
+    obj.insert("finished_at".into(), Value::Null);
+    task["runs"][0]["status"] = json!("running");
+    std::fs::write(&file, task.to_string()).unwrap();
+    let c = start_conductor(&dir, &codexd, None);
+    let t = c.wait_status(&id, "succeeded", T);
+    assert_eq!(t["task"]["result"], result, "{t:#}");
+    assert_eq!(runs(&t), [(1, "succeeded".to_string())], "{t:#}");
+    let count = git(
+        &repo,
+        &["rev-list", "--count", &format!("{base}..baa/{id}")],
+    );
+    assert_eq!(count, "1");
+}

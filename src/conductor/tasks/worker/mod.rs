@@ -201,6 +201,11 @@ fn drive_with(book: &mut RunBook, follower_slot: &mut Option<Follower>) -> End {
         book.ctl.request(StopReason::Cancel);
     }
     let resumed = !book.run.steps.is_empty() || book.run.session_id.is_some();
+    // An earlier run of a worktree task did every step but could not commit their
+    // changes (the repo was busy): this one only commits.
+    let commit_only = !resumed
+        && book.run.first_step >= book.spec.steps.len()
+        && task.workspace.as_ref().is_some_and(|w| w.is_worktree());
     if resumed {
         book.log(
             "info",
@@ -210,8 +215,7 @@ fn drive_with(book: &mut RunBook, follower_slot: &mut Option<Follower>) -> End {
             ),
             None,
         );
-    } else if book.run.first_step >= book.spec.steps.len() {
-        // An earlier run did every step but could not commit their changes.
+    } else if commit_only {
         book.log(
             "info",
             &format!(
@@ -241,7 +245,7 @@ fn drive_with(book: &mut RunBook, follower_slot: &mut Option<Follower>) -> End {
     if let Err(end) = workspace::prepare(book, &task) {
         return end;
     }
-    if book.worktree.is_some() && !resumed && book.run.first_step >= book.spec.steps.len() {
+    if commit_only {
         return End::Succeeded;
     }
     // A session created just now is idle with no turn: its first send needs no poll.

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::codexd::{start_running, with_stub, Dirs};
+use crate::support::codex::MockCodexHome;
+use crate::support::codexd::{start_running, with_mock_codex, with_stub, Dirs};
 use crate::support::daemon::{wait_for, Daemon};
 use crate::support::http::get;
+use crate::support::mock_model::{keywords, Reply};
 use crate::support::tasks::{self, runs, TaskConductor};
 use crate::support::tmp::TempDir;
 
@@ -611,4 +613,49 @@ fn a_task_settled_from_its_ended_run_after_a_kill_gets_the_runs_result() {
         &["rev-list", "--count", &format!("{base}..baa/{id}")],
     );
     assert_eq!(count, "1");
+}
+
+/// The real pinned `codex app-server` (loopback mock model): the model's `apply_patch`
+/// with a relative path lands in the task's worktree (the thread's cwd), not in the
+/// operator's checkout, and is the run's one commit.
+#[test]
+fn real_codex_apply_patch_lands_in_the_worktree_and_is_committed_on_the_branch() {
+    let home = MockCodexHome::new("ws-real");
+    home.mock.set_script(|call| {
+        if call.tool_output().is_none() && call.prompt.contains("add a greeting") {
+            return Reply::apply_patch(
+                "call_1",
+                "*** Begin Patch\n*** Add File: src/greeting.txt\n+hello from codex\n*** End Patch\n",
+            );
+        }
+        keywords(call)
+    });
+    let dir = TempDir::new("ws-real-dirs");
+    let repo = operator_repo(&dir);
+    let before = checkout_state(&repo);
+    let codexd = start_running(with_mock_codex(&Dirs::under(&dir.child("cx")), &home));
+    let c = start_conductor(&dir, &codexd, None);
+    let id = c.create(json!({"title": "Greet", "prompt": "add a greeting",
+        "cwd": repo.display().to_string()}));
+    let t = c.wait_status(&id, "succeeded", Duration::from_secs(60));
+    let r = &t["task"]["result"];
+    assert_eq!(
+        (r["changes"].as_str(), &r["files_changed"], &r["insertions"]),
+        (Some("committed"), &json!(1), &json!(1)),
+        "{t:#}"
+    );
+    let branch = format!("baa/{id}");
+    assert_eq!(
+        git(&repo, &["show", &format!("{branch}:src/greeting.txt")]),
+        "hello from codex"
+    );
+    assert_eq!(
+        git(
+            &repo,
+            &["rev-list", "--count", &format!("{}..{branch}", before[0])]
+        ),
+        "1"
+    );
+    assert!(!repo.join("src/greeting.txt").exists());
+    assert_eq!(checkout_state(&repo), before, "the operator's checkout");
 }

@@ -161,6 +161,11 @@ pub fn ensure(
         None => {}
     }
     if repaired.is_some() {
+        // `path` is resolved (see `target`); the setting may go through a symlink
+        // (macOS's /var, /tmp).
+        let worktrees_dir =
+            std::fs::canonicalize(worktrees_dir).unwrap_or_else(|_| worktrees_dir.to_path_buf());
+        let worktrees_dir = worktrees_dir.as_path();
         if !path.starts_with(worktrees_dir) {
             return Err(CreateError::Conflict(format!(
                 "{} is not under the worktrees dir {}; not removing it",
@@ -345,13 +350,18 @@ mod tests {
 
     fn case(tag: &str) -> Case {
         let r = TestRepo::new(tag);
+        // The setting reaches the worktrees through a symlink, as macOS's /tmp does.
+        let real = r.root.join("worktrees-real");
+        std::fs::create_dir_all(&real).unwrap();
         let wt_dir = r.root.join("worktrees");
+        std::os::unix::fs::symlink(&real, &wt_dir).unwrap();
         let (path, branch) = target(&wt_dir, &r.repo, "baa/", "t1").unwrap();
         assert_eq!(branch, BRANCH);
+        assert!(path.starts_with(&real), "{}", path.display());
         let base = r.head();
         Case {
             git: Git::default(),
-            wt_dir: std::fs::canonicalize(&wt_dir).unwrap(),
+            wt_dir,
             path,
             base,
             r,

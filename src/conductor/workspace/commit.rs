@@ -72,13 +72,32 @@ pub struct Commit<'a> {
 
 /// Commits the worktree's changes on the branch and returns the branch's result.
 pub fn commit(git: &Git, c: &Commit) -> Result<TaskResult, CommitError> {
-    let full = format!("refs/heads/{}", c.branch);
-    let head_ref = git.run_status(c.path, &["symbolic-ref", "-q", "HEAD"], &[], &[0, 1])?;
-    if head_ref.line() != full {
+    // Where git finds the worktree and its HEAD, in one call: a turn that removed the
+    // worktree's `.git` would otherwise have git find an enclosing repository.
+    let o = git.run_status(
+        c.path,
+        &[
+            "rev-parse",
+            "--show-toplevel",
+            "--symbolic-full-name",
+            "HEAD",
+        ],
+        &[],
+        &[0, 128],
+    )?;
+    let mut lines = o.stdout.lines();
+    let (top, head_ref) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+    if o.code != 0 || Path::new(top) != c.path {
+        return Err(CommitError::OffBranch(format!(
+            "the task's worktree {} is no longer a git worktree (its .git is gone?); nothing was committed",
+            c.path.display()
+        )));
+    }
+    if head_ref != format!("refs/heads/{}", c.branch) {
         return Err(CommitError::OffBranch(format!(
             "the task's worktree {} is on {} instead of its branch {}; nothing was committed (check {} out in it again and retry the task, or discard it)",
             c.path.display(),
-            if head_ref.line().is_empty() { "a detached HEAD" } else { head_ref.line() },
+            head_ref.strip_prefix("refs/heads/").unwrap_or("a detached HEAD"),
             c.branch,
             c.branch
         )));
@@ -216,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn a_held_index_lock_is_retryable_and_a_switched_branch_is_not() {
+    fn a_held_index_lock_is_retryable_and_a_worktree_off_its_branch_commits_nothing() {
         let (r, git, path, branch) = setup("commit-busy");
         let base = r.head();
         std::fs::write(path.join("x.txt"), "x").unwrap();
@@ -233,5 +252,14 @@ mod tests {
         git_in(&path, &["checkout", "-q", "-b", "elsewhere"]);
         let e = commit(&git, &c(&path, &branch, &base)).unwrap_err();
         assert_eq!((e.code(), e.retryable()), ("worktree_off_branch", false));
+        assert!(e.to_string().contains("is on elsewhere instead of"), "{e}");
+        git_in(&path, &["checkout", "-q", "--detach"]);
+        let e = commit(&git, &c(&path, &branch, &base)).unwrap_err();
+        assert!(e.to_string().contains("is on a detached HEAD"), "{e}");
+        // A turn that removed the worktree's .git: git must not commit anywhere else.
+        std::fs::remove_file(path.join(".git")).unwrap();
+        let e = commit(&git, &c(&path, &branch, &base)).unwrap_err();
+        assert!(e.to_string().contains("no longer a git worktree"), "{e}");
+        assert_eq!(r.head(), base);
     }
 }

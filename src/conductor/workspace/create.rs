@@ -133,6 +133,7 @@ pub fn ensure(
     worktrees_dir: &Path,
 ) -> Result<Made, CreateError> {
     let entry = registered(git, repo, path)?;
+    let locked = entry.as_ref().is_some_and(|e| e.locked_initializing);
     let mut repaired = None;
     match entry {
         Some(e) if e.locked_initializing => {
@@ -173,8 +174,10 @@ pub fn ensure(
                 worktrees_dir.display()
             )));
         }
-        // Unlocked first: `prune` keeps a locked registration whose directory is gone.
-        let _ = git.run(repo, &["worktree", "unlock", &path.display().to_string()]);
+        if locked {
+            // `prune` keeps a locked registration whose directory is gone.
+            git.run(repo, &["worktree", "unlock", &path.display().to_string()])?;
+        }
         remove::worktree(git, repo, path, worktrees_dir)?;
     }
     add(git, repo, path, branch, base)?;
@@ -427,6 +430,11 @@ mod tests {
         let admin = c.r.repo.join(".git/worktrees/t1");
         std::fs::write(admin.join("locked"), "initializing").unwrap();
         std::fs::remove_file(c.path.join("README.md")).unwrap();
+        assert!(matches!(c.ensure(), Made::Repaired(_)));
+        c.assert_one_good();
+        // The same killed before its directory was made: prune keeps a locked one.
+        std::fs::write(admin.join("locked"), "initializing").unwrap();
+        std::fs::remove_dir_all(&c.path).unwrap();
         assert!(matches!(c.ensure(), Made::Repaired(_)));
         c.assert_one_good();
 

@@ -18,7 +18,6 @@ mod routes;
 mod system;
 mod task_cli;
 mod tasks;
-#[allow(dead_code)] // until the worker and the review routes use all of it (this issue)
 mod workspace;
 
 use std::process::ExitCode;

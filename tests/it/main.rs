@@ -26,6 +26,7 @@ mod conductor_task_review;
 mod conductor_tasks;
 mod conductor_tasks_kill;
 mod conductor_tasks_real;
+mod conductor_workspaces;
 mod conductor_workspaces_real;
 mod docs_drift;
 mod http_layer;

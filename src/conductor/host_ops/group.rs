@@ -38,6 +38,8 @@ pub struct Outcome {
     pub stderr: Vec<u8>,
     /// Output was cut at the cap, or a pipe was still held open at the end.
     pub truncated: bool,
+    /// Every byte read from stdout, kept or drained (a size without holding it all).
+    pub stdout_len: u64,
     /// None when the shell could not be reaped (it did not die even after SIGKILL).
     pub status: Option<ExitStatus>,
     pub timed_out: bool,
@@ -127,6 +129,7 @@ pub fn run(cmd: &mut Command, timeout: Duration, slot: &mut Slot) -> io::Result<
     };
     Ok(Outcome {
         truncated: out.truncated || err.truncated || !out.closed() || !err.closed(),
+        stdout_len: out.seen,
         stdout: out.kept,
         stderr: err.kept,
         status,
@@ -160,6 +163,8 @@ fn has_exited(pid: u32) -> bool {
 struct Stream<R> {
     pipe: Option<R>,
     kept: Vec<u8>,
+    /// Bytes read, kept or not.
+    seen: u64,
     truncated: bool,
 }
 
@@ -174,6 +179,7 @@ impl<R: Read + AsRawFd> Stream<R> {
         Self {
             pipe,
             kept: Vec::new(),
+            seen: 0,
             truncated: false,
         }
     }
@@ -194,6 +200,7 @@ impl<R: Read + AsRawFd> Stream<R> {
                 }
                 Ok(n) => {
                     any = true;
+                    self.seen += n as u64;
                     let room = OUTPUT_CAP.saturating_sub(self.kept.len());
                     if n > room {
                         self.truncated = true;

@@ -215,7 +215,6 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    #[allow(dead_code)] // used by the worker (this issue)
     pub fn is_worktree(&self) -> bool {
         self.mode == WORKTREE
     }

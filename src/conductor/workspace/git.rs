@@ -121,9 +121,10 @@ fn first_line(s: &str) -> &str {
 #[derive(Debug, Clone, Default)]
 pub struct Output {
     pub stdout: String,
-    pub stderr: String,
     /// stdout was cut at the cap (1 MiB).
     pub truncated: bool,
+    /// How long stdout was, cut or not.
+    pub stdout_len: u64,
     /// The exit code (0 unless the call allowed others, see [`Git::run_status`]).
     pub code: i32,
 }
@@ -218,8 +219,8 @@ impl Git {
         match code {
             Some(c) if ok.contains(&c) => Ok(Output {
                 stdout: String::from_utf8_lossy(&outcome.stdout).into_owned(),
-                stderr,
                 truncated: outcome.truncated,
+                stdout_len: outcome.stdout_len,
                 code: c,
             }),
             _ => Err(classify(shown, code, stderr)),

@@ -4,10 +4,15 @@
 //! - `git`: the one place git is run (timeouts, a clean environment, clear errors);
 //! - `layout`: where a task's worktree lives and what its branch is called;
 //! - `plan`: where a new task runs, decided when it is queued (roots, mode, base commit);
+//! - `create`: the worktree made, reused or repaired, idempotently across a kill;
+//! - `commit`: a succeeded run's changes committed, and the task's `result`;
+//! - `stat`: the size of a branch's change against its base;
 //! - `remove`: a worktree or branch taken away, idempotently;
 //! - `diff`, `merge`, `discard`: a task's result reviewed, merged into a branch, or
 //!   thrown away.
 
+pub mod commit;
+pub mod create;
 pub mod diff;
 pub mod discard;
 pub mod git;
@@ -15,5 +20,6 @@ pub mod layout;
 pub mod merge;
 pub mod plan;
 pub mod remove;
+pub mod stat;
 #[cfg(test)]
 pub mod test_repo;

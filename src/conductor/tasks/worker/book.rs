@@ -13,6 +13,7 @@ use super::super::control::{RunControl, StopReason};
 use super::super::model::{Run, Task, TaskSpec};
 use super::super::progress::{completed_lines, Logged, Progress};
 use super::timings::Timings;
+use super::workspace::Worktree;
 use super::End;
 use crate::app::App;
 
@@ -24,6 +25,8 @@ pub struct RunBook<'a> {
     pub spec: TaskSpec,
     pub run: Run,
     pub timings: Timings,
+    /// A worktree task's worktree, once made or found (`workspace::prepare`).
+    pub worktree: Option<Worktree>,
     /// The run's lines the task log holds (its steps' "completed" lines, its end line).
     logged: Logged,
 }
@@ -48,6 +51,7 @@ impl<'a> RunBook<'a> {
             spec,
             run,
             timings: Timings::new(ctl.started_ms),
+            worktree: None,
             logged,
         })
     }

@@ -15,12 +15,13 @@ use serde_json::{json, Value};
 use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339, rfc3339_from_ms};
 
 use super::super::control::StopReason;
-use super::super::model::{error_value, Run, RunRef, Status, Task};
+use super::super::model::{error_value, Run, RunRef, Status, Task, TaskResult};
 use super::super::progress::{Line, Progress};
 use super::super::replies::TurnRecord;
 use super::book::RunBook;
 use super::follow::{log_command, log_file, Follower};
 use super::timings::Phase;
+use super::workspace;
 use super::{failed, End};
 
 /// Records step `index`'s outcome from its turn record; an outcome other than `completed`
@@ -226,6 +227,7 @@ pub fn close(book: &mut RunBook, end: &End) {
         End::Left(_) => return,
     };
     let error = book.run.error.clone();
+    let result = book.run.result.clone();
     book.log_completed_steps();
     let progress = Progress::of(&book.run);
     let run_id = book.run.run_id.clone();
@@ -242,8 +244,14 @@ pub fn close(book: &mut RunBook, end: &End) {
         .ok()
         .and_then(|t| retry_delay(&t, &run_id, end, backoff));
     if book.take_end_line() {
-        let (level, message, detail) =
-            end_line(&run_id, book.total(), end, error.as_ref(), retry_in);
+        let (level, message, detail) = end_line(
+            &run_id,
+            book.total(),
+            end,
+            error.as_ref(),
+            result.as_ref(),
+            retry_in,
+        );
         book.log(level, &message, detail);
     }
     let updated = book.update_task(|t| {
@@ -264,6 +272,9 @@ pub fn close(book: &mut RunBook, end: &End) {
         }
         t.waiting = None;
         t.error = error.clone();
+        if result.is_some() {
+            t.result = result.clone();
+        }
         let mut status = task_status;
         if let Some(delay) = retry_in {
             status = Status::Queued;
@@ -315,14 +326,25 @@ fn end_line(
     total: usize,
     end: &End,
     error: Option<&Value>,
+    result: Option<&TaskResult>,
     retry_in: Option<u64>,
 ) -> Line {
     match (end, retry_in) {
-        (End::Succeeded, _) => (
-            "info",
-            format!("run {run_id} succeeded: {total} step(s) done"),
-            Some(json!({"end": "succeeded"})),
-        ),
+        (End::Succeeded, _) => match result {
+            Some(r) => (
+                "info",
+                format!(
+                    "run {run_id} succeeded: {total} step(s) done; {}",
+                    workspace::summary(r)
+                ),
+                Some(json!({"end": "succeeded", "result": r})),
+            ),
+            None => (
+                "info",
+                format!("run {run_id} succeeded: {total} step(s) done"),
+                Some(json!({"end": "succeeded"})),
+            ),
+        },
         (End::Failed { code, message, .. }, Some(delay)) => (
             "error",
             format!(

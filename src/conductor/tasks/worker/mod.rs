@@ -4,8 +4,9 @@
 //! session poll beside it, and its outcome written to the run, the task and the task log.
 //!
 //! The parts, each owning one job: [`book::RunBook`] (the run's records and their writes),
-//! `session` (the run's codexd session), `send` (a step's turn, exactly once), `follow`
-//! (the turn to its end) and `finish` (a step's outcome, then the run's).
+//! `workspace` (a worktree task's worktree before the session, its commit after the last
+//! step), `session` (the run's codexd session), `send` (a step's turn, exactly once),
+//! `follow` (the turn to its end) and `finish` (a step's outcome, then the run's).
 //!
 //! One place for a step's outcome: the run's step record is written first, and the task's
 //! `steps_done`, `final_message` and the "step k/N completed" lines are derived from it
@@ -31,6 +32,7 @@ mod follow;
 mod send;
 mod session;
 mod timings;
+mod workspace;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -164,6 +166,12 @@ fn drive_run(app: &Arc<App>, ctl: &RunControl, run: Run) -> Watched {
         return Watched::MayHaveChanged;
     }
     let (end, watched) = drive(&mut book);
+    // The turns' changes are committed before the run's end is written, so the result
+    // goes with that write; a kill in between commits nothing more on the next try.
+    let end = match end {
+        End::Succeeded => workspace::commit(&mut book),
+        other => other,
+    };
     let watched = match end {
         End::Succeeded => watched,
         // A failed turn may have failed on the limits, which codexd reads again after it.
@@ -193,6 +201,11 @@ fn drive_with(book: &mut RunBook, follower_slot: &mut Option<Follower>) -> End {
         book.ctl.request(StopReason::Cancel);
     }
     let resumed = !book.run.steps.is_empty() || book.run.session_id.is_some();
+    // An earlier run of a worktree task did every step but could not commit their
+    // changes (the repo was busy): this one only commits.
+    let commit_only = !resumed
+        && book.run.first_step >= book.spec.steps.len()
+        && task.workspace.as_ref().is_some_and(|w| w.is_worktree());
     if resumed {
         book.log(
             "info",
@@ -201,6 +214,15 @@ fn drive_with(book: &mut RunBook, follower_slot: &mut Option<Follower>) -> End {
                 book.run.run_id, book.run.attempt, book.app.cfg.node_id
             ),
             None,
+        );
+    } else if commit_only {
+        book.log(
+            "info",
+            &format!(
+                "run {} started (attempt {}): every step is done; committing the result",
+                book.run.run_id, book.run.attempt
+            ),
+            Some(json!({"attempt": book.run.attempt, "node_id": book.app.cfg.node_id})),
         );
     } else {
         book.log(
@@ -219,6 +241,12 @@ fn drive_with(book: &mut RunBook, follower_slot: &mut Option<Follower>) -> End {
         // Steps the run recorded before the conductor stopped, whose lines or task
         // progress it may not have written.
         book.publish_steps(false);
+    }
+    if let Err(end) = workspace::prepare(book, &task) {
+        return end;
+    }
+    if commit_only {
+        return End::Succeeded;
     }
     // A session created just now is idle with no turn: its first send needs no poll.
     let mut idle = match session::ensure(book, &task) {

@@ -9,6 +9,8 @@ use baa::common::time::now_ms;
 /// The phases of a run, in the order they happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Making (or finding) a worktree task's worktree.
+    Worktree,
     /// Creating or adopting the codexd session.
     Session,
     /// Finding the event stream's position (its path is read once per conductor).
@@ -19,23 +21,27 @@ pub enum Phase {
     Send,
     /// From the 202 until the run saw the turn end.
     Turn,
+    /// Committing a worktree task's changes and computing its result.
+    Commit,
     /// Recording the step's and the run's outcome.
     Finish,
 }
 
-const PHASES: [(Phase, &str); 6] = [
+const PHASES: [(Phase, &str); 8] = [
+    (Phase::Worktree, "worktree_ms"),
     (Phase::Session, "session_ms"),
     (Phase::Stream, "stream_ms"),
     (Phase::Idle, "idle_ms"),
     (Phase::Send, "send_ms"),
     (Phase::Turn, "turn_ms"),
+    (Phase::Commit, "commit_ms"),
     (Phase::Finish, "finish_ms"),
 ];
 
 pub struct Timings {
     /// From the dispatch (the run control's creation) to the thread's first act.
     thread_start_ms: u64,
-    spent: [f64; 6],
+    spent: [f64; 8],
     writes: u32,
     write_ms: f64,
 }
@@ -44,7 +50,7 @@ impl Timings {
     pub fn new(dispatched_ms: u64) -> Timings {
         Timings {
             thread_start_ms: now_ms().saturating_sub(dispatched_ms),
-            spent: [0.0; 6],
+            spent: [0.0; 8],
             writes: 0,
             write_ms: 0.0,
         }
@@ -92,11 +98,13 @@ mod tests {
         let line = t.line();
         for name in [
             "thread_start_ms=",
+            "worktree_ms=",
             "session_ms=",
             "stream_ms=",
             "idle_ms=",
             "send_ms=",
             "turn_ms=",
+            "commit_ms=",
             "finish_ms=",
             "writes=1 ",
         ] {

@@ -80,8 +80,16 @@ grep -q '"accepted":true' "$out" || fail "the turn was not accepted"
 grep -q '"lastTurnStatus":"completed"' "$out" || fail "the turn did not complete"
 grep -q '"finalMessage":"mock reply: Say hello"' "$out" || fail "the answer was not shown"
 grep -q '^task: task_' "$out" || fail "no task id printed"
-grep -q 'final message: mock reply: Say hello as a task' "$out" || fail "the task's answer was not in its log"
-grep -q 'run run_[^ ]* succeeded' "$out" || fail "the task did not succeed"
+grep -q 'final message: mock reply: created hello.txt' "$out" || fail "the task's answer was not in its log"
+grep -q 'run run_[^ ]* succeeded: 1 step(s) done; branch baa/task_' "$out" || fail "the task did not succeed with a result on its branch"
+grep -q '^+++ b/hello.txt' "$out" || fail "task diff did not show hello.txt"
+grep -q '^+hello from the demo model' "$out" || fail "task diff did not show the file's line"
+# The task's commit is on its branch in the demo repo, and the demo repo's own checkout
+# is as it was: the task ran in a worktree.
+tid="$(sed -n 's/^task: //p' "$out" | head -n 1)"
+demo_repo="$work/dev/demo-repo"
+git -C "$demo_repo" log -1 --format=%B "baa/$tid" | grep -q "^Baa-Task: $tid" || fail "no commit with the task's trailer on baa/$tid"
+[ ! -e "$demo_repo/hello.txt" ] || fail "the task wrote into the demo repo's own checkout"
 grep -q '<title>.*baa status</title>' "$out" || fail "the status page did not answer"
 # The stack's own log (docs/runtime/logs.md): a key=value line per lifecycle event, never the
 # token (only dev.sh's own "dev token (...)" line shows it), no Rust debug formatting.

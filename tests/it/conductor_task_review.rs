@@ -177,12 +177,15 @@ fn review_cli_diffs_merges_shows_and_discards_a_worktree_task() {
         "from the task\n"
     );
     assert_eq!(git(&repo, &["status", "--porcelain"]), "?? notes.txt");
+    // Merged: the worktree and the branch have done their job and go.
+    assert!(!wt.exists(), "the worktree is still there after the merge");
+    assert_eq!(git(&repo, &["branch", "--list", &format!("baa/{id}")]), "");
     let again = task(url, &["merge", id], Some(TOKEN));
     assert!(ok(&again).starts_with("already merged"), "{again:?}");
 
     let shown = task(url, &["show", id], None);
     for want in [
-        format!("branch     baa/{id} (worktree {})", wt.display()),
+        format!("branch     baa/{id} (worktree removed "),
         "changes    +1 \u{2212}0 in 1 file".to_string(),
         "merged     into main (fast-forward)".to_string(),
     ] {

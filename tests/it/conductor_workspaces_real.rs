@@ -296,6 +296,15 @@ fn real_three_parallel_tasks_on_one_repo_get_three_worktrees_branches_and_diffs_
     );
     assert_eq!(repo.head(), str_of(merged, "commit"));
     assert!(repo.path.join("alpha.txt").is_file());
+    // Merged, its worktree and branch are gone (the commit lives on in main).
+    assert!(
+        !worktree_paths[0].1.exists(),
+        "the merged task's worktree stays"
+    );
+    assert!(repo
+        .git(&["branch", "--list", &format!("baa/{}", ids[0])])
+        .trim()
+        .is_empty());
     assert!(repo.path.join("scratch.txt").is_file());
     assert_eq!(
         repo.git(&["status", "--porcelain", "--untracked-files=all"]),

@@ -405,8 +405,52 @@ pub fn merge(app: &App, id: &str, body: &Map<String, Value>) -> Result<Value, Ap
         ),
         None,
     );
+    let t = retire_after_merge(app, t);
     app.task_changed(&t);
     Ok(json!({"task": t, "merged": record}))
+}
+
+/// After a merge the task's branch has done its job (its commit is in the target) and so
+/// has its worktree: both go, as the issue says the branch stays only "until it is merged
+/// or discarded". The merge stands whatever happens here; a failure is logged and a
+/// discard finishes the job.
+fn retire_after_merge(app: &App, t: Task) -> Task {
+    let Some(ws) = t.workspace.clone() else {
+        return t;
+    };
+    let id = t.task_id.clone();
+    if let Err(e) = discard::discard(&app.git, &ws, &app.cfg.worktrees_dir) {
+        app.tasks.logs.append(
+            &id,
+            None,
+            "warn",
+            &format!("merged, but the worktree and branch could not be removed ({e}); POST /v1/tasks/{id}/discard removes them"),
+            None,
+        );
+        return t;
+    }
+    let now = now_rfc3339();
+    let updated = app.tasks.update(&id, |t| match t.workspace.as_mut() {
+        Some(w) if w.path.is_some() && w.removed_at.is_none() => {
+            w.removed_at = Some(now.clone());
+            true
+        }
+        _ => false,
+    });
+    app.tasks.logs.append(
+        &id,
+        None,
+        "info",
+        &format!(
+            "worktree and branch {} removed after the merge",
+            ws.branch.as_deref().unwrap_or("-")
+        ),
+        None,
+    );
+    match updated {
+        Ok(Some(t)) => t,
+        _ => t,
+    }
 }
 
 // ---- discard ----------------------------------------------------------------------------

@@ -4,11 +4,15 @@
 //! - `git`: the one place git is run (timeouts, a clean environment, clear errors);
 //! - `layout`: where a task's worktree lives and what its branch is called;
 //! - `plan`: where a new task runs, decided when it is queued (roots, mode, base commit);
-//! - `remove`: a worktree or branch taken away, idempotently.
+//! - `remove`: a worktree or branch taken away, idempotently;
+//! - `janitor`: the housekeeping thread (retention, `git worktree prune`, disk use), and
+//!   `usage` its bounded walk of the worktrees dir.
 
 pub mod git;
+pub mod janitor;
 pub mod layout;
 pub mod plan;
 pub mod remove;
 #[cfg(test)]
 pub mod test_repo;
+pub mod usage;

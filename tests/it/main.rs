@@ -25,6 +25,7 @@ mod conductor_task_cli;
 mod conductor_tasks;
 mod conductor_tasks_kill;
 mod conductor_tasks_real;
+mod conductor_worktree_janitor;
 mod docs_drift;
 mod http_layer;
 mod logs;

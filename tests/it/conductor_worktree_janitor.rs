@@ -1,6 +1,7 @@
 //! Workspace housekeeping against real git: the janitor removes a finished task's worktree
-//! after `BAA_CONDUCTOR_WORKTREE_RETENTION` while its branch stays, prunes registrations of
-//! worktrees deleted by hand at start, and `/v1/runtime` shows what is left.
+//! after `BAA_CONDUCTOR_WORKTREE_RETENTION` while its branch stays, removes an old worktree
+//! no task names any more (its task pruned), prunes registrations of worktrees deleted by
+//! hand at start, and `/v1/runtime` shows what is left.
 //!
 //! The worktrees and task records are made by hand before the conductor starts (the store
 //! reads `state/tasks/*.json` at start), so this needs neither codexd nor a run.
@@ -109,6 +110,23 @@ fn a_finished_tasks_worktree_was_kept_forever_now_it_goes_after_the_retention_an
         .unwrap();
     }
     std::fs::remove_dir_all(wt("task_gone")).unwrap();
+    // A worktree whose task was pruned (no record), untouched for three days: goes too.
+    let orphan = wt("task_pruned");
+    git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "baa/task_pruned",
+            &orphan.display().to_string(),
+        ],
+    );
+    std::fs::File::open(&orphan)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_millis(3 * DAY_MS))
+        .unwrap();
     assert!(git(&repo, &["worktree", "list"]).contains("task_gone"));
 
     let c = spawn(&dir, "mini-main", "primary")
@@ -138,17 +156,22 @@ fn a_finished_tasks_worktree_was_kept_forever_now_it_goes_after_the_retention_an
     // The young one is untouched.
     assert!(wt("task_new").join("work.txt").exists());
     assert!(task("task_new")["workspace"]["removed_at"].is_null());
-    // git lists neither the removed worktree nor the one deleted by hand.
+    // git lists neither the removed worktrees nor the one deleted by hand.
+    assert!(!orphan.exists());
+    assert!(branches.contains("baa/task_pruned"), "{branches}");
     let list = git(&repo, &["worktree", "list"]);
     assert!(
-        !list.contains("task_old") && !list.contains("task_gone") && list.contains("task_new"),
+        !list.contains("task_old")
+            && !list.contains("task_gone")
+            && !list.contains("task_pruned")
+            && list.contains("task_new"),
         "{list}"
     );
 
     // The runtime shows what is left, measured on the pass.
     assert_eq!(w["dir"], json!(worktrees), "{w:#}");
     assert_eq!(w["retention_s"], 86_400, "{w:#}");
-    assert_eq!(w["removed_total"], 1, "{w:#}");
+    assert_eq!(w["removed_total"], 2, "{w:#}");
     assert_eq!(w["failed_total"], 0, "{w:#}");
     assert_eq!(w["count"], 1, "{w:#}");
     assert_eq!(w["approximate"], false, "{w:#}");

@@ -9,6 +9,10 @@
 //!   A queued or running task, or one whose run thread is still winding down, is never
 //!   touched. A git failure (the repo locked by another git process, a full disk) is logged
 //!   and tried again on the next pass.
+//! - A worktree directory no task names any more (the task was pruned by
+//!   `BAA_CONDUCTOR_TASK_RETENTION` before its worktree's retention ran out, or its record
+//!   was deleted) is removed once the directory is older than the retention, so pruning
+//!   never leaks a worktree.
 //! - Then the worktrees dir is measured (`usage`) for `/v1/runtime`, so a request never
 //!   walks the disk.
 
@@ -35,6 +39,10 @@ use crate::tasks::store::TaskStore;
 /// How often a pass runs. Retention is counted in hours or days; a pass reads every
 /// finished task's record and walks the worktrees, so more often would be waste.
 pub const PASS_INTERVAL: Duration = Duration::from_secs(600);
+/// A worktree no task names is left alone at least this long, whatever the retention:
+/// a task's record is written before its worktree is made, but a new leader's index may
+/// lag the files for a moment.
+const ORPHAN_MIN_AGE: Duration = Duration::from_secs(3600);
 /// How often the thread looks at the lease and the stop flag between passes.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -127,6 +135,8 @@ pub fn prune(ctx: &Ctx, repos: &BTreeSet<PathBuf>) -> usize {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sweep {
     pub removed: u64,
+    /// Of `removed`: worktrees no task named.
+    pub orphans: u64,
     pub failed: u64,
     pub last_error: Option<String>,
 }
@@ -162,6 +172,90 @@ pub fn sweep(ctx: &Ctx, now: u64) -> Sweep {
         }
     }
     out
+}
+
+/// Removes the worktree directories under `<worktrees>/<repo>-<hash>/` that no task names
+/// and that nothing changed for longer than the retention (and at least an hour). Their repo is read from the
+/// worktree's `.git` file, so git forgets them too.
+pub fn sweep_orphans(ctx: &Ctx, now: u64, out: &mut Sweep) {
+    let retention_ms = ctx
+        .retention_s
+        .saturating_mul(1000)
+        .max(ORPHAN_MIN_AGE.as_millis() as u64);
+    for repo_dir in subdirs(ctx.worktrees_dir) {
+        for wt in subdirs(&repo_dir) {
+            if (ctx.stopping)() {
+                return;
+            }
+            let Some(id) = wt.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if ctx.tasks.exists(id) {
+                continue;
+            }
+            let changed = std::fs::symlink_metadata(&wt)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(now, |d| d.as_millis() as u64);
+            if now < changed.saturating_add(retention_ms) {
+                continue;
+            }
+            let done = match git_common_dir(&wt) {
+                Some(repo) => remove::worktree(ctx.git, &repo, &wt, ctx.worktrees_dir),
+                // Not a git worktree (a half-made one, or a stray directory): only ours
+                // to delete because it sits where task worktrees go.
+                None => std::fs::remove_dir_all(&wt).map_err(|e| GitError::Failed {
+                    args: format!("(remove {})", wt.display()),
+                    code: None,
+                    stderr: e.to_string(),
+                }),
+            };
+            match done {
+                Ok(()) => {
+                    logging::event(
+                        "workspace.removed",
+                        &[
+                            ("task_id", &id),
+                            ("path", &wt.display()),
+                            ("why", &"orphan"),
+                        ],
+                    );
+                    out.removed += 1;
+                    out.orphans += 1;
+                }
+                Err(e) => {
+                    log::warn!(
+                        "janitor: cannot remove {}, which no task names: {e}; it is tried again on the next pass",
+                        wt.display()
+                    );
+                    out.failed += 1;
+                    out.last_error = Some(format!("{id}: {e}"));
+                }
+            }
+        }
+    }
+}
+
+/// The directories directly in `dir` (symlinks are not followed).
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// The repository's git dir a worktree belongs to, from its `.git` file
+/// (`gitdir: <repo>/.git/worktrees/<name>`); git runs fine there.
+fn git_common_dir(worktree: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(worktree.join(".git")).ok()?;
+    let gitdir = PathBuf::from(text.trim().strip_prefix("gitdir:")?.trim());
+    let common = gitdir.parent()?.parent()?;
+    common.is_dir().then(|| common.to_path_buf())
 }
 
 /// Removes `task`'s worktree and records `removed_at`; `false` when the task changed
@@ -333,19 +427,25 @@ impl Loop {
             stopping: &|| stop.is_set(),
             changed: &|t| app.task_changed(t),
         };
+        // The files are the truth: a conductor that just took the lease over may hold an
+        // index older than them (cheap when nothing changed).
+        app.tasks.sync_if_changed();
         if self.prune_due {
             self.prune_due = prune(&ctx, &repos(&app.tasks)) > 0;
         }
-        let swept = sweep(&ctx, now_ms());
+        let now = now_ms();
+        let mut swept = sweep(&ctx, now);
+        sweep_orphans(&ctx, now, &mut swept);
         let usage = usage::measure(&app.cfg.worktrees_dir, usage::MAX_ENTRIES, &|| {
             stop.is_set()
         });
         let took = started.elapsed();
         if swept.removed > 0 {
             log::info!(
-                "janitor: removed {} worktree(s) of tasks finished more than {} s ago (their branches stay)",
+                "janitor: removed {} worktree(s) of tasks finished more than {} s ago ({} no task named any more); their branches stay",
                 swept.removed,
-                app.cfg.workspaces.retention_s
+                app.cfg.workspaces.retention_s,
+                swept.orphans
             );
         }
         if let Some(u) = &usage {
@@ -562,6 +662,36 @@ mod tests {
         }
         // A second sweep has nothing to do.
         assert_eq!(sweep(&ctx, now), Sweep::default());
+
+        // Worktrees no task names: removed once older than the retention (a git worktree,
+        // then a stray directory), never before.
+        let orphan = wdir.join("repo-0000000000/task_pruned");
+        r.git(&[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "baa/task_pruned",
+            &orphan.display().to_string(),
+        ]);
+        let stray = wdir.join("repo-0000000000/task_half");
+        std::fs::create_dir_all(stray.join("sub")).unwrap();
+        let mut o = Sweep::default();
+        sweep_orphans(&ctx, now_ms(), &mut o);
+        assert_eq!(o, Sweep::default());
+        assert!(orphan.exists() && stray.exists());
+        sweep_orphans(&ctx, now_ms() + 25 * HOUR_MS, &mut o);
+        assert_eq!((o.removed, o.orphans, o.failed), (2, 2, 0), "{o:?}");
+        assert!(!orphan.exists() && !stray.exists());
+        assert!(!r.git(&["worktree", "list"]).contains("task_pruned"));
+        assert!(!r
+            .git(&["branch", "--list", "baa/task_pruned"])
+            .trim()
+            .is_empty());
+        // Tasks the store knows are left to `sweep`, however old.
+        for id in ["task_young", "task_running", "task_busy"] {
+            assert!(wt(id).join("README.md").exists(), "{id}");
+        }
 
         // Prune: a worktree directory deleted by hand leaves a registration that prune
         // drops; a repo that is gone is skipped.

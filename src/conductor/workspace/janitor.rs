@@ -17,6 +17,7 @@
 //!   walks the disk.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -26,6 +27,7 @@ use serde_json::{json, Value};
 
 use baa::common::logging;
 use baa::common::signals::StopFlag;
+use baa::common::store::StoreError;
 use baa::common::sync::lock;
 use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339};
 
@@ -131,6 +133,27 @@ pub fn prune(ctx: &Ctx, repos: &BTreeSet<PathBuf>) -> usize {
     failed
 }
 
+/// Why a worktree could not be removed (each is tried again on the next pass).
+#[derive(Debug)]
+pub enum RemoveError {
+    /// git failed (the repo busy, the disk full, a timeout, …).
+    Git(GitError),
+    /// A directory that is no git worktree could not be deleted.
+    Delete(PathBuf, std::io::Error),
+    /// The worktree is gone but the task could not record it.
+    Record(StoreError),
+}
+
+impl fmt::Display for RemoveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RemoveError::Git(e) => e.fmt(f),
+            RemoveError::Delete(p, e) => write!(f, "cannot delete {}: {e}", p.display()),
+            RemoveError::Record(e) => write!(f, "cannot record workspace.removed_at: {e}"),
+        }
+    }
+}
+
 /// What one retention sweep did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sweep {
@@ -202,14 +225,13 @@ pub fn sweep_orphans(ctx: &Ctx, now: u64, out: &mut Sweep) {
                 continue;
             }
             let done = match git_common_dir(&wt) {
-                Some(repo) => remove::worktree(ctx.git, &repo, &wt, ctx.worktrees_dir),
+                Some(repo) => remove::worktree(ctx.git, &repo, &wt, ctx.worktrees_dir)
+                    .map_err(RemoveError::Git),
                 // Not a git worktree (a half-made one, or a stray directory): only ours
                 // to delete because it sits where task worktrees go.
-                None => std::fs::remove_dir_all(&wt).map_err(|e| GitError::Failed {
-                    args: format!("(remove {})", wt.display()),
-                    code: None,
-                    stderr: e.to_string(),
-                }),
+                None => {
+                    std::fs::remove_dir_all(&wt).map_err(|e| RemoveError::Delete(wt.clone(), e))
+                }
             };
             match done {
                 Ok(()) => {
@@ -260,7 +282,7 @@ fn git_common_dir(worktree: &Path) -> Option<PathBuf> {
 
 /// Removes `task`'s worktree and records `removed_at`; `false` when the task changed
 /// meanwhile (a retry queued it again: its next run makes the worktree again).
-fn remove_worktree(ctx: &Ctx, task: &Task) -> Result<bool, GitError> {
+fn remove_worktree(ctx: &Ctx, task: &Task) -> Result<bool, RemoveError> {
     let Some(ws) = &task.workspace else {
         return Ok(false);
     };
@@ -278,7 +300,8 @@ fn remove_worktree(ctx: &Ctx, task: &Task) -> Result<bool, GitError> {
         );
         return Ok(false);
     }
-    remove::worktree(ctx.git, Path::new(repo), path, ctx.worktrees_dir)?;
+    remove::worktree(ctx.git, Path::new(repo), path, ctx.worktrees_dir)
+        .map_err(RemoveError::Git)?;
     let at = now_rfc3339();
     let updated = ctx.tasks.update(&task.task_id, |t| {
         if t.status != task.status || t.finished_at != task.finished_at {
@@ -307,11 +330,7 @@ fn remove_worktree(ctx: &Ctx, task: &Task) -> Result<bool, GitError> {
         }
         Ok(_) => Ok(false),
         // The worktree is gone; the next pass finds it gone and records it then.
-        Err(e) => Err(GitError::Failed {
-            args: "(record removed_at)".into(),
-            code: None,
-            stderr: e.to_string(),
-        }),
+        Err(e) => Err(RemoveError::Record(e)),
     }
 }
 

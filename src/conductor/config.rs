@@ -310,7 +310,7 @@ pub const SETTINGS: &[Setting] = &[
     LOG_MAX_BYTES,
     // Passed on to /v1/exec commands (and HOME locates the TCC-protected folders).
     pass_on("PATH"),
-    pass_on("HOME"),
+    HOME,
     pass_on("USER"),
     pass_on("LOGNAME"),
     pass_on("LANG"),
@@ -326,6 +326,9 @@ pub const SETTINGS: &[Setting] = &[
         .external()
         .hidden(),
 ];
+
+/// Also where the default task root stops (`workspace_config`).
+const HOME: Setting = pass_on("HOME");
 
 const fn pass_on(env: &'static str) -> Setting {
     Setting::env(env)
@@ -536,14 +539,15 @@ fn workspace_config(
         }
     }
     if !task_roots_configured {
-        // The repo root by default, but never `/` or the home directory by accident: a
-        // daemon started from there would let a task write anywhere.
-        let home = std::env::var_os("HOME").map(PathBuf::from);
+        // The repo root by default, but never `/` or the home directory (nor a directory
+        // holding it) by accident: a daemon started from there would let a task write
+        // anywhere. Listing one on purpose is allowed.
+        let home = r
+            .opt_string(&HOME)
+            .and_then(|h| std::fs::canonicalize(h).ok());
         match std::fs::canonicalize(repo_root) {
-            Ok(c) if c.parent().is_none() || home.as_deref().is_some_and(|h| {
-                std::fs::canonicalize(h).is_ok_and(|h| h == c)
-            }) => warnings.push(format!(
-                "no task may run: the repo root {} is / or $HOME, which is a task root only when BAA_CONDUCTOR_TASK_ROOTS lists it",
+            Ok(c) if too_broad_for_default(&c, home.as_deref()) => warnings.push(format!(
+                "no task may run: the repo root {} is / or $HOME (or holds $HOME), which is a task root only when BAA_CONDUCTOR_TASK_ROOTS lists it",
                 repo_root.display()
             )),
             Ok(c) => task_roots.push(c),
@@ -579,6 +583,11 @@ fn workspace_config(
         author_email,
         retention_s,
     })
+}
+
+/// `/`, $HOME, or a directory that holds $HOME (`/Users`): never the default task root.
+fn too_broad_for_default(root: &std::path::Path, home: Option<&std::path::Path>) -> bool {
+    root.parent().is_none() || home.is_some_and(|h| h.starts_with(root))
 }
 
 /// `baa/`, `tasks/baa-`: segments git accepts in a branch name, so `<prefix><task_id>`
@@ -621,6 +630,17 @@ pub fn parse_duration_s(s: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+/// Seconds as the largest whole unit (`7d`, `12h`, `90s`), the way the setting is written.
+fn show_duration_s(s: u64) -> String {
+    match s {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 /// The local API may bind loopback, or a host that is both listed in the allowed hosts
@@ -703,6 +723,33 @@ pub fn render_text(c: &Config) -> String {
         format!("max_running_tasks: {}", c.max_running_tasks),
         format!("max_file_ops: {}", c.max_file_ops),
         format!("task_retention: {}", c.task_retention),
+        format!(
+            "task_roots: {}{}",
+            if c.workspaces.task_roots.is_empty() {
+                "none (no task may run)".to_string()
+            } else {
+                c.workspaces
+                    .task_roots
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+            if c.workspaces.task_roots_configured {
+                ""
+            } else {
+                " (default: the repo root)"
+            }
+        ),
+        format!("branch_prefix: {}", c.workspaces.branch_prefix),
+        format!(
+            "git_author: {} <{}>",
+            c.workspaces.author_name, c.workspaces.author_email
+        ),
+        format!(
+            "worktree_retention: {}",
+            show_duration_s(c.workspaces.retention_s)
+        ),
         format!("state_dir: {}", c.state_dir.display()),
         format!("logs_dir: {}", c.logs_dir.display()),
         format!("runs_dir: {}", c.runs_dir.display()),
@@ -752,6 +799,13 @@ pub fn render_json(c: &Config) -> serde_json::Value {
         "taskRetention": c.task_retention,
         "taskBackoffMs": c.task_backoff_ms,
         "taskBackoffMaxMs": c.task_backoff_max_ms,
+        "workspaces": {
+            "taskRoots": c.workspaces.task_roots,
+            "taskRootsConfigured": c.workspaces.task_roots_configured,
+            "branchPrefix": c.workspaces.branch_prefix,
+            "gitAuthor": format!("{} <{}>", c.workspaces.author_name, c.workspaces.author_email),
+            "worktreeRetentionS": c.workspaces.retention_s,
+        },
         "paths": {
             "stateDir": c.state_dir, "logsDir": c.logs_dir, "runsDir": c.runs_dir,
             "worktreesDir": c.worktrees_dir, "tmpDir": c.tmp_dir,
@@ -767,7 +821,7 @@ mod tests {
     use baa::common::settings::Flags;
     use std::collections::HashMap;
     use std::ffi::OsString;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     const DIRS: &[&str] = &[
         "--state-dir",
@@ -1051,6 +1105,210 @@ mod tests {
             "{text}"
         );
         assert!(!render_json(&c).to_string().contains("s3cret"));
+    }
+
+    /// A real directory (the roots are canonicalized), removed by the caller.
+    fn scratch_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(baa::common::ids::new_id(&format!("cfg-{tag}")));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::canonicalize(&d).unwrap()
+    }
+
+    #[test]
+    fn task_roots_are_absolute_and_default_to_the_repo_root_but_never_to_slash_or_home() {
+        let d = scratch_dir("roots");
+        let (repo, home) = (d.join("home/me/src/app"), d.join("home/me"));
+        std::fs::create_dir_all(&repo).unwrap();
+        let s = |p: &Path| p.display().to_string();
+        let home_env = [("HOME", s(&home))];
+        let env: Vec<(&str, &str)> = home_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let ws = |args: &[&str]| resolve_with(args, &env).unwrap();
+
+        // Relative entries are refused, naming the setting.
+        assert_eq!(
+            err(&["--task-roots", "src,/tmp"], &[]),
+            "--task-roots: entry \"src\" must be an absolute directory"
+        );
+        assert!(err(&[], &[("BAA_CONDUCTOR_TASK_ROOTS", "./x")])
+            .starts_with("BAA_CONDUCTOR_TASK_ROOTS"));
+
+        // Listed: canonical, in order; one that does not exist is a warning, not a root.
+        let c = ws(&[
+            "--task-roots",
+            &format!("{}, {}/../me/src ,/no/such/dir", s(&repo), s(&home)),
+        ]);
+        assert_eq!(c.workspaces.task_roots, [repo.clone(), home.join("src")]);
+        assert!(c.workspaces.task_roots_configured);
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("/no/such/dir cannot be resolved")),
+            "{:?}",
+            c.warnings
+        );
+
+        // Unset: the repo root.
+        let c = ws(&["--repo-root", &s(&repo)]);
+        assert_eq!(c.workspaces.task_roots, vec![repo.clone()]);
+        assert!(!c.workspaces.task_roots_configured);
+
+        // Unset, and the repo root is /, $HOME or holds $HOME: no root, and a warning that
+        // names the setting.
+        for broad in [PathBuf::from("/"), home.clone(), d.join("home")] {
+            let c = ws(&["--repo-root", &s(&broad)]);
+            assert!(
+                c.workspaces.task_roots.is_empty(),
+                "{broad:?}: {:?}",
+                c.workspaces
+            );
+            let w = c.warnings.join("\n");
+            assert!(
+                w.contains("no task may run") && w.contains("BAA_CONDUCTOR_TASK_ROOTS lists it"),
+                "{broad:?}: {w}"
+            );
+        }
+        // Listed on purpose, they are roots.
+        let c = ws(&[
+            "--task-roots",
+            &format!("/,{}", s(&home)),
+            "--repo-root",
+            "/",
+        ]);
+        assert_eq!(c.workspaces.task_roots, [PathBuf::from("/"), home.clone()]);
+        assert!(!c.warnings.iter().any(|w| w.contains("no task may run")));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn branch_prefix_author_and_retention_parse_or_name_their_setting() {
+        let c = resolve_with(&[], &[]).unwrap();
+        let w = &c.workspaces;
+        assert_eq!(w.branch_prefix, "baa/");
+        assert_eq!(
+            (w.author_name.as_str(), w.author_email.as_str()),
+            ("baa-conductor", "baa-conductor@localhost")
+        );
+        assert_eq!(w.retention_s, 7 * 86_400);
+
+        for ok in ["baa/", "tasks/baa-", "team.x/ai_runs/"] {
+            let c = resolve_with(&["--branch-prefix", ok], &[]).unwrap();
+            assert_eq!(c.workspaces.branch_prefix, ok);
+        }
+        for bad in [
+            "baa",
+            "/baa/",
+            "-x/",
+            ".x/",
+            "a..b/",
+            "a//b/",
+            "a/.b/",
+            "x.lock/y/",
+            "a b/",
+            "a~/",
+            "ä/",
+        ] {
+            let e = err(&["--branch-prefix", bad], &[]);
+            assert!(
+                e.starts_with("--branch-prefix: ") && e.contains("must be"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(err(&[], &[("BAA_CONDUCTOR_BRANCH_PREFIX", "x")])
+            .starts_with("BAA_CONDUCTOR_BRANCH_PREFIX"));
+
+        let c = resolve_with(
+            &[],
+            &[(
+                "BAA_CONDUCTOR_GIT_AUTHOR",
+                "  Jane Q. Doe  < jane@example.com > ",
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.workspaces.author_name.as_str(),
+                c.workspaces.author_email.as_str()
+            ),
+            ("Jane Q. Doe", "jane@example.com")
+        );
+        for bad in [
+            "Jane",
+            "<jane@example.com>",
+            "Jane <>",
+            "Jane <j@e",
+            "Jane j@e>",
+            "Ja<ne <j@e>",
+            "Jane <j<@e>",
+        ] {
+            let e = err(&["--git-author", bad], &[]);
+            assert!(
+                e.starts_with("--git-author: ") && e.contains("Name <email>"),
+                "{bad}: {e}"
+            );
+        }
+
+        for (text, secs) in [
+            ("7d", 604_800),
+            ("12h", 43_200),
+            ("30m", 1_800),
+            ("90s", 90),
+            ("3600", 3_600),
+            ("0", 0),
+        ] {
+            let c = resolve_with(&[], &[("BAA_CONDUCTOR_WORKTREE_RETENTION", text)]).unwrap();
+            assert_eq!(c.workspaces.retention_s, secs, "{text}");
+            assert_eq!(
+                show_duration_s(secs),
+                if text == "3600" {
+                    "1h"
+                } else if text == "0" {
+                    "0s"
+                } else {
+                    text
+                }
+            );
+        }
+        for bad in ["7w", "d", "-1", "1.5h", "7 days", "99999999999999999999d"] {
+            let e = err(&["--worktree-retention", bad], &[]);
+            assert!(
+                e.starts_with("--worktree-retention: ") && e.contains("(7d)"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_config_command_shows_the_workspace_settings() {
+        let c = resolve_with(
+            &[
+                "--task-roots",
+                "/",
+                "--branch-prefix",
+                "ai/",
+                "--worktree-retention",
+                "12h",
+            ],
+            &[("BAA_CONDUCTOR_GIT_AUTHOR", "Bot <bot@example.com>")],
+        )
+        .unwrap();
+        let text = render_text(&c);
+        for line in [
+            "task_roots: /\n",
+            "branch_prefix: ai/\n",
+            "git_author: Bot <bot@example.com>\n",
+            "worktree_retention: 12h\n",
+        ] {
+            assert!(text.contains(line), "{line:?} not in:\n{text}");
+        }
+        let json = render_json(&c);
+        assert_eq!(json["workspaces"]["worktreeRetentionS"], 43_200);
+        assert_eq!(json["workspaces"]["gitAuthor"], "Bot <bot@example.com>");
+        // Unset roots over a repo root that cannot be resolved: none, said plainly.
+        let text = render_text(&resolve_with(&["--repo-root", "/no/such/dir"], &[]).unwrap());
+        assert!(
+            text.contains("task_roots: none (no task may run) (default: the repo root)"),
+            "{text}"
+        );
     }
 
     #[test]

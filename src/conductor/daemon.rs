@@ -23,6 +23,7 @@ use crate::lease::{self, Lease};
 use crate::routes;
 use crate::tasks::scheduler::Scheduler;
 use crate::tasks::store::TaskStore;
+use crate::workspace::janitor;
 
 /// Why the conductor could not start (the one line `common::daemon` prints).
 #[derive(Debug)]
@@ -54,8 +55,8 @@ pub fn run(cfg: Config) -> ExitCode {
     let startup = Startup {
         binary: "baa-conductor",
         bind: cfg.local_api.bind_addr(),
-        // The grace, then the scheduler (its runs get 3 s), then joining the lease and
-        // heartbeat loops (each wakes within 50 ms).
+        // The grace, then the scheduler (its runs get 3 s), then joining the lease,
+        // heartbeat and janitor loops (each wakes within 50 ms).
         stop_bound: STOP_GRACE + Duration::from_secs(10),
     };
     daemon::run(startup, move |listener, bound, stop| {
@@ -149,6 +150,9 @@ fn start(
     .map_err(|e| log::error!("cannot start the lease thread: {e}"))
     .ok();
     let heartbeat = spawn_heartbeat(app.clone(), stop.clone());
+    let janitor = janitor::spawn(app.clone(), stop.clone())
+        .map_err(|e| log::error!("cannot start the janitor thread: {e}"))
+        .ok();
     let scheduler = Scheduler::start(app.clone(), stop.clone())
         .map_err(|e| log::error!("cannot start the scheduler thread: {e}"))
         .ok();
@@ -156,7 +160,10 @@ fn start(
         app,
         server,
         scheduler,
-        threads: [lease_loop, heartbeat].into_iter().flatten().collect(),
+        threads: [lease_loop, heartbeat, janitor]
+            .into_iter()
+            .flatten()
+            .collect(),
     })
 }
 
@@ -197,7 +204,8 @@ impl Service for Running {
         if let Some(s) = scheduler {
             s.stop();
         }
-        // The loops watch the same stop flag and wake within 50 ms.
+        // The loops watch the same stop flag and wake within 50 ms (the janitor's git call,
+        // if one was running, was ended with the exec groups above).
         for t in threads {
             let _ = t.join();
         }

@@ -199,6 +199,8 @@ pub fn runtime_snapshot(app: &App) -> Value {
             "stateDir": c.state_dir, "logsDir": c.logs_dir, "runsDir": c.runs_dir,
             "worktreesDir": c.worktrees_dir, "tmpDir": c.tmp_dir,
         },
+        // Task worktrees as the janitor last measured them (a request never walks the disk).
+        "worktrees": app.janitor.to_json(&c.worktrees_dir, c.workspaces.retention_s),
         // Start-up config warnings, then conditions found while running (a recovered state file).
         "warnings": c.warnings.iter().cloned().chain(app.system.warnings()).chain(app.tasks.warnings()).chain(state_file_warnings(app)).collect::<Vec<_>>(),
     })

@@ -40,6 +40,10 @@ fn conductor_standby_stays_standby_then_takes_over_after_leader_sigkill() {
         ),
         (json!("standby"), json!("mini-main"))
     );
+    // The worktree janitor acts on the lease holder only (four lease ticks above: a standby
+    // that thought itself leader would have made its first pass at once).
+    assert_eq!(rt["worktrees"]["passes"], 0, "{:#}", rt["worktrees"]);
+    assert!(rt["worktrees"]["measured_at"].is_null());
     post(
         &leader.url("/v1/system/pause"),
         &json!({"requested_by": "leader"}),
@@ -76,6 +80,12 @@ fn conductor_standby_stays_standby_then_takes_over_after_leader_sigkill() {
         (get(&standby.url("/readyz")).status == 200).then_some(())
     });
     assert!(ready.is_some(), "new leader not ready");
+    // Its janitor starts with the lease.
+    let janitor = wait_for(Duration::from_secs(5), || {
+        let w = get(&standby.url("/v1/runtime")).expect(200)["data"]["worktrees"].clone();
+        (w["passes"].as_u64() >= Some(1)).then_some(w)
+    });
+    assert!(janitor.is_some(), "no janitor pass on the new leader");
     let st = get(&standby.url("/v1/system/state")).expect(200)["data"].clone();
     assert_eq!(
         (

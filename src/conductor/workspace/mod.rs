@@ -9,13 +9,16 @@
 //! - `stat`: the size of a branch's change against its base;
 //! - `remove`: a worktree or branch taken away, idempotently;
 //! - `diff`, `merge`, `discard`: a task's result reviewed, merged into a branch, or
-//!   thrown away.
+//!   thrown away;
+//! - `janitor`: the housekeeping thread (retention, `git worktree prune`, disk use), and
+//!   `usage` its bounded walk of the worktrees dir.
 
 pub mod commit;
 pub mod create;
 pub mod diff;
 pub mod discard;
 pub mod git;
+pub mod janitor;
 pub mod layout;
 pub mod merge;
 pub mod plan;
@@ -23,3 +26,4 @@ pub mod remove;
 pub mod stat;
 #[cfg(test)]
 pub mod test_repo;
+pub mod usage;

@@ -86,7 +86,7 @@ grep -q '^+++ b/hello.txt' "$out" || fail "task diff did not show hello.txt"
 grep -q '^+hello from the demo model' "$out" || fail "task diff did not show the file's line"
 # The task's commit is on its branch in the demo repo, and the demo repo's own checkout
 # is as it was: the task ran in a worktree.
-tid="$(sed -n 's/^task: //p' "$out" | head -n 1)"
+tid="$(awk '/^task: /{ print $2; exit }' "$out")"
 demo_repo="$work/dev/demo-repo"
 git -C "$demo_repo" log -1 --format=%B "baa/$tid" | grep -q "^Baa-Task: $tid" || fail "no commit with the task's trailer on baa/$tid"
 [ ! -e "$demo_repo/hello.txt" ] || fail "the task wrote into the demo repo's own checkout"

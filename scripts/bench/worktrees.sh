@@ -88,7 +88,8 @@ announced() {
     return 1
 }
 
-gitq() { git -c user.name=bench -c user.email=bench@example.com "$@"; }
+# No background gc or maintenance: it would repack the objects while the repo is cloned.
+gitq() { git -c user.name=bench -c user.email=bench@example.com -c gc.auto=0 -c maintenance.auto=false "$@"; }
 
 # A repo of $files files in 100 directories, one commit.
 make_repo() {
@@ -107,7 +108,7 @@ make_repo() {
 echo "runtime root: $root (binaries in $bin; $n tasks on a $files-file repo; list $list_n)"
 t0=$SECONDS
 make_repo "$root/repos/big" "$files"
-cp -a "$root/repos/big" "$root/repos/big-in-place"
+gitq clone -q "$root/repos/big" "$root/repos/big-in-place"
 make_repo "$root/repos/small" 10
 echo "repos made in $((SECONDS - t0)) s"
 
@@ -174,7 +175,7 @@ stats() {
 run_ms() {
     while read -r id; do
         curl -s "$conductor/v1/tasks/$id" |
-            jq -r '.data.runs[-1] | select(.status == "succeeded") | (.duration_ms // empty)'
+            jq -r '.data.runs | last | select(.status == "succeeded") | (.duration_ms // empty)'
     done <"$1"
 }
 

@@ -7,7 +7,7 @@
 # - run: the run's wall time (started_at → finished_at), worktree tasks vs the same tasks
 #   in place on a copy of the repo, and the difference (what the worktree adds around the
 #   turn: create before it, commit and result after it);
-# - workspace_ms and commit_ms: the worker's own timings of those two phases (the
+# - worktree_ms and commit_ms: the worker's own timings of those two phases (the
 #   conductor's `run_timings` debug line);
 # - diff: GET /v1/tasks/:id/diff;
 # - remove: POST /v1/tasks/:id/discard (the worktree and the branch);
@@ -200,7 +200,7 @@ echo "run (in place):  $(run_ms "$root/ip.ids" | stats)"
 wt50=$(run_ms "$root/wt.ids" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] + 0 }')
 ip50=$(run_ms "$root/ip.ids" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] + 0 }')
 echo "worktree adds (p50 difference): $((wt50 - ip50)) ms per task"
-for phase in workspace_ms commit_ms; do
+for phase in worktree_ms commit_ms; do
     echo "$phase: $(grep -o "task=[^ ]* .* $phase=[0-9.]*" "$root/c/conductor.err" | grep -F -f "$root/wt.ids" |
         grep -o "$phase=[0-9.]*" | cut -d= -f2 | stats)"
 done

@@ -6,7 +6,6 @@
 //! usage errors.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -14,31 +13,12 @@ use serde_json::{json, Value};
 use crate::support::codexd::{start_running, with_stub, Dirs};
 use crate::support::conductor::TOKEN;
 use crate::support::daemon::{Ran, Spawn, CONDUCTOR};
+use crate::support::git::git;
 use crate::support::http::{get, post, post_h};
 use crate::support::tasks;
 use crate::support::tmp::TempDir;
 
 const T: Duration = Duration::from_secs(30);
-
-#[track_caller]
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "op")
-        .env("GIT_AUTHOR_EMAIL", "op@example.com")
-        .env("GIT_COMMITTER_NAME", "op")
-        .env("GIT_COMMITTER_EMAIL", "op@example.com")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn auth() -> [(&'static str, String); 1] {
     [("Authorization", format!("Bearer {TOKEN}"))]

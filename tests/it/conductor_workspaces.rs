@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use crate::support::codex::MockCodexHome;
 use crate::support::codexd::{start_running, with_mock_codex, with_stub, Dirs};
 use crate::support::daemon::{wait_for, Daemon};
+use crate::support::git::git;
 use crate::support::http::get;
 use crate::support::mock_model::{keywords, Reply};
 use crate::support::tasks::{self, runs, TaskConductor};
@@ -23,27 +24,6 @@ use crate::support::tmp::TempDir;
 
 const T: Duration = Duration::from_secs(30);
 const AUTHOR: &str = "Baa Test <baa-test@example.invalid>";
-
-#[track_caller]
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "op")
-        .env("GIT_AUTHOR_EMAIL", "op@example.com")
-        .env("GIT_COMMITTER_NAME", "op")
-        .env("GIT_COMMITTER_EMAIL", "op@example.com")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
-}
 
 /// The operator's repo: `main` with two commits, a `src/` dir, an untracked file and a
 /// modified tracked one (what a person mid-work has).

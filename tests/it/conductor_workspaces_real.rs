@@ -6,7 +6,6 @@
 //! the issue says.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -15,6 +14,7 @@ use crate::support::codex::MockCodexHome;
 use crate::support::codexd::{start_running, with_mock_codex, Dirs};
 use crate::support::conductor::TOKEN;
 use crate::support::daemon::{wait_for, Daemon};
+use crate::support::git::git;
 use crate::support::http::{get, post, post_h, Resp};
 use crate::support::mock_model::{keywords, Call, Gate, Reply};
 use crate::support::tasks::{self, TaskConductor};
@@ -25,27 +25,6 @@ const T: Duration = Duration::from_secs(90);
 /// A repo the operator works in: `main` with one commit (README.md), an untracked file.
 struct Checkout {
     path: PathBuf,
-}
-
-#[track_caller]
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "operator")
-        .env("GIT_AUTHOR_EMAIL", "op@example.com")
-        .env("GIT_COMMITTER_NAME", "operator")
-        .env("GIT_COMMITTER_EMAIL", "op@example.com")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl Checkout {

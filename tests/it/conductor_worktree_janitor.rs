@@ -7,7 +7,6 @@
 //! reads `state/tasks/*.json` at start), so this needs neither codexd nor a run.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -16,30 +15,11 @@ use baa::common::time::{now_ms, rfc3339_from_ms};
 
 use crate::support::conductor::{spawn, TOKEN};
 use crate::support::daemon::wait_for;
+use crate::support::git::git;
 use crate::support::http::get;
 use crate::support::tmp::TempDir;
 
 const DAY_MS: u64 = 86_400_000;
-
-#[track_caller]
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "op")
-        .env("GIT_AUTHOR_EMAIL", "op@example.com")
-        .env("GIT_COMMITTER_NAME", "op")
-        .env("GIT_COMMITTER_EMAIL", "op@example.com")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A finished worktree task's record, as the worker leaves it.
 fn finished_task(id: &str, repo: &Path, path: &Path, finished_ms: u64) -> Value {

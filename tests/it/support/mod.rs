@@ -10,6 +10,7 @@ pub mod codex;
 pub mod codexd;
 pub mod conductor;
 pub mod daemon;
+pub mod git;
 pub mod http;
 pub mod mock_model;
 pub mod status_api;

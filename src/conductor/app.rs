@@ -49,7 +49,7 @@ pub struct App {
     /// Every git call of the task workspaces (stopped with the conductor).
     pub git: crate::workspace::git::Git,
     /// What the worktree janitor found on its last pass (for `/v1/runtime`).
-    pub janitor: crate::workspace::janitor::Stats,
+    pub janitor: crate::workspace::janitor_stats::Stats,
     /// The cap on concurrent `files/read` and `files/write`.
     pub file_slots: FileSlots,
     /// What host ops must never touch (state and logs trees, our own /proc entry).
@@ -96,7 +96,7 @@ impl App {
             codex_hold: HoldGate::default(),
             exec_slots: ExecSlots::default(),
             git: crate::workspace::git::Git::default(),
-            janitor: crate::workspace::janitor::Stats::default(),
+            janitor: crate::workspace::janitor_stats::Stats::default(),
             file_slots: FileSlots::new(cfg.max_file_ops),
             protected_paths,
             audit,

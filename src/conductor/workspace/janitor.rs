@@ -19,21 +19,18 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-
-use serde_json::{json, Value};
 
 use baa::common::logging;
 use baa::common::signals::StopFlag;
 use baa::common::store::StoreError;
-use baa::common::sync::lock;
 use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339};
 
 use super::git::{Git, GitError};
 use super::remove;
-use super::usage::{self, Usage};
+use super::usage;
 use crate::app::App;
 use crate::tasks::model::{Status, Task};
 use crate::tasks::store::TaskStore;
@@ -334,60 +331,6 @@ fn remove_worktree(ctx: &Ctx, task: &Task) -> Result<bool, RemoveError> {
     }
 }
 
-/// What `/v1/runtime` shows of the janitor (the last pass and the last measure).
-#[derive(Default)]
-pub struct Stats(Mutex<Seen>);
-
-#[derive(Default)]
-struct Seen {
-    passes: u64,
-    last_pass_at: Option<String>,
-    last_pass_ms: u64,
-    removed_total: u64,
-    failed_total: u64,
-    last_error: Option<String>,
-    usage: Option<(Usage, String)>,
-}
-
-impl Stats {
-    fn record(&self, sweep: &Sweep, usage: Option<Usage>, took: Duration) {
-        let mut s = lock(&self.0);
-        let at = now_rfc3339();
-        s.passes += 1;
-        s.last_pass_ms = took.as_millis() as u64;
-        s.removed_total += sweep.removed;
-        s.failed_total += sweep.failed;
-        if sweep.last_error.is_some() {
-            s.last_error = sweep.last_error.clone();
-        }
-        if let Some(u) = usage {
-            s.usage = Some((u, at.clone()));
-        }
-        s.last_pass_at = Some(at);
-    }
-
-    /// `/v1/runtime` `worktrees`.
-    pub fn to_json(&self, dir: &Path, retention_s: u64) -> Value {
-        let s = lock(&self.0);
-        let u = s.usage.as_ref();
-        json!({
-            "dir": dir,
-            "retention_s": retention_s,
-            "count": u.map(|(u, _)| u.count),
-            "bytes": u.map(|(u, _)| u.bytes),
-            "approximate": u.is_some_and(|(u, _)| u.approximate),
-            "measured_at": u.map(|(_, at)| at),
-            "measure_ms": u.map(|(u, _)| u.took_ms),
-            "passes": s.passes,
-            "last_pass_at": s.last_pass_at,
-            "last_pass_ms": s.last_pass_ms,
-            "removed_total": s.removed_total,
-            "failed_total": s.failed_total,
-            "last_error": s.last_error,
-        })
-    }
-}
-
 /// Starts the janitor thread; it ends when `stop` is set (within [`TICK`], or when the git
 /// call or walk under way notices the stop).
 pub fn spawn(app: Arc<App>, stop: StopFlag) -> std::io::Result<JoinHandle<()>> {
@@ -478,7 +421,13 @@ impl Loop {
                 u.took_ms
             );
         }
-        app.janitor.record(&swept, usage, took);
+        app.janitor.record(
+            swept.removed,
+            swept.failed,
+            swept.last_error.clone(),
+            usage,
+            took,
+        );
     }
 }
 
@@ -486,7 +435,10 @@ impl Loop {
 mod tests {
     use super::*;
     use crate::workspace::test_repo::TestRepo;
+    use baa::common::sync::lock;
     use baa::common::time::rfc3339_from_ms;
+    use serde_json::{json, Value};
+    use std::sync::Mutex;
 
     const HOUR_MS: u64 = 3_600_000;
 

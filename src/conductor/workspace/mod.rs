@@ -10,8 +10,8 @@
 //! - `remove`: a worktree or branch taken away, idempotently;
 //! - `diff`, `merge`, `discard`: a task's result reviewed, merged into a branch, or
 //!   thrown away;
-//! - `janitor`: the housekeeping thread (retention, `git worktree prune`, disk use), and
-//!   `usage` its bounded walk of the worktrees dir.
+//! - `janitor`: the housekeeping thread (retention, `git worktree prune`, disk use),
+//!   `usage` its bounded walk of the worktrees dir, `janitor_stats` what it reports.
 
 pub mod commit;
 pub mod create;
@@ -19,6 +19,7 @@ pub mod diff;
 pub mod discard;
 pub mod git;
 pub mod janitor;
+pub mod janitor_stats;
 pub mod layout;
 pub mod merge;
 pub mod plan;

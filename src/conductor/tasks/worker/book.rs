@@ -4,6 +4,7 @@
 //! ([`RunBook::publish_steps`], the one place they are written), and its end line
 //! ([`RunBook::take_end_line`]).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -13,9 +14,17 @@ use super::super::control::{RunControl, StopReason};
 use super::super::model::{Run, Task, TaskSpec};
 use super::super::progress::{completed_lines, Logged, Progress};
 use super::timings::Timings;
-use super::workspace::Worktree;
 use super::End;
 use crate::app::App;
+
+/// The worktree a run works in (set by `workspace::prepare` for a worktree task).
+#[derive(Debug, Clone)]
+pub struct Worktree {
+    pub path: PathBuf,
+    pub branch: String,
+    pub base: String,
+    pub title: String,
+}
 
 pub struct RunBook<'a> {
     pub app: &'a Arc<App>,

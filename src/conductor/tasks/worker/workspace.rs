@@ -15,21 +15,12 @@ use serde_json::json;
 
 use super::super::control::StopReason;
 use super::super::model::{Task, TaskResult};
-use super::book::RunBook;
+use super::book::{RunBook, Worktree};
 use super::timings::Phase;
 use super::{failed, End};
 use crate::workspace::commit::{self, Commit, CommitError};
 use crate::workspace::create::{self, CreateError, Made};
 use crate::workspace::git::GitError;
-
-/// The worktree a run works in.
-#[derive(Debug, Clone)]
-pub struct Worktree {
-    pub path: PathBuf,
-    pub branch: String,
-    pub base: String,
-    pub title: String,
-}
 
 /// Makes sure a worktree task's worktree exists and points the session's cwd into it
 /// (`book.spec.cwd`, the same subdir of it). Nothing for an in-place task.

@@ -174,6 +174,28 @@ pub struct Task {
     /// What a succeeded run left on the task's branch (worktree tasks only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<TaskResult>,
+    /// The schedule whose fire created the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
+    /// Tokens the task's turns used, summed over its runs and steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_total: Option<UsageTotal>,
+    /// The queue held this task (a usage limit) until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<String>,
+}
+
+/// `usage_total`: tokens summed over a task's turns.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct UsageTotal {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub cached_input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub reasoning_tokens: u64,
 }
 
 /// `workspace.mode`.

@@ -582,6 +582,9 @@ impl TaskStore {
             seq: index.max_seq + 1,
             workspace: Some(new.workspace),
             result: None,
+            schedule_id: None,
+            usage_total: None,
+            held_until: None,
         };
         self.tasks
             .write(&file(&task.task_id), &task)

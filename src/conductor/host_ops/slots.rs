@@ -91,17 +91,21 @@ impl ExecSlots {
     fn stop_all_with(&self, patience: Duration, grace: Duration) -> usize {
         let mut st = self.lock();
         st.stopping = true;
-        st = self.wait_until_empty(st, patience);
+        // Patience counts every command holding a slot, registered or not: one whose shell
+        // already runs but whose thread has not registered it yet (a loaded machine can
+        // take a while between the fork and the register) must get it too, or it would be
+        // killed the moment it registers.
+        st = self.wait_while(st, patience, |s| s.running > 0);
         st.killing = true;
         let signalled = st.groups.len();
         for &g in &st.groups {
             signal_exec(g, libc::SIGTERM);
         }
-        st = self.wait_until_empty(st, grace);
+        st = self.wait_while(st, grace, |s| !s.groups.is_empty());
         for &g in &st.groups {
             signal_exec(g, libc::SIGKILL);
         }
-        st = self.wait_until_empty(st, grace);
+        st = self.wait_while(st, grace, |s| !s.groups.is_empty());
         if !st.groups.is_empty() {
             log::warn!(
                 "exec: {} process group(s) still registered after SIGKILL",
@@ -111,13 +115,16 @@ impl ExecSlots {
         signalled
     }
 
-    fn wait_until_empty<'a>(
+    /// Waits up to `wait` while `busy` holds (woken whenever a slot is freed or a group
+    /// unregistered).
+    fn wait_while<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         wait: Duration,
+        busy: impl Fn(&State) -> bool,
     ) -> MutexGuard<'a, State> {
         let deadline = Instant::now() + wait;
-        while !st.groups.is_empty() {
+        while busy(&st) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -186,6 +193,32 @@ impl Drop for Slot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The defect: a stop that began after a command took its slot but before its thread
+    /// registered the shell saw no group, skipped the patience and killed the command the
+    /// moment it registered (`sigterm_lets_inflight_request_finish_and_exits_0` failed so
+    /// on a loaded machine: its `sleep 1` ended after 261 ms with SIGKILL).
+    #[test]
+    fn a_command_that_has_not_registered_yet_still_gets_the_patience() {
+        let slots = ExecSlots::default();
+        let slot = slots.take().unwrap();
+        std::thread::scope(|s| {
+            let stopper = s.spawn(|| slots.stop_all_with(Duration::from_secs(30), Duration::ZERO));
+            // The stop has begun once new commands are refused.
+            while slots.take().is_ok_and(|extra| {
+                drop(extra);
+                true
+            }) {
+                std::thread::yield_now();
+            }
+            assert!(
+                !slot.killed_by_stop(),
+                "the stop went straight to killing a command that holds a slot"
+            );
+            drop(slot);
+            stopper.join().unwrap();
+        });
+    }
 
     #[test]
     fn cap_and_stop_refuse_new_commands() {

@@ -563,6 +563,19 @@ mod tests {
     }
 
     #[test]
+    fn extreme_instants_answer_without_panicking() {
+        let every = Cron::parse("* * * * *").unwrap();
+        for tz in [Tz::utc(), zone("America/New_York")] {
+            assert_eq!(every.next_after(i64::MAX, &tz), None);
+            assert_eq!(
+                every.next_after(i64::MIN, &tz).map(|ms| ms % 60_000),
+                Some(0)
+            );
+            assert_eq!(every.next_after(-1, &Tz::utc()), Some(0));
+        }
+    }
+
+    #[test]
     fn is_fast() {
         let tz = Tz::utc();
         let exprs = [

@@ -15,8 +15,13 @@
 //! - a wall time that exists twice (clocks fall back) fires once, at its first occurrence;
 //!   the repeated hour does not fire again.
 //!
+//! Vixie cron runs `*`-hour jobs in a repeated hour a second time; here every wall time fires
+//! once, so a schedule fires at most once per wall-clock minute (as croniter does too).
+//!
 //! Python's `croniter` (the oracle of tests/it/cron_oracle.rs) agrees with this except where
-//! that test says otherwise.
+//! that test lists otherwise; on DST edges it differs from cron and this follows cron:
+//! croniter moves a fire in a skipped hour by the size of the gap (02:30 to 03:30), where
+//! cron runs it right after the gap (03:00).
 
 use std::fmt;
 

@@ -490,3 +490,42 @@ fn real_cancel_of_a_running_task_interrupts_the_turn_and_the_model_gets_no_more_
         "a finished task cannot be canceled again"
     );
 }
+
+/// Issue 19: a task's `usage_total` is the sum of what its turns used. The model answers
+/// each request with its own usage; step one makes two model requests (a command, then
+/// the answer after its output) and step two one. codex reports the thread's CUMULATIVE
+/// usage after each turn, so adding the steps' records up would count step one twice.
+#[test]
+fn real_task_usage_total_is_the_sum_of_the_usage_the_model_sent() {
+    let r = rig("tasks-real-usage");
+    r.home.mock.set_script(move |call| {
+        if call.tool_output().is_some() {
+            return keywords(call).usage(300, 100, 40, 8);
+        }
+        if call.prompt.contains("step one") {
+            Reply::exec("call_1", "echo usage-one").usage(1000, 200, 50, 10)
+        } else {
+            keywords(call).usage(2000, 1500, 70, 20)
+        }
+    });
+    let c = r.conductor();
+    let id = c.create(json!({"title": "cost", "cwd": r.home.work, "steps": [
+        {"prompt": "step one: run a command"}, {"prompt": "step two: summarize"}]}));
+    let t = c.wait_status(&id, "succeeded", T)["task"].clone();
+    assert_eq!(
+        t["usage_total"],
+        json!({"input_tokens": 3300, "cached_input_tokens": 1800, "output_tokens": 160, "reasoning_tokens": 38}),
+        "{t:#}"
+    );
+    // The summary counts it today and in the last 7 days, under no schedule.
+    let s = c.summary();
+    for period in ["today", "last_7_days"] {
+        let p = &s["usage"][period];
+        assert_eq!(p["total"], t["usage_total"], "{period}: {s:#}");
+        assert_eq!(
+            p["by_schedule"]["none"], t["usage_total"],
+            "{period}: {s:#}"
+        );
+        assert_eq!(p["tasks"], 1, "{period}: {s:#}");
+    }
+}

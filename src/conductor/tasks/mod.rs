@@ -26,5 +26,6 @@ pub mod replies;
 pub mod review;
 pub mod scheduler;
 pub mod store;
+pub mod usage;
 pub mod validate;
 pub mod worker;

@@ -329,6 +329,8 @@ impl Loop {
                     attempt,
                     status: "running".into(),
                     started_at: Some(now.clone()),
+                    thread_id: None,
+                    usage: None,
                 });
                 true
             })

@@ -34,7 +34,8 @@ use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339};
 
 use super::lines;
 use super::logs::TaskLogs;
-use super::model::{Run, RunRef, Status, Task, CODEX_KIND};
+use super::model::{Run, RunRef, Status, Task, UsageTotal, CODEX_KIND};
+use super::usage;
 use super::validate::NewTask;
 
 pub const TASKS_DIR: &str = "tasks";
@@ -56,6 +57,9 @@ struct Entry {
     idempotency_key: Option<Box<str>>,
     /// (run_id, started_ms), oldest first.
     runs: Vec<(Box<str>, u64)>,
+    /// What its turns cost, and the schedule that created it (the summary's totals).
+    usage: Option<UsageTotal>,
+    schedule_id: Option<Box<str>>,
 }
 
 fn ms(s: Option<&str>) -> u64 {
@@ -78,6 +82,8 @@ impl Entry {
                 .iter()
                 .map(|r| (Box::from(r.run_id.as_str()), ms(r.started_at.as_deref())))
                 .collect(),
+            usage: t.usage_total,
+            schedule_id: t.schedule_id.as_deref().map(Box::from),
         }
     }
 }
@@ -110,6 +116,15 @@ impl Index {
         }
         Some(e)
     }
+}
+
+/// Token usage summed over tasks (`usage_since`).
+#[derive(Debug, Default, PartialEq)]
+pub struct UsageTotals {
+    /// Tasks with a usage record.
+    pub tasks: usize,
+    pub total: UsageTotal,
+    pub by_schedule: std::collections::BTreeMap<Option<String>, UsageTotal>,
 }
 
 /// Counts per status.
@@ -270,6 +285,8 @@ impl TaskStore {
                 attempt: r.attempt,
                 status: r.status.clone(),
                 started_at: r.started_at.clone(),
+                thread_id: None,
+                usage: None,
             });
             if self.runs.key(&file(&r.run_id)).ok().flatten().is_none() {
                 match self.runs.write(&file(&r.run_id), r) {
@@ -484,6 +501,24 @@ impl TaskStore {
             .filter(|(_, e)| e.status == Some(status) && e.runnable)
             .map(|(id, _)| id.to_string())
             .collect()
+    }
+
+    /// The usage of the tasks last active (finished or updated) at or after `since_ms`,
+    /// overall and per schedule (`None`: created by hand), from the index alone.
+    pub fn usage_since(&self, since_ms: u64) -> UsageTotals {
+        let index = lock(&self.index);
+        let mut out = UsageTotals::default();
+        for e in index.tasks.values().filter(|e| e.finished_ms >= since_ms) {
+            let Some(u) = &e.usage else { continue };
+            out.tasks += 1;
+            out.total = usage::add(&out.total, u);
+            let s = out
+                .by_schedule
+                .entry(e.schedule_id.as_deref().map(str::to_string))
+                .or_default();
+            *s = usage::add(s, u);
+        }
+        out
     }
 
     /// The `n` most recently finished tasks, newest first.

@@ -263,6 +263,8 @@ pub fn close(book: &mut RunBook, end: &End) {
                 attempt: 0,
                 status: run_status.into(),
                 started_at: None,
+                thread_id: None,
+                usage: None,
             });
         }
         progress.apply(t);

@@ -705,6 +705,7 @@ impl TaskStore {
 mod tests {
     use super::*;
     use crate::tasks::model::TaskSpec;
+    use crate::tasks::usage::add;
     use serde_json::json;
 
     fn dir() -> PathBuf {
@@ -847,6 +848,39 @@ mod tests {
         let (replayed, created) = s2.create(new("x", 0, Some("k"))).unwrap();
         assert_eq!((replayed.title.as_str(), created), ("a", false));
         let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn usage_since_sums_recent_tasks_overall_and_per_schedule() {
+        let d = dir();
+        let s = TaskStore::open(&d, 100).unwrap();
+        let u = |n: u64| UsageTotal {
+            input_tokens: n,
+            cached_input_tokens: 1,
+            output_tokens: 2,
+            reasoning_tokens: 0,
+        };
+        let ids: Vec<String> = (0..3)
+            .map(|i| s.create(new(&format!("t{i}"), 0, None)).unwrap().0.task_id)
+            .collect();
+        for (id, (n, schedule)) in
+            ids.iter()
+                .zip([(10, None), (20, Some("sch-1")), (30, Some("sch-1"))])
+        {
+            s.update(id, |t| {
+                t.usage_total = Some(u(n));
+                t.schedule_id = schedule.map(str::to_string);
+                true
+            })
+            .unwrap();
+        }
+        s.create(new("no usage", 0, None)).unwrap();
+        let all = s.usage_since(0);
+        assert_eq!(all.tasks, 3);
+        assert_eq!(all.total, add(&u(10), &add(&u(20), &u(30))));
+        assert_eq!(all.by_schedule[&None], u(10));
+        assert_eq!(all.by_schedule[&Some("sch-1".into())], add(&u(20), &u(30)));
+        assert_eq!(s.usage_since(now_ms() + 60_000), UsageTotals::default());
     }
 
     #[test]

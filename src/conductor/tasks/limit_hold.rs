@@ -271,3 +271,109 @@ fn probe_over(app: &App, p: &Probe) -> bool {
         || t.current_run_id.as_deref() != Some(p.run_id.as_str())
         || app.sched.control(&p.task_id).is_none()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use baa::common::store::JsonStore;
+
+    use crate::lease::Lease;
+    use crate::tasks::store::TaskStore;
+    use crate::tasks::validate;
+
+    /// An app over a fresh state dir (no codexd: the gate would hold for that).
+    fn app(tag: &str) -> Arc<App> {
+        let dir = std::env::temp_dir().join(format!(
+            "baa-limit-hold-{tag}-{}",
+            baa::common::ids::new_id("t")
+        ));
+        let state = dir.join("state").display().to_string();
+        let cfg = crate::config::for_test(&[("state-dir", &state)]);
+        let store = Arc::new(JsonStore::open(&cfg.state_dir).unwrap());
+        let tasks = Arc::new(TaskStore::open(&cfg.state_dir, 100).unwrap());
+        let lease = Arc::new(Lease::new(&cfg));
+        Arc::new(App::new(
+            cfg,
+            "127.0.0.1:1".parse().unwrap(),
+            store,
+            lease,
+            tasks,
+        ))
+    }
+
+    fn queue(app: &App, title: &str) -> String {
+        let body = json!({"title": title, "prompt": "p"});
+        let new = validate::new_task(body.as_object().unwrap(), &|_| true).unwrap();
+        app.tasks.create(new).unwrap().0.task_id
+    }
+
+    fn rate_limited(until_ms: u64) -> Held {
+        Held {
+            reason: RATE_LIMITED.into(),
+            message: "used up".into(),
+            until: Some(rfc3339_from_ms(until_ms)),
+        }
+    }
+
+    #[test]
+    fn a_hold_marks_the_queue_then_lets_one_probe_go_and_a_restart_remembers_it() {
+        let app = app("marks");
+        let ids = [queue(&app, "a"), queue(&app, "b")];
+        let mut h = LimitHold::from_queue(&app);
+        assert_eq!(h.open(), Next::Dispatch);
+        assert_eq!(h.to_json(), None);
+        // Another reason holds without starting a usage-limit hold.
+        let down = Held {
+            reason: "codexd_unreachable".into(),
+            message: "down".into(),
+            until: None,
+        };
+        h.held(&app, &down);
+        assert!(h.is_open());
+        let until = now_ms() + 60_000;
+        h.held(&app, &rate_limited(until));
+        for id in &ids {
+            let t = app.tasks.task(id).unwrap();
+            assert_eq!(t.held_until, Some(rfc3339_from_ms(until)), "{id}");
+        }
+        let j = h.to_json().unwrap();
+        assert_eq!(j["reason"], RATE_LIMITED);
+        assert_eq!(j["until"], rfc3339_from_ms(until));
+        // The gate lets turns go (the time passed): one probe, then nothing until it is over.
+        assert_eq!(h.open(), Next::Probe);
+        // A conductor restarted now holds too (the queued tasks say so).
+        let again = LimitHold::from_queue(&app);
+        assert_eq!(again.open(), Next::Probe);
+        h.probing(Probe {
+            task_id: ids[0].clone(),
+            run_id: "run_x".into(),
+            steps_done: 0,
+            since_ms: now_ms(),
+        });
+        assert_eq!(h.open(), Next::Wait);
+        let j = h.to_json().unwrap();
+        assert_eq!(j["reason"], "rate_limit_probe");
+        assert_eq!(j["probe"]["task_id"], ids[0].as_str());
+        // The probe hits the limit again: held until the new reset.
+        let later = until + 60_000;
+        h.held(&app, &rate_limited(later));
+        assert_eq!(h.open(), Next::Probe);
+        assert_eq!(h.to_json().unwrap()["until"], rfc3339_from_ms(later));
+        assert_eq!(
+            app.tasks.task(&ids[1]).unwrap().held_until,
+            Some(rfc3339_from_ms(later)),
+            "marked again for the new reset"
+        );
+        // A probe that never started is replaced by the next one.
+        h.probing(Probe {
+            task_id: ids[1].clone(),
+            run_id: "run_y".into(),
+            steps_done: 0,
+            since_ms: now_ms(),
+        });
+        h.probe_not_started();
+        assert_eq!(h.open(), Next::Probe);
+    }
+}

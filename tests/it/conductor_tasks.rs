@@ -1087,3 +1087,49 @@ fn stub_usage_limit_hold_survives_codexd_and_conductor_restarts_and_resumes_at_t
     );
     assert_eq!(runs(&t), [(1, "succeeded".to_string())], "{t:#}");
 }
+
+/// Issue 19: a step that uses the limit up stops its run before the next step (which would
+/// fail at once and spend an attempt): the task goes back to the queue, held, and goes on at
+/// that step after the reset.
+#[test]
+fn stub_usage_limit_used_up_mid_task_holds_its_next_step_until_the_reset() {
+    let (_dir, _codexd, c) = stack("tasks-limit-mid-task", "normal");
+    let id = c.create(json!({"title": "two steps", "max_attempts": 1, "steps": [
+        {"prompt": "limit:5"}, {"prompt": "after the limit"}]}));
+    let t = c.wait_status(&id, "succeeded", T);
+    assert_eq!(
+        runs(&t),
+        [(1, "paused".to_string()), (2, "succeeded".to_string())],
+        "{t:#}"
+    );
+    let first = &t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["attempt"] == 1)
+        .unwrap()["steps"];
+    let second = t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["attempt"] == 2)
+        .unwrap();
+    assert_eq!(first.as_array().map(Vec::len), Some(1), "{t:#}");
+    assert_eq!(second["first_step"], 1, "{t:#}");
+    let line = c
+        .log_messages(&id)
+        .into_iter()
+        .find(|m| m.contains("usage limit is used up until"))
+        .unwrap_or_else(|| panic!("no hold line: {:#?}", c.log_messages(&id)));
+    let until = line
+        .split("until ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .and_then(ms_from_rfc3339)
+        .unwrap_or_else(|| panic!("no time in {line:?}"));
+    let started = ms_from_rfc3339(second["started_at"].as_str().unwrap()).unwrap();
+    assert!(
+        started + 1000 >= until,
+        "step 2 went at {started}, held until {until}"
+    );
+}

@@ -9,7 +9,12 @@
 //! …}`. `blockedUntil` is the latest reset of a window that is used up (100 %), while it
 //! is in the future; a conductor holds new task turns until then, and while the account
 //! is logged out where the provider needs one (`authRequired` and not `loggedIn`).
-//! Memory only: a restarted codexd reads them again.
+//!
+//! The hold (`blockedUntil` and why) is written to daemon-state.json (`limitsHold`) as it
+//! changes, before it is announced, and read back at start: a restarted codexd knows
+//! nothing of the limits until the next model response or read, and would otherwise let a
+//! conductor send its whole queue into the limit. The restored hold stands until its time
+//! passes or fresh limits arrive (an update from a model response, or a successful read).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -17,11 +22,12 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use baa::common::sync::lock;
-use baa::common::time::{now_ms, now_rfc3339, rfc3339_from_ms};
+use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339, rfc3339_from_ms};
 
 use crate::events::{Announce, Level};
 use crate::json_path::str_at;
 use crate::rpc::{Ask, RpcError};
+use crate::state::LimitsHold;
 
 /// How often the account and limits are read again while the child runs.
 pub const ACCOUNT_REFRESH: Duration = Duration::from_secs(300);
@@ -54,6 +60,8 @@ struct AccountState {
     limits_at: Option<String>,
     limits_source: Option<&'static str>,
     limits_error: Option<String>,
+    /// The hold a previous codexd persisted (epoch s, reason), until fresh limits arrive.
+    restored: Option<(i64, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +112,29 @@ pub fn blocked_until(limits: &Value, usage_allowed: Option<bool>, now_s: i64) ->
     (until > now_s).then_some(until)
 }
 
+/// Why `limits` block (said with [`blocked_until`]): which window is used up, or that the
+/// backend says usage is not allowed.
+pub fn blocked_reason(limits: &Value, usage_allowed: Option<bool>) -> String {
+    let full: Vec<&str> = ["primary", "secondary"]
+        .into_iter()
+        .filter(|k| {
+            limits
+                .get(*k)
+                .and_then(|w| w.get("usedPercent"))
+                .and_then(Value::as_f64)
+                .is_some_and(|p| p >= 100.0)
+        })
+        .collect();
+    if !full.is_empty() {
+        return format!("{} rate-limit window used up", full.join(" and "));
+    }
+    match limits.get("rateLimitReachedType").and_then(Value::as_str) {
+        Some(t) => format!("rate limit reached ({t})"),
+        None if usage_allowed == Some(false) => "the account allows no more usage now".into(),
+        None => "rate limit reached".into(),
+    }
+}
+
 fn window_json(w: Option<&Value>) -> Value {
     let Some(w) = w.filter(|w| w.is_object()) else {
         return Value::Null;
@@ -151,6 +182,7 @@ impl AccountState {
         }
         match limits {
             Ok(r) => {
+                self.restored = None;
                 let snapshot = r.get("rateLimits").cloned().unwrap_or(Value::Null);
                 self.limits = merge_limits(&self.limits, &snapshot);
                 self.usage_allowed = r.get("ordinaryUsageAllowed").and_then(Value::as_bool);
@@ -186,13 +218,32 @@ impl AccountState {
         })
     }
 
-    /// `limits {…}` of the status, `blockedUntil` as of `now_s`.
+    /// The hold at `now_s`: until when (epoch s), why, and whether it is the one a
+    /// previous codexd persisted (no fresh limits since).
+    fn hold(&self, now_s: i64) -> Option<(i64, String, bool)> {
+        if let Some(until) = blocked_until(&self.limits, self.usage_allowed, now_s) {
+            return Some((
+                until,
+                blocked_reason(&self.limits, self.usage_allowed),
+                false,
+            ));
+        }
+        self.restored
+            .as_ref()
+            .filter(|(until, _)| *until > now_s)
+            .map(|(until, why)| (*until, why.clone(), true))
+    }
+
+    /// `limits {…}` of the status, `blockedUntil` (and why) as of `now_s`.
     pub fn limits_json(&self, now_s: i64) -> Value {
         let l = &self.limits;
+        let hold = self.hold(now_s);
         json!({
             "primary": window_json(l.get("primary")),
             "secondary": window_json(l.get("secondary")),
-            "blockedUntil": blocked_until(l, self.usage_allowed, now_s).map(rfc3339_from_secs),
+            "blockedUntil": hold.as_ref().map(|h| rfc3339_from_secs(h.0)),
+            "blockedReason": hold.as_ref().map(|h| h.1.clone()),
+            "blockedRestored": hold.as_ref().map(|h| h.2),
             "reachedType": l.get("rateLimitReachedType").filter(|v| !v.is_null()),
             "limitId": l.get("limitId").filter(|v| !v.is_null()),
             "updatedAt": self.limits_at,
@@ -234,18 +285,19 @@ impl Account {
         lock(&self.state).refreshing = false;
     }
 
-    /// Reads the account and the limits from `child`, announcing a login or block change.
-    /// Runs on a thread the ticker owns; each read is bounded by the request timeout.
-    pub fn refresh(&self, child: &impl Ask, out: &impl Announce) {
+    /// Reads the account and the limits from `child`, announcing a login or block change
+    /// (a block change is `persist`ed first). Runs on a thread the ticker owns; each read
+    /// is bounded by the request timeout.
+    pub fn refresh(&self, child: &impl Ask, out: &impl Announce, persist: &dyn Fn()) {
         let account = child.ask("account/read", json!({}), self.timeout);
         let limits = child.ask("account/rateLimits/read", json!({}), self.timeout);
         let now_s = (now_ms() / 1000) as i64;
         let (was, is, blocked) = {
             let mut a = lock(&self.state);
             let was = login_state(&a.account_json());
-            let before = blocked_until(&a.limits, a.usage_allowed, now_s);
+            let before = a.hold(now_s).map(|h| h.0);
             a.apply_reads(account, limits, child.generation());
-            let after = blocked_until(&a.limits, a.usage_allowed, now_s);
+            let after = a.hold(now_s).map(|h| h.0);
             (
                 was,
                 login_state(&a.account_json()),
@@ -253,6 +305,7 @@ impl Account {
             )
         };
         if let Some(after) = blocked {
+            persist();
             announce_blocked(out, after);
         }
         if was != is {
@@ -275,8 +328,15 @@ impl Account {
         }
     }
 
-    /// Account notifications from the child (dispatcher thread: state only, no waiting).
-    pub fn on_notification(&self, method: &str, params: &Value, out: &impl Announce) {
+    /// Account notifications from the child (dispatcher thread: state only, no waiting,
+    /// but for `persist`ing a changed hold before it is announced).
+    pub fn on_notification(
+        &self,
+        method: &str,
+        params: &Value,
+        out: &impl Announce,
+        persist: &dyn Fn(),
+    ) {
         match method {
             "account/rateLimits/updated" => {
                 let Some(update) = params.get("rateLimits") else {
@@ -285,13 +345,15 @@ impl Account {
                 let (before, after) = {
                     let mut a = lock(&self.state);
                     let now_s = (now_ms() / 1000) as i64;
-                    let before = blocked_until(&a.limits, a.usage_allowed, now_s);
+                    let before = a.hold(now_s).map(|h| h.0);
                     a.limits = merge_limits(&a.limits, update);
                     a.limits_at = Some(now_rfc3339());
                     a.limits_source = Some("account/rateLimits/updated");
-                    (before, blocked_until(&a.limits, a.usage_allowed, now_s))
+                    a.restored = None;
+                    (before, a.hold(now_s).map(|h| h.0))
                 };
                 if before != after {
+                    persist();
                     announce_blocked(out, after);
                 }
             }
@@ -304,6 +366,31 @@ impl Account {
             }
             _ => {}
         }
+    }
+
+    /// The hold to persist (`limitsHold` of daemon-state.json), as of now.
+    pub fn persisted_hold(&self) -> Option<LimitsHold> {
+        let now_s = (now_ms() / 1000) as i64;
+        lock(&self.state)
+            .hold(now_s)
+            .map(|(until, reason, _)| LimitsHold {
+                blocked_until: rfc3339_from_secs(until),
+                reason,
+            })
+    }
+
+    /// Takes back the hold a previous codexd persisted; one whose time passed (or that
+    /// does not parse) is dropped. True when it holds.
+    pub fn restore(&self, hold: Option<&LimitsHold>) -> bool {
+        let now_s = (now_ms() / 1000) as i64;
+        let until = hold.and_then(|h| {
+            let s = ms_from_rfc3339(&h.blocked_until)? / 1000;
+            let s = i64::try_from(s).ok()?;
+            (s > now_s).then(|| (s, h.reason.clone()))
+        });
+        let holds = until.is_some();
+        lock(&self.state).restored = until;
+        holds
     }
 
     /// `account` and `limits` of the status.
@@ -380,16 +467,24 @@ mod tests {
         assert!(!a.take_refresh(None), "no child, nothing to read");
         assert!(a.take_refresh(Some(1)));
         assert!(!a.take_refresh(Some(1)), "one runs already");
-        a.refresh(&Child(1, json!({}), Ok(json!({}))), &Heard::default());
+        a.refresh(
+            &Child(1, json!({}), Ok(json!({}))),
+            &Heard::default(),
+            &|| {},
+        );
         assert!(!a.take_refresh(Some(1)), "read just now");
         assert!(a.take_refresh(Some(2)), "a new child");
         a.refresh_failed();
-        a.on_notification("account/updated", &json!({}), &Heard::default());
+        a.on_notification("account/updated", &json!({}), &Heard::default(), &|| {});
         assert!(a.take_refresh(Some(2)));
         a.refresh_failed();
         let usage = json!({"error": {"codexErrorInfo": "usageLimitExceeded"}});
-        a.refresh(&Child(2, json!({}), Ok(json!({}))), &Heard::default());
-        a.on_notification("error", &usage, &Heard::default());
+        a.refresh(
+            &Child(2, json!({}), Ok(json!({}))),
+            &Heard::default(),
+            &|| {},
+        );
+        a.on_notification("error", &usage, &Heard::default(), &|| {});
         assert!(
             a.take_refresh(Some(2)),
             "a usage-limit error reads them again"
@@ -403,14 +498,14 @@ mod tests {
         let logged_in =
             json!({"account": {"type": "chatgpt", "planType": "plus"}, "requiresOpenaiAuth": true});
         let limits = json!({"rateLimits": {"primary": {"usedPercent": 10, "resetsAt": 1}}});
-        a.refresh(&Child(1, logged_in.clone(), Ok(limits)), &heard);
+        a.refresh(&Child(1, logged_in.clone(), Ok(limits)), &heard, &|| {});
         assert_eq!(heard.take(), ["account.changed"]);
         let refused = Err(RpcError::Server {
             code: -32600,
             message: "authentication required".into(),
             data: Value::Null,
         });
-        a.refresh(&Child(1, logged_in, refused), &heard);
+        a.refresh(&Child(1, logged_in, refused), &heard, &|| {});
         assert_eq!(heard.take(), Vec::<String>::new(), "nothing changed");
         let (acc, lim) = a.status();
         assert_eq!(
@@ -430,18 +525,64 @@ mod tests {
         let heard = Heard::default();
         let far = (now_ms() / 1000) as i64 + 3600;
         let full = json!({"rateLimits": {"primary": {"usedPercent": 100, "resetsAt": far}}});
-        a.on_notification("account/rateLimits/updated", &full, &heard);
+        a.on_notification("account/rateLimits/updated", &full, &heard, &|| {});
         assert_eq!(heard.take(), ["limits.blocked"]);
-        a.on_notification("account/rateLimits/updated", &full, &heard);
+        a.on_notification("account/rateLimits/updated", &full, &heard, &|| {});
         assert_eq!(
             heard.take(),
             Vec::<String>::new(),
             "still blocked: said once"
         );
         let eased = json!({"rateLimits": {"primary": {"usedPercent": 20, "resetsAt": far}}});
-        a.on_notification("account/rateLimits/updated", &eased, &heard);
+        a.on_notification("account/rateLimits/updated", &eased, &heard, &|| {});
         assert_eq!(heard.take(), ["limits.cleared"]);
         assert_eq!(a.status().1["source"], "account/rateLimits/updated");
+    }
+
+    #[test]
+    fn a_persisted_hold_is_restored_until_its_time_or_fresh_limits() {
+        let a = account();
+        let heard = Heard::default();
+        let far = (now_ms() / 1000) as i64 + 3600;
+        let full = json!({"rateLimits": {"primary": {"usedPercent": 100, "resetsAt": far}}});
+        let persisted = std::cell::Cell::new(0);
+        a.on_notification("account/rateLimits/updated", &full, &heard, &|| {
+            persisted.set(persisted.get() + 1)
+        });
+        assert_eq!(persisted.get(), 1, "a changed hold is persisted");
+        let hold = a.persisted_hold().expect("held");
+        assert_eq!(hold.reason, "primary rate-limit window used up");
+        // A restarted codexd: no limits known, the persisted hold stands.
+        let b = account();
+        assert!(b.restore(Some(&hold)));
+        let l = b.status().1;
+        assert_eq!(l["blockedUntil"], json!(hold.blocked_until), "{l}");
+        assert_eq!(l["blockedReason"], "primary rate-limit window used up");
+        assert_eq!(l["blockedRestored"], true);
+        assert_eq!(
+            b.persisted_hold(),
+            Some(hold.clone()),
+            "written again as it was"
+        );
+        // Fresh limits from a model response replace it.
+        let eased = json!({"rateLimits": {"primary": {"usedPercent": 20, "resetsAt": far}}});
+        b.on_notification("account/rateLimits/updated", &eased, &heard, &|| {
+            persisted.set(persisted.get() + 1)
+        });
+        assert_eq!(b.status().1["blockedUntil"], Value::Null);
+        assert_eq!(persisted.get(), 2, "the hold's end is persisted too");
+        // A hold whose time passed, or that does not parse, is dropped at read.
+        let passed = LimitsHold {
+            blocked_until: "2020-01-01T00:00:00.000Z".into(),
+            reason: "x".into(),
+        };
+        assert!(!account().restore(Some(&passed)));
+        let odd = LimitsHold {
+            blocked_until: "soon".into(),
+            reason: "x".into(),
+        };
+        assert!(!account().restore(Some(&odd)));
+        assert!(!account().restore(None));
     }
 
     #[test]

@@ -160,6 +160,18 @@ impl Core {
             health: StateHealth::default(),
             cfg,
         });
+        // The usage-limit hold outlives codexd (a hold whose time passed is dropped).
+        let hold = previous.as_ref().and_then(|p| p.limits_hold.as_ref());
+        if core.account.restore(hold) {
+            let h = hold.map(|h| (h.blocked_until.clone(), h.reason.clone()));
+            let (until, reason) = h.unwrap_or_default();
+            core.emit(
+                Level::Warn,
+                "limits.restored",
+                format!("codex rate limit: the hold persisted by the last run stands until {until} ({reason})"),
+                json!({"blockedUntil": until, "reason": reason}),
+            );
+        }
         // A unix-mode app-server the previous codexd left running keeps its turns and
         // approvals: the supervisor attaches to it first. Otherwise today's reconciliation.
         let attach = core.prepare_attach(previous.as_ref());

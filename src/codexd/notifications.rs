@@ -41,7 +41,10 @@ impl Core {
         let turn_id = str_at(&params, &["turnId"])
             .or_else(|| str_at(&params, &["turn", "id"]))
             .map(str::to_string);
-        self.account.on_notification(method, &params, &self.events);
+        self.account
+            .on_notification(method, &params, &self.events, &|| {
+                self.persist_daemon_state()
+            });
         let session_id = thread_id
             .as_deref()
             .and_then(|t| self.sessions.id_of_thread(t));

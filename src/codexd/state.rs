@@ -182,6 +182,19 @@ pub struct DaemonState {
     /// Requests of the child waiting for an answer; in unix mode the app-server replays
     /// them to the next codexd, which keeps their ids and deadlines.
     pub pending_requests: Vec<PendingRecord>,
+    /// The usage-limit hold (`account.rs`): read back at start, so a restarted codexd
+    /// reports it until its time passes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits_hold: Option<LimitsHold>,
+}
+
+/// `limitsHold` of daemon-state.json: new turns should wait until `blockedUntil`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LimitsHold {
+    /// RFC 3339.
+    pub blocked_until: String,
+    pub reason: String,
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ pub fn load(store: &JsonStore) -> Loaded {
 }
 
 /// The fields of a daemon state as written (`DaemonState`, camelCase).
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 9] = [
     "started",
     "startedAt",
     "updatedAt",
@@ -124,6 +124,7 @@ const FIELDS: [&str; 8] = [
     "lastSeq",
     "child",
     "pendingRequests",
+    "limitsHold",
 ];
 
 /// A daemon state, or what makes `v` none. Missing fields read as defaults (an older or

@@ -168,6 +168,15 @@ impl Core {
             last_seq: self.events.last_seq(),
             child: st.child.clone(),
             pending_requests,
+            limits_hold: self.account.persisted_hold(),
+        }
+    }
+
+    /// Writes daemon-state.json now (a changed usage-limit hold, before it is announced);
+    /// a failed write is tried again by the next flush.
+    pub(crate) fn persist_daemon_state(&self) {
+        if !self.write_daemon_state() {
+            self.mark_daemon_dirty();
         }
     }
 

@@ -91,7 +91,8 @@ fn refresh_account(core: &Core) {
         return;
     };
     core.codex.refresh_cli(link.generation, &core.stop);
-    core.account.refresh(&*link, &core.events);
+    core.account
+        .refresh(&*link, &core.events, &|| core.persist_daemon_state());
 }
 
 fn join_all(handles: Vec<JoinHandle<()>>) {

@@ -148,6 +148,16 @@ pub fn send_item(w: &mut StreamWriter<'_>, item: &Value) -> io::Result<()> {
 /// `response.completed` with a small fixed usage (so codex reports token usage). Without
 /// it codex fails the turn with "stream closed before response.completed".
 pub fn send_completed(w: &mut StreamWriter<'_>, id: &str, model: &str) -> io::Result<()> {
+    send_completed_with(w, id, model, &usage_json(10, 0, 5, 0))
+}
+
+/// `response.completed` with the given `usage` ([`usage_json`]).
+pub fn send_completed_with(
+    w: &mut StreamWriter<'_>,
+    id: &str,
+    model: &str,
+    usage: &Value,
+) -> io::Result<()> {
     send(
         w,
         &json!({
@@ -157,16 +167,21 @@ pub fn send_completed(w: &mut StreamWriter<'_>, id: &str, model: &str) -> io::Re
                 "object": "response",
                 "model": model,
                 "status": "completed",
-                "usage": {
-                    "input_tokens": 10,
-                    "input_tokens_details": {"cached_tokens": 0},
-                    "output_tokens": 5,
-                    "output_tokens_details": {"reasoning_tokens": 0},
-                    "total_tokens": 15,
-                },
+                "usage": usage,
             },
         }),
     )
+}
+
+/// A Responses API `usage`: input tokens (of which cached), output (of which reasoning).
+pub fn usage_json(input: u64, cached: u64, output: u64, reasoning: u64) -> Value {
+    json!({
+        "input_tokens": input,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": output,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": input + output,
+    })
 }
 
 /// The JSON body of an OpenAI-style error answer.

@@ -189,6 +189,7 @@ pub fn tasks_card(h: &mut String, d: &Value, now_ms: u64) {
         esc(&text(t, &["failed"])),
         esc(&text(t, &["canceled"])),
     ));
+    usage_html(h, t.get("usage").unwrap_or(&Value::Null));
     for r in running {
         let ms = |k: &str| r.get(k).and_then(Value::as_u64).map(duration);
         h.push_str(&format!(
@@ -244,6 +245,42 @@ pub fn tasks_card(h: &mut String, d: &Value, now_ms: u64) {
         ));
     }
     h.push_str("</ul></section>");
+}
+
+/// Tokens today and in the last 7 days, overall and per schedule (`none`: by hand).
+fn usage_html(h: &mut String, u: &Value) {
+    if !u.is_object() {
+        return;
+    }
+    let tokens = |t: &Value| {
+        format!(
+            "{} in ({} cached) · {} out ({} reasoning)",
+            text(t, &["input_tokens"]),
+            text(t, &["cached_input_tokens"]),
+            text(t, &["output_tokens"]),
+            text(t, &["reasoning_tokens"]),
+        )
+    };
+    h.push_str("<h3>Tokens</h3><ul class=\"usage\">");
+    for (key, name) in [("today", "today (UTC)"), ("last_7_days", "last 7 days")] {
+        let p = u.get(key).unwrap_or(&Value::Null);
+        h.push_str(&format!(
+            "<li><b>{name}</b>: {} · {} task(s)",
+            esc(&tokens(p.get("total").unwrap_or(&Value::Null))),
+            esc(&text(p, &["tasks"])),
+        ));
+        if let Some(by) = p.get("by_schedule").and_then(Value::as_object) {
+            for (schedule, t) in by {
+                h.push_str(&format!(
+                    "<div class=\"muted\">schedule <span class=\"mono\">{}</span>: {}</div>",
+                    esc(schedule),
+                    esc(&tokens(t))
+                ));
+            }
+        }
+        h.push_str("</li>");
+    }
+    h.push_str("</ul>");
 }
 
 /// ` on <branch>` for a worktree task; nothing for one in place.

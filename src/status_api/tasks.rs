@@ -12,6 +12,8 @@ use super::values::{clip_value, first};
 const MAX_RUNNING: usize = 20;
 /// The page shows the last five outcomes.
 const MAX_RECENT: usize = 5;
+/// At most this many schedules' usage are listed per period.
+const MAX_SCHEDULES: usize = 20;
 
 /// `{available, error, queued, running, succeeded, failed, canceled, running_tasks, recent}`.
 /// `available: false` with `error` when the conductor did not answer the summary.
@@ -22,7 +24,7 @@ pub fn build(summary: &Fetched) -> Value {
             return json!({
                 "available": false, "error": e.to_string(),
                 "queued": null, "running": null, "succeeded": null, "failed": null, "canceled": null,
-                "running_tasks": [], "recent": [],
+                "running_tasks": [], "recent": [], "usage": null,
             })
         }
     };
@@ -48,6 +50,45 @@ pub fn build(summary: &Fetched) -> Value {
         "canceled": count(s, "canceled"),
         "running_tasks": list("running_tasks", MAX_RUNNING, running),
         "recent": list("recent", MAX_RECENT, recent),
+        "usage": usage(s.get("usage").unwrap_or(&Value::Null)),
+    })
+}
+
+/// `usage {today, last_7_days}`, each `{since, tasks, total, by_schedule}` with token
+/// counts only (at most [`MAX_SCHEDULES`] schedules); `null` when the conductor sent none.
+fn usage(u: &Value) -> Value {
+    if !u.is_object() {
+        return Value::Null;
+    }
+    let tokens = |t: &Value| {
+        json!({
+            "input_tokens": number(t, "input_tokens"),
+            "cached_input_tokens": number(t, "cached_input_tokens"),
+            "output_tokens": number(t, "output_tokens"),
+            "reasoning_tokens": number(t, "reasoning_tokens"),
+        })
+    };
+    let period = |p: &Value| {
+        let by: serde_json::Map<String, Value> = p
+            .get("by_schedule")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .take(MAX_SCHEDULES)
+                    .map(|(k, v)| (k.chars().take(80).collect(), tokens(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({
+            "since": text(p, &["since"]),
+            "tasks": number(p, "tasks"),
+            "total": tokens(p.get("total").unwrap_or(&Value::Null)),
+            "by_schedule": by,
+        })
+    };
+    json!({
+        "today": period(u.get("today").unwrap_or(&Value::Null)),
+        "last_7_days": period(u.get("last_7_days").unwrap_or(&Value::Null)),
     })
 }
 
@@ -154,6 +195,7 @@ mod tests {
         assert_eq!(t["recent"][0]["error"], "boom", "{t:#}");
         assert_eq!(t["recent"][0]["result"], Value::Null, "{t:#}");
         assert_eq!(t["recent"].as_array().map(Vec::len), Some(2));
+        assert_eq!(t["usage"], Value::Null, "no usage sent: none shown");
         let r = &t["recent"][1];
         assert_eq!(r["branch"], "baa/t-9", "{t:#}");
         assert_eq!(

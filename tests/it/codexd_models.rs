@@ -378,3 +378,45 @@ fn stub_rate_limit_update_sets_blocked_until_for_its_window() {
     })
     .unwrap_or_else(|| panic!("still blocked: {:#}", status_snapshot(&d)["limits"]));
 }
+
+/// Issue 19: `blockedUntil` was held in memory only, so a restarted codexd forgot that the
+/// account is rate-limited. It is persisted (daemon-state.json `limitsHold`) and read back:
+/// the restarted codexd reports the same hold, and its reason, until the reset time.
+#[test]
+fn stub_codexd_restart_keeps_the_rate_limit_hold_until_its_reset() {
+    let tmp = TempDir::new("codexd-limits-restart");
+    let dirs = Dirs::under(&tmp.child("root"));
+    let mut d = start_running(with_stub(&dirs, "normal"));
+    let s = create_session(&d, json!({}));
+    let sid = s["sessionId"].as_str().unwrap().to_string();
+    let tid = turn(&d, &sid, "limit:6");
+    wait_turn_done(&d, &sid, &tid, T);
+    let before = wait_for(T, || {
+        let l = status_snapshot(&d)["limits"].clone();
+        l["blockedUntil"].is_string().then_some(l)
+    })
+    .unwrap_or_else(|| panic!("never blocked: {:#}", status_snapshot(&d)["limits"]));
+    assert_eq!(before["blockedReason"], "primary rate-limit window used up");
+    assert_eq!(before["blockedRestored"], false, "{before:#}");
+    let state = std::fs::read_to_string(dirs.state.join("daemon-state.json")).unwrap();
+    let state: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(
+        state["limitsHold"]["blockedUntil"], before["blockedUntil"],
+        "persisted when it changed: {state:#}"
+    );
+    d.terminate(T);
+    let d = start_running(with_stub(&dirs, "normal"));
+    let after = status_snapshot(&d)["limits"].clone();
+    assert_eq!(after["blockedUntil"], before["blockedUntil"], "{after:#}");
+    assert_eq!(after["blockedReason"], before["blockedReason"], "{after:#}");
+    assert_eq!(after["blockedRestored"], true, "{after:#}");
+    let events = status_snapshot(&d)["recentEvents"].to_string();
+    assert!(events.contains("limits.restored"), "no event: {events}");
+    // It ends by itself at the reset time.
+    wait_for(T, || {
+        status_snapshot(&d)["limits"]["blockedUntil"]
+            .is_null()
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("still blocked: {:#}", status_snapshot(&d)["limits"]));
+}

@@ -555,7 +555,9 @@ fn stub_codex_hold_keeps_a_queued_task_waiting_until_the_limit_resets() {
         started + 1000 >= until,
         "started at {started}, held until {until}"
     );
-    assert!(c.scheduler()["held"].is_null(), "{:#}", c.scheduler());
+    // The probe's turn did not hit the limit: the hold is released.
+    wait_for(T, || c.scheduler()["held"].is_null().then_some(()))
+        .unwrap_or_else(|| panic!("still held: {:#}", c.scheduler()));
 }
 
 /// Issue 17: at start-up the scheduler dispatched before codexd's child was ready and spent
@@ -930,5 +932,204 @@ fn stub_a_dispatch_stopped_before_its_run_file_is_queued_again_and_runs_once() {
             .any(|m| m.starts_with("step 1/1 completed")),
         "{:#?}",
         c.log_messages(id)
+    );
+}
+
+/// Issue 19 (codex#28897: the whole queue was sent at once when the limit reset): while
+/// the usage limit holds the queue nothing is dispatched and each queued task shows
+/// `held_until`; at the reset ONE task goes first, the probe, and only once its turn is
+/// over (not hitting the limit) does the rest of the queue go, by itself.
+#[test]
+fn stub_usage_limit_reset_sends_one_probe_then_the_rest_of_the_queue() {
+    let dir = TempDir::new("tasks-limit-probe");
+    let codexd = start_running(with_stub(&Dirs::under(&dir.child("cx")), "normal"));
+    let c = TaskConductor {
+        d: tasks::spawn(&dir, &codexd.base, "mini-main", "primary")
+            .env("BAA_CONDUCTOR_MAX_RUNNING_TASKS", "3")
+            .start(),
+    };
+    let a = c.create(json!({"title": "uses up the limit", "prompt": "limit:6"}));
+    c.wait_status(&a, "succeeded", T);
+    let queued: Vec<String> = (0..3)
+        .map(|i| c.create(json!({"title": format!("after {i}"), "prompt": format!("after {i}")})))
+        .collect();
+    let held = wait_for(T, || {
+        let s = c.scheduler();
+        (s["held"]["reason"] == "rate_limited").then_some(s)
+    })
+    .unwrap_or_else(|| panic!("never held: {:#}", c.runtime()));
+    let until = held["held"]["until"].as_str().unwrap().to_string();
+    assert_eq!(held["held"]["probe"], Value::Null, "{held:#}");
+    for id in &queued {
+        let t = wait_for(T, || {
+            let t = c.task(id);
+            (t["task"]["held_until"] == until.as_str()).then_some(t)
+        })
+        .unwrap_or_else(|| panic!("{id} not marked held: {:#}", c.task(id)));
+        assert_eq!(t["runs"], json!([]), "{t:#}");
+    }
+    let done: Vec<Value> = queued
+        .iter()
+        .map(|id| c.wait_status(id, "succeeded", T))
+        .collect();
+    let until_ms = ms_from_rfc3339(&until).unwrap();
+    let started = |t: &Value| ms_from_rfc3339(t["runs"][0]["started_at"].as_str().unwrap());
+    let mut order: Vec<(u64, &Value)> = done.iter().map(|t| (started(t).unwrap(), t)).collect();
+    order.sort_by_key(|(s, _)| *s);
+    let (probe_start, probe) = order[0];
+    assert!(
+        probe_start + 1000 >= until_ms,
+        "the probe went at {probe_start}, before {until_ms}"
+    );
+    let probe_turn_done = ms_from_rfc3339(
+        probe["runs"][0]["steps"][0]["finished_at"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    for (s, t) in &order[1..] {
+        assert!(
+            *s >= probe_turn_done,
+            "{} started at {s}, before the probe's turn ended at {probe_turn_done}",
+            t["task"]["task_id"]
+        );
+    }
+    for t in &done {
+        assert_eq!(
+            t["task"]["held_until"],
+            Value::Null,
+            "cleared when it ran: {t:#}"
+        );
+    }
+    let log = c.d.log();
+    for line in ["event=queue.held", "event=queue.released", "as the probe"] {
+        assert!(log.contains(line), "no {line:?} in the log:\n{log}");
+    }
+    wait_for(T, || c.scheduler()["held"].is_null().then_some(()))
+        .unwrap_or_else(|| panic!("still held: {:#}", c.scheduler()));
+}
+
+/// Issue 19: a probe whose turn hits the limit again extends the hold: the next task waits
+/// for the new reset, not the old one.
+#[test]
+fn stub_usage_limit_probe_that_hits_the_limit_again_extends_the_hold() {
+    let (_dir, _codexd, c) = stack("tasks-limit-probe-again", "normal");
+    let a = c.create(json!({"title": "uses up the limit", "prompt": "limit:3"}));
+    c.wait_status(&a, "succeeded", T);
+    // The probe (first by priority) uses the limit up again.
+    let probe = c.create(json!({"title": "probe", "prompt": "limit:4", "priority": 5}));
+    let next = c.create(json!({"title": "next", "prompt": "after"}));
+    let p = c.wait_status(&probe, "succeeded", T);
+    let n = c.wait_status(&next, "succeeded", T);
+    let probe_end = ms_from_rfc3339(p["runs"][0]["finished_at"].as_str().unwrap()).unwrap();
+    let next_start = ms_from_rfc3339(n["runs"][0]["started_at"].as_str().unwrap()).unwrap();
+    // limit:4 at the probe's turn: the new reset is at least 3 s after the probe ended.
+    assert!(
+        next_start >= probe_end + 2500,
+        "next started {} ms after the probe that hit the limit again",
+        next_start as i64 - probe_end as i64
+    );
+    assert!(
+        c.d.log().contains("hit the usage limit again"),
+        "{}",
+        c.d.log()
+    );
+}
+
+/// Issue 19: the hold survives a codexd restart AND a conductor restart (one started while
+/// codexd is down dispatches nothing either), and the queue resumes by itself at the reset.
+#[test]
+fn stub_usage_limit_hold_survives_codexd_and_conductor_restarts_and_resumes_at_the_reset() {
+    let dir = TempDir::new("tasks-limit-restarts");
+    let dirs = Dirs::under(&dir.child("cx"));
+    let mut codexd = start_running(with_stub(&dirs, "normal"));
+    let base = codexd.base.clone();
+    let mut c = tasks::start(&dir, &base);
+    let a = c.create(json!({"title": "uses up the limit", "prompt": "limit:12"}));
+    c.wait_status(&a, "succeeded", T);
+    let b = c.create(json!({"title": "waits", "prompt": "after"}));
+    let held = wait_for(T, || {
+        let t = c.task(&b);
+        t["task"]["held_until"].as_str().map(str::to_string)
+    })
+    .unwrap_or_else(|| panic!("never held: {:#}", c.runtime()));
+    // Both go down; the conductor comes back first, to a codexd that does not answer.
+    c.d.kill9();
+    codexd.terminate(T);
+    let c = tasks::start(&dir, &base);
+    wait_for(T, || {
+        (c.scheduler()["held"]["reason"] == "codexd_unreachable").then_some(())
+    })
+    .unwrap_or_else(|| panic!("not held: {:#}", c.runtime()));
+    c.wait_passes(3);
+    assert_eq!(c.status(&b), "queued");
+    assert_eq!(c.task(&b)["runs"], json!([]));
+    // codexd comes back on its address and reports the hold it persisted.
+    let _codexd = start_running(with_stub(&dirs, "normal").env("BAA_CODEXD_LOCAL_API_BASE", &base));
+    let s = wait_for(T, || {
+        let s = c.scheduler();
+        (s["held"]["reason"] == "rate_limited").then_some(s)
+    })
+    .unwrap_or_else(|| panic!("not held by the limit: {:#}", c.runtime()));
+    assert_eq!(s["held"]["until"], held.as_str(), "{s:#}");
+    assert_eq!(
+        c.runtime()["daemon"]["codexHold"]["until"],
+        held.as_str(),
+        "{:#}",
+        c.runtime()
+    );
+    let t = c.wait_status(&b, "succeeded", T);
+    let started = ms_from_rfc3339(t["runs"][0]["started_at"].as_str().unwrap()).unwrap();
+    let until = ms_from_rfc3339(&held).unwrap();
+    assert!(
+        started + 1000 >= until,
+        "started at {started}, held until {until}"
+    );
+    assert_eq!(runs(&t), [(1, "succeeded".to_string())], "{t:#}");
+}
+
+/// Issue 19: a step that uses the limit up stops its run before the next step (which would
+/// fail at once and spend an attempt): the task goes back to the queue, held, and goes on at
+/// that step after the reset.
+#[test]
+fn stub_usage_limit_used_up_mid_task_holds_its_next_step_until_the_reset() {
+    let (_dir, _codexd, c) = stack("tasks-limit-mid-task", "normal");
+    let id = c.create(json!({"title": "two steps", "max_attempts": 1, "steps": [
+        {"prompt": "limit:5"}, {"prompt": "after the limit"}]}));
+    let t = c.wait_status(&id, "succeeded", T);
+    assert_eq!(
+        runs(&t),
+        [(1, "paused".to_string()), (2, "succeeded".to_string())],
+        "{t:#}"
+    );
+    let first = &t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["attempt"] == 1)
+        .unwrap()["steps"];
+    let second = t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["attempt"] == 2)
+        .unwrap();
+    assert_eq!(first.as_array().map(Vec::len), Some(1), "{t:#}");
+    assert_eq!(second["first_step"], 1, "{t:#}");
+    let line = c
+        .log_messages(&id)
+        .into_iter()
+        .find(|m| m.contains("usage limit is used up until"))
+        .unwrap_or_else(|| panic!("no hold line: {:#?}", c.log_messages(&id)));
+    let until = line
+        .split("until ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .and_then(ms_from_rfc3339)
+        .unwrap_or_else(|| panic!("no time in {line:?}"));
+    let started = ms_from_rfc3339(second["started_at"].as_str().unwrap()).unwrap();
+    assert!(
+        started + 1000 >= until,
+        "step 2 went at {started}, held until {until}"
     );
 }

@@ -490,3 +490,114 @@ fn real_cancel_of_a_running_task_interrupts_the_turn_and_the_model_gets_no_more_
         "a finished task cannot be canceled again"
     );
 }
+
+/// Issue 19: a task's `usage_total` is the sum of what its turns used. The model answers
+/// each request with its own usage; step one makes two model requests (a command, then
+/// the answer after its output) and step two one. codex reports the thread's CUMULATIVE
+/// usage after each turn, so adding the steps' records up would count step one twice.
+#[test]
+fn real_task_usage_total_is_the_sum_of_the_usage_the_model_sent() {
+    let r = rig("tasks-real-usage");
+    r.home.mock.set_script(move |call| {
+        if call.tool_output().is_some() {
+            return keywords(call).usage(300, 100, 40, 8);
+        }
+        if call.prompt.contains("step one") {
+            Reply::exec("call_1", "echo usage-one").usage(1000, 200, 50, 10)
+        } else {
+            keywords(call).usage(2000, 1500, 70, 20)
+        }
+    });
+    let c = r.conductor();
+    let id = c.create(json!({"title": "cost", "cwd": r.home.work, "steps": [
+        {"prompt": "step one: run a command"}, {"prompt": "step two: summarize"}]}));
+    let t = c.wait_status(&id, "succeeded", T)["task"].clone();
+    assert_eq!(
+        t["usage_total"],
+        json!({"input_tokens": 3300, "cached_input_tokens": 1800, "output_tokens": 160, "reasoning_tokens": 38}),
+        "{t:#}"
+    );
+    // The summary counts it today and in the last 7 days, under no schedule.
+    let s = c.summary();
+    for period in ["today", "last_7_days"] {
+        let p = &s["usage"][period];
+        assert_eq!(p["total"], t["usage_total"], "{period}: {s:#}");
+        assert_eq!(
+            p["by_schedule"]["none"], t["usage_total"],
+            "{period}: {s:#}"
+        );
+        assert_eq!(p["tasks"], 1, "{period}: {s:#}");
+    }
+}
+
+/// Issue 19: the provider's rate-limit headers (the real app-server turns them into
+/// `account/rateLimits/updated`) hold the queue; at the reset one probe goes first, and
+/// the rest of the queue only after its turn, by itself.
+#[test]
+fn real_rate_limit_headers_hold_the_queue_then_one_probe_then_the_rest() {
+    let r = rig("tasks-real-limit");
+    let reset = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let script_reset = reset.clone();
+    r.home.mock.set_script(move |call| {
+        let reply = keywords(call);
+        if !call.prompt.contains("use it up") {
+            return reply.header("x-codex-primary-used-percent", "10");
+        }
+        // Counted from the model's answer: a loaded machine may start the turn late.
+        let now_s = baa::common::time::now_ms() / 1000;
+        let at =
+            match script_reset.compare_exchange(0, now_s + 6, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => now_s + 6,
+                Err(earlier) => earlier,
+            };
+        reply
+            .header("x-codex-primary-used-percent", "100")
+            .header("x-codex-primary-window-minutes", "300")
+            .header("x-codex-primary-reset-at", at.to_string())
+    });
+    let c = TaskConductor {
+        d: tasks::spawn(&r.dir, &r.codexd.base, "mini-main", "primary")
+            .env("BAA_CONDUCTOR_MAX_RUNNING_TASKS", "3")
+            .start(),
+    };
+    let a = c.create(json!({"title": "limit", "prompt": "use it up", "cwd": r.home.work}));
+    c.wait_status(&a, "succeeded", T);
+    let queued: Vec<String> = (0..3)
+        .map(|i| c.create(json!({"title": format!("after {i}"), "prompt": format!("after {i}"), "cwd": r.home.work})))
+        .collect();
+    let held = wait_for(T, || {
+        let s = c.scheduler();
+        (s["held"]["reason"] == "rate_limited").then_some(s)
+    })
+    .unwrap_or_else(|| panic!("never held: {:#}\ncodexd:\n{}", c.runtime(), r.codexd.log()));
+    let until = ms_from(&held["held"]["until"]);
+    assert_eq!(until / 1000, reset.load(Ordering::SeqCst), "{held:#}");
+    let done: Vec<Value> = queued
+        .iter()
+        .map(|id| c.wait_status(id, "succeeded", T))
+        .collect();
+    let mut starts: Vec<(u64, &Value)> = done
+        .iter()
+        .map(|t| (ms_from(&t["runs"][0]["started_at"]), t))
+        .collect();
+    starts.sort_by_key(|(s, _)| *s);
+    let (first, probe) = starts[0];
+    assert!(
+        first + 1000 >= until,
+        "the probe went at {first}, held until {until}"
+    );
+    let probe_turn = ms_from(&probe["runs"][0]["steps"][0]["finished_at"]);
+    for (s, t) in &starts[1..] {
+        assert!(
+            *s >= probe_turn,
+            "{} went at {s}, before the probe's turn ended at {probe_turn}",
+            t["task"]["task_id"]
+        );
+    }
+}
+
+#[track_caller]
+fn ms_from(v: &Value) -> u64 {
+    baa::common::time::ms_from_rfc3339(v.as_str().unwrap_or_default())
+        .unwrap_or_else(|| panic!("not a time: {v}"))
+}

@@ -151,6 +151,25 @@ pub fn show(data: &Value, now_ms: u64) -> String {
     if !t["next_attempt_at"].is_null() {
         field("next try", text(&t["next_attempt_at"]));
     }
+    if !t["held_until"].is_null() {
+        field(
+            "held",
+            format!("until {} (usage limit)", text(&t["held_until"])),
+        );
+    }
+    let u = &t["usage_total"];
+    if u.is_object() {
+        field(
+            "tokens",
+            format!(
+                "{} in ({} cached) · {} out ({} reasoning)",
+                text(&u["input_tokens"]),
+                text(&u["cached_input_tokens"]),
+                text(&u["output_tokens"]),
+                text(&u["reasoning_tokens"])
+            ),
+        );
+    }
     if !t["session_id"].is_null() {
         field("session", text(&t["session_id"]));
     }
@@ -405,6 +424,8 @@ mod tests {
             "task": {"task_id": "t1", "title": "two", "status": "failed", "priority": 0,
                      "steps_done": 1, "steps_total": 2, "max_attempts": 1,
                      "created_at": "2025-12-31T23:00:00.000Z",
+                     "held_until": "2025-12-31T23:30:00.000Z",
+                     "usage_total": {"input_tokens": 900, "cached_input_tokens": 120, "output_tokens": 45, "reasoning_tokens": 7},
                      "error": {"code": "turn_failed", "message": "boom", "retryable": false},
                      "input": {"steps": [{"prompt": "first"}, {"prompt": "second"}]},
                      "runs": [{"run_id": "r1"}]},
@@ -421,6 +442,8 @@ mod tests {
             "attempts   1 run(s), up to 1\n",
             "created    2025-12-31T23:00:00.000Z (1h ago)\n",
             "error      turn_failed: boom\n",
+            "held       until 2025-12-31T23:30:00.000Z (usage limit)\n",
+            "tokens     900 in (120 cached) · 45 out (7 reasoning)\n",
             "run r1 attempt 1: failed\n",
             "  step 1  completed  1.2s  first   ok\n",
             "  step 2  failed     -     second  turn_failed: boom\n",

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use baa::common::api_error::ApiError;
-use baa::common::time::now_ms;
+use baa::common::time::{now_ms, rfc3339_from_ms};
 
 use super::control::StopReason;
 use super::model::Status;
@@ -225,5 +225,30 @@ pub fn summary(app: &App) -> Value {
         "canceled": c.canceled,
         "running_tasks": running,
         "recent": recent,
+        "usage": usage_json(app, now),
+    })
+}
+
+/// `usage {today, last_7_days}`: the tokens of the tasks last active in each period
+/// (today: since 00:00 UTC), overall and per schedule (`none`: created by hand).
+fn usage_json(app: &App, now: u64) -> Value {
+    const DAY_MS: u64 = 86_400_000;
+    let period = |since: u64| {
+        let u = app.tasks.usage_since(since);
+        let by_schedule: Map<String, Value> = u
+            .by_schedule
+            .iter()
+            .map(|(s, t)| (s.clone().unwrap_or_else(|| "none".into()), json!(t)))
+            .collect();
+        json!({
+            "since": rfc3339_from_ms(since),
+            "tasks": u.tasks,
+            "total": u.total,
+            "by_schedule": by_schedule,
+        })
+    };
+    json!({
+        "today": period(now - now % DAY_MS),
+        "last_7_days": period(now.saturating_sub(7 * DAY_MS)),
     })
 }

@@ -106,6 +106,13 @@ pub struct RunRef {
     pub status: String,
     #[serde(default)]
     pub started_at: Option<String>,
+    /// The thread the run's turns ran in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    /// The thread's cumulative token usage after the run's last turn that reported one
+    /// (`usage.rs`: the task's `usage_total` is summed from these, one per thread).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageTotal>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -10,7 +10,8 @@ use std::collections::HashSet;
 use serde_json::{json, Value};
 
 use super::logs::{cut, MESSAGE_CAP};
-use super::model::{Run, StepRecord, Task};
+use super::model::{Run, StepRecord, Task, UsageTotal};
+use super::usage;
 
 /// The task fields a run's step records decide.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,10 @@ pub struct Progress {
     /// The last completed step's message; `None` when this run completed no step (the
     /// task keeps the one an earlier run left).
     pub final_message: Option<Option<String>>,
+    /// The run, its thread and the thread's latest cumulative usage (`usage.rs`).
+    pub run_id: String,
+    pub thread_id: Option<String>,
+    pub usage: Option<UsageTotal>,
 }
 
 impl Progress {
@@ -32,18 +37,38 @@ impl Progress {
         Progress {
             steps_done,
             final_message,
+            run_id: run.run_id.clone(),
+            thread_id: run.thread_id.clone(),
+            usage: usage::of_run(run),
         }
     }
 
     /// Writes the progress into `task`; true when it changed. `steps_done` never goes
-    /// back (a run starts at the task's count, so it can only add to it).
+    /// back (a run starts at the task's count, so it can only add to it). The run's usage
+    /// goes to its run ref and `usage_total` is summed again from the refs.
     pub fn apply(&self, task: &mut Task) -> bool {
-        let before = (task.steps_done, task.final_message.clone());
+        let before = (
+            task.steps_done,
+            task.final_message.clone(),
+            task.usage_total,
+        );
         task.steps_done = task.steps_done.max(self.steps_done);
         if let Some(m) = &self.final_message {
             task.final_message = m.clone();
         }
-        before != (task.steps_done, task.final_message.clone())
+        if let Some(u) = self.usage {
+            if let Some(r) = task.runs.iter_mut().find(|r| r.run_id == self.run_id) {
+                r.usage = Some(u);
+                r.thread_id = self.thread_id.clone();
+            }
+        }
+        task.usage_total = usage::total(&task.runs).or(task.usage_total);
+        before
+            != (
+                task.steps_done,
+                task.final_message.clone(),
+                task.usage_total,
+            )
     }
 }
 
@@ -158,6 +183,34 @@ mod tests {
             !Progress::of(&r).apply(&mut t),
             "applying again changes nothing"
         );
+    }
+
+    #[test]
+    fn usage_total_follows_the_runs_step_records_and_applying_again_changes_nothing() {
+        let mut r = run(0, &[(0, "one"), (1, "two")]);
+        r.thread_id = Some("th1".into());
+        let tokens = |i: u64, o: u64| json!({"total": {"inputTokens": i, "cachedInputTokens": 1, "outputTokens": o, "reasoningOutputTokens": 2}});
+        r.step_mut(0).usage = Some(tokens(10, 5));
+        r.step_mut(1).usage = Some(tokens(30, 9));
+        let mut t = task(0, None);
+        t.runs.push(
+            serde_json::from_value(json!({"run_id": "r1", "attempt": 1, "status": "running"}))
+                .unwrap(),
+        );
+        assert!(Progress::of(&r).apply(&mut t));
+        let want = UsageTotal {
+            input_tokens: 30,
+            cached_input_tokens: 1,
+            output_tokens: 9,
+            reasoning_tokens: 2,
+        };
+        assert_eq!(t.usage_total, Some(want));
+        assert_eq!(t.runs[0].thread_id.as_deref(), Some("th1"));
+        assert!(
+            !Progress::of(&r).apply(&mut t),
+            "applying again changes nothing"
+        );
+        assert_eq!(t.usage_total, Some(want));
     }
 
     #[test]

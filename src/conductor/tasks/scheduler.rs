@@ -33,6 +33,7 @@ use baa::common::time::{now_ms, now_rfc3339};
 
 use super::control::{RunControl, StopReason};
 use super::gate;
+use super::limit_hold::{LimitHold, Next, Probe};
 use super::model::{Run, RunRef, Status, CODEXD_WORKER};
 use super::worker;
 use crate::app::App;
@@ -94,11 +95,14 @@ struct Loop {
     stop: StopFlag,
     threads: HashMap<String, JoinHandle<()>>,
     was_leader: bool,
+    /// The usage-limit hold and its probe (`limit_hold`).
+    limit: LimitHold,
 }
 
 impl Loop {
     fn new(app: Arc<App>, stop: StopFlag) -> Loop {
         Loop {
+            limit: LimitHold::from_queue(&app),
             app,
             stop,
             threads: HashMap::new(),
@@ -133,6 +137,10 @@ impl Loop {
                 // at start-up it was built a moment ago (10k tasks cost ~100 ms to read).
                 let n = self.app.tasks.sync_if_changed();
                 log::info!("scheduler: leader now; {n} task(s) in the store");
+                // A takeover during a usage-limit hold keeps holding (the tasks say so).
+                if self.limit.is_open() {
+                    self.limit = LimitHold::from_queue(&self.app);
+                }
             } else {
                 let n = self.app.sched.stop_all(StopReason::LostLease);
                 log::warn!("scheduler: not the leader any more; {n} run(s) let go");
@@ -148,8 +156,10 @@ impl Loop {
             self.app.sched.set_held(None);
             return IDLE_TICK;
         }
+        self.limit.settle(&self.app);
         let mut sleep = IDLE_TICK;
         let mut gate_checked = false;
+        let mut probe_only = false;
         while self.threads.len() < self.app.sched.max_running {
             let busy: HashSet<String> = self.threads.keys().cloned().collect();
             let Some(task_id) = self.app.tasks.pick_next(now_ms(), &busy) else {
@@ -161,14 +171,41 @@ impl Loop {
                 gate_checked = true;
                 if let Some(held) = gate::check(&self.app.codex, &self.app.codex_hold) {
                     log::debug!("scheduler: held: {}", held.message);
-                    self.app.sched.set_held(Some(held.to_json()));
+                    self.limit.held(&self.app, &held);
+                    let mut j = held.to_json();
+                    j["probe"] = self.limit.probe_json();
+                    self.app.sched.set_held(Some(j));
                     return IDLE_TICK;
+                }
+                match self.limit.open() {
+                    Next::Wait => {
+                        self.app.sched.set_held(self.limit.to_json());
+                        return IDLE_TICK;
+                    }
+                    Next::Probe => probe_only = true,
+                    Next::Dispatch => {}
                 }
                 self.app.sched.set_held(None);
             }
             let dispatch_t0 = Instant::now();
-            if let Err(e) = self.dispatch(&task_id) {
-                log::error!("scheduler: cannot start task {task_id}: {e}");
+            let started = match self.dispatch(&task_id) {
+                Ok(started) => started,
+                Err(e) => {
+                    log::error!("scheduler: cannot start task {task_id}: {e}");
+                    break;
+                }
+            };
+            if probe_only {
+                match started {
+                    Some((run_id, steps_done)) => self.limit.probing(Probe {
+                        task_id: task_id.clone(),
+                        run_id,
+                        steps_done,
+                        since_ms: now_ms(),
+                    }),
+                    None => self.limit.probe_not_started(),
+                }
+                self.app.sched.set_held(self.limit.to_json());
                 break;
             }
             log::debug!(
@@ -275,8 +312,9 @@ impl Loop {
     }
 
     /// Starts a new run of `task_id`: the task (running, naming the run), then its thread,
-    /// which writes the run file with its first step's intent.
-    fn dispatch(&mut self, task_id: &str) -> Result<(), DispatchError> {
+    /// which writes the run file with its first step's intent. Returns the run's id and the
+    /// task's steps done, or `None` when the task left the queue first.
+    fn dispatch(&mut self, task_id: &str) -> Result<Option<(String, usize)>, DispatchError> {
         let task = self
             .app
             .tasks
@@ -324,11 +362,15 @@ impl Loop {
                 t.finished_at = None;
                 t.next_attempt_at = None;
                 t.waiting = None;
+                // The usage-limit hold let it go.
+                t.held_until = None;
                 t.runs.push(RunRef {
                     run_id: run_id.clone(),
                     attempt,
                     status: "running".into(),
                     started_at: Some(now.clone()),
+                    thread_id: None,
+                    usage: None,
                 });
                 true
             })
@@ -336,7 +378,7 @@ impl Loop {
         let Some(t) = updated.filter(|t| t.current_run_id.as_deref() == Some(run_id.as_str()))
         else {
             log::info!("scheduler: task {task_id} left the queue before its run started");
-            return Ok(());
+            return Ok(None);
         };
         self.app.task_changed(&t);
         self.app.sched.dispatched(now);
@@ -349,7 +391,7 @@ impl Loop {
             now_ms(),
         ));
         self.start_thread(task_id, ctl, run);
-        Ok(())
+        Ok(Some((run_id, task.steps_done)))
     }
 
     fn shutdown(mut self) {

@@ -34,7 +34,8 @@ use baa::common::time::{ms_from_rfc3339, now_ms, now_rfc3339};
 
 use super::lines;
 use super::logs::TaskLogs;
-use super::model::{Run, RunRef, Status, Task, CODEX_KIND};
+use super::model::{Run, RunRef, Status, Task, UsageTotal, CODEX_KIND};
+use super::usage;
 use super::validate::NewTask;
 
 pub const TASKS_DIR: &str = "tasks";
@@ -56,6 +57,9 @@ struct Entry {
     idempotency_key: Option<Box<str>>,
     /// (run_id, started_ms), oldest first.
     runs: Vec<(Box<str>, u64)>,
+    /// What its turns cost, and the schedule that created it (the summary's totals).
+    usage: Option<UsageTotal>,
+    schedule_id: Option<Box<str>>,
 }
 
 fn ms(s: Option<&str>) -> u64 {
@@ -78,6 +82,8 @@ impl Entry {
                 .iter()
                 .map(|r| (Box::from(r.run_id.as_str()), ms(r.started_at.as_deref())))
                 .collect(),
+            usage: t.usage_total,
+            schedule_id: t.schedule_id.as_deref().map(Box::from),
         }
     }
 }
@@ -110,6 +116,15 @@ impl Index {
         }
         Some(e)
     }
+}
+
+/// Token usage summed over tasks (`usage_since`).
+#[derive(Debug, Default, PartialEq)]
+pub struct UsageTotals {
+    /// Tasks with a usage record.
+    pub tasks: usize,
+    pub total: UsageTotal,
+    pub by_schedule: std::collections::BTreeMap<Option<String>, UsageTotal>,
 }
 
 /// Counts per status.
@@ -270,6 +285,8 @@ impl TaskStore {
                 attempt: r.attempt,
                 status: r.status.clone(),
                 started_at: r.started_at.clone(),
+                thread_id: None,
+                usage: None,
             });
             if self.runs.key(&file(&r.run_id)).ok().flatten().is_none() {
                 match self.runs.write(&file(&r.run_id), r) {
@@ -486,6 +503,24 @@ impl TaskStore {
             .collect()
     }
 
+    /// The usage of the tasks last active (finished or updated) at or after `since_ms`,
+    /// overall and per schedule (`None`: created by hand), from the index alone.
+    pub fn usage_since(&self, since_ms: u64) -> UsageTotals {
+        let index = lock(&self.index);
+        let mut out = UsageTotals::default();
+        for e in index.tasks.values().filter(|e| e.finished_ms >= since_ms) {
+            let Some(u) = &e.usage else { continue };
+            out.tasks += 1;
+            out.total = usage::add(&out.total, u);
+            let s = out
+                .by_schedule
+                .entry(e.schedule_id.as_deref().map(str::to_string))
+                .or_default();
+            *s = usage::add(s, u);
+        }
+        out
+    }
+
     /// The `n` most recently finished tasks, newest first.
     pub fn recent_finished(&self, n: usize) -> Vec<Task> {
         let ids: Vec<String> = {
@@ -670,6 +705,7 @@ impl TaskStore {
 mod tests {
     use super::*;
     use crate::tasks::model::TaskSpec;
+    use crate::tasks::usage::add;
     use serde_json::json;
 
     fn dir() -> PathBuf {
@@ -812,6 +848,39 @@ mod tests {
         let (replayed, created) = s2.create(new("x", 0, Some("k"))).unwrap();
         assert_eq!((replayed.title.as_str(), created), ("a", false));
         let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn usage_since_sums_recent_tasks_overall_and_per_schedule() {
+        let d = dir();
+        let s = TaskStore::open(&d, 100).unwrap();
+        let u = |n: u64| UsageTotal {
+            input_tokens: n,
+            cached_input_tokens: 1,
+            output_tokens: 2,
+            reasoning_tokens: 0,
+        };
+        let ids: Vec<String> = (0..3)
+            .map(|i| s.create(new(&format!("t{i}"), 0, None)).unwrap().0.task_id)
+            .collect();
+        for (id, (n, schedule)) in
+            ids.iter()
+                .zip([(10, None), (20, Some("sch-1")), (30, Some("sch-1"))])
+        {
+            s.update(id, |t| {
+                t.usage_total = Some(u(n));
+                t.schedule_id = schedule.map(str::to_string);
+                true
+            })
+            .unwrap();
+        }
+        s.create(new("no usage", 0, None)).unwrap();
+        let all = s.usage_since(0);
+        assert_eq!(all.tasks, 3);
+        assert_eq!(all.total, add(&u(10), &add(&u(20), &u(30))));
+        assert_eq!(all.by_schedule[&None], u(10));
+        assert_eq!(all.by_schedule[&Some("sch-1".into())], add(&u(20), &u(30)));
+        assert_eq!(s.usage_since(now_ms() + 60_000), UsageTotals::default());
     }
 
     #[test]

@@ -114,6 +114,8 @@ pub struct Reply {
     /// A message reply stops before chunk N (after N deltas went out) until the gate is
     /// released: the turn is in flight, mid-stream, for as long as a test needs.
     pub pause_before: Option<(usize, Gate)>,
+    /// The `usage` of `response.completed` (`None`: the fixed default).
+    pub usage: Option<Value>,
 }
 
 impl Reply {
@@ -124,6 +126,7 @@ impl Reply {
             delay: Duration::ZERO,
             hold: None,
             pause_before: None,
+            usage: None,
         }
     }
 
@@ -177,6 +180,12 @@ impl Reply {
 
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Reply {
         self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// The response's token usage: input (of which cached), output (of which reasoning).
+    pub fn usage(mut self, input: u64, cached: u64, output: u64, reasoning: u64) -> Reply {
+        self.usage = Some(responses::usage_json(input, cached, output, reasoning));
         self
     }
 
@@ -502,6 +511,7 @@ fn answer(shared: &Shared, req: &Request) -> HttpReply {
     let model = responses::model_of(&call.body);
     let headers = reply.headers;
     let pause_before = reply.pause_before;
+    let usage = reply.usage;
     let output = match reply.output {
         Output::Error { status, message } => return error(status, &message, &headers),
         other => other,
@@ -557,7 +567,10 @@ fn answer(shared: &Shared, req: &Request) -> HttpReply {
             )?,
             Output::Error { .. } => {}
         }
-        responses::send_completed(w, &id, &model)
+        match &usage {
+            Some(u) => responses::send_completed_with(w, &id, &model, u),
+            None => responses::send_completed(w, &id, &model),
+        }
     });
     for (k, v) in headers {
         stream = stream.with_header(&k, v);

@@ -159,7 +159,7 @@ fn end_run(book: &mut RunBook, end: End) {
             retryable,
         } => ("failed", Some(error_value(code, message, *retryable))),
         End::Canceled => ("canceled", None),
-        End::Paused => ("paused", None),
+        End::Paused | End::Held(_) => ("paused", None),
         End::Left(_) => unreachable!("returned above"),
     };
     let total = book.total();
@@ -223,7 +223,7 @@ pub fn close(book: &mut RunBook, end: &End) {
         End::Succeeded => ("succeeded", Status::Succeeded),
         End::Failed { .. } => ("failed", Status::Failed),
         End::Canceled => ("canceled", Status::Canceled),
-        End::Paused => ("paused", Status::Queued),
+        End::Paused | End::Held(_) => ("paused", Status::Queued),
         End::Left(_) => return,
     };
     let error = book.run.error.clone();
@@ -263,6 +263,8 @@ pub fn close(book: &mut RunBook, end: &End) {
                 attempt: 0,
                 status: run_status.into(),
                 started_at: None,
+                thread_id: None,
+                usage: None,
             });
         }
         progress.apply(t);
@@ -367,6 +369,11 @@ fn end_line(
             "warn",
             format!("run {run_id} paused; the task waits in the queue for resume"),
             Some(json!({"end": "paused"})),
+        ),
+        (End::Held(until), _) => (
+            "warn",
+            format!("run {run_id} stopped before its next step: the codex usage limit is used up until {until}; the task waits in the queue (no attempt spent)"),
+            Some(json!({"end": "paused", "held_until": until})),
         ),
         (End::Left(_), _) => unreachable!("a run left has no end line (close returns first)"),
     }

@@ -71,6 +71,9 @@ enum End {
     },
     Canceled,
     Paused,
+    /// Stopped between steps because the usage limit is used up until then (RFC 3339):
+    /// like a pause, the task goes back to the queue without spending an attempt.
+    Held(String),
     /// Nothing written: the next leader or start reconciles the run.
     Left(StopReason),
 }
@@ -269,6 +272,11 @@ fn drive_with(book: &mut RunBook, follower_slot: &mut Option<Follower>) -> End {
             if let Some(end) = between_steps(book) {
                 return end;
             }
+            if index > book.run.first_step {
+                if let Some(end) = limit_between_steps(book, follower) {
+                    return end;
+                }
+            }
         }
         if let Err(end) = step(book, follower, index, idle.take()) {
             return end;
@@ -308,6 +316,23 @@ fn step(
         &record,
         index + 1 == book.spec.steps.len(),
     )
+}
+
+/// The usage limit a step just used up stops the run before its next step (which would
+/// fail at once and spend an attempt): when the run saw codexd's limits change, the gate's
+/// reading is refreshed first (a loopback call, only then).
+fn limit_between_steps(book: &RunBook, follower: &Follower) -> Option<End> {
+    if follower.hold_may_have_changed {
+        book.app
+            .codex_hold
+            .read_if_older(&book.app.codex, std::time::Duration::ZERO);
+    }
+    let hold = book.app.codex_hold.current()?;
+    if hold.reason != crate::codex_hold::HoldReason::RateLimited {
+        return None;
+    }
+    hold.until_ms
+        .map(|u| End::Held(baa::common::time::rfc3339_from_ms(u)))
 }
 
 /// What stops a run before its next step is sent.

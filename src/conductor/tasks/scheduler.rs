@@ -159,7 +159,11 @@ impl Loop {
             let gate_t0 = Instant::now();
             if !gate_checked {
                 gate_checked = true;
-                if let Some(held) = gate::check(&self.app.codex, &self.app.codex_hold) {
+                let held = gate::check(&self.app.codex, &self.app.codex_hold);
+                self.app
+                    .notify
+                    .codexd_child(self.app.codex_hold.child_status().as_deref());
+                if let Some(held) = held {
                     log::debug!("scheduler: held: {}", held.message);
                     self.app.sched.set_held(Some(held.to_json()));
                     return IDLE_TICK;

@@ -21,6 +21,7 @@ const SECRET: &str = "notify-test-secret";
 
 #[derive(Clone, Debug)]
 struct Delivery {
+    path: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -51,6 +52,7 @@ impl Receiver {
         let log = got.clone();
         let handler = Arc::new(move |req: &Request| {
             log.lock().unwrap().push(Delivery {
+                path: req.path.clone(),
                 headers: req.headers.clone(),
                 body: req.body.clone(),
             });
@@ -185,10 +187,41 @@ fn a_waiting_approvals_signed_link_answers_that_request_once() {
     let got = Arc::new(Mutex::new(Vec::new()));
     let r = Receiver::start("127.0.0.1:0", got);
     let addr = r.handle.as_ref().unwrap().local_addr();
-    let c = conductor(&dir, &codexd.base, &format!("http://{addr}/hook"));
+    let c = conductor(
+        &dir,
+        &codexd.base,
+        &format!("http://{addr}/hook,ntfy+http://{addr}/alerts"),
+    );
     let id = c.create(serde_json::json!({"title": "needs ok", "prompt": "approval please"}));
     let rid = c.wait_waiting(&id, T);
-    let d = r.wait_count(1, "the approval notification")[0].clone();
+    let both = r.wait_count(2, "the approval notification to both targets");
+    let by_path = |p: &str| {
+        both.iter()
+            .find(|d| d.path == p)
+            .cloned()
+            .unwrap_or_else(|| panic!("nothing on {p}: {both:?}"))
+    };
+    let d = by_path("/hook");
+    // ntfy: a short text with Title, Priority, Tags and two http action buttons.
+    let n = by_path("/alerts");
+    assert_eq!(n.header("Title"), "Approval needed: needs ok", "{n:?}");
+    assert_eq!(n.header("Priority"), "4", "{n:?}");
+    assert_eq!(n.header("Tags"), "raising_hand", "{n:?}");
+    assert!(
+        String::from_utf8_lossy(&n.body).starts_with("command: "),
+        "{n:?}"
+    );
+    let actions = n.header("Actions");
+    assert!(
+        actions.starts_with(&format!(
+            "http, Accept, http://{}/v1/approvals/{rid}/accept?exp=",
+            c.d.url("")
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+        )) && actions.contains("; http, Decline, ")
+            && actions.contains("method=POST"),
+        "{actions}"
+    );
     assert_signed(&d);
     let body = d.json();
     assert_eq!(body["kind"], "task.waiting", "{body:#}");
@@ -238,4 +271,200 @@ fn a_waiting_approvals_signed_link_answers_that_request_once() {
     let t = c.wait_status(&id, "succeeded", T);
     assert_eq!(t["task"]["final_message"], "decision: accept", "{t:#}");
     post(&accept).expect_error(403, "approval_already_answered");
+}
+
+/// A self-made CA and a leaf for 127.0.0.1 signed by it (the `openssl` CLI), in `dir`.
+fn test_ca(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=baa test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+}
+
+/// Python's http.server behind TLS: appends each POST body as a line to `got.jsonl`.
+const HTTPS_SERVER: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(sys.argv[3], "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_https_receiver_with_a_test_ca_gets_its_delivery() {
+    use std::io::BufRead;
+    let dir = TempDir::new("notify-https");
+    let tls = dir.child("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    test_ca(&tls);
+    std::fs::write(tls.join("server.py"), HTTPS_SERVER).unwrap();
+    let got = tls.join("got.jsonl");
+    let mut child = Child(
+        std::process::Command::new("python3")
+            .arg(tls.join("server.py"))
+            .args([tls.join("leaf.pem"), tls.join("leaf.key"), got.clone()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3"),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().expect("the server's port");
+
+    let codexd = start_running(with_stub(&Dirs::under(&dir.child("cx")), "normal"));
+    let c = TaskConductor {
+        d: tasks::spawn(&dir, &codexd.base, "mini-main", "primary")
+            .env("BAA_NOTIFY_URLS", format!("https://127.0.0.1:{port}/hook"))
+            .env("BAA_NOTIFY_CA_FILE", tls.join("ca.pem"))
+            .start(),
+    };
+    let id = c.create(serde_json::json!({"title": "over tls", "prompt": "hello"}));
+    c.wait_status(&id, "succeeded", T);
+    let text = wait_for(T, || {
+        std::fs::read_to_string(&got).ok().filter(|t| !t.is_empty())
+    })
+    .unwrap_or_else(|| panic!("no https delivery: {:#}", notifications(&c)));
+    let body: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(body["task"]["task_id"], id.as_str(), "{body:#}");
+    wait_for(T, || {
+        (notifications(&c)["counts"]["delivered"] == 1).then_some(())
+    })
+    .expect("marked delivered");
+}
+
+/// A receiver that holds every request until released does not hold up the queue.
+#[test]
+fn a_slow_receiver_does_not_delay_task_dispatch() {
+    let dir = TempDir::new("notify-slow");
+    let codexd = start_running(with_stub(&Dirs::under(&dir.child("cx")), "normal"));
+    let release = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (rel, h) = (release.clone(), held.clone());
+    let handler = Arc::new(move |_: &Request| {
+        h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (m, cv) = &*rel;
+        let mut done = m.lock().unwrap();
+        while !*done {
+            done = cv.wait(done).unwrap();
+        }
+        Reply::Http(Response::text(200, "ok\n"))
+    });
+    let server = Server::bind("127.0.0.1:0", ServerConfig::default(), handler).unwrap();
+    let c = conductor(
+        &dir,
+        &codexd.base,
+        &format!("http://{}/hook", server.local_addr()),
+    );
+    let first = c.create(serde_json::json!({"title": "first", "prompt": "hello"}));
+    c.wait_status(&first, "succeeded", T);
+    wait_for(T, || {
+        (held.load(std::sync::atomic::Ordering::SeqCst) >= 1).then_some(())
+    })
+    .expect("the receiver holds the first delivery");
+    // While it is held, three more tasks are dispatched and finish.
+    let ids: Vec<String> = (0..3)
+        .map(|i| c.create(serde_json::json!({"title": format!("t{i}"), "prompt": "hello"})))
+        .collect();
+    for id in &ids {
+        c.wait_status(id, "succeeded", T);
+    }
+    assert!(
+        !*release.0.lock().unwrap(),
+        "still held while the tasks ran"
+    );
+    *release.0.lock().unwrap() = true;
+    release.1.notify_all();
+    server.stop(Duration::from_secs(2));
 }

@@ -140,7 +140,16 @@ fn webhook_gets_one_signed_delivery_per_event_after_being_down_and_across_a_rest
     assert_eq!(n["deliveries"][0]["kind"], "task.succeeded", "{n:#}");
     assert!(n["deliveries"][0]["last_error"].is_string(), "{n:#}");
 
-    // It comes back: exactly one signed delivery.
+    // A restart with the entry still pending, then the receiver comes back: exactly one
+    // signed delivery.
+    c.d.terminate(T);
+    let mut c = conductor(&dir, &codexd.base, &hook);
+    assert_eq!(
+        notifications(&c)["counts"]["pending"],
+        1,
+        "{:#}",
+        notifications(&c)
+    );
     let got = Arc::new(Mutex::new(Vec::new()));
     let r = Receiver::start(&addr, got.clone());
     let d = r.wait_count(1, "after the receiver came back")[0].clone();
@@ -248,10 +257,12 @@ fn a_waiting_approvals_signed_link_answers_that_request_once() {
     post(&accept.replace(&rid, "req_other")).expect_error(403, "approval_link_invalid");
     post(&accept.replace("/accept?", "/decline?")).expect_error(403, "approval_link_invalid");
     // Expired: signed with the node's key, but its exp has passed.
-    let key = std::fs::read_to_string(dir.child("state").join("notify-approval.key")).ok();
-    if let Some(key) = key.filter(|k| !k.trim().is_empty()) {
+    let key = std::fs::read(dir.child("state").join("notify-approval-key.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<String>(&b).ok());
+    if let Some(key) = key.filter(|k| !k.is_empty()) {
         let exp = now_ms() / 1000 - 5;
-        let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.trim().as_bytes());
+        let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes());
         let sig: String = ring::hmac::sign(&k, format!("{rid}\naccept\n{exp}").as_bytes())
             .as_ref()
             .iter()

@@ -1,23 +1,22 @@
 //! Signed answer links for one approval request: `POST
 //! /v1/approvals/<request_id>/<decision>?exp=<unix s>&sig=<hex>`, where `sig` is
 //! HMAC-SHA256 over `<request_id>\n<decision>\n<exp>` with a per-node key generated once
-//! and kept 0600 under the state dir (never the bearer token). A link answers that request
+//! and kept 0600 under the state dir (`notify-approval-key.json`) (never the bearer token). A link answers that request
 //! with that decision until `exp` (the request's deadline, at most [`MAX_TTL_S`] away);
 //! any other request id, decision or expiry breaks the signature.
 
 use std::fmt;
-use std::path::Path;
 
 use ring::rand::{SecureRandom, SystemRandom};
 
 use baa::common::client::encode_component;
-use baa::common::store::{write_atomic, JsonStore, StoreError};
+use baa::common::store::{JsonStore, StoreError};
 use baa::common::time::{ms_from_rfc3339, now_ms};
 
 use super::sign::{hex, hmac_hex, verify_hex};
 
-/// The key file under the state dir.
-pub const KEY_FILE: &str = "notify-approval.key";
+/// The key file under the state dir: a JSON string of 64 hex digits, 0600.
+pub const KEY_FILE: &str = "notify-approval-key.json";
 /// A link never lives longer than this, whatever the request's deadline.
 pub const MAX_TTL_S: u64 = 24 * 3600;
 pub const DECISIONS: &[&str] = &["accept", "decline"];
@@ -55,23 +54,38 @@ pub struct LinkKey {
 }
 
 impl LinkKey {
-    /// The node's key, made (32 random bytes, hex, 0600) the first time.
+    /// The node's key, made (32 random bytes as hex) the first time. Created with
+    /// create-if-absent, so a standby starting at the same moment on the same state dir
+    /// ends up with the same key.
     pub fn load_or_create(store: &JsonStore) -> Result<LinkKey, StoreError> {
-        let path = store.path(KEY_FILE);
-        if let Some(key) = read_key(&path) {
-            return Ok(LinkKey { key });
+        if let Some(key) = store.read::<String>(KEY_FILE)?.filter(|k| k.len() >= 32) {
+            return Ok(LinkKey {
+                key: key.into_bytes(),
+            });
         }
         let mut bytes = [0u8; 32];
         SystemRandom::new()
             .fill(&mut bytes)
             .map_err(|_| StoreError::Io {
-                path: path.clone(),
+                path: store.path(KEY_FILE),
                 source: std::io::Error::other("the OS random source failed"),
             })?;
-        write_atomic(store.dir(), KEY_FILE, hex(&bytes).as_bytes())?;
-        Ok(LinkKey {
-            key: hex(&bytes).into_bytes(),
-        })
+        let fresh = hex(&bytes);
+        if store.create(KEY_FILE, &fresh)? {
+            return Ok(LinkKey {
+                key: fresh.into_bytes(),
+            });
+        }
+        // Another process made it first.
+        match store.read::<String>(KEY_FILE)? {
+            Some(key) if key.len() >= 32 => Ok(LinkKey {
+                key: key.into_bytes(),
+            }),
+            _ => Err(StoreError::Io {
+                path: store.path(KEY_FILE),
+                source: std::io::Error::other("the approval-link key file is not a key"),
+            }),
+        }
     }
 
     /// A key for this process only (the key file could not be written).
@@ -138,12 +152,6 @@ impl LinkKey {
         }
         Ok(())
     }
-}
-
-fn read_key(path: &Path) -> Option<Vec<u8>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let key = text.trim();
-    (key.len() >= 32).then(|| key.as_bytes().to_vec())
 }
 
 #[cfg(test)]

@@ -479,3 +479,38 @@ fn a_slow_receiver_does_not_delay_task_dispatch() {
     release.1.notify_all();
     server.stop(Duration::from_secs(2));
 }
+
+/// codexd's child exits at once until codexd stops restarting it: one `codexd.crash_loop`
+/// notification, not one per reading of codexd's status.
+#[test]
+fn a_codexd_crash_loop_is_announced_once() {
+    let dir = TempDir::new("notify-crash-loop");
+    let codexd = with_stub(&Dirs::under(&dir.child("cx")), "exit")
+        .env("BAA_CODEXD_RESTART_BASE_MS", "20")
+        .env("BAA_CODEXD_CRASH_LOOP_MAX", "3")
+        .env("BAA_CODEXD_CRASH_LOOP_COOLDOWN_MS", "600000")
+        .start();
+    wait_for(T, || {
+        let v = get(&codexd.url("/v1/codexd/status")).json();
+        (v["data"]["snapshot"]["daemon"]["child"]["status"] == "crash_loop").then_some(())
+    })
+    .expect("codexd's child in crash_loop");
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let r = Receiver::start("127.0.0.1:0", got);
+    let addr = r.handle.as_ref().unwrap().local_addr();
+    let c = conductor(&dir, &codexd.base, &format!("http://{addr}/hook"));
+    // A queued task makes the dispatch gate read codexd's status.
+    c.create(serde_json::json!({"title": "waits", "prompt": "hello"}));
+    let d = r.wait_count(1, "the crash-loop notification")[0].clone();
+    assert_signed(&d);
+    let body = d.json();
+    assert_eq!(body["kind"], "codexd.crash_loop", "{body:#}");
+    assert_eq!(body["priority"], "high", "{body:#}");
+    // The gate reads the status again (a new checkedAt, twice), still in the loop.
+    let checked = |c: &TaskConductor| c.runtime()["daemon"]["codexHold"]["checkedAt"].clone();
+    for _ in 0..2 {
+        let before = checked(&c);
+        wait_for(T, || (checked(&c) != before).then_some(())).expect("the gate read again");
+    }
+    assert_eq!(r.all().len(), 1, "announced once: {:?}", r.all());
+}

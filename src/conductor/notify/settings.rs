@@ -26,7 +26,7 @@ pub const ACTION_BASE: Setting = Setting::env("BAA_NOTIFY_ACTION_BASE").help(
     "base URL approval buttons call, one the phone can reach (default: the local API's bound URL)",
 );
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct NotifyConfig {
     pub targets: Vec<Target>,
     /// Kinds sent (a subset of [`KINDS`]).
@@ -35,6 +35,27 @@ pub struct NotifyConfig {
     pub ca_file: Option<PathBuf>,
     pub include_prompt: bool,
     pub action_base: Option<String>,
+}
+
+/// Never prints the secret.
+impl std::fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field(
+                "targets",
+                &self
+                    .targets
+                    .iter()
+                    .map(|t| Target::redact(t.raw()))
+                    .collect::<Vec<_>>(),
+            )
+            .field("events", &self.events)
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("ca_file", &self.ca_file)
+            .field("include_prompt", &self.include_prompt)
+            .field("action_base", &self.action_base)
+            .finish()
+    }
 }
 
 impl NotifyConfig {
@@ -80,4 +101,59 @@ pub fn resolve(r: &Resolver) -> Result<NotifyConfig> {
         include_prompt: r.bool(&INCLUDE_PROMPT)?,
         action_base,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baa::common::settings::Flags;
+    use std::path::Path;
+
+    fn resolve_env(env: &[(&str, &str)]) -> Result<NotifyConfig> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let table = [
+            URLS,
+            EVENTS,
+            SECRET,
+            SECRET_FILE,
+            CA_FILE,
+            INCLUDE_PROMPT,
+            ACTION_BASE,
+        ];
+        resolve(&Resolver::new(
+            &table,
+            &Flags::default(),
+            &lookup,
+            Path::new("/cwd"),
+        ))
+    }
+
+    #[test]
+    fn defaults_filters_and_bad_values() {
+        let c = resolve_env(&[]).unwrap();
+        assert!(c.targets.is_empty() && !c.wants("task.failed"));
+        assert_eq!(c.events, DEFAULT_KINDS);
+        let c = resolve_env(&[
+            ("BAA_NOTIFY_URLS", "https://h.example/x, ntfy:alerts"),
+            ("BAA_NOTIFY_EVENTS", "task.failed"),
+            ("BAA_NOTIFY_SECRET", "s3cret"),
+        ])
+        .unwrap();
+        assert_eq!(c.targets.len(), 2);
+        assert!(c.wants("task.failed") && !c.wants("task.succeeded"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let all = resolve_env(&[("BAA_NOTIFY_EVENTS", "all")]).unwrap();
+        assert_eq!(all.events, KINDS);
+        let e = resolve_env(&[("BAA_NOTIFY_EVENTS", "task.done")]).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown event kind \"task.done\""),
+            "{e}"
+        );
+        let e = resolve_env(&[("BAA_NOTIFY_URLS", "ftp://x")]).unwrap_err();
+        assert!(e.to_string().contains("BAA_NOTIFY_URLS"), "{e}");
+    }
 }

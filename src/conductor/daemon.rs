@@ -55,9 +55,10 @@ pub fn run(cfg: Config) -> ExitCode {
     let startup = Startup {
         binary: "baa-conductor",
         bind: cfg.local_api.bind_addr(),
-        // The grace, then the scheduler (its runs get 3 s), then joining the lease,
+        // The grace, then the scheduler (its runs get 3 s), then the notification thread
+        // (a try in flight ends within its request timeout), then joining the lease,
         // heartbeat and janitor loops (each wakes within 50 ms).
-        stop_bound: STOP_GRACE + Duration::from_secs(10),
+        stop_bound: STOP_GRACE + Duration::from_secs(10) + crate::notify::REQUEST_TIMEOUT,
     };
     daemon::run(startup, move |listener, bound, stop| {
         log::debug!("malloc tuning: {tuning:?}");

@@ -35,6 +35,7 @@ use codexd_watch::CrashLoopWatch;
 pub use event::Event;
 use outbox::{Outbox, Status};
 use send::Sender;
+pub use send::REQUEST_TIMEOUT;
 use settings::NotifyConfig;
 
 /// The thread wakes at least this often to look at the stop flag.

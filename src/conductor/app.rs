@@ -24,6 +24,7 @@ use crate::host_ops::exec::ExecSlots;
 use crate::host_ops::file_slots::FileSlots;
 use crate::host_ops::protect::Protected;
 use crate::lease::Lease;
+use crate::notify::Notifier;
 use crate::system::{Action, ChangeRequest, Mode, SystemStore};
 use crate::tasks::codexd::Codexd;
 use crate::tasks::control::{SchedulerState, StopReason};
@@ -62,6 +63,8 @@ pub struct App {
     pub sched: SchedulerState,
     /// codexd as the runs call it (None when it is not configured).
     pub codexd: Option<Arc<Codexd>>,
+    /// Notifications (webhooks, ntfy) and their outbox.
+    pub notify: Arc<Notifier>,
 }
 
 impl App {
@@ -80,7 +83,14 @@ impl App {
             .codexd_local_api_base
             .as_deref()
             .map(|b| Arc::new(CodexdClient::new(b)));
+        let notify = Arc::new(Notifier::open(
+            cfg.notify.clone(),
+            &cfg.node_id,
+            &format!("http://{bound}"),
+            store.clone(),
+        ));
         Self {
+            notify,
             tasks,
             sched: SchedulerState::new(cfg.max_running_tasks),
             codexd: codexd_client.clone().map(|c| Arc::new(Codexd::new(c))),
@@ -148,9 +158,11 @@ impl App {
         .with_details(serde_json::json!({ "holder_id": lease.holder_id })))
     }
 
-    /// A task changed: the Firefox bridge hears of it.
+    /// A task changed: the Firefox bridge hears of it, and notifications go out for a
+    /// fresh outcome or a new approval wait.
     pub fn task_changed(&self, task: &Task) {
         self.bridge.push_task(task);
+        self.notify.task_changed(task);
     }
 
     /// Pause/resume/drain, from HTTP or the Firefox bridge. Only the lease holder writes.

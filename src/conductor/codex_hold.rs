@@ -206,6 +206,15 @@ impl HoldGate {
         *last = None;
     }
 
+    /// codexd's child status by the last reading when it is not running (`crash_loop`,
+    /// `starting`, …); None when it runs or nothing was read.
+    pub fn child_status(&self) -> Option<String> {
+        lock(&self.last)
+            .as_ref()
+            .and_then(|r| r.facts.as_ref().ok())
+            .and_then(|f| f.child_not_ready.clone())
+    }
+
     /// Why the last reading of codexd's status failed (codexd unreachable), if it did.
     pub fn error(&self) -> Option<String> {
         lock(&self.last)

@@ -77,6 +77,8 @@ pub struct Config {
     /// Task workspaces: the allowed roots, the branch prefix, the commit author, how long
     /// a finished task's worktree is kept.
     pub workspaces: WorkspaceConfig,
+    /// Notification targets, filter, signing key (`BAA_NOTIFY_*`).
+    pub notify: crate::notify::settings::NotifyConfig,
     pub version: String,
     pub warnings: Vec<String>,
 }
@@ -305,6 +307,13 @@ pub const SETTINGS: &[Setting] = &[
     BRANCH_PREFIX,
     GIT_AUTHOR,
     WORKTREE_RETENTION,
+    crate::notify::settings::URLS,
+    crate::notify::settings::EVENTS,
+    crate::notify::settings::SECRET,
+    crate::notify::settings::SECRET_FILE,
+    crate::notify::settings::CA_FILE,
+    crate::notify::settings::INCLUDE_PROMPT,
+    crate::notify::settings::ACTION_BASE,
     RUST_LOG,
     LOG_FILE,
     LOG_MAX_BYTES,
@@ -461,6 +470,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         .opt_path(&REPO_ROOT)
         .unwrap_or_else(|| r.cwd().to_path_buf());
     let workspaces = workspace_config(r, &repo_root, &mut warnings)?;
+    let notify = crate::notify::settings::resolve(r)?;
 
     // Last, so a wrong value elsewhere is reported first; and all at once, so a person
     // starting it by hand learns every missing one from one try.
@@ -510,6 +520,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         task_backoff_ms,
         task_backoff_max_ms,
         workspaces,
+        notify,
         version: env!("CARGO_PKG_VERSION").to_string(),
         warnings,
     })

@@ -55,9 +55,10 @@ pub fn run(cfg: Config) -> ExitCode {
     let startup = Startup {
         binary: "baa-conductor",
         bind: cfg.local_api.bind_addr(),
-        // The grace, then the scheduler (its runs get 3 s), then joining the lease,
+        // The grace, then the scheduler (its runs get 3 s), then the notification thread
+        // (a try in flight ends within its request timeout), then joining the lease,
         // heartbeat and janitor loops (each wakes within 50 ms).
-        stop_bound: STOP_GRACE + Duration::from_secs(10),
+        stop_bound: STOP_GRACE + Duration::from_secs(10) + crate::notify::REQUEST_TIMEOUT,
     };
     daemon::run(startup, move |listener, bound, stop| {
         log::debug!("malloc tuning: {tuning:?}");
@@ -72,6 +73,8 @@ struct Running {
     app: Arc<App>,
     server: ServerHandle,
     scheduler: Option<Scheduler>,
+    /// The notification delivery thread (None: no target configured).
+    notify: Option<crate::notify::Delivery>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -156,10 +159,15 @@ fn start(
     let scheduler = Scheduler::start(app.clone(), stop.clone())
         .map_err(|e| log::error!("cannot start the scheduler thread: {e}"))
         .ok();
+    let notify_lease = lease.clone();
+    let notify = app
+        .notify
+        .start(Box::new(move || notify_lease.status().is_leader));
     Ok(Running {
         app,
         server,
         scheduler,
+        notify,
         threads: [lease_loop, heartbeat, janitor]
             .into_iter()
             .flatten()
@@ -173,6 +181,7 @@ impl Service for Running {
             app,
             server,
             scheduler,
+            notify,
             threads,
         } = *self;
         log::info!(
@@ -203,6 +212,11 @@ impl Service for Running {
         // Runs let go of their turns (still running in codexd); the next start reconciles.
         if let Some(s) = scheduler {
             s.stop();
+        }
+        // After the scheduler: what its runs announced last is written (a try in flight
+        // ends within its request timeout).
+        if let Some(n) = notify {
+            n.stop();
         }
         // The loops watch the same stop flag and wake within 50 ms (the janitor's git call,
         // if one was running, was ended with the exec groups above).

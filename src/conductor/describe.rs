@@ -60,6 +60,7 @@ pub const BUSINESS: &[&str] = &[
     "tasks.diff",
     "tasks.merge",
     "tasks.discard",
+    "notifications.list",
 ];
 
 /// The ids `/describe/control` lists, in order.
@@ -76,6 +77,7 @@ pub const CONTROL: &[&str] = &[
     "host.files.write",
     "codex.requests.list",
     "codex.requests.answer",
+    "approvals.answer",
     "probe.healthz",
     "probe.readyz",
     "probe.rolez",

@@ -70,6 +70,8 @@ pub static ROUTES: &[Route<Ctx>] = &[
     Route::write("codex.review.create", "POST", "/v1/codex/review", "Review changes as a Codex turn. Body: {sessionId | cwd, target}; 202.", codex_review_create),
     Route::read("codex.requests.list", "GET", "/v1/codex/requests", "Approvals and other requests Codex waits on (task turns included). Bearer token.", codex_requests_list),
     Route::write("codex.requests.answer", "POST", "/v1/codex/requests/:request_id", "Answer a pending Codex request. Bearer token. Body: {decision: accept|decline|cancel}.", codex_requests_answer),
+    Route::read("notifications.list", "GET", "/v1/notifications", "Recent notification deliveries (newest first) with their status, tries and last error; targets redacted. Query: limit (default 50, max 1000).", notifications_list),
+    Route::write("approvals.answer", "POST", "/v1/approvals/:request_id/:decision", "Answer one waiting approval from a notification's signed link (no bearer token). Query: exp, sig. 403 approval_link_invalid|approval_link_expired|approval_already_answered.", approvals_answer),
     Route::write("host.exec", "POST", "/v1/exec", "Run a shell command on the host. Bearer token. Body: {command, cwd, timeoutMs, env}.", host_exec),
     Route::write("host.files.read", "POST", "/v1/files/read", "Read a file on the host. Bearer token. Body: {path, cwd, encoding}.", host_files_read),
     Route::write("host.files.write", "POST", "/v1/files/write", "Write a file on the host. Bearer token. Body: {path, cwd, content, overwrite, createParents}.", host_files_write),
@@ -579,6 +581,49 @@ fn codex_requests_answer(app: &Ctx, req: &Request, p: &Params) -> Res {
     let (status, data) =
         Forwarded::new(&body, &[&["decision", "result"]]).send(&app.codex, &path)?;
     Ok(app.ok(req, status, data))
+}
+
+fn notifications_list(app: &Ctx, req: &Request, _: &Params) -> Res {
+    let limit = match req.query_param("limit") {
+        None => 50,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_request", "limit must be 1 to 1000.")
+                    .with_details(json!({ "field": "limit" }))
+            })?,
+    };
+    Ok(app.ok(req, 200, app.notify.to_json(limit)))
+}
+
+fn approvals_answer(app: &Ctx, req: &Request, p: &Params) -> Res {
+    let request_id = p.get("request_id").unwrap_or_default();
+    let decision = p.get("decision").unwrap_or_default();
+    let exp = req.query_param("exp").unwrap_or_default();
+    let sig = req.query_param("sig").unwrap_or_default();
+    let now_s = baa::common::time::now_ms() / 1000;
+    app.notify
+        .links()
+        .check(request_id, decision, &exp, &sig, now_s)
+        .map_err(|r| ApiError::new(403, r.code(), r.to_string()))?;
+    let path = format!("/v1/codexd/requests/{}", encode_component(request_id));
+    let answered = app
+        .codex
+        .call("POST", &path, Some(&json!({ "decision": decision })));
+    match answered {
+        Ok((status, data)) => {
+            log::info!("approval {request_id} answered {decision} from a notification link");
+            Ok(app.ok(req, status, data))
+        }
+        Err(e) if e.status == 404 || e.status == 409 => Err(ApiError::new(
+            403,
+            "approval_already_answered",
+            format!("Approval request \"{request_id}\" is no longer waiting (already answered or ended)."),
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 fn host_exec(app: &Ctx, req: &Request, _: &Params) -> Res {

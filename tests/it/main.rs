@@ -34,6 +34,7 @@ mod docs_drift;
 mod http_layer;
 mod logs;
 mod mock_model;
+mod notify;
 mod stack_e2e;
 mod state_files;
 mod status_api;

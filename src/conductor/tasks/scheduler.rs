@@ -169,7 +169,11 @@ impl Loop {
             let gate_t0 = Instant::now();
             if !gate_checked {
                 gate_checked = true;
-                if let Some(held) = gate::check(&self.app.codex, &self.app.codex_hold) {
+                let held = gate::check(&self.app.codex, &self.app.codex_hold);
+                self.app
+                    .notify
+                    .codexd_child(self.app.codex_hold.child_status().as_deref());
+                if let Some(held) = held {
                     log::debug!("scheduler: held: {}", held.message);
                     self.limit.held(&self.app, &held);
                     let mut j = held.to_json();

@@ -514,3 +514,39 @@ fn a_codexd_crash_loop_is_announced_once() {
     }
     assert_eq!(r.all().len(), 1, "announced once: {:?}", r.all());
 }
+
+#[test]
+fn the_usage_limit_hold_and_its_release_are_announced_once_each() {
+    let dir = TempDir::new("notify-hold");
+    let codexd = start_running(with_stub(&Dirs::under(&dir.child("cx")), "normal"));
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let r = Receiver::start("127.0.0.1:0", got);
+    let addr = r.handle.as_ref().unwrap().local_addr();
+    let c = conductor(&dir, &codexd.base, &format!("http://{addr}/hook"));
+    let a = c.create(serde_json::json!({"title": "uses up the limit", "prompt": "limit:3"}));
+    c.wait_status(&a, "succeeded", T);
+    let b = c.create(serde_json::json!({"title": "after the reset", "prompt": "after"}));
+    c.wait_status(&b, "succeeded", T);
+    let of = |kind: &str| -> Vec<Value> {
+        r.all()
+            .iter()
+            .map(Delivery::json)
+            .filter(|v| v["kind"] == kind)
+            .collect()
+    };
+    let released = wait_for(T, || Some(of("queue.released")).filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| panic!("no queue.released delivery: {:?}", r.all()));
+    let held = of("queue.held");
+    assert_eq!(held.len(), 1, "{held:#?}");
+    assert_eq!(released.len(), 1, "{released:#?}");
+    let until = held[0]["detail"]["until"].as_str().unwrap_or_default();
+    assert!(!until.is_empty(), "{:#}", held[0]);
+    assert_eq!(
+        released[0]["detail"]["held_until"], until,
+        "{:#}",
+        released[0]
+    );
+    for d in r.all() {
+        assert_signed(&d);
+    }
+}

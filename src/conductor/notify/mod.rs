@@ -13,6 +13,7 @@ pub mod approval;
 mod codexd_watch;
 pub mod event;
 mod outbox;
+pub mod queue_events;
 mod send;
 pub mod settings;
 mod sign;

@@ -25,6 +25,7 @@ use baa::common::time::{ms_from_rfc3339, now_ms, rfc3339_from_ms};
 use super::gate::Held;
 use super::model::Status;
 use crate::app::App;
+use crate::notify::queue_events;
 
 /// The `reason` of the gate's rate-limit hold (`codex_hold::HoldReason::RateLimited`).
 pub const RATE_LIMITED: &str = "rate_limited";
@@ -122,6 +123,7 @@ impl LimitHold {
                 "queue.held",
                 &[("reason", &RATE_LIMITED), ("until", &until), ("why", &why)],
             );
+            app.notify.emit(queue_events::held(&until, &why));
             self.marked.clear();
             self.phase = Phase::Held {
                 until_ms,
@@ -147,10 +149,13 @@ impl LimitHold {
             // codexd unreachable, its child restarting, …: the gate holds for that; the
             // probe's answer is still due.
             Some(_) => {}
-            None => self.release(&format!(
-                "the probe task {}'s turn did not hit the usage limit",
-                probe.task_id
-            )),
+            None => self.release(
+                app,
+                &format!(
+                    "the probe task {}'s turn did not hit the usage limit",
+                    probe.task_id
+                ),
+            ),
         }
     }
 
@@ -187,9 +192,15 @@ impl LimitHold {
         }
     }
 
-    fn release(&mut self, why: &str) {
+    fn release(&mut self, app: &App, why: &str) {
         log::info!("scheduler: queue released: {why}");
         logging::event("queue.released", &[("why", &why)]);
+        let until = match &self.phase {
+            Phase::Held { until_ms, .. } | Phase::Probing { until_ms, .. } => *until_ms,
+            Phase::Open => now_ms(),
+        };
+        app.notify
+            .emit(queue_events::released(&rfc3339_from_ms(until), why));
         self.phase = Phase::Open;
         self.marked.clear();
     }

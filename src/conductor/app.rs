@@ -24,6 +24,9 @@ use crate::host_ops::exec::ExecSlots;
 use crate::host_ops::file_slots::FileSlots;
 use crate::host_ops::protect::Protected;
 use crate::lease::Lease;
+use crate::schedules::clock::Clock;
+use crate::schedules::store::ScheduleStore;
+use crate::schedules::Schedules;
 use crate::system::{Action, ChangeRequest, Mode, SystemStore};
 use crate::tasks::codexd::Codexd;
 use crate::tasks::control::{SchedulerState, StopReason};
@@ -62,6 +65,8 @@ pub struct App {
     pub sched: SchedulerState,
     /// codexd as the runs call it (None when it is not configured).
     pub codexd: Option<Arc<Codexd>>,
+    /// Schedules: their files, the clock they go by, the fire loop's wake-up.
+    pub schedules: Schedules,
 }
 
 impl App {
@@ -71,6 +76,7 @@ impl App {
         store: Arc<JsonStore>,
         lease: Arc<Lease>,
         tasks: Arc<TaskStore>,
+        schedules: ScheduleStore,
     ) -> Self {
         let host_policy = HostPolicy::for_listener(bound, &cfg.local_api_allowed_hosts);
         let protected_paths = Protected::new(&[&cfg.state_dir, &cfg.logs_dir]);
@@ -81,6 +87,7 @@ impl App {
             .as_deref()
             .map(|b| Arc::new(CodexdClient::new(b)));
         Self {
+            schedules: Schedules::new(schedules, Clock::new(cfg.clock_file.clone())),
             tasks,
             sched: SchedulerState::new(cfg.max_running_tasks),
             codexd: codexd_client.clone().map(|c| Arc::new(Codexd::new(c))),

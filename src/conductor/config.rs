@@ -77,6 +77,8 @@ pub struct Config {
     /// Task workspaces: the allowed roots, the branch prefix, the commit author, how long
     /// a finished task's worktree is kept.
     pub workspaces: WorkspaceConfig,
+    /// Tests only: the file the schedules read the time from (`BAA_CONDUCTOR_CLOCK_FILE`).
+    pub clock_file: Option<PathBuf>,
     pub version: String,
     pub warnings: Vec<String>,
 }
@@ -263,6 +265,10 @@ pub const WORKTREE_RETENTION: Setting = Setting::env("BAA_CONDUCTOR_WORKTREE_RET
     .flag("worktree-retention", "DURATION")
     .default("7d")
     .help("how long a finished task's worktree is kept (seconds, or 30m, 12h, 7d); its branch stays until merged or discarded");
+/// Test-only (hidden): the schedules' time source.
+pub const CLOCK_FILE: Setting = Setting::env("BAA_CONDUCTOR_CLOCK_FILE")
+    .help("tests only, never set in production: a file holding the current time in epoch ms, which the schedule fire loop reads (every 50 ms) instead of the system clock")
+    .hidden();
 pub const RUST_LOG: Setting = Setting::env("RUST_LOG")
     .default("info")
     .help("log filter (env_logger); logs go to stderr")
@@ -305,6 +311,7 @@ pub const SETTINGS: &[Setting] = &[
     BRANCH_PREFIX,
     GIT_AUTHOR,
     WORKTREE_RETENTION,
+    CLOCK_FILE,
     RUST_LOG,
     LOG_FILE,
     LOG_MAX_BYTES,
@@ -510,6 +517,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         task_backoff_ms,
         task_backoff_max_ms,
         workspaces,
+        clock_file: r.opt_path(&CLOCK_FILE),
         version: env!("CARGO_PKG_VERSION").to_string(),
         warnings,
     })

@@ -15,6 +15,7 @@ mod records;
 #[cfg(test)]
 mod route_tests;
 mod routes;
+mod schedules;
 mod system;
 mod task_cli;
 mod tasks;

@@ -130,6 +130,8 @@ pub enum Command {
     /// `task …`: a client of a running conductor; handled before this parser (it has
     /// subcommands), listed here for the usage text.
     Task,
+    /// `schedule …`: likewise.
+    Schedule,
 }
 
 pub const NODE_ID: Setting = Setting::env("BAA_NODE_ID")
@@ -365,6 +367,12 @@ pub const CLI: Cli<Command> = Cli {
             help: "queue and watch tasks on a running conductor: task add|list|show|logs|cancel|retry ('task --help')",
             json: true,
             run: Command::Task,
+        },
+        CliCommand {
+            name: "schedule",
+            help: "manage schedules on a running conductor: schedule add|list|show|enable|disable|rm ('schedule --help')",
+            json: true,
+            run: Command::Schedule,
         },
     ],
     bare: None,

@@ -454,3 +454,80 @@ fn schedule_bad_bodies_name_the_field_and_writes_need_the_token() {
     get(&one).expect_error(404, "not_found");
     send("DELETE", &one, None, true).expect_error(404, "not_found");
 }
+
+/// `baa-conductor schedule <args>` against `d`, with the token in the environment.
+fn schedule_cli(d: &Daemon, args: &[&str], token: bool) -> crate::support::daemon::Ran {
+    let s = Spawn::new(crate::support::daemon::CONDUCTOR)
+        .arg("schedule")
+        .args(args)
+        .args(["--conductor-url", &d.url("")]);
+    if token {
+        s.env("BAA_SHARED_TOKEN", TOKEN).output()
+    } else {
+        s.output()
+    }
+}
+
+#[test]
+fn schedule_cli_add_list_show_disable_enable_rm() {
+    let dir = TempDir::new("sched-cli");
+    let clock = FakeClock::new(&dir, T0 + 30_000);
+    let d = spawn(&dir, "mini-main", "primary", &clock, None).start();
+    let cwd = dir.path().display().to_string();
+    let add = [
+        "add",
+        "--name",
+        "nightly",
+        "--cron",
+        "0 3 * * *",
+        "--timezone",
+        "UTC",
+        "--title",
+        "t",
+        "--prompt",
+        "p",
+        "--cwd",
+        &cwd,
+        "--overlap",
+        "buffer_one",
+    ];
+    // Writes need the token.
+    let r = schedule_cli(&d, &add, false);
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+    assert!(r.stderr.contains("needs the bearer token"), "{r:?}");
+    let r = schedule_cli(&d, &add, true);
+    assert!(r.status.success(), "{r:?}");
+    let id = r.stdout.split_whitespace().next().unwrap().to_string();
+    assert_eq!(r.stdout, format!("{id} on next 2027-01-16T03:00:00.000Z\n"));
+    let r = schedule_cli(&d, &["list"], false);
+    assert!(
+        r.stdout.contains(&id) && r.stdout.contains("nightly"),
+        "{r:?}"
+    );
+    let r = schedule_cli(&d, &["show", &id, "--json"], false);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["data"]["schedule"]["overlap"], "buffer_one");
+    let r = schedule_cli(&d, &["disable", &id], true);
+    assert_eq!(r.stdout, format!("{id} off next -\n"), "{r:?}");
+    assert_eq!(schedule(&d, &id)["enabled"], false);
+    let r = schedule_cli(&d, &["enable", &id], true);
+    assert!(
+        r.stdout.starts_with(&format!("{id} on next 2027-01-16")),
+        "{r:?}"
+    );
+    // An API refusal: exit 1 with its code.
+    let r = schedule_cli(
+        &d,
+        &[
+            "add", "--name", "n", "--cron", "* * *", "--title", "t", "--prompt", "p",
+        ],
+        true,
+    );
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+    assert!(r.stderr.contains("invalid_request"), "{r:?}");
+    // A usage error: exit 2.
+    assert_eq!(schedule_cli(&d, &["rm"], true).status.code(), Some(2));
+    let r = schedule_cli(&d, &["rm", &id], true);
+    assert!(r.status.success(), "{r:?}");
+    get(&d.url(&format!("/v1/schedules/{id}"))).expect_error(404, "not_found");
+}

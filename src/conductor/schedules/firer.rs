@@ -6,6 +6,7 @@
 //! schedules due in the same minute fire in one pass right after it. With a test's clock
 //! file the clock is read every tick instead.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -16,10 +17,13 @@ use baa::common::signals::StopFlag;
 use baa::common::time::ms_from_rfc3339;
 
 use super::fire;
+use super::model::Schedule;
 use crate::app::App;
 
 /// The longest sleep between looks at the stop flag and the lease.
 const TICK: Duration = Duration::from_millis(50);
+/// Threads a pass fires due schedules on (scoped: they end with the pass).
+const FIRE_WORKERS: usize = 8;
 /// Every schedule is read again at least this often, whatever woke the loop.
 const RESCAN: Duration = Duration::from_secs(5);
 
@@ -101,31 +105,68 @@ impl Firer {
         self.last_pass = Some(Instant::now());
         let since = self.active_since.unwrap_or(now);
         let mut earliest: Option<u64> = None;
-        let mut synced = false;
+        let mut due = Vec::new();
         for s in self.app.schedules.store.list() {
-            if !s.enabled || self.stop.is_set() {
+            if !s.enabled {
                 continue;
             }
-            let Some(next) = s.next_fire_at.as_deref().and_then(ms_from_rfc3339) else {
-                continue;
-            };
-            let next = if next <= now {
-                if !self.leader() {
-                    return;
-                }
-                if !synced {
-                    self.app.tasks.sync_if_changed();
-                    synced = true;
-                }
-                match fire::run(&self.app, &s, now, since) {
-                    Some(n) => n,
-                    None => continue,
-                }
-            } else {
-                next
-            };
+            match s.next_fire_at.as_deref().and_then(ms_from_rfc3339) {
+                Some(next) if next <= now => due.push(s),
+                Some(next) => earliest = Some(earliest.map_or(next, |e| e.min(next))),
+                None => {}
+            }
+        }
+        if due.is_empty() || !self.leader() {
+            self.next_due = earliest;
+            return;
+        }
+        // A new leader's index may lag the files (the idempotency replays need it).
+        self.app.tasks.sync_if_changed();
+        for next in self.fire_all(&due, now, since).into_iter().flatten() {
             earliest = Some(earliest.map_or(next, |e| e.min(next)));
         }
         self.next_due = earliest;
+    }
+
+    /// Fires `due` on up to [`FIRE_WORKERS`] threads (each fire plans a workspace with a
+    /// git call and writes two files, so 100 due at once would queue up one behind the
+    /// other); returns each schedule's next fire.
+    fn fire_all(&self, due: &[Schedule], now: u64, since: u64) -> Vec<Option<u64>> {
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(s) = due.get(i) else { break };
+                if self.stop.is_set() || !self.leader() {
+                    break;
+                }
+                out.push(fire::run(&self.app, s, now, since));
+            }
+            out
+        };
+        let workers = due.len().min(FIRE_WORKERS);
+        if workers <= 1 {
+            return work();
+        }
+        thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .filter_map(|_| {
+                    thread::Builder::new()
+                        .name("schedule-fire".into())
+                        .spawn_scoped(scope, work)
+                        .map_err(|e| log::warn!("schedules: cannot start a fire thread: {e}"))
+                        .ok()
+                })
+                .collect();
+            // No thread could start: fire here.
+            if handles.is_empty() {
+                return work();
+            }
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
     }
 }

@@ -116,7 +116,6 @@ pub fn show(app: &App, id: &str) -> Result<Value, ApiError> {
 pub fn patch(app: &App, id: &str, body: &Map<String, Value>) -> Result<Value, ApiError> {
     app.require_leader("changes")?;
     let f = validate::fields(body, &check_task(app))?;
-    let mut failed = None;
     let s = app
         .schedules
         .store
@@ -148,16 +147,13 @@ pub fn patch(app: &App, id: &str, body: &Map<String, Value>) -> Result<Value, Ap
                 s.next_fire_at = None;
             } else if retime || s.next_fire_at.is_none() {
                 s.next_fire_at = next_fire(app, s);
-                if s.next_fire_at.is_none() {
-                    failed = Some(());
-                }
             }
             s.updated_at = now_rfc3339();
             true
         })
         .map_err(internal)?
         .ok_or_else(|| unknown(id))?;
-    if failed.is_some() {
+    if s.enabled && s.next_fire_at.is_none() {
         log::warn!("schedules: {id} never fires again ({:?})", s.cron);
     }
     app.schedules.wake();

@@ -230,9 +230,10 @@ pub fn run(app: &App, s: &Schedule, now: u64, active_since: u64) -> Option<u64> 
         Ok(Some(cur)) => cur.next_fire_at.as_deref().and_then(ms_from_rfc3339),
         Ok(None) => None,
         Err(e) => {
-            // The task (if any) is queued under its key: the next pass replays it.
-            log::warn!("schedules: {id}: cannot record the fire at {at}: {e}");
-            Some(d.at)
+            // The task (if any) is queued under its key: the next try replays it, a second
+            // from now (not every tick while the disk is full).
+            log::warn!("schedules: {id}: cannot record the fire at {at}: {e}; tried again in 1 s");
+            Some(now + 1000)
         }
     }
 }

@@ -3,7 +3,8 @@
 # format, lints, unit + integration tests (real binaries, real codex app-server), the
 # README's curl walk-through against `scripts/dev.sh --demo`, and the launchd/runtime script
 # tests against the real binaries. Installs what it needs
-# (the pinned @openai/codex into .tools/, shellcheck via apt when run as root).
+# (the pinned @openai/codex and Python test tools into .tools/, shellcheck via apt when run
+# as root).
 #
 # After the build, `cargo test` and the runtime script tests (in two processes) run side
 # by side (both mostly wait on timers, daemons and child scripts); the script tests' output
@@ -62,6 +63,7 @@ end
 
 begin "test tools"
 scripts/install-codex.sh >/dev/null
+scripts/install-py-tools.sh
 if ! command -v shellcheck >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck) >/dev/null 2>&1 \

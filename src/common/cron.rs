@@ -15,8 +15,13 @@
 //! - a wall time that exists twice (clocks fall back) fires once, at its first occurrence;
 //!   the repeated hour does not fire again.
 //!
+//! Vixie cron runs `*`-hour jobs in a repeated hour a second time; here every wall time fires
+//! once, so a schedule fires at most once per wall-clock minute (as croniter does too).
+//!
 //! Python's `croniter` (the oracle of tests/it/cron_oracle.rs) agrees with this except where
-//! that test says otherwise.
+//! that test lists otherwise; on DST edges it differs from cron and this follows cron:
+//! croniter moves a fire in a skipped hour by the size of the gap (02:30 to 03:30), where
+//! cron runs it right after the gap (03:00).
 
 use std::fmt;
 
@@ -478,6 +483,99 @@ mod tests {
         // An OR rule rescues an impossible date.
         let or = chain("0 0 30 2 MON", utc(2026, 2, 1, 0, 0), &tz, 1);
         assert_eq!(or, [utc(2026, 2, 2, 0, 0)]);
+    }
+
+    fn zone(name: &str) -> Tz {
+        Tz::named(name).unwrap()
+    }
+
+    #[test]
+    fn berlin_gap_fires_once_after_it_and_overlap_fires_once_first() {
+        let berlin = zone("Europe/Berlin");
+        // 2026-03-29: 02:00 CET jumps to 03:00 CEST (01:00 UTC).
+        let spring = chain("30 2 * * *", utc(2026, 3, 28, 0, 0), &berlin, 3);
+        assert_eq!(
+            spring,
+            [
+                utc(2026, 3, 28, 1, 30),
+                utc(2026, 3, 29, 1, 0),
+                utc(2026, 3, 30, 0, 30)
+            ]
+        );
+        // 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 fires at its first occurrence.
+        let fall = chain("30 2 * * *", utc(2026, 10, 24, 0, 0), &berlin, 3);
+        assert_eq!(
+            fall,
+            [
+                utc(2026, 10, 24, 0, 30),
+                utc(2026, 10, 25, 0, 30),
+                utc(2026, 10, 26, 1, 30)
+            ]
+        );
+        // Started inside the repeated hour (second pass): 02:30 already fired.
+        let inside = chain("30 2 * * *", utc(2026, 10, 25, 1, 10), &berlin, 1);
+        assert_eq!(inside, [utc(2026, 10, 26, 1, 30)]);
+    }
+
+    #[test]
+    fn new_york_every_half_hour_across_both_changes() {
+        let ny = zone("America/New_York");
+        // 2026-03-08 01:00 EST = 06:00 UTC; 02:00 and 02:30 do not exist and fold into 03:00 EDT.
+        let spring = chain("*/30 * * * *", utc(2026, 3, 8, 6, 0), &ny, 3);
+        assert_eq!(
+            spring,
+            [
+                utc(2026, 3, 8, 6, 30),
+                utc(2026, 3, 8, 7, 0),
+                utc(2026, 3, 8, 7, 30)
+            ]
+        );
+        // 2026-11-01 00:00 EDT = 04:00 UTC; the repeated 01:00-01:59 (EST) does not fire again.
+        let fall = chain("*/30 * * * *", utc(2026, 11, 1, 4, 0), &ny, 4);
+        let want = [
+            utc(2026, 11, 1, 4, 30),
+            utc(2026, 11, 1, 5, 0),
+            utc(2026, 11, 1, 5, 30),
+            utc(2026, 11, 1, 7, 0),
+        ];
+        assert_eq!(fall, want);
+    }
+
+    #[test]
+    fn half_hour_offsets() {
+        let kolkata = zone("Asia/Kolkata");
+        assert_eq!(
+            chain("30 5 * * *", utc(2026, 1, 1, 0, 0), &kolkata, 1),
+            [utc(2026, 1, 2, 0, 0)]
+        );
+        let adelaide = zone("Australia/Adelaide");
+        // 09:00 ACDT (+10:30) in January is 22:30 UTC the day before.
+        assert_eq!(
+            chain("0 9 * * *", utc(2026, 1, 1, 0, 0), &adelaide, 1),
+            [utc(2026, 1, 1, 22, 30)]
+        );
+        // 2026-10-04 02:15 does not exist (02:00 ACST -> 03:00 ACDT at 16:30 UTC the day before).
+        let gap = chain("15 2 4 10 *", utc(2026, 10, 1, 0, 0), &adelaide, 1);
+        assert_eq!(gap, [utc(2026, 10, 3, 16, 30)]);
+    }
+
+    #[test]
+    fn far_future_follows_the_footer_rule() {
+        let berlin = zone("Europe/Berlin");
+        // 2060-03-28 is the last Sunday of March 2060.
+        let spring = chain("30 2 * * SUN", utc(2060, 3, 20, 0, 0), &berlin, 2);
+        assert_eq!(spring, [utc(2060, 3, 21, 1, 30), utc(2060, 3, 28, 1, 0)]);
+    }
+
+    #[test]
+    fn extreme_instants_answer_without_panicking() {
+        let every = Cron::parse("* * * * *").unwrap();
+        for tz in [Tz::utc(), zone("America/New_York")] {
+            assert_eq!(every.next_after(i64::MAX, &tz), None);
+            // (New York's local mean time, -4:56:02, puts fires off the UTC minute.)
+            assert!(every.next_after(i64::MIN, &tz).is_some());
+            assert_eq!(every.next_after(-1, &Tz::utc()), Some(0));
+        }
     }
 
     #[test]

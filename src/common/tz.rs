@@ -103,6 +103,21 @@ impl Tz {
             return Err(TzError::BadName(name.into()));
         }
         let dir = std::env::var_os("TZDIR").map_or_else(|| PathBuf::from(ZONEINFO), PathBuf::from);
+        Tz::named_in(&dir, name)
+    }
+
+    fn named_in(dir: &Path, name: &str) -> Result<Tz, TzError> {
+        let valid = !name.is_empty()
+            && !name.starts_with('/')
+            && name
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..")
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"/_+-".contains(&c));
+        if !valid {
+            return Err(TzError::BadName(name.into()));
+        }
         Tz::from_file(name, &dir.join(name))
     }
 
@@ -217,5 +232,193 @@ fn zone_name_of(path: &Path) -> &str {
     match text.rfind("zoneinfo/") {
         Some(i) => &text[i + "zoneinfo/".len()..],
         None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::time::days_from_civil;
+
+    fn utc(y: i64, m: u32, d: u32, h: i64, mi: i64) -> i64 {
+        days_from_civil(y, m, d) * 86_400 + h * 3600 + mi * 60
+    }
+
+    /// A local wall time as seconds since 1970-01-01T00:00 local.
+    fn wall(y: i64, m: u32, d: u32, h: i64, mi: i64) -> i64 {
+        utc(y, m, d, h, mi)
+    }
+
+    fn zone(name: &str) -> Tz {
+        Tz::named_in(Path::new(ZONEINFO), name).unwrap()
+    }
+
+    #[test]
+    fn berlin_springs_forward_and_falls_back() {
+        let berlin = zone("Europe/Berlin");
+        assert_eq!(berlin.name(), "Europe/Berlin");
+        assert_eq!(berlin.offset_at(utc(2026, 3, 29, 0, 59)), 3600);
+        assert_eq!(berlin.offset_at(utc(2026, 3, 29, 1, 0)), 7200);
+        assert_eq!(
+            berlin.resolve(wall(2026, 3, 29, 1, 59)),
+            LocalTime::Single(utc(2026, 3, 29, 0, 59))
+        );
+        let gap_end = utc(2026, 3, 29, 1, 0);
+        assert_eq!(
+            berlin.resolve(wall(2026, 3, 29, 2, 0)),
+            LocalTime::Gap { gap_end }
+        );
+        assert_eq!(
+            berlin.resolve(wall(2026, 3, 29, 2, 59)),
+            LocalTime::Gap { gap_end }
+        );
+        assert_eq!(
+            berlin.resolve(wall(2026, 3, 29, 3, 0)),
+            LocalTime::Single(gap_end)
+        );
+        let (earlier, later) = (utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30));
+        assert_eq!(
+            berlin.resolve(wall(2026, 10, 25, 2, 30)),
+            LocalTime::Ambiguous { earlier, later }
+        );
+        assert_eq!(
+            berlin.resolve(wall(2026, 10, 25, 3, 0)),
+            LocalTime::Single(utc(2026, 10, 25, 2, 0))
+        );
+    }
+
+    #[test]
+    fn new_york_springs_forward_and_falls_back() {
+        let ny = zone("America/New_York");
+        let gap_end = utc(2026, 3, 8, 7, 0);
+        assert_eq!(
+            ny.resolve(wall(2026, 3, 8, 2, 30)),
+            LocalTime::Gap { gap_end }
+        );
+        let (earlier, later) = (utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 6, 30));
+        assert_eq!(
+            ny.resolve(wall(2026, 11, 1, 1, 30)),
+            LocalTime::Ambiguous { earlier, later }
+        );
+        assert_eq!(ny.offset_at(utc(2026, 7, 1, 0, 0)), -4 * 3600);
+        assert_eq!(ny.offset_at(utc(2026, 1, 1, 0, 0)), -5 * 3600);
+        // 1883, before standard time: local mean time, -4:56:02.
+        assert_eq!(ny.offset_at(utc(1880, 1, 1, 0, 0)), -17_762);
+    }
+
+    #[test]
+    fn half_hour_zones() {
+        let kolkata = zone("Asia/Kolkata");
+        assert_eq!(kolkata.offset_at(utc(2026, 1, 1, 0, 0)), 19_800);
+        let adelaide = zone("Australia/Adelaide");
+        assert_eq!(adelaide.offset_at(utc(2026, 7, 1, 0, 0)), 34_200);
+        assert_eq!(adelaide.offset_at(utc(2026, 1, 1, 0, 0)), 37_800);
+        // 2026-10-04, the first Sunday of October: 02:00 ACST becomes 03:00 ACDT.
+        let gap_end = utc(2026, 10, 3, 16, 30);
+        assert_eq!(
+            adelaide.resolve(wall(2026, 10, 4, 2, 15)),
+            LocalTime::Gap { gap_end }
+        );
+    }
+
+    #[test]
+    fn the_footer_rule_covers_dates_past_the_table() {
+        // Fat zoneinfo files list transitions up to 2037; 2060 comes from the POSIX footer.
+        let berlin = zone("Europe/Berlin");
+        let gap_end = utc(2060, 3, 28, 1, 0);
+        assert_eq!(
+            berlin.resolve(wall(2060, 3, 28, 2, 30)),
+            LocalTime::Gap { gap_end }
+        );
+        assert_eq!(berlin.offset_at(utc(2060, 10, 31, 0, 59)), 7200);
+        assert_eq!(berlin.offset_at(utc(2060, 10, 31, 1, 0)), 3600);
+        let ny = zone("America/New_York");
+        assert_eq!(ny.offset_at(utc(2060, 3, 14, 7, 0)), -4 * 3600);
+        assert_eq!(ny.offset_at(utc(2060, 3, 14, 6, 59)), -5 * 3600);
+    }
+
+    /// A "slim" TZif v2 file: no transitions at all, only the footer.
+    fn slim_tzif(footer: &str) -> Vec<u8> {
+        let header = |out: &mut Vec<u8>| {
+            out.extend_from_slice(b"TZif2");
+            out.extend_from_slice(&[0; 15]);
+            for count in [0u32, 0, 0, 0, 1, 4] {
+                out.extend_from_slice(&count.to_be_bytes());
+            }
+            out.extend_from_slice(&3600i32.to_be_bytes());
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(b"CET\0");
+        };
+        let mut bytes = Vec::new();
+        header(&mut bytes);
+        header(&mut bytes);
+        bytes.extend_from_slice(format!("\n{footer}\n").as_bytes());
+        bytes
+    }
+
+    #[test]
+    fn slim_files_rely_on_the_footer_in_any_zoneinfo_dir() {
+        let dir = std::env::temp_dir().join(format!("baa-tz-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("Test")).unwrap();
+        std::fs::write(
+            dir.join("Test/Slim"),
+            slim_tzif("CET-1CEST,M3.5.0,M10.5.0/3"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("Test/Broken"), b"TZif2 but short").unwrap();
+        let slim = Tz::named_in(&dir, "Test/Slim").unwrap();
+        assert_eq!(slim.offset_at(utc(2026, 7, 1, 0, 0)), 7200);
+        assert_eq!(slim.offset_at(utc(2026, 12, 1, 0, 0)), 3600);
+        let broken = Tz::named_in(&dir, "Test/Broken").unwrap_err();
+        assert!(matches!(broken, TzError::Malformed { .. }), "{broken}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_names_that_are_not_zones() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../etc/passwd",
+            "Europe/../../etc/passwd",
+            "Europe//Berlin",
+            "Europe/Berlin ",
+        ] {
+            let err = Tz::named(bad).unwrap_err();
+            assert!(matches!(err, TzError::BadName(_)), "{bad}: {err}");
+        }
+        let err = Tz::named("Europe/Nowhere").unwrap_err();
+        assert!(matches!(err, TzError::NotFound { .. }), "{err}");
+        assert!(err.to_string().contains("Europe/Nowhere"), "{err}");
+    }
+
+    #[test]
+    fn tz_variable_forms() {
+        assert_eq!(
+            Tz::from_tz_var(":Europe/Berlin").unwrap().name(),
+            "Europe/Berlin"
+        );
+        assert_eq!(
+            Tz::from_tz_var("Asia/Kolkata").unwrap().offset_at(0),
+            19_800
+        );
+        let file = Tz::from_tz_var("/usr/share/zoneinfo/Asia/Kolkata").unwrap();
+        assert_eq!((file.name(), file.offset_at(0)), ("Asia/Kolkata", 19_800));
+        let posix = Tz::from_tz_var("<+0330>-3:30").unwrap();
+        assert_eq!((posix.name(), posix.offset_at(0)), ("<+0330>-3:30", 12_600));
+        assert!(Tz::from_tz_var("Not a zone").is_none());
+        assert_eq!(Tz::utc().offset_at(0), 0);
+        assert_eq!(Tz::utc().resolve(42), LocalTime::Single(42));
+    }
+
+    #[test]
+    fn localtime_names_the_zone_it_links_to() {
+        let link = std::env::temp_dir().join(format!("baa-localtime-{}", std::process::id()));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("/usr/share/zoneinfo/Europe/Berlin", &link).unwrap();
+        let tz = Tz::from_localtime(&link).unwrap();
+        std::fs::remove_file(&link).unwrap();
+        assert_eq!(tz.name(), "Europe/Berlin");
+        assert_eq!(tz.offset_at(utc(2026, 7, 1, 0, 0)), 7200);
     }
 }

@@ -30,6 +30,7 @@ mod conductor_tasks_real;
 mod conductor_workspaces;
 mod conductor_workspaces_real;
 mod conductor_worktree_janitor;
+mod cron_oracle;
 mod docs_drift;
 mod http_layer;
 mod logs;

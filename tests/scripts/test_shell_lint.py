@@ -114,7 +114,7 @@ class ShellLintTests(ScriptTest):
             self.skipTest("shellcheck not installed")
         files = [str(SCRIPTS / n) for n in SCRIPT_NAMES + ["common.sh"]]
         files += [str(p) for p in sorted((SCRIPTS / "lib").glob("*.sh"))]
-        files += [str(REPO / "scripts" / n) for n in ["dev.sh", "install-codex.sh", "walkthrough.sh", "test.sh"]]
+        files += [str(REPO / "scripts" / n) for n in ["dev.sh", "install-codex.sh", "install-py-tools.sh", "walkthrough.sh", "test.sh"]]
         proc = subprocess.run(["shellcheck", "-x", *files], cwd=str(REPO), capture_output=True, text=True)
         self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
 

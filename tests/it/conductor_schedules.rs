@@ -529,3 +529,20 @@ fn schedule_cli_add_list_show_disable_enable_rm() {
     assert!(r.status.success(), "{r:?}");
     get(&d.url(&format!("/v1/schedules/{id}"))).expect_error(404, "not_found");
 }
+
+#[test]
+fn schedule_in_the_nodes_zone_given_as_a_posix_tz_string_fires_on_its_wall_clock() {
+    let dir = TempDir::new("sched-posix-tz");
+    let clock = FakeClock::new(&dir, T0 + 30_000);
+    // Three hours east of UTC, no zoneinfo file of that name.
+    let d = spawn(&dir, "mini-main", "primary", &clock, None)
+        .env("TZ", "XYZ-3")
+        .start();
+    let s = create(
+        &d,
+        json!({"name": "noon", "cron": "0 12 * * *", "task": task_body(dir.path(), "p")}),
+    );
+    // 12:00 at UTC+3 is 09:00 UTC.
+    assert_eq!(s["next_fire_at"], "2027-01-15T09:00:00.000Z", "{s}");
+    assert!(!d.log().contains("computed in UTC"), "{}", d.log());
+}

@@ -55,7 +55,17 @@ pub fn parsed(s: &Schedule) -> Option<(Cron, Tz)> {
             return None;
         }
     };
-    let tz = Tz::named(&s.timezone).unwrap_or_else(|e| {
+    // The node's zone (the default) may be a POSIX TZ string or a file that no zoneinfo
+    // name loads: it is the node's zone still.
+    let named = Tz::named(&s.timezone).or_else(|e| {
+        let local = Tz::local();
+        if local.name() == s.timezone {
+            Ok(local)
+        } else {
+            Err(e)
+        }
+    });
+    let tz = named.unwrap_or_else(|e| {
         log::warn!(
             "schedules: {}: {e}; its fires are computed in UTC",
             s.schedule_id

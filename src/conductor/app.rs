@@ -25,6 +25,9 @@ use crate::host_ops::file_slots::FileSlots;
 use crate::host_ops::protect::Protected;
 use crate::lease::Lease;
 use crate::notify::Notifier;
+use crate::schedules::clock::Clock;
+use crate::schedules::store::ScheduleStore;
+use crate::schedules::Schedules;
 use crate::system::{Action, ChangeRequest, Mode, SystemStore};
 use crate::tasks::codexd::Codexd;
 use crate::tasks::control::{SchedulerState, StopReason};
@@ -65,6 +68,8 @@ pub struct App {
     pub codexd: Option<Arc<Codexd>>,
     /// Notifications (webhooks, ntfy) and their outbox.
     pub notify: Arc<Notifier>,
+    /// Schedules: their files, the clock they go by, the fire loop's wake-up.
+    pub schedules: Schedules,
 }
 
 impl App {
@@ -74,6 +79,7 @@ impl App {
         store: Arc<JsonStore>,
         lease: Arc<Lease>,
         tasks: Arc<TaskStore>,
+        schedules: ScheduleStore,
     ) -> Self {
         let host_policy = HostPolicy::for_listener(bound, &cfg.local_api_allowed_hosts);
         let protected_paths = Protected::new(&[&cfg.state_dir, &cfg.logs_dir]);
@@ -91,6 +97,7 @@ impl App {
         ));
         Self {
             notify,
+            schedules: Schedules::new(schedules, Clock::new(cfg.clock_file.clone())),
             tasks,
             sched: SchedulerState::new(cfg.max_running_tasks),
             codexd: codexd_client.clone().map(|c| Arc::new(Codexd::new(c))),

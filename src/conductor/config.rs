@@ -79,6 +79,8 @@ pub struct Config {
     pub workspaces: WorkspaceConfig,
     /// Notification targets, filter, signing key (`BAA_NOTIFY_*`).
     pub notify: crate::notify::settings::NotifyConfig,
+    /// Tests only: the file the schedules read the time from (`BAA_CONDUCTOR_CLOCK_FILE`).
+    pub clock_file: Option<PathBuf>,
     pub version: String,
     pub warnings: Vec<String>,
 }
@@ -130,6 +132,8 @@ pub enum Command {
     /// `task …`: a client of a running conductor; handled before this parser (it has
     /// subcommands), listed here for the usage text.
     Task,
+    /// `schedule …`: likewise.
+    Schedule,
 }
 
 pub const NODE_ID: Setting = Setting::env("BAA_NODE_ID")
@@ -265,6 +269,10 @@ pub const WORKTREE_RETENTION: Setting = Setting::env("BAA_CONDUCTOR_WORKTREE_RET
     .flag("worktree-retention", "DURATION")
     .default("7d")
     .help("how long a finished task's worktree is kept (seconds, or 30m, 12h, 7d); its branch stays until merged or discarded");
+/// Test-only (hidden): the schedules' time source.
+pub const CLOCK_FILE: Setting = Setting::env("BAA_CONDUCTOR_CLOCK_FILE")
+    .help("tests only, never set in production: a file holding the current time in epoch ms, which the schedule fire loop reads (every 50 ms) instead of the system clock")
+    .hidden();
 pub const RUST_LOG: Setting = Setting::env("RUST_LOG")
     .default("info")
     .help("log filter (env_logger); logs go to stderr")
@@ -314,6 +322,7 @@ pub const SETTINGS: &[Setting] = &[
     crate::notify::settings::CA_FILE,
     crate::notify::settings::INCLUDE_PROMPT,
     crate::notify::settings::ACTION_BASE,
+    CLOCK_FILE,
     RUST_LOG,
     LOG_FILE,
     LOG_MAX_BYTES,
@@ -367,6 +376,12 @@ pub const CLI: Cli<Command> = Cli {
             help: "queue and watch tasks on a running conductor: task add|list|show|logs|cancel|retry ('task --help')",
             json: true,
             run: Command::Task,
+        },
+        CliCommand {
+            name: "schedule",
+            help: "manage schedules on a running conductor: schedule add|list|show|enable|disable|rm ('schedule --help')",
+            json: true,
+            run: Command::Schedule,
         },
     ],
     bare: None,
@@ -521,6 +536,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         task_backoff_max_ms,
         workspaces,
         notify,
+        clock_file: r.opt_path(&CLOCK_FILE),
         version: env!("CARGO_PKG_VERSION").to_string(),
         warnings,
     })

@@ -21,6 +21,8 @@ use crate::config::Config;
 use crate::controllers::{self, Heartbeat};
 use crate::lease::{self, Lease};
 use crate::routes;
+use crate::schedules::firer;
+use crate::schedules::store::ScheduleStore;
 use crate::tasks::scheduler::Scheduler;
 use crate::tasks::store::TaskStore;
 use crate::workspace::janitor;
@@ -31,6 +33,7 @@ enum StartError {
     CreateDir(PathBuf, std::io::Error),
     StateDir(StoreError),
     Tasks(StoreError),
+    Schedules(StoreError),
     Server(std::io::Error),
 }
 
@@ -40,6 +43,7 @@ impl fmt::Display for StartError {
             StartError::CreateDir(dir, e) => write!(f, "cannot create {}: {e}", dir.display()),
             StartError::StateDir(e) => write!(f, "state dir: {e}"),
             StartError::Tasks(e) => write!(f, "tasks: {e}"),
+            StartError::Schedules(e) => write!(f, "schedules: {e}"),
             StartError::Server(e) => write!(f, "cannot start the HTTP server: {e}"),
         }
     }
@@ -57,7 +61,7 @@ pub fn run(cfg: Config) -> ExitCode {
         bind: cfg.local_api.bind_addr(),
         // The grace, then the scheduler (its runs get 3 s), then the notification thread
         // (a try in flight ends within its request timeout), then joining the lease,
-        // heartbeat and janitor loops (each wakes within 50 ms).
+        // heartbeat, janitor and schedule loops (each wakes within 50 ms).
         stop_bound: STOP_GRACE + Duration::from_secs(10) + crate::notify::REQUEST_TIMEOUT,
     };
     daemon::run(startup, move |listener, bound, stop| {
@@ -107,10 +111,25 @@ fn start(
         loading.elapsed().as_millis()
     );
 
+    let schedules = ScheduleStore::open(&cfg.state_dir).map_err(StartError::Schedules)?;
+    if let Some(f) = &cfg.clock_file {
+        log::warn!(
+            "schedules go by the test clock file {} (BAA_CONDUCTOR_CLOCK_FILE), not the system clock",
+            f.display()
+        );
+    }
+
     let lease = Arc::new(Lease::new(&cfg));
     // Know our role before the first request is answered.
     lease.tick(&store);
-    let app = Arc::new(App::new(cfg, bound, store.clone(), lease.clone(), tasks));
+    let app = Arc::new(App::new(
+        cfg,
+        bound,
+        store.clone(),
+        lease.clone(),
+        tasks,
+        schedules,
+    ));
 
     let server_cfg = ServerConfig {
         name: "conductor".into(),
@@ -156,6 +175,9 @@ fn start(
     let janitor = janitor::spawn(app.clone(), stop.clone())
         .map_err(|e| log::error!("cannot start the janitor thread: {e}"))
         .ok();
+    let schedules = firer::spawn(app.clone(), stop.clone())
+        .map_err(|e| log::error!("cannot start the schedules thread: {e}"))
+        .ok();
     let scheduler = Scheduler::start(app.clone(), stop.clone())
         .map_err(|e| log::error!("cannot start the scheduler thread: {e}"))
         .ok();
@@ -168,7 +190,7 @@ fn start(
         server,
         scheduler,
         notify,
-        threads: [lease_loop, heartbeat, janitor]
+        threads: [lease_loop, heartbeat, janitor, schedules]
             .into_iter()
             .flatten()
             .collect(),

@@ -61,6 +61,11 @@ pub const BUSINESS: &[&str] = &[
     "tasks.merge",
     "tasks.discard",
     "notifications.list",
+    "schedules.list",
+    "schedules.create",
+    "schedules.read",
+    "schedules.update",
+    "schedules.delete",
 ];
 
 /// The ids `/describe/control` lists, in order.
@@ -86,6 +91,9 @@ pub const CONTROL: &[&str] = &[
 
 /// What callers need to know about tasks, in the business and capabilities notes.
 const TASKS_NOTE: &str = "POST /v1/tasks queues work ({title, prompt | steps}; a 400 names the bad field, unknown fields included) that the lease holder runs as Codex turns through codexd, highest priority then oldest; the same idempotency_key returns the first task with 200 instead of queueing twice. Follow it with GET /v1/tasks/:task_id and /logs; cancel and retry with POST /v1/tasks/:task_id/cancel|retry. A task in a git work tree runs in a worktree of its own on branch baa/<task_id>; GET /v1/tasks/:task_id/diff shows what it changed, POST /v1/tasks/:task_id/merge ({into}, default the base's branch) and /discard (both need Authorization: Bearer <BAA_SHARED_TOKEN>) take it in or throw it away; a refusal is a 409 whose code says why (merge_conflict, target_checkout_dirty, task_not_succeeded, no_changes, discarded, task_in_place).";
+
+/// What callers need to know about schedules.
+const SCHEDULES_NOTE: &str = "POST /v1/schedules {name, cron, timezone, task, overlap, catchup_window_s, enabled} (Authorization: Bearer <BAA_SHARED_TOKEN>; PATCH and DELETE /v1/schedules/:schedule_id too) has the lease holder queue task (a POST /v1/tasks body) at each fire of the 5-field cron in timezone, with idempotency_key schedule:<schedule_id>:<fire time>, so no fire is queued twice. overlap skip (default) skips a fire while the previous task is queued or running, buffer_one keeps one waiting, allow always queues; a fire missed while no conductor ran is queued once if within catchup_window_s (default 0). A 400 names the bad field (cron, timezone, task.prompt).";
 
 /// The route with this id. The ids are this file's constants and a unit test checks each
 /// is in the table, so a miss is a bug in this file.
@@ -144,6 +152,15 @@ fn example_body(id: &str, repo_root: &str) -> Option<Value> {
         })),
         "codex.requests.answer" => Some(json!({"decision": "accept"})),
         "tasks.merge" => Some(json!({"into": "main"})),
+        "schedules.create" => Some(json!({
+            "name": "nightly summary",
+            "cron": "0 3 * * *",
+            "timezone": "UTC",
+            "task": {"title": "Summarize pending work", "prompt": "Summarize the pending work in this repository.", "cwd": repo_root},
+            "overlap": "skip",
+            "catchup_window_s": 3600,
+        })),
+        "schedules.update" => Some(json!({"enabled": false})),
         "host.exec" => Some(json!({"command": "uptime", "timeoutMs": 5000})),
         "host.files.read" => Some(json!({"path": "README.md", "cwd": repo_root})),
         "host.files.write" => Some(
@@ -160,13 +177,20 @@ pub fn curl<C>(base: &str, repo_root: &str, r: &Route<C>) -> String {
         .replace(":task_id", "<task_id>")
         .replace(":session_id", "<sessionId>")
         .replace(":run_id", "<run_id>")
-        .replace(":request_id", "<request_id>");
+        .replace(":request_id", "<request_id>")
+        .replace(":schedule_id", "<schedule_id>");
     // Host operations, answering Codex's requests (as strong as exec), and merging or
     // discarding a task's branch need the token.
     let auth = if r.id().starts_with("host.")
         || r.id().starts_with("codex.requests.")
-        || matches!(r.id(), "tasks.merge" | "tasks.discard")
-    {
+        || matches!(
+            r.id(),
+            "tasks.merge"
+                | "tasks.discard"
+                | "schedules.create"
+                | "schedules.update"
+                | "schedules.delete"
+        ) {
         " -H \"Authorization: Bearer $BAA_SHARED_TOKEN\""
     } else {
         ""
@@ -333,6 +357,9 @@ pub fn business<C>(f: &Facts<C>) -> Value {
             example(f, "Show what a task changed (its diff against its base)", "tasks.diff"),
             example(f, "Merge a task's branch (token required)", "tasks.merge"),
             example(f, "Discard a task's worktree and branch (token required)", "tasks.discard"),
+            example(f, "Create a schedule (token required)", "schedules.create"),
+            example(f, "List schedules with their next and last fires", "schedules.list"),
+            example(f, "Disable a schedule (token required)", "schedules.update"),
             example(f, "Inspect the codex proxy status", "codex.status"),
             example(f, "Create a codex session", "codex.sessions.create"),
             example(f, "Start a turn", "codex.turn.create"),
@@ -344,6 +371,7 @@ pub fn business<C>(f: &Facts<C>) -> Value {
             "If you pivot to /describe/control for /v1/exec or /v1/files/*, those host-ops routes require Authorization: Bearer <BAA_SHARED_TOKEN>.",
             "Control actions and host-level exec/file operations are intentionally excluded; use /describe/control.",
             TASKS_NOTE,
+            SCHEDULES_NOTE,
         ],
     })
 }

@@ -16,6 +16,8 @@ mod records;
 #[cfg(test)]
 mod route_tests;
 mod routes;
+mod schedule_cli;
+mod schedules;
 mod system;
 mod task_cli;
 mod tasks;
@@ -34,6 +36,9 @@ fn main() -> ExitCode {
     if args.first().is_some_and(|a| a == "task") {
         return task_cli::main(args[1..].to_vec());
     }
+    if args.first().is_some_and(|a| a == "schedule") {
+        return schedule_cli::main(args[1..].to_vec());
+    }
     CLI.main(
         args,
         |inv| routes::command(inv.json),
@@ -49,6 +54,9 @@ fn main() -> ExitCode {
                 // Reached only when a flag came before `task`.
                 Command::Task => CLI.fail(&baa::common::settings::Error::Usage(
                     "put task first: baa-conductor task <SUBCOMMAND> [FLAGS]".into(),
+                )),
+                Command::Schedule => CLI.fail(&baa::common::settings::Error::Usage(
+                    "put schedule first: baa-conductor schedule <SUBCOMMAND> [FLAGS]".into(),
                 )),
                 Command::Start => daemon::run(cfg),
                 Command::Config if inv.json => {

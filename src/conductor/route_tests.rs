@@ -15,6 +15,7 @@ use baa::common::store::JsonStore;
 use crate::app::App;
 use crate::lease::Lease;
 use crate::routes;
+use crate::schedules::store::ScheduleStore;
 use crate::tasks::store::TaskStore;
 
 mod review;
@@ -63,7 +64,8 @@ impl Fixture {
         let lease = Arc::new(Lease::new(&cfg));
         lease.tick(&store);
         let bound = HOST.parse().expect("socket addr");
-        let app = Arc::new(App::new(cfg, bound, store, lease, tasks));
+        let schedules = ScheduleStore::open(&cfg.state_dir).expect("schedule store");
+        let app = Arc::new(App::new(cfg, bound, store, lease, tasks, schedules));
         assert!(
             app.lease.status().is_leader,
             "the fixture is not the leader"

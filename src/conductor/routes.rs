@@ -18,7 +18,7 @@ use baa::common::state_health;
 use crate::app::App;
 use crate::codex_proxy::{forward_query, reshape_status, Forwarded};
 use crate::system::{Action, ChangeRequest};
-use crate::{controllers, describe, firefox, host_ops, records, tasks};
+use crate::{controllers, describe, firefox, host_ops, records, schedules, tasks};
 use baa::common::client::encode_component;
 use baa::common::codex_fields::{FORK_FIELDS, REVIEW_FIELDS, SESSION_CREATE, TURN_INTERRUPT};
 
@@ -53,6 +53,11 @@ pub static ROUTES: &[Route<Ctx>] = &[
     Route::write("tasks.merge", "POST", "/v1/tasks/:task_id/merge", "Merge a succeeded task's branch into a branch (fast-forward, else a merge commit). Bearer token. Body: {into} (default: the branch its base came from).", tasks_merge),
     Route::write("tasks.discard", "POST", "/v1/tasks/:task_id/discard", "Remove a finished task's worktree and branch. Bearer token.", tasks_discard),
     Route::read("tasks.logs.read", "GET", "/v1/tasks/:task_id/logs", "A task's log lines. Query: limit (default 200, max 500), run_id, since (seq).", tasks_logs),
+    Route::read("schedules.list", "GET", "/v1/schedules", "Schedules with next_fire_at, last_fire {at, task_id, outcome, task_status} and counts {fired, skipped, caught_up, failed}.", schedules_list),
+    Route::write("schedules.create", "POST", "/v1/schedules", "Create a schedule: the lease holder queues its task at each cron fire. Bearer token. Body: {name, cron (5 fields), timezone (IANA; default the node's), task (a POST /v1/tasks body), overlap (skip|buffer_one|allow), catchup_window_s, enabled}.", schedules_create),
+    Route::read("schedules.read", "GET", "/v1/schedules/:schedule_id", "One schedule.", schedules_read),
+    Route::write("schedules.update", "PATCH", "/v1/schedules/:schedule_id", "Change a schedule's fields (any of the create fields); enabled: false pauses its fires. Bearer token.", schedules_update),
+    Route::write("schedules.delete", "DELETE", "/v1/schedules/:schedule_id", "Delete a schedule (the tasks it queued stay). Bearer token.", schedules_delete),
     Route::read("runs.list", "GET", "/v1/runs", "Runs, newest first. Query: task_id, limit.", runs_list).hidden(),
     Route::read("runs.read", "GET", "/v1/runs/:run_id", "One run.", runs_read).hidden(),
     Route::read("codex.status", "GET", "/v1/codex", "Codex proxy status: codexd daemon, child, sessions, event stream.", codex_status),
@@ -382,6 +387,41 @@ const TASK_CHANGES: host_ops::Guarded = host_ops::Guarded {
     what: "Task merges and discards",
     disabled_code: "token_not_configured",
 };
+
+const SCHEDULE_CHANGES: host_ops::Guarded = host_ops::Guarded {
+    what: "Schedule changes",
+    disabled_code: "token_not_configured",
+};
+
+fn schedules_list(app: &Ctx, req: &Request, _: &Params) -> Res {
+    fresh_tasks(app);
+    Ok(app.ok(req, 200, schedules::api::list(app)))
+}
+
+fn schedules_create(app: &Ctx, req: &Request, _: &Params) -> Res {
+    host_ops::authorize_for(req, app.cfg.shared_token.as_deref(), &SCHEDULE_CHANGES)?;
+    let data = schedules::api::create(app, &req.json_object()?)?;
+    Ok(app.ok(req, 201, data))
+}
+
+fn schedules_read(app: &Ctx, req: &Request, p: &Params) -> Res {
+    fresh_tasks(app);
+    let data = schedules::api::show(app, p.get("schedule_id").unwrap_or_default())?;
+    Ok(app.ok(req, 200, data))
+}
+
+fn schedules_update(app: &Ctx, req: &Request, p: &Params) -> Res {
+    host_ops::authorize_for(req, app.cfg.shared_token.as_deref(), &SCHEDULE_CHANGES)?;
+    let body = req.json_object()?;
+    let data = schedules::api::patch(app, p.get("schedule_id").unwrap_or_default(), &body)?;
+    Ok(app.ok(req, 200, data))
+}
+
+fn schedules_delete(app: &Ctx, req: &Request, p: &Params) -> Res {
+    host_ops::authorize_for(req, app.cfg.shared_token.as_deref(), &SCHEDULE_CHANGES)?;
+    let data = schedules::api::delete(app, p.get("schedule_id").unwrap_or_default())?;
+    Ok(app.ok(req, 200, data))
+}
 
 fn tasks_diff(app: &Ctx, req: &Request, p: &Params) -> Res {
     let max = tasks::review::parse_max_bytes(req.query_param("max_bytes"))?;

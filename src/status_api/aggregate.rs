@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::advice::{self, Level, Problem, Site};
 use super::fetch::{FetchError, Fetched, Raw};
+use super::schedules;
 use super::tasks;
 use super::values::{clip, clip_value, first, text_at};
 
@@ -211,6 +212,7 @@ pub fn build(site: &Site, raw: &Raw, generated_at: &str) -> Value {
             "recentEvents": snapshot.map(events).unwrap_or_else(|| json!({"count": 0, "hidden": 0, "items": []})),
         },
         "tasks": tasks,
+        "schedules": schedules::build(&raw.schedules),
         "warnings": warnings,
         "advice": problems.iter().map(Problem::to_json).collect::<Vec<_>>(),
     })
@@ -421,6 +423,7 @@ mod tests {
             system_state: state,
             codexd_status: codexd,
             tasks: Err(FetchError::Unreachable("not asked".into())),
+            schedules: Err(FetchError::Unreachable("not asked".into())),
         }
     }
 

@@ -148,6 +148,73 @@ pub fn codex_card(h: &mut String, d: &Value, now_ms: u64) {
     h.push_str("</dl></section>");
 }
 
+/// The schedules: each with its cron and zone, next fire, last outcome (and its task's
+/// status now) and counts.
+pub fn schedules_card(h: &mut String, d: &Value, now_ms: u64) {
+    let s = d.get("schedules").unwrap_or(&Value::Null);
+    h.push_str("<section class=\"card\" id=\"schedules\"><h2>Schedules</h2>");
+    if s.get("available") != Some(&Value::Bool(true)) {
+        h.push_str(&format!(
+            "<div class=\"big\">{}</div><p class=\"err\">the conductor did not answer the schedule list: {}</p></section>",
+            badge("unknown"),
+            esc(&text(s, &["error"]))
+        ));
+        return;
+    }
+    let all = s
+        .get("schedules")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if all.is_empty() {
+        h.push_str("<p class=\"muted\">No schedules.</p></section>");
+        return;
+    }
+    let on = all.iter().filter(|x| x["enabled"] == true).count();
+    h.push_str(&format!(
+        "<div class=\"big\"><span class=\"badge good\">{on} enabled</span></div><div class=\"muted\">{} in all</div><ul class=\"outcomes\">",
+        esc(&text(s, &["count"]))
+    ));
+    for x in all {
+        let last = &x["last_fire"];
+        let last_html = if last["at"].is_null() {
+            "never fired".to_string()
+        } else {
+            format!(
+                "last {} {} · task {} {}",
+                when(last, "at", now_ms),
+                badge(&text(last, &["outcome"])),
+                esc(&text(last, &["task_id"])),
+                esc(&text(last, &["task_status"])),
+            )
+        };
+        h.push_str(&format!(
+            "<li>{} <b>{}</b> <span class=\"mono\">{}</span> <span class=\"muted\">{}</span>\
+             <div class=\"muted\">next {} · {}</div>\
+             <div class=\"muted\">fired {} · caught up {} · skipped {} · failed {}</div></li>",
+            badge(if x["enabled"] == true {
+                "enabled"
+            } else {
+                "disabled"
+            }),
+            esc(&text(x, &["name"])),
+            esc(&text(x, &["cron"])),
+            esc(&text(x, &["timezone"])),
+            if x["next_fire_at"].is_null() {
+                DASH.to_string()
+            } else {
+                when(x, "next_fire_at", now_ms)
+            },
+            last_html,
+            esc(&text(x, &["counts.fired"])),
+            esc(&text(x, &["counts.caught_up"])),
+            esc(&text(x, &["counts.skipped"])),
+            esc(&text(x, &["counts.failed"])),
+        ));
+    }
+    h.push_str("</ul></section>");
+}
+
 /// What the conductor's scheduler is doing: counts, each running task with its step and
 /// elapsed time (and the approval it waits on), and the last five outcomes.
 pub fn tasks_card(h: &mut String, d: &Value, now_ms: u64) {

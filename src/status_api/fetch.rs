@@ -72,6 +72,8 @@ pub struct Raw {
     pub codexd_status: Fetched,
     /// The conductor's `GET /v1/tasks/summary`.
     pub tasks: Fetched,
+    /// The conductor's `GET /v1/schedules`.
+    pub schedules: Fetched,
 }
 
 /// Upstream replies larger than this are treated as broken rather than buffered.
@@ -84,6 +86,7 @@ pub fn fetch_all(up: &Upstreams) -> Raw {
         ("state", format!("{}/v1/system/state", up.conductor_base)),
         ("codexd", format!("{}/v1/codexd/status", up.codexd_base)),
         ("tasks", format!("{}/v1/tasks/summary", up.conductor_base)),
+        ("schedules", format!("{}/v1/schedules", up.conductor_base)),
     ];
     let (tx, rx) = crossbeam_channel::bounded::<(usize, Fetched)>(calls.len());
     let mut results: Vec<Option<Fetched>> = vec![None; calls.len()];
@@ -118,6 +121,7 @@ pub fn fetch_all(up: &Upstreams) -> Raw {
         system_state: take(1),
         codexd_status: take(2),
         tasks: take(3),
+        schedules: take(4),
     }
 }
 

@@ -11,6 +11,7 @@ mod fetch;
 mod html;
 mod page;
 mod routes;
+mod schedules;
 mod serve;
 mod tables;
 mod tasks;

@@ -57,6 +57,7 @@ pub fn render(d: &Value, nonce: &str, now_ms: u64) -> String {
     h.push_str("<div class=\"grid\">");
     cards::automation_card(&mut h, d, now_ms);
     cards::tasks_card(&mut h, d, now_ms);
+    cards::schedules_card(&mut h, d, now_ms);
     cards::codexd_card(&mut h, d, now_ms);
     cards::codex_card(&mut h, d, now_ms);
     cards::node_card(&mut h, d, now_ms);

@@ -213,6 +213,46 @@ fn status_tasks_card_shows_the_running_task_and_the_last_outcomes() {
 }
 
 #[test]
+fn status_schedules_card_lists_each_schedule_with_its_next_fire() {
+    let dir = TempDir::new("page-schedules");
+    let codexd = start_running(with_stub(&Dirs::under(&dir.child("cx")), "normal"));
+    let c = tasks::start(&dir, &codexd.base);
+    let st = status_api::start(&c.d.base, &codexd.base);
+    let body = json!({"name": "nightly <tests>", "cron": "30 2 * * *", "timezone": "UTC",
+                      "task": {"title": "t", "prompt": "p"}});
+    let made = crate::support::http::post_h(
+        &c.url("/v1/schedules"),
+        &body,
+        &[("Authorization", &format!("Bearer {}", conductor::TOKEN))],
+    )
+    .expect(201);
+    let id = made["data"]["schedule"]["schedule_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = wait_for(T, || {
+        let s = status(&st)["schedules"].clone();
+        (s["count"] == 1).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("no schedule in {:#}", status(&st)));
+    assert_eq!(s["available"], true, "{s:#}");
+    assert_eq!(s["schedules"][0]["schedule_id"], id.as_str(), "{s:#}");
+    assert!(s["schedules"][0]["next_fire_at"]
+        .as_str()
+        .unwrap()
+        .ends_with(":30:00.000Z"));
+    let html = page(&st);
+    for want in [
+        "<h2>Schedules</h2>",
+        "<b>nightly &lt;tests&gt;</b>",
+        "<span class=\"mono\">30 2 * * *</span>",
+        "never fired",
+    ] {
+        assert!(html.contains(want), "page lacks {want:?}:\n{html}");
+    }
+}
+
+#[test]
 fn status_tasks_card_says_when_the_conductor_is_unreachable() {
     let st = status_api::start(&closed_port_url(), &closed_port_url());
     let data = status(&st);

@@ -24,8 +24,8 @@ use baa::common::settings::Resolver;
 use baa::common::time::now_ms;
 
 use crate::config::{SHARED_TOKEN, SHARED_TOKEN_FILE};
-pub use args::SETTINGS;
 use args::{Action, NewTask, Prompt, Sub};
+pub use args::{CONDUCTOR_URL, SETTINGS};
 
 const BINARY: &str = "baa-conductor";
 const CONNECT: Duration = Duration::from_secs(2);
@@ -157,7 +157,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 /// Why a command failed (exit 1), in the words printed.
 #[derive(Debug)]
-enum CliError {
+pub(crate) enum CliError {
     /// No answer from the conductor at `base`.
     Unreachable {
         base: String,
@@ -205,7 +205,7 @@ impl fmt::Display for CliError {
             } => write!(f, "{code}: {message} (HTTP {status})"),
             CliError::NoToken => write!(
                 f,
-                "merge and discard need the bearer token: set BAA_SHARED_TOKEN or BAA_SHARED_TOKEN_FILE"
+                "this command needs the bearer token: set BAA_SHARED_TOKEN or BAA_SHARED_TOKEN_FILE"
             ),
             CliError::Stdin(e) => write!(f, "reading the prompt from stdin: {e}"),
             CliError::StdinTooBig => write!(
@@ -223,25 +223,25 @@ fn usage_error(message: &str) -> ExitCode {
 }
 
 /// An answer of the API: its raw text (what `--json` prints) and the parsed envelope.
-struct Answer {
+pub(crate) struct Answer {
     text: String,
     envelope: Value,
 }
 
 impl Answer {
-    fn data(&self) -> &Value {
+    pub(crate) fn data(&self) -> &Value {
         &self.envelope["data"]
     }
 }
 
-struct Api {
-    base: String,
-    /// Sent only by [`Api::post_auth`].
-    token: Option<String>,
+pub(crate) struct Api {
+    pub(crate) base: String,
+    /// Sent only by [`Api::post_auth`] and [`Api::send_auth`].
+    pub(crate) token: Option<String>,
 }
 
 impl Api {
-    fn get(&self, path: &str, total: Duration) -> Result<Answer, CliError> {
+    pub(crate) fn get(&self, path: &str, total: Duration) -> Result<Answer, CliError> {
         let url = format!("{}{path}", self.base);
         self.answer(&url, local_agent(CONNECT, total).get(&url).call())
     }
@@ -264,6 +264,36 @@ impl Api {
             .header("Content-Type", "application/json")
             .header("Authorization", &format!("Bearer {token}"))
             .send(body.to_string());
+        self.answer(&url, sent)
+    }
+
+    /// `method` (POST, PATCH, DELETE) with `Authorization: Bearer <token>` and a JSON
+    /// body (none for a DELETE).
+    pub(crate) fn send_auth(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        total: Duration,
+    ) -> Result<Answer, CliError> {
+        let token = self.token.as_deref().ok_or(CliError::NoToken)?;
+        let url = format!("{}{path}", self.base);
+        let agent = local_agent(CONNECT, total);
+        let auth = format!("Bearer {token}");
+        let text = body.map(Value::to_string).unwrap_or_default();
+        let sent = match method {
+            "PATCH" => agent
+                .patch(&url)
+                .header("Content-Type", "application/json")
+                .header("Authorization", &auth)
+                .send(text),
+            "DELETE" => agent.delete(&url).header("Authorization", &auth).call(),
+            _ => agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .header("Authorization", &auth)
+                .send(text),
+        };
         self.answer(&url, sent)
     }
 
@@ -305,7 +335,7 @@ impl Api {
 }
 
 /// Prints the raw answer (`--json`) or its readable form.
-fn output(ans: &Answer, json: bool, human: impl FnOnce(&Value) -> String) -> ExitCode {
+pub(crate) fn output(ans: &Answer, json: bool, human: impl FnOnce(&Value) -> String) -> ExitCode {
     if json {
         let mut text = ans.text.clone();
         if !text.ends_with('\n') {

@@ -12,8 +12,8 @@ use baa::common::api_error::ApiError;
 use baa::common::time::{now_ms, rfc3339_from_ms};
 
 use super::control::StopReason;
-use super::model::Status;
-use super::validate;
+use super::model::{Status, Task};
+use super::validate::{self, NewTask};
 use crate::app::App;
 
 /// How long a cancel of a running task waits for its run to end before answering.
@@ -31,32 +31,62 @@ fn finished(id: &str, status: &str) -> ApiError {
 /// `POST /v1/tasks` → (status, `{task}`): 201 when queued, 200 for an idempotency replay.
 pub fn create(app: &App, body: &Map<String, Value>) -> Result<(u16, Value), ApiError> {
     app.require_leader("changes")?;
+    let new = validate::new_task(body, &|p: &Path| p.is_dir())?;
+    let (task, created) = queue(app, new, None)?;
+    Ok((
+        if created { 201 } else { 200 },
+        json!({ "task": task, "created": created }),
+    ))
+}
+
+/// Checks a task body as `POST /v1/tasks` does (fields, then the workspace plan), without
+/// queueing anything: what a schedule's `task` must pass.
+pub fn check(app: &App, body: &Map<String, Value>) -> Result<(), ApiError> {
     let mut new = validate::new_task(body, &|p: &Path| p.is_dir())?;
+    crate::workspace::plan::plan(
+        &app.cfg.workspaces,
+        &app.cfg.repo_root,
+        &app.git,
+        &mut new.spec,
+    )?;
+    Ok(())
+}
+
+/// Plans the workspace and queues a validated task (or replays its idempotency key:
+/// `false`). A schedule's fire comes here too, with its `schedule_id`.
+pub fn queue(
+    app: &App,
+    mut new: NewTask,
+    schedule_id: Option<String>,
+) -> Result<(Task, bool), ApiError> {
     new.workspace = crate::workspace::plan::plan(
         &app.cfg.workspaces,
         &app.cfg.repo_root,
         &app.git,
         &mut new.spec,
     )?;
-    let (task, created) = app.tasks.create(new)?;
+    let (task, created) = app.tasks.create_for(new, schedule_id)?;
     if created {
         app.tasks.logs.append(
             &task.task_id,
             None,
             "info",
             &format!(
-                "task queued: {} step(s), priority {}, up to {} attempt(s)",
-                task.steps_total, task.priority, task.max_attempts
+                "task queued{}: {} step(s), priority {}, up to {} attempt(s)",
+                task.schedule_id
+                    .as_deref()
+                    .map(|s| format!(" by schedule {s}"))
+                    .unwrap_or_default(),
+                task.steps_total,
+                task.priority,
+                task.max_attempts
             ),
             None,
         );
         app.task_changed(&task);
         app.sched.wake();
     }
-    Ok((
-        if created { 201 } else { 200 },
-        json!({ "task": task, "created": created }),
-    ))
+    Ok((task, created))
 }
 
 /// `POST /v1/tasks/:id/cancel`: a queued task ends at once; a running one has its turn

@@ -305,12 +305,14 @@ mod tests {
         let store = Arc::new(JsonStore::open(&cfg.state_dir).unwrap());
         let tasks = Arc::new(TaskStore::open(&cfg.state_dir, 100).unwrap());
         let lease = Arc::new(Lease::new(&cfg));
+        let schedules = crate::schedules::store::ScheduleStore::open(&cfg.state_dir).unwrap();
         Arc::new(App::new(
             cfg,
             "127.0.0.1:1".parse().unwrap(),
             store,
             lease,
             tasks,
+            schedules,
         ))
     }
 

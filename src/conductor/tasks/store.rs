@@ -576,9 +576,18 @@ impl TaskStore {
 
     // ---- writes -----------------------------------------------------------------------
 
-    /// Queues a new task; with an idempotency key already used, returns that task
-    /// (`false`: nothing was created).
+    #[cfg(test)]
     pub fn create(&self, new: NewTask) -> Result<(Task, bool), ApiError> {
+        self.create_for(new, None)
+    }
+
+    /// Queues a new task; with an idempotency key already used, returns that task
+    /// (`false`: nothing was created). `schedule_id`: the schedule whose fire made it.
+    pub fn create_for(
+        &self,
+        new: NewTask,
+        schedule_id: Option<String>,
+    ) -> Result<(Task, bool), ApiError> {
         let mut index = lock(&self.index);
         if let Some(key) = new.idempotency_key.as_deref() {
             if let Some(id) = index.idem.get(key).map(|id| id.to_string()) {
@@ -617,7 +626,7 @@ impl TaskStore {
             seq: index.max_seq + 1,
             workspace: Some(new.workspace),
             result: None,
-            schedule_id: None,
+            schedule_id,
             usage_total: None,
             held_until: None,
         };

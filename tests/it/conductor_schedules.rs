@@ -265,11 +265,39 @@ fn schedule_missed_beyond_the_window_is_skipped_with_a_log_line() {
     );
     let id = s["schedule_id"].as_str().unwrap().to_string();
     d.kill9();
-    // catchup_window_s 0: minute 1, missed while down, is skipped.
+    // catchup_window_s 0: minute 1, missed while down, is skipped — and announced.
     clock.set(T0 + MIN + 5_000);
-    let d = spawn(&dir, "mini-main", "primary", &clock, None).start();
+    let hook = crate::support::stub::Stub::start("127.0.0.1:0", |_| {
+        crate::support::stub::json(200, json!({}))
+    });
+    let d = spawn(&dir, "mini-main", "primary", &clock, None)
+        .env("BAA_NOTIFY_URLS", format!("{}/hook", hook.base))
+        .start();
     let s = wait_fire(&d, &id, T0 + MIN);
     assert_eq!(s["last_fire"]["outcome"], "skipped_missed", "{s}");
+    let announced = wait_for(Duration::from_secs(15), || {
+        let seen = hook.seen.lock().unwrap().clone();
+        let skipped: Vec<Value> = seen
+            .into_iter()
+            .map(|x| x.body)
+            .filter(|b| b["kind"] == "schedule.skipped")
+            .collect();
+        (!skipped.is_empty()).then_some(skipped)
+    })
+    .unwrap_or_else(|| panic!("no schedule.skipped notification\nlog:\n{}", d.log()));
+    assert_eq!(announced.len(), 1, "{announced:#?}");
+    assert_eq!(
+        announced[0]["detail"]["schedule_id"],
+        id.as_str(),
+        "{:#}",
+        announced[0]
+    );
+    assert_eq!(
+        announced[0]["detail"]["at"],
+        rfc(T0 + MIN),
+        "{:#}",
+        announced[0]
+    );
     assert_eq!(s["next_fire_at"], rfc(T0 + 2 * MIN));
     assert!(fired_keys(&d, &id).is_empty());
     assert!(

@@ -14,6 +14,7 @@ mod codexd_watch;
 pub mod event;
 mod outbox;
 pub mod queue_events;
+pub mod schedule_events;
 mod send;
 pub mod settings;
 mod sign;

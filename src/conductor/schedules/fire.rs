@@ -23,6 +23,7 @@ use baa::common::tz::Tz;
 
 use super::model::{LastFire, Outcome, Overlap, Schedule};
 use crate::app::App;
+use crate::notify::schedule_events;
 use crate::tasks::model::Status;
 use crate::tasks::validate;
 
@@ -157,6 +158,13 @@ pub fn run(app: &App, s: &Schedule, now: u64, active_since: u64) -> Option<u64> 
                 ("before", &at),
             ],
         );
+        app.notify.emit(schedule_events::skipped(
+            id,
+            &s.name,
+            &at,
+            "missed",
+            &format!("{} fire(s) before this one", d.passed),
+        ));
     }
     let (outcome, task_id, error) =
         if missed && now.saturating_sub(d.at) > s.catchup_window_s.saturating_mul(1000) {
@@ -170,6 +178,13 @@ pub fn run(app: &App, s: &Schedule, now: u64, active_since: u64) -> Option<u64> 
                     ("catchup_window_s", &s.catchup_window_s),
                 ],
             );
+            app.notify.emit(schedule_events::skipped(
+                id,
+                &s.name,
+                &at,
+                "missed",
+                &format!("{late_s} s late, catch-up window {} s", s.catchup_window_s),
+            ));
             (Outcome::SkippedMissed, prev_task, None)
         } else if held_by(app, s.overlap, prev_task.as_deref()) {
             logging::event(
@@ -182,6 +197,17 @@ pub fn run(app: &App, s: &Schedule, now: u64, active_since: u64) -> Option<u64> 
                     ("task_id", &prev_task.as_deref().unwrap_or_default()),
                 ],
             );
+            app.notify.emit(schedule_events::skipped(
+                id,
+                &s.name,
+                &at,
+                "overlap",
+                &format!(
+                    "task {}, overlap {}",
+                    prev_task.as_deref().unwrap_or("?"),
+                    s.overlap.as_str()
+                ),
+            ));
             (Outcome::SkippedOverlap, prev_task, None)
         } else {
             match create(app, s, d.at) {
@@ -201,6 +227,10 @@ pub fn run(app: &App, s: &Schedule, now: u64, active_since: u64) -> Option<u64> 
                             ("replayed", &!created),
                         ],
                     );
+                    if missed && created {
+                        app.notify
+                            .emit(schedule_events::caught_up(id, &s.name, &at, &task_id));
+                    }
                     (outcome, Some(task_id), None)
                 }
                 Err(e) => {

@@ -321,6 +321,7 @@ pub const SETTINGS: &[Setting] = &[
     crate::notify::settings::SECRET_FILE,
     crate::notify::settings::CA_FILE,
     crate::notify::settings::INCLUDE_PROMPT,
+    crate::notify::settings::HOLD_GRACE_MS,
     crate::notify::settings::ACTION_BASE,
     CLOCK_FILE,
     RUST_LOG,

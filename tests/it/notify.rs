@@ -550,3 +550,56 @@ fn the_usage_limit_hold_and_its_release_are_announced_once_each() {
         assert_signed(&d);
     }
 }
+
+#[test]
+fn a_queue_held_by_codexds_child_not_running_is_announced_and_released() {
+    let dir = TempDir::new("notify-child-hold");
+    let flag = dir.join("child-exits");
+    std::fs::write(&flag, "x").unwrap();
+    let codexd = with_stub(
+        &Dirs::under(&dir.child("cx")),
+        &format!("exit-while:{}", flag.display()),
+    )
+    .env("BAA_CODEXD_RESTART_BASE_MS", "20")
+    .env("BAA_CODEXD_RESTART_MAX_MS", "200")
+    .env("BAA_CODEXD_CRASH_LOOP_MAX", "100000")
+    .start();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let r = Receiver::start("127.0.0.1:0", got);
+    let addr = r.handle.as_ref().unwrap().local_addr();
+    let c = TaskConductor {
+        d: tasks::spawn(&dir, &codexd.base, "mini-main", "primary")
+            .env("BAA_NOTIFY_URLS", format!("http://{addr}/hook"))
+            .env("BAA_NOTIFY_SECRET", SECRET)
+            .env("BAA_NOTIFY_HOLD_GRACE_MS", "0")
+            .start(),
+    };
+    let id = c.create(serde_json::json!({"title": "waits for the child", "prompt": "hello"}));
+    let of = |kind: &str| -> Vec<Value> {
+        r.all()
+            .iter()
+            .map(Delivery::json)
+            .filter(|v| v["kind"] == kind)
+            .collect()
+    };
+    let held = wait_for(T, || Some(of("queue.held")).filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| panic!("no queue.held: {:?}\n{}", r.all(), c.d.log()));
+    assert_eq!(
+        held[0]["detail"]["reason"], "codexd_child_not_ready",
+        "{:#}",
+        held[0]
+    );
+    assert_eq!(c.status(&id), "queued");
+    // The child runs again: the task goes, and the release is announced once.
+    std::fs::remove_file(&flag).unwrap();
+    c.wait_status(&id, "succeeded", T);
+    let released = wait_for(T, || Some(of("queue.released")).filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| panic!("no queue.released: {:?}", r.all()));
+    assert_eq!(released[0]["detail"]["since"], held[0]["detail"]["since"]);
+    assert_eq!(
+        (of("queue.held").len(), of("queue.released").len()),
+        (1, 1),
+        "{:?}",
+        r.all()
+    );
+}

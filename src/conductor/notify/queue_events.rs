@@ -1,5 +1,6 @@
-//! The queue held by a usage limit and released again, as announcements: one per hold
-//! (its reset time names it), so a hold seen again on the next pass is not sent twice.
+//! The queue held and released again, as announcements: by a usage limit (one per hold,
+//! named by its reset time), or because codex cannot run turns at all — logged out, codexd
+//! unreachable, its child not running (one per hold, named by its reason and start).
 
 use serde_json::json;
 
@@ -30,6 +31,37 @@ pub fn released(until: &str, why: &str) -> Event {
     );
     e.message = format!("{why}; queued tasks start again.");
     e.detail = Some(json!({"held_until": until, "why": why}));
+    e
+}
+
+/// The queue holds for `reason` (`logged_out`, `codexd_unreachable`,
+/// `codexd_child_not_ready`) since `since` (rfc3339): `message` says what is wrong.
+pub fn held_for(reason: &str, since: &str, message: &str) -> Event {
+    let mut e = Event::new(
+        format!("queue:held:{reason}:{since}"),
+        "queue.held",
+        format!("Task queue held: {}", reason.replace('_', " ")),
+        Priority::High,
+    );
+    e.message =
+        format!("{message}. No task starts until this is fixed; the queue goes on by itself then.");
+    e.detail = Some(json!({"reason": reason, "since": since}));
+    e
+}
+
+/// The hold for `reason` that began at `since` is over.
+pub fn released_from(reason: &str, since: &str) -> Event {
+    let mut e = Event::new(
+        format!("queue:released:{reason}:{since}"),
+        "queue.released",
+        "Task queue released".into(),
+        Priority::Default,
+    );
+    e.message = format!(
+        "The hold ({}) since {since} is over; queued tasks start again.",
+        reason.replace('_', " ")
+    );
+    e.detail = Some(json!({"reason": reason, "since": since}));
     e
 }
 

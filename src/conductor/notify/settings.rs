@@ -26,6 +26,10 @@ pub const ACTION_BASE: Setting = Setting::env("BAA_NOTIFY_ACTION_BASE").help(
     "base URL approval buttons call, one the phone can reach (default: the local API's bound URL)",
 );
 
+pub const HOLD_GRACE_MS: Setting = Setting::env("BAA_NOTIFY_HOLD_GRACE_MS")
+    .default("30000")
+    .help("how long the queue must be held because codexd is down or its child not running before queue.held is sent (a child restart takes seconds; logged out is sent at once)");
+
 #[derive(Clone, Default)]
 pub struct NotifyConfig {
     pub targets: Vec<Target>,
@@ -35,6 +39,8 @@ pub struct NotifyConfig {
     pub ca_file: Option<PathBuf>,
     pub include_prompt: bool,
     pub action_base: Option<String>,
+    /// A hold for codexd down must last this long before it is announced.
+    pub hold_grace_ms: u64,
 }
 
 /// Never prints the secret.
@@ -100,6 +106,7 @@ pub fn resolve(r: &Resolver) -> Result<NotifyConfig> {
         ca_file: r.opt_path(&CA_FILE),
         include_prompt: r.bool(&INCLUDE_PROMPT)?,
         action_base,
+        hold_grace_ms: r.number(&HOLD_GRACE_MS, 0..=86_400_000)?,
     })
 }
 
@@ -123,6 +130,7 @@ mod tests {
             CA_FILE,
             INCLUDE_PROMPT,
             ACTION_BASE,
+            HOLD_GRACE_MS,
         ];
         resolve(&Resolver::new(
             &table,

@@ -17,6 +17,7 @@ pub mod codexd;
 pub mod control;
 pub mod events;
 pub mod gate;
+pub mod hold_notice;
 pub mod limit_hold;
 pub mod lines;
 pub mod logs;

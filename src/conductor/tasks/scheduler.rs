@@ -33,6 +33,7 @@ use baa::common::time::{now_ms, now_rfc3339};
 
 use super::control::{RunControl, StopReason};
 use super::gate;
+use super::hold_notice::HoldNotice;
 use super::limit_hold::{LimitHold, Next, Probe};
 use super::model::{Run, RunRef, Status, CODEXD_WORKER};
 use super::worker;
@@ -97,12 +98,15 @@ struct Loop {
     was_leader: bool,
     /// The usage-limit hold and its probe (`limit_hold`).
     limit: LimitHold,
+    /// The other holds (logged out, codexd down), announced (`hold_notice`).
+    notice: HoldNotice,
 }
 
 impl Loop {
     fn new(app: Arc<App>, stop: StopFlag) -> Loop {
         Loop {
             limit: LimitHold::from_queue(&app),
+            notice: HoldNotice::default(),
             app,
             stop,
             threads: HashMap::new(),
@@ -164,12 +168,16 @@ impl Loop {
             let busy: HashSet<String> = self.threads.keys().cloned().collect();
             let Some(task_id) = self.app.tasks.pick_next(now_ms(), &busy) else {
                 self.app.sched.set_held(None);
+                if busy.is_empty() {
+                    self.notice.reset();
+                }
                 break;
             };
             let gate_t0 = Instant::now();
             if !gate_checked {
                 gate_checked = true;
                 let held = gate::check(&self.app.codex, &self.app.codex_hold);
+                self.notice.observe(&self.app, held.as_ref());
                 self.app
                     .notify
                     .codexd_child(self.app.codex_hold.child_status().as_deref());

@@ -124,6 +124,7 @@ start_conductor() {
         BAA_CONDUCTOR_TASK_BACKOFF_MAX_MS=1000 \
         RUST_LOG=warn \
         "$bin/baa-conductor" start --local-api http://127.0.0.1:0 --node-id kill-bench \
+        --repo-root "$root" \
         --host benchhost --role primary --root "$root/c" \
         --lease-ttl-sec 2 --lease-renew-interval-ms 200 --heartbeat-interval-ms 200 \
         >"$root/c/conductor-$starts.out" 2>"$root/c/conductor-$starts.err" &

@@ -136,6 +136,7 @@ BAA_SHARED_TOKEN=$token \
     BAA_CONDUCTOR_TASK_ROOTS="$root/repos" \
     RUST_LOG=warn,run_timings=debug \
     "$bin/baa-conductor" start --local-api http://127.0.0.1:0 --node-id wt-bench \
+    --repo-root "$root" \
     --host benchhost --role primary --root "$root/c" \
     >"$root/c/conductor.out" 2>"$root/c/conductor.err" &
 conductor_pid=$!

@@ -112,16 +112,24 @@ fn check_roots(cfg: &WorkspaceConfig, cwd: &Path, real: &Path) -> Result<(), Api
 /// The top level of the work tree `dir` lies in; `None` outside git (or inside a `.git`
 /// directory or a bare repo, which have no work tree).
 fn toplevel(git: &Git, dir: &Path) -> Result<Option<PathBuf>, ApiError> {
-    match git.run_status(dir, &["rev-parse", "--is-inside-work-tree"], &[], &[0, 128]) {
-        Ok(o) if o.code == 0 && o.line() == "true" => {}
-        Ok(_) => return Ok(None),
-        Err(e) => return Err(git_down(&e)),
-    }
+    // One call for both (every queued task and schedule fire pays for it): outside git,
+    // and inside a `.git` dir where --show-toplevel refuses, it exits 128.
     let o = git
-        .run(dir, &["rev-parse", "--show-toplevel"])
+        .run_status(
+            dir,
+            &["rev-parse", "--is-inside-work-tree", "--show-toplevel"],
+            &[],
+            &[0, 128],
+        )
         .map_err(|e| git_down(&e))?;
-    let top = PathBuf::from(o.line());
-    Ok(Some(std::fs::canonicalize(&top).unwrap_or(top)))
+    let mut lines = o.stdout.lines();
+    match (o.code, lines.next(), lines.next()) {
+        (0, Some("true"), Some(top)) if !top.is_empty() => {
+            let top = PathBuf::from(top);
+            Ok(Some(std::fs::canonicalize(&top).unwrap_or(top)))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn resolve_commit(git: &Git, top: &Path, base_ref: &str) -> Result<String, ApiError> {
@@ -240,6 +248,9 @@ mod tests {
         let plain = r.root.join("plain");
         std::fs::create_dir_all(&plain).unwrap();
         let w = plan(&c, &r.repo, &git, &mut spec(&plain)).unwrap();
+        assert_eq!(w.mode, "in_place");
+        // Inside the .git dir there is no work tree either.
+        let w = plan(&c, &r.repo, &git, &mut spec(&r.repo.join(".git"))).unwrap();
         assert_eq!(w.mode, "in_place");
         let mut s = spec(&r.repo);
         s.workspace = Some("in_place".into());

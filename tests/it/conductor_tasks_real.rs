@@ -10,33 +10,17 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::codex::MockCodexHome;
-use crate::support::codexd::{start_running, with_mock_codex, Dirs};
+use crate::support::codexd::{start_running, with_mock_codex};
 use crate::support::daemon::{wait_for, Daemon};
 use crate::support::mock_model::{add_file_patch, keywords, Gate, Reply};
-use crate::support::tasks::{self, runs, TaskConductor};
-use crate::support::tmp::TempDir;
+use crate::support::tasks::{self, runs, RealRig, TaskConductor};
 
 const T: Duration = Duration::from_secs(60);
 
-struct Rig {
-    home: MockCodexHome,
-    dir: TempDir,
-    dirs: Dirs,
-    codexd: Daemon,
-}
+type Rig = RealRig;
 
 fn rig(tag: &str) -> Rig {
-    let home = MockCodexHome::new(tag);
-    let dir = TempDir::new(&format!("{tag}-dirs"));
-    let dirs = Dirs::under(&dir.child("cx"));
-    let codexd = start_running(with_mock_codex(&dirs, &home));
-    Rig {
-        home,
-        dir,
-        dirs,
-        codexd,
-    }
+    RealRig::new(tag)
 }
 
 impl Rig {

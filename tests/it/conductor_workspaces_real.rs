@@ -10,14 +10,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::codex::MockCodexHome;
-use crate::support::codexd::{start_running, with_mock_codex, Dirs};
 use crate::support::conductor::TOKEN;
-use crate::support::daemon::{wait_for, Daemon};
+use crate::support::daemon::wait_for;
 use crate::support::git::git;
 use crate::support::http::{get, post, post_h, Resp};
 use crate::support::mock_model::{keywords, Call, Gate, Reply};
-use crate::support::tasks::{self, TaskConductor};
+use crate::support::tasks::{self, RealRig, TaskConductor};
 use crate::support::tmp::TempDir;
 
 const T: Duration = Duration::from_secs(90);
@@ -62,28 +60,14 @@ impl Checkout {
     }
 }
 
-struct Rig {
-    home: MockCodexHome,
-    dir: TempDir,
-    _dirs: Dirs,
-    codexd: Daemon,
-}
+type Rig = RealRig;
 
 fn rig(tag: &str) -> Rig {
-    let home = MockCodexHome::new(tag);
-    let dir = TempDir::new(&format!("{tag}-dirs"));
-    let dirs = Dirs::under(&dir.child("cx"));
-    let codexd = start_running(with_mock_codex(&dirs, &home));
-    Rig {
-        home,
-        dir,
-        _dirs: dirs,
-        codexd,
-    }
+    RealRig::new(tag)
 }
 
 impl Rig {
-    fn conductor(&self, max_running: usize) -> TaskConductor {
+    fn workspace_conductor(&self, max_running: usize) -> TaskConductor {
         TaskConductor {
             d: tasks::spawn(&self.dir, &self.codexd.base, "mini-main", "primary")
                 .env("BAA_CONDUCTOR_MAX_RUNNING_TASKS", max_running.to_string())
@@ -174,7 +158,7 @@ fn real_three_parallel_tasks_on_one_repo_get_three_worktrees_branches_and_diffs_
         }
         reply
     });
-    let c = r.conductor(3);
+    let c = r.workspace_conductor(3);
     let ids: Vec<String> = ["alpha", "beta", "gamma"]
         .iter()
         .map(|w| {
@@ -318,7 +302,7 @@ fn real_merge_refuses_a_conflict_and_a_dirty_checkout_and_discard_removes_everyt
         ("second", readme_patch("changed by the second task")),
         ("third", add_patch("third.txt", "from the third")),
     ]));
-    let c = r.conductor(1);
+    let c = r.workspace_conductor(1);
     let ids: Vec<String> = ["first", "second", "third"]
         .iter()
         .map(|w| c.create(json!({"title": format!("{w} task"), "prompt": format!("{w}: edit"), "cwd": repo.path})))

@@ -244,3 +244,29 @@ pub fn codexd_session_ids(codexd: &Daemon) -> Vec<String> {
         .filter_map(|s| s["sessionId"].as_str().map(str::to_string))
         .collect()
 }
+
+/// Worker mode on the real pinned `codex app-server`: the mock model's home, a codexd
+/// running it (its dirs under `dir`), ready for a conductor made by the test.
+pub struct RealRig {
+    pub home: crate::support::codex::MockCodexHome,
+    pub dir: TempDir,
+    pub dirs: crate::support::codexd::Dirs,
+    pub codexd: Daemon,
+}
+
+impl RealRig {
+    #[track_caller]
+    pub fn new(tag: &str) -> RealRig {
+        use crate::support::codexd::{start_running, with_mock_codex, Dirs};
+        let home = crate::support::codex::MockCodexHome::new(tag);
+        let dir = TempDir::new(&format!("{tag}-dirs"));
+        let dirs = Dirs::under(&dir.child("cx"));
+        let codexd = start_running(with_mock_codex(&dirs, &home));
+        RealRig {
+            home,
+            dir,
+            dirs,
+            codexd,
+        }
+    }
+}

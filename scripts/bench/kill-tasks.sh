@@ -77,40 +77,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The `http://HOST:PORT` a daemon announced on the first line of its stdout file.
-announced() {
-    local out=$1 pid=$2 i line
-    for ((i = 0; i < 300; i++)); do
-        line=$(head -n 1 "$out" 2>/dev/null || true)
-        if [[ $line == *" listening on http://"* ]]; then
-            echo "${line##* listening on }"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    echo "the daemon never announced its address; its log:" >&2
-    tail -n 20 "${out%.out}.err" >&2
-    return 1
-}
+# shellcheck source=scripts/bench/lib/stub-codexd.sh
+source scripts/bench/lib/stub-codexd.sh
 
 echo "runtime root: $root (binaries in $bin, $n tasks of $steps steps, $kills kills)"
-mkdir -p "$root/cx" "$root/c"
-BAA_CODEXD_LOCAL_API_BASE=http://127.0.0.1:0 \
-    BAA_CODEXD_STATE_DIR="$root/cx/state" \
-    BAA_CODEXD_LOGS_DIR="$root/cx/logs" \
-    BAA_CODEXD_SERVER_COMMAND="$bin/baa-codexd" \
-    BAA_CODEXD_SERVER_ARGS=__stub-app-server \
-    BAA_CODEXD_STUB_MODE=normal \
-    RUST_LOG=warn \
-    "$bin/baa-codexd" start >"$root/cx/codexd.out" 2>"$root/cx/codexd.err" &
-codexd_pid=$!
-codexd=$(announced "$root/cx/codexd.out" "$codexd_pid")
-for ((i = 0; i < 600; i++)); do
-    st=$(curl -s "$codexd/v1/codexd/status" | jq -r '.data.snapshot.daemon.child.status' 2>/dev/null || true)
-    [[ $st == running ]] && break
-    sleep 0.05
-done
+mkdir -p "$root/c"
+start_stub_codexd "$root" "$bin"
 
 conductor=
 starts=0

@@ -72,21 +72,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-announced() {
-    local out=$1 pid=$2 i line
-    for ((i = 0; i < 300; i++)); do
-        line=$(head -n 1 "$out" 2>/dev/null || true)
-        if [[ $line == *" listening on http://"* ]]; then
-            echo "${line##* listening on }"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    echo "the daemon never announced its address; its log:" >&2
-    tail -n 20 "${out%.out}.err" >&2
-    return 1
-}
+# shellcheck source=scripts/bench/lib/stub-codexd.sh
+source scripts/bench/lib/stub-codexd.sh
 
 # No background gc or maintenance: it would repack the objects while the repo is cloned.
 gitq() { git -c user.name=bench -c user.email=bench@example.com -c gc.auto=0 -c maintenance.auto=false "$@"; }
@@ -112,22 +99,8 @@ gitq clone -q "$root/repos/big" "$root/repos/big-in-place"
 make_repo "$root/repos/small" 10
 echo "repos made in $((SECONDS - t0)) s"
 
-mkdir -p "$root/cx" "$root/c"
-BAA_CODEXD_LOCAL_API_BASE=http://127.0.0.1:0 \
-    BAA_CODEXD_STATE_DIR="$root/cx/state" \
-    BAA_CODEXD_LOGS_DIR="$root/cx/logs" \
-    BAA_CODEXD_SERVER_COMMAND="$bin/baa-codexd" \
-    BAA_CODEXD_SERVER_ARGS=__stub-app-server \
-    BAA_CODEXD_STUB_MODE=normal \
-    RUST_LOG=warn \
-    "$bin/baa-codexd" start >"$root/cx/codexd.out" 2>"$root/cx/codexd.err" &
-codexd_pid=$!
-codexd=$(announced "$root/cx/codexd.out" "$codexd_pid")
-for ((i = 0; i < 600; i++)); do
-    st=$(curl -s "$codexd/v1/codexd/status" | jq -r '.data.snapshot.daemon.child.status' 2>/dev/null || true)
-    [[ $st == running ]] && break
-    sleep 0.05
-done
+mkdir -p "$root/c"
+start_stub_codexd "$root" "$bin"
 
 BAA_SHARED_TOKEN=$token \
     BAA_CODEXD_LOCAL_API_BASE="$codexd" \

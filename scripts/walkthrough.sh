@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the README's curl walk-through verbatim against a fresh `scripts/dev.sh --demo`, the
-# way a newcomer would, and checks that the turn completed and its answer was printed.
+# way a newcomer would, and checks that the turn completed and its answer was printed; then,
+# on the same stack, every other marked shell block of README.md and docs/
+# (scripts/docs-blocks.sh: the README's approval walk-through, the API examples, …).
 #
 # The walk-through is read from README.md between the `walkthrough:start` / `walkthrough:end`
 # marker comments, so the README stays the single source. The stack uses the default ports
@@ -23,6 +25,8 @@ start_timeout="${BAA_WALKTHROUGH_START_TIMEOUT:-300}" # includes dev.sh's cargo 
 run_timeout=60
 
 fail() { echo "walkthrough: FAIL: $*" >&2; exit 1; }
+
+scripts/docs-blocks.sh --lint || fail "a shell block in README.md or docs/ is not marked (above)"
 
 block="$(sed -n '/<!-- walkthrough:start -->/,/<!-- walkthrough:end -->/p' README.md | sed '/^<!--/d; /^```/d')"
 [ -n "$block" ] || fail "no walk-through between the walkthrough:start/end markers in README.md"
@@ -103,3 +107,12 @@ token="$(cat "$work/dev/dev-token")"
   || fail "the shared token appears in the stack's log"
 ! grep -qF 'Some(' "$log" || fail "Rust debug formatting (Some(...)) in the stack's log"
 echo "walkthrough: OK"
+
+# Then every other shell block of README.md and docs/, on the same stack.
+echo "walkthrough: running the docs' shell blocks (scripts/docs-blocks.sh)"
+BAA_DEV_DIR="$work/dev" BAA_DEV_CONDUCTOR_PORT="$conductor_port" BAA_DEV_STATUS_PORT="$status_port" BAA_DEV_CODEXD_PORT="$codexd_port" \
+  scripts/docs-blocks.sh || fail "a docs block failed (above)"
+# The daemons' lines are tagged with their name by dev.sh.
+grep -q '^conductor  | ' "$log" || fail "dev.sh's log has no line tagged 'conductor  | '"
+grep -q '^codexd     | ' "$log" || fail "dev.sh's log has no line tagged 'codexd     | '"
+echo "walkthrough: docs OK"

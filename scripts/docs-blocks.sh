@@ -27,7 +27,9 @@
 # and the ids the API docs show are replaced by real ones: task_demo and run_demo by a
 # finished demo task ("Create the file hello.txt") and its run, sched_demo by a schedule
 # made for the docs. After each file the automation mode is set back to running.
-# /tmp/baa-docs-demo (control-interfaces.md's file examples) is removed first.
+# /tmp/baa-docs-demo (control-interfaces.md's file examples) is removed first. At the end,
+# scripts/status-shape.py --check compares status-api-interfaces.md's field list with this
+# stack's `GET /v1/status`.
 #
 # Usage: scripts/docs-blocks.sh [--lint] [FILE.md…]   (default: README.md docs/**/*.md)
 # Env: BAA_DEV_DIR (the stack's dir, required to run), BAA_DEV_CONDUCTOR_PORT /
@@ -245,4 +247,6 @@ for f in "${files[@]}"; do
     -d '{"requested_by":"docs-blocks","reason":"next file"}' >/dev/null || true
 done
 echo "docs-blocks: $ran block(s) run, $failed failed, $skipped skipped (marked), ${#files[@]} file(s)"
+# The status doc's field list against this stack's real response.
+python3 scripts/status-shape.py --check "http://127.0.0.1:$status_port/v1/status" || failed=$((failed + 1))
 [ "$failed" = 0 ]

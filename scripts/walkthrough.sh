@@ -112,7 +112,11 @@ echo "walkthrough: OK"
 echo "walkthrough: running the docs' shell blocks (scripts/docs-blocks.sh)"
 BAA_DEV_DIR="$work/dev" BAA_DEV_CONDUCTOR_PORT="$conductor_port" BAA_DEV_STATUS_PORT="$status_port" BAA_DEV_CODEXD_PORT="$codexd_port" \
   scripts/docs-blocks.sh || fail "a docs block failed (above)"
-# The daemons' lines are tagged with their name by dev.sh.
-grep -q '^conductor  | ' "$log" || fail "dev.sh's log has no line tagged 'conductor  | '"
-grep -q '^codexd     | ' "$log" || fail "dev.sh's log has no line tagged 'codexd     | '"
+# The daemons' lines are tagged with their name by dev.sh; the approval walk-through's
+# request was asked and answered by HTTP (codexd's lifecycle lines).
+for want in '^conductor  | ' '^codexd     | ' '^status-api | ' \
+    '^codexd     | .*event=request.pending .*method=item/commandExecution/requestApproval timeout_ms=60000 default=decline' \
+    '^codexd     | .*event=request.answered .*by=http decision=accept'; do
+  grep -q "$want" "$log" || fail "the stack's log has no line matching: $want"
+done
 echo "walkthrough: docs OK"

@@ -120,3 +120,26 @@ for want in '^conductor  | ' '^codexd     | ' '^status-api | ' \
   grep -q "$want" "$log" || fail "the stack's log has no line matching: $want"
 done
 echo "walkthrough: docs OK"
+
+# dev.sh stops cleanly: SIGTERM (as Ctrl-C's SIGINT) stops the three daemons, dev.sh exits
+# 143, and nothing says "wait: pid … is not a child of this shell".
+kill -TERM "$dev_pid"
+deadline=$((SECONDS + 40))
+while kill -0 "$dev_pid" 2>/dev/null; do
+  [ "$SECONDS" -lt "$deadline" ] || fail "scripts/dev.sh did not stop within 40 s of SIGTERM"
+  sleep 0.2
+done
+dev_rc=0
+wait "$dev_pid" || dev_rc=$?
+dev_pid=""
+[ "$dev_rc" = 143 ] || fail "scripts/dev.sh exited $dev_rc after SIGTERM, not 143"
+# The tagging readers may print a daemon's last lines just after dev.sh exited.
+deadline=$((SECONDS + 10))
+for d in conductor codexd status-api; do
+  until grep -q "event=daemon.stopped binary=baa-$d" "$log"; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "baa-$d did not log daemon.stopped when dev.sh stopped"
+    sleep 0.2
+  done
+done
+! grep -q 'is not a child of this shell' "$log" || fail "dev.sh's stop printed 'is not a child of this shell'"
+echo "walkthrough: dev.sh stopped cleanly"

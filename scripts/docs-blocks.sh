@@ -221,9 +221,11 @@ for f in "${files[@]}"; do
   done
   # A block's exit status is not checked (curl -s exits 0 on an HTTP error; what counts is
   # what it printed); running out of time is, by the blocks left without output.
+  file_started=$SECONDS
   rc=0
   (cd "$home" && timeout "$file_timeout" bash "$driver" >"$d/driver.out" 2>&1) || rc=$?
   [ "$rc" != 124 ] || echo "docs-blocks: $f: its blocks did not all end within ${file_timeout}s" >&2
+  echo "docs-blocks: $f: $((SECONDS - file_started)) s"
   for n in $(seq 1 "$(count "$d")"); do
     meta="$d/$n.meta"
     grep -q '^expect ' "$meta" || continue

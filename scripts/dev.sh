@@ -24,7 +24,7 @@ demo=0
 for arg in "$@"; do
   case "$arg" in
     --demo) demo=1 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "dev.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done

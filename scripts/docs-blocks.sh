@@ -44,7 +44,7 @@ files=()
 for arg in "$@"; do
   case "$arg" in
     --lint) lint_only=1 ;;
-    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "docs-blocks.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
     *) files+=("$arg") ;;
   esac

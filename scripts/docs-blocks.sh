@@ -15,7 +15,8 @@
 #                                 `walkthrough` (scripts/walkthrough.sh), backup.md's
 #                                 `backup` and `restore` (tests/scripts/test_lifecycle.py)
 #
-# A shell block with none of these fails the lint, and so does a skip without a reason.
+# A shell block with none of these fails the lint, and so does a skip without a reason or a
+# fence without a language (```text for output, ```json, …; it could hide a command).
 #
 # How the blocks run: one bash per file, its blocks in order (a variable one block sets is
 # there for the next, as for a reader pasting them), each block's output kept apart. The
@@ -84,7 +85,11 @@ split() {
         body = dir "/" n ".sh"; meta = dir "/" n ".meta"
         printf "%d\n%s", NR, marks > meta; close(meta)
         printf "" > body
-      } else { inb = 1; run = 0 }
+      } else {
+        inb = 1; run = 0
+        # A fence without a language could hide a command: it must say what it holds.
+        if (lang == "") printf "%d\n", NR > (dir "/unnamed")
+      }
       flush_marks(); next
     }
     /^<!-- docs: .* -->$/ {
@@ -110,6 +115,11 @@ for f in "${files[@]}"; do
   d="$work/blocks/${f//\//_}"
   mkdir -p "$d"
   split "$f" "$d"
+  if [ -e "$d/unnamed" ]; then
+    while IFS= read -r line; do
+      lint "$f:$line: a fence without a language: name it (\`\`\`sh, then mark it; \`\`\`text for output)"
+    done <"$d/unnamed"
+  fi
   for n in $(seq 1 "$(count "$d")"); do
     meta="$d/$n.meta"
     line="$(head -n 1 "$meta")"

@@ -433,7 +433,7 @@ fn docs_shell_blocks_were_never_run_so_a_pasted_example_could_fail() {
         &doc,
         "# t\n\n<!-- docs: expect ok -->\n```sh\ncurl -s http://127.0.0.1:4317/healthz\n```\n\n\
          ```sh\necho unmarked\n```\n\n<!-- docs: skip -->\n```bash\necho no reason\n```\n\n\
-         ```json\n{\"not\": \"shell\"}\n```\n",
+         ```json\n{\"not\": \"shell\"}\n```\n\n```\nbaa-conductor task list\n```\n",
     )
     .unwrap();
     let (code, stderr) = docs_blocks_lint(&[&doc]);
@@ -446,5 +446,9 @@ fn docs_shell_blocks_were_never_run_so_a_pasted_example_could_fail() {
         stderr.contains("doc.md:13: a skip needs its reason"),
         "{stderr}"
     );
-    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+    assert!(
+        stderr.contains("doc.md:21: a fence without a language"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 problem(s)"), "{stderr}");
 }

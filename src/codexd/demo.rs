@@ -6,7 +6,8 @@
 //! cwd with `apply_patch`, so a task leaves a change to review; a prompt asking to "run the
 //! command `CMD`" makes codex run CMD with its `exec_command` tool, which a session or task
 //! under `approval_policy` `untrusted` must first ask approval for — the approval flow, tried
-//! with no credentials. After a tool ran, the model says what it gave.
+//! with no credentials. After the command, the model quotes its last line, or says it was
+//! not run (declined).
 //!
 //! It remembers only a short summary of its last requests (`GET <modelBaseUrl>/requests`):
 //! codex sends the whole conversation with every turn, and a model that kept every request
@@ -166,7 +167,10 @@ fn answer(req: &Request, log: &SharedLog) -> Reply {
         let ticks = (1..=SLOW_DELTAS).map(|i| format!("tick {i} ")).collect();
         (ticks, SLOW_GAP)
     } else if let (Some(cmd), Some(output)) = (command_to_run(&prompt), &tool_output) {
-        let text = format!("mock reply: ran `{cmd}`: {}", command_said(output));
+        let text = match command_said(output) {
+            Said::Ran(line) => format!("mock reply: ran `{cmd}`: {line}"),
+            Said::NotRun(line) => format!("mock reply: `{cmd}` was not run: {line}"),
+        };
         (responses::split_for_deltas(&text), Duration::ZERO)
     } else if let Some(name) = file_to_create(&prompt) {
         let text = format!("mock reply: created {name}");
@@ -222,17 +226,26 @@ fn last_tool_output(body: &Value) -> Option<String> {
     Some(responses::text_of(last.get("output")))
 }
 
-/// The last line a command printed, from codex's tool output: codex puts a header (wall
-/// time, exit code) before `Output:`, and a login shell may print its own noise first. A
-/// declined command has no `Output:`: the last line of codex's text is quoted (it says the
-/// command was rejected).
-fn command_said(output: &str) -> String {
-    let said = match output.find("Output:\n") {
-        Some(i) => &output[i + "Output:\n".len()..],
-        None => output,
+/// What became of a command, from codex's tool output.
+#[derive(Debug, PartialEq)]
+enum Said {
+    /// It ran: the last line it printed. Codex puts a header (wall time, exit code) before
+    /// `Output:`, and a login shell may print its own noise first.
+    Ran(String),
+    /// It did not run (declined, or it could not start): the last line of codex's text,
+    /// which says why (`… rejected by user …`).
+    NotRun(String),
+}
+
+fn command_said(output: &str) -> Said {
+    let last = |text: &str| {
+        let line = text.lines().rev().find(|l| !l.trim().is_empty());
+        line.unwrap_or("(nothing)").trim().to_string()
     };
-    let last = said.lines().rev().find(|l| !l.trim().is_empty());
-    last.unwrap_or("(nothing)").trim().to_string()
+    match output.find("Output:\n") {
+        Some(i) => Said::Ran(last(&output[i + "Output:\n".len()..])),
+        None => Said::NotRun(last(output)),
+    }
 }
 
 fn error(status: u16, message: &str, kind: &str) -> Reply {
@@ -340,6 +353,10 @@ mod tests {
         let out = exchange(&model, "POST", "/v1/responses", &after);
         assert!(!out.contains("function_call\""), "{out}");
         assert!(out.contains("mock reply: ran `echo hi`: hi"), "{out}");
+        assert_eq!(
+            command_said("exec_command failed: Rejected(\"rejected by user\")"),
+            Said::NotRun("exec_command failed: Rejected(\"rejected by user\")".into())
+        );
         model.stop();
     }
 

@@ -351,4 +351,25 @@ fn demo_model_answered_only_text_so_no_approval_could_be_tried() {
         s["lastTurn"]["finalMessage"], "mock reply: ran `echo approved`: approved",
         "{s}"
     );
+
+    // Declined: the command does not run, the turn goes on and the model says so.
+    let tid = api.turn(&sid, "Run the command `echo declined`");
+    let rid = wait_for(T, || {
+        let v = get(&cx.url("/v1/codexd/requests")).json();
+        let r = &v["data"]["requests"][0];
+        (r["sessionId"] == sid.as_str()).then(|| r["requestId"].as_str().unwrap().to_string())
+    })
+    .expect("a second approval request is pending");
+    post(
+        &cx.url(&format!("/v1/codexd/requests/{rid}")),
+        &json!({"decision": "decline"}),
+    )
+    .expect(200);
+    let s = api.wait_turn_done(&sid, &tid, T);
+    assert_eq!(s["lastTurnStatus"], "completed", "{s}");
+    let said = s["lastTurn"]["finalMessage"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with("mock reply: `echo declined` was not run: ") && said.contains("rejected"),
+        "{s}"
+    );
 }

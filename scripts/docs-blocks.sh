@@ -27,7 +27,9 @@
 #   SID                       a fresh session (`POST /v1/codex/sessions`)
 # and the ids the API docs show are replaced by real ones: task_demo and run_demo by a
 # finished demo task ("Create the file hello.txt") and its run, sched_demo by a schedule
-# made for the docs. After each file the automation mode is set back to running.
+# made for the docs. After each file the automation mode is set back to running. The blocks
+# expect a fresh stack (walkthrough.sh starts one): a second pass on the same one finds the
+# demo task's hello.txt already merged.
 # /tmp/baa-docs-demo (control-interfaces.md's file examples) is removed first. At the end,
 # scripts/status-shape.py --check compares status-api-interfaces.md's field list with this
 # stack's `GET /v1/status`.
@@ -179,8 +181,9 @@ wait_ready() {
   done
 }
 
-# field NAME: the first "NAME":"value" of stdin.
-field() { grep -o "\"$1\":\"[^\"]*\"" | head -n 1 | cut -d '"' -f 4; }
+# field NAME: the value of the first "NAME":"value" of stdin (sed, not head: under pipefail
+# a closed pipe could kill grep).
+field() { grep -o "\"$1\":\"[^\"]*\"" | sed -n '1s/^"[^"]*":"\(.*\)"$/\1/p'; }
 
 # control-interfaces.md writes /tmp/baa-docs-demo/hello.txt (overwrite false) and reads it.
 rm -rf /tmp/baa-docs-demo
@@ -214,7 +217,11 @@ for f in "${files[@]}"; do
     echo "TOKEN='$token'; export BAA_SHARED_TOKEN='$token'"
     # The CLI's default is the default port; a stack moved elsewhere is named to it.
     [ "$conductor_port" = 4317 ] || echo "export BAA_CONDUCTOR_LOCAL_API='$api'"
-    echo "SID=\$(curl -s -X POST $api/v1/codex/sessions -H 'Content-Type: application/json' -d '{\"purpose\":\"duplex\"}' | grep -o '\"sessionId\":\"[^\"]*\"' | head -n 1 | cut -d '\"' -f 4)"
+    printf 'docs_api=%q\n' "$api"
+    cat <<'PREAMBLE'
+SID=$(curl -s -X POST "$docs_api/v1/codex/sessions" -H 'Content-Type: application/json' -d '{"purpose":"duplex"}' \
+  | grep -o '"sessionId":"[^"]*"' | sed -n '1s/^"sessionId":"\(.*\)"$/\1/p')
+PREAMBLE
   } >"$driver"
   for n in $(seq 1 "$(count "$d")"); do
     meta="$d/$n.meta"

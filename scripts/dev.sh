@@ -3,7 +3,9 @@
 #   conductor  http://127.0.0.1:4317   (BAA_DEV_CONDUCTOR_PORT)
 #   codexd     http://127.0.0.1:4319   (BAA_DEV_CODEXD_PORT)
 #   status-api http://127.0.0.1:4318   (BAA_DEV_STATUS_PORT)
-# State and logs live under .local/ (git-ignored; BAA_DEV_DIR=<dir> puts them elsewhere).
+# State (and codexd's event log, the audit log) live under .local/ (git-ignored;
+# BAA_DEV_DIR=<dir> puts them elsewhere). The daemons' own logs go to this terminal, each
+# line tagged with its daemon (`conductor  | `, `codexd     | `, `status-api | `).
 # A dev token for host operations is generated on first run, stored in .local/dev-token
 # (mode 600) and printed once.
 #
@@ -12,7 +14,8 @@
 #                             tasks without a cwd then run in worktrees of a scratch repo,
 #                             <dev dir>/demo-repo, instead of this checkout
 #
-# Ctrl-C stops all three.
+# Ctrl-C stops all three (and dev.sh exits 130); when one daemon exits, the others are
+# stopped and dev.sh exits with that daemon's status.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo="$PWD"
@@ -21,7 +24,7 @@ demo=0
 for arg in "$@"; do
   case "$arg" in
     --demo) demo=1 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "dev.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -61,12 +64,26 @@ if [ "$demo" = 1 ] && [ -z "$codex_cmd" ]; then
 fi
 
 pids=()
+# Stops the daemons and waits for them. A handler that returned would go back to the poll
+# below and `wait` for a pid already reaped here ("wait: pid … is not a child of this
+# shell"), so INT and TERM exit from it.
 stop_all() {
   trap - INT TERM EXIT
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for pid in ${pids[@]+"${pids[@]}"}; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" 2>/dev/null || true; done
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all; exit 130' INT
+trap 'stop_all; exit 143' TERM
+trap stop_all EXIT
+
+# tag NAME: copies stdin to stdout, each line prefixed with NAME, so the three daemons'
+# interleaved lines say whose they are. A plain read loop (no sed -u / stdbuf: macOS has
+# neither) that ignores Ctrl-C, so a daemon's last lines while it stops still show.
+tag() {
+  trap '' INT
+  local line
+  while IFS= read -r line || [ -n "$line" ]; do printf '%-10s | %s\n' "$1" "$line"; done
+}
 
 # One root for all three: state/, logs/, runs/, worktrees/ and tmp/ under it. A dir
 # variable inherited from the shell would win over the root and take the dev stack out
@@ -83,7 +100,8 @@ else
 fi
 codexd_args=(start)
 [ "$demo" = 1 ] && codexd_args+=(--demo)
-env "${codexd_env[@]}" "$bin/baa-codexd" "${codexd_args[@]}" &
+# `>(tag …)` keeps $! the daemon's own pid: its exit status, and the stop, reach it.
+env "${codexd_env[@]}" "$bin/baa-codexd" "${codexd_args[@]}" > >(tag codexd) 2>&1 &
 pids+=($!)
 
 # Demo tasks get a repo of their own: a task without a cwd runs in a worktree of the
@@ -104,17 +122,19 @@ fi
 
 # The token goes by file, as in production: an exec'd command can read the conductor's
 # environment (/proc/$PPID/environ), not a 0600 file it is not told about.
+{
 env ${conductor_env[@]+"${conductor_env[@]}"} \
 BAA_SHARED_TOKEN_FILE="$token_file" \
 BAA_CONDUCTOR_LOCAL_API="http://127.0.0.1:$conductor_port" \
 BAA_CODEXD_LOCAL_API_BASE="http://127.0.0.1:$codexd_port" \
   "$bin/baa-conductor" start --node-id mini-main --host "$(hostname -s 2>/dev/null || echo mini)" --role primary &
 pids+=($!)
+} > >(tag conductor) 2>&1
 
 BAA_STATUS_API_HOST=127.0.0.1 BAA_STATUS_API_PORT="$status_port" \
 BAA_CONDUCTOR_LOCAL_API="http://127.0.0.1:$conductor_port" \
 BAA_CODEXD_LOCAL_API_BASE="http://127.0.0.1:$codexd_port" \
-  "$bin/baa-status-api" &
+  "$bin/baa-status-api" > >(tag status-api) 2>&1 &
 pids+=($!)
 
 echo "status page: http://127.0.0.1:$status_port/   API: http://127.0.0.1:$conductor_port/describe   (Ctrl-C stops)"

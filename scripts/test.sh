@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project from a fresh clone:
 # format, lints, unit + integration tests (real binaries, real codex app-server), the
-# README's curl walk-through against `scripts/dev.sh --demo`, and the launchd/runtime script
+# README's curl walk-through and every runnable shell block of the docs against
+# `scripts/dev.sh --demo` (scripts/docs-blocks.sh), and the launchd/runtime script
 # tests against the real binaries. Installs what it needs
 # (the pinned @openai/codex and Python test tools into .tools/, shellcheck via apt when run
 # as root).
@@ -97,7 +98,7 @@ end
 [ "$cargo_rc" = 0 ] || failed="${failed}cargo test; "
 
 if [ "$cargo_rc" = 0 ]; then
-  begin "README walk-through against scripts/dev.sh --demo (default ports)"
+  begin "README walk-through and docs blocks against scripts/dev.sh --demo (default ports)"
   walk_rc=0
   scripts/walkthrough.sh || walk_rc=$?
   end

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the README's curl walk-through verbatim against a fresh `scripts/dev.sh --demo`, the
-# way a newcomer would, and checks that the turn completed and its answer was printed.
+# way a newcomer would, and checks that the turn completed and its answer was printed; then,
+# on the same stack, every other marked shell block of README.md and docs/
+# (scripts/docs-blocks.sh: the README's approval walk-through, the API examples, …).
 #
 # The walk-through is read from README.md between the `walkthrough:start` / `walkthrough:end`
 # marker comments, so the README stays the single source. The stack uses the default ports
@@ -23,6 +25,8 @@ start_timeout="${BAA_WALKTHROUGH_START_TIMEOUT:-300}" # includes dev.sh's cargo 
 run_timeout=60
 
 fail() { echo "walkthrough: FAIL: $*" >&2; exit 1; }
+
+scripts/docs-blocks.sh --lint || fail "a shell block in README.md or docs/ is not marked (above)"
 
 block="$(sed -n '/<!-- walkthrough:start -->/,/<!-- walkthrough:end -->/p' README.md | sed '/^<!--/d; /^```/d')"
 [ -n "$block" ] || fail "no walk-through between the walkthrough:start/end markers in README.md"
@@ -103,3 +107,39 @@ token="$(cat "$work/dev/dev-token")"
   || fail "the shared token appears in the stack's log"
 ! grep -qF 'Some(' "$log" || fail "Rust debug formatting (Some(...)) in the stack's log"
 echo "walkthrough: OK"
+
+# Then every other shell block of README.md and docs/, on the same stack.
+echo "walkthrough: running the docs' shell blocks (scripts/docs-blocks.sh)"
+BAA_DEV_DIR="$work/dev" BAA_DEV_CONDUCTOR_PORT="$conductor_port" BAA_DEV_STATUS_PORT="$status_port" BAA_DEV_CODEXD_PORT="$codexd_port" \
+  scripts/docs-blocks.sh || fail "a docs block failed (above)"
+# The daemons' lines are tagged with their name by dev.sh; the approval walk-through's
+# request was asked and answered by HTTP (codexd's lifecycle lines).
+for want in '^conductor  | ' '^codexd     | ' '^status-api | ' \
+    '^codexd     | .*event=request.pending .*method=item/commandExecution/requestApproval timeout_ms=60000 default=decline' \
+    '^codexd     | .*event=request.answered .*by=http decision=accept'; do
+  grep -q "$want" "$log" || fail "the stack's log has no line matching: $want"
+done
+echo "walkthrough: docs OK"
+
+# dev.sh stops cleanly: SIGTERM (as Ctrl-C's SIGINT) stops the three daemons, dev.sh exits
+# 143, and nothing says "wait: pid … is not a child of this shell".
+kill -TERM "$dev_pid"
+deadline=$((SECONDS + 40))
+while kill -0 "$dev_pid" 2>/dev/null; do
+  [ "$SECONDS" -lt "$deadline" ] || fail "scripts/dev.sh did not stop within 40 s of SIGTERM"
+  sleep 0.2
+done
+dev_rc=0
+wait "$dev_pid" || dev_rc=$?
+dev_pid=""
+[ "$dev_rc" = 143 ] || fail "scripts/dev.sh exited $dev_rc after SIGTERM, not 143"
+# The tagging readers may print a daemon's last lines just after dev.sh exited.
+deadline=$((SECONDS + 10))
+for d in conductor codexd status-api; do
+  until grep -q "event=daemon.stopped binary=baa-$d" "$log"; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "baa-$d did not log daemon.stopped when dev.sh stopped"
+    sleep 0.2
+  done
+done
+! grep -q 'is not a child of this shell' "$log" || fail "dev.sh's stop printed 'is not a child of this shell'"
+echo "walkthrough: dev.sh stopped cleanly"

@@ -3,7 +3,11 @@
 //! and no network. Every prompt is answered `mock reply: <prompt>`, streamed as a few
 //! deltas; a prompt containing `slow` streams for about ten seconds (to try an interrupt);
 //! a prompt asking to "create the file NAME" makes codex add NAME (one line) in the turn's
-//! cwd with `apply_patch`, so a task leaves a change to review.
+//! cwd with `apply_patch`, so a task leaves a change to review; a prompt asking to "run the
+//! command `CMD`" makes codex run CMD with its `exec_command` tool, which a session or task
+//! under `approval_policy` `untrusted` must first ask approval for — the approval flow, tried
+//! with no credentials. After the command, the model quotes its last line, or says it was
+//! not run (declined).
 //!
 //! It remembers only a short summary of its last requests (`GET <modelBaseUrl>/requests`):
 //! codex sends the whole conversation with every turn, and a model that kept every request
@@ -131,7 +135,20 @@ fn answer(req: &Request, log: &SharedLog) -> Reply {
         prompt: prompt.chars().take(PROMPT_CHARS).collect(),
     });
     let model = responses::model_of(&body);
-    let after_tool = last_input_type(&body) == Some("custom_tool_call_output");
+    let tool_output = last_tool_output(&body);
+    let after_tool = tool_output.is_some();
+    if let Some(cmd) = command_to_run(&prompt).filter(|_| !after_tool) {
+        return Reply::Stream(Stream::events(move |w| {
+            let id = format!("resp_demo_{n}");
+            responses::send_created(w, &id, &model)?;
+            responses::send_item(
+                w,
+                &json!({"type": "function_call", "id": format!("fc_demo_{n}"), "call_id": format!("call_demo_{n}"),
+                        "name": "exec_command", "arguments": json!({"cmd": cmd}).to_string(), "status": "completed"}),
+            )?;
+            responses::send_completed(w, &id, &model)
+        }));
+    }
     if let Some(name) = file_to_create(&prompt).filter(|_| !after_tool) {
         let patch =
             format!("*** Begin Patch\n*** Add File: {name}\n+{CREATED_LINE}\n*** End Patch\n");
@@ -149,6 +166,12 @@ fn answer(req: &Request, log: &SharedLog) -> Reply {
     let (chunks, gap) = if prompt.contains("slow") {
         let ticks = (1..=SLOW_DELTAS).map(|i| format!("tick {i} ")).collect();
         (ticks, SLOW_GAP)
+    } else if let (Some(cmd), Some(output)) = (command_to_run(&prompt), &tool_output) {
+        let text = match command_said(output) {
+            Said::Ran(line) => format!("mock reply: ran `{cmd}`: {line}"),
+            Said::NotRun(line) => format!("mock reply: `{cmd}` was not run: {line}"),
+        };
+        (responses::split_for_deltas(&text), Duration::ZERO)
     } else if let Some(name) = file_to_create(&prompt) {
         let text = format!("mock reply: created {name}");
         (responses::split_for_deltas(&text), Duration::ZERO)
@@ -181,9 +204,48 @@ fn file_to_create(prompt: &str) -> Option<String> {
     (!name.is_empty() && !name.starts_with('.') && name.len() <= 100).then(|| name.to_string())
 }
 
-/// The `type` of the request's last input item (a tool's output after a tool call).
-fn last_input_type(body: &Value) -> Option<&str> {
-    body.get("input")?.as_array()?.last()?.get("type")?.as_str()
+/// `CMD` of a prompt that says "run the command `CMD`" (any case; CMD between backticks,
+/// one line, at most 200 characters).
+fn command_to_run(prompt: &str) -> Option<String> {
+    const ASK: &str = "run the command `";
+    let lower = prompt.to_ascii_lowercase();
+    let at = lower.find(ASK)? + ASK.len();
+    let cmd = &prompt[at..][..prompt[at..].find('`')?];
+    let ok = !cmd.trim().is_empty() && cmd.len() <= 200 && !cmd.contains('\n');
+    ok.then(|| cmd.trim().to_string())
+}
+
+/// The output of the tool that ran, when the request's last input item is one (after a
+/// tool call codex sends the call and its output back).
+fn last_tool_output(body: &Value) -> Option<String> {
+    let last = body.get("input")?.as_array()?.last()?;
+    match last.get("type")?.as_str()? {
+        "function_call_output" | "custom_tool_call_output" => {}
+        _ => return None,
+    }
+    Some(responses::text_of(last.get("output")))
+}
+
+/// What became of a command, from codex's tool output.
+#[derive(Debug, PartialEq)]
+enum Said {
+    /// It ran: the last line it printed. Codex puts a header (wall time, exit code) before
+    /// `Output:`, and a login shell may print its own noise first.
+    Ran(String),
+    /// It did not run (declined, or it could not start): the last line of codex's text,
+    /// which says why (`… rejected by user …`).
+    NotRun(String),
+}
+
+fn command_said(output: &str) -> Said {
+    let last = |text: &str| {
+        let line = text.lines().rev().find(|l| !l.trim().is_empty());
+        line.unwrap_or("(nothing)").trim().to_string()
+    };
+    match output.find("Output:\n") {
+        Some(i) => Said::Ran(last(&output[i + "Output:\n".len()..])),
+        None => Said::NotRun(last(output)),
+    }
 }
 
 fn error(status: u16, message: &str, kind: &str) -> Reply {
@@ -257,6 +319,44 @@ mod tests {
         let out = exchange(&model, "POST", "/v1/responses", &after);
         assert!(!out.contains("custom_tool_call\""), "{out}");
         assert!(out.contains("created hello.txt"), "{out}");
+        model.stop();
+    }
+
+    #[test]
+    fn run_the_command_asks_codex_to_exec_it_then_quotes_its_last_line() {
+        assert_eq!(
+            command_to_run("Run the command `echo hi` please").as_deref(),
+            Some("echo hi")
+        );
+        assert_eq!(command_to_run("run the command `echo hi"), None);
+        assert_eq!(command_to_run("run the command ``"), None);
+        assert_eq!(command_to_run("say hello"), None);
+        let model = DemoModel::start().expect("start");
+        let out = exchange(
+            &model,
+            "POST",
+            "/v1/responses",
+            &turn_body(0, "Run the command `echo hi`"),
+        );
+        assert!(
+            out.contains(r#""name":"exec_command""#) && out.contains(r#"{\"cmd\":\"echo hi\"}"#),
+            "{out}"
+        );
+        let after: Vec<u8> = json!({"model": "m", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "Run the command `echo hi`"}]},
+            {"type": "function_call", "call_id": "c", "name": "exec_command", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c",
+             "output": "Chunk ID: 1\nProcess exited with code 0\nOutput:\nshell noise\nhi\n"},
+        ]})
+        .to_string()
+        .into_bytes();
+        let out = exchange(&model, "POST", "/v1/responses", &after);
+        assert!(!out.contains("function_call\""), "{out}");
+        assert!(out.contains("mock reply: ran `echo hi`: hi"), "{out}");
+        assert_eq!(
+            command_said("exec_command failed: Rejected(\"rejected by user\")"),
+            Said::NotRun("exec_command failed: Rejected(\"rejected by user\")".into())
+        );
         model.stop();
     }
 

@@ -403,3 +403,52 @@ fn documented_env_reads_the_first_cell_of_each_row() {
         ["BAA_ONE", "HOME", "PATH"]
     );
 }
+
+/// `scripts/docs-blocks.sh --lint` on `files`: (exit code, stderr).
+fn docs_blocks_lint(files: &[&std::path::Path]) -> (i32, String) {
+    let out = Command::new("bash")
+        .arg(root().join("scripts/docs-blocks.sh"))
+        .arg("--lint")
+        .args(files)
+        .output()
+        .expect("run scripts/docs-blocks.sh");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The docs' shell blocks were not run: a command could stop working, or never have worked
+/// (the dev `check-node.sh` example failed as pasted), and nothing noticed. Now every shell
+/// block is either run against the dev stack by scripts/walkthrough.sh (`docs: expect`) or
+/// says why not (`docs: skip REASON`); an unmarked one fails here, in a plain `cargo test`.
+#[test]
+fn docs_shell_blocks_were_never_run_so_a_pasted_example_could_fail() {
+    let (code, stderr) = docs_blocks_lint(&[]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let tmp = TempDir::new("docs-blocks-lint");
+    let doc = tmp.path().join("doc.md");
+    std::fs::write(
+        &doc,
+        "# t\n\n<!-- docs: expect ok -->\n```sh\ncurl -s http://127.0.0.1:4317/healthz\n```\n\n\
+         ```sh\necho unmarked\n```\n\n<!-- docs: skip -->\n```bash\necho no reason\n```\n\n\
+         ```json\n{\"not\": \"shell\"}\n```\n\n```\nbaa-conductor task list\n```\n",
+    )
+    .unwrap();
+    let (code, stderr) = docs_blocks_lint(&[&doc]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("doc.md:8: a shell block with no mark"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("doc.md:13: a skip needs its reason"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("doc.md:21: a fence without a language"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 problem(s)"), "{stderr}");
+}

@@ -313,3 +313,63 @@ fn demo_mode_answers_a_turn_from_the_built_in_model() {
         "{s}"
     );
 }
+
+/// Demo mode could not show an approval: its model only answered text. Now "run the
+/// command `CMD`" makes codex run CMD, which under `untrusted` waits for an answer; once
+/// accepted the command runs and the model says what it printed.
+#[test]
+fn demo_model_answered_only_text_so_no_approval_could_be_tried() {
+    let tmp = TempDir::new("stack-demo-approval");
+    let dirs = Dirs::under(&tmp.child("root"));
+    let work = tmp.child("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let cx = codexd(&dirs)
+        .arg("--demo")
+        .env("BAA_CODEXD_SERVER_COMMAND", codex_binary())
+        .env("BAA_CODEXD_SERVER_CWD", &work)
+        .start();
+    wait_child_running(&cx, T);
+    let api = CodexApi::codexd(&cx);
+    let s = api
+        .create_session(json!({"purpose": "duplex", "cwd": work, "approvalPolicy": "untrusted"}));
+    let sid = s["sessionId"].as_str().unwrap().to_string();
+    let tid = api.turn(&sid, "Run the command `echo approved`");
+    let rid = wait_for(T, || {
+        let v = get(&cx.url("/v1/codexd/requests")).json();
+        let r = &v["data"]["requests"][0];
+        (r["sessionId"] == sid.as_str()).then(|| r["requestId"].as_str().unwrap().to_string())
+    })
+    .expect("an approval request is pending");
+    post(
+        &cx.url(&format!("/v1/codexd/requests/{rid}")),
+        &json!({"decision": "accept"}),
+    )
+    .expect(200);
+    let s = api.wait_turn_done(&sid, &tid, T);
+    assert_eq!(s["lastTurnStatus"], "completed", "{s}");
+    assert_eq!(
+        s["lastTurn"]["finalMessage"], "mock reply: ran `echo approved`: approved",
+        "{s}"
+    );
+
+    // Declined: the command does not run, the turn goes on and the model says so.
+    let tid = api.turn(&sid, "Run the command `echo declined`");
+    let rid = wait_for(T, || {
+        let v = get(&cx.url("/v1/codexd/requests")).json();
+        let r = &v["data"]["requests"][0];
+        (r["sessionId"] == sid.as_str()).then(|| r["requestId"].as_str().unwrap().to_string())
+    })
+    .expect("a second approval request is pending");
+    post(
+        &cx.url(&format!("/v1/codexd/requests/{rid}")),
+        &json!({"decision": "decline"}),
+    )
+    .expect(200);
+    let s = api.wait_turn_done(&sid, &tid, T);
+    assert_eq!(s["lastTurnStatus"], "completed", "{s}");
+    let said = s["lastTurn"]["finalMessage"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with("mock reply: `echo declined` was not run: ") && said.contains("rejected"),
+        "{s}"
+    );
+}

@@ -85,7 +85,13 @@ pub fn run(cfg: Config) -> ExitCode {
             + Duration::from_millis(cfg.stop_grace_ms)
             + Duration::from_secs(5),
     };
-    daemon::run(startup, move |listener, _bound, stop| {
+    daemon::run(startup, move |bound, stop| {
+        // codexd listens on loopback only (its config refuses anything else): one socket.
+        let (listener, _) = bound
+            .sockets
+            .into_iter()
+            .next()
+            .expect("common::daemon binds at least one listener");
         start_on(listener, cfg, stop.clone(), lock).map(|r| Box::new(r) as Box<dyn Service>)
     })
 }

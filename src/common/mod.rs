@@ -12,6 +12,7 @@ pub mod dirlock;
 pub mod http;
 pub mod ids;
 pub mod jsonl;
+pub mod listen;
 pub mod logfile;
 pub mod logging;
 pub mod malloc;

@@ -65,7 +65,14 @@ impl Fixture {
         lease.tick(&store);
         let bound = HOST.parse().expect("socket addr");
         let schedules = ScheduleStore::open(&cfg.state_dir).expect("schedule store");
-        let app = Arc::new(App::new(cfg, bound, store, lease, tasks, schedules));
+        let app = Arc::new(App::new(
+            cfg,
+            baa::common::listen::Listeners::single(bound),
+            store,
+            lease,
+            tasks,
+            schedules,
+        ));
         assert!(
             app.lease.status().is_leader,
             "the fixture is not the leader"

@@ -178,6 +178,8 @@ pub fn runtime_snapshot(app: &App) -> Value {
             "usesPlaceholderToken": c.uses_placeholder_token(),
             "allowedHosts": c.local_api_allowed_hosts,
         },
+        // Each address the API answers on: loopback always, a Tailscale one once it binds.
+        "listeners": app.listeners.to_json(),
         "codexd": { "localApiBase": c.codexd_local_api_base },
         "daemon": {
             "nodeId": c.node_id,

@@ -17,6 +17,7 @@ pub mod logfile;
 pub mod logging;
 pub mod malloc;
 pub mod netaddr;
+pub mod node_env;
 pub mod proc;
 pub mod responses;
 pub mod runtime_root;

@@ -20,12 +20,10 @@ use serde_json::{json, Map, Value};
 
 use baa::common::cli::{self, USAGE_EXIT};
 use baa::common::client::{encode_component, local_agent};
-use baa::common::settings::Resolver;
 use baa::common::time::now_ms;
 
-use crate::config::{SHARED_TOKEN, SHARED_TOKEN_FILE};
+use crate::client_target::{ClientSettings, UrlSource};
 use args::{Action, NewTask, Prompt, Sub};
-pub use args::{CONDUCTOR_URL, SETTINGS};
 
 const BINARY: &str = "baa-conductor";
 const CONNECT: Duration = Duration::from_secs(2);
@@ -57,23 +55,25 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     };
     let env = |k: &str| std::env::var(k).ok();
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let resolver = Resolver::new(SETTINGS, &a.flags, &env, &cwd);
-    let base = match resolver.url(&args::CONDUCTOR_URL) {
-        Ok(u) => u.trim_end_matches('/').to_string(),
+    let settings = ClientSettings::for_command(BINARY, &a.flags, &env, &cwd);
+    let target = match settings.target() {
+        Ok(t) => t,
         Err(e) => return usage_error(&e.to_string()),
     };
     // Only the commands that change the repo read the token (a bad token file does not
     // stop a `list`).
     let token = match &sub {
-        Sub::Merge { .. } | Sub::Discard { .. } => {
-            match resolver.secret(&SHARED_TOKEN, &SHARED_TOKEN_FILE) {
-                Ok(t) => t,
-                Err(e) => return usage_error(&e.to_string()),
-            }
-        }
+        Sub::Merge { .. } | Sub::Discard { .. } => match settings.token() {
+            Ok(t) => t,
+            Err(e) => return usage_error(&e.to_string()),
+        },
         _ => None,
     };
-    let api = Api { base, token };
+    let api = Api {
+        base: target.base,
+        from: target.from,
+        token,
+    };
     let result = match sub {
         Sub::Add(t) => add(&api, t, a.json),
         Sub::List { status, limit } => {
@@ -158,9 +158,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 /// Why a command failed (exit 1), in the words printed.
 #[derive(Debug)]
 pub(crate) enum CliError {
-    /// No answer from the conductor at `base`.
+    /// No answer from the conductor at `base` (taken `from` a flag, a variable, node.env).
     Unreachable {
         base: String,
+        from: UrlSource,
         cause: String,
     },
     /// The answer's body could not be read.
@@ -190,9 +191,9 @@ pub(crate) enum CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Unreachable { base, cause } => write!(
+            CliError::Unreachable { base, from, cause } => write!(
                 f,
-                "cannot reach the conductor at {base}: {cause} (is it running? set --conductor-url or BAA_CONDUCTOR_LOCAL_API)"
+                "cannot reach the conductor at {base} ({from}): {cause} (is it running? set --conductor-url or BAA_CONDUCTOR_LOCAL_API)"
             ),
             CliError::Read { url, cause } => write!(f, "reading the answer of {url}: {cause}"),
             CliError::NotJson { url, status, start } => {
@@ -236,6 +237,8 @@ impl Answer {
 
 pub(crate) struct Api {
     pub(crate) base: String,
+    /// Where `base` came from, for "cannot reach".
+    pub(crate) from: UrlSource,
     /// Sent only by [`Api::post_auth`] and [`Api::send_auth`].
     pub(crate) token: Option<String>,
 }
@@ -305,6 +308,7 @@ impl Api {
     ) -> Result<Answer, CliError> {
         let mut resp = sent.map_err(|e| CliError::Unreachable {
             base: self.base.clone(),
+            from: self.from.clone(),
             cause: e.to_string(),
         })?;
         let status = resp.status().as_u16();

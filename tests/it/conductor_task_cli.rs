@@ -173,8 +173,21 @@ fn task_cli_cancel_then_retry_runs_it_again() {
         assert_ne!(run["status"], "succeeded", "{t:#}");
     }
 
+    // Issue 20: retry states the attempt that runs next (it said only "queued").
+    let attempt = c.task(&id)["task"]["runs"].as_array().map_or(0, |r| {
+        r.iter()
+            .filter_map(|r| r["attempt"].as_u64())
+            .max()
+            .unwrap_or(0)
+    }) + 1;
     let r = task(base, &["retry", &id]);
-    assert_eq!(ok(&r), format!("{id} retry: queued\n"), "{r:?}");
+    assert_eq!(
+        ok(&r),
+        format!(
+            "{id} retry: queued, as attempt {attempt} (max_attempts 1 counts again from here)\n"
+        ),
+        "{r:?}"
+    );
     let r = task(base, &["logs", &id, "--follow"]);
     assert!(ok(&r).contains("task queued again by retry"), "{r:?}");
     c.wait_status(&id, "succeeded", T);

@@ -113,7 +113,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
                 &json!({}),
                 TOTAL,
             )
-            .map(|ans| output(&ans, a.json, |d| status_line(d, "retry"))),
+            .map(|ans| output(&ans, a.json, render::retried)),
         Sub::Diff { id, max_bytes } => {
             let q = max_bytes.map_or(String::new(), |n| format!("?max_bytes={n}"));
             api.get(

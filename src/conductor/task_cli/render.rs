@@ -112,6 +112,51 @@ pub fn list(data: &Value, now_ms: u64) -> String {
     table(&rows)
 }
 
+/// `task show`'s attempts: the runs, and the failed ones `max_attempts` counts (those
+/// since the last retry), so two runs with `max_attempts` 1 after a retry do not read as
+/// over the limit.
+fn attempts(t: &Value) -> String {
+    let runs = t["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let from = t["retry_from"].as_u64().unwrap_or(0) as usize;
+    let failed = runs
+        .iter()
+        .skip(from)
+        .filter(|r| r["status"] == "failed")
+        .count();
+    let since = if from > 0 {
+        " since the last retry"
+    } else {
+        ""
+    };
+    format!(
+        "{} run(s); {failed} of {} failed attempt(s) used{since}",
+        runs.len(),
+        text(&t["max_attempts"])
+    )
+}
+
+/// `task retry`: `data` of `POST /v1/tasks/:id/retry`; says which attempt runs next and
+/// that `max_attempts` counts afresh.
+pub fn retried(data: &Value) -> String {
+    let t = &data["task"];
+    let next = t["runs"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|r| r["attempt"].as_u64())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+        + 1;
+    format!(
+        "{} retry: {}, as attempt {next} (max_attempts {} counts again from here)\n",
+        text(&t["task_id"]),
+        text(&t["status"]),
+        text(&t["max_attempts"])
+    )
+}
+
 /// `task show`: `data` of `GET /v1/tasks/:id` (`{task, runs}`).
 pub fn show(data: &Value, now_ms: u64) -> String {
     let t = &data["task"];
@@ -129,14 +174,7 @@ pub fn show(data: &Value, now_ms: u64) -> String {
             text(&t["steps_total"])
         ),
     );
-    field(
-        "attempts",
-        format!(
-            "{} run(s), up to {}",
-            t["runs"].as_array().map_or(0, Vec::len),
-            text(&t["max_attempts"])
-        ),
-    );
+    field("attempts", attempts(t));
     field(
         "created",
         format!(
@@ -418,6 +456,27 @@ mod tests {
         assert_eq!(list(&json!({"tasks": []}), NOW), "no tasks\n");
     }
 
+    /// Issue 20: after `task retry`, `task show` read "attempts 2 run(s), up to 1", as if
+    /// over the limit, and retry said only "queued".
+    #[test]
+    fn retry_and_show_say_attempts_count_again_after_a_retry() {
+        let t = json!({"task_id": "t1", "status": "queued", "max_attempts": 1, "retry_from": 1,
+            "runs": [{"run_id": "r1", "attempt": 1, "status": "failed"}]});
+        assert_eq!(
+            retried(&json!({ "task": t })),
+            "t1 retry: queued, as attempt 2 (max_attempts 1 counts again from here)\n"
+        );
+        let mut after = t.clone();
+        after["runs"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"run_id": "r2", "attempt": 2, "status": "running"}));
+        assert_eq!(
+            attempts(&after),
+            "2 run(s); 0 of 1 failed attempt(s) used since the last retry"
+        );
+    }
+
     #[test]
     fn show_prints_the_task_runs_and_steps() {
         let data = json!({
@@ -428,7 +487,7 @@ mod tests {
                      "usage_total": {"input_tokens": 900, "cached_input_tokens": 120, "output_tokens": 45, "reasoning_tokens": 7},
                      "error": {"code": "turn_failed", "message": "boom", "retryable": false},
                      "input": {"steps": [{"prompt": "first"}, {"prompt": "second"}]},
-                     "runs": [{"run_id": "r1"}]},
+                     "runs": [{"run_id": "r1", "attempt": 1, "status": "failed"}]},
             "runs": [{"run_id": "r1", "attempt": 1, "status": "failed",
                       "steps": [
                         {"index": 0, "status": "completed", "duration_ms": 1200, "final_message": "ok"},
@@ -439,7 +498,7 @@ mod tests {
             "task       t1\n",
             "status     failed\n",
             "steps      1/2 done\n",
-            "attempts   1 run(s), up to 1\n",
+            "attempts   1 run(s); 1 of 1 failed attempt(s) used\n",
             "created    2025-12-31T23:00:00.000Z (1h ago)\n",
             "error      turn_failed: boom\n",
             "held       until 2025-12-31T23:30:00.000Z (usage limit)\n",

@@ -180,6 +180,8 @@ pub(crate) enum CliError {
         code: String,
         message: String,
         status: u16,
+        /// The API's `details.hint`: what to do (e.g. how to check codexd).
+        hint: Option<String>,
     },
     /// Merge or discard without a token to send.
     NoToken,
@@ -203,10 +205,17 @@ impl fmt::Display for CliError {
                 code,
                 message,
                 status,
-            } => write!(f, "{code}: {message} (HTTP {status})"),
+                hint,
+            } => {
+                write!(f, "{code}: {message} (HTTP {status})")?;
+                match hint {
+                    Some(h) => write!(f, "; {h}"),
+                    None => Ok(()),
+                }
+            }
             CliError::NoToken => write!(
                 f,
-                "this command needs the bearer token: set BAA_SHARED_TOKEN or BAA_SHARED_TOKEN_FILE"
+                "this command needs the bearer token: set BAA_SHARED_TOKEN_FILE (or BAA_SHARED_TOKEN), or install the node (its node.env names the token file)"
             ),
             CliError::Stdin(e) => write!(f, "reading the prompt from stdin: {e}"),
             CliError::StdinTooBig => write!(
@@ -334,6 +343,7 @@ impl Api {
                 .unwrap_or("no message")
                 .to_string(),
             status,
+            hint: envelope["details"]["hint"].as_str().map(str::to_string),
         })
     }
 }

@@ -229,3 +229,39 @@ fn task_cli_usage_errors_are_one_line_and_exit_2() {
         "{r:?}"
     );
 }
+
+/// Issue 20: `task show` of a held task said only `queued`, with no reason.
+#[test]
+fn task_show_of_a_held_task_says_why_it_waits() {
+    let c = crate::support::conductor::start("task-show-held");
+    let base = c.d.base.as_str();
+    let id = ok(&task(base, &["add", "--title", "held", "--prompt", "p"]))
+        .trim()
+        .to_string();
+    // No codexd is configured: the dispatch gate holds the queue (a pass records it).
+    crate::support::daemon::wait_for(T, || {
+        let rt = crate::support::http::get(&c.url("/v1/runtime")).json();
+        (!rt["data"]["daemon"]["scheduler"]["held"].is_null()).then_some(())
+    })
+    .expect("the scheduler never recorded its hold");
+    let r = task(base, &["show", &id]);
+    assert!(
+        ok(&r).contains(
+            "held       codexd_not_configured: BAA_CODEXD_LOCAL_API_BASE is not configured"
+        ),
+        "{r:?}"
+    );
+    crate::support::http::post(
+        &c.url("/v1/system/pause"),
+        &serde_json::json!({"requested_by": "ops", "reason": "upgrade"}),
+    )
+    .expect(200);
+    let r = task(base, &["show", &id]);
+    assert!(
+        ok(&r).contains("held       automation is paused by ops (upgrade)"),
+        "{r:?}"
+    );
+    // --json stays the API's answer as received.
+    let v = json(&task(base, &["show", &id, "--json"]));
+    assert_eq!(v["data"]["task"]["status"], "queued", "{v}");
+}

@@ -8,6 +8,7 @@
 //! (`task list | head -3`) ends quietly. Every request has a total timeout.
 
 mod args;
+mod held;
 mod render;
 
 use std::ffi::OsString;
@@ -90,7 +91,14 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }
         Sub::Show { id } => api
             .get(&format!("/v1/tasks/{}", encode_component(&id)), TOTAL)
-            .map(|ans| output(&ans, a.json, |d| render::show(d, now_ms()))),
+            .map(|ans| {
+                let why = if a.json {
+                    Vec::new()
+                } else {
+                    why_queued(&api, ans.data())
+                };
+                output(&ans, a.json, |d| render::show(d, now_ms(), &why))
+            }),
         Sub::Logs { id, follow, limit } if follow => follow_logs(&api, &id, limit, a.json),
         Sub::Logs { id, limit, .. } => {
             let q = limit.map_or(String::new(), |n| format!("?limit={n}"));
@@ -152,6 +160,23 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             cli::error_line(BINARY, &e.to_string());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `task show`'s `held` lines for a queued task, from the system state and `/v1/runtime`
+/// (a second and third request, made only for a queued task); what cannot be read is
+/// said as such.
+fn why_queued(api: &Api, data: &Value) -> Vec<String> {
+    if data["task"]["status"] != "queued" {
+        return Vec::new();
+    }
+    let read = |path: &str| match api.get(path, TOTAL) {
+        Ok(ans) => Ok(ans.data().clone()),
+        Err(e) => Err(format!("cannot read {path}: {e}")),
+    };
+    match (read("/v1/system/state"), read("/v1/runtime")) {
+        (Ok(state), Ok(runtime)) => held::why_queued(&data["task"], &state, &runtime, now_ms()),
+        (Err(e), _) | (_, Err(e)) => vec![e],
     }
 }
 

@@ -158,13 +158,17 @@ pub fn retried(data: &Value) -> String {
 }
 
 /// `task show`: `data` of `GET /v1/tasks/:id` (`{task, runs}`).
-pub fn show(data: &Value, now_ms: u64) -> String {
+/// `why`: the `held` lines of a queued task (see `held::why_queued`), empty otherwise.
+pub fn show(data: &Value, now_ms: u64, why: &[String]) -> String {
     let t = &data["task"];
     let mut out = String::new();
     let mut field = |name: &str, v: String| out.push_str(&format!("{name:<10} {v}\n"));
     field("task", text(&t["task_id"]));
     field("title", text(&t["title"]));
     field("status", text(&t["status"]));
+    for (i, w) in why.iter().enumerate() {
+        field(if i == 0 { "held" } else { "" }, w.clone());
+    }
     field("priority", text(&t["priority"]));
     field(
         "steps",
@@ -189,7 +193,7 @@ pub fn show(data: &Value, now_ms: u64) -> String {
     if !t["next_attempt_at"].is_null() {
         field("next try", text(&t["next_attempt_at"]));
     }
-    if !t["held_until"].is_null() {
+    if !t["held_until"].is_null() && why.is_empty() {
         field(
             "held",
             format!("until {} (usage limit)", text(&t["held_until"])),
@@ -493,7 +497,7 @@ mod tests {
                         {"index": 0, "status": "completed", "duration_ms": 1200, "final_message": "ok"},
                         {"index": 1, "status": "failed", "error": {"code": "turn_failed", "message": "boom"}}]}]
         });
-        let out = show(&data, NOW);
+        let out = show(&data, NOW, &[]);
         for want in [
             "task       t1\n",
             "status     failed\n",
@@ -510,7 +514,7 @@ mod tests {
             assert!(out.contains(want), "no {want:?} in:\n{out}");
         }
         // A missing field is `-`, not a panic.
-        assert!(show(&json!({}), NOW).contains("task       -\n"));
+        assert!(show(&json!({}), NOW, &[]).contains("task       -\n"));
     }
 
     #[test]
@@ -520,7 +524,7 @@ mod tests {
             "result": {"changes": "committed", "branch": "baa/t1", "insertions": 12, "deletions": 3,
                        "files_changed": 2,
                        "merged": {"into": "main", "commit": "abc", "fast_forward": true, "at": "T"}}}});
-        let out = show(&data, NOW);
+        let out = show(&data, NOW, &[]);
         for want in [
             "branch     baa/t1 (worktree /w/t1)\n",
             "changes    +12 \u{2212}3 in 2 files\n",

@@ -141,9 +141,10 @@ pub const NODE_ID: Setting = Setting::env("BAA_NODE_ID")
     .default("mini-main")
     .help("node id: first part of identity (mini-main@mini(primary)) and the lease holder id");
 pub const HOST: Setting = Setting::env("BAA_CONDUCTOR_HOST")
-    .flag("host", "HOST")
+    .flag("conductor-host", "NAME")
+    .renamed_from("host")
     .default("mini")
-    .help("host name in identity and in the controller record");
+    .help("host name in identity and in the controller record (not a listen address; the old --host still works, with a warning)");
 pub const ROLE: Setting = Setting::env("BAA_CONDUCTOR_ROLE")
     .flag("role", "ROLE")
     .default("primary")

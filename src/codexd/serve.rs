@@ -87,11 +87,12 @@ pub fn run(cfg: Config) -> ExitCode {
     };
     daemon::run(startup, move |bound, stop| {
         // codexd listens on loopback only (its config refuses anything else): one socket.
-        let (listener, _) = bound
-            .sockets
-            .into_iter()
-            .next()
-            .expect("common::daemon binds at least one listener");
+        let Some((listener, _)) = bound.sockets.into_iter().next() else {
+            return Err(StartError::Listen {
+                bind: cfg.listen.bind_addr(),
+                source: std::io::Error::other("no listener was bound"),
+            });
+        };
         start_on(listener, cfg, stop.clone(), lock).map(|r| Box::new(r) as Box<dyn Service>)
     })
 }

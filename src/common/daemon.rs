@@ -65,7 +65,9 @@ where
         Ok(b) => b,
         Err(e) => return fail(e.to_string()),
     };
-    let announced = bound.announced();
+    let Some(announced) = bound.announced() else {
+        return fail(format!("nothing bound for {}", s.bind));
+    };
     let listening = bound
         .sockets
         .iter()

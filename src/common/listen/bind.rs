@@ -21,9 +21,10 @@ pub struct Bound {
 }
 
 impl Bound {
-    /// The announced address (what tests and scripts read from stdout).
-    pub fn announced(&self) -> SocketAddr {
-        self.sockets[0].1
+    /// The announced address (what tests and scripts read from stdout); `bind` always
+    /// binds at least one.
+    pub fn announced(&self) -> Option<SocketAddr> {
+        self.sockets.first().map(|(_, a)| *a)
     }
 }
 
@@ -152,7 +153,7 @@ mod tests {
         // Mac whose Tailscale has not come up yet.
         let b = bind("100.64.0.1:0").expect("loopback binds");
         assert_eq!(b.sockets.len(), 1);
-        let lo = b.announced();
+        let lo = b.announced().expect("one socket");
         assert!(lo.ip().is_loopback() && lo.port() != 0, "{lo}");
         let waiting = b.waiting.expect("the tailnet address waits");
         assert_eq!(

@@ -211,7 +211,7 @@ pub fn runtime_snapshot(app: &App) -> Value {
         // Task worktrees as the janitor last measured them (a request never walks the disk).
         "worktrees": app.janitor.to_json(&c.worktrees_dir, c.workspaces.retention_s),
         // Start-up config warnings, then conditions found while running (a recovered state file).
-        "warnings": c.warnings.iter().cloned().chain(app.system.warnings()).chain(app.tasks.warnings()).chain(state_file_warnings(app)).collect::<Vec<_>>(),
+        "warnings": c.warnings.iter().cloned().chain(app.listeners.warnings()).chain(app.system.warnings()).chain(app.tasks.warnings()).chain(state_file_warnings(app)).collect::<Vec<_>>(),
     })
 }
 

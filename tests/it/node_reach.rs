@@ -53,6 +53,11 @@ fn conductor_on_tailscale_answers_on_loopback_while_the_tailnet_bind_waits() {
     let lo = find(format!("http://127.0.0.1:{port}"));
     assert_eq!(lo["bound"], true, "{lo}");
     assert!(lo.get("error").is_none(), "{lo}");
+    let warnings = runtime["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!("not listening on http://{TAILNET}:{port} yet")),
+        "{warnings}"
+    );
     assert!(
         d.log()
             .contains(&format!("cannot listen on {TAILNET}:{port} yet")),

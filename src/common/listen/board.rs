@@ -60,6 +60,22 @@ impl Listeners {
         }
     }
 
+    /// One line per address not bound (yet), for a daemon's warnings.
+    pub fn warnings(&self) -> Vec<String> {
+        self.snapshot()
+            .into_iter()
+            .filter(|l| !l.bound)
+            .map(|l| {
+                format!(
+                    "not listening on http://{} yet ({}); tried again every {} s, loopback answers meanwhile",
+                    l.addr,
+                    l.error.as_deref().unwrap_or("not bound"),
+                    super::RETRY_EVERY.as_secs()
+                )
+            })
+            .collect()
+    }
+
     /// `[{url, bound, error?}]`.
     pub fn to_json(&self) -> Value {
         Value::Array(
@@ -106,7 +122,12 @@ mod tests {
                 {"url": "http://127.0.0.1:4317", "bound": true},
             ])
         );
+        assert_eq!(
+            l.warnings(),
+            vec!["not listening on http://100.64.0.1:4317 yet (not up); tried again every 5 s, loopback answers meanwhile".to_string()]
+        );
         l.set(tail, Ok(()));
         assert!(l.snapshot().iter().all(|x| x.bound && x.error.is_none()));
+        assert!(l.warnings().is_empty());
     }
 }

@@ -297,6 +297,18 @@ fn browser_origins_are_refused_on_rest_routes_without_cors_headers() {
     );
 }
 
+/// Issue 20: `/v1/runtime` lists the addresses the API answers on.
+#[test]
+fn runtime_lists_the_listeners() {
+    let f = Fixture::new(&[]);
+    let rt = expect(&f.get("/v1/runtime"), 200)["data"].clone();
+    assert_eq!(
+        rt["listeners"],
+        json!([{"url": format!("http://{HOST}"), "bound": true}]),
+        "{rt}"
+    );
+}
+
 /// Issue 20: a 401 from the approval routes said "Host operations require Authorization".
 #[test]
 fn approvals_401_names_approvals_not_host_operations() {

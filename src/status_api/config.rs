@@ -29,7 +29,7 @@ pub const PORT: Setting = Setting::env("BAA_STATUS_API_PORT")
 pub const CONDUCTOR: Setting = Setting::env("BAA_CONDUCTOR_LOCAL_API")
     .flag("conductor-local-api", "URL")
     .default(DEFAULT_CONDUCTOR)
-    .help("conductor base URL to aggregate (/v1/runtime, /v1/system/state)");
+    .help("conductor base URL to aggregate (/v1/runtime, /v1/system/state); a Tailscale address is read at 127.0.0.1 on the same port, where the conductor also listens");
 pub const CODEXD: Setting = Setting::env("BAA_CODEXD_LOCAL_API_BASE")
     .flag("codexd-local-api", "URL")
     .default(DEFAULT_CODEXD)
@@ -101,7 +101,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
     Ok(Config {
         host,
         port: r.number(&PORT, 0..=u16::MAX)?,
-        conductor_base: base_url(r, &CONDUCTOR)?,
+        conductor_base: conductor_base(r)?,
         codexd_base: base_url(r, &CODEXD)?,
         logs_dir: r
             .opt_path(&LOGS_DIR)
@@ -148,6 +148,17 @@ fn label_prefix(r: &Resolver) -> Result<String> {
     } else {
         Err(r.invalid(&LABEL_PREFIX, "expected letters, digits, '.', '-' or '_'"))
     }
+}
+
+/// The conductor's base. It is this node's conductor (the variable is the one it listens
+/// on), and one listening on a Tailscale address also listens on loopback at the same
+/// port: read it there, so the page works while Tailscale is not up (as at boot).
+fn conductor_base(r: &Resolver) -> Result<String> {
+    let (_, parsed) = r.listen_url(&CONDUCTOR)?;
+    if parsed.ip().is_some_and(is_tailscale_ip) {
+        return Ok(format!("http://127.0.0.1:{}", parsed.port));
+    }
+    Ok(format!("http://{}", parsed.bind_addr()))
 }
 
 /// `http://host:port`, trailing slashes dropped.
@@ -233,7 +244,8 @@ mod tests {
         let c = resolve_with(&["start", "--port", "0"], env).unwrap();
         assert_eq!(c.host, "100.71.210.78");
         assert_eq!(c.port, 0);
-        assert_eq!(c.conductor_base, "http://100.71.210.78:4317");
+        // Issue 20: a Tailscale conductor is read over the loopback listener beside it.
+        assert_eq!(c.conductor_base, "http://127.0.0.1:4317");
         assert_eq!(c.codexd_base, DEFAULT_CODEXD);
     }
 

@@ -175,7 +175,7 @@ fn sessions_are_required_known_and_deletable() {
     );
     assert_eq!(r.status, 202);
     let hdr = [("Mcp-Session-Id", s.as_str())];
-    assert_eq!(f.call("DELETE", "/mcp", &hdr, b"").status, 204);
+    assert_eq!(f.call("DELETE", "/mcp", &hdr, b"").status, 200);
     rpc_error(&f.call("DELETE", "/mcp", &hdr, b""), 404, -32001);
     rpc_error(
         &f.mcp(Some(&s), &[], &req(1, "ping", json!({}))),

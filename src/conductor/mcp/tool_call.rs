@@ -35,14 +35,14 @@ pub struct Caller<'a, C> {
     pub structured: bool,
 }
 
-/// The `CallToolResult` of `tool` with `args`.
-pub fn call<C>(c: &Caller<'_, C>, tool: &Tool<'_, C>, args: &Map<String, Value>) -> Value {
-    let tool_name = name(tool.route.id());
+/// The `CallToolResult` of `tool` with `args`, as JSON text.
+pub fn call<C>(c: &Caller<'_, C>, tool: &Tool<'_, C>, args: &Map<String, Value>) -> String {
+    let tool_name = || name(tool.route.id());
     if tool.needs_token() {
         if let Err(e) = host_ops::authorize_for(c.outer, c.token, &WRITES) {
             let mut f = Failure::from(e);
             f.message = if f.status == 401 {
-                format!("{tool_name} needs the shared token. {TOKEN_HINT}")
+                format!("{} needs the shared token. {TOKEN_HINT}", tool_name())
             } else {
                 format!(
                     "{} Set BAA_SHARED_TOKEN on the conductor, then {TOKEN_HINT}",
@@ -58,13 +58,13 @@ pub fn call<C>(c: &Caller<'_, C>, tool: &Tool<'_, C>, args: &Map<String, Value>)
             return failed(&Failure {
                 status: 400,
                 code: "invalid_arguments".into(),
-                message: format!("{tool_name}: {message}"),
+                message: format!("{}: {message}", tool_name()),
                 details: json!({ "arguments": tool.arg_names() }),
             })
         }
     };
     match invoke::run(c.routes, c.ctx, call) {
-        Ok(data) => succeeded(data, c.structured),
+        Ok(data) => succeeded(&data, c.structured),
         Err(f) => failed(&f),
     }
 }
@@ -135,18 +135,29 @@ fn lay_out<'a, C>(
     })
 }
 
-fn succeeded(data: Value, structured: bool) -> Value {
-    let text = serde_json::to_string(&data).unwrap_or_default();
-    let mut r = json!({ "content": [{ "type": "text", "text": text }], "isError": false });
+/// Built as text around the route's own `data` text: the data appears twice (as the text
+/// content, and as `structuredContent`), and neither copy is parsed or re-serialized.
+fn succeeded(data: &str, structured: bool) -> String {
+    let text = serde_json::to_string(data).unwrap_or_default();
+    let mut r = String::with_capacity(64 + text.len() + data.len());
+    r.push_str(r#"{"content":[{"type":"text","text":"#);
+    r.push_str(&text);
+    r.push_str(r#"}],"isError":false"#);
     if structured {
-        r["structuredContent"] = match data {
-            Value::Object(_) => data,
-            other => json!({ "result": other }),
-        };
+        r.push_str(r#","structuredContent":"#);
+        // The output schema is an object; a route whose data is not one is wrapped.
+        if data.trim_start().starts_with('{') {
+            r.push_str(data);
+        } else {
+            r.push_str(r#"{"result":"#);
+            r.push_str(data);
+            r.push('}');
+        }
     }
+    r.push('}');
     r
 }
 
-fn failed(f: &Failure) -> Value {
-    json!({ "content": [{ "type": "text", "text": f.text() }], "isError": true })
+fn failed(f: &Failure) -> String {
+    json!({ "content": [{ "type": "text", "text": f.text() }], "isError": true }).to_string()
 }

@@ -41,6 +41,12 @@ pub fn call<C>(c: &Caller<'_, C>, tool: &Tool<'_, C>, args: &Map<String, Value>)
     if tool.needs_token() {
         if let Err(e) = host_ops::authorize_for(c.outer, c.token, &WRITES) {
             let mut f = Failure::from(e);
+            log::info!(
+                "mcp: {} from {} refused: {}",
+                tool_name(),
+                c.outer.remote,
+                f.code
+            );
             f.message = if f.status == 401 {
                 format!("{} needs the shared token. {TOKEN_HINT}", tool_name())
             } else {
@@ -63,7 +69,21 @@ pub fn call<C>(c: &Caller<'_, C>, tool: &Tool<'_, C>, args: &Map<String, Value>)
             })
         }
     };
-    match invoke::run(c.routes, c.ctx, call) {
+    let outcome = invoke::run(c.routes, c.ctx, call);
+    // A change made through MCP is in the log like one made over HTTP by hand would be
+    // in the shell history: who (the peer) and what.
+    if tool.needs_token() {
+        match &outcome {
+            Ok(_) => log::info!("mcp: {} from {} done", tool_name(), c.outer.remote),
+            Err(f) => log::info!(
+                "mcp: {} from {} refused: {}",
+                tool_name(),
+                c.outer.remote,
+                f.code
+            ),
+        }
+    }
+    match outcome {
         Ok(data) => succeeded(&data, c.structured),
         Err(f) => failed(&f),
     }

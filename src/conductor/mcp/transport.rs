@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use baa::common::http::{Request, Response};
 use baa::common::strict_json;
@@ -31,9 +31,10 @@ pub fn post<C>(e: &Endpoint<'_, C>, req: &Request) -> Response {
                 400,
                 Value::Null,
                 RpcError::invalid_request(format!(
-                    "Unsupported MCP-Protocol-Version header; this server speaks {}.",
+                    "Unsupported MCP-Protocol-Version header; this server speaks {} (initialize negotiates one).",
                     SUPPORTED.join(", ")
-                )),
+                ))
+                .with_data(json!({ "supported": SUPPORTED })),
             );
         }
     }

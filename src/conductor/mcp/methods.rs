@@ -62,7 +62,7 @@ pub fn answer<C>(
                 token: e.token,
                 structured: version.has_structured_output(),
             };
-            Ok(tool_call::call(&caller, &tool, &args))
+            Ok(tool_call::call(&caller, &tool, args))
         }
         "resources/list" => text(resources::list()),
         "resources/templates/list" => text(resources::templates()),

@@ -36,7 +36,7 @@ pub struct Caller<'a, C> {
 }
 
 /// The `CallToolResult` of `tool` with `args`, as JSON text.
-pub fn call<C>(c: &Caller<'_, C>, tool: &Tool<'_, C>, args: &Map<String, Value>) -> String {
+pub fn call<C>(c: &Caller<'_, C>, tool: &Tool<'_, C>, args: Map<String, Value>) -> String {
     let tool_name = || name(tool.route.id());
     if tool.needs_token() {
         if let Err(e) = host_ops::authorize_for(c.outer, c.token, &WRITES) {
@@ -94,39 +94,10 @@ pub fn call<C>(c: &Caller<'_, C>, tool: &Tool<'_, C>, args: &Map<String, Value>)
 /// route's to judge.
 fn lay_out<'a, C>(
     tool: &Tool<'_, C>,
-    args: &Map<String, Value>,
+    args: Map<String, Value>,
     outer: &'a Request,
 ) -> Result<Call<'a>, String> {
-    let mut query = String::new();
-    let mut body = Map::new();
-    for (k, v) in args {
-        let Some((place, arg)) = tool.place_of(k) else {
-            return Err(format!(
-                "unknown argument {k:?}; it takes {}.",
-                tool.arg_names().join(", ")
-            ));
-        };
-        match (place, arg) {
-            (Place::Path, _) => {}
-            (Place::Query, Some(a)) => {
-                if v.is_null() {
-                    continue;
-                }
-                let text = a
-                    .query_text(v)
-                    .ok_or_else(|| format!("{k} must be {}.", a.type_name()))?;
-                if !query.is_empty() {
-                    query.push('&');
-                }
-                query.push_str(k);
-                query.push('=');
-                query.push_str(&encode_component(&text));
-            }
-            _ => {
-                body.insert(k.clone(), v.clone());
-            }
-        }
-    }
+    // The path first (it reads the path arguments), then the rest is moved, not copied.
     let mut path = String::new();
     for (i, seg) in tool.route.pattern().split('/').enumerate() {
         if i > 0 {
@@ -142,6 +113,36 @@ fn lay_out<'a, C>(
                     None => return Err(format!("{p} is required.")),
                 };
                 path.push_str(&encode_component(&v));
+            }
+        }
+    }
+    let mut query = String::new();
+    let mut body = Map::new();
+    for (k, v) in args {
+        let Some((place, arg)) = tool.place_of(&k) else {
+            return Err(format!(
+                "unknown argument {k:?}; it takes {}.",
+                tool.arg_names().join(", ")
+            ));
+        };
+        match (place, arg) {
+            (Place::Path, _) => {}
+            (Place::Query, Some(a)) => {
+                if v.is_null() {
+                    continue;
+                }
+                let text = a
+                    .query_text(&v)
+                    .ok_or_else(|| format!("{k} must be {}.", a.type_name()))?;
+                if !query.is_empty() {
+                    query.push('&');
+                }
+                query.push_str(&k);
+                query.push('=');
+                query.push_str(&encode_component(&text));
+            }
+            _ => {
+                body.insert(k, v);
             }
         }
     }

@@ -211,7 +211,7 @@ pub fn runtime_snapshot(app: &App) -> Value {
         // The MCP endpoint: sessions held now and its limits.
         "mcp": {
             "path": "/mcp",
-            "sessions": app.mcp.len(),
+            "sessions": app.mcp.len(Instant::now()),
             "maxSessions": c.mcp.max_sessions,
             "sessionIdleS": c.mcp.session_idle_s,
             "hostOps": c.mcp.host_ops,

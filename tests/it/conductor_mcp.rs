@@ -120,3 +120,39 @@ fn mcp_refuses_a_foreign_host_and_a_web_origin() {
     let rt = get(&c.url("/v1/runtime")).expect(200);
     assert_eq!(rt["data"]["mcp"]["sessions"], 1, "{rt}");
 }
+
+#[test]
+/// (The refusal past the bound is a route test: with a 1 s idle time here, a slow machine
+/// could let the sessions end before the refusal is asked for.)
+fn an_idle_mcp_session_ends_and_the_bound_is_a_setting() {
+    let dir = TempDir::new("mcp-idle");
+    let d = conductor::spawn(&dir, "mini-main", "primary")
+        .env("BAA_SHARED_TOKEN", TOKEN)
+        .env("BAA_MCP_SESSION_IDLE_S", "1")
+        .env("BAA_MCP_MAX_SESSIONS", "2")
+        .start();
+    let base = d.url("");
+    let rt = get(&d.url("/v1/runtime")).expect(200);
+    assert_eq!(
+        (
+            &rt["data"]["mcp"]["maxSessions"],
+            &rt["data"]["mcp"]["sessionIdleS"]
+        ),
+        (&json!(2), &json!(1)),
+        "{rt}"
+    );
+    let mut a = Mcp::connect(&base, "2025-06-18", None);
+    let _b = Mcp::connect(&base, "2025-06-18", None);
+    // Unused for a second, both sessions end (watched without touching them): then the
+    // client gets 404, and there is room again.
+    let sessions = || get(&d.url("/v1/runtime")).json()["data"]["mcp"]["sessions"].clone();
+    wait_for(Duration::from_secs(10), || {
+        (sessions() == json!(0)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the idle sessions never ended: {}", sessions()));
+    let gone = a.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}));
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    assert_eq!(gone.json()["error"]["code"], -32001);
+    let mut c = Mcp::connect(&base, "2025-06-18", None);
+    assert_eq!(c.result("ping", json!({})), json!({}));
+}

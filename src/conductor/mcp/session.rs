@@ -102,8 +102,11 @@ impl Sessions {
         lock(&self.live).remove(id).is_some()
     }
 
-    pub fn len(&self) -> usize {
-        lock(&self.live).len()
+    /// Sessions alive at `now` (the idled-out ones are dropped first).
+    pub fn len(&self, now: Instant) -> usize {
+        let mut live = lock(&self.live);
+        self.expire(&mut live, now);
+        live.len()
     }
 
     fn expire(&self, live: &mut HashMap<String, Entry>, now: Instant) {
@@ -134,7 +137,7 @@ mod tests {
         assert!(!s.close(&a));
         assert_eq!(s.touch(&a, t), None);
         assert_eq!(s.touch("nope", t), None);
-        assert_eq!(s.len(), 1);
+        assert_eq!(s.len(t), 1);
     }
 
     #[test]
@@ -151,6 +154,7 @@ mod tests {
         assert!(s.touch(&a, t0 + Duration::from_secs(50)).is_some());
         assert!(s.open(v(), t0 + Duration::from_secs(91)).is_ok());
         assert_eq!(s.touch(&a, t0 + Duration::from_secs(111)), None);
-        assert_eq!(s.len(), 1);
+        assert_eq!(s.len(t0 + Duration::from_secs(111)), 1);
+        assert_eq!(s.len(t0 + Duration::from_secs(152)), 0);
     }
 }

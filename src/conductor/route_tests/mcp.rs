@@ -537,3 +537,25 @@ fn mcp_goes_through_the_host_and_origin_guards() {
     assert_eq!(r.status, 200);
     let _ = TOKEN;
 }
+
+#[test]
+fn with_host_ops_on_a_file_is_read_through_mcp_with_the_token_only() {
+    let f = Fixture::new(&[("mcp-host-ops", "1")]);
+    let file = f.dir.join("hello.txt");
+    std::fs::create_dir_all(&f.dir).unwrap();
+    std::fs::write(&file, "hi from the host").unwrap();
+    let s = f.mcp_session("2025-11-25");
+    let msg = req(
+        1,
+        "tools/call",
+        json!({"name": "host_files_read", "arguments": {"path": file.display().to_string()}}),
+    );
+    let refused = expect(&f.mcp(Some(&s), &[], &msg), 200)["result"].clone();
+    assert_eq!(refused["isError"], true, "{refused}");
+    let read = expect(&f.mcp(Some(&s), &[AUTH], &msg), 200)["result"].clone();
+    assert_eq!(read["isError"], false, "{read}");
+    assert_eq!(
+        read["structuredContent"]["result"]["content"], "hi from the host",
+        "{read}"
+    );
+}

@@ -39,17 +39,25 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if help {
         return cli::print(BINARY, &usage());
     }
+    match conductor_url(&flags) {
+        Ok(base) => cli::print(BINARY, &render(&base)),
+        Err(e) => {
+            cli::error_line(BINARY, &e);
+            ExitCode::from(USAGE_EXIT)
+        }
+    }
+}
+
+/// The conductor's URL as every client command finds it (here: flag, then
+/// BAA_CONDUCTOR_LOCAL_API, then loopback, through the task command's setting).
+fn conductor_url(flags: &Flags) -> Result<String, String> {
     let env = |k: &str| std::env::var(k).ok();
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let resolver = Resolver::new(task_cli::SETTINGS, &flags, &env, &cwd);
-    let base = match resolver.url(&task_cli::CONDUCTOR_URL) {
-        Ok(u) => u.trim_end_matches('/').to_string(),
-        Err(e) => {
-            cli::error_line(BINARY, &e.to_string());
-            return ExitCode::from(USAGE_EXIT);
-        }
-    };
-    cli::print(BINARY, &render(&base))
+    let resolver = Resolver::new(task_cli::SETTINGS, flags, &env, &cwd);
+    resolver
+        .url(&task_cli::CONDUCTOR_URL)
+        .map(|u| u.trim_end_matches('/').to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn parse(args: Vec<OsString>) -> Result<(bool, Flags), String> {

@@ -7,9 +7,9 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use baa::common::cli::{self, USAGE_EXIT};
-use baa::common::settings::{Flags, Resolver};
+use baa::common::settings::Flags;
 
-use crate::task_cli;
+use crate::client_target::{ClientSettings, WHERE};
 
 const BINARY: &str = "baa-conductor";
 /// The variable the snippets read the token from.
@@ -21,7 +21,7 @@ fn usage() -> String {
     format!(
         "{BINARY} mcp-config: print the MCP client configuration for this node (Codex, Claude Code).\n\n\
          USAGE:\n    {BINARY} mcp-config [--conductor-url URL]\n\n\
-         The URL: --conductor-url, else BAA_CONDUCTOR_LOCAL_API, else http://127.0.0.1:4317.\n\
+         Where it looks:{WHERE}\
          The snippets take the token from {TOKEN_ENV}; set it to the node's BAA_SHARED_TOKEN.\n\
          More: docs/mcp.md.\n"
     )
@@ -48,15 +48,13 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
-/// The conductor's URL as every client command finds it (here: flag, then
-/// BAA_CONDUCTOR_LOCAL_API, then loopback, through the task command's setting).
+/// The conductor's URL as every client command finds it: flag, env, node.env, loopback.
 fn conductor_url(flags: &Flags) -> Result<String, String> {
     let env = |k: &str| std::env::var(k).ok();
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let resolver = Resolver::new(task_cli::SETTINGS, flags, &env, &cwd);
-    resolver
-        .url(&task_cli::CONDUCTOR_URL)
-        .map(|u| u.trim_end_matches('/').to_string())
+    ClientSettings::for_command(BINARY, flags, &env, &cwd)
+        .target()
+        .map(|t| t.base)
         .map_err(|e| e.to_string())
 }
 

@@ -153,6 +153,16 @@ fn cli_in_a_plain_shell_finds_the_conductor_and_token_through_node_env() {
 }
 
 #[test]
+fn mcp_config_in_a_plain_shell_names_the_node_env_conductor() {
+    let url = "http://127.0.0.1:45999";
+    let (home, _) = node_home("node-env-mcp", url);
+    let r = plain_shell(&home, &["mcp-config"]);
+    assert!(r.status.success(), "{r:?}");
+    let want = format!("url = \"{url}/mcp\"");
+    assert!(r.stdout.contains(&want), "want {want:?} in {r:?}");
+}
+
+#[test]
 fn cli_unreachable_conductor_names_node_env_as_where_the_url_came_from() {
     // A port nothing listens on: bound, then closed.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use crate::support::conductor::{self, TOKEN};
 use crate::support::http::{get, Resp};
 use crate::support::mcp::Mcp;
+use crate::support::rng::Rng;
 use crate::support::tmp::TempDir;
 
 const SEED: u64 = 0x6d63_7066_757a_7a21;
@@ -25,30 +26,13 @@ const CODES: &[i64] = &[
     -32700, -32600, -32601, -32602, -32603, -32000, -32001, -32002,
 ];
 
-/// splitmix64: small, deterministic, no crate.
-struct Rng(u64);
+/// The message generator: [`Rng`] plus JSON shapes.
+trait Gen {
+    fn string(&mut self) -> String;
+    fn value(&mut self, depth: usize) -> Value;
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
+impl Gen for Rng {
     fn string(&mut self) -> String {
         const PARTS: &[&str] = &[
             "a", "Z", "0", " ", "\"", "\\", "\n", "\u{0}", "é", "🦀", "baa://", "tasks/", "/",
@@ -310,7 +294,7 @@ fn mcp_fuzzed_json_rpc_always_gets_a_json_rpc_or_http_error_and_nothing_panics()
         .start();
     let base = d.url("");
     println!("seed {SEED:#x}");
-    let mut rng = Rng(SEED);
+    let mut rng = Rng::new(SEED);
     let mut current = Mcp::connect(&base, "2025-06-18", None);
     let mut legacy = Mcp::connect(&base, "2025-03-26", None);
 

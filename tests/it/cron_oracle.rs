@@ -41,6 +41,8 @@ use baa::common::cron::Cron;
 use baa::common::tz::Tz;
 use serde_json::{json, Value};
 
+use crate::support::rng::Rng;
+
 const EXPRESSIONS: usize = 2_400;
 const FIRES: usize = 5;
 const ZONES: [&str; 4] = [
@@ -61,31 +63,6 @@ const STARTS: [i64; 9] = [
     1_835_481_599_000, // 2028-02-29T23:59:59Z, a leap day
     1_956_527_999_000, // 2031-12-31T23:59:59Z
 ];
-
-/// splitmix64: a seeded generator, so a failure names a reproducible expression.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u32) -> u32 {
-        (self.next() % u64::from(n)) as u32
-    }
-
-    fn range(&mut self, lo: u32, hi: u32) -> u32 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn chance(&mut self, percent: u32) -> bool {
-        self.below(100) < percent
-    }
-}
 
 const MONTHS: [&str; 12] = [
     "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
@@ -157,11 +134,11 @@ impl FieldGen {
     }
 
     /// `*` in `star_percent` of fields, else a list of one to three items.
-    fn field(&self, rng: &mut Rng, star_percent: u32) -> (String, String) {
+    fn field(&self, rng: &mut Rng, star_percent: usize) -> (String, String) {
         if rng.chance(star_percent) {
             return ("*".into(), "*".into());
         }
-        let n = 1 + rng.below(3) as usize;
+        let n = 1 + rng.below(3);
         let items: Vec<(String, String)> = (0..n).map(|_| self.item(rng)).collect();
         let join = |pick: fn(&(String, String)) -> &String| {
             items
@@ -388,7 +365,7 @@ fn cron_next_fires_agree_with_croniter() {
             }
         })
         .collect();
-    let mut rng = Rng(0x5EED_C0DE_2026);
+    let mut rng = Rng::new(0x5EED_C0DE_2026);
     let mut queries = Vec::new();
     let mut both_restricted = 0;
     let mut star_led_day_field = 0;

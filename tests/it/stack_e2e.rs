@@ -334,17 +334,7 @@ fn demo_model_answered_only_text_so_no_approval_could_be_tried() {
         .create_session(json!({"purpose": "duplex", "cwd": work, "approvalPolicy": "untrusted"}));
     let sid = s["sessionId"].as_str().unwrap().to_string();
     let tid = api.turn(&sid, "Run the command `echo approved`");
-    let rid = wait_for(T, || {
-        let v = get(&cx.url("/v1/codexd/requests")).json();
-        let r = &v["data"]["requests"][0];
-        (r["sessionId"] == sid.as_str()).then(|| r["requestId"].as_str().unwrap().to_string())
-    })
-    .expect("an approval request is pending");
-    post(
-        &cx.url(&format!("/v1/codexd/requests/{rid}")),
-        &json!({"decision": "accept"}),
-    )
-    .expect(200);
+    answer_the_pending_request(&cx, &sid, "accept");
     let s = api.wait_turn_done(&sid, &tid, T);
     assert_eq!(s["lastTurnStatus"], "completed", "{s}");
     assert_eq!(
@@ -354,17 +344,7 @@ fn demo_model_answered_only_text_so_no_approval_could_be_tried() {
 
     // Declined: the command does not run, the turn goes on and the model says so.
     let tid = api.turn(&sid, "Run the command `echo declined`");
-    let rid = wait_for(T, || {
-        let v = get(&cx.url("/v1/codexd/requests")).json();
-        let r = &v["data"]["requests"][0];
-        (r["sessionId"] == sid.as_str()).then(|| r["requestId"].as_str().unwrap().to_string())
-    })
-    .expect("a second approval request is pending");
-    post(
-        &cx.url(&format!("/v1/codexd/requests/{rid}")),
-        &json!({"decision": "decline"}),
-    )
-    .expect(200);
+    answer_the_pending_request(&cx, &sid, "decline");
     let s = api.wait_turn_done(&sid, &tid, T);
     assert_eq!(s["lastTurnStatus"], "completed", "{s}");
     let said = s["lastTurn"]["finalMessage"].as_str().unwrap_or_default();
@@ -372,4 +352,20 @@ fn demo_model_answered_only_text_so_no_approval_could_be_tried() {
         said.starts_with("mock reply: `echo declined` was not run: ") && said.contains("rejected"),
         "{s}"
     );
+}
+
+/// Waits for `sid`'s approval request on codexd and answers it with `decision`.
+#[track_caller]
+fn answer_the_pending_request(cx: &Daemon, sid: &str, decision: &str) {
+    let rid = wait_for(T, || {
+        let v = get(&cx.url("/v1/codexd/requests")).json();
+        let r = &v["data"]["requests"][0];
+        (r["sessionId"] == sid).then(|| r["requestId"].as_str().unwrap().to_string())
+    })
+    .unwrap_or_else(|| panic!("an approval request of {sid} is pending"));
+    post(
+        &cx.url(&format!("/v1/codexd/requests/{rid}")),
+        &json!({ "decision": decision }),
+    )
+    .expect(200);
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::error::{io_err, rename_err, StoreError};
-use super::regular::FileKind;
+use super::kind::FileKind;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 

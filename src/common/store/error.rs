@@ -4,7 +4,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::regular::FileKind;
+use super::kind::FileKind;
 
 /// Errors from the state store. Each names the file involved.
 #[derive(Debug)]

@@ -23,6 +23,7 @@
 
 mod atomic;
 mod error;
+mod kind;
 mod read;
 mod regular;
 #[cfg(test)]
@@ -37,8 +38,9 @@ use std::time::SystemTime;
 
 pub use atomic::{write_atomic, write_atomic_at, write_atomic_with, FileMode};
 pub use error::StoreError;
+pub use kind::FileKind;
 pub use read::{Loaded, Recovery};
-pub use regular::{open_regular, read_regular, FileKey, FileKind};
+pub use regular::{open_regular, read_regular, FileKey};
 
 use crate::common::proc::pid_alive;
 use atomic::{temp_owner, STALE_TEMP_AGE};

@@ -3,11 +3,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::error::{io_err, StoreError};
+use super::kind::FileKind;
 
 /// Identifies one version of a file: an atomic rename always brings a new inode, and an
 /// in-place edit changes the size or mtime. Used to cache a parsed file safely.
@@ -33,50 +34,6 @@ impl FileKey {
     pub fn modified(&self) -> SystemTime {
         let ns = u64::try_from(self.mtime_ns.max(0)).unwrap_or(u64::MAX);
         SystemTime::UNIX_EPOCH + Duration::from_nanos(ns)
-    }
-}
-
-/// What sits at a state path that is not a regular file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    Directory,
-    Fifo,
-    Socket,
-    CharDevice,
-    BlockDevice,
-    Symlink,
-    Other,
-}
-
-impl FileKind {
-    fn of(t: fs::FileType) -> Self {
-        if t.is_dir() {
-            FileKind::Directory
-        } else if t.is_fifo() {
-            FileKind::Fifo
-        } else if t.is_socket() {
-            FileKind::Socket
-        } else if t.is_char_device() {
-            FileKind::CharDevice
-        } else if t.is_block_device() {
-            FileKind::BlockDevice
-        } else if t.is_symlink() {
-            FileKind::Symlink
-        } else {
-            FileKind::Other
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            FileKind::Directory => "a directory",
-            FileKind::Fifo => "a FIFO",
-            FileKind::Socket => "a socket",
-            FileKind::CharDevice => "a character device",
-            FileKind::BlockDevice => "a block device",
-            FileKind::Symlink => "a symbolic link",
-            FileKind::Other => "something else",
-        }
     }
 }
 

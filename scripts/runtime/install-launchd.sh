@@ -21,11 +21,16 @@ a missing build, missing runtime dirs), then:
   3. installs the pinned @openai/codex under <root>/codex/<pin>/ (unless --codex-command)
   4. renders launchd/<label>.plist templates into the install dir (values XML-escaped,
      validated as property lists, written atomically, mode 644)
+  5. links baa-conductor, baa-codexd and baa-status-api into a bin dir on your PATH
+     (--link-dir), or prints the "export PATH=..." line that reaches them
+  6. writes ~/.config/baa-conductor/node.env (the conductor's loopback URL, the token
+     file, the root: how "baa-conductor task ..." in a plain shell finds the node) and
+     <root>/install-options.env (these options, for upgrade.sh and uninstall-launchd.sh)
 Nothing is loaded or restarted: use reload-launchd.sh (or upgrade.sh).
 
 Options:
 USAGE
-  options_help services target layout repo config bases token dryrun
+  options_help services target layout repo config bases token links dryrun
   cat <<'USAGE'
 
 Notes:
@@ -34,7 +39,7 @@ Notes:
 USAGE
 }
 
-BAA_OPTION_GROUPS="services target layout repo config bases token dryrun"
+BAA_OPTION_GROUPS="services target layout repo config bases token links dryrun"
 parse_args_with no_extra_options "$@"
 finalize_services
 finalize_target

@@ -10,8 +10,8 @@ usage() {
   cat <<USAGE
 Usage: $(basename -- "$0") [options]
 
-Upgrades the whole node (the services the install chose; bin/current is shared by all
-three, so there is no --service). It uses the options the install recorded in
+Upgrades the whole node: the services the install chose, together (bin/current is shared
+by all three, so no service is upgraded alone). It uses the options the install recorded in
 <root>/install-options.env (the root: --root, else BAA_RUNTIME_ROOT in
 ~/.config/baa-conductor/node.env, else the default) and prints them; an option given now
 wins over the recorded one.

@@ -121,11 +121,16 @@ port_option() {
 
 # Every check that can refuse the install; nothing is written before they all pass.
 validate_install() {
-  local service needs_token="0" dir
+  local service needs_token="0" dir host
   case "$(url_host "$codexd_local_api_base")" in
     127.0.0.1 | localhost | ::1) ;;
     *) usage_error "--codexd-local-api-base must be a loopback URL, got: $codexd_local_api_base" ;;
   esac
+  # The daemons refuse any other listen address; refused here, before anything is written.
+  for host in "$(url_host "$local_api_base")" "$status_api_host"; do
+    is_loopback_host "$host" || is_tailscale_ipv4 "$host" ||
+      usage_error "the conductor and status-api listen on loopback or a Tailscale 100.64.0.0/10 address only, got: $host (--local-api-base, --status-api-host)"
+  done
   for service in "${services[@]}"; do
     if service_requires_shared_token "$service"; then
       needs_token="1"

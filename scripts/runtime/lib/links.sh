@@ -87,7 +87,9 @@ describe_links() {
 install_links() {
   local service name
   if [[ -z "$link_dir" ]]; then
-    [[ "$no_links" == "1" ]] && return 0
+    if [[ "$no_links" == "1" ]]; then
+      return 0
+    fi
     runtime_log "to run baa-conductor from your shell, add its dir to PATH (e.g. in ~/.zprofile): export PATH=\"$(current_bin_dir):\$PATH\""
     return 0
   fi

@@ -247,6 +247,19 @@ class UpgradeRemembersTests(FirstDayTest):
         self.assertIn("[runtime] codex: %s (--codex-command)" % (FAKES / "codex"), proc.stdout)
         self.assertNotIn("--codex-command %s" % str(codex).replace(" ", "\\ "), proc.stdout)
 
+    def test_upgrade_dry_run_after_install_mini_plans_its_codex_and_listen_host(self):
+        n = self.node
+        codex = n.root / "pinned-by-hand codex"
+        write_exe(codex, (FAKES / "codex").read_text())
+        args = [a if a != str(FAKES / "codex") else str(codex) for a in self.mini_args()]
+        self.check(n.run("install-mini.sh", *args, "--listen-host", "127.0.0.1", "--skip-build", "--skip-check"))
+        proc = n.run("upgrade.sh", "--skip-build", "--dry-run")
+        self.check(proc)
+        self.assertIn("[runtime] codex: %s (--codex-command)" % codex, proc.stdout)
+        self.assertIn("[runtime] listen host: 127.0.0.1 (from --listen-host)", proc.stdout)
+        self.assertIn(":EnvironmentVariables:BAA_CONDUCTOR_LOCAL_API = %s" % n.url("conductor"), proc.stdout)
+        self.assertNotIn("install-codex.sh", proc.stdout, "the pinned codex was planned")
+
     def test_uninstall_uses_the_recorded_label_prefix(self):
         n = self.node
         self.bootstrap_and_install("--label-prefix", "com.example")

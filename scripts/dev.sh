@@ -108,7 +108,7 @@ env ${conductor_env[@]+"${conductor_env[@]}"} \
 BAA_SHARED_TOKEN_FILE="$token_file" \
 BAA_CONDUCTOR_LOCAL_API="http://127.0.0.1:$conductor_port" \
 BAA_CODEXD_LOCAL_API_BASE="http://127.0.0.1:$codexd_port" \
-  "$bin/baa-conductor" start --node-id mini-main --host "$(hostname -s 2>/dev/null || echo mini)" --role primary &
+  "$bin/baa-conductor" start --node-id mini-main --conductor-host "$(hostname -s 2>/dev/null || echo mini)" --role primary &
 pids+=($!)
 
 BAA_STATUS_API_HOST=127.0.0.1 BAA_STATUS_API_PORT="$status_port" \

@@ -126,7 +126,7 @@ child_running() {
 token="render-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 start_codexd
 BAA_SHARED_TOKEN="$token" BAA_CODEXD_LOCAL_API_BASE="$codexd" \
-  "${bin}/baa-conductor" start --local-api "$conductor" --node-id mini-main --host mini \
+  "${bin}/baa-conductor" start --local-api "$conductor" --node-id mini-main --conductor-host mini \
   --root "$work" >"${work}/conductor.log" 2>&1 &
 pids="$pids $!"
 "${bin}/baa-status-api" --host 127.0.0.1 --port "$sport" --conductor-local-api "$conductor" \

@@ -13,7 +13,7 @@ Verify a running node:
   1. check-launchd.sh with the same options (static checks of the installed plists)
   2. each service's port is in LISTEN state
   3. a process runs with the expected command line
-     (<root>/bin/current/baa-conductor start --host ...)
+     (<root>/bin/current/baa-conductor start --conductor-host ...)
   4. its launchd stdout/stderr files exist under <logs>/launchd/
   5. HTTP: conductor /healthz = ok (and /rolez, /readyz with --expected-rolez),
      codexd /healthz contains "status": "ok" and /v1/codexd/status "mode": "app-server",

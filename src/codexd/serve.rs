@@ -85,7 +85,14 @@ pub fn run(cfg: Config) -> ExitCode {
             + Duration::from_millis(cfg.stop_grace_ms)
             + Duration::from_secs(5),
     };
-    daemon::run(startup, move |listener, _bound, stop| {
+    daemon::run(startup, move |bound, stop| {
+        // codexd listens on loopback only (its config refuses anything else): one socket.
+        let Some((listener, _)) = bound.sockets.into_iter().next() else {
+            return Err(StartError::Listen {
+                bind: cfg.listen.bind_addr(),
+                source: std::io::Error::other("no listener was bound"),
+            });
+        };
         start_on(listener, cfg, stop.clone(), lock).map(|r| Box::new(r) as Box<dyn Service>)
     })
 }

@@ -60,6 +60,8 @@ pub struct Invocation<C> {
     pub action: Action<C>,
     pub json: bool,
     pub flags: Flags,
+    /// `--OLD is now --NEW` for each renamed flag used (printed by [`Cli::main`]).
+    pub warnings: Vec<String>,
 }
 
 /// Built-in commands every binary has, in usage order.
@@ -87,6 +89,7 @@ impl<C: Copy + PartialEq> Cli<C> {
         let mut word: Option<String> = None;
         let (mut help, mut version, mut json) = (false, false, false);
         let mut flags = Flags::default();
+        let mut warnings = Vec::new();
         while let Some(arg) = p.next().map_err(|e| usage(e.to_string()))? {
             match arg {
                 Short('h') | Long("help") => help = true,
@@ -97,6 +100,12 @@ impl<C: Copy + PartialEq> Cli<C> {
                     let Some((flag, kind, value_name)) = self.flag(&name) else {
                         return Err(usage(format!("unknown flag --{name}")));
                     };
+                    if flag != name {
+                        let w = format!("--{name} is now --{flag}");
+                        if !warnings.contains(&w) {
+                            warnings.push(w);
+                        }
+                    }
                     if kind == Kind::Switch {
                         flags.set(flag, "true".to_string());
                         continue;
@@ -146,6 +155,7 @@ impl<C: Copy + PartialEq> Cli<C> {
             action,
             json,
             flags,
+            warnings,
         })
     }
 
@@ -154,9 +164,8 @@ impl<C: Copy + PartialEq> Cli<C> {
             .iter()
             .filter(|s| s.kind != Kind::External)
             .find_map(|s| {
-                s.flag
-                    .filter(|f| *f == name)
-                    .map(|f| (f, s.kind, s.value_name))
+                let named = s.flag == Some(name) || s.old_flag == Some(name);
+                s.flag.filter(|_| named).map(|f| (f, s.kind, s.value_name))
             })
     }
 
@@ -236,6 +245,9 @@ impl<C: Copy + PartialEq> Cli<C> {
             Ok(inv) => inv,
             Err(e) => return self.fail(&e),
         };
+        for w in &inv.warnings {
+            error_line(self.binary, &format!("warning: {w}"));
+        }
         match inv.action {
             Action::Help => print(self.binary, &self.usage()),
             Action::Version => print(
@@ -309,6 +321,7 @@ mod tests {
 
     const PORT: Setting = Setting::env("T_PORT")
         .flag("port", "PORT")
+        .renamed_from("listen-port")
         .default("4318")
         .help("listen port");
     const DEMO: Setting = Setting::env("T_DEMO").switch("demo").help("demo mode");
@@ -401,6 +414,22 @@ mod tests {
             usage_err(&["start", "--RUST_LOG", "x"]),
             "unknown flag --RUST_LOG"
         );
+    }
+
+    /// Issue 20: a flag renamed to give one meaning per name keeps its old spelling,
+    /// with a warning.
+    #[test]
+    fn an_old_flag_name_still_works_and_warns() {
+        let inv = parse(&["start", "--listen-port", "7", "--listen-port", "8"]).unwrap();
+        assert_eq!(inv.flags.get("port"), Some("8"));
+        assert_eq!(
+            inv.warnings,
+            vec!["--listen-port is now --port".to_string()]
+        );
+        assert!(parse(&["start", "--port", "7"])
+            .unwrap()
+            .warnings
+            .is_empty());
     }
 
     #[test]

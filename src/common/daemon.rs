@@ -3,9 +3,10 @@
 //! stdout, wait for SIGTERM/SIGINT, and a stop that finishes within a bound.
 //!
 //! Each daemon supplies only what differs: the address to bind, a start function that
-//! turns the bound listener into a running [`Service`], and how long its stop may take.
+//! turns the bound listeners into a running [`Service`], and how long its stop may take.
+//! A Tailscale address brings a loopback listener along (see `common::listen`).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 
 use crate::common::cli;
+use crate::common::listen::{self, Bound};
 use crate::common::logging;
 use crate::common::proc::raise_nofile_limit;
 use crate::common::signals::{self, StopFlag};
@@ -29,18 +31,19 @@ pub struct Startup {
     /// `baa-conductor`; prefixes the announcement and every start-up error.
     pub binary: &'static str,
     /// `host:port` to bind; port 0 picks a free one (tests read it from the announcement).
+    /// A Tailscale address also binds `127.0.0.1` at the same port.
     pub bind: String,
     /// Upper bound of [`Service::stop`]. Past it the process exits 1 anyway: a stop that
     /// hangs would otherwise wait for launchd's SIGKILL and lose the log line saying why.
     pub stop_bound: Duration,
 }
 
-/// Runs a daemon from bind to exit. `start` gets the bound listener, its address and the
-/// stop flag (set by SIGTERM/SIGINT; a daemon may clone it into its loops). Exit codes:
-/// 0 after a clean stop, 1 when start-up fails.
+/// Runs a daemon from bind to exit. `start` gets the bound listeners (serve them with
+/// `listen::Serving`) and the stop flag (set by SIGTERM/SIGINT; a daemon may clone it into
+/// its loops). Exit codes: 0 after a clean stop, 1 when start-up fails.
 pub fn run<F, E>(s: Startup, start: F) -> ExitCode
 where
-    F: FnOnce(TcpListener, SocketAddr, &StopFlag) -> Result<Box<dyn Service>, E>,
+    F: FnOnce(Bound, &StopFlag) -> Result<Box<dyn Service>, E>,
     E: std::fmt::Display,
 {
     logging::init();
@@ -58,24 +61,29 @@ where
         Ok(n) => log::debug!("open-files limit: {n}"),
         Err(e) => log::warn!("could not raise the open-files limit: {e}"),
     }
-    let listener = match TcpListener::bind(&s.bind) {
-        Ok(l) => l,
-        Err(e) => return fail(format!("cannot listen on {}: {e}", s.bind)),
+    let bound = match listen::bind(&s.bind) {
+        Ok(b) => b,
+        Err(e) => return fail(e.to_string()),
     };
-    let bound = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => return fail(format!("cannot read the bound address: {e}")),
+    let Some(announced) = bound.announced() else {
+        return fail(format!("nothing bound for {}", s.bind));
     };
-    let service = match start(listener, bound, &stop) {
+    let listening = bound
+        .sockets
+        .iter()
+        .map(|(_, a)| format!("http://{a}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let service = match start(bound, &stop) {
         Ok(svc) => svc,
         Err(e) => return fail(e.to_string()),
     };
-    announce(s.binary, bound);
+    announce(s.binary, announced);
     logging::event(
         "daemon.started",
         &[
             ("binary", &s.binary),
-            ("listen", &format!("http://{bound}")),
+            ("listen", &listening),
             ("version", &env!("CARGO_PKG_VERSION")),
             ("pid", &std::process::id()),
         ],

@@ -63,6 +63,8 @@ pub struct Setting {
     /// Left out of the usage text (still in `settings --json`): test hooks and variables
     /// the daemon only passes on.
     pub hidden: bool,
+    /// The flag's old name, still accepted with a warning (`--host` of `--conductor-host`).
+    pub old_flag: Option<&'static str>,
 }
 
 impl Setting {
@@ -77,7 +79,15 @@ impl Setting {
             help: "",
             kind: Kind::Value,
             hidden: false,
+            old_flag: None,
         }
+    }
+
+    /// Keeps `old` working as the flag's former name; using it warns (scripts and plists
+    /// that still pass it go on working while they are updated).
+    pub const fn renamed_from(mut self, old: &'static str) -> Setting {
+        self.old_flag = Some(old);
+        self
     }
 
     /// Adds a flag that takes a value shown as `value_name` in the usage text.

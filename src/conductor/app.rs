@@ -2,7 +2,6 @@
 //! proxy, and the one place system-state changes are made. It knows no routes; the
 //! request entry point and the table are in `routes`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -11,6 +10,7 @@ use serde_json::Value;
 use baa::common::api_error::{ok_envelope, ApiError};
 use baa::common::http::guard::HostPolicy;
 use baa::common::http::{Reply, Request, Response};
+use baa::common::listen::Listeners;
 use baa::common::logging::{self, Opt};
 use baa::common::store::JsonStore;
 
@@ -36,8 +36,11 @@ use crate::tasks::store::TaskStore;
 
 pub struct App {
     pub cfg: Config,
-    /// `http://HOST:PORT` actually bound (the port may have been 0 in config).
+    /// `http://HOST:PORT` as configured, with the port actually bound (it may have been 0
+    /// in config); a Tailscale one may still be waiting to bind (see `listeners`).
     pub base_url: String,
+    /// Every address the API answers on, or will (loopback beside a Tailscale address).
+    pub listeners: Listeners,
     pub started_at: String,
     pub started: AtomicBool,
     pub store: Arc<JsonStore>,
@@ -75,13 +78,15 @@ pub struct App {
 impl App {
     pub fn new(
         cfg: Config,
-        bound: SocketAddr,
+        listeners: Listeners,
         store: Arc<JsonStore>,
         lease: Arc<Lease>,
         tasks: Arc<TaskStore>,
         schedules: ScheduleStore,
     ) -> Self {
-        let host_policy = HostPolicy::for_listener(bound, &cfg.local_api_allowed_hosts);
+        let bound = listeners.primary();
+        let host_policy =
+            HostPolicy::for_listeners(&listeners.addrs(), &cfg.local_api_allowed_hosts);
         let protected_paths = Protected::new(&[&cfg.state_dir, &cfg.logs_dir]);
         let audit = Audit::new(&cfg.logs_dir);
         // One client for the proxy and the task runs.
@@ -102,6 +107,7 @@ impl App {
             sched: SchedulerState::new(cfg.max_running_tasks),
             codexd: codexd_client.clone().map(|c| Arc::new(Codexd::new(c))),
             base_url: format!("http://{bound}"),
+            listeners,
             started_at: baa::common::time::now_rfc3339(),
             started: AtomicBool::new(false),
             store,

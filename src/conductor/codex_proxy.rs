@@ -14,6 +14,14 @@ use baa::common::codex_fields::{dropped, whitelist, TURN_CREATE};
 use crate::codexd_client::{CodexdClient, Lane, Method, TransportError};
 use crate::config::CODEXD_ENV;
 
+/// What to do when codexd does not answer: how an operator checks it, on a dev machine
+/// and on the Mac.
+pub fn check_hint(base: &str) -> String {
+    format!(
+        "check codexd: curl -s {base}/healthz; on the Mac, scripts/runtime/status-launchd.sh (in the checkout) shows whether launchd runs it and where its log is"
+    )
+}
+
 pub struct CodexProxy {
     client: Option<Arc<CodexdClient>>,
 }
@@ -50,13 +58,14 @@ impl CodexProxy {
             .with_details(json!({ "env_var": CODEXD_ENV })));
         };
         let base = client.base();
+        // The message is the contract's; how to check codexd goes in `details.hint`.
         let unavailable = |cause: String| {
             ApiError::new(
                 503,
                 "codexd_unavailable",
                 format!("Independent codexd is unavailable at {base}."),
             )
-            .with_details(json!({ "cause": cause, "target_base_url": base, "upstream_path": path }))
+            .with_details(json!({ "cause": cause, "target_base_url": base, "upstream_path": path, "hint": check_hint(base) }))
         };
         let m = Method::parse(method);
         // Reads answer fast or not at all; writes wait on the app-server child.
@@ -372,5 +381,10 @@ mod tests {
             format!("Independent codexd is unavailable at {base}.")
         );
         assert!(!e.message.contains("bridge"));
+        // Issue 20: "codexd is down" says how to check it.
+        assert_eq!(
+            e.details.unwrap()["hint"],
+            format!("check codexd: curl -s {base}/healthz; on the Mac, scripts/runtime/status-launchd.sh (in the checkout) shows whether launchd runs it and where its log is")
+        );
     }
 }

@@ -141,9 +141,10 @@ pub const NODE_ID: Setting = Setting::env("BAA_NODE_ID")
     .default("mini-main")
     .help("node id: first part of identity (mini-main@mini(primary)) and the lease holder id");
 pub const HOST: Setting = Setting::env("BAA_CONDUCTOR_HOST")
-    .flag("host", "HOST")
+    .flag("conductor-host", "NAME")
+    .renamed_from("host")
     .default("mini")
-    .help("host name in identity and in the controller record");
+    .help("host name in identity and in the controller record (not a listen address; the old --host still works, with a warning)");
 pub const ROLE: Setting = Setting::env("BAA_CONDUCTOR_ROLE")
     .flag("role", "ROLE")
     .default("primary")
@@ -439,7 +440,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
 
     let shared_token = r.secret(&SHARED_TOKEN, &SHARED_TOKEN_FILE)?;
     match shared_token.as_deref() {
-        None => warnings.push("BAA_SHARED_TOKEN is not configured; host operations (/v1/exec, /v1/files/*) answer 503.".into()),
+        None => warnings.push("no shared token: set BAA_SHARED_TOKEN_FILE (a file of mode 600 holding the token; or BAA_SHARED_TOKEN); until then host operations (/v1/exec, /v1/files/*), approvals and task/schedule changes answer 503.".into()),
         Some(t) if is_placeholder_token(t) => warnings.push(
             "BAA_SHARED_TOKEN is still the placeholder value; host operations stay disabled until a real token is set.".into(),
         ),
@@ -1020,7 +1021,11 @@ mod tests {
             "{w}"
         );
         assert!(w.contains("/v1/codex routes will stay unavailable"), "{w}");
-        assert!(w.contains("BAA_SHARED_TOKEN is not configured"), "{w}");
+        // Issue 20: the warning named BAA_SHARED_TOKEN where the docs say to use the file.
+        assert!(
+            w.contains("no shared token: set BAA_SHARED_TOKEN_FILE (a file of mode 600"),
+            "{w}"
+        );
 
         let c = resolve_with(
             &["--lease-ttl-sec", "5", "--lease-renew-interval-ms", "5000"],

@@ -2,7 +2,6 @@
 //! and its graceful stop; the sequence around it is `common::daemon`.
 
 use std::fmt;
-use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -11,7 +10,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use baa::common::daemon::{self, Service, Startup};
-use baa::common::http::{Server, ServerConfig, ServerHandle};
+use baa::common::http::ServerConfig;
+use baa::common::listen::{Bound, Serving};
 use baa::common::malloc;
 use baa::common::signals::StopFlag;
 use baa::common::store::{JsonStore, StoreError};
@@ -64,9 +64,9 @@ pub fn run(cfg: Config) -> ExitCode {
         // heartbeat, janitor and schedule loops (each wakes within 50 ms).
         stop_bound: STOP_GRACE + Duration::from_secs(10) + crate::notify::REQUEST_TIMEOUT,
     };
-    daemon::run(startup, move |listener, bound, stop| {
+    daemon::run(startup, move |bound, stop| {
         log::debug!("malloc tuning: {tuning:?}");
-        start(cfg, listener, bound, stop)
+        start(cfg, bound, stop)
             .map(|r| Box::new(r) as Box<dyn Service>)
             .map_err(|e| e.to_string())
     })
@@ -75,19 +75,14 @@ pub fn run(cfg: Config) -> ExitCode {
 /// The running conductor, stopped once by `common::daemon`.
 struct Running {
     app: Arc<App>,
-    server: ServerHandle,
+    server: Serving,
     scheduler: Option<Scheduler>,
     /// The notification delivery thread (None: no target configured).
     notify: Option<crate::notify::Delivery>,
     threads: Vec<JoinHandle<()>>,
 }
 
-fn start(
-    cfg: Config,
-    listener: TcpListener,
-    bound: SocketAddr,
-    stop: &StopFlag,
-) -> Result<Running, StartError> {
+fn start(cfg: Config, bound: Bound, stop: &StopFlag) -> Result<Running, StartError> {
     for w in &cfg.warnings {
         log::warn!("config: {w}");
     }
@@ -124,7 +119,7 @@ fn start(
     lease.tick(&store);
     let app = Arc::new(App::new(
         cfg,
-        bound,
+        bound.listeners.clone(),
         store.clone(),
         lease.clone(),
         tasks,
@@ -140,8 +135,8 @@ fn start(
         ..ServerConfig::default()
     };
     let handler_app = app.clone();
-    let server = Server::start(
-        listener,
+    let server = Serving::start(
+        bound,
         server_cfg,
         Arc::new(move |req| routes::handle(&handler_app, req)),
     )

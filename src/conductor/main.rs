@@ -1,6 +1,7 @@
 //! `baa-conductor`: the node's local control API. This file only dispatches the CLI.
 
 mod app;
+mod client_target;
 mod codex_hold;
 mod codex_proxy;
 mod codexd_client;

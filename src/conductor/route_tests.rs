@@ -65,7 +65,14 @@ impl Fixture {
         lease.tick(&store);
         let bound = HOST.parse().expect("socket addr");
         let schedules = ScheduleStore::open(&cfg.state_dir).expect("schedule store");
-        let app = Arc::new(App::new(cfg, bound, store, lease, tasks, schedules));
+        let app = Arc::new(App::new(
+            cfg,
+            baa::common::listen::Listeners::single(bound),
+            store,
+            lease,
+            tasks,
+            schedules,
+        ));
         assert!(
             app.lease.status().is_leader,
             "the fixture is not the leader"
@@ -287,6 +294,41 @@ fn browser_origins_are_refused_on_rest_routes_without_cors_headers() {
         (&st["mode"], &st["version"]),
         (&json!("running"), &json!(0)),
         "a refused POST changed state"
+    );
+}
+
+/// Issue 20: a 401 from the approval routes said "Host operations require Authorization".
+#[test]
+fn approvals_401_names_approvals_not_host_operations() {
+    let f = Fixture::new(&[]);
+    for (method, path) in [
+        ("GET", "/v1/codex/requests"),
+        ("POST", "/v1/codex/requests/req_1"),
+    ] {
+        let r = f.call(method, path, &[], b"{}");
+        let e = expect_error(&r, 401, "unauthorized");
+        assert_eq!(
+            e["message"],
+            "Approvals (GET /v1/codex/requests, POST /v1/codex/requests/:request_id) require Authorization: Bearer <BAA_SHARED_TOKEN>.",
+            "{path}"
+        );
+    }
+    let none = Fixture::with_token(None, &[]);
+    let e = expect_error(
+        &none.call(
+            "GET",
+            "/v1/codex/requests",
+            &[("Authorization", "Bearer x")],
+            b"",
+        ),
+        503,
+        "host_ops_disabled",
+    );
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Approvals") && m.contains("BAA_SHARED_TOKEN_FILE")),
+        "{e}"
     );
 }
 

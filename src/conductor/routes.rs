@@ -178,6 +178,8 @@ pub fn runtime_snapshot(app: &App) -> Value {
             "usesPlaceholderToken": c.uses_placeholder_token(),
             "allowedHosts": c.local_api_allowed_hosts,
         },
+        // Each address the API answers on: loopback always, a Tailscale one once it binds.
+        "listeners": app.listeners.to_json(),
         "codexd": { "localApiBase": c.codexd_local_api_base },
         "daemon": {
             "nodeId": c.node_id,
@@ -386,6 +388,13 @@ fn tasks_retry(app: &Ctx, req: &Request, p: &Params) -> Res {
 const TASK_CHANGES: host_ops::Guarded = host_ops::Guarded {
     what: "Task merges and discards",
     disabled_code: "token_not_configured",
+};
+
+/// Approvals answer Codex's requests (as strong as exec); the code stays the host-ops one
+/// the contract names, the words name approvals.
+const APPROVALS: host_ops::Guarded = host_ops::Guarded {
+    what: "Approvals (GET /v1/codex/requests, POST /v1/codex/requests/:request_id)",
+    disabled_code: "host_ops_disabled",
 };
 
 const SCHEDULE_CHANGES: host_ops::Guarded = host_ops::Guarded {
@@ -606,13 +615,13 @@ fn codex_review_create(app: &Ctx, req: &Request, _: &Params) -> Res {
 }
 
 fn codex_requests_list(app: &Ctx, req: &Request, _: &Params) -> Res {
-    host_ops::authorize(req, app.cfg.shared_token.as_deref())?;
+    host_ops::authorize_for(req, app.cfg.shared_token.as_deref(), &APPROVALS)?;
     let (status, data) = app.codex.call("GET", "/v1/codexd/requests", None)?;
     Ok(app.ok(req, status, data))
 }
 
 fn codex_requests_answer(app: &Ctx, req: &Request, p: &Params) -> Res {
-    host_ops::authorize(req, app.cfg.shared_token.as_deref())?;
+    host_ops::authorize_for(req, app.cfg.shared_token.as_deref(), &APPROVALS)?;
     let body = req.json_object()?;
     let path = format!(
         "/v1/codexd/requests/{}",

@@ -1,7 +1,8 @@
 //! `baa-conductor schedule add|list|show|enable|disable|rm`: a client of a running
 //! conductor's schedule routes (`/v1/schedules*`), built like `task` (same settings, same
 //! exit codes, `--json` prints the API's answer as received). The writes send the bearer
-//! token from `BAA_SHARED_TOKEN` or `BAA_SHARED_TOKEN_FILE`.
+//! token from `BAA_SHARED_TOKEN` or `BAA_SHARED_TOKEN_FILE` (else node.env's; see
+//! `client_target`).
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -11,9 +12,9 @@ use serde_json::{json, Map, Value};
 
 use baa::common::cli::{self, USAGE_EXIT};
 use baa::common::client::encode_component;
-use baa::common::settings::{Flags, Resolver};
+use baa::common::settings::Flags;
 
-use crate::config::{SHARED_TOKEN, SHARED_TOKEN_FILE};
+use crate::client_target::ClientSettings;
 use crate::task_cli::{self, Api, CliError};
 
 const BINARY: &str = "baa-conductor";
@@ -51,6 +52,7 @@ fn usage() -> String {
     for (name, operands, help) in SUBCOMMANDS {
         out.push_str(&format!("    {name} {operands}\n        {help}\n"));
     }
+    out.push_str(crate::client_target::WHERE);
     out.push_str("\nadd, enable, disable and rm need BAA_SHARED_TOKEN or BAA_SHARED_TOKEN_FILE.\nEXIT CODES: 0 ok, 1 the API refused or is unreachable, 2 usage error.\nMore: docs/tasks.md#schedules.\n");
     out
 }
@@ -185,20 +187,24 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
     let env = |k: &str| std::env::var(k).ok();
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let resolver = Resolver::new(task_cli::SETTINGS, &a.flags, &env, &cwd);
-    let base = match resolver.url(&task_cli::CONDUCTOR_URL) {
-        Ok(u) => u.trim_end_matches('/').to_string(),
+    let settings = ClientSettings::for_command(BINARY, &a.flags, &env, &cwd);
+    let target = match settings.target() {
+        Ok(t) => t,
         Err(e) => return usage_error(&e.to_string()),
     };
     let token = if matches!(a.sub.as_str(), "list" | "show") {
         None
     } else {
-        match resolver.secret(&SHARED_TOKEN, &SHARED_TOKEN_FILE) {
+        match settings.token() {
             Ok(t) => t,
             Err(e) => return usage_error(&e.to_string()),
         }
     };
-    let api = Api { base, token };
+    let api = Api {
+        base: target.base,
+        from: target.from,
+        token,
+    };
     let one = |id: &str| format!("/v1/schedules/{}", encode_component(id));
     let id = a.id.clone().unwrap_or_default();
     let result: Result<ExitCode, CliError> = match a.sub.as_str() {

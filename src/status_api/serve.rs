@@ -1,14 +1,14 @@
 //! status-api's start step (the aggregate's upstreams, the Host/Origin policy for the bound
 //! address, the HTTP server) and its stop; the sequence around it is `common::daemon`.
 
-use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::daemon::{self, Service, Startup};
 use crate::common::http::guard::HostPolicy;
-use crate::common::http::{Handler, Reply, Server, ServerConfig, ServerHandle};
+use crate::common::http::{Handler, Reply, ServerConfig};
+use crate::common::listen::{Bound, Serving};
 
 use crate::advice::Site;
 use crate::config::Config;
@@ -24,13 +24,13 @@ pub fn run(cfg: Config) -> ExitCode {
         bind: cfg.bind_addr(),
         stop_bound: STOP_GRACE + Duration::from_secs(2),
     };
-    daemon::run(startup, move |listener, bound, _stop| {
-        start(&cfg, listener, bound).map(|r| Box::new(r) as Box<dyn Service>)
+    daemon::run(startup, move |bound, _stop| {
+        start(&cfg, bound).map(|r| Box::new(r) as Box<dyn Service>)
     })
 }
 
 struct Running {
-    server: ServerHandle,
+    server: Serving,
 }
 
 /// Why the server did not start.
@@ -43,7 +43,7 @@ impl std::fmt::Display for ServerError {
     }
 }
 
-fn start(cfg: &Config, listener: TcpListener, bound: SocketAddr) -> Result<Running, ServerError> {
+fn start(cfg: &Config, bound: Bound) -> Result<Running, ServerError> {
     let ctx = Arc::new(routes::Ctx {
         upstreams: fetch::Upstreams {
             conductor_base: cfg.conductor_base.clone(),
@@ -57,7 +57,8 @@ fn start(cfg: &Config, listener: TcpListener, bound: SocketAddr) -> Result<Runni
             conductor_base: cfg.conductor_base.clone(),
             codexd_base: cfg.codexd_base.clone(),
         },
-        policy: HostPolicy::for_listener(bound, &[]),
+        // Loopback beside a Tailscale address answers to its own names too.
+        policy: HostPolicy::for_listeners(&bound.listeners.addrs(), &[]),
     });
     let handler: Handler = Arc::new(move |req| Reply::Http(routes::handle(&ctx, req)));
     let server_cfg = ServerConfig {
@@ -67,7 +68,7 @@ fn start(cfg: &Config, listener: TcpListener, bound: SocketAddr) -> Result<Runni
         pretty_json: true,
         ..ServerConfig::default()
     };
-    let server = Server::start(listener, server_cfg, handler).map_err(ServerError)?;
+    let server = Serving::start(bound, server_cfg, handler).map_err(ServerError)?;
     log::info!(
         "conductor at {}, codexd at {}",
         cfg.conductor_base,

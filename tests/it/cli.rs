@@ -405,3 +405,43 @@ fn listening_line_is_printed_once() {
         );
     }
 }
+
+/// Issue 20: `start --host` was a host name while the scripts' `--host` is a listen
+/// address; the name is `--conductor-host` now, and the old spelling still works, warning.
+#[test]
+fn conductor_host_flag_is_conductor_host_and_old_host_warns() {
+    let dir = crate::support::tmp::TempDir::new("conductor-host-flag");
+    let run = |flag: &str| {
+        std::process::Command::new(crate::support::daemon::CONDUCTOR)
+            .args(["config", flag, "studio"])
+            .envs(crate::support::conductor::dirs_env(dir.path()))
+            .env_remove("BAA_CONDUCTOR_HOST")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let new = run("--conductor-host");
+    let text = String::from_utf8_lossy(&new.stdout);
+    assert!(new.status.success(), "{new:?}");
+    assert!(
+        text.contains("identity: mini-main@studio(primary)"),
+        "{text}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&new.stderr).contains("is now"),
+        "{new:?}"
+    );
+    let old = run("--host");
+    assert!(old.status.success(), "{old:?}");
+    assert!(
+        String::from_utf8_lossy(&old.stdout).contains("identity: mini-main@studio(primary)"),
+        "{old:?}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&old.stderr)
+            .matches("baa-conductor: warning: --host is now --conductor-host")
+            .count(),
+        1,
+        "{old:?}"
+    );
+}

@@ -173,8 +173,21 @@ fn task_cli_cancel_then_retry_runs_it_again() {
         assert_ne!(run["status"], "succeeded", "{t:#}");
     }
 
+    // Issue 20: retry states the attempt that runs next (it said only "queued").
+    let attempt = c.task(&id)["task"]["runs"].as_array().map_or(0, |r| {
+        r.iter()
+            .filter_map(|r| r["attempt"].as_u64())
+            .max()
+            .unwrap_or(0)
+    }) + 1;
     let r = task(base, &["retry", &id]);
-    assert_eq!(ok(&r), format!("{id} retry: queued\n"), "{r:?}");
+    assert_eq!(
+        ok(&r),
+        format!(
+            "{id} retry: queued, as attempt {attempt} (max_attempts 1 counts again from here)\n"
+        ),
+        "{r:?}"
+    );
     let r = task(base, &["logs", &id, "--follow"]);
     assert!(ok(&r).contains("task queued again by retry"), "{r:?}");
     c.wait_status(&id, "succeeded", T);
@@ -215,4 +228,40 @@ fn task_cli_usage_errors_are_one_line_and_exit_2() {
             .contains("cannot reach the conductor at http://127.0.0.1:9"),
         "{r:?}"
     );
+}
+
+/// Issue 20: `task show` of a held task said only `queued`, with no reason.
+#[test]
+fn task_show_of_a_held_task_says_why_it_waits() {
+    let c = crate::support::conductor::start("task-show-held");
+    let base = c.d.base.as_str();
+    let id = ok(&task(base, &["add", "--title", "held", "--prompt", "p"]))
+        .trim()
+        .to_string();
+    // No codexd is configured: the dispatch gate holds the queue (a pass records it).
+    crate::support::daemon::wait_for(T, || {
+        let rt = crate::support::http::get(&c.url("/v1/runtime")).json();
+        (!rt["data"]["daemon"]["scheduler"]["held"].is_null()).then_some(())
+    })
+    .expect("the scheduler never recorded its hold");
+    let r = task(base, &["show", &id]);
+    assert!(
+        ok(&r).contains(
+            "held       codexd_not_configured: BAA_CODEXD_LOCAL_API_BASE is not configured"
+        ),
+        "{r:?}"
+    );
+    crate::support::http::post(
+        &c.url("/v1/system/pause"),
+        &serde_json::json!({"requested_by": "ops", "reason": "upgrade"}),
+    )
+    .expect(200);
+    let r = task(base, &["show", &id]);
+    assert!(
+        ok(&r).contains("held       automation is paused by ops (upgrade)"),
+        "{r:?}"
+    );
+    // --json stays the API's answer as received.
+    let v = json(&task(base, &["show", &id, "--json"]));
+    assert_eq!(v["data"]["task"]["status"], "queued", "{v}");
 }

@@ -812,6 +812,72 @@ fn stub_describe_and_capabilities_task_examples_work_as_pasted() {
     );
 }
 
+/// Issue 20: every interrupted step read `error step 1/1 interrupted: no error given`,
+/// after a deliberate cancel, an interrupting pause or a step timeout alike.
+#[test]
+fn stub_interrupted_step_says_who_asked_not_no_error_given() {
+    let (_dir, _codexd, c) = stack("tasks-interrupt-words", "normal");
+    let line = |id: &str| -> (String, String) {
+        let logs = c.logs(id);
+        let l = logs
+            .iter()
+            .find(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("step 1/1 interrupted"))
+            })
+            .unwrap_or_else(|| panic!("no interrupted line: {}", c.explain(id)));
+        (
+            l["level"].as_str().unwrap_or_default().to_string(),
+            l["message"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let canceled = c.create(json!({"title": "cancel me", "prompt": "approval please"}));
+    c.wait_waiting(&canceled, T);
+    c.cancel(&canceled).expect(200);
+    c.wait_status(&canceled, "canceled", T);
+    assert_eq!(
+        line(&canceled),
+        (
+            "info".to_string(),
+            "step 1/1 interrupted by a cancel of the task".to_string()
+        )
+    );
+
+    let paused = c.create(json!({"title": "pause me", "prompt": "approval please"}));
+    c.wait_waiting(&paused, T);
+    c.system("pause", json!({"requested_by": "test", "interrupt": true}));
+    c.wait_task(&paused, "back in the queue", T, |t| {
+        t["task"]["status"] == "queued" && t["runs"][0]["status"] == "paused"
+    });
+    let (level, message) = line(&paused);
+    assert_eq!(level, "info", "{message}");
+    assert!(
+        message.starts_with("step 1/1 interrupted by a pause with interrupt"),
+        "{message}"
+    );
+    c.cancel(&paused).expect(200);
+    c.system("resume", json!({}));
+
+    let slow = c
+        .create(json!({"title": "slow", "prompt": "slow:2000", "timeout_s": 1, "max_attempts": 1}));
+    c.wait_status(&slow, "failed", T);
+    assert_eq!(
+        line(&slow),
+        (
+            "error".to_string(),
+            "step 1/1 interrupted: the step ran past its timeout of 1 s".to_string()
+        )
+    );
+    for id in [&canceled, &paused, &slow] {
+        let msgs = c.log_messages(id);
+        assert!(
+            !msgs.iter().any(|m| m.contains("no error given")),
+            "{msgs:#?}"
+        );
+    }
+}
+
 #[test]
 fn stub_step_past_its_timeout_is_interrupted_and_fails_the_run() {
     let (_dir, codexd, c) = stack("tasks-timeout", "normal");

@@ -35,6 +35,7 @@ mod docs_drift;
 mod http_layer;
 mod logs;
 mod mock_model;
+mod node_reach;
 mod notify;
 mod stack_e2e;
 mod state_files;

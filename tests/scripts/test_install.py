@@ -112,7 +112,7 @@ class InstallTests(ScriptTest):
             self.assertNotIn("BAA_CONTROL_API_BASE", env, service)
 
         c = n.plist("conductor")
-        self.assertEqual(c["ProgramArguments"][1:], ["start", "--host", "mini", "--role", "primary"])
+        self.assertEqual(c["ProgramArguments"][1:], ["start", "--conductor-host", "mini", "--role", "primary"])
         self.assertEqual(c["EnvironmentVariables"], {
             **{k: c["EnvironmentVariables"][k] for k in ("PATH", "LANG", "LC_ALL", "RUST_LOG")},
             "HOME": str(n.home),

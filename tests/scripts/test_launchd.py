@@ -232,7 +232,7 @@ class CheckNodeTests(ScriptTest):
         out = proc.stdout
         self.assertIn("ok   static checks (check-launchd.sh)", out)
         self.assertIn("ok   codexd: port %d is listening" % n.ports["codexd"], out)
-        self.assertIn("ok   conductor: process '%s/bin/current/baa-conductor start --host mini --role primary' is running" % n.runtime, out)
+        self.assertIn("ok   conductor: process '%s/bin/current/baa-conductor start --conductor-host mini --role primary' is running" % n.runtime, out)
         self.assertIn('codexd /healthz: %s/healthz 200 contains "status": "ok"' % n.url("codexd"), out)
         self.assertIn('codexd /v1/codexd/status: %s/v1/codexd/status 200 contains "mode": "app-server"' % n.url("codexd"), out)
         self.assertIn("conductor /rolez", out)

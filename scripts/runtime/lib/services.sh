@@ -61,7 +61,7 @@ service_requires_shared_token() {
 # The arguments launchd passes after the binary, as one string for process matching.
 service_program_args() {
   case "$1" in
-    conductor) printf 'start --host %s --role %s\n' "$conductor_host" "$conductor_role" ;;
+    conductor) printf 'start --conductor-host %s --role %s\n' "$conductor_host" "$conductor_role" ;;
     codexd) printf 'start\n' ;;
     status-api) printf '\n' ;;
   esac

@@ -40,6 +40,18 @@ impl HostPolicy {
         Self { allowed }
     }
 
+    /// The union over every address a daemon listens on (loopback beside a Tailscale
+    /// address: each admits its own names, and `localhost` only comes with loopback).
+    pub fn for_listeners(bound: &[SocketAddr], extra_hosts: &[String]) -> Self {
+        let mut allowed: Vec<String> = bound
+            .iter()
+            .flat_map(|b| Self::for_listener(*b, extra_hosts).allowed)
+            .collect();
+        allowed.sort();
+        allowed.dedup();
+        Self { allowed }
+    }
+
     pub fn allowed(&self) -> &[String] {
         &self.allowed
     }
@@ -149,6 +161,28 @@ mod tests {
             .check(&req(Some("mini.tail-abc.ts.net:4317"), None))
             .is_ok());
         assert!(p.check(&req(Some("localhost:4317"), None)).is_err());
+    }
+
+    /// Issue 20: on a node whose conductor listens on Tailscale, the documented
+    /// `curl http://127.0.0.1:4317/...` must pass the guard of the loopback listener beside it.
+    #[test]
+    fn loopback_beside_tailscale_admits_loopback_hosts() {
+        let p = HostPolicy::for_listeners(
+            &[
+                "100.71.210.78:4317".parse().unwrap(),
+                "127.0.0.1:4317".parse().unwrap(),
+            ],
+            &["100.71.210.78".into()],
+        );
+        for ok in ["100.71.210.78:4317", "127.0.0.1:4317", "localhost:4317"] {
+            assert!(p.check(&req(Some(ok), None)).is_ok(), "{ok}");
+        }
+        assert!(p
+            .check_origin(&req(None, Some("http://127.0.0.1:4317")))
+            .is_ok());
+        for bad in ["127.0.0.1:4318", "evil.example:4317", "100.71.210.78:4318"] {
+            assert!(p.check(&req(Some(bad), None)).is_err(), "{bad}");
+        }
     }
 
     #[test]

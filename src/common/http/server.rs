@@ -1,10 +1,11 @@
 //! The listener: an accept loop that never dies, admission through the connection table
 //! (see `slots`), one named thread per connection, and a graceful stop that lets
-//! in-flight requests finish.
+//! in-flight requests finish. A server may accept on more than one listener (loopback and
+//! a Tailscale address), all sharing one connection table and one handler.
 
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -34,15 +35,51 @@ impl Server {
             handler,
             slots: Slots::new(cap),
         });
-        let c = cx.clone();
-        let accept_thread = thread::Builder::new()
-            .name(format!("{}-accept", cx.cfg.name))
+        let acceptor = Acceptor(Arc::new(Accepts {
+            cx: cx.clone(),
+            threads: Mutex::new(Vec::new()),
+        }));
+        acceptor.accept_on(listener)?;
+        Ok(ServerHandle { addr, cx, acceptor })
+    }
+}
+
+/// Adds listeners to a running server (one accept thread each); cloned into whoever binds
+/// a listener later, such as the thread retrying a Tailscale address.
+#[derive(Clone)]
+pub struct Acceptor(Arc<Accepts>);
+
+struct Accepts {
+    cx: Arc<Context>,
+    /// Each accept thread with the address that wakes it at the stop.
+    threads: Mutex<Vec<(SocketAddr, JoinHandle<()>)>>,
+}
+
+impl Acceptor {
+    /// Serves `listener` with the server's handler and connection table. Refused once the
+    /// server is stopping: its accept thread would never be woken.
+    pub fn accept_on(&self, listener: TcpListener) -> std::io::Result<SocketAddr> {
+        let addr = listener.local_addr()?;
+        let mut threads = crate::common::sync::lock(&self.0.threads);
+        if self.0.cx.slots.stopping() {
+            return Err(std::io::Error::other("the server is stopping"));
+        }
+        let c = self.0.cx.clone();
+        let thread = thread::Builder::new()
+            .name(format!("{}-accept", c.cfg.name))
             .spawn(move || accept_loop(listener, c))?;
-        Ok(ServerHandle {
-            addr,
-            cx,
-            accept_thread: Some(accept_thread),
-        })
+        threads.push((addr, thread));
+        Ok(addr)
+    }
+
+    /// Wakes every blocking accept() with a connection of our own and joins its thread.
+    /// Called after `begin_stop`, so a late `accept_on` is refused rather than missed.
+    fn join_all(&self) {
+        let threads = std::mem::take(&mut *crate::common::sync::lock(&self.0.threads));
+        for (addr, thread) in threads {
+            let _ = TcpStream::connect_timeout(&wake_addr(addr), Duration::from_millis(200));
+            let _ = thread.join();
+        }
     }
 }
 
@@ -67,14 +104,20 @@ fn connection_cap(cfg: &ServerConfig) -> usize {
 /// Owner of a running server. Dropping it without `stop` leaves the server running until
 /// the process exits.
 pub struct ServerHandle {
+    /// The first listener's address.
     addr: SocketAddr,
     cx: Arc<Context>,
-    accept_thread: Option<JoinHandle<()>>,
+    acceptor: Acceptor,
 }
 
 impl ServerHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Adds listeners to this server, now or later.
+    pub fn acceptor(&self) -> Acceptor {
+        self.acceptor.clone()
     }
 
     /// Connections currently open (HTTP and WebSocket).
@@ -90,13 +133,9 @@ impl ServerHandle {
 
     /// Stops accepting, closes idle and WebSocket connections, and waits up to `grace` for
     /// requests in flight to finish. Returns false if some were still running at the end.
-    pub fn stop(mut self, grace: Duration) -> bool {
+    pub fn stop(self, grace: Duration) -> bool {
         self.cx.slots.begin_stop();
-        // Wake the blocking accept() with a connection of our own.
-        let _ = TcpStream::connect_timeout(&wake_addr(self.addr), Duration::from_millis(200));
-        if let Some(t) = self.accept_thread.take() {
-            let _ = t.join();
-        }
+        self.acceptor.join_all();
         let deadline = Instant::now() + grace;
         loop {
             // Again each round: a connection that finished its request is idle now.

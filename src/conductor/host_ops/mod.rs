@@ -48,7 +48,7 @@ pub fn authorize_for(req: &Request, token: Option<&str>, g: &Guarded) -> Result<
                 503,
                 g.disabled_code,
                 format!(
-                    "{} are disabled: BAA_SHARED_TOKEN is not configured.",
+                    "{} are disabled: no token is configured (set BAA_SHARED_TOKEN_FILE, or BAA_SHARED_TOKEN).",
                     g.what
                 ),
             ))

@@ -4,20 +4,9 @@
 
 use std::ffi::OsString;
 
-use baa::common::settings::{Flags, Setting};
+use baa::common::settings::Flags;
 
-use crate::config::{DEFAULT_LOCAL_API, SHARED_TOKEN, SHARED_TOKEN_FILE};
-
-/// Where the running conductor is: the same variable the daemon listens on, so a shell
-/// with the daemon's environment finds it; `--conductor-url` points elsewhere.
-pub const CONDUCTOR_URL: Setting = Setting::env("BAA_CONDUCTOR_LOCAL_API")
-    .flag("conductor-url", "URL")
-    .default(DEFAULT_LOCAL_API)
-    .help("the running conductor's local API (http://HOST:PORT)");
-
-/// The settings the task commands read (through `common::settings::Resolver`); the
-/// token (from the environment only: argv is visible to `ps`) for merge and discard.
-pub const SETTINGS: &[Setting] = &[CONDUCTOR_URL, SHARED_TOKEN, SHARED_TOKEN_FILE];
+use crate::client_target::CONDUCTOR_URL;
 
 /// One `task` subcommand.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,8 +151,9 @@ pub fn usage(binary: &str) -> String {
         out.push_str(&format!("    {name} {operands}\n        {help}\n"));
     }
     out.push_str(&format!(
-        "\nFLAGS:\n    --json                   print the API's JSON answer as received (logs --follow: one JSON line per entry)\n    --conductor-url <URL>    {}; env BAA_CONDUCTOR_LOCAL_API (default {DEFAULT_LOCAL_API})\n\nEXIT CODES: 0 ok, 1 the API refused (its code and message on stderr) or is unreachable, 2 usage error.\nMore: docs/tasks.md.\n",
-        CONDUCTOR_URL.help
+        "\nFLAGS:\n    --json                   print the API's JSON answer as received (logs --follow: one JSON line per entry)\n    --conductor-url <URL>    {}\n{}\nEXIT CODES: 0 ok, 1 the API refused (its code and message on stderr) or is unreachable, 2 usage error.\nMore: docs/tasks.md.\n",
+        CONDUCTOR_URL.help,
+        crate::client_target::WHERE
     ));
     out
 }

@@ -8,6 +8,7 @@
 //! (`task list | head -3`) ends quietly. Every request has a total timeout.
 
 mod args;
+mod held;
 mod render;
 
 use std::ffi::OsString;
@@ -20,12 +21,10 @@ use serde_json::{json, Map, Value};
 
 use baa::common::cli::{self, USAGE_EXIT};
 use baa::common::client::{encode_component, local_agent};
-use baa::common::settings::Resolver;
 use baa::common::time::now_ms;
 
-use crate::config::{SHARED_TOKEN, SHARED_TOKEN_FILE};
+use crate::client_target::{ClientSettings, UrlSource};
 use args::{Action, NewTask, Prompt, Sub};
-pub use args::{CONDUCTOR_URL, SETTINGS};
 
 const BINARY: &str = "baa-conductor";
 const CONNECT: Duration = Duration::from_secs(2);
@@ -57,23 +56,25 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     };
     let env = |k: &str| std::env::var(k).ok();
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let resolver = Resolver::new(SETTINGS, &a.flags, &env, &cwd);
-    let base = match resolver.url(&args::CONDUCTOR_URL) {
-        Ok(u) => u.trim_end_matches('/').to_string(),
+    let settings = ClientSettings::for_command(BINARY, &a.flags, &env, &cwd);
+    let target = match settings.target() {
+        Ok(t) => t,
         Err(e) => return usage_error(&e.to_string()),
     };
     // Only the commands that change the repo read the token (a bad token file does not
     // stop a `list`).
     let token = match &sub {
-        Sub::Merge { .. } | Sub::Discard { .. } => {
-            match resolver.secret(&SHARED_TOKEN, &SHARED_TOKEN_FILE) {
-                Ok(t) => t,
-                Err(e) => return usage_error(&e.to_string()),
-            }
-        }
+        Sub::Merge { .. } | Sub::Discard { .. } => match settings.token() {
+            Ok(t) => t,
+            Err(e) => return usage_error(&e.to_string()),
+        },
         _ => None,
     };
-    let api = Api { base, token };
+    let api = Api {
+        base: target.base,
+        from: target.from,
+        token,
+    };
     let result = match sub {
         Sub::Add(t) => add(&api, t, a.json),
         Sub::List { status, limit } => {
@@ -90,7 +91,14 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }
         Sub::Show { id } => api
             .get(&format!("/v1/tasks/{}", encode_component(&id)), TOTAL)
-            .map(|ans| output(&ans, a.json, |d| render::show(d, now_ms()))),
+            .map(|ans| {
+                let why = if a.json {
+                    Vec::new()
+                } else {
+                    why_queued(&api, ans.data())
+                };
+                output(&ans, a.json, |d| render::show(d, now_ms(), &why))
+            }),
         Sub::Logs { id, follow, limit } if follow => follow_logs(&api, &id, limit, a.json),
         Sub::Logs { id, limit, .. } => {
             let q = limit.map_or(String::new(), |n| format!("?limit={n}"));
@@ -113,7 +121,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
                 &json!({}),
                 TOTAL,
             )
-            .map(|ans| output(&ans, a.json, |d| status_line(d, "retry"))),
+            .map(|ans| output(&ans, a.json, render::retried)),
         Sub::Diff { id, max_bytes } => {
             let q = max_bytes.map_or(String::new(), |n| format!("?max_bytes={n}"));
             api.get(
@@ -155,12 +163,30 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
+/// `task show`'s `held` lines for a queued task, from the system state and `/v1/runtime`
+/// (a second and third request, made only for a queued task); what cannot be read is
+/// said as such.
+fn why_queued(api: &Api, data: &Value) -> Vec<String> {
+    if data["task"]["status"] != "queued" {
+        return Vec::new();
+    }
+    let read = |path: &str| match api.get(path, TOTAL) {
+        Ok(ans) => Ok(ans.data().clone()),
+        Err(e) => Err(format!("cannot read {path}: {e}")),
+    };
+    match (read("/v1/system/state"), read("/v1/runtime")) {
+        (Ok(state), Ok(runtime)) => held::why_queued(&data["task"], &state, &runtime, now_ms()),
+        (Err(e), _) | (_, Err(e)) => vec![e],
+    }
+}
+
 /// Why a command failed (exit 1), in the words printed.
 #[derive(Debug)]
 pub(crate) enum CliError {
-    /// No answer from the conductor at `base`.
+    /// No answer from the conductor at `base` (taken `from` a flag, a variable, node.env).
     Unreachable {
         base: String,
+        from: UrlSource,
         cause: String,
     },
     /// The answer's body could not be read.
@@ -179,6 +205,8 @@ pub(crate) enum CliError {
         code: String,
         message: String,
         status: u16,
+        /// The API's `details.hint`: what to do (e.g. how to check codexd).
+        hint: Option<String>,
     },
     /// Merge or discard without a token to send.
     NoToken,
@@ -190,9 +218,9 @@ pub(crate) enum CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Unreachable { base, cause } => write!(
+            CliError::Unreachable { base, from, cause } => write!(
                 f,
-                "cannot reach the conductor at {base}: {cause} (is it running? set --conductor-url or BAA_CONDUCTOR_LOCAL_API)"
+                "cannot reach the conductor at {base} ({from}): {cause} (is it running? set --conductor-url or BAA_CONDUCTOR_LOCAL_API)"
             ),
             CliError::Read { url, cause } => write!(f, "reading the answer of {url}: {cause}"),
             CliError::NotJson { url, status, start } => {
@@ -202,10 +230,17 @@ impl fmt::Display for CliError {
                 code,
                 message,
                 status,
-            } => write!(f, "{code}: {message} (HTTP {status})"),
+                hint,
+            } => {
+                write!(f, "{code}: {message} (HTTP {status})")?;
+                match hint {
+                    Some(h) => write!(f, "; {h}"),
+                    None => Ok(()),
+                }
+            }
             CliError::NoToken => write!(
                 f,
-                "this command needs the bearer token: set BAA_SHARED_TOKEN or BAA_SHARED_TOKEN_FILE"
+                "this command needs the bearer token: set BAA_SHARED_TOKEN_FILE (or BAA_SHARED_TOKEN), or install the node (its node.env names the token file)"
             ),
             CliError::Stdin(e) => write!(f, "reading the prompt from stdin: {e}"),
             CliError::StdinTooBig => write!(
@@ -236,6 +271,8 @@ impl Answer {
 
 pub(crate) struct Api {
     pub(crate) base: String,
+    /// Where `base` came from, for "cannot reach".
+    pub(crate) from: UrlSource,
     /// Sent only by [`Api::post_auth`] and [`Api::send_auth`].
     pub(crate) token: Option<String>,
 }
@@ -305,6 +342,7 @@ impl Api {
     ) -> Result<Answer, CliError> {
         let mut resp = sent.map_err(|e| CliError::Unreachable {
             base: self.base.clone(),
+            from: self.from.clone(),
             cause: e.to_string(),
         })?;
         let status = resp.status().as_u16();
@@ -330,6 +368,7 @@ impl Api {
                 .unwrap_or("no message")
                 .to_string(),
             status,
+            hint: envelope["details"]["hint"].as_str().map(str::to_string),
         })
     }
 }

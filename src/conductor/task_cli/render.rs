@@ -112,14 +112,63 @@ pub fn list(data: &Value, now_ms: u64) -> String {
     table(&rows)
 }
 
+/// `task show`'s attempts: the runs, and the failed ones `max_attempts` counts (those
+/// since the last retry), so two runs with `max_attempts` 1 after a retry do not read as
+/// over the limit.
+fn attempts(t: &Value) -> String {
+    let runs = t["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let from = t["retry_from"].as_u64().unwrap_or(0) as usize;
+    let failed = runs
+        .iter()
+        .skip(from)
+        .filter(|r| r["status"] == "failed")
+        .count();
+    let since = if from > 0 {
+        " since the last retry"
+    } else {
+        ""
+    };
+    format!(
+        "{} run(s); {failed} of {} failed attempt(s) used{since}",
+        runs.len(),
+        text(&t["max_attempts"])
+    )
+}
+
+/// `task retry`: `data` of `POST /v1/tasks/:id/retry`; says which attempt runs next and
+/// that `max_attempts` counts afresh.
+pub fn retried(data: &Value) -> String {
+    let t = &data["task"];
+    let next = t["runs"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|r| r["attempt"].as_u64())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+        + 1;
+    format!(
+        "{} retry: {}, as attempt {next} (max_attempts {} counts again from here)\n",
+        text(&t["task_id"]),
+        text(&t["status"]),
+        text(&t["max_attempts"])
+    )
+}
+
 /// `task show`: `data` of `GET /v1/tasks/:id` (`{task, runs}`).
-pub fn show(data: &Value, now_ms: u64) -> String {
+/// `why`: the `held` lines of a queued task (see `held::why_queued`), empty otherwise.
+pub fn show(data: &Value, now_ms: u64, why: &[String]) -> String {
     let t = &data["task"];
     let mut out = String::new();
     let mut field = |name: &str, v: String| out.push_str(&format!("{name:<10} {v}\n"));
     field("task", text(&t["task_id"]));
     field("title", text(&t["title"]));
     field("status", text(&t["status"]));
+    for (i, w) in why.iter().enumerate() {
+        field(if i == 0 { "held" } else { "" }, w.clone());
+    }
     field("priority", text(&t["priority"]));
     field(
         "steps",
@@ -129,14 +178,7 @@ pub fn show(data: &Value, now_ms: u64) -> String {
             text(&t["steps_total"])
         ),
     );
-    field(
-        "attempts",
-        format!(
-            "{} run(s), up to {}",
-            t["runs"].as_array().map_or(0, Vec::len),
-            text(&t["max_attempts"])
-        ),
-    );
+    field("attempts", attempts(t));
     field(
         "created",
         format!(
@@ -151,7 +193,7 @@ pub fn show(data: &Value, now_ms: u64) -> String {
     if !t["next_attempt_at"].is_null() {
         field("next try", text(&t["next_attempt_at"]));
     }
-    if !t["held_until"].is_null() {
+    if !t["held_until"].is_null() && why.is_empty() {
         field(
             "held",
             format!("until {} (usage limit)", text(&t["held_until"])),
@@ -418,6 +460,27 @@ mod tests {
         assert_eq!(list(&json!({"tasks": []}), NOW), "no tasks\n");
     }
 
+    /// Issue 20: after `task retry`, `task show` read "attempts 2 run(s), up to 1", as if
+    /// over the limit, and retry said only "queued".
+    #[test]
+    fn retry_and_show_say_attempts_count_again_after_a_retry() {
+        let t = json!({"task_id": "t1", "status": "queued", "max_attempts": 1, "retry_from": 1,
+            "runs": [{"run_id": "r1", "attempt": 1, "status": "failed"}]});
+        assert_eq!(
+            retried(&json!({ "task": t })),
+            "t1 retry: queued, as attempt 2 (max_attempts 1 counts again from here)\n"
+        );
+        let mut after = t.clone();
+        after["runs"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"run_id": "r2", "attempt": 2, "status": "running"}));
+        assert_eq!(
+            attempts(&after),
+            "2 run(s); 0 of 1 failed attempt(s) used since the last retry"
+        );
+    }
+
     #[test]
     fn show_prints_the_task_runs_and_steps() {
         let data = json!({
@@ -428,18 +491,18 @@ mod tests {
                      "usage_total": {"input_tokens": 900, "cached_input_tokens": 120, "output_tokens": 45, "reasoning_tokens": 7},
                      "error": {"code": "turn_failed", "message": "boom", "retryable": false},
                      "input": {"steps": [{"prompt": "first"}, {"prompt": "second"}]},
-                     "runs": [{"run_id": "r1"}]},
+                     "runs": [{"run_id": "r1", "attempt": 1, "status": "failed"}]},
             "runs": [{"run_id": "r1", "attempt": 1, "status": "failed",
                       "steps": [
                         {"index": 0, "status": "completed", "duration_ms": 1200, "final_message": "ok"},
                         {"index": 1, "status": "failed", "error": {"code": "turn_failed", "message": "boom"}}]}]
         });
-        let out = show(&data, NOW);
+        let out = show(&data, NOW, &[]);
         for want in [
             "task       t1\n",
             "status     failed\n",
             "steps      1/2 done\n",
-            "attempts   1 run(s), up to 1\n",
+            "attempts   1 run(s); 1 of 1 failed attempt(s) used\n",
             "created    2025-12-31T23:00:00.000Z (1h ago)\n",
             "error      turn_failed: boom\n",
             "held       until 2025-12-31T23:30:00.000Z (usage limit)\n",
@@ -451,7 +514,7 @@ mod tests {
             assert!(out.contains(want), "no {want:?} in:\n{out}");
         }
         // A missing field is `-`, not a panic.
-        assert!(show(&json!({}), NOW).contains("task       -\n"));
+        assert!(show(&json!({}), NOW, &[]).contains("task       -\n"));
     }
 
     #[test]
@@ -461,7 +524,7 @@ mod tests {
             "result": {"changes": "committed", "branch": "baa/t1", "insertions": 12, "deletions": 3,
                        "files_changed": 2,
                        "merged": {"into": "main", "commit": "abc", "fast_forward": true, "at": "T"}}}});
-        let out = show(&data, NOW);
+        let out = show(&data, NOW, &[]);
         for want in [
             "branch     baa/t1 (worktree /w/t1)\n",
             "changes    +12 \u{2212}3 in 2 files\n",

@@ -200,9 +200,11 @@ pub fn retry(app: &App, id: &str) -> Result<Value, ApiError> {
         None,
         "info",
         &format!(
-            "task queued again by retry (continues at step {} of {})",
+            "task queued again by retry (continues at step {} of {}, as attempt {}; max_attempts {} counts again from here)",
             t.steps_done + 1,
-            t.steps_total
+            t.steps_total,
+            t.next_attempt(),
+            t.max_attempts
         ),
         None,
     );

@@ -47,7 +47,10 @@ pub fn check(proxy: &CodexProxy, hold: &HoldGate) -> Option<Held> {
     }
     hold.error().map(|e| Held {
         reason: "codexd_unreachable".into(),
-        message: format!("codexd is unreachable ({e}); tasks wait until it answers."),
+        message: format!(
+            "codexd is unreachable ({e}); tasks wait until it answers ({})",
+            crate::codex_proxy::check_hint(proxy.base().unwrap_or_default())
+        ),
         until: None,
     })
 }
@@ -68,6 +71,11 @@ mod tests {
         let proxy = CodexProxy::new(Some(format!("http://127.0.0.1:{port}")));
         let h = check(&proxy, &HoldGate::default()).unwrap();
         assert_eq!(h.reason, "codexd_unreachable", "{h:?}");
+        assert!(
+            h.message
+                .contains(&format!("curl -s http://127.0.0.1:{port}/healthz")),
+            "{h:?}"
+        );
         assert_eq!(h.to_json()["until"], Value::Null);
     }
 }

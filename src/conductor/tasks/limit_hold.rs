@@ -308,7 +308,7 @@ mod tests {
         let schedules = crate::schedules::store::ScheduleStore::open(&cfg.state_dir).unwrap();
         Arc::new(App::new(
             cfg,
-            "127.0.0.1:1".parse().unwrap(),
+            baa::common::listen::Listeners::single("127.0.0.1:1".parse().unwrap()),
             store,
             lease,
             tasks,

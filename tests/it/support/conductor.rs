@@ -23,7 +23,7 @@ pub fn spawn(dir: &TempDir, node_id: &str, role: &str) -> Spawn {
             "http://127.0.0.1:0",
             "--node-id",
             node_id,
-            "--host",
+            "--conductor-host",
             "testhost",
             "--role",
             role,

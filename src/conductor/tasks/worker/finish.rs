@@ -79,14 +79,19 @@ fn step_inner(
                 true
             });
         }
-        book.log(
-            "error",
-            &format!(
-                "step {}/{total} {}: {}",
-                index + 1,
-                r.status,
-                r.error_message().unwrap_or("no error given")
+        let (level, what) = match r.status.as_str() {
+            "interrupted" => follower.interrupted_line(book, r.error_message()),
+            status => (
+                "error",
+                format!(
+                    "{status}: {}",
+                    r.error_message().unwrap_or("codex gave no error message")
+                ),
             ),
+        };
+        book.log(
+            level,
+            &format!("step {}/{total} {what}", index + 1),
             Some(json!({"step": index + 1, "turn_id": turn_id, "status": r.status, "error": r.error})),
         );
         return Err(match r.status.as_str() {

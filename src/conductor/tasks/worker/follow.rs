@@ -260,17 +260,46 @@ impl Follower {
             Interrupt::Pause => "automation was paused with interrupt",
             Interrupt::Timeout => "the step ran past its timeout",
         };
-        book.log(
-            "warn",
-            &format!("interrupting turn {turn_id}: {what}"),
-            None,
-        );
+        // An operator's cancel or pause is what they asked for, not a problem.
+        let level = if why == Interrupt::Timeout {
+            "warn"
+        } else {
+            "info"
+        };
+        book.log(level, &format!("interrupting turn {turn_id}: {what}"), None);
         if let Err(e) = book.cx.interrupt(&book.session_id(), turn_id) {
             book.log(
                 "warn",
                 &format!("the interrupt was not accepted: {e}"),
                 None,
             );
+        }
+    }
+
+    /// The task-log line (level, words after `step N/M `) of a step whose turn ended
+    /// `interrupted`: who asked for it (a cancel, a pause, the step's timeout, or someone
+    /// outside this conductor), at info for a deliberate one.
+    pub fn interrupted_line(&self, book: &RunBook, error: Option<&str>) -> (&'static str, String) {
+        match self.interrupted {
+            Some(Interrupt::Cancel) => ("info", "interrupted by a cancel of the task".into()),
+            Some(Interrupt::Pause) => (
+                "info",
+                "interrupted by a pause with interrupt; the task goes back to the queue".into(),
+            ),
+            Some(Interrupt::Timeout) => (
+                "error",
+                format!(
+                    "interrupted: the step ran past its timeout of {} s",
+                    book.spec.timeout_s
+                ),
+            ),
+            None => (
+                "error",
+                format!(
+                    "interrupted, not by this conductor (codexd, its app-server or another client): {}",
+                    error.unwrap_or("no reason given")
+                ),
+            ),
         }
     }
 

@@ -69,7 +69,7 @@ check_number() {
 parse_runtime_option() {
   local opt="$1" group="" value=""
   case "$opt" in
-    # The listen address was --host, which the binary uses for its host name.
+    # The listen address was --host, which to the binary meant its host name.
     --host) opt="--listen-host" ;;
     --home-dir) opt="--home" ;;
     --codexd-server-command) opt="--codex-command" ;;

@@ -260,6 +260,30 @@ class UpgradeRemembersTests(FirstDayTest):
         self.assertIn(":EnvironmentVariables:BAA_CONDUCTOR_LOCAL_API = %s" % n.url("conductor"), proc.stdout)
         self.assertNotIn("install-codex.sh", proc.stdout, "the pinned codex was planned")
 
+    def test_a_reinstall_of_one_service_keeps_the_record_of_the_others(self):
+        n = self.node
+        other = n.root / "other codex"
+        write_exe(other, (FAKES / "codex").read_text())
+        record = n.runtime / "install-options.env"
+
+        def recorded():
+            return dict(l.split("=", 1) for l in record.read_text().splitlines() if l and not l.startswith("#"))
+
+        self.bootstrap_and_install("--listen-host", "127.0.0.1", "--label-prefix", "com.example")
+        self.assertEqual(recorded()["SERVICES"], "conductor,codexd,status-api")
+        self.check(n.run("install-launchd.sh", *n.target_args(), "--service", "codexd", "--label-prefix", "com.example",
+                         "--codex-command", str(other)))
+        self.assertEqual(recorded()["SERVICES"], "conductor,codexd,status-api")
+        self.assertEqual(recorded()["CODEX_COMMAND"], str(other))
+        self.assertEqual(recorded()["LISTEN_HOST"], "127.0.0.1")
+        self.assertEqual(recorded()["STATUS_API_PORT"], str(n.ports["status-api"]))
+        # All three again without --codex-command: back to what is given now.
+        self.check(n.run("install-launchd.sh", *n.target_args(), "--label-prefix", "com.example",
+                         "--repo-dir", str(n.repo), "--bin-dir", str(n.bin), "--codex-command", str(FAKES / "codex")))
+        self.assertEqual(recorded()["CODEX_COMMAND"], str(FAKES / "codex"))
+        self.assertNotIn("LISTEN_HOST", recorded())
+        self.assertNotIn("STATUS_API_PORT", recorded())
+
     def test_uninstall_uses_the_recorded_label_prefix(self):
         n = self.node
         self.bootstrap_and_install("--label-prefix", "com.example")

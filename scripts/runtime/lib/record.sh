@@ -76,28 +76,63 @@ record_value_ok() {
   [[ "$1" != *$'\n'* && "$1" != *$'\r'* ]]
 }
 
+# The record of this install: SERVICES, then KEY=VALUE for each option recorded.
+install_record_lines() {
+  local key flag var group value
+  printf 'SERVICES=%s\n' "$(printf '%s,' "${services[@]}" | sed 's/,$//')"
+  while read -r key flag var group; do
+    if option_given "$flag" || record_resolved_value "$key"; then
+      value="${!var}"
+      record_value_ok "$value" || continue
+      printf '%s=%s\n' "$key" "$value"
+    fi
+  done < <(install_option_table)
+  if option_given --no-links; then
+    printf 'NO_LINKS=1\n'
+  fi
+}
+
+# A reinstall of some services only (install-launchd.sh --service codexd) keeps what the
+# record said about the rest: its services join the record's, and each recorded key this
+# install does not set stays. A reinstall of all three replaces the record, so an option
+# dropped on purpose (--codex-command, to go back to the pin) is dropped from it too.
+merged_install_record_lines() {
+  local file="$1" lines line key old_services service merged
+  lines="$(install_record_lines)"
+  if all_services_selected || [[ ! -r "$file" ]]; then
+    printf '%s\n' "$lines"
+    return 0
+  fi
+  old_services="$(read_env_file_value "$file" SERVICES || true)"
+  merged=""
+  for service in $BAA_RUNTIME_SERVICES; do
+    if [[ ",${old_services}," == *",${service},"* || " ${services[*]} " == *" ${service} "* ]]; then
+      merged="${merged}${merged:+,}${service}"
+    fi
+  done
+  printf 'SERVICES=%s\n' "$merged"
+  printf '%s\n' "$lines" | sed '/^SERVICES=/d'
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    [[ "$line" == *=* && "$line" != \#* ]] || continue
+    key="${line%%=*}"
+    [[ "$key" != "SERVICES" ]] || continue
+    [[ $'\n'"${lines}" == *$'\n'"${key}="* ]] || printf '%s\n' "$line"
+  done <"$file"
+}
+
 # <root>/install-options.env from the options of this install.
 write_install_record() {
-  local file key flag var group value
+  local file lines
   file="$(install_record_path)"
   if [[ "$dry_run" == "1" ]]; then
     printf '# would write %s (mode 600): this install'"'"'s options, for upgrade.sh and uninstall-launchd.sh\n' "$file"
     return 0
   fi
+  lines="$(merged_install_record_lines "$file")"
   {
     printf '# The options of the last install (%s, %s); upgrade.sh and\n' "$(invoked_script)" "$(date -u '+%Y-%m-%dT%H:%M:%SZ')"
     printf '# uninstall-launchd.sh use them unless given others. KEY=VALUE, never sourced.\n'
-    printf 'SERVICES=%s\n' "$(printf '%s,' "${services[@]}" | sed 's/,$//')"
-    while read -r key flag var group; do
-      if option_given "$flag" || record_resolved_value "$key"; then
-        value="${!var}"
-        record_value_ok "$value" || continue
-        printf '%s=%s\n' "$key" "$value"
-      fi
-    done < <(install_option_table)
-    if option_given --no-links; then
-      printf 'NO_LINKS=1\n'
-    fi
+    printf '%s\n' "$lines"
   } | write_private_file "$file"
   runtime_log "wrote ${file} (mode 600): this install's options, for upgrade.sh and uninstall-launchd.sh"
 }

@@ -11,8 +11,9 @@ usage() {
 Usage: $(basename -- "$0") [options]
 
 Prints what it will use (listen address and where it came from, runtime root, logs dir,
-labels, codex), refuses a bad setup before writing anything (a token file others can read,
-a missing build, missing runtime dirs), then:
+labels, codex, link dir), refuses a bad setup before writing anything (no token, a token
+file others can read, a listen address the daemons refuse, a codex that is not there, a
+link dir that cannot take the links, a missing build, missing runtime dirs), then:
   1. writes the shared token file (mode 600) when missing or different; no plist ever
      carries the token, the conductor's names the file in BAA_SHARED_TOKEN_FILE
   2. copies the three binaries from --bin-dir to <root>/bin/<version>/ and points

@@ -308,6 +308,8 @@ class PlainShellTests(FirstDayTest):
                      "--codex-command", str(FAKES / "codex"), *n.health_args("30"), "--skip-check", timeout=300)
         self.check(proc)
         self.assertIn("[runtime] listen host: %s (from tailscale ip -4)" % TAILSCALE_IP, proc.stdout)
+        # Nothing but HOME and PATH (the link dir): the conductor is on a free port, not the
+        # CLI's default 4317, so only node.env can tell `baa-conductor` where it is.
         plain = {"HOME": str(n.home), "PATH": "%s:/usr/bin:/bin" % n.links}
 
         def shell(command):
@@ -317,5 +319,7 @@ class PlainShellTests(FirstDayTest):
 
         task_id = shell("baa-conductor task add --title 'first day' --prompt 'say hello'").strip()
         self.assertTrue(task_id, "task add printed no id")
-        self.assertIn(task_id, shell("baa-conductor task list"))
+        listed = shell("baa-conductor task list")
+        self.assertIn(task_id, listed)
+        self.assertIn("first day", listed)
         self.assertEqual(shell("curl -s http://127.0.0.1:%d/healthz" % port), "ok\n")

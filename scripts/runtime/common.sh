@@ -56,6 +56,10 @@ source "${BAA_RUNTIME_SCRIPT_DIR}/lib/launchctl.sh"
 source "${BAA_RUNTIME_SCRIPT_DIR}/lib/listen.sh"
 # shellcheck source=lib/layout.sh
 source "${BAA_RUNTIME_SCRIPT_DIR}/lib/layout.sh"
+# shellcheck source=lib/links.sh
+source "${BAA_RUNTIME_SCRIPT_DIR}/lib/links.sh"
+# shellcheck source=lib/record.sh
+source "${BAA_RUNTIME_SCRIPT_DIR}/lib/record.sh"
 # shellcheck source=lib/install.sh
 source "${BAA_RUNTIME_SCRIPT_DIR}/lib/install.sh"
 # shellcheck source=lib/options.sh

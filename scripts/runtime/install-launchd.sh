@@ -11,8 +11,9 @@ usage() {
 Usage: $(basename -- "$0") [options]
 
 Prints what it will use (listen address and where it came from, runtime root, logs dir,
-labels, codex), refuses a bad setup before writing anything (a token file others can read,
-a missing build, missing runtime dirs), then:
+labels, codex, link dir), refuses a bad setup before writing anything (no token, a token
+file others can read, a listen address the daemons refuse, a codex that is not there, a
+link dir that cannot take the links, a missing build, missing runtime dirs), then:
   1. writes the shared token file (mode 600) when missing or different; no plist ever
      carries the token, the conductor's names the file in BAA_SHARED_TOKEN_FILE
   2. copies the three binaries from --bin-dir to <root>/bin/<version>/ and points
@@ -21,11 +22,16 @@ a missing build, missing runtime dirs), then:
   3. installs the pinned @openai/codex under <root>/codex/<pin>/ (unless --codex-command)
   4. renders launchd/<label>.plist templates into the install dir (values XML-escaped,
      validated as property lists, written atomically, mode 644)
+  5. links baa-conductor, baa-codexd and baa-status-api into a bin dir on your PATH
+     (--link-dir), or prints the "export PATH=..." line that reaches them
+  6. writes ~/.config/baa-conductor/node.env (the conductor's loopback URL, the token
+     file, the root: how "baa-conductor task ..." in a plain shell finds the node) and
+     <root>/install-options.env (these options, for upgrade.sh and uninstall-launchd.sh)
 Nothing is loaded or restarted: use reload-launchd.sh (or upgrade.sh).
 
 Options:
 USAGE
-  options_help services target layout repo config bases token dryrun
+  options_help services target layout repo config bases token links dryrun
   cat <<'USAGE'
 
 Notes:
@@ -34,7 +40,7 @@ Notes:
 USAGE
 }
 
-BAA_OPTION_GROUPS="services target layout repo config bases token dryrun"
+BAA_OPTION_GROUPS="services target layout repo config bases token links dryrun"
 parse_args_with no_extra_options "$@"
 finalize_services
 finalize_target

@@ -9,21 +9,29 @@ usage() {
   cat <<USAGE
 Usage: $(basename -- "$0") [options]
 
-The single-node mini convenience wrapper. It:
+The single-node mini install. First it prints what it will use (once) and checks
+everything, so a bad setup is refused before anything is written or built:
+  - the shared token: ~/.config/baa-conductor/shared-token.txt, mode 600 (a file others
+    can read is refused), or BAA_SHARED_TOKEN in runtime-secrets.env (--secrets-env) or the
+    legacy control-api-worker.secrets.env, both in ~/.config/baa-conductor/, written to
+    shared-token.txt. None yet? Create it:
+      mkdir -p ~/.config/baa-conductor && (umask 077; openssl rand -hex 32 > ~/.config/baa-conductor/shared-token.txt)
+  - the listen address (loopback or Tailscale), the ports (free, or held by the same
+    service of this node already), codex (--codex-command, or npm for the pin), the
+    link dir
+Then it:
   1. bootstraps runtime directories (bootstrap.sh) under --root and --logs-dir
-  2. makes sure ~/.config/baa-conductor/shared-token.txt exists (mode 600): when missing it
-     is generated from BAA_SHARED_TOKEN in runtime-secrets.env, else the legacy
-     control-api-worker.secrets.env, both in ~/.config/baa-conductor/
-  3. builds the repo (cargo build --release)
-  4. installs conductor + codexd + status-api LaunchAgents (install-launchd.sh): the
-     binaries under <root>/bin/<version>/, the pinned codex, the plists; the conductor's
-     plist names the token file (BAA_SHARED_TOKEN_FILE), never the token
-  5. restarts them and waits for /healthz (restart-launchd.sh)
-  6. verifies the node (check-node.sh --check-loaded --expected-rolez leader)
+  2. builds the repo (cargo build --release)
+  3. installs as install-launchd.sh does: the token file, the binaries under
+     <root>/bin/<version>/, the pinned codex, the plists (the conductor's names the token
+     file in BAA_SHARED_TOKEN_FILE, never the token), links to the binaries in a bin dir on
+     your PATH, ~/.config/baa-conductor/node.env and <root>/install-options.env
+  4. restarts them and waits for /healthz (restart-launchd.sh)
+  5. verifies the node (check-node.sh --check-loaded --expected-rolez leader)
 
 Options:
 USAGE
-  options_help services target layout repo config bases token health dryrun
+  options_help services target layout repo config bases token links health dryrun
   cat <<'USAGE'
   --secrets-env FILE        Env file to take BAA_SHARED_TOKEN from when shared-token.txt
                             is missing. Default: runtime-secrets.env, then the legacy file.
@@ -52,49 +60,27 @@ install_mini_option() {
   esac
 }
 
-BAA_OPTION_GROUPS="services target layout repo config bases token health dryrun"
+BAA_OPTION_GROUPS="services target layout repo config bases token links health dryrun"
 parse_args_with install_mini_option "$@"
+# The steps run below name this script in their usage errors.
+export BAA_RUNTIME_RUN_BY="install-mini.sh"
 finalize_services
 finalize_target
 finalize_config
-# Looked up once here and handed to the sub-steps, which then agree on it.
-[[ -n "$listen_host" ]] || resolve_listen_host
-runtime_log "$(describe_listen_host)"
+if [[ -n "$secrets_env" ]]; then
+  [[ -r "$secrets_env" ]] || usage_error "secrets env not readable: $secrets_env"
+  token_secrets_env="$(absolute_path "$secrets_env")"
+fi
 
-# Step 2: the token file every later step reads.
-if [[ -z "$shared_token_file" ]]; then
-  shared_token_file="$(token_config_dir)/shared-token.txt"
-fi
-if [[ ! -f "$shared_token_file" ]]; then
-  if [[ -n "$secrets_env" ]]; then
-    [[ -r "$secrets_env" ]] || usage_error "secrets env not readable: $secrets_env"
-    shared_token="$(read_env_file_value "$secrets_env" BAA_SHARED_TOKEN || true)"
-    shared_token_source="$secrets_env"
-  else
-    # The usual lookup; shared-token.txt itself is missing, so the env files are next.
-    keep_file="$shared_token_file"
-    shared_token_file=""
-    resolve_shared_token
-    shared_token_file="$keep_file"
-  fi
-  [[ -n "$shared_token" ]] || usage_error "no shared token: create ${shared_token_file} or put BAA_SHARED_TOKEN in $(token_config_dir)/runtime-secrets.env"
-  if [[ "$dry_run" == "1" ]]; then
-    printf '# would write %s (mode 600) from %s\n' "$shared_token_file" "$shared_token_source"
-    # Nothing is written under --dry-run: hand the token to the sub-steps through the
-    # environment (never argv) so their dry runs can render and mask it.
-    export BAA_SHARED_TOKEN="$shared_token"
-    shared_token_file=""
-  else
-    mkdir -p "$(dirname -- "$shared_token_file")"
-    chmod 700 "$(dirname -- "$shared_token_file")"
-    (
-      umask 077
-      printf '%s\n' "$shared_token" >"${shared_token_file}.tmp"
-    )
-    mv "${shared_token_file}.tmp" "$shared_token_file"
-    runtime_log "wrote ${shared_token_file} (mode 600) from ${shared_token_source}"
-  fi
-fi
+# Everything is checked before anything is written or built: the plan, once, then every
+# refusal (token and its mode, listen address, ports, codex, link dir).
+[[ "$skip_build" == "1" ]] || build_pending="1"
+bootstrap_pending="1"
+print_install_plan
+validate_install
+validate_ports
+build_pending="0"
+bootstrap_pending="0"
 
 dry=()
 [[ "$dry_run" != "1" ]] || dry=(--dry-run)
@@ -107,7 +93,7 @@ target_args=(--scope "$scope" --home "$home_dir" --install-dir "$install_dir" --
 layout_args=(--root "$runtime_root" --logs-dir "$logs_dir")
 config_args=(
   --repo-dir "$repo_dir" --bin-dir "$bin_dir" "${layout_args[@]}" --node "$node" --node-id "$node_id"
-  --host "$listen_host" --conductor-host "$conductor_host" --role "$conductor_role"
+  --conductor-host "$conductor_host" --role "$conductor_role"
   --local-api-base "$local_api_base" --local-api-allowed-hosts "$local_api_allowed_hosts"
   --codexd-local-api-base "$codexd_local_api_base"
   --codexd-event-stream-path "$codexd_event_stream_path" --codexd-server-cwd "$codexd_server_cwd"
@@ -115,20 +101,27 @@ config_args=(
   --username "$username" --path "$launchd_path"
 )
 [[ -z "$control_api_base" ]] || config_args+=(--control-api-base "$control_api_base")
-# The pin is installed by install-launchd.sh; only a chosen command is passed on.
-[[ "$codex_pinned" == "1" ]] || config_args+=(--codex-command "$codexd_server_command")
-[[ -z "$shared_token_file" ]] || config_args+=(--shared-token-file "$shared_token_file")
 health_args=(--health-timeout "$health_timeout" --health-interval "$health_interval")
 
-# The sub-steps print their own commands under --dry-run.
+# 1. runtime dirs (the step prints its own commands under --dry-run)
 "${SCRIPT_DIR}/bootstrap.sh" --home "$home_dir" --repo-dir "$repo_dir" "${layout_args[@]}" ${dry[@]+"${dry[@]}"}
 
+# 2. build
 if [[ "$skip_build" != "1" ]]; then
   run_cmd cargo build --release --manifest-path "${repo_dir}/Cargo.toml"
+  if [[ "$dry_run" != "1" ]] && ! build_is_complete "$bin_dir"; then
+    die "the build left no baa-conductor, baa-codexd and baa-status-api in ${bin_dir}"
+  fi
 fi
 
-"${SCRIPT_DIR}/install-launchd.sh" "${service_args[@]}" "${target_args[@]}" "${config_args[@]}" ${dry[@]+"${dry[@]}"}
+# 3. install (the checks above already ran)
+run_install
 
+# The check expects a chosen codex; without one it checks the pin.
+[[ "$codex_pinned" == "1" ]] || config_args+=(--codex-command "$codexd_server_command")
+[[ -z "$shared_token_file" ]] || config_args+=(--shared-token-file "$shared_token_file")
+
+# 4. restart, 5. check
 if [[ "$skip_restart" != "1" ]]; then
   "${SCRIPT_DIR}/restart-launchd.sh" "${service_args[@]}" "${target_args[@]}" "${health_args[@]}" ${dry[@]+"${dry[@]}"}
 fi

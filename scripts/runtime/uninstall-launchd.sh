@@ -16,13 +16,19 @@ app-server it leaves running in unix mode (baa-codexd stop-child). Everything el
 runtime root (state, runs, worktrees, binaries, codex), the logs dir and the token file,
 so install-launchd.sh + start-launchd.sh bring the node back as it was.
 
+It uses the options the install recorded in <root>/install-options.env (label prefix,
+scope, install dir, root, logs dir, link dir; the root: --root, else BAA_RUNTIME_ROOT in
+~/.config/baa-conductor/node.env, else the default) and prints them; an option given now
+wins. Uninstalling all services also removes the baa-* links install made that point into
+the root, and node.env when it names this root.
+
 --purge (all services only) also deletes the runtime root's state/, runs/, worktrees/,
 tmp/, bin/ and codex/ (the root itself when nothing else is left in it) and the logs dir.
 The token file is never deleted: remove it by hand if you no longer want it.
 
 Options:
 USAGE
-  options_help services target layout repo dryrun
+  options_help services target layout repo links dryrun
   cat <<'USAGE'
   --purge                   Also delete state, binaries and logs (see above).
   --unload-timeout SEC      How long to wait for each job to go away. Default 40.
@@ -44,8 +50,9 @@ uninstall_option() {
   esac
 }
 
-BAA_OPTION_GROUPS="services target layout repo dryrun"
+BAA_OPTION_GROUPS="services target layout repo links dryrun"
 parse_args_with uninstall_option "$@"
+apply_install_record
 finalize_services
 finalize_target
 finalize_layout
@@ -95,7 +102,25 @@ if [[ "${#failed[@]}" -gt 0 ]]; then
   exit 1
 fi
 
+if all_services_selected; then
+  if [[ "$no_links" != "1" ]]; then
+    if [[ -n "$link_dir" ]]; then
+      remove_links "$(absolute_path "$link_dir")"
+    else
+      while IFS= read -r candidate; do
+        remove_links "$candidate"
+      done < <(link_dir_candidates)
+    fi
+  fi
+  node_env="$(node_env_path)"
+  if [[ -f "$node_env" && "$(read_env_file_value "$node_env" BAA_RUNTIME_ROOT || true)" == "$runtime_root" ]]; then
+    run_cmd rm -f "$node_env"
+    [[ "$dry_run" == "1" ]] || runtime_log "removed ${node_env}"
+  fi
+fi
+
 if [[ "$purge" == "1" ]]; then
+  run_cmd rm -f "$(install_record_path)"
   for sub in state runs worktrees tmp bin codex; do
     if [[ -e "${runtime_root}/${sub}" ]]; then
       run_cmd rm -rf "${runtime_root}/${sub}"

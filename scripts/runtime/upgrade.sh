@@ -10,6 +10,12 @@ usage() {
   cat <<USAGE
 Usage: $(basename -- "$0") [options]
 
+Upgrades the whole node: the services the install chose, together (bin/current is shared
+by all three, so no service is upgraded alone). It uses the options the install recorded in
+<root>/install-options.env (the root: --root, else BAA_RUNTIME_ROOT in
+~/.config/baa-conductor/node.env, else the default) and prints them; an option given now
+wins over the recorded one.
+
   1. build: cargo build --release (--skip-build to use what --bin-dir holds)
   2. install: as install-launchd.sh with the same options; the new binaries go to
      <root>/bin/<version>/ and bin/current points at them (bin/previous at the old ones);
@@ -30,7 +36,7 @@ when it could be), 2 usage.
 
 Options:
 USAGE
-  options_help target layout repo config bases token health dryrun
+  options_help target layout repo config bases token links health dryrun
   cat <<'USAGE'
   --skip-build              Do not run cargo build.
   --drain-timeout SEC       How long to wait for drained. Default 600.
@@ -56,10 +62,16 @@ upgrade_option() {
   esac
 }
 
-BAA_OPTION_GROUPS="target layout repo config bases token health dryrun"
+BAA_OPTION_GROUPS="target layout repo config bases token links health dryrun"
 parse_args_with upgrade_option "$@"
+apply_install_record
 # The order matters: codexd first (the conductor's codex proxy talks to it), status-api last.
-services=(codexd conductor status-api)
+services=()
+for service in codexd conductor status-api; do
+  if [[ -z "$recorded_services" || " $recorded_services " == *" $service "* ]]; then
+    services+=("$service")
+  fi
+done
 finalize_target
 finalize_config
 ((keep_versions >= 2)) || usage_error "--keep-versions must be at least 2 (current and previous)"

@@ -150,6 +150,10 @@ class Node:
         self.token_file.parent.mkdir(parents=True)
         self.token_file.write_text(TOKEN + "\n")
         self.token_file.chmod(0o600)
+        # install links the baa-* commands into a bin dir on PATH: here, never the
+        # machine's /usr/local/bin (a test that checks the default removes this).
+        self.links = root / "links"
+        self.links.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith("BAA_")}
         env.update(
             HOME=str(self.home),
@@ -157,6 +161,7 @@ class Node:
             FAKE_LAUNCHCTL_STATE=str(self.state),
             FAKE_ID_UID="501",
             FAKE_ID_USER="tester",
+            BAA_RUNTIME_LINK_DIR=str(self.links),
         )
         self.env = env
 

@@ -203,15 +203,18 @@ class InstallTests(ScriptTest):
 
     def test_install_codexd_flags(self):
         n = self.node
+        codex = n.root / "codex & co" / "bin" / "codex"
+        codex.parent.mkdir(parents=True)
+        shutil.copy(FAKES / "codex", codex)
         self.bootstrap_and_install(
             "--service", "codexd",
             "--codexd-event-stream-path", "/v1/other/events",
-            "--codex-command", "/opt/codex & co/bin/codex",
+            "--codex-command", str(codex),
             "--codexd-server-cwd", "/srv/work",
         )
         env = n.plist("codexd")["EnvironmentVariables"]
         self.assertEqual(env["BAA_CODEXD_EVENT_STREAM_PATH"], "/v1/other/events")
-        self.assertEqual(env["BAA_CODEXD_SERVER_COMMAND"], "/opt/codex & co/bin/codex")
+        self.assertEqual(env["BAA_CODEXD_SERVER_COMMAND"], str(codex))
         self.assertEqual(env["BAA_CODEXD_SERVER_CWD"], "/srv/work")
         self.assertEqual(env["BAA_CODEXD_MODE"], "app-server")
         self.assertEqual(sorted(p.name for p in n.install.iterdir()), ["so.makefile.baa-codexd.plist"])
@@ -306,7 +309,7 @@ class DefaultsTests(ScriptTest):
         n = self.node
         proc = self.install_defaults()
         self.assert_printed_before_anything_written(
-            proc, "[runtime] listen host: 127.0.0.1 (tailscale is not installed; --host ADDRESS to choose)")
+            proc, "[runtime] listen host: 127.0.0.1 (tailscale is not installed; --listen-host ADDRESS to choose)")
         c = n.plist("conductor")["EnvironmentVariables"]
         self.assertEqual(c["BAA_CONDUCTOR_LOCAL_API"], "http://127.0.0.1:4317")
         self.assertNotIn("BAA_CONDUCTOR_LOCAL_API_ALLOWED_HOSTS", c)
@@ -316,7 +319,7 @@ class DefaultsTests(ScriptTest):
         # Installed, but tailscaled not running: loopback too, and it says why.
         n.with_tailscale()
         proc = self.install_defaults()
-        self.assertIn("[runtime] listen host: 127.0.0.1 (`tailscale ip -4` did not answer; --host ADDRESS to choose)", proc.stdout)
+        self.assertIn("[runtime] listen host: 127.0.0.1 (`tailscale ip -4` did not answer; --listen-host ADDRESS to choose)", proc.stdout)
         self.check(n.run("check-launchd.sh", *n.target_args(), "--repo-dir", str(n.repo),
                          "--codex-command", str(FAKES / "codex")))
 
@@ -334,17 +337,17 @@ class DefaultsTests(ScriptTest):
         self.assert_no_foreign_values()
         self.check(n.run("check-launchd.sh", *n.target_args(), "--repo-dir", str(n.repo),
                          "--codex-command", str(FAKES / "codex")))
-        # --host chooses, over Tailscale.
-        self.install_defaults("--host", "127.0.0.1")
+        # --listen-host chooses, over Tailscale.
+        self.install_defaults("--listen-host", "127.0.0.1")
         self.assertEqual(n.plist("conductor")["EnvironmentVariables"]["BAA_CONDUCTOR_LOCAL_API"], "http://127.0.0.1:4317")
         self.assertNotIn("BAA_CONDUCTOR_LOCAL_API_ALLOWED_HOSTS", n.plist("conductor")["EnvironmentVariables"])
 
     def test_host_must_be_loopback_or_tailscale(self):
         n = self.node
         for bad in ["mini", "192.168.1.5", "100.200.1.1"]:
-            proc = n.run("install-launchd.sh", *n.target_args(), "--host", bad)
+            proc = n.run("install-launchd.sh", *n.target_args(), "--listen-host", bad)
             self.check(proc, 2)
-            self.assertIn("--host must be a loopback address or a Tailscale 100.64.0.0/10 address", proc.stderr)
+            self.assertIn("--listen-host must be a loopback address or a Tailscale 100.64.0.0/10 address", proc.stderr)
             self.assertFalse(n.install.exists())
 
     def test_a_hung_tailscale_is_given_up_on(self):

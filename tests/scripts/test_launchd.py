@@ -3,11 +3,12 @@ the fake launchctl, which really runs the installed programs on free loopback po
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 from harness import (
-    DOMAIN, LABELS, SERVICES, TOKEN, ScriptTest, alive, http_get, real_bin_dir, write_exe,
+    DOMAIN, FAKES, LABELS, SERVICES, TOKEN, ScriptTest, alive, http_get, real_bin_dir, write_exe,
 )
 
 
@@ -263,8 +264,11 @@ class CheckNodeTests(ScriptTest):
         self.check(proc)
         self.assertRegex(proc.stdout, r"warn codex: \S+/fakes/codex is 0\.1\.0, the pinned version is [0-9.]+")
         self.assertIn("(1 warning(s) above)", proc.stdout)
-        # A codex that is not there fails: codexd could not start its child.
+        # A codex that is not there (any more: install refuses a missing one) fails: codexd
+        # could not start its child.
+        shutil.copy(FAKES / "codex", n.root / "no-codex")
         self.bootstrap_and_install("--service", "codexd", "--codex-command", str(n.root / "no-codex"))
+        (n.root / "no-codex").unlink()
         proc = n.run("check-node.sh", *args)
         self.check(proc, 1)
         self.assertIn("FAIL codex: %s is not an executable" % (n.root / "no-codex"), proc.stderr)

@@ -46,6 +46,19 @@ probe_host() {
   esac
 }
 
+# The URL a client on the node uses for a base: a daemon given a Tailscale address also
+# listens on 127.0.0.1 at the same port, and the tailnet may not be up yet (or, in tests,
+# ever), so it is probed there.
+loopback_base() {
+  local base="$1" host
+  host="$(url_host "$base")"
+  if is_tailscale_ipv4 "$host"; then
+    printf 'http://127.0.0.1:%s\n' "$(url_port "$base")"
+  else
+    printf '%s\n' "$base"
+  fi
+}
+
 CURL_LAST_EXIT_CODE=0
 CURL_LAST_HTTP_STATUS="000"
 CURL_LAST_ERROR=""
@@ -130,7 +143,7 @@ service_base_url() {
       base="http://$(probe_host "$host"):${port}"
       ;;
   esac
-  normalize_url "$base"
+  loopback_base "$(normalize_url "$base")"
 }
 
 # The /healthz URL of a service, read from its installed plist.

@@ -51,7 +51,7 @@ tailscale_command() {
 resolve_listen_host() {
   local cmd out="" addr
   if [[ -n "$listen_host" ]]; then
-    listen_host_source="--host"
+    listen_host_source="--listen-host"
   elif ! cmd="$(tailscale_command)"; then
     listen_host="127.0.0.1"
     listen_host_source="tailscale is not installed"
@@ -69,7 +69,7 @@ resolve_listen_host() {
     fi
   fi
   if ! is_loopback_host "$listen_host" && ! is_tailscale_ipv4 "$listen_host"; then
-    usage_error "--host must be a loopback address or a Tailscale 100.64.0.0/10 address (the daemons refuse anything else), got: $listen_host; the conductor's host name is --conductor-host"
+    usage_error "--listen-host must be a loopback address or a Tailscale 100.64.0.0/10 address (the daemons refuse anything else), got: $listen_host; the conductor's host name is --conductor-host"
   fi
 }
 
@@ -77,9 +77,9 @@ resolve_listen_host() {
 describe_listen_host() {
   if [[ -z "$listen_host" ]]; then
     printf 'listen host: not looked up (the listen URLs were given)\n'
-  elif [[ "$listen_host_source" == "tailscale ip -4" || "$listen_host_source" == "--host" ]]; then
+  elif [[ "$listen_host_source" == "tailscale ip -4" || "$listen_host_source" == "--listen-host" ]]; then
     printf 'listen host: %s (from %s)\n' "$listen_host" "$listen_host_source"
   else
-    printf 'listen host: %s (%s; --host ADDRESS to choose)\n' "$listen_host" "$listen_host_source"
+    printf 'listen host: %s (%s; --listen-host ADDRESS to choose)\n' "$listen_host" "$listen_host_source"
   fi
 }

@@ -16,9 +16,15 @@ die() {
   exit 1
 }
 
+# The script the operator ran: a wrapper (install-mini.sh) exports BAA_RUNTIME_RUN_BY to
+# the steps it runs, so their errors point at the wrapper's --help, not at a step's.
+invoked_script() {
+  printf '%s\n' "${BAA_RUNTIME_RUN_BY:-$(basename -- "$0")}"
+}
+
 usage_error() {
   printf '[runtime] error: %s\n' "$(printf '%s' "$*" | mask_text)" >&2
-  printf '[runtime] run %s --help for usage\n' "$(basename -- "$0")" >&2
+  printf '[runtime] run %s --help for usage\n' "$(invoked_script)" >&2
   exit 2
 }
 

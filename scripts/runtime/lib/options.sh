@@ -43,8 +43,18 @@ health_timeout="${BAA_RUNTIME_HEALTH_TIMEOUT_SEC:-30}"
 health_interval="${BAA_RUNTIME_HEALTH_INTERVAL_SEC:-1}"
 unload_timeout="${BAA_RUNTIME_UNLOAD_TIMEOUT_SEC:-40}"
 skip_kickstart="0"
+# Where install puts the baa-* links (lib/links.sh); BAA_RUNTIME_LINK_DIR is the default.
+link_dir="${BAA_RUNTIME_LINK_DIR:-}"
+no_links="0"
+# Every option given on this command line (canonical names), so a recorded install option
+# never overrides one given now (lib/record.sh).
+given_options=" "
 BAA_OPTION_GROUPS=""
 BAA_SHIFT=0
+
+option_given() {
+  [[ "$given_options" == *" $1 "* ]]
+}
 
 has_group() {
   [[ " $BAA_OPTION_GROUPS " == *" $1 "* ]]
@@ -59,12 +69,19 @@ check_number() {
 parse_runtime_option() {
   local opt="$1" group="" value=""
   case "$opt" in
+    # The listen address was --host, which to the binary meant its host name.
+    --host) opt="--listen-host" ;;
+    --home-dir) opt="--home" ;;
+    --codexd-server-command) opt="--codex-command" ;;
+    --codexd-api-base) opt="--codexd-local-api-base" ;;
+  esac
+  case "$opt" in
     --service | --all-services) group="services" ;;
     --scope | --home | --home-dir | --install-dir | --domain | --label-prefix) group="target" ;;
     --root | --logs-dir | --repo-layout) group="layout" ;;
     --dry-run) group="dryrun" ;;
     --repo-dir | --bin-dir) group="repo" ;;
-    --node | --node-id | --conductor-host | --host | --role | --control-api-base | \
+    --node | --node-id | --conductor-host | --listen-host | --role | --control-api-base | \
       --local-api-allowed-hosts | --codexd-event-stream-path | --codex-command | \
       --codexd-server-command | --codexd-server-cwd | --username | --path) group="config" ;;
     --local-api-base | --codexd-local-api-base | --codexd-api-base | --status-api-host | \
@@ -72,12 +89,17 @@ parse_runtime_option() {
     --status-api-base) group="probe" ;;
     --shared-token | --shared-token-file) group="token" ;;
     --health-timeout | --health-interval | --unload-timeout | --skip-kickstart) group="health" ;;
+    --link-dir | --no-links) group="links" ;;
     *) return 1 ;;
   esac
   has_group "$group" || return 1
+  if [[ "$1" == "--host" ]]; then
+    runtime_error "warning: --host is now --listen-host (the listen address; --conductor-host is the name)"
+  fi
+  given_options="${given_options}${opt} "
   BAA_SHIFT=1
   case "$opt" in
-    --all-services | --dry-run | --skip-kickstart | --repo-layout) ;;
+    --all-services | --dry-run | --skip-kickstart | --repo-layout | --no-links) ;;
     *)
       [[ $# -ge 2 ]] || usage_error "$opt needs a value"
       value="$2"
@@ -95,7 +117,7 @@ parse_runtime_option() {
       finalize_services
       ;;
     --scope) validate_scope "$value" && scope="$value" ;;
-    --home | --home-dir) home_dir="$value" ;;
+    --home) home_dir="$value" ;;
     --install-dir) install_dir="$value" ;;
     --domain) domain_target="$value" ;;
     --label-prefix) label_prefix="$value" ;;
@@ -108,7 +130,7 @@ parse_runtime_option() {
     --node) node="$value" ;;
     --node-id) node_id="$value" ;;
     --conductor-host) conductor_host="$value" ;;
-    --host) listen_host="$value" ;;
+    --listen-host) listen_host="$value" ;;
     --role) conductor_role="$value" ;;
     --control-api-base) control_api_base="$value" ;;
     --local-api-allowed-hosts)
@@ -116,12 +138,12 @@ parse_runtime_option() {
       local_api_allowed_hosts_given="1"
       ;;
     --codexd-event-stream-path) codexd_event_stream_path="$value" ;;
-    --codex-command | --codexd-server-command) codexd_server_command="$value" ;;
+    --codex-command) codexd_server_command="$value" ;;
     --codexd-server-cwd) codexd_server_cwd="$value" ;;
     --username) username="$value" ;;
     --path) launchd_path="$value" ;;
     --local-api-base) local_api_base="$value" ;;
-    --codexd-local-api-base | --codexd-api-base) codexd_local_api_base="$value" ;;
+    --codexd-local-api-base) codexd_local_api_base="$value" ;;
     --status-api-host) status_api_host="$value" ;;
     --status-api-port) check_number "$opt" "$value" && status_api_port="$value" ;;
     --status-api-base) status_api_base="$value" ;;
@@ -131,6 +153,8 @@ parse_runtime_option() {
     --health-interval) check_number "$opt" "$value" && health_interval="$value" ;;
     --unload-timeout) check_number "$opt" "$value" && unload_timeout="$value" ;;
     --skip-kickstart) skip_kickstart="1" ;;
+    --link-dir) link_dir="$value" ;;
+    --no-links) no_links="1" ;;
   esac
   return 0
 }
@@ -182,12 +206,14 @@ EOF_HELP
         ;;
       config)
         cat <<'EOF_HELP'
-  --host ADDRESS            Listen address of the conductor and status-api. Default: the
+  --listen-host ADDRESS     Listen address of the conductor and status-api. Default: the
                             node's Tailscale IPv4 (`tailscale ip -4`), else 127.0.0.1.
+                            On a Tailscale address both also listen on 127.0.0.1.
+                            (--host, its old name, still works with a warning.)
   --node NAME               Node defaults (only mini): node id mini-main, conductor host
                             mini, role primary.
   --node-id ID              BAA_NODE_ID.
-  --conductor-host NAME     The conductor's host name (BAA_CONDUCTOR_HOST, its --host).
+  --conductor-host NAME     The conductor's host name (BAA_CONDUCTOR_HOST).
   --role primary|standby    Conductor role (BAA_CONDUCTOR_ROLE, --role argument).
   --control-api-base URL    BAA_CONTROL_API_BASE; written only when given.
   --local-api-allowed-hosts CSV
@@ -227,6 +253,16 @@ EOF_HELP
                             then BAA_SHARED_TOKEN in ~/.config/baa-conductor/runtime-secrets.env,
                             then the legacy ~/.config/baa-conductor/control-api-worker.secrets.env.
   --shared-token TOKEN      The token itself (visible in `ps`; prefer the file).
+EOF_HELP
+        ;;
+      links)
+        cat <<'EOF_HELP'
+  --link-dir DIR            Put links to <root>/bin/current/baa-{conductor,codexd,status-api}
+                            in DIR (must exist and be writable). Default: env
+                            BAA_RUNTIME_LINK_DIR, else the first of /opt/homebrew/bin,
+                            /usr/local/bin, ~/.local/bin, ~/bin that is on PATH and writable;
+                            none: install prints the `export PATH=...` line to add.
+  --no-links                Make no links.
 EOF_HELP
         ;;
       health)
@@ -313,7 +349,7 @@ finalize_config() {
   [[ -n "$launchd_path" ]] || launchd_path="${home_dir}/.local/bin:/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
   [[ -n "$local_api_base" ]] || local_api_base="${BAA_CONDUCTOR_LOCAL_API:-}"
   [[ -n "$status_api_host" ]] || status_api_host="${BAA_STATUS_API_HOST:-}"
-  # The listen address is looked up only when something still needs it (or --host was given).
+  # The listen address is looked up only when something still needs it (or --listen-host was given).
   if [[ -z "$local_api_base" || -z "$status_api_host" || -n "$listen_host" ]]; then
     resolve_listen_host
   fi
@@ -337,6 +373,9 @@ finalize_config() {
     codex_pinned="1"
     codexd_server_command="$(find_pinned_codex || true)"
   fi
+  if has_group links; then
+    resolve_link_dir
+  fi
 }
 
 # Probe bases for status/check-node: flag, else the installed plist, else the default.
@@ -356,7 +395,7 @@ finalize_probe_bases() {
     port="${status_api_port:-$(plist_get_or_default "$plist" ":EnvironmentVariables:BAA_STATUS_API_PORT" "$BAA_RUNTIME_DEFAULT_STATUS_API_PORT")}"
     status_api_base="http://$(probe_host "$host"):${port}"
   fi
-  local_api_base="$(normalize_url "$local_api_base")"
+  local_api_base="$(loopback_base "$(normalize_url "$local_api_base")")"
   codexd_local_api_base="$(normalize_url "$codexd_local_api_base")"
-  status_api_base="$(normalize_url "$status_api_base")"
+  status_api_base="$(loopback_base "$(normalize_url "$status_api_base")")"
 }

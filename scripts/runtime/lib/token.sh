@@ -6,6 +6,8 @@
 
 shared_token=""
 shared_token_source=""
+# install-mini.sh --secrets-env: the one env file to read when shared-token.txt is missing.
+token_secrets_env=""
 
 token_config_dir() {
   printf '%s/.config/baa-conductor\n' "$home_dir"
@@ -61,7 +63,7 @@ resolve_shared_token() {
     shared_token="$(read_token_file "${dir}/shared-token.txt")"
     shared_token_source="${dir}/shared-token.txt"
   else
-    for candidate in "${dir}/runtime-secrets.env" "${dir}/control-api-worker.secrets.env"; do
+    for candidate in ${token_secrets_env:+"$token_secrets_env"} "${dir}/runtime-secrets.env" "${dir}/control-api-worker.secrets.env"; do
       if [[ -r "$candidate" ]] && shared_token="$(read_env_file_value "$candidate" BAA_SHARED_TOKEN)"; then
         shared_token_source="$candidate"
         break
@@ -75,7 +77,7 @@ resolve_shared_token() {
 require_shared_token() {
   resolve_shared_token
   if [[ -z "$shared_token" ]]; then
-    usage_error "conductor needs a shared token: use --shared-token-file, BAA_SHARED_TOKEN, or $(token_config_dir)/shared-token.txt (runtime-secrets.env and the legacy control-api-worker.secrets.env are read too)"
+    usage_error "conductor needs a shared token: use --shared-token-file, BAA_SHARED_TOKEN, or $(token_config_dir)/shared-token.txt (runtime-secrets.env and the legacy control-api-worker.secrets.env are read too). To create one: mkdir -p '$(token_config_dir)' && (umask 077; openssl rand -hex 32 > '$(token_config_dir)/shared-token.txt')"
   fi
   if [[ "$shared_token" == "$BAA_RUNTIME_PLACEHOLDER_TOKEN" ]]; then
     usage_error "the shared token from ${shared_token_source} is still the placeholder ${BAA_RUNTIME_PLACEHOLDER_TOKEN}"

@@ -22,8 +22,10 @@ OTHER_SCRIPTS = {
 ALL = {**{name: SCRIPTS / name for name in SCRIPT_NAMES}, **OTHER_SCRIPTS}
 # Words after which a flag is another program's.
 OTHER_COMMANDS = r"baa-conductor|baa-codexd|baa-status-api|cargo|curl|git|launchctl|npm|codex|tailscale|python3|openssl|plutil|lsof"
+# A script the test does not check (`scripts/status-shape.py --check`) is another program
+# too: its flags are not the script named before it.
 TOKEN = re.compile(
-    r"(?P<script>(?<![\w.-])(?:%s)(?![\w-]))|(?P<other>(?<![\w./-])(?:%s)(?![\w.-]))|(?P<flag>(?<![\w-])--[a-z][a-z0-9-]*)|(?P<sep>\||;|&&)"
+    r"(?P<script>(?<![\w.-])(?:%s)(?![\w-]))|(?P<other>(?<![\w./-])(?:%s)(?![\w.-])|(?<![\w.-])[\w-]+\.(?:sh|py)(?![\w.-]))|(?P<flag>(?<![\w-])--[a-z][a-z0-9-]*)|(?P<sep>\||;|&&)"
     % ("|".join(re.escape(n) for n in ALL), OTHER_COMMANDS))
 
 
@@ -123,6 +125,7 @@ class DocFlagTests(unittest.TestCase):
         sample = REPO / "tests" / "scripts" / ".doc-flags-sample.md"
         sample.write_text(
             "Run `scripts/runtime/upgrade.sh --service conductor`.\n\n"
+            "Then `scripts/dev.sh --demo`, `scripts/status-shape.py --check` and `docs-blocks.sh --lint`.\n\n"
             "Every script: `--help`, `--bogus-flag`.\n\n"
             "```sh\nscripts/runtime/stop-launchd.sh --with-child | curl --fail x\n```\n")
         try:
@@ -133,6 +136,9 @@ class DocFlagTests(unittest.TestCase):
         self.assertIn(("install-mini.sh", "--bogus-flag"), [(n, f) for n, f, _ in found])
         self.assertIn(("stop-launchd.sh", "--with-child"), [(n, f) for n, f, _ in found])
         self.assertNotIn(("stop-launchd.sh", "--fail"), [(n, f) for n, f, _ in found])
+        self.assertIn(("dev.sh", "--demo"), [(n, f) for n, f, _ in found])
+        self.assertNotIn(("dev.sh", "--check"), [(n, f) for n, f, _ in found])
+        self.assertNotIn(("dev.sh", "--lint"), [(n, f) for n, f, _ in found])
         self.assertNotIn("--service", help_text("upgrade.sh").split())
 
 

@@ -70,6 +70,8 @@ pub struct App {
     pub notify: Arc<Notifier>,
     /// Schedules: their files, the clock they go by, the fire loop's wake-up.
     pub schedules: Schedules,
+    /// The MCP endpoint's sessions (`/mcp`).
+    pub mcp: crate::mcp::Sessions,
 }
 
 impl App {
@@ -95,7 +97,12 @@ impl App {
             &format!("http://{bound}"),
             store.clone(),
         ));
+        let mcp = crate::mcp::Sessions::new(
+            cfg.mcp.max_sessions,
+            std::time::Duration::from_secs(cfg.mcp.session_idle_s),
+        );
         Self {
+            mcp,
             notify,
             schedules: Schedules::new(schedules, Clock::new(cfg.clock_file.clone())),
             tasks,

@@ -30,6 +30,14 @@ impl Role {
     }
 }
 
+/// The MCP endpoint's settings (`BAA_MCP_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpConfig {
+    pub host_ops: bool,
+    pub max_sessions: usize,
+    pub session_idle_s: u64,
+}
+
 /// Everything the conductor runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -79,6 +87,8 @@ pub struct Config {
     pub workspaces: WorkspaceConfig,
     /// Notification targets, filter, signing key (`BAA_NOTIFY_*`).
     pub notify: crate::notify::settings::NotifyConfig,
+    /// The MCP endpoint's limits and whether it offers the host-ops tools.
+    pub mcp: McpConfig,
     /// Tests only: the file the schedules read the time from (`BAA_CONDUCTOR_CLOCK_FILE`).
     pub clock_file: Option<PathBuf>,
     pub version: String,
@@ -269,6 +279,17 @@ pub const WORKTREE_RETENTION: Setting = Setting::env("BAA_CONDUCTOR_WORKTREE_RET
     .flag("worktree-retention", "DURATION")
     .default("7d")
     .help("how long a finished task's worktree is kept (seconds, or 30m, 12h, 7d); its branch stays until merged or discarded");
+pub const MCP_HOST_OPS: Setting = Setting::env("BAA_MCP_HOST_OPS")
+    .switch("mcp-host-ops")
+    .help("1: the MCP endpoint (/mcp) also offers the host-ops tools host_exec, host_files_read and host_files_write (they still need the bearer token)");
+pub const MCP_MAX_SESSIONS: Setting = Setting::env("BAA_MCP_MAX_SESSIONS")
+    .flag("mcp-max-sessions", "N")
+    .default("64")
+    .help("MCP sessions held at once (1-4096); an initialize past it is refused until one ends or idles out");
+pub const MCP_SESSION_IDLE_S: Setting = Setting::env("BAA_MCP_SESSION_IDLE_S")
+    .flag("mcp-session-idle-s", "S")
+    .default("1800")
+    .help("an MCP session unused this long ends (seconds, >= 1); its client then gets 404 and initializes again");
 /// Test-only (hidden): the schedules' time source.
 pub const CLOCK_FILE: Setting = Setting::env("BAA_CONDUCTOR_CLOCK_FILE")
     .help("tests only, never set in production: a file holding the current time in epoch ms, which the schedule fire loop reads (every 50 ms) instead of the system clock")
@@ -315,6 +336,9 @@ pub const SETTINGS: &[Setting] = &[
     BRANCH_PREFIX,
     GIT_AUTHOR,
     WORKTREE_RETENTION,
+    MCP_HOST_OPS,
+    MCP_MAX_SESSIONS,
+    MCP_SESSION_IDLE_S,
     crate::notify::settings::URLS,
     crate::notify::settings::EVENTS,
     crate::notify::settings::SECRET,
@@ -487,6 +511,11 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         .unwrap_or_else(|| r.cwd().to_path_buf());
     let workspaces = workspace_config(r, &repo_root, &mut warnings)?;
     let notify = crate::notify::settings::resolve(r)?;
+    let mcp = McpConfig {
+        host_ops: r.bool(&MCP_HOST_OPS)?,
+        max_sessions: r.number(&MCP_MAX_SESSIONS, 1..=4096)?,
+        session_idle_s: r.number(&MCP_SESSION_IDLE_S, 1..=u64::MAX)?,
+    };
 
     // Last, so a wrong value elsewhere is reported first; and all at once, so a person
     // starting it by hand learns every missing one from one try.
@@ -537,6 +566,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
         task_backoff_max_ms,
         workspaces,
         notify,
+        mcp,
         clock_file: r.opt_path(&CLOCK_FILE),
         version: env!("CARGO_PKG_VERSION").to_string(),
         warnings,
@@ -833,6 +863,11 @@ pub fn render_json(c: &Config) -> serde_json::Value {
             "branchPrefix": c.workspaces.branch_prefix,
             "gitAuthor": format!("{} <{}>", c.workspaces.author_name, c.workspaces.author_email),
             "worktreeRetentionS": c.workspaces.retention_s,
+        },
+        "mcp": {
+            "hostOps": c.mcp.host_ops,
+            "maxSessions": c.mcp.max_sessions,
+            "sessionIdleS": c.mcp.session_idle_s,
         },
         "paths": {
             "stateDir": c.state_dir, "logsDir": c.logs_dir, "runsDir": c.runs_dir,

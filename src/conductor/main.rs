@@ -11,6 +11,7 @@ mod describe;
 mod firefox;
 mod host_ops;
 mod lease;
+mod mcp;
 mod notify;
 mod records;
 #[cfg(test)]

@@ -18,7 +18,7 @@ use baa::common::state_health;
 use crate::app::App;
 use crate::codex_proxy::{forward_query, reshape_status, Forwarded};
 use crate::system::{Action, ChangeRequest};
-use crate::{controllers, describe, firefox, host_ops, records, schedules, tasks};
+use crate::{controllers, describe, firefox, host_ops, mcp, records, schedules, tasks};
 use baa::common::client::encode_component;
 use baa::common::codex_fields::{FORK_FIELDS, REVIEW_FIELDS, SESSION_CREATE, TURN_INTERRUPT};
 
@@ -80,6 +80,8 @@ pub static ROUTES: &[Route<Ctx>] = &[
     Route::write("host.exec", "POST", "/v1/exec", "Run a shell command on the host. Bearer token. Body: {command, cwd, timeoutMs, env}.", host_exec),
     Route::write("host.files.read", "POST", "/v1/files/read", "Read a file on the host. Bearer token. Body: {path, cwd, encoding}.", host_files_read),
     Route::write("host.files.write", "POST", "/v1/files/write", "Write a file on the host. Bearer token. Body: {path, cwd, content, overwrite, createParents}.", host_files_write),
+    Route::write("mcp.post", "POST", "/mcp", "MCP (Model Context Protocol) server, Streamable HTTP with JSON answers: initialize, then tools/list, tools/call, resources/list, resources/read with the Mcp-Session-Id it returns. Tools are these routes; write tools need the bearer token. docs/mcp.md; `baa-conductor mcp-config` prints a client's config.", mcp_post),
+    Route::write("mcp.delete", "DELETE", "/mcp", "End an MCP session (header Mcp-Session-Id).", mcp_delete),
     Route::read("ws.firefox", "GET", "/ws/firefox", "WebSocket bridge for the local Firefox extension.", ws_firefox).hidden(),
 ];
 
@@ -205,6 +207,14 @@ pub fn runtime_snapshot(app: &App) -> Value {
         "paths": {
             "stateDir": c.state_dir, "logsDir": c.logs_dir, "runsDir": c.runs_dir,
             "worktreesDir": c.worktrees_dir, "tmpDir": c.tmp_dir,
+        },
+        // The MCP endpoint: sessions held now and its limits.
+        "mcp": {
+            "path": "/mcp",
+            "sessions": app.mcp.len(),
+            "maxSessions": c.mcp.max_sessions,
+            "sessionIdleS": c.mcp.session_idle_s,
+            "hostOps": c.mcp.host_ops,
         },
         // Task worktrees as the janitor last measured them (a request never walks the disk).
         "worktrees": app.janitor.to_json(&c.worktrees_dir, c.workspaces.retention_s),
@@ -704,6 +714,26 @@ fn host_files_write(app: &Ctx, req: &Request, _: &Params) -> Res {
     drop(slot);
     app.audit.record(req.remote, started, &answer);
     Ok(app.ok(req, 200, answer))
+}
+
+/// The MCP endpoint over this table.
+fn mcp_endpoint(app: &Ctx) -> mcp::Endpoint<'_, Ctx> {
+    mcp::Endpoint {
+        routes: ROUTES,
+        ctx: app,
+        sessions: &app.mcp,
+        host_ops: app.cfg.mcp.host_ops,
+        token: app.cfg.shared_token.as_deref(),
+        server_version: &app.cfg.version,
+    }
+}
+
+fn mcp_post(app: &Ctx, req: &Request, _: &Params) -> Res {
+    Ok(mcp::post(&mcp_endpoint(app), req).into())
+}
+
+fn mcp_delete(app: &Ctx, req: &Request, _: &Params) -> Res {
+    Ok(mcp::delete(&mcp_endpoint(app), req).into())
 }
 
 fn ws_firefox(app: &Ctx, req: &Request, _: &Params) -> Res {

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod git;
 pub mod http;
 pub mod mock_model;
+pub mod python;
 pub mod status_api;
 pub mod stub;
 pub mod tasks;

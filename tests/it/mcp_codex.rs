@@ -1,0 +1,203 @@
+//! The node's own Codex queues work through the conductor's MCP endpoint, end to end on the
+//! real pinned `codex app-server` (issue 21): codexd's child has the conductor as the MCP
+//! server `baa` in its `CODEX_HOME/config.toml` (`url`, `bearer_token_env_var`), and codexd
+//! passes that variable to it (`BAA_CODEXD_CHILD_ENV`). A task's turn asks the loopback
+//! model, which calls the task-add tool; the task it names appears in the queue with the
+//! title the model gave, and runs.
+//!
+//! What codex 0.169.0 does, pinned here (a Codex upgrade that changes it fails this test):
+//! - MCP tools are deferred: the model sees only `tool_search` (run by codex, "client"
+//!   execution); its `tool_search_output` lists the server's tools as the namespace
+//!   `mcp__baa` holding `tasks_create`, and the model calls it as a `function_call` with
+//!   `namespace: "mcp__baa"`, `name: "tasks_create"` (the flat `mcp__baa__tasks_create`
+//!   is an "unsupported call").
+//! - A tool without `readOnlyHint` needs approval: under `approval_policy = "never"` the call
+//!   fails ("MCP tool call requires approval, but approval policy is never"), under
+//!   `on-request` codex asks with `mcpServer/elicitation/request`; the server entry's
+//!   `default_tools_approval_mode = "approve"` trusts it, as the node's own server is.
+//! - A thread's MCP servers start with `thread/start` (config.toml is read then), and its
+//!   first model request may go out before they are ready; the script below searches again
+//!   until the namespace is there.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::codex::MockCodexHome;
+use crate::support::codexd::{start_running, with_mock_codex, Dirs};
+use crate::support::conductor::TOKEN;
+use crate::support::mock_model::{keywords, Call, Output, Reply};
+use crate::support::tasks;
+use crate::support::tmp::TempDir;
+
+const T: Duration = Duration::from_secs(90);
+/// The variable the server entry reads its bearer token from.
+const TOKEN_VAR: &str = "BAA_MCP_TOKEN";
+/// Words in a task's prompt that make the model queue a follow-up through MCP.
+const QUEUE_WORDS: &str = "queue a follow-up";
+const FOLLOW_UP_TITLE: &str = "follow-up queued by codex";
+const FOLLOW_UP_PROMPT: &str = "say hello from the follow-up";
+/// tool_search calls the model makes before it gives up on the namespace appearing.
+const SEARCHES: usize = 100;
+const SEARCH_GAP: Duration = Duration::from_millis(100);
+
+/// The `[mcp_servers.baa]` entry for the conductor at `mcp_url`.
+fn server_entry(mcp_url: &str) -> String {
+    format!(
+        "\n[mcp_servers.baa]\nurl = \"{mcp_url}\"\nbearer_token_env_var = \"{TOKEN_VAR}\"\n\
+         default_tools_approval_mode = \"approve\"\n"
+    )
+}
+
+fn input(call: &Call) -> &[Value] {
+    call.body["input"].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// The `tasks_create` tool as a `tool_search_output` lists it: `(namespace, tool)`.
+fn found_tool(output: &Value) -> Option<(String, Value)> {
+    output["tools"].as_array()?.iter().find_map(|ns| {
+        let tool = ns["tools"]
+            .as_array()?
+            .iter()
+            .find(|t| t["name"] == "tasks_create")?;
+        Some((ns["name"].as_str()?.to_string(), tool.clone()))
+    })
+}
+
+/// The tool searches codex already ran in this conversation.
+fn searches(call: &Call) -> usize {
+    input(call)
+        .iter()
+        .filter(|i| i["type"] == "tool_search_output")
+        .count()
+}
+
+fn tool_search(call: &Call) -> Reply {
+    Reply::new(Output::Item(json!({
+        "type": "tool_search_call",
+        "id": format!("ts_mock_{}", call.n),
+        "call_id": format!("ts_call_{}", call.n),
+        "execution": "client",
+        "arguments": {"query": "baa tasks_create queue a task", "limit": 8},
+        "status": "completed",
+    })))
+}
+
+/// The model: a prompt with [`QUEUE_WORDS`] searches for the tool, calls it with the
+/// follow-up's title, then reports what it got; anything else by [`keywords`].
+fn script(work: String) -> impl Fn(&Call) -> Reply + Send + Sync + 'static {
+    move |call: &Call| {
+        let last = input(call).last().cloned().unwrap_or(Value::Null);
+        if last["type"] == "tool_search_output" {
+            return match found_tool(&last) {
+                Some((namespace, _)) => Reply::new(Output::Item(json!({
+                    "type": "function_call",
+                    "id": format!("fc_mock_{}", call.n),
+                    "call_id": "call_queue_1",
+                    "namespace": namespace,
+                    "name": "tasks_create",
+                    "arguments": json!({
+                        "title": FOLLOW_UP_TITLE,
+                        "prompt": FOLLOW_UP_PROMPT,
+                        "cwd": work,
+                    }).to_string(),
+                    "status": "completed",
+                }))),
+                None if searches(call) < SEARCHES => tool_search(call).delayed(SEARCH_GAP),
+                None => Reply::text("the baa MCP server never offered tasks_create"),
+            };
+        }
+        if let Some(out) = call.tool_output() {
+            return Reply::text(format!("queued: {out}"));
+        }
+        if call.prompt.contains(QUEUE_WORDS) {
+            return tool_search(call);
+        }
+        keywords(call)
+    }
+}
+
+#[test]
+fn a_codex_turn_queues_a_follow_up_task_through_the_conductors_mcp_tool() {
+    let home = MockCodexHome::new("mcp-codex");
+    home.mock
+        .set_script(script(home.work.display().to_string()));
+    let dir = TempDir::new("mcp-codex-dirs");
+    let codexd = start_running(
+        with_mock_codex(&Dirs::under(&dir.child("cx")), &home)
+            .env(TOKEN_VAR, TOKEN)
+            .env("BAA_CODEXD_CHILD_ENV", TOKEN_VAR),
+    );
+    let c = tasks::start(&dir, &codexd.base);
+    // The app-server reads config.toml at each thread/start, so the entry can name the
+    // conductor's port now that it is known.
+    let config = home.home.join("config.toml");
+    let mut toml = std::fs::read_to_string(&config).expect("config.toml");
+    toml.push_str(&server_entry(&c.url("/mcp")));
+    std::fs::write(&config, toml).expect("write config.toml");
+
+    let first = c.create(json!({
+        "title": "asks codex to queue work",
+        "prompt": format!("{QUEUE_WORDS}, then stop"),
+        "cwd": home.work,
+    }));
+    let done = c.wait_status(&first, "succeeded", T);
+    let said = done["runs"][0]["final_message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        said.starts_with("queued: "),
+        "{done:#}\n{}",
+        c.explain(&first)
+    );
+
+    // The follow-up is in the queue with the model's title, and runs like any task.
+    let listed = crate::support::http::get(&c.url("/v1/tasks?limit=50")).expect(200);
+    let tasks = listed["data"]["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let follow_up = tasks
+        .iter()
+        .find(|t| t["title"] == FOLLOW_UP_TITLE)
+        .unwrap_or_else(|| {
+            panic!(
+                "no task titled {FOLLOW_UP_TITLE:?} in {listed:#}\nmodel saw:\n{}\ncodexd log:\n{}",
+                requests_summary(&home),
+                codexd.log()
+            )
+        });
+    let id = follow_up["task_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        said.contains(&id),
+        "the tool's answer names the task: {said}"
+    );
+    let t = c.wait_status(&id, "succeeded", T);
+    assert_eq!(
+        t["runs"][0]["final_message"],
+        format!("mock reply: {FOLLOW_UP_PROMPT}"),
+        "{t:#}"
+    );
+    assert_eq!(
+        home.mock.count_prompt_starts(QUEUE_WORDS),
+        1,
+        "one turn asked to queue"
+    );
+}
+
+/// One line per model request: its last input item's type, for a failure message.
+fn requests_summary(home: &MockCodexHome) -> String {
+    home.mock
+        .requests()
+        .iter()
+        .map(|b| {
+            let last = b["input"].as_array().and_then(|i| i.last()).cloned();
+            let s = last.map(|l| l.to_string()).unwrap_or_default();
+            s.chars().take(400).collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -24,7 +24,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::codex::MockCodexHome;
-use crate::support::codexd::{start_running, with_mock_codex, Dirs};
+use crate::support::codexd::{
+    create_session, events_ws, read_until, start_running, with_mock_codex, Dirs,
+};
 use crate::support::conductor::TOKEN;
 use crate::support::mock_model::{keywords, Call, Output, Reply};
 use crate::support::tasks;
@@ -200,4 +202,40 @@ fn requests_summary(home: &MockCodexHome) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The defect issue 21 found: codexd passed no `BAA_*` (nor `*TOKEN*`) variable to its
+/// child, so an MCP server entry's `bearer_token_env_var` was never set there and the
+/// server's start-up failed. Without `BAA_CODEXD_CHILD_ENV` that is still so (the scrub
+/// stands); the test above is the same set-up with the variable named.
+#[test]
+fn codexd_passes_no_baa_variable_to_its_child_unless_named_so_an_unnamed_mcp_token_fails_startup() {
+    let home = MockCodexHome::new("mcp-codex-unnamed");
+    let config = home.home.join("config.toml");
+    let mut toml = std::fs::read_to_string(&config).expect("config.toml");
+    // Nothing listens there: start-up fails on the missing variable before connecting.
+    toml.push_str(&server_entry("http://127.0.0.1:9/mcp"));
+    std::fs::write(&config, toml).expect("write config.toml");
+    let dir = TempDir::new("mcp-codex-unnamed-dirs");
+    let codexd =
+        start_running(with_mock_codex(&Dirs::under(&dir.child("cx")), &home).env(TOKEN_VAR, TOKEN));
+    let mut ws = events_ws(&codexd, None);
+    create_session(&codexd, json!({"cwd": home.work}));
+    let seen = read_until(&mut ws, T, "the baa MCP server's start-up ending", |e| {
+        e["type"] == "mcpServer/startupStatus/updated"
+            && !matches!(
+                e["detail"]["params"]["status"].as_str(),
+                Some("starting") | None
+            )
+    });
+    let last = seen.last().expect("the matching event");
+    assert_eq!(last["detail"]["params"]["status"], "failed", "{last:#}");
+    let error = last["detail"]["params"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains(&format!("Environment variable {TOKEN_VAR}"))
+            && error.contains("is not set"),
+        "{last:#}"
+    );
 }

@@ -13,8 +13,10 @@
 //!   is an "unsupported call").
 //! - A tool without `readOnlyHint` needs approval: under `approval_policy = "never"` the call
 //!   fails ("MCP tool call requires approval, but approval policy is never"), under
-//!   `on-request` codex asks with `mcpServer/elicitation/request`; the server entry's
-//!   `default_tools_approval_mode = "approve"` trusts it, as the node's own server is.
+//!   `on-request` codex asks with `mcpServer/elicitation/request` (codexd surfaces it as an
+//!   approval the conductor's API answers; `{"action": "accept"}` lets the call run); the
+//!   server entry's `default_tools_approval_mode = "approve"` trusts it instead. Both are
+//!   tested below.
 //! - A thread's MCP servers start with `thread/start` (config.toml is read then), and its
 //!   first model request may go out before they are ready; the script below searches again
 //!   until the namespace is there.
@@ -43,12 +45,16 @@ const FOLLOW_UP_PROMPT: &str = "say hello from the follow-up";
 const SEARCHES: usize = 100;
 const SEARCH_GAP: Duration = Duration::from_millis(100);
 
-/// The `[mcp_servers.baa]` entry for the conductor at `mcp_url`.
-fn server_entry(mcp_url: &str) -> String {
-    format!(
-        "\n[mcp_servers.baa]\nurl = \"{mcp_url}\"\nbearer_token_env_var = \"{TOKEN_VAR}\"\n\
-         default_tools_approval_mode = \"approve\"\n"
-    )
+/// The `[mcp_servers.baa]` entry for the conductor at `mcp_url`; `trusted`: its tools run
+/// without asking.
+fn server_entry(mcp_url: &str, trusted: bool) -> String {
+    let mut entry = format!(
+        "\n[mcp_servers.baa]\nurl = \"{mcp_url}\"\nbearer_token_env_var = \"{TOKEN_VAR}\"\n"
+    );
+    if trusted {
+        entry.push_str("default_tools_approval_mode = \"approve\"\n");
+    }
+    entry
 }
 
 fn input(call: &Call) -> &[Value] {
@@ -119,12 +125,31 @@ fn script(work: String) -> impl Fn(&Call) -> Reply + Send + Sync + 'static {
     }
 }
 
+/// How the node's Codex gets to call the write tool.
+#[derive(Clone, Copy, PartialEq)]
+enum Approval {
+    /// The server entry trusts the server (`default_tools_approval_mode = "approve"`).
+    Trusted,
+    /// The task runs under `on-request`: codex asks (`mcpServer/elicitation/request`) and
+    /// the operator accepts through the conductor's approvals API.
+    AnsweredByApi,
+}
+
 #[test]
 fn a_codex_turn_queues_a_follow_up_task_through_the_conductors_mcp_tool() {
-    let home = MockCodexHome::new("mcp-codex");
+    queue_through_mcp("mcp-codex", Approval::Trusted);
+}
+
+#[test]
+fn a_codex_turn_asks_before_the_mcp_write_tool_and_an_accept_through_the_api_lets_it_queue() {
+    queue_through_mcp("mcp-codex-ask", Approval::AnsweredByApi);
+}
+
+fn queue_through_mcp(tag: &str, approval: Approval) {
+    let home = MockCodexHome::new(tag);
     home.mock
         .set_script(script(home.work.display().to_string()));
-    let dir = TempDir::new("mcp-codex-dirs");
+    let dir = TempDir::new(&format!("{tag}-dirs"));
     let codexd = start_running(
         with_mock_codex(&Dirs::under(&dir.child("cx")), &home)
             .env(TOKEN_VAR, TOKEN)
@@ -135,14 +160,27 @@ fn a_codex_turn_queues_a_follow_up_task_through_the_conductors_mcp_tool() {
     // conductor's port now that it is known.
     let config = home.home.join("config.toml");
     let mut toml = std::fs::read_to_string(&config).expect("config.toml");
-    toml.push_str(&server_entry(&c.url("/mcp")));
+    toml.push_str(&server_entry(&c.url("/mcp"), approval == Approval::Trusted));
     std::fs::write(&config, toml).expect("write config.toml");
 
-    let first = c.create(json!({
+    let mut body = json!({
         "title": "asks codex to queue work",
         "prompt": format!("{QUEUE_WORDS}, then stop"),
         "cwd": home.work,
-    }));
+    });
+    if approval == Approval::AnsweredByApi {
+        body["approval_policy"] = json!("on-request");
+    }
+    let first = c.create(body);
+    if approval == Approval::AnsweredByApi {
+        let request = c.wait_waiting(&first, T);
+        let waiting = c.task(&first)["task"]["waiting"].clone();
+        assert_eq!(
+            waiting["method"], "mcpServer/elicitation/request",
+            "{waiting:#}"
+        );
+        c.answer(&request, "accept").expect(200);
+    }
     let done = c.wait_status(&first, "succeeded", T);
     let said = done["runs"][0]["final_message"]
         .as_str()
@@ -214,7 +252,7 @@ fn codexd_passes_no_baa_variable_to_its_child_unless_named_so_an_unnamed_mcp_tok
     let config = home.home.join("config.toml");
     let mut toml = std::fs::read_to_string(&config).expect("config.toml");
     // Nothing listens there: start-up fails on the missing variable before connecting.
-    toml.push_str(&server_entry("http://127.0.0.1:9/mcp"));
+    toml.push_str(&server_entry("http://127.0.0.1:9/mcp", true));
     std::fs::write(&config, toml).expect("write config.toml");
     let dir = TempDir::new("mcp-codex-unnamed-dirs");
     let codexd =

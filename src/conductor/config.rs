@@ -144,6 +144,8 @@ pub enum Command {
     Task,
     /// `schedule …`: likewise.
     Schedule,
+    /// `mcp-config`: likewise (prints, calls nothing).
+    McpConfig,
 }
 
 pub const NODE_ID: Setting = Setting::env("BAA_NODE_ID")
@@ -407,6 +409,12 @@ pub const CLI: Cli<Command> = Cli {
             help: "manage schedules on a running conductor: schedule add|list|show|enable|disable|rm ('schedule --help')",
             json: true,
             run: Command::Schedule,
+        },
+        CliCommand {
+            name: "mcp-config",
+            help: "print the MCP client config for this node: Codex config.toml and Claude Code ('mcp-config --help')",
+            json: false,
+            run: Command::McpConfig,
         },
     ],
     bare: None,

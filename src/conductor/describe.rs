@@ -66,6 +66,8 @@ pub const BUSINESS: &[&str] = &[
     "schedules.read",
     "schedules.update",
     "schedules.delete",
+    "mcp.post",
+    "mcp.delete",
 ];
 
 /// The ids `/describe/control` lists, in order.
@@ -308,6 +310,7 @@ pub fn full<C>(f: &Facts<C>) -> Value {
         "codex": codex_block(f),
         "host_operations": host_ops_block(f),
         "websocket": websocket_block(f),
+        "mcp": mcp_block(f),
         "auth": auth_block(f.cfg),
         "capabilities": {
             "read_endpoints": of_kind(f.routes, RouteKind::Read),
@@ -333,6 +336,19 @@ pub fn full<C>(f: &Facts<C>) -> Value {
     })
 }
 
+/// Where an MCP client (Codex, Claude Code, ...) connects instead of reading this document.
+fn mcp_block<C>(f: &Facts<C>) -> Value {
+    json!({
+        "url": format!("{}/mcp", f.base_url),
+        "transport": "Streamable HTTP, JSON responses (POST /mcp; DELETE /mcp ends a session; no GET stream)",
+        "protocol_versions": crate::mcp::version::SUPPORTED,
+        "tools": "the task, system-state and codex routes above, named by route id with . -> _ (tasks_create, tasks_list, system_state, ...)",
+        "resources": ["baa://system/state", "baa://status", "baa://tasks/{id}", "baa://tasks/{id}/log"],
+        "auth": "write tools need Authorization: Bearer <BAA_SHARED_TOKEN> on the MCP request",
+        "config": "baa-conductor mcp-config prints the Codex and Claude Code snippets; docs/mcp.md",
+    })
+}
+
 pub fn business<C>(f: &Facts<C>) -> Value {
     json!({
         "surface": "business",
@@ -348,6 +364,7 @@ pub fn business<C>(f: &Facts<C>) -> Value {
         ],
         "websocket": websocket_block(f),
         "codex": codex_block(f),
+        "mcp": mcp_block(f),
         "endpoints": by_ids(f.routes, BUSINESS),
         "examples": [
             example(f, "List recent tasks", "tasks.list"),

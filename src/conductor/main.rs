@@ -12,6 +12,7 @@ mod firefox;
 mod host_ops;
 mod lease;
 mod mcp;
+mod mcp_cli;
 mod notify;
 mod records;
 #[cfg(test)]
@@ -40,6 +41,9 @@ fn main() -> ExitCode {
     if args.first().is_some_and(|a| a == "schedule") {
         return schedule_cli::main(args[1..].to_vec());
     }
+    if args.first().is_some_and(|a| a == "mcp-config") {
+        return mcp_cli::main(args[1..].to_vec());
+    }
     CLI.main(
         args,
         |inv| routes::command(inv.json),
@@ -58,6 +62,9 @@ fn main() -> ExitCode {
                 )),
                 Command::Schedule => CLI.fail(&baa::common::settings::Error::Usage(
                     "put schedule first: baa-conductor schedule <SUBCOMMAND> [FLAGS]".into(),
+                )),
+                Command::McpConfig => CLI.fail(&baa::common::settings::Error::Usage(
+                    "put mcp-config first: baa-conductor mcp-config [--conductor-url URL]".into(),
                 )),
                 Command::Start => daemon::run(cfg),
                 Command::Config if inv.json => {

@@ -18,6 +18,7 @@ use crate::routes;
 use crate::schedules::store::ScheduleStore;
 use crate::tasks::store::TaskStore;
 
+mod mcp;
 mod review;
 
 const TOKEN: &str = "unit-token-0123456789abcdef";

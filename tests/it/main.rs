@@ -19,6 +19,8 @@ mod conductor_codex_proxy;
 mod conductor_firefox;
 mod conductor_host_ops;
 mod conductor_lease;
+mod conductor_mcp;
+mod conductor_mcp_fuzz;
 mod conductor_schedules;
 mod conductor_security;
 mod conductor_system_state;

@@ -54,7 +54,7 @@ pub fn delete<C>(e: &Endpoint<'_, C>, req: &Request) -> Response {
         return refuse(400, Value::Null, no_session_header());
     };
     if e.sessions.close(id.trim()) {
-        Response::new(204, "text/plain; charset=utf-8", Vec::new())
+        Response::new(200, "text/plain; charset=utf-8", Vec::new())
     } else {
         refuse(404, Value::Null, session_not_found())
     }

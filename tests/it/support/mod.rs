@@ -12,6 +12,7 @@ pub mod conductor;
 pub mod daemon;
 pub mod git;
 pub mod http;
+pub mod mcp;
 pub mod mock_model;
 pub mod python;
 pub mod status_api;

@@ -11,7 +11,8 @@
 //!   `mcp__baa` holding `tasks_create`, and the model calls it as a `function_call` with
 //!   `namespace: "mcp__baa"`, `name: "tasks_create"` (the flat `mcp__baa__tasks_create`
 //!   is an "unsupported call").
-//! - A tool without `readOnlyHint` needs approval: under `approval_policy = "never"` the call
+//! - A tool marked `readOnlyHint: true` (every conductor route but the writes) runs without
+//!   asking. One without it needs approval: under `approval_policy = "never"` the call
 //!   fails ("MCP tool call requires approval, but approval policy is never"), under
 //!   `on-request` codex asks with `mcpServer/elicitation/request` (codexd surfaces it as an
 //!   approval the conductor's API answers; `{"action": "accept"}` lets the call run); the
@@ -61,13 +62,10 @@ fn input(call: &Call) -> &[Value] {
     call.body["input"].as_array().map_or(&[], Vec::as_slice)
 }
 
-/// The `tasks_create` tool as a `tool_search_output` lists it: `(namespace, tool)`.
-fn found_tool(output: &Value) -> Option<(String, Value)> {
+/// The tool `name` as a `tool_search_output` lists it: `(namespace, tool)`.
+fn found_tool(output: &Value, name: &str) -> Option<(String, Value)> {
     output["tools"].as_array()?.iter().find_map(|ns| {
-        let tool = ns["tools"]
-            .as_array()?
-            .iter()
-            .find(|t| t["name"] == "tasks_create")?;
+        let tool = ns["tools"].as_array()?.iter().find(|t| t["name"] == name)?;
         Some((ns["name"].as_str()?.to_string(), tool.clone()))
     })
 }
@@ -80,46 +78,53 @@ fn searches(call: &Call) -> usize {
         .count()
 }
 
-fn tool_search(call: &Call) -> Reply {
+/// A search for `tool` by its name (codex ranks its deferred tools with BM25).
+fn tool_search(call: &Call, tool: &str) -> Reply {
     Reply::new(Output::Item(json!({
         "type": "tool_search_call",
         "id": format!("ts_mock_{}", call.n),
         "call_id": format!("ts_call_{}", call.n),
         "execution": "client",
-        "arguments": {"query": "baa tasks_create queue a task", "limit": 8},
+        "arguments": {"query": format!("baa {tool}"), "limit": 8},
         "status": "completed",
     })))
 }
 
-/// The model: a prompt with [`QUEUE_WORDS`] searches for the tool, calls it with the
-/// follow-up's title, then reports what it got; anything else by [`keywords`].
-fn script(work: String) -> impl Fn(&Call) -> Reply + Send + Sync + 'static {
+/// What the model does when a prompt holds `words`: search for `tool`, call it with
+/// `args`, then say `tool said: <its output>`.
+struct Plan {
+    words: &'static str,
+    tool: &'static str,
+    args: Value,
+}
+
+/// The model: a prompt with the plan's words makes it search for the tool, call it and
+/// report what it got; anything else is answered by [`keywords`].
+fn script(plan: Plan) -> impl Fn(&Call) -> Reply + Send + Sync + 'static {
     move |call: &Call| {
         let last = input(call).last().cloned().unwrap_or(Value::Null);
         if last["type"] == "tool_search_output" {
-            return match found_tool(&last) {
+            return match found_tool(&last, plan.tool) {
                 Some((namespace, _)) => Reply::new(Output::Item(json!({
                     "type": "function_call",
                     "id": format!("fc_mock_{}", call.n),
-                    "call_id": "call_queue_1",
+                    "call_id": format!("call_mock_{}", call.n),
                     "namespace": namespace,
-                    "name": "tasks_create",
-                    "arguments": json!({
-                        "title": FOLLOW_UP_TITLE,
-                        "prompt": FOLLOW_UP_PROMPT,
-                        "cwd": work,
-                    }).to_string(),
+                    "name": plan.tool,
+                    "arguments": plan.args.to_string(),
                     "status": "completed",
                 }))),
-                None if searches(call) < SEARCHES => tool_search(call).delayed(SEARCH_GAP),
-                None => Reply::text("the baa MCP server never offered tasks_create"),
+                None if searches(call) < SEARCHES => {
+                    tool_search(call, plan.tool).delayed(SEARCH_GAP)
+                }
+                None => Reply::text(format!("the baa MCP server never offered {}", plan.tool)),
             };
         }
         if let Some(out) = call.tool_output() {
-            return Reply::text(format!("queued: {out}"));
+            return Reply::text(format!("tool said: {out}"));
         }
-        if call.prompt.contains(QUEUE_WORDS) {
-            return tool_search(call);
+        if call.prompt.contains(plan.words) {
+            return tool_search(call, plan.tool);
         }
         keywords(call)
     }
@@ -147,8 +152,11 @@ fn a_codex_turn_asks_before_the_mcp_write_tool_and_an_accept_through_the_api_let
 
 fn queue_through_mcp(tag: &str, approval: Approval) {
     let home = MockCodexHome::new(tag);
-    home.mock
-        .set_script(script(home.work.display().to_string()));
+    home.mock.set_script(script(Plan {
+        words: QUEUE_WORDS,
+        tool: "tasks_create",
+        args: json!({"title": FOLLOW_UP_TITLE, "prompt": FOLLOW_UP_PROMPT, "cwd": home.work}),
+    }));
     let dir = TempDir::new(&format!("{tag}-dirs"));
     let codexd = start_running(
         with_mock_codex(&Dirs::under(&dir.child("cx")), &home)
@@ -186,7 +194,7 @@ fn queue_through_mcp(tag: &str, approval: Approval) {
         .as_str()
         .unwrap_or_default();
     assert!(
-        said.starts_with("queued: "),
+        said.starts_with("tool said: "),
         "{done:#}\n{}",
         c.explain(&first)
     );
@@ -275,5 +283,46 @@ fn codexd_passes_no_baa_variable_to_its_child_unless_named_so_an_unnamed_mcp_tok
         error.contains(&format!("Environment variable {TOKEN_VAR}"))
             && error.contains("is not set"),
         "{last:#}"
+    );
+}
+
+/// A read tool (`readOnlyHint: true`, as the conductor marks every route that is not a
+/// write) runs without approval even under `approval_policy = "never"` and an entry that
+/// does not trust the server: what a turn needs to look at the queue.
+#[test]
+fn a_read_tool_runs_without_asking_under_never() {
+    let home = MockCodexHome::new("mcp-codex-read");
+    home.mock.set_script(script(Plan {
+        words: "look at the queue",
+        tool: "tasks_summary",
+        args: json!({}),
+    }));
+    let dir = TempDir::new("mcp-codex-read-dirs");
+    let codexd = start_running(
+        with_mock_codex(&Dirs::under(&dir.child("cx")), &home)
+            .env(TOKEN_VAR, TOKEN)
+            .env("BAA_CODEXD_CHILD_ENV", TOKEN_VAR),
+    );
+    let c = tasks::start(&dir, &codexd.base);
+    let config = home.home.join("config.toml");
+    let mut toml = std::fs::read_to_string(&config).expect("config.toml");
+    toml.push_str(&server_entry(&c.url("/mcp"), false));
+    std::fs::write(&config, toml).expect("write config.toml");
+
+    let id = c.create(json!({
+        "title": "reads the queue",
+        "prompt": "look at the queue",
+        "cwd": home.work,
+        "approval_policy": "never",
+    }));
+    let done = c.wait_status(&id, "succeeded", T);
+    let said = done["runs"][0]["final_message"]
+        .as_str()
+        .unwrap_or_default();
+    // The summary the tool returned counts this very task as running.
+    assert!(
+        said.starts_with("tool said: ") && said.contains("\"running\":1"),
+        "{said}\n{}",
+        c.explain(&id)
     );
 }

@@ -19,8 +19,10 @@
 //!   server entry's `default_tools_approval_mode = "approve"` trusts it instead. Both are
 //!   tested below.
 //! - A thread's MCP servers start with `thread/start` (config.toml is read then), and its
-//!   first model request may go out before they are ready; the script below searches again
-//!   until the namespace is there.
+//!   first model request may go out before they are ready: `tool_search` then finds
+//!   nothing of that server (probed with a server 1.5 s slow to start: the searches came
+//!   back without it until it was ready, then the tool was found and called). The script
+//!   below searches again, 100 ms apart, until the namespace is there.
 
 use std::time::Duration;
 

@@ -83,6 +83,11 @@ impl Mcp {
 
     /// Milliseconds for one `tools/call` of `tool` answered without an error.
     fn timed_call(&mut self, tool: &str) -> f64 {
+        self.call(tool).0
+    }
+
+    /// One `tools/call` of `tool`: milliseconds and the answer's size in bytes.
+    fn call(&mut self, tool: &str) -> (f64, usize) {
         self.next_id += 1;
         let body = json!({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call",
             "params": {"name": tool, "arguments": {}}});
@@ -96,7 +101,7 @@ impl Mcp {
             r.status,
             r.body
         );
-        took
+        (took, r.body.len())
     }
 }
 
@@ -138,6 +143,11 @@ fn mcp_tools_call_vs_http_route() {
         ("system_state", "/v1/system/state"),
     ] {
         let url = c.url(path);
+        println!(
+            "{tool}: answer {} bytes on /mcp, {} bytes from GET {path}",
+            mcp.call(tool).1,
+            plain.get(&url).body.len()
+        );
         for _ in 0..WARMUP {
             mcp.timed_call(tool);
             timed_get(&plain, &url);

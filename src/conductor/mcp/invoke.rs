@@ -2,6 +2,8 @@
 //! tools and resources take the same code path (validation, leader checks, envelopes)
 //! as curl does, with no second implementation to drift.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use baa::common::api_error::ApiError;
@@ -26,6 +28,15 @@ impl Failure {
         }
         t
     }
+
+    fn internal(message: String) -> Self {
+        Self {
+            status: 500,
+            code: "internal_error".into(),
+            message,
+            details: Value::Null,
+        }
+    }
 }
 
 impl From<ApiError> for Failure {
@@ -49,8 +60,15 @@ pub struct Call<'a> {
     pub outer: &'a Request,
 }
 
-/// The route's `data` on success, else its refusal.
-pub fn run<C>(routes: &[Route<C>], ctx: &C, call: Call<'_>) -> Result<Value, Failure> {
+/// The success envelope, borrowing `data` as the JSON text the route wrote.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// The route's `data` as JSON text on success, else its refusal.
+pub fn run<C>(routes: &[Route<C>], ctx: &C, call: Call<'_>) -> Result<String, Failure> {
     let mut headers = Vec::with_capacity(3);
     for name in ["host", "authorization"] {
         if let Some(v) = call.outer.header(name) {
@@ -73,36 +91,31 @@ pub fn run<C>(routes: &[Route<C>], ctx: &C, call: Call<'_>) -> Result<Value, Fai
         remote: call.outer.remote,
         request_id: RequestId::next(),
     };
-    match dispatch(routes, ctx, &req) {
-        Err(e) => Err(e.into()),
-        Ok(Reply::Http(resp)) => {
-            let v: Value = serde_json::from_slice(&resp.body).map_err(|e| Failure {
-                status: 500,
-                code: "internal_error".into(),
-                message: format!("The route answered something that is not JSON: {e}."),
+    let resp = match dispatch(routes, ctx, &req) {
+        Err(e) => return Err(e.into()),
+        Ok(Reply::Http(resp)) => resp,
+        Ok(_) => {
+            return Err(Failure {
+                status: 400,
+                code: "not_available_over_mcp".into(),
+                message: "This route streams or upgrades the connection; call it over HTTP.".into(),
                 details: Value::Null,
-            })?;
-            if resp.status < 400 {
-                Ok(match v {
-                    Value::Object(mut m) if m.contains_key("data") => {
-                        m.remove("data").unwrap_or(Value::Null)
-                    }
-                    other => other,
-                })
-            } else {
-                Err(Failure {
-                    status: resp.status,
-                    code: v["error"].as_str().unwrap_or("error").to_string(),
-                    message: v["message"].as_str().unwrap_or("").to_string(),
-                    details: v.get("details").cloned().unwrap_or(Value::Null),
-                })
-            }
+            })
         }
-        Ok(_) => Err(Failure {
-            status: 400,
-            code: "not_available_over_mcp".into(),
-            message: "This route streams or upgrades the connection; call it over HTTP.".into(),
-            details: Value::Null,
-        }),
+    };
+    if resp.status < 400 {
+        return match serde_json::from_slice::<Envelope>(&resp.body) {
+            Ok(env) => Ok(env.data.get().to_string()),
+            Err(e) => Err(Failure::internal(format!(
+                "The route answered without a JSON data envelope: {e}."
+            ))),
+        };
     }
+    let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+    Err(Failure {
+        status: resp.status,
+        code: v["error"].as_str().unwrap_or("error").to_string(),
+        message: v["message"].as_str().unwrap_or("").to_string(),
+        details: v.get("details").cloned().unwrap_or(Value::Null),
+    })
 }

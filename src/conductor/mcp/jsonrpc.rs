@@ -79,70 +79,79 @@ pub struct Refused {
 }
 
 /// Checks one message's shape: `jsonrpc: "2.0"`, an id that is a string or an integer,
-/// a string method, params that are an object.
-pub fn classify(v: &Value) -> Result<Message, Refused> {
-    let refuse = |id: &Value, error| {
-        Err(Refused {
-            id: id.clone(),
-            error,
-        })
-    };
-    let Value::Object(m) = v else {
+/// a string method, params that are an object. Takes the message so that its params
+/// (which may be large) are moved, not copied.
+pub fn classify(v: Value) -> Result<Message, Refused> {
+    let refuse = |id: Value, error| Err(Refused { id, error });
+    let Value::Object(mut m) = v else {
         return refuse(
-            &Value::Null,
+            Value::Null,
             RpcError::invalid_request("A JSON-RPC message must be an object."),
         );
     };
-    let id = match m.get("id") {
+    let id = match m.remove("id") {
         None => None,
-        Some(id @ Value::String(_)) => Some(id.clone()),
-        Some(id @ Value::Number(n)) if n.is_i64() || n.is_u64() => Some(id.clone()),
+        Some(id @ Value::String(_)) => Some(id),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(Value::Number(n)),
         Some(_) => {
             return refuse(
-                &Value::Null,
+                Value::Null,
                 RpcError::invalid_request("id must be a string or an integer (never null)."),
             )
         }
     };
-    let answer_id = id.clone().unwrap_or(Value::Null);
+    let answer_id = || id.clone().unwrap_or(Value::Null);
     if m.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return refuse(
-            &answer_id,
+            answer_id(),
             RpcError::invalid_request("jsonrpc must be the string \"2.0\"."),
         );
     }
-    let method = match m.get("method") {
-        Some(Value::String(s)) => s.clone(),
+    let method = match m.remove("method") {
+        Some(Value::String(s)) => s,
         Some(_) => {
             return refuse(
-                &answer_id,
+                answer_id(),
                 RpcError::invalid_request("method must be a string."),
             )
         }
         None if id.is_some() && (m.contains_key("result") || m.contains_key("error")) => {
             return Ok(Message::Response)
         }
-        None => return refuse(&answer_id, RpcError::invalid_request("method is required.")),
+        None => {
+            return refuse(
+                answer_id(),
+                RpcError::invalid_request("method is required."),
+            )
+        }
     };
     let Some(id) = id else {
         return Ok(Message::Notification { method });
     };
-    let params = match m.get("params") {
+    let params = match m.remove("params") {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(p)) => p.clone(),
-        Some(_) => return refuse(&id, RpcError::invalid_params("params must be an object.")),
+        Some(Value::Object(p)) => p,
+        Some(_) => return refuse(id, RpcError::invalid_params("params must be an object.")),
     };
     Ok(Message::Request { id, method, params })
 }
 
-/// `{"jsonrpc": "2.0", "id", "result"}`.
-pub fn result(id: Value, result: Value) -> Value {
-    json!({ "jsonrpc": "2.0", "id": id, "result": result })
+/// `{"jsonrpc": "2.0", "id", "result"}` around a result that is already JSON text (a
+/// tool's answer is built as text: see `tool_call`).
+pub fn result(id: &Value, result: &str) -> String {
+    let id = serde_json::to_string(id).unwrap_or_else(|_| "null".into());
+    let mut s = String::with_capacity(40 + id.len() + result.len());
+    s.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    s.push_str(&id);
+    s.push_str(r#","result":"#);
+    s.push_str(result);
+    s.push('}');
+    s
 }
 
 /// `{"jsonrpc": "2.0", "id", "error": {code, message, data?}}`.
-pub fn error(id: Value, e: &RpcError) -> Value {
-    json!({ "jsonrpc": "2.0", "id": id, "error": e.to_json() })
+pub fn error(id: &Value, e: &RpcError) -> String {
+    json!({ "jsonrpc": "2.0", "id": id, "error": e.to_json() }).to_string()
 }
 
 #[cfg(test)]
@@ -150,14 +159,14 @@ mod tests {
     use super::*;
 
     fn code(v: Value) -> (Value, i64) {
-        let r = classify(&v).unwrap_err();
+        let r = classify(v).unwrap_err();
         (r.id, r.error.code)
     }
 
     #[test]
     fn requests_notifications_and_responses() {
         assert_eq!(
-            classify(&json!({"jsonrpc": "2.0", "id": 7, "method": "ping"})),
+            classify(json!({"jsonrpc": "2.0", "id": 7, "method": "ping"})),
             Ok(Message::Request {
                 id: json!(7),
                 method: "ping".into(),
@@ -165,13 +174,13 @@ mod tests {
             })
         );
         assert_eq!(
-            classify(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})),
+            classify(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})),
             Ok(Message::Notification {
                 method: "notifications/initialized".into()
             })
         );
         assert_eq!(
-            classify(&json!({"jsonrpc": "2.0", "id": "a", "result": {}})),
+            classify(json!({"jsonrpc": "2.0", "id": "a", "result": {}})),
             Ok(Message::Response)
         );
     }
@@ -211,13 +220,14 @@ mod tests {
 
     #[test]
     fn answers_carry_the_id() {
+        let parsed = |s: String| serde_json::from_str::<Value>(&s).unwrap();
         assert_eq!(
-            result(json!("x"), json!({})),
-            json!({"jsonrpc": "2.0", "id": "x", "result": {}})
+            parsed(result(&json!("x\""), "{}")),
+            json!({"jsonrpc": "2.0", "id": "x\"", "result": {}})
         );
         let e = RpcError::invalid_params("no").with_data(json!({"field": "name"}));
         assert_eq!(
-            error(json!(1), &e),
+            parsed(error(&json!(1), &e)),
             json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32602, "message": "no", "data": {"field": "name"}}})
         );
     }

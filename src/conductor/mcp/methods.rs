@@ -25,30 +25,31 @@ pub fn initialize_result<C>(e: &Endpoint<'_, C>, version: Version) -> Value {
     })
 }
 
-/// Answers one request on a session at `version`.
+/// Answers one request on a session at `version`: the result as JSON text.
 pub fn answer<C>(
     e: &Endpoint<'_, C>,
     outer: &Request,
     version: Version,
     method: &str,
-    params: &Map<String, Value>,
-) -> Result<Value, RpcError> {
+    mut params: Map<String, Value>,
+) -> Result<String, RpcError> {
+    let text = |v: Value| Ok(v.to_string());
     match method {
-        "ping" => Ok(json!({})),
+        "ping" => Ok("{}".into()),
         "tools/list" => {
             let structured = version.has_structured_output();
             let list: Vec<Value> = tools::offered(e.routes, e.host_ops)
                 .map(|t| t.to_json(structured))
                 .collect();
-            Ok(json!({ "tools": list }))
+            text(json!({ "tools": list }))
         }
         "tools/call" => {
-            let name = string(params, "name")?;
-            let args = match params.get("arguments") {
+            let args = match params.remove("arguments") {
                 None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(a)) => a.clone(),
+                Some(Value::Object(a)) => a,
                 Some(_) => return Err(RpcError::invalid_params("arguments must be an object.")),
             };
+            let name = string(&params, "name")?;
             let Some(tool) = tools::find(e.routes, e.host_ops, name) else {
                 return Err(RpcError::invalid_params(format!(
                     "Unknown tool {name:?}; tools/list names them."
@@ -61,13 +62,13 @@ pub fn answer<C>(
                 token: e.token,
                 structured: version.has_structured_output(),
             };
-            Ok(tool_call::call(&caller, &tool, &args))
+            Ok(tool_call::call(&caller, &tool, args))
         }
-        "resources/list" => Ok(resources::list()),
-        "resources/templates/list" => Ok(resources::templates()),
+        "resources/list" => text(resources::list()),
+        "resources/templates/list" => text(resources::templates()),
         "resources/read" => {
-            let uri = string(params, "uri")?;
-            resources::read(e.routes, e.ctx, outer, uri)
+            let uri = string(&params, "uri")?;
+            resources::read(e.routes, e.ctx, outer, uri).and_then(text)
         }
         "initialize" => Err(RpcError::invalid_request(
             "initialize opens a session; send it alone, without an Mcp-Session-Id, not in a batch.",

@@ -4,6 +4,11 @@
 //! callers get exactly what HTTP callers get. It knows the table only as the slice it is
 //! handed (the routes module sits on top of it). docs/mcp.md describes it for operators.
 
+// transport.rs: POST/DELETE /mcp, sessions required, batches; session.rs: the bounded,
+// expiring session table; version.rs: the revisions spoken; jsonrpc.rs: message shapes and
+// codes; methods.rs: what each method answers; tools.rs + args.rs: the exposed routes and
+// their argument schemas; tool_call.rs: tools/call; resources.rs: baa:// resources;
+// invoke.rs: one route run in-process.
 mod args;
 mod invoke;
 pub mod jsonrpc;

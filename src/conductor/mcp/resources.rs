@@ -59,7 +59,7 @@ pub fn read<C>(
         Some("system/state") => get("/v1/system/state".into()),
         Some("status") => get("/v1/system/state".into()).and_then(|system| {
             let tasks = get("/v1/tasks/summary".into())?;
-            Ok(json!({ "system": system, "tasks": tasks }))
+            Ok(format!(r#"{{"system":{system},"tasks":{tasks}}}"#))
         }),
         Some(rest) => match task_uri(rest) {
             Some((id, false)) => get(format!("/v1/tasks/{}", encode_component(&id))),
@@ -69,8 +69,7 @@ pub fn read<C>(
         None => return Err(not_found(uri)),
     }
     .map_err(|f| refused(uri, &f))?;
-    let text = serde_json::to_string(&data).unwrap_or_default();
-    Ok(json!({ "contents": [{ "uri": uri, "mimeType": JSON, "text": text }] }))
+    Ok(json!({ "contents": [{ "uri": uri, "mimeType": JSON, "text": data }] }))
 }
 
 /// `tasks/<id>` -> (id, false); `tasks/<id>/log` -> (id, true).

@@ -35,14 +35,20 @@ pub struct Caller<'a, C> {
     pub structured: bool,
 }
 
-/// The `CallToolResult` of `tool` with `args`.
-pub fn call<C>(c: &Caller<'_, C>, tool: &Tool<'_, C>, args: &Map<String, Value>) -> Value {
-    let tool_name = name(tool.route.id());
+/// The `CallToolResult` of `tool` with `args`, as JSON text.
+pub fn call<C>(c: &Caller<'_, C>, tool: &Tool<'_, C>, args: Map<String, Value>) -> String {
+    let tool_name = || name(tool.route.id());
     if tool.needs_token() {
         if let Err(e) = host_ops::authorize_for(c.outer, c.token, &WRITES) {
             let mut f = Failure::from(e);
+            log::info!(
+                "mcp: {} from {} refused: {}",
+                tool_name(),
+                c.outer.remote,
+                f.code
+            );
             f.message = if f.status == 401 {
-                format!("{tool_name} needs the shared token. {TOKEN_HINT}")
+                format!("{} needs the shared token. {TOKEN_HINT}", tool_name())
             } else {
                 format!(
                     "{} Set BAA_SHARED_TOKEN on the conductor, then {TOKEN_HINT}",
@@ -58,13 +64,27 @@ pub fn call<C>(c: &Caller<'_, C>, tool: &Tool<'_, C>, args: &Map<String, Value>)
             return failed(&Failure {
                 status: 400,
                 code: "invalid_arguments".into(),
-                message: format!("{tool_name}: {message}"),
+                message: format!("{}: {message}", tool_name()),
                 details: json!({ "arguments": tool.arg_names() }),
             })
         }
     };
-    match invoke::run(c.routes, c.ctx, call) {
-        Ok(data) => succeeded(data, c.structured),
+    let outcome = invoke::run(c.routes, c.ctx, call);
+    // A change made through MCP is in the log like one made over HTTP by hand would be
+    // in the shell history: who (the peer) and what.
+    if tool.needs_token() {
+        match &outcome {
+            Ok(_) => log::info!("mcp: {} from {} done", tool_name(), c.outer.remote),
+            Err(f) => log::info!(
+                "mcp: {} from {} refused: {}",
+                tool_name(),
+                c.outer.remote,
+                f.code
+            ),
+        }
+    }
+    match outcome {
+        Ok(data) => succeeded(&data, c.structured),
         Err(f) => failed(&f),
     }
 }
@@ -74,39 +94,10 @@ pub fn call<C>(c: &Caller<'_, C>, tool: &Tool<'_, C>, args: &Map<String, Value>)
 /// route's to judge.
 fn lay_out<'a, C>(
     tool: &Tool<'_, C>,
-    args: &Map<String, Value>,
+    args: Map<String, Value>,
     outer: &'a Request,
 ) -> Result<Call<'a>, String> {
-    let mut query = String::new();
-    let mut body = Map::new();
-    for (k, v) in args {
-        let Some((place, arg)) = tool.place_of(k) else {
-            return Err(format!(
-                "unknown argument {k:?}; it takes {}.",
-                tool.arg_names().join(", ")
-            ));
-        };
-        match (place, arg) {
-            (Place::Path, _) => {}
-            (Place::Query, Some(a)) => {
-                if v.is_null() {
-                    continue;
-                }
-                let text = a
-                    .query_text(v)
-                    .ok_or_else(|| format!("{k} must be {}.", a.type_name()))?;
-                if !query.is_empty() {
-                    query.push('&');
-                }
-                query.push_str(k);
-                query.push('=');
-                query.push_str(&encode_component(&text));
-            }
-            _ => {
-                body.insert(k.clone(), v.clone());
-            }
-        }
-    }
+    // The path first (it reads the path arguments), then the rest is moved, not copied.
     let mut path = String::new();
     for (i, seg) in tool.route.pattern().split('/').enumerate() {
         if i > 0 {
@@ -125,6 +116,36 @@ fn lay_out<'a, C>(
             }
         }
     }
+    let mut query = String::new();
+    let mut body = Map::new();
+    for (k, v) in args {
+        let Some((place, arg)) = tool.place_of(&k) else {
+            return Err(format!(
+                "unknown argument {k:?}; it takes {}.",
+                tool.arg_names().join(", ")
+            ));
+        };
+        match (place, arg) {
+            (Place::Path, _) => {}
+            (Place::Query, Some(a)) => {
+                if v.is_null() {
+                    continue;
+                }
+                let text = a
+                    .query_text(&v)
+                    .ok_or_else(|| format!("{k} must be {}.", a.type_name()))?;
+                if !query.is_empty() {
+                    query.push('&');
+                }
+                query.push_str(&k);
+                query.push('=');
+                query.push_str(&encode_component(&text));
+            }
+            _ => {
+                body.insert(k, v);
+            }
+        }
+    }
     let sends_body = tool.route.method() != "GET";
     Ok(Call {
         method: tool.route.method(),
@@ -135,18 +156,29 @@ fn lay_out<'a, C>(
     })
 }
 
-fn succeeded(data: Value, structured: bool) -> Value {
-    let text = serde_json::to_string(&data).unwrap_or_default();
-    let mut r = json!({ "content": [{ "type": "text", "text": text }], "isError": false });
+/// Built as text around the route's own `data` text: the data appears twice (as the text
+/// content, and as `structuredContent`), and neither copy is parsed or re-serialized.
+fn succeeded(data: &str, structured: bool) -> String {
+    let text = serde_json::to_string(data).unwrap_or_default();
+    let mut r = String::with_capacity(64 + text.len() + data.len());
+    r.push_str(r#"{"content":[{"type":"text","text":"#);
+    r.push_str(&text);
+    r.push_str(r#"}],"isError":false"#);
     if structured {
-        r["structuredContent"] = match data {
-            Value::Object(_) => data,
-            other => json!({ "result": other }),
-        };
+        r.push_str(r#","structuredContent":"#);
+        // The output schema is an object; a route whose data is not one is wrapped.
+        if data.trim_start().starts_with('{') {
+            r.push_str(data);
+        } else {
+            r.push_str(r#"{"result":"#);
+            r.push_str(data);
+            r.push('}');
+        }
     }
+    r.push('}');
     r
 }
 
-fn failed(f: &Failure) -> Value {
-    json!({ "content": [{ "type": "text", "text": f.text() }], "isError": true })
+fn failed(f: &Failure) -> String {
+    json!({ "content": [{ "type": "text", "text": f.text() }], "isError": true }).to_string()
 }

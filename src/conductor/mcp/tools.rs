@@ -245,7 +245,12 @@ pub fn offered<C>(routes: &[Route<C>], host_ops: bool) -> impl Iterator<Item = T
         })
 }
 
-/// The offered tool called `tool_name`.
+/// The offered tool called `tool_name` (the name is matched before any route is looked up:
+/// a call pays for one table scan).
 pub fn find<'t, C>(routes: &'t [Route<C>], host_ops: bool, tool_name: &str) -> Option<Tool<'t, C>> {
-    offered(routes, host_ops).find(|t| names(tool_name, t.route.id()))
+    let spec = TOOLS
+        .iter()
+        .find(|s| (host_ops || !s.host_ops) && names(tool_name, s.route))?;
+    let route = routes.iter().find(|r| r.id() == spec.route)?;
+    Some(Tool { spec, route })
 }

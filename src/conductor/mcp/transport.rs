@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use baa::common::http::{Request, Response};
 use baa::common::strict_json;
@@ -31,9 +31,10 @@ pub fn post<C>(e: &Endpoint<'_, C>, req: &Request) -> Response {
                 400,
                 Value::Null,
                 RpcError::invalid_request(format!(
-                    "Unsupported MCP-Protocol-Version header; this server speaks {}.",
+                    "Unsupported MCP-Protocol-Version header; this server speaks {} (initialize negotiates one).",
                     SUPPORTED.join(", ")
-                )),
+                ))
+                .with_data(json!({ "supported": SUPPORTED })),
             );
         }
     }
@@ -43,8 +44,8 @@ pub fn post<C>(e: &Endpoint<'_, C>, req: &Request) -> Response {
             Value::Null,
             RpcError::new(PARSE_ERROR, format!("Parse error: {err}.")),
         ),
-        Ok(Value::Array(items)) => batch(e, req, &items),
-        Ok(single) => one(e, req, &single),
+        Ok(Value::Array(items)) => batch(e, req, items),
+        Ok(single) => one(e, req, single),
     }
 }
 
@@ -60,7 +61,7 @@ pub fn delete<C>(e: &Endpoint<'_, C>, req: &Request) -> Response {
     }
 }
 
-fn one<C>(e: &Endpoint<'_, C>, req: &Request, v: &Value) -> Response {
+fn one<C>(e: &Endpoint<'_, C>, req: &Request, v: Value) -> Response {
     let (id, method, params) = match classify(v) {
         Err(r) => return refuse(400, r.id, r.error),
         Ok(Message::Request { id, method, params }) => (id, method, params),
@@ -78,29 +79,29 @@ fn one<C>(e: &Endpoint<'_, C>, req: &Request, v: &Value) -> Response {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let answer = match methods::answer(e, req, version, &method, &params) {
-        Ok(result) => jsonrpc::result(id, result),
-        Err(err) => jsonrpc::error(id, &err),
+    let answer = match methods::answer(e, req, version, &method, params) {
+        Ok(result) => jsonrpc::result(&id, &result),
+        Err(err) => jsonrpc::error(&id, &err),
     };
-    json(200, &answer)
+    json(200, answer)
 }
 
 fn initialize<C>(e: &Endpoint<'_, C>, id: Value, params: &Map<String, Value>) -> Response {
     let Some(requested) = params.get("protocolVersion").and_then(Value::as_str) else {
         let err = RpcError::invalid_params("protocolVersion (a string) is required.");
-        return json(200, &jsonrpc::error(id, &err));
+        return json(200, jsonrpc::error(&id, &err));
     };
     let version = Version::negotiate(requested);
     match e.sessions.open(version, Instant::now()) {
         Ok(sid) => {
-            let answer = jsonrpc::result(id, methods::initialize_result(e, version));
-            json(200, &answer).with_header(SESSION_HEADER, sid)
+            let result = methods::initialize_result(e, version).to_string();
+            json(200, jsonrpc::result(&id, &result)).with_header(SESSION_HEADER, sid)
         }
         Err(err) => refuse(503, id, RpcError::new(SERVER_ERROR, err.to_string())),
     }
 }
 
-fn batch<C>(e: &Endpoint<'_, C>, req: &Request, items: &[Value]) -> Response {
+fn batch<C>(e: &Endpoint<'_, C>, req: &Request, items: Vec<Value>) -> Response {
     let version = match session(e, req, &Value::Null) {
         Ok(v) => v,
         Err(r) => return r,
@@ -124,11 +125,11 @@ fn batch<C>(e: &Endpoint<'_, C>, req: &Request, items: &[Value]) -> Response {
     let mut answers = Vec::new();
     for item in items {
         match classify(item) {
-            Err(r) => answers.push(jsonrpc::error(r.id, &r.error)),
+            Err(r) => answers.push(jsonrpc::error(&r.id, &r.error)),
             Ok(Message::Request { id, method, params }) => {
-                answers.push(match methods::answer(e, req, version, &method, &params) {
-                    Ok(result) => jsonrpc::result(id, result),
-                    Err(err) => jsonrpc::error(id, &err),
+                answers.push(match methods::answer(e, req, version, &method, params) {
+                    Ok(result) => jsonrpc::result(&id, &result),
+                    Err(err) => jsonrpc::error(&id, &err),
                 })
             }
             Ok(_) => {}
@@ -137,7 +138,7 @@ fn batch<C>(e: &Endpoint<'_, C>, req: &Request, items: &[Value]) -> Response {
     if answers.is_empty() {
         accepted()
     } else {
-        json(200, &Value::Array(answers))
+        json(200, format!("[{}]", answers.join(",")))
     }
 }
 
@@ -166,13 +167,15 @@ fn session_not_found() -> RpcError {
 }
 
 fn refuse(status: u16, id: Value, err: RpcError) -> Response {
-    json(status, &jsonrpc::error(id, &err))
+    json(status, jsonrpc::error(&id, &err))
 }
 
 fn accepted() -> Response {
     Response::new(202, "text/plain; charset=utf-8", Vec::new())
 }
 
-fn json(status: u16, v: &Value) -> Response {
-    Response::json_value(status, v, false)
+/// A JSON-RPC answer (or batch of them) already written as text.
+fn json(status: u16, mut text: String) -> Response {
+    text.push('\n');
+    Response::new(status, "application/json", text)
 }

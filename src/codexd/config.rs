@@ -73,6 +73,9 @@ pub struct Config {
     pub server_command: String,
     pub server_args: Vec<String>,
     pub server_cwd: Option<PathBuf>,
+    /// Variables copied from codexd's environment into the child's (`BAA_CODEXD_CHILD_ENV`),
+    /// past the scrub: the operator named them, e.g. the token an MCP server entry reads.
+    pub child_env: Vec<String>,
     /// `child.endpoint` as shown: the configured label, or `unix://<resolved path>`.
     pub server_endpoint: String,
     /// How codexd talks to the child, from `BAA_CODEXD_SERVER_ENDPOINT`.
@@ -189,6 +192,8 @@ pub const SERVER_CWD: Setting = Setting::env("BAA_CODEXD_SERVER_CWD")
     .flag("server-cwd", "DIR")
     .derived("codexd's working directory")
     .help("the child's working directory");
+pub const CHILD_ENV: Setting = Setting::env("BAA_CODEXD_CHILD_ENV")
+    .help("comma-separated names of variables copied from codexd's environment into the child's, even ones the scrub would drop (e.g. the variable an MCP server's bearer_token_env_var names)");
 pub const DEMO: Setting = Setting::env("BAA_CODEXD_DEMO")
     .switch("demo")
     .help("run a built-in loopback model and point the child's CODEX_HOME at <state>/demo-codex-home, so turns complete without credentials");
@@ -300,6 +305,7 @@ pub const SETTINGS: &[Setting] = &[
     SERVER_COMMAND,
     SERVER_ARGS,
     SERVER_CWD,
+    CHILD_ENV,
     DEMO,
     EXPERIMENTAL_API,
     MODEL_CHECK,
@@ -454,6 +460,7 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
             .map(str::to_string)
             .collect(),
         server_cwd: r.opt_path(&SERVER_CWD),
+        child_env: child_env(r)?,
         server_endpoint: r.string(&SERVER_ENDPOINT)?,
         transport: Transport::Stdio,
         smoke_lifetime_ms: r.number(&SMOKE_LIFETIME_MS, 0..=u64::MAX)?,
@@ -497,6 +504,28 @@ pub fn resolve(r: &Resolver) -> Result<Config> {
     Ok(cfg)
 }
 
+/// `BAA_CODEXD_CHILD_ENV`: variable names, each `[A-Za-z_][A-Za-z0-9_]*`.
+fn child_env(r: &Resolver) -> Result<Vec<String>> {
+    let names = r.list(&CHILD_ENV);
+    if let Some(bad) = names.iter().find(|n| !is_variable_name(n)) {
+        return Err(r.invalid(
+            &CHILD_ENV,
+            format!(
+                "{bad:?} is not a variable name (letters, digits and _, not starting with a digit)"
+            ),
+        ));
+    }
+    Ok(names)
+}
+
+fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn missing_dir(own: &Setting, shared: &Setting) -> Error {
     runtime_root::not_set(&[
         own.both_names(),
@@ -534,6 +563,7 @@ impl Config {
                 "command": self.server_command,
                 "args": self.server_args,
                 "cwd": self.server_cwd,
+                "childEnv": self.child_env,
                 "endpoint": self.server_endpoint,
                 "transport": self.transport.kind(),
             },
@@ -587,6 +617,14 @@ impl Config {
                     .unwrap_or_else(|| "inherit".into())
             ),
             format!("server_endpoint: {}", self.server_endpoint),
+            format!(
+                "child_env: {}",
+                if self.child_env.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.child_env.join(",")
+                }
+            ),
             format!(
                 "approvals: default={} timeout_ms={}",
                 self.default_approval.as_str(),
@@ -841,6 +879,22 @@ mod tests {
             err(&["--model-check", "strict"], &[]),
             "--model-check: expected catalog or off, got \"strict\""
         );
+    }
+
+    #[test]
+    fn child_env_names_are_validated() {
+        assert!(resolve_rooted(&[], &[]).unwrap().child_env.is_empty());
+        let c = resolve_rooted(&[], &[("BAA_CODEXD_CHILD_ENV", " BAA_MCP_TOKEN, _x1 ,")]).unwrap();
+        assert_eq!(c.child_env, vec!["BAA_MCP_TOKEN", "_x1"]);
+        for bad in ["1X", "A-B", "A B", "A=B", "\u{e9}"] {
+            let e = err(&[], &[("BAA_CODEXD_CHILD_ENV", bad)]);
+            assert_eq!(
+                e,
+                format!(
+                    "BAA_CODEXD_CHILD_ENV={bad:?}: {bad:?} is not a variable name (letters, digits and _, not starting with a digit)"
+                )
+            );
+        }
     }
 
     #[test]

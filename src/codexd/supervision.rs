@@ -39,6 +39,7 @@ impl ChildThreads {
         let (control_tx, control_rx) = crossbeam_channel::bounded::<Control>(4);
         *lock(&core.control) = Some(control_tx);
         let settings = Settings::from_config(&core.cfg, core.take_adoptee());
+        child::warn_missing_pass_env(&settings.pass_env);
         // Without a supervisor the dispatcher ends at once: its only sender is dropped.
         let supervisor = child::spawn_supervisor(settings, core.stop.clone(), tx, control_rx)
             .map_err(|source| StartError::Thread {

@@ -36,6 +36,8 @@ mod cron_oracle;
 mod docs_drift;
 mod http_layer;
 mod logs;
+mod mcp_codex;
+mod mcp_sdk;
 mod mock_model;
 mod node_reach;
 mod notify;

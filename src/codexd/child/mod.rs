@@ -42,6 +42,7 @@ use crate::endpoint::Transport;
 use crate::rpc::{Ask, Rpc, RpcError};
 
 pub use find::{find, How};
+pub use process::warn_missing as warn_missing_pass_env;
 pub use pumps::{CutMessage, MAX_LINE};
 pub use supervisor::{spawn_supervisor, Control};
 
@@ -181,6 +182,8 @@ pub struct Settings {
     pub command: String,
     pub args: Vec<String>,
     pub cwd: Option<PathBuf>,
+    /// Variables passed from codexd's environment even when the scrub would drop them.
+    pub pass_env: Vec<String>,
     /// Demo mode: the CODEX_HOME the child gets (else it inherits the user's).
     pub codex_home: Option<PathBuf>,
     pub logs_dir: PathBuf,
@@ -202,6 +205,7 @@ impl Settings {
             command: cfg.server_command.clone(),
             args: cfg.server_args.clone(),
             cwd: cfg.server_cwd.clone(),
+            pass_env: cfg.child_env.clone(),
             codex_home: cfg.demo.then(|| cfg.demo_codex_home()),
             logs_dir: cfg.logs_dir.clone(),
             log_max_bytes: cfg.log_max_bytes,

@@ -9,6 +9,7 @@
 //! SIGKILL after a grace period, and a child this codexd spawned is always reaped by the
 //! supervisor that owns it.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -88,7 +89,8 @@ fn start(s: &Settings, mut cmd: Command) -> Result<Child, StartError> {
 }
 
 /// The child's command: configured command, args and cwd, with secrets scrubbed from its
-/// environment (it needs CODEX_HOME, HOME, PATH — never our tokens).
+/// environment (it needs CODEX_HOME, HOME, PATH — never our tokens) except the variables
+/// the operator named in `BAA_CODEXD_CHILD_ENV` (an MCP server's bearer token variable).
 fn command(s: &Settings) -> Command {
     let mut cmd = Command::new(&s.command);
     cmd.args(&s.args);
@@ -99,14 +101,31 @@ fn command(s: &Settings) -> Command {
         // Demo mode: the built-in model's config; otherwise the user's CODEX_HOME passes.
         cmd.env("CODEX_HOME", home);
     }
-    for (k, _) in std::env::vars_os() {
-        let name = k.to_string_lossy().to_ascii_uppercase();
-        if scrub_env(&name) {
-            cmd.env_remove(&k);
-        }
+    for k in scrubbed(std::env::vars_os().map(|(k, _)| k), &s.pass_env) {
+        cmd.env_remove(k);
     }
     set_child_umask(&mut cmd, CHILD_UMASK);
     cmd
+}
+
+/// The names among `names` (codexd's environment) the child must not inherit: the
+/// secrets and `BAA_*` ones, but never one named in `pass` (exact, case-sensitive, as the
+/// child will look it up).
+fn scrubbed(names: impl Iterator<Item = OsString>, pass: &[String]) -> Vec<OsString> {
+    names
+        .filter(|k| !pass.iter().any(|p| k == p.as_str()))
+        .filter(|k| scrub_env(&k.to_string_lossy().to_ascii_uppercase()))
+        .collect()
+}
+
+/// Logs once per name in `pass` that codexd's own environment lacks: the child will not
+/// have it either (an MCP server whose token variable is missing fails its start-up).
+pub fn warn_missing(pass: &[String]) {
+    for name in pass.iter().filter(|n| std::env::var_os(n).is_none()) {
+        log::warn!(
+            "BAA_CODEXD_CHILD_ENV names {name}, which is not set in codexd's environment; the app-server will not have it"
+        );
+    }
 }
 
 /// True for variables the child must not inherit.
@@ -170,6 +189,34 @@ pub fn kill(child: &mut Child) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passes_the_named_variables_past_the_scrub() {
+        let env = [
+            "PATH",
+            "BAA_MCP_TOKEN",
+            "GITHUB_TOKEN",
+            "BAA_SHARED_TOKEN",
+            "baa_mcp_token",
+        ]
+        .map(OsString::from);
+        let pass = ["BAA_MCP_TOKEN".to_string(), "HOME".to_string()];
+        assert_eq!(
+            scrubbed(env.clone().into_iter(), &pass),
+            ["GITHUB_TOKEN", "BAA_SHARED_TOKEN", "baa_mcp_token"].map(OsString::from),
+            "only the exact names listed pass"
+        );
+        assert_eq!(
+            scrubbed(env.into_iter(), &[]),
+            [
+                "BAA_MCP_TOKEN",
+                "GITHUB_TOKEN",
+                "BAA_SHARED_TOKEN",
+                "baa_mcp_token"
+            ]
+            .map(OsString::from)
+        );
+    }
 
     #[test]
     fn scrubs_secrets_but_not_codex_needs() {

@@ -97,6 +97,8 @@ pub enum Output {
         name: String,
         input: String,
     },
+    /// Any other output item, sent as is (e.g. a `tool_search_call`).
+    Item(Value),
     /// No stream: this HTTP status with an OpenAI-style JSON error body.
     Error { status: u16, message: String },
 }
@@ -565,6 +567,7 @@ fn answer(shared: &Shared, req: &Request) -> HttpReply {
                     "status": "completed",
                 }),
             )?,
+            Output::Item(item) => responses::send_item(w, &item)?,
             Output::Error { .. } => {}
         }
         match &usage {

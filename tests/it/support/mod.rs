@@ -14,6 +14,7 @@ pub mod git;
 pub mod http;
 pub mod mcp;
 pub mod mock_model;
+pub mod python;
 pub mod rng;
 pub mod status_api;
 pub mod stub;

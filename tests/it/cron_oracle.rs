@@ -33,7 +33,7 @@
 //!   system zoneinfo files ours reads.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,7 @@ use baa::common::cron::Cron;
 use baa::common::tz::Tz;
 use serde_json::{json, Value};
 
+use crate::support::python;
 use crate::support::rng::Rng;
 
 const EXPRESSIONS: usize = 2_400;
@@ -213,26 +214,13 @@ struct Query {
     ours: Option<i64>,
 }
 
-#[track_caller]
-fn oracle_python_path() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let py = root.join(".tools/py");
-    assert!(
-        py.join("croniter").is_dir(),
-        "the cron oracle needs Python's croniter in {}: run scripts/install-py-tools.sh \
-         (scripts/test.sh does)",
-        py.display()
-    );
-    py
-}
-
 /// Runs croniter over every query in one subprocess (with a deadline).
 #[track_caller]
 fn croniter_answers(queries: &[Value]) -> Vec<Value> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new("python3")
         .arg(root.join("tests/it/support/croniter_oracle.py"))
-        .env("PYTHONPATH", oracle_python_path())
+        .env("PYTHONPATH", python::tools_path("croniter"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

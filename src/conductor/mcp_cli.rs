@@ -94,6 +94,9 @@ pub fn render(base: &str) -> String {
          [mcp_servers.{SERVER_NAME}]\n\
          url = \"{url}\"\n\
          bearer_token_env_var = \"{TOKEN_ENV}\"\n\
+         # Codex asks before a write tool under on-request and refuses it under never; to let\n\
+         # it run unasked (e.g. the node's own Codex queueing follow-up tasks):\n\
+         # default_tools_approval_mode = \"approve\"\n\
          \n\
          # Claude Code: run once (the shell puts the token in Claude's config)\n\
          claude mcp add --transport http {SERVER_NAME} {url} --header \"Authorization: Bearer ${TOKEN_ENV}\"\n"
@@ -108,6 +111,10 @@ mod tests {
     fn the_snippets_name_the_url_and_the_token_variable_only() {
         let s = render("http://100.64.0.7:4317");
         assert!(s.contains("[mcp_servers.baa]\nurl = \"http://100.64.0.7:4317/mcp\"\nbearer_token_env_var = \"BAA_MCP_TOKEN\"\n"), "{s}");
+        assert!(
+            s.contains("\n# default_tools_approval_mode = \"approve\"\n"),
+            "{s}"
+        );
         assert!(s.contains("claude mcp add --transport http baa http://100.64.0.7:4317/mcp --header \"Authorization: Bearer $BAA_MCP_TOKEN\""), "{s}");
     }
 

@@ -24,20 +24,21 @@ const T: Duration = Duration::from_secs(30);
 /// from /proc: the app-servers codexd may have left there, however it lost track of them.
 fn listeners_on(sock: &Path) -> Vec<u32> {
     let want = format!("unix://{}", sock.display());
+    let listens = |pid: &u32| {
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
+        };
+        let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+        args.windows(2)
+            .any(|w| w[0] == b"--listen" && w[1] == want.as_bytes())
+    };
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     let mut pids: Vec<u32> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                return false;
-            };
-            let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
-            args.windows(2)
-                .any(|w| w[0] == b"--listen" && w[1] == want.as_bytes())
-        })
+        .filter(listens)
         .filter(|pid| !baa::common::proc::is_zombie(*pid))
         .collect();
     // The app-server forks to run things (git, shells); until that child execs it has the
@@ -54,6 +55,9 @@ fn listeners_on(sock: &Path) -> Vec<u32> {
         })
         .collect();
     pids.retain(|pid| !forks.contains(pid));
+    // A fork that exec'd between the reads above had the command line but not the binary
+    // any more: read again, after its binary, it is whatever it exec'd (a shell, git).
+    pids.retain(listens);
     pids.sort_unstable();
     pids
 }

@@ -140,6 +140,7 @@ impl TurnRecord {
     /// turns lack usage and the diff, and codexd's own may lack what a restart lost.
     pub fn fill_from(&mut self, other: &TurnRecord) {
         let TurnRecord {
+            status,
             kind,
             started_at,
             completed_at,
@@ -158,6 +159,11 @@ impl TurnRecord {
             review,
             ..
         } = other.clone();
+        // codex writes its rollout after it reports the turn done: a history read right
+        // after can still see the turn running, while codexd already holds how it ended.
+        if self.status == "inProgress" && status != "inProgress" {
+            self.status = status;
+        }
         fill(&mut self.started_at, started_at);
         fill(&mut self.completed_at, completed_at);
         fill(&mut self.duration_ms, duration_ms);
@@ -497,6 +503,32 @@ mod tests {
             (Some(json!({"n": 1})), Some("d"))
         );
         assert_eq!(app.command_count, 1);
+    }
+
+    #[test]
+    fn history_read_before_codex_wrote_the_turns_end_said_in_progress_with_no_items() {
+        // What `thread/turns/list` gives right after `turn/completed`, before the rollout
+        // has the turn's end: running, no items.
+        let mut app =
+            TurnRecord::from_app_turn(&json!({"id": "t", "status": "inProgress", "items": []}));
+        let mut ours = TurnProgress::new("t");
+        ours.facts.add(&command("ls", 0));
+        let mut kept = ours.to_record("completed");
+        kept.final_message = Some("done".into());
+        app.fill_from(&kept);
+        assert_eq!(
+            (
+                app.status.as_str(),
+                app.command_count,
+                app.final_message.as_deref()
+            ),
+            ("completed", 1, Some("done"))
+        );
+        // A turn codexd still sees running stays running.
+        let mut app =
+            TurnRecord::from_app_turn(&json!({"id": "t", "status": "inProgress", "items": []}));
+        app.fill_from(&TurnProgress::new("t").to_record("inProgress"));
+        assert_eq!(app.status, "inProgress");
     }
 
     #[test]

@@ -86,7 +86,7 @@ step "$scripts_name: started in the background (output at their end)"
 scripts_started=$SECONDS
 (
   rc=0
-  BAA_TEST_BIN_DIR="$PWD/target/debug" tests/scripts/run.sh --jobs 2 >"$work/scripts.log" 2>&1 || rc=$?
+  BAA_TEST_BIN_DIR="$PWD/target/debug" tests/scripts/run.sh --jobs 3 >"$work/scripts.log" 2>&1 || rc=$?
   echo "$rc $SECONDS" >"$work/scripts.done"
 ) &
 scripts_pid=$!

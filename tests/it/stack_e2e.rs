@@ -8,6 +8,7 @@
 //! status page, codexd stopped (conductor → 503 `codexd_unavailable`) and started again on the
 //! same dirs and port (the old session takes another turn). Budget: well under 60 s.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
@@ -17,7 +18,7 @@ use crate::support::codexd::{
     child_pid, codexd, start_running, wait_child_running, with_mock_codex, CodexApi, Dirs,
 };
 use crate::support::conductor::{self, TOKEN};
-use crate::support::daemon::{wait_for, Daemon};
+use crate::support::daemon::{wait_for, Daemon, Spawn};
 use crate::support::http::{get, post};
 use crate::support::mock_model::reply_for_prompt;
 use crate::support::status_api;
@@ -281,13 +282,8 @@ fn missing_codex_binary_is_a_clear_unavailable_child_not_a_crash_loop() {
 #[test]
 fn demo_mode_answers_a_turn_from_the_built_in_model() {
     let tmp = TempDir::new("stack-demo");
-    let dirs = Dirs::under(&tmp.child("root"));
-    let work = tmp.child("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let cx = codexd(&dirs)
-        .arg("--demo")
-        .env("BAA_CODEXD_SERVER_COMMAND", codex_binary())
-        .env("BAA_CODEXD_SERVER_CWD", &work)
+    let (dirs, _) = demo_dirs(&tmp);
+    let cx = demo_codexd(&tmp, &dirs)
         .env("CODEX_HOME", tmp.child("caller").join("codex-home"))
         .start();
     let status = wait_child_running(&cx, T);
@@ -320,14 +316,8 @@ fn demo_mode_answers_a_turn_from_the_built_in_model() {
 #[test]
 fn demo_model_answered_only_text_so_no_approval_could_be_tried() {
     let tmp = TempDir::new("stack-demo-approval");
-    let dirs = Dirs::under(&tmp.child("root"));
-    let work = tmp.child("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let cx = codexd(&dirs)
-        .arg("--demo")
-        .env("BAA_CODEXD_SERVER_COMMAND", codex_binary())
-        .env("BAA_CODEXD_SERVER_CWD", &work)
-        .start();
+    let (dirs, work) = demo_dirs(&tmp);
+    let cx = demo_codexd(&tmp, &dirs).start();
     wait_child_running(&cx, T);
     let api = CodexApi::codexd(&cx);
     let s = api
@@ -368,4 +358,19 @@ fn answer_the_pending_request(cx: &Daemon, sid: &str, decision: &str) {
         &json!({ "decision": decision }),
     )
     .expect(200);
+}
+
+/// A demo codexd's dirs under `tmp`, and the work dir its child runs in.
+fn demo_dirs(tmp: &TempDir) -> (Dirs, PathBuf) {
+    let work = tmp.child("work");
+    std::fs::create_dir_all(&work).unwrap();
+    (Dirs::under(&tmp.child("root")), work)
+}
+
+/// `baa-codexd start --demo` over the real codex, its child in `tmp`'s work dir.
+fn demo_codexd(tmp: &TempDir, dirs: &Dirs) -> Spawn {
+    codexd(dirs)
+        .arg("--demo")
+        .env("BAA_CODEXD_SERVER_COMMAND", codex_binary())
+        .env("BAA_CODEXD_SERVER_CWD", tmp.child("work"))
 }

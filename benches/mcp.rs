@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use support::bench::{ms_since, run, stats};
+use support::bench::{ms_since, run, stats, timed_get};
 use support::conductor::{self, TOKEN};
 use support::http::{Client, Resp};
 use support::tmp::TempDir;
@@ -103,15 +103,6 @@ impl Mcp {
         );
         (took, r.body.len())
     }
-}
-
-/// Milliseconds for one GET answered 200.
-fn timed_get(client: &Client, url: &str) -> f64 {
-    let t0 = Instant::now();
-    let r = client.get(url);
-    let took = ms_since(t0);
-    assert_eq!(r.status, 200, "{url}: {}", r.body);
-    took
 }
 
 fn mcp_tools_call_vs_http_route() {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use support::bench::{ms_since, run, stats};
+use support::bench::{ms_since, run, stats, timed_get};
 use support::codex::MockCodexHome;
 use support::codexd::{start_running, with_mock_codex, CodexApi, Dirs};
 use support::conductor::{self, TOKEN};
@@ -38,15 +38,6 @@ fn timed_turn(api: &CodexApi<'_>, sid: &str, i: usize) -> f64 {
     let s = api.wait_turn_done(sid, &tid, T);
     assert_eq!(s["lastTurnStatus"], "completed", "{s}");
     ms_since(t0)
-}
-
-/// Milliseconds for one GET answered 200.
-fn timed_get(client: &Client, url: &str) -> f64 {
-    let t0 = Instant::now();
-    let r = client.get(url);
-    let took = ms_since(t0);
-    assert_eq!(r.status, 200, "{url}: {}", r.body);
-    took
 }
 
 fn proxy_overhead_sessions_list_and_turns() {

@@ -33,8 +33,9 @@ use crate::support::codexd::{
     create_session, events_ws, read_until, start_running, with_mock_codex, Dirs,
 };
 use crate::support::conductor::TOKEN;
+use crate::support::daemon::Daemon;
 use crate::support::mock_model::{keywords, Call, Output, Reply};
-use crate::support::tasks;
+use crate::support::tasks::{self, TaskConductor};
 use crate::support::tmp::TempDir;
 
 const T: Duration = Duration::from_secs(90);
@@ -58,6 +59,23 @@ fn server_entry(mcp_url: &str, trusted: bool) -> String {
         entry.push_str("default_tools_approval_mode = \"approve\"\n");
     }
     entry
+}
+
+/// codexd over the real codex (passing the token variable to its child) and a conductor on
+/// it, with the conductor's `/mcp` added to the child's config.toml. The app-server reads
+/// config.toml at each thread/start, so the entry can name the conductor's port once known.
+fn stack_with_mcp(dir: &TempDir, home: &MockCodexHome, trusted: bool) -> (Daemon, TaskConductor) {
+    let codexd = start_running(
+        with_mock_codex(&Dirs::under(&dir.child("cx")), home)
+            .env(TOKEN_VAR, TOKEN)
+            .env("BAA_CODEXD_CHILD_ENV", TOKEN_VAR),
+    );
+    let c = tasks::start(dir, &codexd.base);
+    let config = home.home.join("config.toml");
+    let mut toml = std::fs::read_to_string(&config).expect("config.toml");
+    toml.push_str(&server_entry(&c.url("/mcp"), trusted));
+    std::fs::write(&config, toml).expect("write config.toml");
+    (codexd, c)
 }
 
 fn input(call: &Call) -> &[Value] {
@@ -160,18 +178,7 @@ fn queue_through_mcp(tag: &str, approval: Approval) {
         args: json!({"title": FOLLOW_UP_TITLE, "prompt": FOLLOW_UP_PROMPT, "cwd": home.work}),
     }));
     let dir = TempDir::new(&format!("{tag}-dirs"));
-    let codexd = start_running(
-        with_mock_codex(&Dirs::under(&dir.child("cx")), &home)
-            .env(TOKEN_VAR, TOKEN)
-            .env("BAA_CODEXD_CHILD_ENV", TOKEN_VAR),
-    );
-    let c = tasks::start(&dir, &codexd.base);
-    // The app-server reads config.toml at each thread/start, so the entry can name the
-    // conductor's port now that it is known.
-    let config = home.home.join("config.toml");
-    let mut toml = std::fs::read_to_string(&config).expect("config.toml");
-    toml.push_str(&server_entry(&c.url("/mcp"), approval == Approval::Trusted));
-    std::fs::write(&config, toml).expect("write config.toml");
+    let (codexd, c) = stack_with_mcp(&dir, &home, approval == Approval::Trusted);
 
     let mut body = json!({
         "title": "asks codex to queue work",
@@ -300,16 +307,7 @@ fn a_read_tool_runs_without_asking_under_never() {
         args: json!({}),
     }));
     let dir = TempDir::new("mcp-codex-read-dirs");
-    let codexd = start_running(
-        with_mock_codex(&Dirs::under(&dir.child("cx")), &home)
-            .env(TOKEN_VAR, TOKEN)
-            .env("BAA_CODEXD_CHILD_ENV", TOKEN_VAR),
-    );
-    let c = tasks::start(&dir, &codexd.base);
-    let config = home.home.join("config.toml");
-    let mut toml = std::fs::read_to_string(&config).expect("config.toml");
-    toml.push_str(&server_entry(&c.url("/mcp"), false));
-    std::fs::write(&config, toml).expect("write config.toml");
+    let (_codexd, c) = stack_with_mcp(&dir, &home, false);
 
     let id = c.create(json!({
         "title": "reads the queue",

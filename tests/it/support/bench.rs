@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use super::http::Client;
+
 /// Milliseconds since `t0`.
 pub fn ms_since(t0: Instant) -> f64 {
     t0.elapsed().as_secs_f64() * 1000.0
@@ -36,4 +38,13 @@ pub fn run(benches: &[(&str, fn())]) {
             bench();
         }
     }
+}
+
+/// Milliseconds for one GET answered 200.
+pub fn timed_get(client: &Client, url: &str) -> f64 {
+    let t0 = Instant::now();
+    let r = client.get(url);
+    let took = ms_since(t0);
+    assert_eq!(r.status, 200, "{url}: {}", r.body);
+    took
 }

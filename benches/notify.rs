@@ -25,7 +25,7 @@ use baa::common::time::ms_from_rfc3339;
 
 use support::bench::{run, stats};
 use support::codexd::{start_running, with_stub, Dirs};
-use support::daemon::wait_for;
+use support::daemon::{wait_for, Daemon};
 use support::tasks::{self, TaskConductor};
 use support::tmp::TempDir;
 
@@ -41,7 +41,7 @@ fn main() {
 type Times = Arc<std::sync::Mutex<Vec<Instant>>>;
 
 /// A receiver answering 200 after `delay`; counts what it got and when.
-fn receiver(delay: Duration) -> (ServerHandle, Arc<AtomicUsize>, Times) {
+fn receiver(delay: Duration) -> Receiver {
     let got = Arc::new(AtomicUsize::new(0));
     let times: Times = Arc::default();
     let (g, tm) = (got.clone(), times.clone());
@@ -57,6 +57,21 @@ fn receiver(delay: Duration) -> (ServerHandle, Arc<AtomicUsize>, Times) {
     )
     .expect("bind receiver");
     (h, got, times)
+}
+
+type Receiver = (ServerHandle, Arc<AtomicUsize>, Times);
+
+/// codexd with its stub child and a conductor on it; with `delay`, a receiver answering
+/// after it and the conductor notifying it. The dir and daemons live as long as the tuple.
+fn stack(tag: &str, delay: Option<u64>) -> (TempDir, Daemon, Option<Receiver>, TaskConductor) {
+    let dir = TempDir::new(tag);
+    let codexd = start_running(with_stub(&Dirs::under(&dir.child("cx")), "normal"));
+    let rx = delay.map(|ms| receiver(Duration::from_millis(ms)));
+    let hook = rx
+        .as_ref()
+        .map(|(h, _, _)| format!("http://{}/hook", h.local_addr()));
+    let c = conductor(&dir, &codexd.base, hook.as_deref());
+    (dir, codexd, rx, c)
 }
 
 fn conductor(dir: &TempDir, codexd: &str, hook: Option<&str>) -> TaskConductor {
@@ -77,13 +92,7 @@ fn started_after_created(t: &Value) -> f64 {
 fn notify_dispatch_latency() {
     const N: usize = 30;
     for (label, delay) in [("off", None), ("on, receiver 200 ms", Some(200))] {
-        let dir = TempDir::new("bench-notify-lat");
-        let codexd = start_running(with_stub(&Dirs::under(&dir.child("cx")), "normal"));
-        let rx = delay.map(|ms| receiver(Duration::from_millis(ms)));
-        let hook = rx
-            .as_ref()
-            .map(|(h, _, _)| format!("http://{}/hook", h.local_addr()));
-        let c = conductor(&dir, &codexd.base, hook.as_deref());
+        let (_dir, _codexd, _rx, c) = stack("bench-notify-lat", delay);
         let mut v = Vec::new();
         for i in 0..N {
             let id = c.create(json!({"title": format!("lat {i}"), "prompt": "hello"}));
@@ -108,13 +117,7 @@ fn dispatch_gaps(tasks: &[Value]) -> Vec<f64> {
 fn notify_throughput() {
     const N: usize = 100;
     for delay in [None, Some(0u64), Some(50), Some(200)] {
-        let dir = TempDir::new("bench-notify-tput");
-        let codexd = start_running(with_stub(&Dirs::under(&dir.child("cx")), "normal"));
-        let rx = delay.map(|ms| receiver(Duration::from_millis(ms)));
-        let hook = rx
-            .as_ref()
-            .map(|(h, _, _)| format!("http://{}/hook", h.local_addr()));
-        let c = conductor(&dir, &codexd.base, hook.as_deref());
+        let (_dir, _codexd, rx, c) = stack("bench-notify-tput", delay);
         let label = delay.map_or("notifications off".to_string(), |ms| {
             format!("receiver {ms} ms")
         });

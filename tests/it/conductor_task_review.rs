@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::support::codexd::{start_running, with_stub, Dirs};
 use crate::support::conductor::TOKEN;
 use crate::support::daemon::{Ran, Spawn, CONDUCTOR};
-use crate::support::git::git;
+use crate::support::git::{git, worktree_add};
 use crate::support::http::{get, post, post_h};
 use crate::support::tasks;
 use crate::support::tmp::TempDir;
@@ -69,18 +69,7 @@ fn repo_and_task(dir: &TempDir, id: &str) -> (PathBuf, PathBuf, String, String) 
     let base = git(&repo, &["rev-parse", "HEAD"]);
     let wt = dir.child("worktrees").join("repo-x").join(id);
     let branch = format!("baa/{id}");
-    git(
-        &repo,
-        &[
-            "worktree",
-            "add",
-            "-q",
-            "-b",
-            &branch,
-            &wt.display().to_string(),
-            &base,
-        ],
-    );
+    worktree_add(&repo, &branch, &wt, Some(&base));
     std::fs::write(wt.join("a.txt"), "from the task\n").unwrap();
     git(&wt, &["add", "-A"]);
     git(&wt, &["commit", "-q", "-m", "task"]);

@@ -15,7 +15,7 @@ use baa::common::time::{now_ms, rfc3339_from_ms};
 
 use crate::support::conductor::{spawn, TOKEN};
 use crate::support::daemon::wait_for;
-use crate::support::git::git;
+use crate::support::git::{git, worktree_add};
 use crate::support::http::get;
 use crate::support::tmp::TempDir;
 
@@ -70,17 +70,7 @@ fn a_finished_tasks_worktree_was_kept_forever_now_it_goes_after_the_retention_an
         ("task_gone", now),
     ] {
         let path = wt(id);
-        git(
-            &repo,
-            &[
-                "worktree",
-                "add",
-                "-q",
-                "-b",
-                &format!("baa/{id}"),
-                &path.display().to_string(),
-            ],
-        );
+        worktree_add(&repo, &format!("baa/{id}"), &path, None);
         std::fs::write(path.join("work.txt"), vec![b'x'; 50_000]).unwrap();
         let task = finished_task(id, &repo, &path, finished);
         std::fs::write(
@@ -92,17 +82,7 @@ fn a_finished_tasks_worktree_was_kept_forever_now_it_goes_after_the_retention_an
     std::fs::remove_dir_all(wt("task_gone")).unwrap();
     // A worktree whose task was pruned (no record), untouched for three days: goes too.
     let orphan = wt("task_pruned");
-    git(
-        &repo,
-        &[
-            "worktree",
-            "add",
-            "-q",
-            "-b",
-            "baa/task_pruned",
-            &orphan.display().to_string(),
-        ],
-    );
+    worktree_add(&repo, "baa/task_pruned", &orphan, None);
     std::fs::File::open(&orphan)
         .unwrap()
         .set_modified(std::time::SystemTime::now() - Duration::from_millis(3 * DAY_MS))

@@ -69,6 +69,15 @@ impl Receiver {
         self.got.lock().unwrap().clone()
     }
 
+    /// The bodies of the deliveries of one event kind, in the order they came.
+    fn of_kind(&self, kind: &str) -> Vec<Value> {
+        self.all()
+            .iter()
+            .map(Delivery::json)
+            .filter(|v| v["kind"] == kind)
+            .collect()
+    }
+
     #[track_caller]
     fn wait_count(&self, n: usize, what: &str) -> Vec<Delivery> {
         wait_for(T, || Some(self.all()).filter(|a| a.len() >= n))
@@ -527,13 +536,7 @@ fn the_usage_limit_hold_and_its_release_are_announced_once_each() {
     c.wait_status(&a, "succeeded", T);
     let b = c.create(serde_json::json!({"title": "after the reset", "prompt": "after"}));
     c.wait_status(&b, "succeeded", T);
-    let of = |kind: &str| -> Vec<Value> {
-        r.all()
-            .iter()
-            .map(Delivery::json)
-            .filter(|v| v["kind"] == kind)
-            .collect()
-    };
+    let of = |kind: &str| r.of_kind(kind);
     let released = wait_for(T, || Some(of("queue.released")).filter(|v| !v.is_empty()))
         .unwrap_or_else(|| panic!("no queue.released delivery: {:?}", r.all()));
     let held = of("queue.held");
@@ -575,13 +578,7 @@ fn a_queue_held_by_codexds_child_not_running_is_announced_and_released() {
             .start(),
     };
     let id = c.create(serde_json::json!({"title": "waits for the child", "prompt": "hello"}));
-    let of = |kind: &str| -> Vec<Value> {
-        r.all()
-            .iter()
-            .map(Delivery::json)
-            .filter(|v| v["kind"] == kind)
-            .collect()
-    };
+    let of = |kind: &str| r.of_kind(kind);
     let held = wait_for(T, || Some(of("queue.held")).filter(|v| !v.is_empty()))
         .unwrap_or_else(|| panic!("no queue.held: {:?}\n{}", r.all(), c.d.log()));
     assert_eq!(

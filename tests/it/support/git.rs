@@ -25,3 +25,12 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim_end().to_string()
 }
+
+/// `git worktree add -q -b branch path [base]` in `repo`: a task's worktree made by hand.
+#[track_caller]
+pub fn worktree_add(repo: &Path, branch: &str, path: &Path, base: Option<&str>) {
+    let path = path.display().to_string();
+    let mut args = vec!["worktree", "add", "-q", "-b", branch, &path];
+    args.extend(base);
+    git(repo, &args);
+}

@@ -166,6 +166,22 @@ impl<'a> ClientSettings<'a> {
     }
 }
 
+/// What a client command of this process talks to: the conductor, and the token when
+/// `with_token` (a command that only reads leaves a bad token file alone). Flags, then
+/// the process's environment, then node.env (its warnings printed once).
+pub fn for_this_process(
+    binary: &str,
+    flags: &Flags,
+    with_token: bool,
+) -> Result<(Target, Option<String>)> {
+    let env = |k: &str| std::env::var(k).ok();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let settings = ClientSettings::for_command(binary, flags, &env, &cwd);
+    let target = settings.target()?;
+    let token = if with_token { settings.token()? } else { None };
+    Ok((target, token))
+}
+
 fn target(url: String, from: UrlSource) -> Target {
     Target {
         base: url.trim_end_matches('/').to_string(),

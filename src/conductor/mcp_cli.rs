@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use baa::common::cli::{self, USAGE_EXIT};
 use baa::common::settings::Flags;
 
-use crate::client_target::{ClientSettings, WHERE};
+use crate::client_target::{self, WHERE};
 
 const BINARY: &str = "baa-conductor";
 /// The variable the snippets read the token from.
@@ -50,11 +50,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 /// The conductor's URL as every client command finds it: flag, env, node.env, loopback.
 fn conductor_url(flags: &Flags) -> Result<String, String> {
-    let env = |k: &str| std::env::var(k).ok();
-    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    ClientSettings::for_command(BINARY, flags, &env, &cwd)
-        .target()
-        .map(|t| t.base)
+    client_target::for_this_process(BINARY, flags, false)
+        .map(|(t, _)| t.base)
         .map_err(|e| e.to_string())
 }
 

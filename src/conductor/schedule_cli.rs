@@ -14,7 +14,7 @@ use baa::common::cli::{self, USAGE_EXIT};
 use baa::common::client::encode_component;
 use baa::common::settings::Flags;
 
-use crate::client_target::ClientSettings;
+use crate::client_target;
 use crate::task_cli::{self, Api, CliError};
 
 const BINARY: &str = "baa-conductor";
@@ -185,20 +185,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if a.help {
         return cli::print(BINARY, &usage());
     }
-    let env = |k: &str| std::env::var(k).ok();
-    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let settings = ClientSettings::for_command(BINARY, &a.flags, &env, &cwd);
-    let target = match settings.target() {
+    let writes = !matches!(a.sub.as_str(), "list" | "show");
+    let (target, token) = match client_target::for_this_process(BINARY, &a.flags, writes) {
         Ok(t) => t,
         Err(e) => return usage_error(&e.to_string()),
-    };
-    let token = if matches!(a.sub.as_str(), "list" | "show") {
-        None
-    } else {
-        match settings.token() {
-            Ok(t) => t,
-            Err(e) => return usage_error(&e.to_string()),
-        }
     };
     let api = Api {
         base: target.base,

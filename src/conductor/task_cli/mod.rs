@@ -23,7 +23,7 @@ use baa::common::cli::{self, USAGE_EXIT};
 use baa::common::client::{encode_component, local_agent};
 use baa::common::time::now_ms;
 
-use crate::client_target::{ClientSettings, UrlSource};
+use crate::client_target::{self, UrlSource};
 use args::{Action, NewTask, Prompt, Sub};
 
 const BINARY: &str = "baa-conductor";
@@ -54,21 +54,12 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Action::Help => return cli::print(BINARY, &args::usage(BINARY)),
         Action::Run(sub) => sub,
     };
-    let env = |k: &str| std::env::var(k).ok();
-    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let settings = ClientSettings::for_command(BINARY, &a.flags, &env, &cwd);
-    let target = match settings.target() {
-        Ok(t) => t,
-        Err(e) => return usage_error(&e.to_string()),
-    };
     // Only the commands that change the repo read the token (a bad token file does not
     // stop a `list`).
-    let token = match &sub {
-        Sub::Merge { .. } | Sub::Discard { .. } => match settings.token() {
-            Ok(t) => t,
-            Err(e) => return usage_error(&e.to_string()),
-        },
-        _ => None,
+    let writes = matches!(&sub, Sub::Merge { .. } | Sub::Discard { .. });
+    let (target, token) = match client_target::for_this_process(BINARY, &a.flags, writes) {
+        Ok(t) => t,
+        Err(e) => return usage_error(&e.to_string()),
     };
     let api = Api {
         base: target.base,
